@@ -1,0 +1,292 @@
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../src/error.h"
+#include "../src/log.h"
+
+struct mj_cache {
+    char root[4096];
+    moejit_cache_mode mode;
+    atomic_int write_failed; /* set once a write failed: warn once, then stay memory-only */
+};
+
+static atomic_uint g_temp_counter;
+
+moejit_status mj_cache_open(const char *root, moejit_cache_mode mode, mj_cache **out)
+{
+    *out = NULL;
+    mj_cache *c = calloc(1, sizeof *c);
+    if (!c) return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "out of memory opening the cache");
+    if (mode != MOEJIT_CACHE_OFF) {
+        if (!root || root[0] != '/' || strlen(root) >= sizeof c->root - 64) {
+            free(c);
+            return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "cache directory \"%s\" must be an absolute path shorter than %zu bytes",
+                           root ? root : "(null)", sizeof c->root - 64);
+        }
+        snprintf(c->root, sizeof c->root, "%s", root);
+        /* Trailing slashes would double up in every path. */
+        for (size_t n = strlen(c->root); n > 1 && c->root[n - 1] == '/'; n--) c->root[n - 1] = '\0';
+    }
+    c->mode = mode;
+    *out = c;
+    return MOEJIT_OK;
+}
+
+void mj_cache_close(mj_cache *c) { free(c); }
+
+const char *mj_cache_root(const mj_cache *c) { return c->mode == MOEJIT_CACHE_OFF ? "" : c->root; }
+int mj_cache_readable(const mj_cache *c) { return c->mode == MOEJIT_CACHE_RW || c->mode == MOEJIT_CACHE_RO; }
+int mj_cache_writable(const mj_cache *c) { return c->mode == MOEJIT_CACHE_RW && !atomic_load(&c->write_failed); }
+
+int mj_cache_entry_path(const mj_cache *c, const char *key_hex, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "%s/v1/%.2s/%s.mjc", c->root, key_hex, key_hex + 2);
+    return (n < 0 || (size_t)n >= cap) ? -1 : 0;
+}
+
+void mj_cache_blob_free(mj_cache_blob *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+/* Read a whole file. MOEJIT_ERR_NOT_FOUND if it does not exist. */
+static moejit_status read_whole(const char *path, mj_cache_blob *out, int *fd_out)
+{
+    memset(out, 0, sizeof *out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) return mj_fail(MOEJIT_ERR_NOT_FOUND, "no cache entry %s", path);
+        return mj_fail(MOEJIT_ERR_IO, "cannot open cache entry %s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return mj_fail(MOEJIT_ERR_CORRUPT, "cache entry %s is not a regular file", path);
+    }
+    if (st.st_size > (off_t)MJ_ENTRY_MAX_BYTES) {
+        close(fd);
+        return mj_fail(MOEJIT_ERR_CORRUPT, "cache entry %s is %lld bytes, over the %u-byte limit", path,
+                       (long long)st.st_size, MJ_ENTRY_MAX_BYTES);
+    }
+    size_t len = (size_t)st.st_size;
+    uint8_t *data = malloc(len ? len : 1);
+    if (!data) {
+        close(fd);
+        return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "out of memory reading %s", path);
+    }
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = read(fd, data + got, len - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    if (fd_out) *fd_out = fd;
+    else close(fd);
+    out->data = data;
+    out->len = got; /* a file that shrank under us simply fails verification */
+    return MOEJIT_OK;
+}
+
+moejit_status mj_cache_read_file(const char *path, mj_cache_blob *out)
+{
+    moejit_status st = read_whole(path, out, NULL);
+    if (st != MOEJIT_OK) return st;
+    st = mj_entry_decode(out->data, out->len, &out->view);
+    if (st != MOEJIT_OK) {
+        mj_error_append(" (%s)", path);
+        mj_cache_blob_free(out);
+    }
+    return st;
+}
+
+moejit_status mj_cache_load(mj_cache *c, const char *key_hex, const void *key_record, size_t key_record_len,
+                            mj_cache_blob *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!mj_cache_readable(c)) return mj_fail(MOEJIT_ERR_NOT_FOUND, "the disk cache is off");
+    char path[4200];
+    if (mj_cache_entry_path(c, key_hex, path, sizeof path))
+        return mj_fail(MOEJIT_ERR_IO, "cache path too long under %s", c->root);
+    int fd = -1;
+    moejit_status st = read_whole(path, out, &fd);
+    if (st != MOEJIT_OK) return st;
+    st = mj_entry_decode(out->data, out->len, &out->view);
+    if (st == MOEJIT_OK && key_record &&
+        (out->view.key_record_len != key_record_len || memcmp(out->view.key_record, key_record, key_record_len)))
+        st = mj_fail(MOEJIT_ERR_CORRUPT, "entry's key record differs from the expected one (hash collision or a file "
+                                         "stored under another key's name)");
+    if (st != MOEJIT_OK) {
+        mj_error_append(": %s", path);
+        mj_cache_blob_free(out);
+        if (mj_cache_writable(c)) unlink(path); /* a bad entry is a miss; the recompile replaces it */
+    } else if (mj_cache_writable(c)) {
+        (void)futimens(fd, NULL); /* explicit last-use stamp for gc (never atime) */
+    }
+    close(fd);
+    return st;
+}
+
+static int mkdir_p(char *path, mode_t mode)
+{
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        int r = mkdir(path, mode);
+        *p = '/';
+        if (r != 0 && errno != EEXIST) return -1;
+    }
+    return (mkdir(path, mode) != 0 && errno != EEXIST) ? -1 : 0;
+}
+
+static moejit_status write_failed(mj_cache *c, const char *what, const char *path, int err)
+{
+    if (!atomic_exchange(&c->write_failed, 1))
+        mj_warn("cache directory %s is not writable (%s %s: %s); continuing with the in-memory cache only", c->root,
+                what, path, strerror(err));
+    return mj_fail(MOEJIT_ERR_IO, "%s %s: %s", what, path, strerror(err));
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = EIO;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+moejit_status mj_cache_publish(mj_cache *c, const char *key_hex, const mj_entry_view *entry)
+{
+    if (!mj_cache_writable(c)) return mj_fail(MOEJIT_ERR_IO, "the disk cache is not writable");
+    char dir[4200], tmp[4300], final_path[4200];
+    snprintf(dir, sizeof dir, "%s/tmp", c->root);
+    if (mkdir_p(dir, 0777) != 0) return write_failed(c, "cannot create", dir, errno);
+    snprintf(dir, sizeof dir, "%s/v1/%.2s", c->root, key_hex);
+    if (mkdir_p(dir, 0777) != 0) return write_failed(c, "cannot create", dir, errno);
+    mj_cache_entry_path(c, key_hex, final_path, sizeof final_path);
+
+    uint8_t *blob;
+    size_t len;
+    moejit_status st = mj_entry_encode(entry, &blob, &len);
+    if (st != MOEJIT_OK) return st;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    snprintf(tmp, sizeof tmp, "%s/tmp/%s.%ld.%u.%ld.tmp", c->root, key_hex, (long)getpid(),
+             atomic_fetch_add(&g_temp_counter, 1), (long)now.tv_nsec);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        free(blob);
+        return write_failed(c, "cannot create", tmp, errno);
+    }
+    int err = 0;
+    if (write_all(fd, blob, len) != 0) err = errno;
+    else if (fsync(fd) != 0) err = errno;
+    if (close(fd) != 0 && !err) err = errno;
+    free(blob);
+    if (!err && rename(tmp, final_path) != 0) err = errno;
+    if (err) {
+        unlink(tmp);
+        return write_failed(c, "cannot write", tmp, err);
+    }
+    return MOEJIT_OK;
+}
+
+moejit_status mj_cache_remove(mj_cache *c, const char *key_hex)
+{
+    char path[4200];
+    if (mj_cache_entry_path(c, key_hex, path, sizeof path)) return mj_fail(MOEJIT_ERR_IO, "cache path too long");
+    if (unlink(path) != 0) {
+        if (errno == ENOENT) return mj_fail(MOEJIT_ERR_NOT_FOUND, "no cache entry %s", key_hex);
+        return mj_fail(MOEJIT_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
+    }
+    return MOEJIT_OK;
+}
+
+static int is_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
+moejit_status mj_cache_foreach(mj_cache *c, mj_cache_visit_fn fn, void *user)
+{
+    if (c->mode == MOEJIT_CACHE_OFF) return MOEJIT_OK;
+    char base[4200];
+    snprintf(base, sizeof base, "%s/v1", c->root);
+    DIR *top = opendir(base);
+    if (!top) return errno == ENOENT ? MOEJIT_OK : mj_fail(MOEJIT_ERR_IO, "cannot list %s: %s", base, strerror(errno));
+    struct dirent *d;
+    int stop = 0;
+    while (!stop && (d = readdir(top))) {
+        if (strlen(d->d_name) != 2 || !is_hex(d->d_name, 2)) continue;
+        char sub[4300];
+        snprintf(sub, sizeof sub, "%s/%s", base, d->d_name);
+        DIR *dd = opendir(sub);
+        if (!dd) continue;
+        struct dirent *f;
+        while (!stop && (f = readdir(dd))) {
+            /* 30 hex digits + ".mjc" */
+            if (strlen(f->d_name) != 34 || strcmp(f->d_name + 30, ".mjc") || !is_hex(f->d_name, 30)) continue;
+            char key[33], path[4400];
+            snprintf(key, sizeof key, "%s%.30s", d->d_name, f->d_name);
+            snprintf(path, sizeof path, "%s/%s", sub, f->d_name);
+            struct stat st;
+            if (stat(path, &st) != 0) continue;
+            stop = fn(key, path, &st, user);
+        }
+        closedir(dd);
+    }
+    closedir(top);
+    return MOEJIT_OK;
+}
+
+moejit_status mj_cache_peek(const char *path, mj_entry_summary *sum, char *meta, size_t cap)
+{
+    memset(sum, 0, sizeof *sum);
+    if (cap) meta[0] = '\0';
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return mj_fail(errno == ENOENT ? MOEJIT_ERR_NOT_FOUND : MOEJIT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    uint8_t head[MJ_ENTRY_HEADER_SIZE];
+    struct stat st;
+    mj_entry_header h;
+    moejit_status rc = MOEJIT_OK;
+    if (fstat(fd, &st) != 0 || pread(fd, head, sizeof head, 0) != (ssize_t)sizeof head)
+        rc = mj_fail(MOEJIT_ERR_CORRUPT, "%s: shorter than an entry header", path);
+    else if ((rc = mj_entry_header_parse(head, &h)) != MOEJIT_OK)
+        mj_error_append(": %s", path);
+    else if (h.key_record_len > (uint64_t)st.st_size || h.meta_len > (uint64_t)st.st_size)
+        rc = mj_fail(MOEJIT_ERR_CORRUPT, "%s: section lengths exceed the file", path);
+    if (rc == MOEJIT_OK) {
+        sum->file_size = (uint64_t)st.st_size;
+        sum->source_len = h.source_len;
+        sum->cubin_len = h.cubin_len;
+        sum->created = h.created;
+        if (cap) {
+            size_t n = h.meta_len < cap - 1 ? (size_t)h.meta_len : cap - 1;
+            ssize_t r = pread(fd, meta, n, (off_t)(MJ_ENTRY_HEADER_SIZE + h.key_record_len));
+            meta[r > 0 ? (size_t)r : 0] = '\0';
+        }
+    }
+    close(fd);
+    return rc;
+}

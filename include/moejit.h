@@ -1,0 +1,274 @@
+/*
+ * moejit — shape-specialised Mixture-of-Experts routing kernels, compiled at first use.
+ *
+ * moejit turns a routing *shape* (experts, top-k, groups, scoring, dtype…) into CUDA C++ in which
+ * every size is a compile-time constant, compiles it with NVRTC the first time it is needed, keeps
+ * the cubin in an on-disk cache keyed by an XXH3-128 hash, and launches it through the CUDA Driver
+ * API on the caller's stream. libcuda and libnvrtc are loaded with dlopen(): the library itself
+ * links only libc, libdl and libpthread, so it loads on machines without a driver, where source
+ * generation and prewarming (compiling into the cache for an explicit arch) keep working.
+ *
+ * Conventions used throughout this header
+ *  - Every function that can fail returns a moejit_status; MOEJIT_OK is 0. On failure a
+ *    human-readable detail (which field, which value, the NVRTC log, the cache path…) is available
+ *    from moejit_last_error() in the same thread until the next failing call in that thread.
+ *  - Device pointers are plain `void *` (what cudaMalloc, cuMemAlloc and torch's data_ptr() give).
+ *  - Streams are moejit_stream, which is the same type as CUstream and cudaStream_t; NULL is the
+ *    legacy default stream.
+ *  - Launches run in the calling thread's current CUDA context (the one cudaSetDevice or PyTorch
+ *    made current). If the thread has none, the primary context of moejit_config.device is
+ *    retained and made current.
+ *  - Specs are plain structs. Zero-initialise them ({0} or memset) and set what you need: every
+ *    zero field means "the default" as documented per field.
+ *  - All functions are thread-safe. A moejit_ctx may be shared by any number of threads.
+ *
+ * Version: MOEJIT_VERSION_STRING. The ABI is not yet stable before 1.0.
+ */
+#ifndef MOEJIT_H
+#define MOEJIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MOEJIT_VERSION_MAJOR 0
+#define MOEJIT_VERSION_MINOR 1
+#define MOEJIT_VERSION_PATCH 0
+#define MOEJIT_VERSION_STRING "0.1.0"
+
+#if defined(__GNUC__) && !defined(MOEJIT_STATIC_DEFINE)
+#define MOEJIT_API __attribute__((visibility("default")))
+#else
+#define MOEJIT_API
+#endif
+
+/*-************************************************************************************************
+ *  Status codes
+ **************************************************************************************************/
+typedef enum moejit_status {
+    MOEJIT_OK = 0,
+    MOEJIT_ERR_INVALID_ARGUMENT = 1, /* NULL pointer, negative count, stride too small, misaligned */
+    MOEJIT_ERR_INVALID_SPEC = 2,     /* a spec field out of range or inconsistent (K > E, E = 0…) */
+    MOEJIT_ERR_UNSUPPORTED = 3,      /* valid but beyond what this build supports (E > max…) */
+    MOEJIT_ERR_OUT_OF_MEMORY = 4,    /* host allocation failed */
+    MOEJIT_ERR_NO_NVRTC = 5,         /* libnvrtc could not be loaded */
+    MOEJIT_ERR_COMPILE = 6,          /* NVRTC rejected the generated source (log in last_error) */
+    MOEJIT_ERR_NO_DRIVER = 7,        /* libcuda.so.1 missing or cuInit failed */
+    MOEJIT_ERR_NO_DEVICE = 8,        /* a driver but no usable GPU */
+    MOEJIT_ERR_CUDA = 9,             /* a Driver API call failed (name and code in last_error) */
+    MOEJIT_ERR_CACHE_MISS = 10,      /* strict mode (MOEJIT_NO_COMPILE=1) and the kernel is not cached */
+    MOEJIT_ERR_IO = 11,              /* a file could not be read or written */
+    MOEJIT_ERR_NOT_FOUND = 12,       /* no such cache entry, preset or file */
+    MOEJIT_ERR_CORRUPT = 13,         /* a cache entry failed verification */
+    MOEJIT_ERR_AMBIGUOUS = 14        /* a key prefix matches more than one cache entry */
+} moejit_status;
+
+/* Static name of a status ("MOEJIT_ERR_INVALID_SPEC"). Never NULL. */
+MOEJIT_API const char *moejit_status_str(moejit_status status);
+
+/*-************************************************************************************************
+ *  Limits of this build
+ **************************************************************************************************/
+#define MOEJIT_MAX_EXPERTS 1024 /* E: one warp per token holds a whole row in registers */
+#define MOEJIT_MAX_TOPK 32      /* K */
+
+/*-************************************************************************************************
+ *  Context
+ **************************************************************************************************/
+typedef struct moejit_ctx moejit_ctx;
+
+/* Same type as CUstream and cudaStream_t. */
+typedef struct CUstream_st *moejit_stream;
+
+typedef enum moejit_cache_mode {
+    MOEJIT_CACHE_FROM_ENV = 0, /* MOEJIT_CACHE=rw|ro|off, default rw */
+    MOEJIT_CACHE_RW = 1,       /* read entries, publish new ones */
+    MOEJIT_CACHE_RO = 2,       /* read entries, never write (read-only images) */
+    MOEJIT_CACHE_OFF = 3       /* memory only */
+} moejit_cache_mode;
+
+typedef enum moejit_log_level {
+    MOEJIT_LOG_FROM_ENV = 0, /* MOEJIT_LOG=warn|info|debug, default warn */
+    MOEJIT_LOG_SILENT = 1,
+    MOEJIT_LOG_WARN = 2,
+    MOEJIT_LOG_INFO = 3,
+    MOEJIT_LOG_DEBUG = 4
+} moejit_log_level;
+
+/* Context configuration. Every zero/NULL field falls back to the environment, then the default. */
+typedef struct moejit_config {
+    const char *cache_dir;       /* MOEJIT_CACHE_DIR, else $XDG_CACHE_HOME/moejit, else ~/.cache/moejit */
+    moejit_cache_mode cache_mode;
+    int no_compile;              /* 1: a cache miss is MOEJIT_ERR_CACHE_MISS (MOEJIT_NO_COMPILE=1) */
+    int always_compile;          /* 1: ignore cached entries and recompile (MOEJIT_ALWAYS_COMPILE=1) */
+    const char *dump_dir;        /* MOEJIT_DUMP_DIR: write source, log and cubin of every compile */
+    const char *extra_nvrtc_flags; /* MOEJIT_EXTRA_NVRTC_FLAGS, space separated; part of the key */
+    moejit_log_level log_level;  /* messages go to stderr */
+    int device;                  /* CUDA ordinal used when the calling thread has no current context */
+    int compile_jobs;            /* parallel NVRTC compiles in moejit_prewarm(); 0: bounded by cores and memory */
+} moejit_config;
+
+/* Create a context. cfg may be NULL (everything from the environment). Never touches the GPU:
+ * the driver is loaded at the first launch, NVRTC at the first compile. */
+MOEJIT_API moejit_status moejit_open(const moejit_config *cfg, moejit_ctx **out);
+
+/* Release a context and every kernel it loaded. NULL is a no-op. No launch may be in flight in
+ * another thread on this context. */
+MOEJIT_API void moejit_close(moejit_ctx *ctx);
+
+/* Detail of the last failure in the calling thread (field and value, NVRTC log and options, file
+ * path, driver error…). Never NULL; "" when nothing failed. ctx may be NULL. The text stays valid
+ * until the next moejit call in this thread. */
+MOEJIT_API const char *moejit_last_error(const moejit_ctx *ctx);
+
+/* The cache directory this context uses (absolute), or "" when the cache is off. */
+MOEJIT_API const char *moejit_cache_dir(const moejit_ctx *ctx);
+
+/*-************************************************************************************************
+ *  Operation 1: route — gating and top-k selection (DESIGN §2.1)
+ *
+ *  In:  logits [T, row_stride] (f32, bf16 or f16), optional bias [E] (f32).
+ *  Out: ids [T, K+S] int32 and weights [T, K+S] f32, row-major, contiguous.
+ *  1. s = score(logits): softmax over the row, or sigmoid per element (math in f32).
+ *  2. sel = s + bias (the bias changes the selection only, never the weights).
+ *  3. The K largest sel → ids, in descending order of sel; ties go to the lower expert index and
+ *     NaN ranks below every number. weights = s[ids].
+ *  4. renormalize: weights /= sum(weights) when the sum > 0.
+ *     scale_output: weights *= routed_scaling_factor.
+ *  Output is bit-identical run to run.
+ **************************************************************************************************/
+typedef enum moejit_dtype {
+    MOEJIT_DTYPE_F32 = 0,
+    MOEJIT_DTYPE_BF16 = 1,
+    MOEJIT_DTYPE_F16 = 2
+} moejit_dtype;
+
+typedef enum moejit_score {
+    MOEJIT_SCORE_SOFTMAX = 0,
+    MOEJIT_SCORE_SIGMOID = 1,
+    MOEJIT_SCORE_SQRT_SOFTPLUS = 2 /* sqrt(softplus(x)) */
+} moejit_score;
+
+typedef enum moejit_group_score {
+    MOEJIT_GROUP_SCORE_MAX = 0,      /* a group scores its best expert */
+    MOEJIT_GROUP_SCORE_TOP2_SUM = 1  /* a group scores the sum of its two best (DeepSeek-V3) */
+} moejit_group_score;
+
+typedef struct moejit_route_spec {
+    int32_t num_experts;           /* E, 1..MOEJIT_MAX_EXPERTS */
+    int32_t topk;                  /* K, 1..min(E, MOEJIT_MAX_TOPK) */
+    moejit_score score;            /* default softmax */
+    moejit_dtype dtype;            /* logits dtype, default f32 */
+    int32_t num_groups;            /* G: 0 or 1 = ungrouped; E % G == 0 */
+    int32_t topk_groups;           /* TG: groups kept, 0 = all G */
+    moejit_group_score group_score;
+    int32_t has_bias;              /* 1: args.bias [E] f32 is added for the selection only */
+    float softcap;                 /* > 0: logits become softcap·tanh(x/softcap) first; 0 = off */
+    int32_t score_after_topk;      /* 1: top-K on raw logits, then score only those K */
+    int32_t renormalize;           /* 1: weights /= their sum (when the sum > 0) */
+    int32_t scale_output;          /* 1: weights *= routed_scaling_factor */
+    float routed_scaling_factor;   /* 0 means 1.0 */
+    int32_t shared_slots;          /* S fused shared-expert slots appended to each row */
+} moejit_route_spec;
+
+typedef struct moejit_route_args {
+    const void *logits;   /* device [T, row_stride] of spec.dtype, aligned to the element size */
+    const float *bias;    /* device [E]; required when spec.has_bias, else ignored */
+    int32_t *ids;         /* device [T, K+S] */
+    float *weights;       /* device [T, K+S] */
+    int64_t num_tokens;   /* T >= 0; T == 0 launches nothing */
+    int64_t row_stride;   /* elements between consecutive rows of logits; 0 means E; must be >= E */
+} moejit_route_args;
+
+/* Route a batch on `stream`. The first call for a shape generates, compiles (or loads from the
+ * disk cache) and loads its kernel; later calls are a lookup and one cuLaunchKernel. Bad specs or
+ * arguments return an error before anything is compiled, written or launched. */
+MOEJIT_API moejit_status moejit_route(moejit_ctx *ctx, const moejit_route_spec *spec,
+                                      const moejit_route_args *args, moejit_stream stream);
+
+/* The C reference that defines route's meaning, on host memory (same layouts as the args).
+ * logits is host memory of spec->dtype; bias may be NULL when !spec->has_bias. */
+MOEJIT_API moejit_status moejit_route_reference(const moejit_route_spec *spec, const void *logits,
+                                                int64_t num_tokens, int64_t row_stride,
+                                                const float *bias, int32_t *ids, float *weights);
+
+/*-************************************************************************************************
+ *  Kernel descriptors: one operation and its spec, for prewarm and source generation
+ **************************************************************************************************/
+typedef enum moejit_op {
+    MOEJIT_OP_ROUTE = 1
+} moejit_op;
+
+typedef struct moejit_kernel_desc {
+    moejit_op op;
+    union {
+        moejit_route_spec route;
+    };
+} moejit_kernel_desc;
+
+/* Validate a descriptor without compiling anything (same checks and messages as a launch). */
+MOEJIT_API moejit_status moejit_validate(const moejit_kernel_desc *desc);
+
+/* Generated CUDA C++ for a descriptor: every size a compile-time constant, an extern "C" entry
+ * point whose name states the shape. Compiles nothing, needs no GPU. *src is malloc'ed and
+ * NUL-terminated; free it with moejit_free(). len may be NULL. */
+MOEJIT_API moejit_status moejit_source(moejit_ctx *ctx, const moejit_kernel_desc *desc, char **src,
+                                       size_t *len);
+
+/* Name of the descriptor's kernel entry point (e.g. "moejit_route_sigmoid_e384_k8_bf16") into buf.
+ * Returns MOEJIT_ERR_INVALID_ARGUMENT if it does not fit in cap bytes (the NUL included). */
+MOEJIT_API moejit_status moejit_kernel_name(const moejit_kernel_desc *desc, char *buf, size_t cap);
+
+/* Release memory returned by moejit (moejit_source). NULL is a no-op. */
+MOEJIT_API void moejit_free(void *p);
+
+/*-************************************************************************************************
+ *  Prewarm: compile into the disk cache for an explicit arch, without a GPU
+ **************************************************************************************************/
+typedef enum moejit_prewarm_outcome {
+    MOEJIT_PREWARM_FAILED = 0,
+    MOEJIT_PREWARM_COMPILED = 1, /* compiled and published (or kept in memory if the cache is off) */
+    MOEJIT_PREWARM_CACHED = 2    /* a valid entry was already on disk */
+} moejit_prewarm_outcome;
+
+typedef struct moejit_prewarm_result {
+    moejit_status status;
+    moejit_prewarm_outcome outcome;
+    char key[33];                /* XXH3-128 key, 32 hex digits */
+    char name[96];               /* entry point name */
+    double seconds;              /* wall time spent on this kernel */
+    char error[1024];            /* the failure detail (truncated), "" on success */
+} moejit_prewarm_result;
+
+/* Compile each descriptor for `arch` ("sm_90a", "sm_100a"…; NULL: the current device's arch) into
+ * the cache. results (may be NULL) receives one entry per descriptor. Compiles run in parallel
+ * (config.compile_jobs). Returns MOEJIT_OK when every descriptor succeeded, else the first error. */
+MOEJIT_API moejit_status moejit_prewarm(moejit_ctx *ctx, const moejit_kernel_desc *descs, size_t n,
+                                        const char *arch, moejit_prewarm_result *results);
+
+/*-************************************************************************************************
+ *  Runtime information
+ **************************************************************************************************/
+typedef struct moejit_stats {
+    uint64_t kernels;       /* kernels resident in the in-process registry */
+    uint64_t compiles;      /* NVRTC compiles done by this context */
+    uint64_t disk_hits;     /* kernels found in the disk cache */
+    uint64_t disk_misses;   /* disk lookups that found nothing usable */
+    uint64_t disk_writes;   /* entries published */
+    uint64_t bad_entries;   /* corrupt or mismatched entries found (and removed) */
+    uint64_t launches;      /* kernel launches */
+} moejit_stats;
+
+MOEJIT_API moejit_status moejit_get_stats(const moejit_ctx *ctx, moejit_stats *out);
+
+/* The arch string NVRTC targets for the current device (e.g. "sm_90a"), into buf (>= 16 bytes).
+ * Loads the driver; MOEJIT_ERR_NO_DRIVER / MOEJIT_ERR_NO_DEVICE without one. */
+MOEJIT_API moejit_status moejit_device_arch(moejit_ctx *ctx, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MOEJIT_H */

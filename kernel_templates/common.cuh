@@ -1,0 +1,151 @@
+// moejit kernel_templates/common.cuh — helpers shared by every kernel family.
+//
+// Compiled by NVRTC with no #include at all: the fp16/bf16 headers alone cost more compile time
+// than a whole routing kernel, and we only need conversions to f32, written here in a few lines.
+// Every size the code depends on is a compile-time constant of the Cfg struct that codegen
+// emits in front of this file.
+
+namespace mj {
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef unsigned long long u64;
+typedef long long i64;
+
+constexpr u32 kFullMask = 0xffffffffu;
+
+// ---- element types: storage and conversion to f32 -------------------------------------------
+
+struct F32 {
+    typedef float Storage;
+    static __device__ __forceinline__ float to_float(u32 bits) { return __uint_as_float(bits); }
+};
+
+struct BF16 {
+    typedef u16 Storage;
+    // bf16 is the upper half of an f32: widening is a shift.
+    static __device__ __forceinline__ float to_float(u32 bits) { return __uint_as_float(bits << 16); }
+};
+
+struct F16 {
+    typedef u16 Storage;
+    static __device__ __forceinline__ float to_float(u32 bits)
+    {
+        float f;
+        u16 h = (u16)bits;
+        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+        return f;
+    }
+};
+
+// ---- loading a contiguous span of N elements into f32 registers -------------------------------
+
+// Unpack one loaded 32-bit word into 1 (f32) or 2 (16-bit types) floats, starting at v[at].
+template <class D, int N>
+__device__ __forceinline__ void unpack_word(u32 w, float (&v)[N], int at)
+{
+    if constexpr (sizeof(typename D::Storage) == 4) {
+        v[at] = D::to_float(w);
+    } else {
+        v[at] = D::to_float(w & 0xffffu);
+        v[at + 1] = D::to_float(w >> 16);
+    }
+}
+
+// Load N consecutive elements starting at p using vectors of W bytes (W in 4, 8, 16; the caller
+// checked alignment and that N * sizeof(Storage) is a multiple of W).
+template <class D, int N, int W>
+__device__ __forceinline__ void load_span_vec(const typename D::Storage *p, float (&v)[N])
+{
+    constexpr int kPerWord = 4 / (int)sizeof(typename D::Storage);
+    constexpr int kVecs = N * (int)sizeof(typename D::Storage) / W;
+#pragma unroll
+    for (int i = 0; i < kVecs; i++) {
+        const int at = i * (W / 4) * kPerWord;
+        if constexpr (W == 16) {
+            const uint4 q = __ldg(reinterpret_cast<const uint4 *>(p) + i);
+            unpack_word<D, N>(q.x, v, at);
+            unpack_word<D, N>(q.y, v, at + kPerWord);
+            unpack_word<D, N>(q.z, v, at + 2 * kPerWord);
+            unpack_word<D, N>(q.w, v, at + 3 * kPerWord);
+        } else if constexpr (W == 8) {
+            const uint2 q = __ldg(reinterpret_cast<const uint2 *>(p) + i);
+            unpack_word<D, N>(q.x, v, at);
+            unpack_word<D, N>(q.y, v, at + kPerWord);
+        } else {
+            unpack_word<D, N>(__ldg(reinterpret_cast<const unsigned int *>(p) + i), v, at);
+        }
+    }
+}
+
+// Load element i of a row (bounds checked by the caller).
+template <class D>
+__device__ __forceinline__ float load_one(const typename D::Storage *p, int i)
+{
+    if constexpr (sizeof(typename D::Storage) == 4) return __ldg(reinterpret_cast<const float *>(p) + i);
+    else return D::to_float(__ldg(reinterpret_cast<const unsigned short *>(p) + i));
+}
+
+// Load the N elements at p (all present) with the widest vector the address allows.
+// The branch is uniform whenever the row stride keeps rows equally aligned.
+template <class D, int N>
+__device__ __forceinline__ void load_span(const typename D::Storage *p, float (&v)[N])
+{
+    constexpr int kBytes = N * (int)sizeof(typename D::Storage);
+    const unsigned long long a = reinterpret_cast<unsigned long long>(p);
+    if constexpr (kBytes % 16 == 0) {
+        if ((a & 15) == 0) { load_span_vec<D, N, 16>(p, v); return; }
+    }
+    if constexpr (kBytes % 8 == 0) {
+        if ((a & 7) == 0) { load_span_vec<D, N, 8>(p, v); return; }
+    }
+    if constexpr (kBytes % 4 == 0) {
+        if ((a & 3) == 0) { load_span_vec<D, N, 4>(p, v); return; }
+    }
+#pragma unroll
+    for (int i = 0; i < N; i++) v[i] = load_one<D>(p, i);
+}
+
+// ---- order-preserving keys ------------------------------------------------------------------
+//
+// A float maps to a u32 whose unsigned order is the float order, so one integer max (redux.sync
+// on sm_80+) finds the best score of a warp. NaN maps to 1, below every number (-inf maps to
+// 0x007fffff); 0 marks "no candidate" (a lane past the last expert, an expert already chosen or
+// masked by its group). -0.0 is folded into +0.0 first, since they compare equal as floats.
+__device__ __forceinline__ u32 order_key(float f)
+{
+    if (f != f) return 1u;
+    u32 u = __float_as_uint(f + 0.0f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+__device__ __forceinline__ u32 warp_max_u32(u32 v)
+{
+#if __CUDA_ARCH__ >= 800
+    return __reduce_max_sync(kFullMask, v);
+#else
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        u32 other = __shfl_xor_sync(kFullMask, v, o);
+        v = other > v ? other : v;
+    }
+    return v;
+#endif
+}
+
+__device__ __forceinline__ float warp_max_f32(float v)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFullMask, v, o));
+    return v;
+}
+
+// Butterfly sum: every lane ends with the same value, in the same order on every run.
+__device__ __forceinline__ float warp_sum_f32(float v)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
+    return v;
+}
+
+} // namespace mj

@@ -1,0 +1,136 @@
+/* Thread-local error detail. The buffer grows to hold long NVRTC logs and is freed at thread exit. */
+#include "error.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct error_buf {
+    char *text;
+    size_t len;
+    size_t cap;
+} error_buf;
+
+static pthread_key_t g_key;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void free_buf(void *p)
+{
+    error_buf *b = p;
+    if (b) free(b->text);
+    free(b);
+}
+
+static void make_key(void) { (void)pthread_key_create(&g_key, free_buf); }
+
+static error_buf *thread_buf(void)
+{
+    pthread_once(&g_once, make_key);
+    error_buf *b = pthread_getspecific(g_key);
+    if (!b) {
+        b = calloc(1, sizeof *b);
+        if (!b) return NULL;
+        pthread_setspecific(g_key, b);
+    }
+    return b;
+}
+
+static int reserve(error_buf *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap) return 1;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1) cap *= 2;
+    char *t = realloc(b->text, cap);
+    if (!t) return 0;
+    b->text = t;
+    b->cap = cap;
+    return 1;
+}
+
+static void vappend(error_buf *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0 || !reserve(b, (size_t)n)) return;
+    vsnprintf(b->text + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+}
+
+moejit_status mj_fail(moejit_status status, const char *fmt, ...)
+{
+    error_buf *b = thread_buf();
+    if (!b) return status;
+    b->len = 0;
+    if (b->text) b->text[0] = '\0';
+    va_list ap;
+    va_start(ap, fmt);
+    vappend(b, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+void mj_error_append(const char *fmt, ...)
+{
+    error_buf *b = thread_buf();
+    if (!b) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vappend(b, fmt, ap);
+    va_end(ap);
+}
+
+void mj_error_append_raw(const char *text, size_t len)
+{
+    error_buf *b = thread_buf();
+    if (!b || !reserve(b, len)) return;
+    memcpy(b->text + b->len, text, len);
+    b->len += len;
+    b->text[b->len] = '\0';
+}
+
+void mj_error_clear(void)
+{
+    error_buf *b = thread_buf();
+    if (b && b->text) {
+        b->len = 0;
+        b->text[0] = '\0';
+    }
+}
+
+const char *mj_error_text(void)
+{
+    error_buf *b = thread_buf();
+    return (b && b->text) ? b->text : "";
+}
+
+const char *moejit_status_str(moejit_status status)
+{
+    switch (status) {
+    case MOEJIT_OK: return "MOEJIT_OK";
+    case MOEJIT_ERR_INVALID_ARGUMENT: return "MOEJIT_ERR_INVALID_ARGUMENT";
+    case MOEJIT_ERR_INVALID_SPEC: return "MOEJIT_ERR_INVALID_SPEC";
+    case MOEJIT_ERR_UNSUPPORTED: return "MOEJIT_ERR_UNSUPPORTED";
+    case MOEJIT_ERR_OUT_OF_MEMORY: return "MOEJIT_ERR_OUT_OF_MEMORY";
+    case MOEJIT_ERR_NO_NVRTC: return "MOEJIT_ERR_NO_NVRTC";
+    case MOEJIT_ERR_COMPILE: return "MOEJIT_ERR_COMPILE";
+    case MOEJIT_ERR_NO_DRIVER: return "MOEJIT_ERR_NO_DRIVER";
+    case MOEJIT_ERR_NO_DEVICE: return "MOEJIT_ERR_NO_DEVICE";
+    case MOEJIT_ERR_CUDA: return "MOEJIT_ERR_CUDA";
+    case MOEJIT_ERR_CACHE_MISS: return "MOEJIT_ERR_CACHE_MISS";
+    case MOEJIT_ERR_IO: return "MOEJIT_ERR_IO";
+    case MOEJIT_ERR_NOT_FOUND: return "MOEJIT_ERR_NOT_FOUND";
+    case MOEJIT_ERR_CORRUPT: return "MOEJIT_ERR_CORRUPT";
+    case MOEJIT_ERR_AMBIGUOUS: return "MOEJIT_ERR_AMBIGUOUS";
+    }
+    return "MOEJIT_ERR_UNKNOWN";
+}
+
+const char *moejit_last_error(const moejit_ctx *ctx)
+{
+    (void)ctx;
+    return mj_error_text();
+}

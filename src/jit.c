@@ -1,0 +1,328 @@
+#include "jit.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "driver.h"
+#include "error.h"
+#include "key.h"
+#include "log.h"
+#include "strbuf.h"
+
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+void mj_built_free(mj_built *b)
+{
+    free(b->cubin);
+    memset(b, 0, sizeof *b);
+}
+
+/* MOEJIT_DUMP_DIR: <dir>/<entry>-<key>.{cu,log,cubin,options}. Best effort, never fatal. */
+static void dump_compile(const moejit_ctx *ctx, const char *entry, const char *key_hex, const char *source,
+                         const mj_compile_options *options, const mj_compile_output *out)
+{
+    if (!ctx->dump_dir[0]) return;
+    if (mkdir(ctx->dump_dir, 0777) != 0 && errno != EEXIST) {
+        mj_warn("MOEJIT_DUMP_DIR = %s: cannot create it: %s", ctx->dump_dir, strerror(errno));
+        return;
+    }
+    struct {
+        const char *ext;
+        const void *data;
+        size_t len;
+    } files[] = {
+        {"cu", source, strlen(source)},
+        {"log", out->log ? out->log : "", out->log ? strlen(out->log) : 0},
+        {"cubin", out->cubin, out->cubin_len},
+        {"options", options->key_text, strlen(options->key_text)},
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        if (!files[i].data) continue;
+        char path[PATH_MAX + 256];
+        snprintf(path, sizeof path, "%s/%s-%.12s.%s", ctx->dump_dir, entry, key_hex, files[i].ext);
+        FILE *f = fopen(path, "wb");
+        if (!f || fwrite(files[i].data, 1, files[i].len, f) != files[i].len)
+            mj_warn("MOEJIT_DUMP_DIR: cannot write %s", path);
+        if (f) fclose(f);
+    }
+}
+
+static moejit_status publish(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, const mj_key *key,
+                             const mj_kernel_plan *plan, const char *source, size_t source_len, const mj_built *b)
+{
+    char shape[512];
+    mj_kernel_describe(id, shape, sizeof shape);
+    const mj_nvrtc_identity *nv = &ctx->nvrtc_identity; /* located before the key was built */
+    mj_strbuf meta;
+    mj_sb_init(&meta);
+    mj_sb_printf(&meta, "entry=%s\nop=%s\nshape=%s\narch=%s\nthreads=%d\nitems_per_block=%d\nsmem=%d\nnvrtc=%s\n",
+                 plan->entry, mj_op_name(id->op), shape, arch, plan->threads, plan->items_per_block, plan->smem_bytes,
+                 nv->version);
+    if (!mj_sb_ok(&meta)) {
+        mj_sb_free(&meta);
+        return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    mj_entry_view view = {
+        .key_record = key->record,
+        .key_record_len = key->record_len,
+        .meta = meta.data,
+        .meta_len = meta.len,
+        .source = source,
+        .source_len = source_len,
+        .cubin = b->cubin,
+        .cubin_len = b->cubin_len,
+        .created = (uint64_t)time(NULL),
+    };
+    moejit_status st = mj_cache_publish(ctx->cache, key->hex, &view);
+    mj_sb_free(&meta);
+    return st;
+}
+
+/* A verified entry must also be the kernel we asked for (the key record already guarantees it
+ * unless the file was crafted; this check is cheap). */
+static int entry_matches(const mj_cache_blob *blob, const mj_kernel_plan *plan)
+{
+    char entry[sizeof plan->entry];
+    return mj_meta_get(blob->view.meta, blob->view.meta_len, "entry", entry, sizeof entry) &&
+           !strcmp(entry, plan->entry) && blob->view.cubin_len > 0;
+}
+
+moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, int skip_disk, mj_built *out)
+{
+    memset(out, 0, sizeof *out);
+    const double t0 = now_seconds();
+    char *source = NULL;
+    size_t source_len = 0;
+    mj_key key = {0};
+    mj_compile_options options;
+    const mj_nvrtc_identity *nv_id;
+
+    moejit_status st = mj_codegen(id, &out->plan, &source, &source_len);
+    if (st == MOEJIT_OK) st = mj_compile_options_build(arch, ctx->extra_flags, &options);
+    if (st == MOEJIT_OK) st = mj_ctx_nvrtc_identity(ctx, &nv_id);
+    if (st == MOEJIT_OK) st = mj_key_build(source, source_len, &options, arch, nv_id, &key);
+    if (st != MOEJIT_OK) goto done;
+    memcpy(out->key_hex, key.hex, sizeof out->key_hex);
+
+    if (!skip_disk && !ctx->always_compile && mj_cache_readable(ctx->cache)) {
+        mj_cache_blob blob;
+        st = mj_cache_load(ctx->cache, key.hex, key.record, key.record_len, &blob);
+        if (st == MOEJIT_OK && !entry_matches(&blob, &out->plan)) {
+            mj_cache_blob_free(&blob);
+            if (mj_cache_writable(ctx->cache)) mj_cache_remove(ctx->cache, key.hex);
+            st = mj_fail(MOEJIT_ERR_CORRUPT, "entry %s does not hold kernel %s", key.hex, out->plan.entry);
+        }
+        if (st == MOEJIT_OK) {
+            out->cubin = malloc(blob.view.cubin_len);
+            if (!out->cubin) {
+                mj_cache_blob_free(&blob);
+                st = mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "out of memory");
+                goto done;
+            }
+            memcpy(out->cubin, blob.view.cubin, blob.view.cubin_len);
+            out->cubin_len = blob.view.cubin_len;
+            out->from_disk = 1;
+            mj_cache_blob_free(&blob);
+            atomic_fetch_add(&ctx->n_disk_hits, 1);
+            mj_debug("disk hit %s (%s)", out->plan.entry, key.hex);
+            goto done;
+        }
+        if (st == MOEJIT_ERR_CORRUPT) {
+            atomic_fetch_add(&ctx->n_bad_entries, 1);
+            mj_info("bad cache entry replaced: %s", mj_error_text());
+        }
+        atomic_fetch_add(&ctx->n_disk_misses, 1);
+    }
+
+    if (ctx->no_compile) {
+        char shape[512];
+        mj_kernel_describe(id, shape, sizeof shape);
+        st = mj_fail(MOEJIT_ERR_CACHE_MISS,
+                     "MOEJIT_NO_COMPILE=1 and kernel %s (%s %s, %s) is not in the cache %s: key %s; prewarm it "
+                     "with `moejit prewarm --arch %s …` at deployment",
+                     out->plan.entry, mj_op_name(id->op), shape, arch,
+                     ctx->cache_dir[0] ? ctx->cache_dir : "(off)", key.hex, arch);
+        goto done;
+    }
+
+    mj_nvrtc *nv;
+    st = mj_ctx_nvrtc(ctx, &nv);
+    if (st != MOEJIT_OK) goto done;
+    char program[sizeof out->plan.entry + 8];
+    snprintf(program, sizeof program, "%s.cu", out->plan.entry);
+    mj_compile_output co;
+    mj_ctx_compile_slot_acquire(ctx);
+    st = mj_nvrtc_compile(nv, source, program, &options, &co);
+    mj_ctx_compile_slot_release(ctx);
+    dump_compile(ctx, out->plan.entry, key.hex, source, &options, &co);
+    if (st != MOEJIT_OK) {
+        mj_error_append("\nkey: %s", key.hex);
+        mj_compile_output_free(&co);
+        goto done;
+    }
+    atomic_fetch_add(&ctx->n_compiles, 1);
+    out->cubin = co.cubin;
+    out->cubin_len = co.cubin_len;
+    co.cubin = NULL;
+    mj_compile_output_free(&co);
+    mj_debug("compiled %s (%s) in %.0f ms", out->plan.entry, key.hex, (now_seconds() - t0) * 1e3);
+    if (mj_cache_writable(ctx->cache) &&
+        publish(ctx, id, arch, &key, &out->plan, source, source_len, out) == MOEJIT_OK)
+        atomic_fetch_add(&ctx->n_disk_writes, 1);
+    st = MOEJIT_OK; /* a failed publish is not a failed build */
+
+done:
+    out->seconds = now_seconds() - t0;
+    if (st != MOEJIT_OK) {
+        free(out->cubin);
+        out->cubin = NULL;
+        out->cubin_len = 0;
+    }
+    mj_key_free(&key);
+    free(source);
+    return st;
+}
+
+/* ---- the launch path ------------------------------------------------------------------------ */
+
+static int image_rejected(CUresult r)
+{
+    return r == CUDA_ERROR_INVALID_IMAGE || r == CUDA_ERROR_NO_BINARY_FOR_GPU || r == CUDA_ERROR_INVALID_PTX ||
+           r == CUDA_ERROR_UNSUPPORTED_PTX_VERSION || r == CUDA_ERROR_INVALID_SOURCE;
+}
+
+/* Build and load one registry node (called by the single thread that owns the build). */
+static moejit_status build_and_load(moejit_ctx *ctx, const mj_driver *d, mj_kernel *k)
+{
+    char arch[16];
+    mj_arch_for_cc(k->lookup.cc, arch, sizeof arch);
+    mj_built b;
+    moejit_status st = mj_jit_build(ctx, &k->lookup.id, arch, 0, &b);
+    if (st != MOEJIT_OK) return st;
+    CUresult r = d->library_load_data(&k->library, b.cubin, NULL, NULL, 0, NULL, NULL, 0);
+    if (r != CUDA_SUCCESS && b.from_disk && image_rejected(r)) {
+        /* The entry verified but the driver refuses its image: treat it as bad, compile once. */
+        atomic_fetch_add(&ctx->n_bad_entries, 1);
+        mj_warn("driver rejected the cached cubin of %s (%s): recompiling", b.plan.entry, b.key_hex);
+        if (mj_cache_writable(ctx->cache)) mj_cache_remove(ctx->cache, b.key_hex);
+        mj_built_free(&b);
+        st = mj_jit_build(ctx, &k->lookup.id, arch, 1, &b);
+        if (st != MOEJIT_OK) return st;
+        r = d->library_load_data(&k->library, b.cubin, NULL, NULL, 0, NULL, NULL, 0);
+    }
+    if (r != CUDA_SUCCESS) {
+        st = mj_cuda_fail(d, r, "cuLibraryLoadData", b.plan.entry);
+        mj_built_free(&b);
+        return st;
+    }
+    r = d->library_get_kernel(&k->kernel, k->library, b.plan.entry);
+    if (r != CUDA_SUCCESS) {
+        st = mj_cuda_fail(d, r, "cuLibraryGetKernel", b.plan.entry);
+        d->library_unload(k->library);
+        k->library = NULL;
+        mj_built_free(&b);
+        return st;
+    }
+    k->plan = b.plan;
+    memcpy(k->key_hex, b.key_hex, sizeof k->key_hex);
+    mj_built_free(&b);
+    return MOEJIT_OK;
+}
+
+/* Errors that will not change by trying again: keep returning them without recompiling. */
+static int permanent(moejit_status st)
+{
+    return st == MOEJIT_ERR_COMPILE || st == MOEJIT_ERR_UNSUPPORTED || st == MOEJIT_ERR_INVALID_SPEC;
+}
+
+static moejit_status node_error(const mj_kernel *k)
+{
+    return mj_fail(k->error_status, "%s", k->error_text ? k->error_text : "kernel build failed");
+}
+
+static moejit_status build_node(moejit_ctx *ctx, const mj_driver *d, mj_kernel *k)
+{
+    moejit_status st = build_and_load(ctx, d, k);
+    pthread_mutex_lock(&k->mu);
+    free(k->error_text);
+    k->error_text = st == MOEJIT_OK ? NULL : strdup(mj_error_text());
+    k->error_status = st;
+    atomic_store_explicit(&k->state, st == MOEJIT_OK ? MJ_KERNEL_READY : MJ_KERNEL_FAILED, memory_order_release);
+    pthread_cond_broadcast(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    return st;
+}
+
+/* First use of a (shape, device arch): single flight. */
+static moejit_status slow_path(moejit_ctx *ctx, const mj_driver *d, const mj_lookup_key *lk, uint64_t hash,
+                               mj_kernel **out)
+{
+    int created;
+    mj_kernel *k = mj_registry_insert(&ctx->registry, lk, hash, &created);
+    if (!k) return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "out of memory registering a kernel");
+    if (!created) {
+        pthread_mutex_lock(&k->mu);
+        while (atomic_load(&k->state) == MJ_KERNEL_PENDING) pthread_cond_wait(&k->cv, &k->mu);
+        int state = atomic_load(&k->state);
+        if (state == MJ_KERNEL_FAILED && !permanent(k->error_status)) {
+            atomic_store(&k->state, MJ_KERNEL_PENDING); /* this thread retries the build */
+            created = 1;
+        }
+        moejit_status st = state == MJ_KERNEL_READY ? MOEJIT_OK : node_error(k);
+        pthread_mutex_unlock(&k->mu);
+        if (!created) {
+            *out = k;
+            return st;
+        }
+    }
+    *out = k;
+    return build_node(ctx, d, k);
+}
+
+/* Large dynamic shared memory must be allowed per device, once. */
+static moejit_status prepare_device(const mj_driver *d, mj_kernel *k, CUdevice dev)
+{
+    const unsigned long long bit = 1ull << (unsigned)dev;
+    if (atomic_load_explicit(&k->devices_ready, memory_order_acquire) & bit) return MOEJIT_OK;
+    if (k->plan.smem_bytes > 48 * 1024) {
+        CUresult r = d->kernel_set_attribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, k->plan.smem_bytes,
+                                             k->kernel, dev);
+        if (r != CUDA_SUCCESS) return mj_cuda_fail(d, r, "cuKernelSetAttribute(max dynamic shared memory)", k->plan.entry);
+    }
+    atomic_fetch_or(&k->devices_ready, bit);
+    return MOEJIT_OK;
+}
+
+moejit_status mj_jit_kernel(moejit_ctx *ctx, const mj_kernel_id *id, const mj_kernel **out)
+{
+    const mj_driver *d;
+    moejit_status st = mj_driver_get(&d);
+    if (st != MOEJIT_OK) return st;
+    CUdevice dev;
+    int cc;
+    st = mj_ctx_current_device(ctx, d, &dev, &cc);
+    if (st != MOEJIT_OK) return st;
+
+    mj_lookup_key lk;
+    memset(&lk, 0, sizeof lk);
+    lk.id = *id;
+    lk.cc = cc;
+    const uint64_t hash = mj_lookup_hash(&lk);
+    mj_kernel *k = mj_registry_find(&ctx->registry, &lk, hash);
+    if (!k || atomic_load_explicit(&k->state, memory_order_acquire) != MJ_KERNEL_READY) {
+        st = slow_path(ctx, d, &lk, hash, &k);
+        if (st != MOEJIT_OK) return st;
+    }
+    st = prepare_device(d, k, dev);
+    *out = k;
+    return st;
+}

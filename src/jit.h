@@ -1,0 +1,27 @@
+/* The JIT pipeline for one kernel module:
+ *   codegen → options → key → disk cache → NVRTC → publish        (mj_jit_build: no GPU needed)
+ *   … → cuLibraryLoadData → registry                              (mj_jit_kernel: the launch path) */
+#ifndef MOEJIT_JIT_H
+#define MOEJIT_JIT_H
+
+#include "context.h"
+
+typedef struct mj_built {
+    mj_kernel_plan plan;
+    char key_hex[33];
+    uint8_t *cubin; /* malloc'ed */
+    size_t cubin_len;
+    int from_disk;  /* 1: a verified disk entry; 0: compiled now */
+    double seconds;
+} mj_built;
+
+/* Produce the cubin of `id` for `arch`, from the disk cache or NVRTC (publishing it).
+ * `skip_disk` forces a compile (MOEJIT_ALWAYS_COMPILE, or a cached cubin the driver rejected). */
+moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, int skip_disk, mj_built *out);
+void mj_built_free(mj_built *b);
+
+/* The loaded kernel for `id` on the calling thread's current device (built on first use).
+ * This is the launch path: after the first call for a shape it is a lock-free lookup. */
+moejit_status mj_jit_kernel(moejit_ctx *ctx, const mj_kernel_id *id, const mj_kernel **out);
+
+#endif

@@ -1,0 +1,66 @@
+/* moejit_route: argument checks, then lookup (or first-use build) and one launch. */
+#include <stdint.h>
+#include <string.h>
+
+#include "error.h"
+#include "launch.h"
+
+/* Must match mj::RouteParams in kernel_templates/route.cuh. */
+typedef struct mj_route_params {
+    const void *logits;
+    const float *bias;
+    int32_t *ids;
+    float *weights;
+    int64_t num_tokens;
+    int64_t row_stride;
+} mj_route_params;
+
+static moejit_status check_route_args(const mj_route_shape *r, const moejit_route_args *a, int64_t *row_stride)
+{
+    if (!a) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route args: args is NULL");
+    if (a->num_tokens < 0)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route args: num_tokens = %lld must be >= 0", (long long)a->num_tokens);
+    const int64_t stride = a->row_stride ? a->row_stride : r->experts;
+    if (stride < r->experts)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route args: row_stride = %lld is smaller than num_experts = %d",
+                       (long long)a->row_stride, r->experts);
+    const int elem = mj_dtype_bytes(r->dtype);
+    if (a->num_tokens > INT64_MAX / stride / elem)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route args: num_tokens = %lld with row_stride = %lld overflows",
+                       (long long)a->num_tokens, (long long)stride);
+    *row_stride = stride;
+    if (a->num_tokens == 0) return MOEJIT_OK; /* empty batch: pointers may be NULL, nothing runs */
+    moejit_status st;
+    if ((st = mj_check_device_ptr("route", "logits", a->logits, (size_t)elem)) != MOEJIT_OK) return st;
+    if ((st = mj_check_device_ptr("route", "ids", a->ids, 4)) != MOEJIT_OK) return st;
+    if ((st = mj_check_device_ptr("route", "weights", a->weights, 4)) != MOEJIT_OK) return st;
+    if (r->has_bias && (st = mj_check_device_ptr("route", "bias (spec.has_bias = 1)", a->bias, 4)) != MOEJIT_OK)
+        return st;
+    return MOEJIT_OK;
+}
+
+moejit_status moejit_route(moejit_ctx *ctx, const moejit_route_spec *spec, const moejit_route_args *args,
+                           moejit_stream stream)
+{
+    if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_route: ctx is NULL");
+    mj_kernel_id id;
+    memset(&id, 0, sizeof id);
+    id.op = MOEJIT_OP_ROUTE;
+    moejit_status st = mj_route_normalize(spec, &id.u.route);
+    if (st != MOEJIT_OK) return st;
+    int64_t stride = 0;
+    if ((st = check_route_args(&id.u.route, args, &stride)) != MOEJIT_OK) return st;
+    if (args->num_tokens == 0) return MOEJIT_OK;
+
+    const mj_kernel *k;
+    if ((st = mj_jit_kernel(ctx, &id, &k)) != MOEJIT_OK) return st;
+    mj_route_params p = {
+        .logits = args->logits,
+        .bias = id.u.route.has_bias ? args->bias : NULL,
+        .ids = args->ids,
+        .weights = args->weights,
+        .num_tokens = args->num_tokens,
+        .row_stride = stride,
+    };
+    return mj_launch(ctx, k, args->num_tokens, &p, stream);
+}

@@ -1,0 +1,10 @@
+/* Kernel templates, embedded into the library at build time (cmake/embed_templates.cmake turns
+ * each kernel_templates/NAME.cuh into a NUL-terminated C array), so an installed library needs no
+ * template directory. */
+#ifndef MOEJIT_TEMPLATES_H
+#define MOEJIT_TEMPLATES_H
+
+extern const char mj_template_common_cuh[];
+extern const char mj_template_route_cuh[];
+
+#endif
