@@ -1,0 +1,292 @@
+#include "support.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "driver.h"
+#include "numeric.h"
+
+/* ---- files ---- */
+
+void mjt_tmpdir(char *path)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(path, 4096, "%s/moejit-test-XXXXXX", base && *base ? base : "/tmp");
+    assert_non_null(mkdtemp(path));
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    chmod(p, 0700); /* tests make directories read-only; removal needs write permission */
+    return remove(p);
+}
+
+void mjt_rmtree(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+
+static int g_file_count;
+static int count_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)p, (void)st, (void)ftw;
+    if (flag == FTW_F) g_file_count++;
+    return 0;
+}
+
+int mjt_count_files(const char *path)
+{
+    g_file_count = 0;
+    nftw(path, count_one, 16, FTW_PHYS);
+    return g_file_count;
+}
+
+/* ---- randomness ---- */
+
+void mjt_rng_init(mjt_rng *r)
+{
+    static uint64_t seed;
+    static int printed;
+    if (!seed) {
+        const char *s = getenv("MOEJIT_TEST_SEED");
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        seed = s && *s ? strtoull(s, NULL, 0) : ((uint64_t)t.tv_nsec * 0x9e3779b97f4a7c15ull) ^ (uint64_t)getpid();
+        if (!seed) seed = 1;
+    }
+    if (!printed++) fprintf(stderr, "[ seed     ] MOEJIT_TEST_SEED=%llu\n", (unsigned long long)seed);
+    r->s = seed;
+    seed += 0x632be59bd9b4e019ull; /* the next generator of this run starts elsewhere */
+}
+
+uint64_t mjt_next(mjt_rng *r)
+{
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+double mjt_uniform(mjt_rng *r) { return (double)(mjt_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+
+double mjt_normal(mjt_rng *r)
+{
+    double u = mjt_uniform(r), v = mjt_uniform(r);
+    if (u < 1e-300) u = 1e-300;
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+/* ---- GPU ---- */
+
+static const mj_driver *driver(void)
+{
+    const mj_driver *d = NULL;
+    if (mj_driver_get(&d) != MOEJIT_OK) return NULL;
+    return d;
+}
+
+int mjt_gpu_available(void)
+{
+    const mj_driver *d = driver();
+    if (!d) return 0;
+    CUdevice dev;
+    int retained;
+    return mj_driver_current_device(d, 0, &dev, &retained) == MOEJIT_OK;
+}
+
+#define CU_CHECK(call)                                                                                    \
+    do {                                                                                                  \
+        CUresult r_ = (call);                                                                             \
+        if (r_ != CUDA_SUCCESS) fail_msg("%s failed with CUDA error %d", #call, (int)r_);                 \
+    } while (0)
+
+void *mjt_dev_alloc(size_t bytes)
+{
+    CUdeviceptr p = 0;
+    CU_CHECK(driver()->mem_alloc(&p, bytes ? bytes : 4));
+    return (void *)(uintptr_t)p;
+}
+void mjt_dev_free(void *p)
+{
+    if (p) driver()->mem_free((CUdeviceptr)(uintptr_t)p);
+}
+void mjt_h2d(void *dst, const void *src, size_t bytes)
+{
+    if (bytes) CU_CHECK(driver()->memcpy_htod((CUdeviceptr)(uintptr_t)dst, src, bytes));
+}
+void mjt_d2h(void *dst, const void *src, size_t bytes)
+{
+    if (bytes) CU_CHECK(driver()->memcpy_dtoh(dst, (CUdeviceptr)(uintptr_t)src, bytes));
+}
+void mjt_dev_fill(void *p, unsigned char byte, size_t bytes)
+{
+    if (bytes) CU_CHECK(driver()->memset_d8((CUdeviceptr)(uintptr_t)p, byte, bytes));
+}
+void mjt_sync(void) { CU_CHECK(driver()->ctx_synchronize()); }
+
+/* ---- processes ---- */
+
+int mjt_run(char *const argv[], const char *const env_overrides[], char *out, size_t cap)
+{
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        for (int i = 0; env_overrides && env_overrides[i]; i++) putenv((char *)env_overrides[i]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    char buf[4096];
+    for (;;) {
+        ssize_t r = read(fds[0], buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        for (ssize_t i = 0; i < r; i++)
+            if (n + 1 < cap) out[n++] = buf[i];
+    }
+    if (cap) out[n] = '\0';
+    close(fds[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* ---- route inputs ---- */
+
+static double score_d(int score, double x)
+{
+    if (score == MOEJIT_SCORE_SIGMOID) return 1.0 / (1.0 + exp(-x));
+    return sqrt(x > 20.0 ? x : log1p(exp(x)));
+}
+
+/* Selection values of one row in double precision (an independent check of the boundary). */
+static void sel_double(const moejit_route_spec *spec, const float *x, const float *bias, double *sel)
+{
+    const int E = spec->num_experts;
+    double m = -INFINITY, sum = 0;
+    for (int e = 0; e < E; e++) {
+        double v = x[e];
+        if (spec->softcap > 0) v = spec->softcap * tanh(v / spec->softcap);
+        sel[e] = v;
+        if (v > m) m = v;
+    }
+    if (!spec->score_after_topk) {
+        if (spec->score == MOEJIT_SCORE_SOFTMAX) {
+            for (int e = 0; e < E; e++) sum += exp(sel[e] - m);
+            for (int e = 0; e < E; e++) sel[e] = exp(sel[e] - m) / sum;
+        } else {
+            for (int e = 0; e < E; e++) sel[e] = score_d(spec->score, sel[e]);
+        }
+    }
+    if (spec->has_bias)
+        for (int e = 0; e < E; e++) sel[e] += bias[e];
+}
+
+static int desc_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
+/* 1 if the K-th and (K+1)-th best selection values are clearly apart. */
+static int boundary_clear(const moejit_route_spec *spec, const double *sel, double *scratch)
+{
+    const int E = spec->num_experts, K = spec->topk;
+    if (K >= E) return 1;
+    memcpy(scratch, sel, sizeof(double) * (size_t)E);
+    qsort(scratch, (size_t)E, sizeof(double), desc_double);
+    const double gap = scratch[K - 1] - scratch[K];
+    return gap > 1e-5 * fabs(scratch[K - 1]) + 1e-12;
+}
+
+void *mjt_route_inputs(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, float **bias_out)
+{
+    const int E = spec->num_experts, elem = spec->dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
+    unsigned char *logits = malloc((size_t)(T * stride) * (size_t)elem + 16);
+    float *bias = NULL, *x = malloc(sizeof(float) * (size_t)E);
+    double *sel = malloc(sizeof(double) * (size_t)E), *scratch = malloc(sizeof(double) * (size_t)E);
+    assert_non_null(logits), assert_non_null(x), assert_non_null(sel), assert_non_null(scratch);
+    if (spec->has_bias) {
+        bias = malloc(sizeof(float) * (size_t)E);
+        assert_non_null(bias);
+        for (int e = 0; e < E; e++) bias[e] = (float)(0.2 * (mjt_uniform(rng) - 0.5));
+    }
+    /* Padding between rows holds garbage that must never be read as logits. */
+    for (size_t i = 0; i < (size_t)(T * stride) * (size_t)elem; i++) logits[i] = (unsigned char)mjt_next(rng);
+    for (int64_t t = 0; t < T; t++) {
+        unsigned char *row = logits + (size_t)(t * stride) * (size_t)elem;
+        for (int attempt = 0;; attempt++) {
+            assert_true(attempt < 1000);
+            for (int e = 0; e < E; e++) {
+                float v = (float)(2.0 * mjt_normal(rng));
+                if (spec->dtype == MOEJIT_DTYPE_BF16) ((uint16_t *)row)[e] = mj_f32_to_bf16(v);
+                else if (spec->dtype == MOEJIT_DTYPE_F16) ((uint16_t *)row)[e] = mj_f32_to_f16(v);
+                else ((float *)row)[e] = v;
+                x[e] = mj_load_as_f32(row, spec->dtype, e);
+            }
+            sel_double(spec, x, bias, sel);
+            if (boundary_clear(spec, sel, scratch)) break;
+        }
+    }
+    free(x), free(sel), free(scratch);
+    *bias_out = bias;
+    return logits;
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+void mjt_check_route(const moejit_route_spec *spec, int64_t T, const int32_t *ref_ids, const float *ref_w,
+                     const int32_t *ids, const float *w, double rel_tol, const char *what)
+{
+    const int E = spec->num_experts, K = spec->topk, S = spec->shared_slots, W = K + S;
+    int32_t a[2 * MOEJIT_MAX_TOPK], b[2 * MOEJIT_MAX_TOPK];
+    for (int64_t t = 0; t < T; t++) {
+        const int32_t *ri = ref_ids + t * W, *gi = ids + t * W;
+        const float *rw = ref_w + t * W, *gw = w + t * W;
+        for (int j = 0; j < W; j++) {
+            if (gi[j] < 0 || gi[j] >= E + S)
+                fail_msg("%s: row %lld slot %d: id %d outside [0, %d) (unwritten?)", what, (long long)t, j, gi[j], E + S);
+            if (isnan(gw[j])) fail_msg("%s: row %lld slot %d: weight is NaN (unwritten?)", what, (long long)t, j);
+        }
+        memcpy(a, ri, sizeof(int32_t) * (size_t)K);
+        memcpy(b, gi, sizeof(int32_t) * (size_t)K);
+        qsort(a, (size_t)K, sizeof *a, cmp_i32);
+        qsort(b, (size_t)K, sizeof *b, cmp_i32);
+        for (int j = 0; j < K; j++)
+            if (a[j] != b[j])
+                fail_msg("%s: row %lld: expert sets differ (reference has %d where the GPU has %d)", what, (long long)t,
+                         a[j], b[j]);
+        for (int j = 0; j < W; j++) {
+            int r = -1;
+            for (int q = 0; q < W && r < 0; q++)
+                if (ri[q] == gi[j]) r = q;
+            if (j >= K && gi[j] != E + (j - K))
+                fail_msg("%s: row %lld: shared slot %d holds id %d, expected %d", what, (long long)t, j, gi[j], E + j - K);
+            const double diff = fabs((double)gw[j] - (double)rw[r]);
+            if (diff > rel_tol * fabs((double)rw[r]) + 1e-37)
+                fail_msg("%s: row %lld slot %d (expert %d): weight %.9g, reference %.9g (relative error %.3g)", what,
+                         (long long)t, j, gi[j], (double)gw[j], (double)rw[r], diff / fabs((double)rw[r]));
+        }
+    }
+}

@@ -1,0 +1,57 @@
+/* Helpers shared by the test suites: temp dirs, fresh random inputs, device memory, running the
+ * CLI, and route result comparison. */
+#ifndef MOEJIT_TEST_SUPPORT_H
+#define MOEJIT_TEST_SUPPORT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "moejit.h"
+
+/* ---- files ---- */
+/* Create a fresh directory under $TMPDIR (or /tmp); path must hold 4096 bytes. */
+void mjt_tmpdir(char *path);
+void mjt_rmtree(const char *path);
+/* Number of regular files under a directory tree (0 if it does not exist). */
+int mjt_count_files(const char *path);
+
+/* ---- randomness: fresh per run, reproducible with MOEJIT_TEST_SEED ---- */
+typedef struct mjt_rng {
+    uint64_t s;
+} mjt_rng;
+/* Seed from MOEJIT_TEST_SEED or the clock, printed once per process. */
+void mjt_rng_init(mjt_rng *r);
+uint64_t mjt_next(mjt_rng *r);
+double mjt_uniform(mjt_rng *r);     /* [0, 1) */
+double mjt_normal(mjt_rng *r);      /* N(0, 1) */
+
+/* ---- GPU (through the library's own driver loader) ---- */
+/* 1 if a CUDA device is usable; tests call skip() otherwise. */
+int mjt_gpu_available(void);
+void *mjt_dev_alloc(size_t bytes);
+void mjt_dev_free(void *p);
+void mjt_h2d(void *dst, const void *src, size_t bytes);
+void mjt_d2h(void *dst, const void *src, size_t bytes);
+void mjt_dev_fill(void *p, unsigned char byte, size_t bytes);
+void mjt_sync(void);
+
+/* ---- processes ---- */
+/* Run argv (argv[0] a path) and capture stdout+stderr into out (NUL-terminated, truncated to cap).
+ * Returns the exit status, or -1 if it could not run or was killed. */
+int mjt_run(char *const argv[], const char *const env_overrides[], char *out, size_t cap);
+
+/* ---- route inputs and checks ---- */
+/* Logits [T, stride] of spec->dtype (host memory, malloc'ed) and bias [E] (if spec->has_bias), drawn
+ * fresh so that no row has a near-tie at its top-K boundary (the GPU and the reference may differ
+ * in the last bit of an exp). */
+void *mjt_route_inputs(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, float **bias);
+
+/* Compare GPU output with the reference row by row: ids equal as sets, every slot written,
+ * weights within rel_tol relative. Fails the test with a message naming the row. */
+void mjt_check_route(const moejit_route_spec *spec, int64_t T, const int32_t *ref_ids, const float *ref_w,
+                     const int32_t *ids, const float *w, double rel_tol, const char *what);
+
+#endif

@@ -1,0 +1,157 @@
+/* Codegen and NVRTC (CPU only): the generated source has every size as a constant and an entry
+ * named after the shape, and every shape of the sweep compiles to an sm_90a cubin with the real
+ * options. */
+#include <elf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "support.h"
+
+static void test_source_is_specialised(void **state)
+{
+    (void)state;
+    moejit_kernel_desc d = {.op = MOEJIT_OP_ROUTE};
+    d.route.num_experts = 384, d.route.topk = 8, d.route.score = MOEJIT_SCORE_SIGMOID, d.route.dtype = MOEJIT_DTYPE_BF16;
+    char *src = NULL;
+    size_t len = 0;
+    assert_int_equal(moejit_source(NULL, &d, &src, &len), MOEJIT_OK);
+    assert_int_equal(strlen(src), len);
+    assert_non_null(strstr(src, "static constexpr int kExperts = 384;"));
+    assert_non_null(strstr(src, "static constexpr int kTopK = 8;"));
+    assert_non_null(strstr(src, "typedef mj::BF16 Dtype;"));
+    assert_non_null(strstr(src, "extern \"C\" __global__ void __launch_bounds__(128) moejit_route_sigmoid_e384_k8_bf16("));
+    /* Self-contained: no include, so `moejit source > k.cu && nvcc k.cu` works and NVRTC needs no headers. */
+    assert_null(strstr(src, "\n#include"));
+    moejit_free(src);
+    /* Same descriptor, same text; another shape, another text. */
+    char *again, *other;
+    assert_int_equal(moejit_source(NULL, &d, &again, NULL), MOEJIT_OK);
+    d.route.num_experts = 385;
+    assert_int_equal(moejit_source(NULL, &d, &other, NULL), MOEJIT_OK);
+    assert_int_not_equal(strcmp(again, other), 0);
+    assert_non_null(strstr(other, "kExperts = 385;"));
+    moejit_free(again);
+    moejit_free(other);
+}
+
+/* EM_CUDA cubin whose e_flags carry the SM number (bits 8..15 with ELF ABI version 8). */
+static void check_cubin(const uint8_t *cubin, size_t len, int sm, const char *what)
+{
+    if (len < sizeof(Elf64_Ehdr)) fail_msg("%s: cubin of %zu bytes", what, len);
+    Elf64_Ehdr h;
+    memcpy(&h, cubin, sizeof h);
+    if (memcmp(h.e_ident, ELFMAG, SELFMAG) || h.e_machine != 190 /* EM_CUDA */)
+        fail_msg("%s: not a CUDA ELF (machine %d)", what, h.e_machine);
+    if (((h.e_flags >> 8) & 0xff) != (unsigned)sm) fail_msg("%s: e_flags 0x%x is not sm_%d", what, h.e_flags, sm);
+}
+
+typedef struct sweep {
+    moejit_kernel_desc *descs;
+    int n;
+} sweep;
+
+static sweep route_sweep(void)
+{
+    static const int es[] = {1, 2, 8, 60, 64, 128, 160, 256, 384, 512, 1000, 1024};
+    static const int ks[] = {1, 2, 4, 8, 10, 16, 32};
+    static const moejit_dtype dts[] = {MOEJIT_DTYPE_F32, MOEJIT_DTYPE_BF16, MOEJIT_DTYPE_F16};
+    static const moejit_score scs[] = {MOEJIT_SCORE_SOFTMAX, MOEJIT_SCORE_SIGMOID};
+    sweep s = {calloc(12 * 7 * 3 * 2, sizeof(moejit_kernel_desc)), 0};
+    assert_non_null(s.descs);
+    for (int e = 0; e < 12; e++)
+        for (int k = 0; k < 7; k++) {
+            if (ks[k] > es[e]) continue;
+            for (int d = 0; d < 3; d++)
+                for (int c = 0; c < 2; c++) {
+                    moejit_kernel_desc *x = &s.descs[s.n++];
+                    x->op = MOEJIT_OP_ROUTE;
+                    x->route.num_experts = es[e];
+                    x->route.topk = ks[k];
+                    x->route.dtype = dts[d];
+                    x->route.score = scs[c];
+                    x->route.renormalize = (e + k) % 2; /* both settings across the sweep */
+                }
+        }
+    return s;
+}
+
+static void test_sweep_compiles(void **state)
+{
+    (void)state;
+    char dir[4096];
+    mjt_tmpdir(dir);
+    moejit_config cfg = {.cache_dir = dir};
+    moejit_ctx *ctx;
+    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    sweep s = route_sweep();
+    assert_int_equal(s.n, 420);
+    moejit_prewarm_result *res = calloc((size_t)s.n, sizeof *res);
+    moejit_status st = moejit_prewarm(ctx, s.descs, (size_t)s.n, "sm_90a", res);
+    for (int i = 0; i < s.n; i++)
+        if (res[i].status != MOEJIT_OK) fail_msg("%s: %s", res[i].name, res[i].error);
+    assert_int_equal(st, MOEJIT_OK);
+
+    /* Every entry on disk holds a cubin for sm_90. */
+    mj_cache *c;
+    assert_int_equal(mj_cache_open(dir, MOEJIT_CACHE_RO, &c), MOEJIT_OK);
+    for (int i = 0; i < s.n; i++) {
+        assert_int_equal(res[i].outcome, MOEJIT_PREWARM_COMPILED);
+        mj_cache_blob blob;
+        if (mj_cache_load(c, res[i].key, NULL, 0, &blob) != MOEJIT_OK)
+            fail_msg("%s: entry %s: %s", res[i].name, res[i].key, moejit_last_error(NULL));
+        check_cubin(blob.view.cubin, blob.view.cubin_len, 90, res[i].name);
+        mj_cache_blob_free(&blob);
+    }
+    mj_cache_close(c);
+    moejit_stats stats;
+    moejit_get_stats(ctx, &stats);
+    assert_int_equal(stats.compiles, s.n);
+    assert_int_equal(stats.disk_writes, s.n);
+
+    /* A second prewarm compiles nothing. */
+    assert_int_equal(moejit_prewarm(ctx, s.descs, (size_t)s.n, "sm_90a", res), MOEJIT_OK);
+    for (int i = 0; i < s.n; i++) assert_int_equal(res[i].outcome, MOEJIT_PREWARM_CACHED);
+    moejit_get_stats(ctx, &stats);
+    assert_int_equal(stats.compiles, s.n);
+    free(res);
+    free(s.descs);
+    moejit_close(ctx);
+    mjt_rmtree(dir);
+}
+
+/* Other archs compile too, and land under other keys. */
+static void test_other_archs(void **state)
+{
+    (void)state;
+    char dir[4096];
+    mjt_tmpdir(dir);
+    moejit_config cfg = {.cache_dir = dir};
+    moejit_ctx *ctx;
+    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_kernel_desc d = {.op = MOEJIT_OP_ROUTE};
+    d.route.num_experts = 160, d.route.topk = 6, d.route.dtype = MOEJIT_DTYPE_BF16;
+    moejit_prewarm_result r90, r80, r100;
+    assert_int_equal(moejit_prewarm(ctx, &d, 1, "sm_90a", &r90), MOEJIT_OK);
+    assert_int_equal(moejit_prewarm(ctx, &d, 1, "sm_80", &r80), MOEJIT_OK);
+    assert_int_equal(moejit_prewarm(ctx, &d, 1, "sm_100a", &r100), MOEJIT_OK);
+    assert_string_not_equal(r90.key, r80.key);
+    assert_string_not_equal(r90.key, r100.key);
+    /* A malformed arch is refused before anything runs. */
+    moejit_prewarm_result bad;
+    assert_int_equal(moejit_prewarm(ctx, &d, 1, "hopper", &bad), MOEJIT_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(bad.error, "arch = \"hopper\""));
+    moejit_close(ctx);
+    mjt_rmtree(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_source_is_specialised),
+        cmocka_unit_test(test_sweep_compiles),
+        cmocka_unit_test(test_other_archs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,176 @@
+/* GPU: every shape of the sweep routes fresh random batches and matches the C reference; a second
+ * process finds the kernels in the disk cache. Every test skips without a device. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "support.h"
+
+static char g_cache[4096];
+static moejit_ctx *g_ctx;
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_available()) return 0;
+    mjt_tmpdir(g_cache);
+    moejit_config cfg = {.cache_dir = g_cache};
+    return moejit_open(&cfg, &g_ctx) == MOEJIT_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    moejit_close(g_ctx);
+    if (g_cache[0]) mjt_rmtree(g_cache);
+    return 0;
+}
+
+/* Route one batch on the GPU and compare with the reference. `offset` shifts the logits by that
+ * many elements from a 256-byte aligned base (exercising the narrow-load paths). */
+static void route_and_check(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, int offset)
+{
+    const int E = spec->num_experts, W = spec->topk + spec->shared_slots;
+    const size_t elem = spec->dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
+    float *bias = NULL;
+    void *logits = mjt_route_inputs(rng, spec, T, stride, &bias);
+    const size_t in_bytes = (size_t)(T * stride) * elem, out_n = (size_t)(T * W);
+    char *d_base = mjt_dev_alloc(in_bytes + 256);
+    void *d_logits = d_base + (size_t)offset * elem;
+    float *d_bias = spec->has_bias ? mjt_dev_alloc(sizeof(float) * (size_t)E) : NULL;
+    int32_t *d_ids = mjt_dev_alloc(out_n * 4);
+    float *d_w = mjt_dev_alloc(out_n * 4);
+    mjt_h2d(d_logits, logits, in_bytes);
+    if (bias) mjt_h2d(d_bias, bias, sizeof(float) * (size_t)E);
+    mjt_dev_fill(d_ids, 0xff, out_n * 4); /* poison: id -1, weight NaN */
+    mjt_dev_fill(d_w, 0xff, out_n * 4);
+
+    moejit_route_args args = {.logits = d_logits, .bias = d_bias, .ids = d_ids, .weights = d_w, .num_tokens = T,
+                              .row_stride = stride};
+    moejit_status st = moejit_route(g_ctx, spec, &args, NULL);
+    if (st != MOEJIT_OK) fail_msg("moejit_route: %s: %s", moejit_status_str(st), moejit_last_error(g_ctx));
+    mjt_sync();
+    int32_t *ids = malloc(out_n * 4), *ref_ids = malloc(out_n * 4);
+    float *w = malloc(out_n * 4), *ref_w = malloc(out_n * 4);
+    mjt_d2h(ids, d_ids, out_n * 4);
+    mjt_d2h(w, d_w, out_n * 4);
+    assert_int_equal(moejit_route_reference(spec, logits, T, stride, bias, ref_ids, ref_w), MOEJIT_OK);
+    char what[160];
+    moejit_kernel_desc d = {.op = MOEJIT_OP_ROUTE, .route = *spec};
+    moejit_kernel_name(&d, what, sizeof what);
+    snprintf(what + strlen(what), sizeof what - strlen(what), " T=%lld stride=%lld", (long long)T, (long long)stride);
+    mjt_check_route(spec, T, ref_ids, ref_w, ids, w, 1e-6, what);
+    free(ids), free(ref_ids), free(w), free(ref_w), free(logits), free(bias);
+    mjt_dev_free(d_base), mjt_dev_free(d_bias), mjt_dev_free(d_ids), mjt_dev_free(d_w);
+}
+
+static void test_route_sweep(void **state)
+{
+    (void)state;
+    if (!g_ctx) skip();
+    static const int es[] = {1, 2, 8, 60, 64, 128, 160, 256, 384, 512, 1000, 1024};
+    static const int ks[] = {1, 2, 4, 8, 10, 16, 32};
+    static const int ts[] = {1, 7, 128, 4096};
+    moejit_kernel_desc descs[420];
+    int n = 0;
+    for (int e = 0; e < 12; e++)
+        for (int k = 0; k < 7; k++)
+            for (int d = 0; d < 3 && ks[k] <= es[e]; d++)
+                for (int c = 0; c < 2; c++) {
+                    moejit_kernel_desc x = {.op = MOEJIT_OP_ROUTE};
+                    x.route.num_experts = es[e], x.route.topk = ks[k];
+                    x.route.dtype = (moejit_dtype)d, x.route.score = (moejit_score)c;
+                    x.route.renormalize = (e + k + d) % 2;
+                    descs[n++] = x;
+                }
+    assert_int_equal(n, 420);
+    /* Compile everything first, in parallel (the launches below then hit the disk cache). */
+    assert_int_equal(moejit_prewarm(g_ctx, descs, (size_t)n, NULL, NULL), MOEJIT_OK);
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < 4; t++) {
+            const int E = descs[i].route.num_experts;
+            /* T=7: padded, odd row stride; T=128: an element-offset base; others: dense. */
+            const int64_t stride = ts[t] == 7 ? E + 3 : E;
+            route_and_check(&rng, &descs[i].route, ts[t], stride, ts[t] == 128 ? 1 : 0);
+        }
+    moejit_stats s;
+    moejit_get_stats(g_ctx, &s);
+    assert_int_equal(s.kernels, n);
+    assert_int_equal(s.launches, 4 * n);
+}
+
+/* Bias, shared slots, scaling, score-after-top-k on a few shapes. */
+static void test_route_options(void **state)
+{
+    (void)state;
+    if (!g_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    moejit_route_spec s = {.num_experts = 384, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .dtype = MOEJIT_DTYPE_F32,
+                           .has_bias = 1, .renormalize = 1, .scale_output = 1, .routed_scaling_factor = 2.827f};
+    route_and_check(&rng, &s, 1000, 384, 0);
+    s.shared_slots = 2;
+    route_and_check(&rng, &s, 333, 384, 0);
+    s = (moejit_route_spec){.num_experts = 128, .topk = 4, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16};
+    route_and_check(&rng, &s, 500, 128, 0);
+    s = (moejit_route_spec){.num_experts = 512, .topk = 10, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .renormalize = 1,
+                            .dtype = MOEJIT_DTYPE_F16};
+    route_and_check(&rng, &s, 300, 520, 0);
+    s = (moejit_route_spec){.num_experts = 160, .topk = 8, .softcap = 30.0f, .renormalize = 1};
+    route_and_check(&rng, &s, 200, 160, 0);
+}
+
+/* A second process routes the same shape: a disk hit, no compile. */
+static void test_second_process_hits_disk(void **state)
+{
+    (void)state;
+    if (!g_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    moejit_route_spec s = {.num_experts = 384, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .dtype = MOEJIT_DTYPE_BF16};
+    route_and_check(&rng, &s, 64, 384, 0); /* compiled (or found) and published by this process */
+    char self[4096], out[8192];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(n > 0);
+    self[n] = '\0';
+    char *argv[] = {self, "--child-disk-hit", g_cache, NULL};
+    int rc = mjt_run(argv, NULL, out, sizeof out);
+    if (rc != 0) fail_msg("child exited %d:\n%s", rc, out);
+}
+
+/* The child: a fresh process on the same cache directory. */
+static int child_disk_hit(const char *cache)
+{
+    if (!mjt_gpu_available()) return 3;
+    moejit_config cfg = {.cache_dir = cache};
+    moejit_ctx *ctx;
+    if (moejit_open(&cfg, &ctx) != MOEJIT_OK) return 4;
+    moejit_route_spec s = {.num_experts = 384, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .dtype = MOEJIT_DTYPE_BF16};
+    uint16_t *logits = mjt_dev_alloc(384 * 2 * 16);
+    int32_t *ids = mjt_dev_alloc(8 * 4 * 16);
+    float *w = mjt_dev_alloc(8 * 4 * 16);
+    mjt_dev_fill(logits, 0x3f, 384 * 2 * 16);
+    moejit_route_args a = {.logits = logits, .ids = ids, .weights = w, .num_tokens = 16};
+    moejit_status st = moejit_route(ctx, &s, &a, NULL);
+    mjt_sync();
+    moejit_stats stats;
+    moejit_get_stats(ctx, &stats);
+    printf("child: %s, compiles %llu, disk hits %llu\n", moejit_status_str(st), (unsigned long long)stats.compiles,
+           (unsigned long long)stats.disk_hits);
+    moejit_close(ctx);
+    return (st == MOEJIT_OK && stats.compiles == 0 && stats.disk_hits == 1) ? 0 : 5;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--child-disk-hit")) return child_disk_hit(argv[2]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_route_sweep),
+        cmocka_unit_test(test_route_options),
+        cmocka_unit_test(test_second_process_hits_disk),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
