@@ -140,6 +140,21 @@ __device__ __forceinline__ float warp_max_f32(float v)
     return v;
 }
 
+// Pairwise (tree) sum of N registers: log2(N) roundings deep instead of N, for the same adds.
+template <int N>
+__device__ __forceinline__ float sum_pairwise(const float (&v)[N])
+{
+    float t[N];
+#pragma unroll
+    for (int i = 0; i < N; i++) t[i] = v[i];
+#pragma unroll
+    for (int step = 1; step < N; step *= 2) {
+#pragma unroll
+        for (int i = 0; i + step < N; i += 2 * step) t[i] += t[i + step];
+    }
+    return t[0];
+}
+
 // Butterfly sum: every lane ends with the same value, in the same order on every run.
 __device__ __forceinline__ float warp_sum_f32(float v)
 {

@@ -85,13 +85,9 @@ struct RouteWarp {
 #pragma unroll
             for (int i = 1; i < VPT; i++) m = fmaxf(m, x[i]);
             m = warp_max_f32(m);
-            float sum = 0.0f;
 #pragma unroll
-            for (int i = 0; i < VPT; i++) {
-                val[i] = expf(x[i] - m);
-                sum += val[i];
-            }
-            const float inv = 1.0f / warp_sum_f32(sum);
+            for (int i = 0; i < VPT; i++) val[i] = expf(x[i] - m);
+            const float inv = 1.0f / warp_sum_f32(sum_pairwise<VPT>(val));
 #pragma unroll
             for (int i = 0; i < VPT; i++) val[i] *= inv;
         } else {

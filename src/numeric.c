@@ -79,10 +79,3 @@ float mj_load_as_f32(const void *row, int dtype, int64_t i)
     default: return ((const float *)row)[i];
     }
 }
-
-uint32_t mj_order_key(float f)
-{
-    if (isnan(f)) return 1u;
-    const uint32_t u = bits_of(f + 0.0f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}

@@ -1,5 +1,4 @@
-/* Host-side number formats: bf16 / f16 conversions and the order-preserving selection key, the
- * same definitions the kernels use (kernel_templates/common.cuh). */
+/* Host-side number formats: bf16 / f16 conversions, as the kernels read them. */
 #ifndef MOEJIT_NUMERIC_H
 #define MOEJIT_NUMERIC_H
 
@@ -12,8 +11,5 @@ uint16_t mj_f32_to_f16(float f);  /* round to nearest even; overflow to inf */
 
 /* Element i of a row of the given moejit_dtype, as f32. */
 float mj_load_as_f32(const void *row, int dtype, int64_t i);
-
-/* Unsigned order = float order; NaN → 1 (below -inf); -0.0 == +0.0. 0 is reserved for "none". */
-uint32_t mj_order_key(float f);
 
 #endif

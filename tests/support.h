@@ -54,4 +54,7 @@ void *mjt_route_inputs(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, i
 void mjt_check_route(const moejit_route_spec *spec, int64_t T, const int32_t *ref_ids, const float *ref_w,
                      const int32_t *ids, const float *w, double rel_tol, const char *what);
 
+/* Largest relative weight error seen by mjt_check_route in this process. */
+double mjt_max_weight_error(void);
+
 #endif
