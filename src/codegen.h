@@ -1,15 +1,24 @@
 /* Codegen: a normalised kernel id becomes CUDA C++ with every size a compile-time constant,
- * plus the launch plan the host needs (block size, work items per block, shared memory). */
+ * plus the launch plan the host needs for each of the module's entry points. */
 #ifndef MOEJIT_CODEGEN_H
 #define MOEJIT_CODEGEN_H
 
 #include "spec.h"
 
+#define MJ_MAX_ENTRIES 4
+#define MJ_NAME_MAX 96
+
+typedef struct mj_entry_plan {
+    char name[MJ_NAME_MAX]; /* extern "C" entry point */
+    int threads;            /* threads per block */
+    int items_per_block;    /* work items one block covers per grid-stride step (op-defined) */
+    int smem_bytes;         /* dynamic shared memory */
+} mj_entry_plan;
+
 typedef struct mj_kernel_plan {
-    char entry[96];        /* extern "C" entry point */
-    int threads;           /* threads per block */
-    int items_per_block;   /* route: tokens handled by one block per grid-stride step */
-    int smem_bytes;        /* dynamic shared memory */
+    char module[MJ_NAME_MAX]; /* module name, stating the shape */
+    int n_entries;
+    mj_entry_plan entry[MJ_MAX_ENTRIES];
 } mj_kernel_plan;
 
 /* The launch plan alone (cheap: no source). */
@@ -17,5 +26,11 @@ void mj_plan(const mj_kernel_id *id, mj_kernel_plan *plan);
 
 /* Generate the source (malloc'ed, NUL-terminated) and its plan. */
 moejit_status mj_codegen(const mj_kernel_id *id, mj_kernel_plan *plan, char **src, size_t *len);
+
+/* Emit a Cfg float as an exact hex literal ("0x1.4p+1f"). */
+void mj_float_literal(char *buf, size_t cap, float v);
+
+/* The C++ type that reads a moejit_dtype ("mj::BF16"). */
+const char *mj_dtype_struct(int dtype);
 
 #endif

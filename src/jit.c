@@ -64,9 +64,11 @@ static moejit_status publish(moejit_ctx *ctx, const mj_kernel_id *id, const char
     const mj_nvrtc_identity *nv = &ctx->nvrtc_identity; /* located before the key was built */
     mj_strbuf meta;
     mj_sb_init(&meta);
-    mj_sb_printf(&meta, "entry=%s\nop=%s\nshape=%s\narch=%s\nthreads=%d\nitems_per_block=%d\nsmem=%d\nnvrtc=%s\n",
-                 plan->entry, mj_op_name(id->op), shape, arch, plan->threads, plan->items_per_block, plan->smem_bytes,
+    mj_sb_printf(&meta, "entry=%s\nop=%s\nshape=%s\narch=%s\nnvrtc=%s\n", plan->module, mj_op_name(id->op), shape, arch,
                  nv->version);
+    for (int i = 0; i < plan->n_entries; i++)
+        mj_sb_printf(&meta, "kernel=%s threads=%d smem=%d\n", plan->entry[i].name, plan->entry[i].threads,
+                     plan->entry[i].smem_bytes);
     if (!mj_sb_ok(&meta)) {
         mj_sb_free(&meta);
         return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "out of memory");
@@ -91,9 +93,9 @@ static moejit_status publish(moejit_ctx *ctx, const mj_kernel_id *id, const char
  * unless the file was crafted; this check is cheap). */
 static int entry_matches(const mj_cache_blob *blob, const mj_kernel_plan *plan)
 {
-    char entry[sizeof plan->entry];
-    return mj_meta_get(blob->view.meta, blob->view.meta_len, "entry", entry, sizeof entry) &&
-           !strcmp(entry, plan->entry) && blob->view.cubin_len > 0;
+    char module[sizeof plan->module];
+    return mj_meta_get(blob->view.meta, blob->view.meta_len, "entry", module, sizeof module) &&
+           !strcmp(module, plan->module) && blob->view.cubin_len > 0;
 }
 
 moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, int skip_disk, mj_built *out)
@@ -119,7 +121,7 @@ moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *
         if (st == MOEJIT_OK && !entry_matches(&blob, &out->plan)) {
             mj_cache_blob_free(&blob);
             if (mj_cache_writable(ctx->cache)) mj_cache_remove(ctx->cache, key.hex);
-            st = mj_fail(MOEJIT_ERR_CORRUPT, "entry %s does not hold kernel %s", key.hex, out->plan.entry);
+            st = mj_fail(MOEJIT_ERR_CORRUPT, "entry %s does not hold kernel %s", key.hex, out->plan.module);
         }
         if (st == MOEJIT_OK) {
             out->cubin = malloc(blob.view.cubin_len);
@@ -133,7 +135,7 @@ moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *
             out->from_disk = 1;
             mj_cache_blob_free(&blob);
             atomic_fetch_add(&ctx->n_disk_hits, 1);
-            mj_debug("disk hit %s (%s)", out->plan.entry, key.hex);
+            mj_debug("disk hit %s (%s)", out->plan.module, key.hex);
             goto done;
         }
         if (st == MOEJIT_ERR_CORRUPT) {
@@ -149,7 +151,7 @@ moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *
         st = mj_fail(MOEJIT_ERR_CACHE_MISS,
                      "MOEJIT_NO_COMPILE=1 and kernel %s (%s %s, %s) is not in the cache %s: key %s; prewarm it "
                      "with `moejit prewarm --arch %s …` at deployment",
-                     out->plan.entry, mj_op_name(id->op), shape, arch,
+                     out->plan.module, mj_op_name(id->op), shape, arch,
                      ctx->cache_dir[0] ? ctx->cache_dir : "(off)", key.hex, arch);
         goto done;
     }
@@ -157,13 +159,13 @@ moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *
     mj_nvrtc *nv;
     st = mj_ctx_nvrtc(ctx, &nv);
     if (st != MOEJIT_OK) goto done;
-    char program[sizeof out->plan.entry + 8];
-    snprintf(program, sizeof program, "%s.cu", out->plan.entry);
+    char program[sizeof out->plan.module + 8];
+    snprintf(program, sizeof program, "%s.cu", out->plan.module);
     mj_compile_output co;
     mj_ctx_compile_slot_acquire(ctx);
     st = mj_nvrtc_compile(nv, source, program, &options, &co);
     mj_ctx_compile_slot_release(ctx);
-    dump_compile(ctx, out->plan.entry, key.hex, source, &options, &co);
+    dump_compile(ctx, out->plan.module, key.hex, source, &options, &co);
     if (st != MOEJIT_OK) {
         mj_error_append("\nkey: %s", key.hex);
         mj_compile_output_free(&co);
@@ -174,7 +176,7 @@ moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *
     out->cubin_len = co.cubin_len;
     co.cubin = NULL;
     mj_compile_output_free(&co);
-    mj_debug("compiled %s (%s) in %.0f ms", out->plan.entry, key.hex, (now_seconds() - t0) * 1e3);
+    mj_debug("compiled %s (%s) in %.0f ms", out->plan.module, key.hex, (now_seconds() - t0) * 1e3);
     if (mj_cache_writable(ctx->cache) &&
         publish(ctx, id, arch, &key, &out->plan, source, source_len, out) == MOEJIT_OK)
         atomic_fetch_add(&ctx->n_disk_writes, 1);
@@ -212,7 +214,7 @@ static moejit_status build_and_load(moejit_ctx *ctx, const mj_driver *d, mj_kern
     if (r != CUDA_SUCCESS && b.from_disk && image_rejected(r)) {
         /* The entry verified but the driver refuses its image: treat it as bad, compile once. */
         atomic_fetch_add(&ctx->n_bad_entries, 1);
-        mj_warn("driver rejected the cached cubin of %s (%s): recompiling", b.plan.entry, b.key_hex);
+        mj_warn("driver rejected the cached cubin of %s (%s): recompiling", b.plan.module, b.key_hex);
         if (mj_cache_writable(ctx->cache)) mj_cache_remove(ctx->cache, b.key_hex);
         mj_built_free(&b);
         st = mj_jit_build(ctx, &k->lookup.id, arch, 1, &b);
@@ -220,17 +222,19 @@ static moejit_status build_and_load(moejit_ctx *ctx, const mj_driver *d, mj_kern
         r = d->library_load_data(&k->library, b.cubin, NULL, NULL, 0, NULL, NULL, 0);
     }
     if (r != CUDA_SUCCESS) {
-        st = mj_cuda_fail(d, r, "cuLibraryLoadData", b.plan.entry);
+        st = mj_cuda_fail(d, r, "cuLibraryLoadData", b.plan.module);
         mj_built_free(&b);
         return st;
     }
-    r = d->library_get_kernel(&k->kernel, k->library, b.plan.entry);
-    if (r != CUDA_SUCCESS) {
-        st = mj_cuda_fail(d, r, "cuLibraryGetKernel", b.plan.entry);
-        d->library_unload(k->library);
-        k->library = NULL;
-        mj_built_free(&b);
-        return st;
+    for (int i = 0; i < b.plan.n_entries; i++) {
+        r = d->library_get_kernel(&k->kernels[i], k->library, b.plan.entry[i].name);
+        if (r != CUDA_SUCCESS) {
+            st = mj_cuda_fail(d, r, "cuLibraryGetKernel", b.plan.entry[i].name);
+            d->library_unload(k->library);
+            k->library = NULL;
+            mj_built_free(&b);
+            return st;
+        }
     }
     k->plan = b.plan;
     memcpy(k->key_hex, b.key_hex, sizeof k->key_hex);
@@ -293,10 +297,12 @@ static moejit_status prepare_device(const mj_driver *d, mj_kernel *k, CUdevice d
 {
     const unsigned long long bit = 1ull << (unsigned)dev;
     if (atomic_load_explicit(&k->devices_ready, memory_order_acquire) & bit) return MOEJIT_OK;
-    if (k->plan.smem_bytes > 48 * 1024) {
-        CUresult r = d->kernel_set_attribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, k->plan.smem_bytes,
-                                             k->kernel, dev);
-        if (r != CUDA_SUCCESS) return mj_cuda_fail(d, r, "cuKernelSetAttribute(max dynamic shared memory)", k->plan.entry);
+    for (int i = 0; i < k->plan.n_entries; i++) {
+        const mj_entry_plan *e = &k->plan.entry[i];
+        if (e->smem_bytes <= 48 * 1024) continue;
+        CUresult r = d->kernel_set_attribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, e->smem_bytes,
+                                             k->kernels[i], dev);
+        if (r != CUDA_SUCCESS) return mj_cuda_fail(d, r, "cuKernelSetAttribute(max dynamic shared memory)", e->name);
     }
     atomic_fetch_or(&k->devices_ready, bit);
     return MOEJIT_OK;

@@ -13,18 +13,19 @@ moejit_status mj_check_device_ptr(const char *op, const char *name, const void *
     return MOEJIT_OK;
 }
 
-moejit_status mj_launch(moejit_ctx *ctx, const mj_kernel *k, int64_t items, void *params, moejit_stream stream)
+moejit_status mj_launch(moejit_ctx *ctx, const mj_kernel *k, int entry, int64_t blocks, void *params,
+                        moejit_stream stream)
 {
     const mj_driver *d;
     moejit_status st = mj_driver_get(&d); /* already loaded: mj_jit_kernel succeeded */
     if (st != MOEJIT_OK) return st;
-    const int64_t per_block = k->plan.items_per_block;
-    int64_t blocks = (items + per_block - 1) / per_block;
+    const mj_entry_plan *e = &k->plan.entry[entry];
     if (blocks > INT32_MAX) blocks = INT32_MAX;
+    if (blocks < 1) blocks = 1;
     void *argv[] = {params};
-    CUresult r = d->launch_kernel((CUfunction)k->kernel, (unsigned)blocks, 1, 1, (unsigned)k->plan.threads, 1, 1,
-                                  (unsigned)k->plan.smem_bytes, (CUstream)stream, argv, NULL);
-    if (r != CUDA_SUCCESS) return mj_cuda_fail(d, r, "cuLaunchKernel", k->plan.entry);
+    CUresult r = d->launch_kernel((CUfunction)k->kernels[entry], (unsigned)blocks, 1, 1, (unsigned)e->threads, 1, 1,
+                                  (unsigned)e->smem_bytes, (CUstream)stream, argv, NULL);
+    if (r != CUDA_SUCCESS) return mj_cuda_fail(d, r, "cuLaunchKernel", e->name);
     atomic_fetch_add_explicit(&ctx->n_launches, 1, memory_order_relaxed);
     return MOEJIT_OK;
 }

@@ -4,9 +4,13 @@
 
 #include "jit.h"
 
-/* Launch `k` over `items` work items (ceil(items / plan.items_per_block) blocks, capped; kernels
- * loop grid-stride) with a single by-value parameter struct. */
-moejit_status mj_launch(moejit_ctx *ctx, const mj_kernel *k, int64_t items, void *params, moejit_stream stream);
+/* Launch entry `entry` of `k` on `blocks` blocks (capped at 2^31-1: kernels loop grid-stride)
+ * with a single by-value parameter struct. */
+moejit_status mj_launch(moejit_ctx *ctx, const mj_kernel *k, int entry, int64_t blocks, void *params,
+                        moejit_stream stream);
+
+/* ceil(items / per_block). */
+static inline int64_t mj_blocks_for(int64_t items, int per_block) { return (items + per_block - 1) / per_block; }
 
 /* Pointer is NULL or not aligned to `align` bytes → MOEJIT_ERR_INVALID_ARGUMENT naming it. */
 moejit_status mj_check_device_ptr(const char *op, const char *name, const void *p, size_t align);

@@ -26,7 +26,7 @@ static void build_one(moejit_ctx *ctx, const moejit_kernel_desc *desc, const cha
     if (res->status != MOEJIT_OK) return;
     mj_built b;
     res->status = mj_jit_build(ctx, &id, arch, 0, &b);
-    snprintf(res->name, sizeof res->name, "%s", b.plan.entry);
+    snprintf(res->name, sizeof res->name, "%s", b.plan.module);
     memcpy(res->key, b.key_hex, sizeof res->key);
     res->seconds = b.seconds;
     if (res->status == MOEJIT_OK) res->outcome = b.from_disk ? MOEJIT_PREWARM_CACHED : MOEJIT_PREWARM_COMPILED;

@@ -29,7 +29,7 @@ typedef struct mj_kernel {
     atomic_int state;             /* MJ_KERNEL_* */
     mj_kernel_plan plan;
     CUlibrary library;
-    CUkernel kernel;
+    CUkernel kernels[MJ_MAX_ENTRIES]; /* one per plan entry */
     char key_hex[33];
     atomic_ullong devices_ready;  /* bit d: per-device attributes set on device ordinal d */
     /* Single flight: the thread that inserted the node builds it; others wait here. */

@@ -62,5 +62,5 @@ moejit_status moejit_route(moejit_ctx *ctx, const moejit_route_spec *spec, const
         .num_tokens = args->num_tokens,
         .row_stride = stride,
     };
-    return mj_launch(ctx, k, args->num_tokens, &p, stream);
+    return mj_launch(ctx, k, 0, mj_blocks_for(args->num_tokens, k->plan.entry[0].items_per_block), &p, stream);
 }

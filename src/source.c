@@ -33,7 +33,7 @@ moejit_status moejit_kernel_name(const moejit_kernel_desc *desc, char *buf, size
     mj_kernel_id id;
     moejit_status st = mj_kernel_id_from_desc(desc, &id);
     if (st != MOEJIT_OK) return st;
-    int n = mj_kernel_entry_name(&id, buf, cap);
+    int n = mj_kernel_module_name(&id, buf, cap);
     if (n < 0 || (size_t)n >= cap)
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_kernel_name: the name needs %d bytes, the buffer has %zu",
                        n + 1, cap);

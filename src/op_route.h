@@ -1,0 +1,31 @@
+/* route as a kernel family: its normalised shape, validation, naming, launch plan and codegen. */
+#ifndef MOEJIT_OP_ROUTE_H
+#define MOEJIT_OP_ROUTE_H
+
+#include "moejit.h"
+
+/* Route spec after normalisation: fixed-size fields only, padding-free, compared with memcmp. */
+typedef struct mj_route_shape {
+    int32_t experts;          /* E */
+    int32_t topk;             /* K */
+    int32_t score;            /* moejit_score */
+    int32_t dtype;            /* moejit_dtype */
+    int32_t groups;           /* G >= 1 */
+    int32_t topk_groups;      /* TG, 1..G (== G when ungrouped) */
+    int32_t group_score;      /* 0 when G == 1 */
+    int32_t has_bias;         /* 0/1 */
+    float softcap;            /* 0 = off */
+    int32_t score_after_topk; /* 0/1 */
+    int32_t renormalize;      /* 0/1 */
+    int32_t scale_output;     /* 0/1, 0 when the factor is 1 */
+    float scaling_factor;     /* 1.0 unless it matters (scale_output or shared slots) */
+    int32_t shared_slots;     /* S */
+} mj_route_shape;
+
+/* Validate a route spec and write its normalised shape. Errors name the field and value. */
+moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *out);
+
+struct mj_op;
+extern const struct mj_op mj_op_route;
+
+#endif

@@ -1,0 +1,12 @@
+/* The table of kernel families. */
+#include "op.h"
+#include "op_route.h"
+
+static const mj_op *const k_ops[] = {&mj_op_route};
+
+const mj_op *mj_op_get(int op)
+{
+    for (size_t i = 0; i < sizeof k_ops / sizeof k_ops[0]; i++)
+        if ((int)k_ops[i]->op == op) return k_ops[i];
+    return NULL;
+}
