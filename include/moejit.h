@@ -195,6 +195,16 @@ MOEJIT_API moejit_status moejit_route_reference(const moejit_route_spec *spec, c
                                                 int64_t num_tokens, int64_t row_stride,
                                                 const float *bias, int32_t *ids, float *weights);
 
+/* Built-in routing presets: "mixtral" (8/2), "qwen3-moe" (128/8), "qwen3-next" (512/10), "gpt-oss"
+ * (128/4, top-k then softmax), "deepseek-v3" (256/8, 8 groups, 4 kept, sigmoid + bias, top2_sum,
+ * scale 2.5), "kimi-k2" (384/8, sigmoid + bias, scale 2.827), "glm-4.5" (160/8, sigmoid + bias,
+ * scale 2.5), "llama-4" (16/1, sigmoid after top-k). Fills *spec (dtype bf16; set your own).
+ * MOEJIT_ERR_NOT_FOUND for an unknown name. */
+MOEJIT_API moejit_status moejit_route_preset(const char *model, moejit_route_spec *spec);
+
+/* Name of preset i (0-based), or NULL past the last one. */
+MOEJIT_API const char *moejit_route_preset_name(size_t i);
+
 /*-************************************************************************************************
  *  Kernel descriptors: one operation and its spec, for prewarm and source generation
  **************************************************************************************************/

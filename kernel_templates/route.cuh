@@ -52,9 +52,11 @@ struct RouteWarp {
     // Is expert lane*VPT + i a real expert? (only the last lanes can hold fewer than VPT)
     static __device__ __forceinline__ bool present(int lane, int i) { return lane * VPT + i < E; }
 
-    static __device__ void run(const RouteParams &p, i64 token, int lane)
+    // Route one token: row points at its E logits; the warp writes kOut ids and weights to
+    // ids_out / w_out (global or shared memory). Called by all 32 lanes together. This is the
+    // device-side interface other kernels (the fused route+align) build on.
+    static __device__ void route_row(const Storage *row, const float *bias, int lane, int *ids_out, float *w_out)
     {
-        const Storage *row = static_cast<const Storage *>(p.logits) + token * p.row_stride;
         const int first = lane * VPT;
 
         // 1. Load this lane's logits (absent experts read as -inf and never become candidates).
@@ -100,7 +102,7 @@ struct RouteWarp {
 #pragma unroll
         for (int i = 0; i < VPT; i++) {
             float sel = val[i];
-            if constexpr (Cfg::kHasBias) sel += present(lane, i) ? __ldg(p.bias + first + i) : 0.0f;
+            if constexpr (Cfg::kHasBias) sel += present(lane, i) ? __ldg(bias + first + i) : 0.0f;
             key[i] = present(lane, i) ? order_key(sel) : 0u;
         }
 
@@ -194,13 +196,12 @@ struct RouteWarp {
         }
 
         // 6. One coalesced write per slot.
-        const i64 out = token * kOut;
 #pragma unroll
         for (int j = 0; j < kSlotsPerLane; j++) {
             const int slot = lane + 32 * j;
             if (slot < kOut) {
-                p.ids[out + slot] = my_id[j];
-                p.weights[out + slot] = w[j];
+                ids_out[slot] = my_id[j];
+                w_out[slot] = w[j];
             }
         }
     }
@@ -213,7 +214,9 @@ __device__ __forceinline__ void route_kernel(const RouteParams &p)
     const i64 warps_total = (i64)gridDim.x * Cfg::kWarpsPerBlock;
     for (i64 token = (i64)blockIdx.x * Cfg::kWarpsPerBlock + (threadIdx.x >> 5); token < p.num_tokens;
          token += warps_total)
-        RouteWarp<Cfg>::run(p, token, lane);
+        RouteWarp<Cfg>::route_row(static_cast<const typename Cfg::Dtype::Storage *>(p.logits) + token * p.row_stride,
+                                  p.bias, lane, p.ids + token * RouteWarp<Cfg>::kOut,
+                                  p.weights + token * RouteWarp<Cfg>::kOut);
 }
 
 } // namespace mj
