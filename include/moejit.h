@@ -72,8 +72,8 @@ MOEJIT_API const char *moejit_status_str(moejit_status status);
 /*-************************************************************************************************
  *  Limits of this build
  **************************************************************************************************/
-#define MOEJIT_MAX_EXPERTS 1024 /* E: one warp per token holds a whole row in registers */
-#define MOEJIT_MAX_TOPK 32      /* K */
+#define MOEJIT_MAX_EXPERTS 4096 /* E: a warp per token up to 1024, a block per token above */
+#define MOEJIT_MAX_TOPK 64      /* K, and the most shared slots S */
 
 /*-************************************************************************************************
  *  Context
@@ -132,13 +132,23 @@ MOEJIT_API const char *moejit_cache_dir(const moejit_ctx *ctx);
  *
  *  In:  logits [T, row_stride] (f32, bf16 or f16), optional bias [E] (f32).
  *  Out: ids [T, K+S] int32 and weights [T, K+S] f32, row-major, contiguous.
- *  1. s = score(logits): softmax over the row, or sigmoid per element (math in f32).
+ *  0. With a soft cap, logits become softcap·tanh(x/softcap).
+ *  1. s = score(logits): softmax over the row, sigmoid or sqrt(softplus) per element (f32 math).
  *  2. sel = s + bias (the bias changes the selection only, never the weights).
- *  3. The K largest sel → ids, in descending order of sel; ties go to the lower expert index and
- *     NaN ranks below every number. weights = s[ids].
- *  4. renormalize: weights /= sum(weights) when the sum > 0.
+ *  3. Groups (G > 1): the E experts form G consecutive groups of E/G; a group scores the best
+ *     (max) or the sum of the two best (top2_sum) sel of its experts; only the experts of the TG
+ *     best groups stay candidates.
+ *  4. The K largest sel → ids, in descending order of sel; ties go to the lower index (expert or
+ *     group) and NaN ranks below every number. weights = s[ids].
+ *     score_after_topk: the K largest raw logits (+ bias) are chosen, then weights = softmax over
+ *     those K logits (softmax) or score(logit) (sigmoid, sqrt_softplus).
+ *  5. renormalize: weights /= sum(weights) when the sum > 0 (never a division by zero).
  *     scale_output: weights *= routed_scaling_factor.
- *  Output is bit-identical run to run.
+ *  6. Shared slots (S > 0): slot K+j holds id E+j and weight (sum of the K routed weights after
+ *     step 5's renormalisation, before scaling) / routed_scaling_factor.
+ *  Output is bit-identical run to run. The reference computes each score exactly and rounds it
+ *  to f32; the kernels use f32 math functions (a few ulp), so selections agree except between
+ *  scores that differ by about 1e-6 relative, and weights agree to about 1e-6 relative.
  **************************************************************************************************/
 typedef enum moejit_dtype {
     MOEJIT_DTYPE_F32 = 0,

@@ -1,21 +1,32 @@
 // moejit kernel_templates/route.cuh — gating and top-k selection (DESIGN §2.1).
 //
-// One warp per token. Lane L holds the VPT = ceil(E/32) consecutive experts [L*VPT, L*VPT+VPT)
-// in registers; since E is a compile-time constant every loop over them is unrolled and no
-// register array is ever indexed at run time. Top-K is K rounds of warp argmax: each lane offers
-// its best remaining candidate as an order-preserving u32 key, one integer max finds the winner,
-// and the lowest lane holding it wins — lanes own ascending expert ranges, so that is also the
-// lowest expert index, which is exactly the tie rule.
+// Layout. Up to 1024 experts, a token is routed by a segment of LANES lanes of one warp (LANES =
+// 32, or fewer for small E so that a warp takes several tokens); lane L of the segment holds the
+// VPT = ceil(E/LANES) consecutive experts [L*VPT, L*VPT+VPT) in registers. Since E is a
+// compile-time constant every loop over them is unrolled and no register array is indexed at run
+// time. Above 1024 experts a block takes a token: each warp holds a contiguous tile, selects its
+// tile's top-K, and warp 0 merges the candidates.
 //
-// Expects a Cfg struct (emitted by codegen) with:
-//   Dtype (mj::F32 / mj::BF16 / mj::F16), kExperts, kTopK, kScore, kHasBias, kSoftcap,
-//   kScoreAfterTopk, kRenormalize, kScaleOutput, kScalingFactor, kSharedSlots, kWarpsPerBlock.
+// Selection. A score becomes an order-preserving u32 key (common.cuh: NaN lowest, 0 = none).
+// Candidates are numbered lane-major (candidate i of lane L is L*N+i), so "lowest lane, then
+// lowest slot" is "lowest number" — the lowest expert index, which is the tie rule. Each lane
+// caches its best two remaining candidates: a round is one max-reduction and one ballot, and a
+// lane rescans only after it gave up both cached candidates (about once per token).
+//
+// Weights. The rounds carry only keys and expert numbers; the K chosen scores are recovered at
+// the end (exactly, from the key, without a bias; else recomputed from the logit).
+//
+// Expects a Cfg struct (emitted by codegen, src/op_route.c) with:
+//   Dtype (mj::F32 / mj::BF16 / mj::F16), kExperts, kTopK, kScore, kGroups, kTopkGroups,
+//   kGroupScore, kHasBias, kSoftcap, kScoreAfterTopk, kRenormalize, kScaleOutput, kScalingFactor,
+//   kSharedSlots, kLanesPerToken (warp path), kWarpsPerBlock.
 
 namespace mj {
 
 enum { kScoreSoftmax = 0, kScoreSigmoid = 1, kScoreSqrtSoftplus = 2 };
+enum { kGroupMax = 0, kGroupTop2Sum = 1 };
 
-// Kernel parameters; the host passes the same layout (src/launch_route.c).
+// Kernel parameters; the host passes the same layout (src/route.c).
 struct RouteParams {
     const void *logits;
     const float *bias;
@@ -25,9 +36,17 @@ struct RouteParams {
     i64 row_stride;
 };
 
-__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+// ---- scores -------------------------------------------------------------------------------------
 
-// softplus with PyTorch's default threshold: linear above 20, where log1p(exp(x)) == x in f32.
+// Stable in both tails: exp(-|x|) never overflows, and e/(1+e) keeps the tiny values of x << 0.
+__device__ __forceinline__ float sigmoid(float x)
+{
+    const float e = expf(-fabsf(x));
+    const float r = __frcp_rn(1.0f + e);
+    return x >= 0.0f ? r : e * r;
+}
+
+// softplus with PyTorch's threshold: linear above 20, where log1p(exp(x)) == x in f32.
 __device__ __forceinline__ float sqrt_softplus(float x) { return sqrtf(x > 20.0f ? x : log1pf(expf(x))); }
 
 template <int kScore>
@@ -37,48 +56,382 @@ __device__ __forceinline__ float score_elementwise(float x)
     else return sqrt_softplus(x);
 }
 
-template <class Cfg>
-struct RouteWarp {
+// The inverse of order_key (NaN for the NaN key).
+__device__ __forceinline__ float key_value(u32 k)
+{
+    if (k <= 1u) return __int_as_float(0x7fffffff);
+    return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+
+// t1/t2 := the best two of (t1, t2, k), as keys.
+__device__ __forceinline__ void top2_insert(u32 &t1, u32 &t2, u32 k)
+{
+    t2 = max(t2, min(t1, k));
+    t1 = max(t1, k);
+}
+
+// A group's score from its best two selection keys.
+template <int kGroupScore>
+__device__ __forceinline__ u32 group_key(u32 t1, u32 t2)
+{
+    if constexpr (kGroupScore == kGroupTop2Sum) return order_key(key_value(t1) + key_value(t2));
+    else return t1;
+}
+
+// ---- segments: LANES consecutive lanes (a power of two) routing one token -----------------------
+
+template <int LANES>
+struct Segment {
+    int base; // first lane of the segment in the warp
+    int lane; // lane within the segment
+
+    __device__ explicit Segment(int warp_lane) : base(warp_lane & ~(LANES - 1)), lane(warp_lane & (LANES - 1)) {}
+
+    __device__ u32 max(u32 v) const
+    {
+        if constexpr (LANES == 32) {
+            return warp_max_u32(v);
+        } else {
+#pragma unroll
+            for (int o = LANES / 2; o > 0; o >>= 1) v = ::max(v, __shfl_xor_sync(kFullMask, v, o));
+            return v;
+        }
+    }
+    __device__ float max(float v) const
+    {
+#pragma unroll
+        for (int o = LANES / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(kFullMask, v, o));
+        return v;
+    }
+    // Butterfly sum: the same order, hence the same bits, on every run.
+    __device__ float sum(float v) const
+    {
+#pragma unroll
+        for (int o = LANES / 2; o > 0; o >>= 1) v += __shfl_xor_sync(kFullMask, v, o);
+        return v;
+    }
+    __device__ u32 ballot(bool p) const
+    {
+        const u32 b = __ballot_sync(kFullMask, p);
+        if constexpr (LANES == 32) return b;
+        else return (b >> base) & ((1u << LANES) - 1u);
+    }
+    template <class T>
+    __device__ T bcast(T v, int src) const
+    {
+        return __shfl_sync(kFullMask, v, base + src);
+    }
+};
+
+// ---- selection ----------------------------------------------------------------------------------
+
+// Rounds of segment-wide argmax over register-held candidates key[N] per lane. A larger key
+// wins, the lower number on ties; key 0 is never a real candidate.
+template <int LANES, int N>
+struct RegisterSelect {
+    u32 k1, k2;   // best and second-best remaining key of this lane
+    int i1, i2;   // their slots
+    u32 taken;    // bit i: key[i] has been chosen
+    bool have2;   // k2/i2 are known
+
+    __device__ void scan(const u32 (&key)[N])
+    {
+        k1 = k2 = 0u;
+        i1 = i2 = 0;
+#pragma unroll
+        for (int i = 0; i < N; i++) {
+            const u32 k = ((taken >> i) & 1u) ? 0u : key[i];
+            if (k > k1) { k2 = k1; i2 = i1; k1 = k; i1 = i; }
+            else if (k > k2) { k2 = k; i2 = i; }
+        }
+        have2 = true;
+    }
+
+    __device__ void begin(const u32 (&key)[N])
+    {
+        taken = 0u;
+        scan(key);
+    }
+
+    // Take the best candidate of the segment; returns its number (lane*N + slot), *top its key.
+    __device__ int pop(const u32 (&key)[N], const Segment<LANES> &seg, u32 &top)
+    {
+        top = seg.max(k1);
+        const int winner = __ffs(seg.ballot(k1 == top)) - 1;
+        const int number = seg.bcast(seg.lane * N + i1, winner);
+        bool rescan = false;
+        if (seg.lane == winner) {
+            taken |= 1u << i1;
+            if (have2) { k1 = k2; i1 = i2; have2 = false; }
+            else rescan = true;
+        }
+        if (__any_sync(kFullMask, rescan)) scan(key); /* refreshes every lane's pair; rare */
+        return number;
+    }
+};
+
+// The same over candidates in shared memory: lane L owns the contiguous slice [L*C, L*C+C) of n
+// keys (C = ceil(n/LANES)), caches its best two and rescans its slice when both are gone. Used
+// where counts are large or irregular (group selection, merging tiles); keys are consumed.
+template <int LANES>
+struct SharedSelect {
+    u32 *keys;
+    int n, c;
+    u32 k1, k2;
+    int i1, i2;
+    bool have2;
+
+    __device__ void scan(int lane)
+    {
+        k1 = k2 = 0u;
+        i1 = i2 = 0;
+        for (int i = lane * c; i < n && i < lane * c + c; i++) {
+            const u32 k = keys[i];
+            if (k > k1) { k2 = k1; i2 = i1; k1 = k; i1 = i; }
+            else if (k > k2) { k2 = k; i2 = i; }
+        }
+        have2 = true;
+    }
+
+    __device__ void begin(u32 *shared_keys, int count, int lane)
+    {
+        keys = shared_keys;
+        n = count;
+        c = (count + LANES - 1) / LANES;
+        scan(lane);
+    }
+
+    // Take the best candidate; returns its index in keys[], *top its key.
+    __device__ int pop(const Segment<LANES> &seg, u32 &top)
+    {
+        top = seg.max(k1);
+        const int winner = __ffs(seg.ballot(k1 == top)) - 1;
+        const int index = seg.bcast(i1, winner);
+        bool rescan = false;
+        if (seg.lane == winner) {
+            keys[index] = 0u;
+            if (have2) { k1 = k2; i1 = i2; have2 = false; }
+            else rescan = true;
+        }
+        __syncwarp();
+        if (__any_sync(kFullMask, rescan)) scan(seg.lane);
+        return index;
+    }
+};
+
+// ---- the token's result: weights from the chosen keys, shared slots, the write ------------------
+
+template <class Cfg, int LANES>
+struct RouteFinish {
     typedef typename Cfg::Dtype D;
     typedef typename D::Storage Storage;
     static constexpr int E = Cfg::kExperts;
     static constexpr int K = Cfg::kTopK;
     static constexpr int S = Cfg::kSharedSlots;
     static constexpr int kOut = K + S;
-    static constexpr int VPT = (E + 31) / 32;          // experts per lane
-    static constexpr int kFullLanes = E / VPT;         // lanes whose whole range is in [0, E)
-    static constexpr int kSlotsPerLane = (kOut + 31) / 32;
+    static constexpr int kSlots = (kOut + LANES - 1) / LANES; // output slots per lane
 
-    // Is expert lane*VPT + i a real expert? (only the last lanes can hold fewer than VPT)
+    // The selection value of expert e recomputed from its logit, exactly as the row pass did.
+    static __device__ float score_of(const Storage *row, int e, float softmax_max, float softmax_inv)
+    {
+        float x = load_one<D>(row, e);
+        if constexpr (Cfg::kSoftcap > 0.0f) x = Cfg::kSoftcap * tanhf(x / Cfg::kSoftcap);
+        if constexpr (Cfg::kScoreAfterTopk) return x;
+        else if constexpr (Cfg::kScore == kScoreSoftmax) return expf(x - softmax_max) * softmax_inv;
+        else return score_elementwise<Cfg::kScore>(x);
+    }
+
+    // Slot k = seg.lane + LANES*j holds expert id[j] with selection key key[j] (k < K).
+    static __device__ void run(const Segment<LANES> &seg, bool active, const Storage *row, float softmax_max,
+                               float softmax_inv, int (&id)[kSlots], const u32 (&key)[kSlots], int *ids_out,
+                               float *w_out)
+    {
+        float w[kSlots];
+#pragma unroll
+        for (int j = 0; j < kSlots; j++) {
+            const bool routed = seg.lane + LANES * j < K;
+            if constexpr (Cfg::kHasBias) /* the key holds score + bias: recompute the score */
+                w[j] = (routed && active) ? score_of(row, id[j], softmax_max, softmax_inv) : 0.0f;
+            else
+                w[j] = routed ? key_value(key[j]) : 0.0f;
+        }
+        if constexpr (Cfg::kScoreAfterTopk) { /* w holds logits: score the K chosen */
+            if constexpr (Cfg::kScore == kScoreSoftmax) {
+                float m = -__int_as_float(0x7f800000);
+#pragma unroll
+                for (int j = 0; j < kSlots; j++)
+                    if (seg.lane + LANES * j < K) m = fmaxf(m, w[j]);
+                m = seg.max(m);
+                float part = 0.0f;
+#pragma unroll
+                for (int j = 0; j < kSlots; j++) {
+                    w[j] = seg.lane + LANES * j < K ? expf(w[j] - m) : 0.0f;
+                    part += w[j];
+                }
+                const float inv = 1.0f / seg.sum(part);
+#pragma unroll
+                for (int j = 0; j < kSlots; j++) w[j] *= inv;
+            } else {
+#pragma unroll
+                for (int j = 0; j < kSlots; j++)
+                    if (seg.lane + LANES * j < K) w[j] = score_elementwise<Cfg::kScore>(w[j]);
+            }
+        }
+        if constexpr (Cfg::kRenormalize || S > 0) {
+            float part = 0.0f;
+#pragma unroll
+            for (int j = 0; j < kSlots; j++)
+                if (seg.lane + LANES * j < K) part += w[j];
+            float routed = seg.sum(part);
+            if constexpr (Cfg::kRenormalize) {
+                if (routed > 0.0f) { /* never divide by zero (or by NaN) */
+#pragma unroll
+                    for (int j = 0; j < kSlots; j++) w[j] = w[j] / routed;
+                    part = 0.0f;
+#pragma unroll
+                    for (int j = 0; j < kSlots; j++)
+                        if (seg.lane + LANES * j < K) part += w[j];
+                    routed = seg.sum(part);
+                }
+            }
+            if constexpr (S > 0) {
+                const float shared_w = routed / Cfg::kScalingFactor;
+#pragma unroll
+                for (int j = 0; j < kSlots; j++) {
+                    const int slot = seg.lane + LANES * j;
+                    if (slot >= K && slot < kOut) { id[j] = E + (slot - K); w[j] = shared_w; }
+                }
+            }
+        }
+        if constexpr (Cfg::kScaleOutput) {
+#pragma unroll
+            for (int j = 0; j < kSlots; j++)
+                if (seg.lane + LANES * j < K) w[j] *= Cfg::kScalingFactor;
+        }
+        if (!active) return;
+#pragma unroll
+        for (int j = 0; j < kSlots; j++) {
+            const int slot = seg.lane + LANES * j;
+            if (slot < kOut) {
+                ids_out[slot] = id[j];
+                w_out[slot] = w[j];
+            }
+        }
+    }
+};
+
+// ---- up to 1024 experts: a segment of a warp per token --------------------------------------------
+
+template <class Cfg, int LANES>
+struct RouteSegment {
+    typedef typename Cfg::Dtype D;
+    typedef typename D::Storage Storage;
+    typedef RouteFinish<Cfg, LANES> Finish;
+    static constexpr int E = Cfg::kExperts;
+    static constexpr int K = Cfg::kTopK;
+    static constexpr int kOut = K + Cfg::kSharedSlots;
+    static constexpr int VPT = (E + LANES - 1) / LANES; // experts per lane
+    static constexpr int kFullLanes = E / VPT;           // lanes whose whole range is real
+    static constexpr int G = Cfg::kGroups;
+    static constexpr int TG = Cfg::kTopkGroups;
+    static constexpr int GS = E / G;                     // experts per group
+    static constexpr bool kGrouped = G > 1 && TG < G;
+    // Fast group path: each lane inside one group, a group on a power-of-two number of lanes.
+    static constexpr int LPG = GS / VPT;                 // lanes per group (when VPT divides GS)
+    static constexpr bool kGroupsOnLanes =
+        kGrouped && GS % VPT == 0 && LPG > 0 && (LPG & (LPG - 1)) == 0 && G * LPG <= LANES;
+    static constexpr int kSegmentsPerBlock = Cfg::kWarpsPerBlock * (32 / LANES);
+
     static __device__ __forceinline__ bool present(int lane, int i) { return lane * VPT + i < E; }
 
-    // Route one token: row points at its E logits; the warp writes kOut ids and weights to
-    // ids_out / w_out (global or shared memory). Called by all 32 lanes together. This is the
-    // device-side interface other kernels (the fused route+align) build on.
-    static __device__ void route_row(const Storage *row, const float *bias, int lane, int *ids_out, float *w_out)
+    // Groups whose lanes line up: reduce each group's best two over its LPG lanes with xor
+    // shuffles, rank the G group scores by broadcast, clear the experts of dropped groups.
+    static __device__ void mask_groups_on_lanes(const Segment<LANES> &seg, u32 (&key)[VPT])
     {
-        const int first = lane * VPT;
-
-        // 1. Load this lane's logits (absent experts read as -inf and never become candidates).
-        float x[VPT];
-        if (E % VPT == 0 || lane < kFullLanes) {
-            if (first < E) load_span<D, VPT>(row + first, x);
-            else {
+        u32 t1 = 0u, t2 = 0u;
 #pragma unroll
-                for (int i = 0; i < VPT; i++) x[i] = -__int_as_float(0x7f800000);
+        for (int i = 0; i < VPT; i++) top2_insert(t1, t2, key[i]);
+#pragma unroll
+        for (int o = 1; o < LPG; o <<= 1) {
+            const u32 o1 = __shfl_xor_sync(kFullMask, t1, o), o2 = __shfl_xor_sync(kFullMask, t2, o);
+            t2 = ::max(::max(t2, o2), ::min(t1, o1));
+            t1 = ::max(t1, o1);
+        }
+        const u32 mine = group_key<Cfg::kGroupScore>(t1, t2);
+        const int g = seg.lane / LPG;
+        int rank = 0;
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            const u32 other = seg.bcast(mine, h * LPG);
+            rank += (other > mine) || (other == mine && h < g);
+        }
+        if (rank >= TG) {
+#pragma unroll
+            for (int i = 0; i < VPT; i++) key[i] = 0u;
+        }
+    }
+
+    // Any other grouping: the segment's keys go to shared memory, lane L scores the groups
+    // [L*NG, L*NG+NG), SharedSelect picks the TG best, the experts of the others are cleared.
+    static __device__ void mask_groups_shared(const Segment<LANES> &seg, u32 (&key)[VPT])
+    {
+        constexpr int NG = (G + LANES - 1) / LANES;
+        __shared__ u32 s_keys[kSegmentsPerBlock][E];
+        __shared__ u32 s_group[kSegmentsPerBlock][G];
+        const int slot = (threadIdx.x >> 5) * (32 / LANES) + ((threadIdx.x & 31) / LANES);
+        u32 *keys = s_keys[slot], *groups = s_group[slot];
+        const int first = seg.lane * VPT;
+#pragma unroll
+        for (int i = 0; i < VPT; i++)
+            if (present(seg.lane, i)) keys[first + i] = key[i];
+        __syncwarp();
+#pragma unroll
+        for (int j = 0; j < NG; j++) {
+            const int g = seg.lane * NG + j;
+            if (g < G) {
+                u32 t1 = 0u, t2 = 0u;
+#pragma unroll 4
+                for (int q = 0; q < GS; q++) top2_insert(t1, t2, keys[g * GS + q]);
+                groups[g] = group_key<Cfg::kGroupScore>(t1, t2);
             }
+        }
+        __syncwarp();
+        // Picking zeroes a group's key; every real group key is >= 1 (order_key), so after TG
+        // picks "kept" is exactly "key now 0".
+        SharedSelect<LANES> pick;
+        pick.begin(groups, G, seg.lane);
+#pragma unroll 1
+        for (int r = 0; r < TG; r++) {
+            u32 top;
+            pick.pop(seg, top);
+        }
+#pragma unroll
+        for (int i = 0; i < VPT; i++)
+            if (present(seg.lane, i) && groups[(first + i) / GS] != 0u) key[i] = 0u;
+        __syncwarp(); /* the next token reuses the buffers */
+    }
+
+    // Route one token (the segment's lanes together). active = false: participate, write nothing.
+    static __device__ void route(const Segment<LANES> &seg, bool active, const Storage *row, const float *bias,
+                                 int *ids_out, float *w_out)
+    {
+        const int first = seg.lane * VPT;
+        // 1. This lane's logits; absent experts (and inactive tokens) read as -inf.
+        float x[VPT];
+        if (active && (E % VPT == 0 || seg.lane < kFullLanes) && first < E) {
+            load_span<D, VPT>(row + first, x);
         } else {
 #pragma unroll
-            for (int i = 0; i < VPT; i++) x[i] = present(lane, i) ? load_one<D>(row, first + i) : -__int_as_float(0x7f800000);
+            for (int i = 0; i < VPT; i++)
+                x[i] = (active && present(seg.lane, i)) ? load_one<D>(row, first + i) : -__int_as_float(0x7f800000);
         }
         if constexpr (Cfg::kSoftcap > 0.0f) {
 #pragma unroll
             for (int i = 0; i < VPT; i++) x[i] = Cfg::kSoftcap * tanhf(x[i] / Cfg::kSoftcap);
         }
-
-        // 2. Scores. val[] is what a chosen expert reports: its score, or its logit when the
-        //    score is taken after the top-k.
+        // 2. Scores: what a chosen expert reports (its logit when scoring after the top-k).
         float val[VPT];
+        float softmax_max = 0.0f, softmax_inv = 0.0f;
         if constexpr (Cfg::kScoreAfterTopk) {
 #pragma unroll
             for (int i = 0; i < VPT; i++) val[i] = x[i];
@@ -86,137 +439,237 @@ struct RouteWarp {
             float m = x[0];
 #pragma unroll
             for (int i = 1; i < VPT; i++) m = fmaxf(m, x[i]);
-            m = warp_max_f32(m);
+            softmax_max = seg.max(m);
 #pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = expf(x[i] - m);
-            const float inv = 1.0f / warp_sum_f32(sum_pairwise<VPT>(val));
+            for (int i = 0; i < VPT; i++) val[i] = expf(x[i] - softmax_max);
+            softmax_inv = 1.0f / seg.sum(sum_pairwise<VPT>(val));
 #pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] *= inv;
+            for (int i = 0; i < VPT; i++) val[i] *= softmax_inv;
         } else {
 #pragma unroll
             for (int i = 0; i < VPT; i++) val[i] = score_elementwise<Cfg::kScore>(x[i]);
         }
-
-        // 3. Selection keys: score (+ bias); 0 = not a candidate.
+        // 3. Selection keys: score + bias; 0 = not a candidate.
         u32 key[VPT];
 #pragma unroll
         for (int i = 0; i < VPT; i++) {
             float sel = val[i];
-            if constexpr (Cfg::kHasBias) sel += present(lane, i) ? __ldg(bias + first + i) : 0.0f;
-            key[i] = present(lane, i) ? order_key(sel) : 0u;
+            if constexpr (Cfg::kHasBias) sel += present(seg.lane, i) ? __ldg(bias + first + i) : 0.0f;
+            key[i] = present(seg.lane, i) ? order_key(sel) : 0u;
         }
-
-        // 4. K rounds of warp argmax. Lane k keeps the k-th winner (k+32 in its second slot).
-        int my_id[kSlotsPerLane];
-        float my_val[kSlotsPerLane];
+        // 4. Groups: keep the TG best, clear the others' experts.
+        if constexpr (kGroupsOnLanes) mask_groups_on_lanes(seg, key);
+        else if constexpr (kGrouped) mask_groups_shared(seg, key);
+        // 5. K rounds; slot k = seg.lane + LANES*j keeps the k-th winner.
+        int id[Finish::kSlots];
+        u32 won[Finish::kSlots];
 #pragma unroll
-        for (int j = 0; j < kSlotsPerLane; j++) { my_id[j] = 0; my_val[j] = 0.0f; }
+        for (int j = 0; j < Finish::kSlots; j++) { id[j] = 0; won[j] = 0u; }
+        RegisterSelect<LANES, VPT> pick;
+        pick.begin(key);
 #pragma unroll 1
         for (int k = 0; k < K; k++) {
-            u32 best = key[0];
-            int bi = 0;
+            u32 top;
+            const int e = pick.pop(key, seg, top);
 #pragma unroll
-            for (int i = 1; i < VPT; i++)
-                if (key[i] > best) { best = key[i]; bi = i; }
-            float bv = val[0];
-#pragma unroll
-            for (int i = 1; i < VPT; i++)
-                if (bi == i) bv = val[i];
-            const u32 top = warp_max_u32(best);
-            const int winner = __ffs(__ballot_sync(kFullMask, best == top)) - 1;
-            if (lane == winner) {
-#pragma unroll
-                for (int i = 0; i < VPT; i++)
-                    if (bi == i) key[i] = 0u;
-            }
-            const int id = __shfl_sync(kFullMask, first + bi, winner);
-            const float v = __shfl_sync(kFullMask, bv, winner);
-#pragma unroll
-            for (int j = 0; j < kSlotsPerLane; j++)
-                if (lane + 32 * j == k) { my_id[j] = id; my_val[j] = v; }
+            for (int j = 0; j < Finish::kSlots; j++)
+                if (seg.lane + LANES * j == k) { id[j] = e; won[j] = top; }
         }
-
-        // 5. Weights of the K routed slots (lanes holding slot k < K), then shared slots.
-        float w[kSlotsPerLane];
-        if constexpr (Cfg::kScoreAfterTopk) {
-            if constexpr (Cfg::kScore == kScoreSoftmax) {
-                float m = -__int_as_float(0x7f800000);
-#pragma unroll
-                for (int j = 0; j < kSlotsPerLane; j++)
-                    if (lane + 32 * j < K) m = fmaxf(m, my_val[j]);
-                m = warp_max_f32(m);
-                float sum = 0.0f;
-#pragma unroll
-                for (int j = 0; j < kSlotsPerLane; j++) {
-                    w[j] = lane + 32 * j < K ? expf(my_val[j] - m) : 0.0f;
-                    sum += w[j];
-                }
-                const float inv = 1.0f / warp_sum_f32(sum);
-#pragma unroll
-                for (int j = 0; j < kSlotsPerLane; j++) w[j] *= inv;
-            } else {
-#pragma unroll
-                for (int j = 0; j < kSlotsPerLane; j++) w[j] = score_elementwise<Cfg::kScore>(my_val[j]);
-            }
-        } else {
-#pragma unroll
-            for (int j = 0; j < kSlotsPerLane; j++) w[j] = my_val[j];
-        }
-        if constexpr (Cfg::kRenormalize || S > 0) {
-            float part = 0.0f;
-#pragma unroll
-            for (int j = 0; j < kSlotsPerLane; j++)
-                if (lane + 32 * j < K) part += w[j];
-            const float sum = warp_sum_f32(part);
-            float routed = sum;
-            if constexpr (Cfg::kRenormalize) {
-                if (sum > 0.0f) {
-#pragma unroll
-                    for (int j = 0; j < kSlotsPerLane; j++) w[j] = w[j] / sum;
-                    part = 0.0f;
-#pragma unroll
-                    for (int j = 0; j < kSlotsPerLane; j++)
-                        if (lane + 32 * j < K) part += w[j];
-                    routed = warp_sum_f32(part);
-                }
-            }
-            if constexpr (S > 0) {
-                const float shared_w = routed / Cfg::kScalingFactor;
-#pragma unroll
-                for (int j = 0; j < kSlotsPerLane; j++) {
-                    const int slot = lane + 32 * j;
-                    if (slot >= K && slot < kOut) { my_id[j] = E + (slot - K); w[j] = shared_w; }
-                }
-            }
-        }
-        if constexpr (Cfg::kScaleOutput) {
-#pragma unroll
-            for (int j = 0; j < kSlotsPerLane; j++)
-                if (lane + 32 * j < K) w[j] *= Cfg::kScalingFactor;
-        }
-
-        // 6. One coalesced write per slot.
-#pragma unroll
-        for (int j = 0; j < kSlotsPerLane; j++) {
-            const int slot = lane + 32 * j;
-            if (slot < kOut) {
-                ids_out[slot] = my_id[j];
-                w_out[slot] = w[j];
-            }
-        }
+        // 6. Weights, shared slots, write.
+        Finish::run(seg, active, row, softmax_max, softmax_inv, id, won, ids_out, w_out);
     }
 };
+
+// Route one token with the whole warp (any E up to 1024): the device interface other kernels
+// (the fused route+align) build on. row points at its E logits; kOut ids and weights go to
+// ids_out / w_out (global or shared memory). All 32 lanes call it together.
+template <class Cfg>
+struct RouteWarp {
+    typedef RouteSegment<Cfg, 32> Segment32;
+    static constexpr int kOut = Segment32::kOut;
+    static __device__ void route_row(const typename Cfg::Dtype::Storage *row, const float *bias, int lane,
+                                     int *ids_out, float *w_out)
+    {
+        Segment32::route(Segment<32>(lane), true, row, bias, ids_out, w_out);
+    }
+};
+
+// ---- above 1024 experts: a block per token --------------------------------------------------------
+
+template <class Cfg>
+struct RouteBlock {
+    typedef typename Cfg::Dtype D;
+    typedef typename D::Storage Storage;
+    typedef RouteFinish<Cfg, 32> Finish;
+    static constexpr int E = Cfg::kExperts;
+    static constexpr int K = Cfg::kTopK;
+    static constexpr int NW = Cfg::kWarpsPerBlock;
+    static constexpr int VPT = (E + 32 * NW - 1) / (32 * NW); // experts per thread
+    static constexpr int G = Cfg::kGroups;
+    static constexpr int TG = Cfg::kTopkGroups;
+    static constexpr int GS = E / G;
+    static constexpr bool kGrouped = G > 1 && TG < G;
+
+    struct Shared {
+        float reduce[NW];
+        u32 keys[kGrouped ? E : 1];      // selection keys of the row (grouped only)
+        u32 groups[kGrouped ? G : 1];    // group keys; a kept group's becomes 0
+        u32 cand_key[NW * K];            // each warp's top-K ...
+        int cand_id[NW * K];             // ... and their experts
+    };
+
+    static __device__ __forceinline__ bool present(int t, int i) { return t * VPT + i < E; }
+
+    template <bool kMax>
+    static __device__ float block_reduce(Shared &s, float v, int warp, int lane)
+    {
+        const Segment<32> seg(lane);
+        v = kMax ? seg.max(v) : seg.sum(v);
+        if (lane == 0) s.reduce[warp] = v;
+        __syncthreads();
+        float r = s.reduce[0];
+#pragma unroll
+        for (int w = 1; w < NW; w++) r = kMax ? fmaxf(r, s.reduce[w]) : r + s.reduce[w];
+        __syncthreads(); /* s.reduce is reused */
+        return r;
+    }
+
+    static __device__ void mask_groups(Shared &s, u32 (&key)[VPT], int t, int warp, int lane)
+    {
+        const int first = t * VPT;
+#pragma unroll
+        for (int i = 0; i < VPT; i++)
+            if (present(t, i)) s.keys[first + i] = key[i];
+        __syncthreads();
+        for (int g = t; g < G; g += 32 * NW) {
+            u32 t1 = 0u, t2 = 0u;
+#pragma unroll 4
+            for (int q = 0; q < GS; q++) top2_insert(t1, t2, s.keys[g * GS + q]);
+            s.groups[g] = group_key<Cfg::kGroupScore>(t1, t2);
+        }
+        __syncthreads();
+        if (warp == 0) {
+            const Segment<32> seg(lane);
+            SharedSelect<32> pick; /* as in RouteSegment: a kept group's key becomes 0 */
+            pick.begin(s.groups, G, lane);
+#pragma unroll 1
+            for (int r = 0; r < TG; r++) {
+                u32 top;
+                pick.pop(seg, top);
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < VPT; i++)
+            if (present(t, i) && s.groups[(first + i) / GS] != 0u) key[i] = 0u;
+    }
+
+    static __device__ void route(Shared &s, const Storage *row, const float *bias, int *ids_out, float *w_out)
+    {
+        const int t = threadIdx.x, warp = t >> 5, lane = t & 31, first = t * VPT;
+        float x[VPT];
+        if (first + VPT <= E) {
+            load_span<D, VPT>(row + first, x);
+        } else {
+#pragma unroll
+            for (int i = 0; i < VPT; i++) x[i] = present(t, i) ? load_one<D>(row, first + i) : -__int_as_float(0x7f800000);
+        }
+        if constexpr (Cfg::kSoftcap > 0.0f) {
+#pragma unroll
+            for (int i = 0; i < VPT; i++) x[i] = Cfg::kSoftcap * tanhf(x[i] / Cfg::kSoftcap);
+        }
+        float val[VPT];
+        float softmax_max = 0.0f, softmax_inv = 0.0f;
+        if constexpr (Cfg::kScoreAfterTopk) {
+#pragma unroll
+            for (int i = 0; i < VPT; i++) val[i] = x[i];
+        } else if constexpr (Cfg::kScore == kScoreSoftmax) {
+            float m = x[0];
+#pragma unroll
+            for (int i = 1; i < VPT; i++) m = fmaxf(m, x[i]);
+            softmax_max = block_reduce<true>(s, m, warp, lane);
+#pragma unroll
+            for (int i = 0; i < VPT; i++) val[i] = expf(x[i] - softmax_max);
+            softmax_inv = 1.0f / block_reduce<false>(s, sum_pairwise<VPT>(val), warp, lane);
+#pragma unroll
+            for (int i = 0; i < VPT; i++) val[i] *= softmax_inv;
+        } else {
+#pragma unroll
+            for (int i = 0; i < VPT; i++) val[i] = score_elementwise<Cfg::kScore>(x[i]);
+        }
+        u32 key[VPT];
+#pragma unroll
+        for (int i = 0; i < VPT; i++) {
+            float sel = val[i];
+            if constexpr (Cfg::kHasBias) sel += present(t, i) ? __ldg(bias + first + i) : 0.0f;
+            key[i] = present(t, i) ? order_key(sel) : 0u;
+        }
+        if constexpr (kGrouped) mask_groups(s, key, t, warp, lane);
+
+        // Each warp's top-K of its tile (tiles are contiguous: candidate order = expert order).
+        const Segment<32> seg(lane);
+        RegisterSelect<32, VPT> pick;
+        pick.begin(key);
+#pragma unroll 1
+        for (int k = 0; k < K; k++) {
+            u32 top;
+            const int e = pick.pop(key, seg, top);
+            if (lane == 0) {
+                s.cand_key[warp * K + k] = top;
+                s.cand_id[warp * K + k] = warp * 32 * VPT + e;
+            }
+        }
+        __syncthreads();
+        // Warp 0 merges NW*K candidates: lower position = lower expert among equal keys.
+        if (warp == 0) {
+            SharedSelect<32> merge;
+            merge.begin(s.cand_key, NW * K, lane);
+            int id[Finish::kSlots];
+            u32 won[Finish::kSlots];
+#pragma unroll
+            for (int j = 0; j < Finish::kSlots; j++) { id[j] = 0; won[j] = 0u; }
+#pragma unroll 1
+            for (int k = 0; k < K; k++) {
+                u32 top;
+                const int c = merge.pop(seg, top);
+                const int e = s.cand_id[c];
+#pragma unroll
+                for (int j = 0; j < Finish::kSlots; j++)
+                    if (lane + 32 * j == k) { id[j] = e; won[j] = top; }
+            }
+            Finish::run(seg, true, row, softmax_max, softmax_inv, id, won, ids_out, w_out);
+        }
+        __syncthreads(); /* shared memory is reused by the next token */
+    }
+};
+
+// ---- the kernel body --------------------------------------------------------------------------------
 
 template <class Cfg>
 __device__ __forceinline__ void route_kernel(const RouteParams &p)
 {
-    const int lane = threadIdx.x & 31;
-    const i64 warps_total = (i64)gridDim.x * Cfg::kWarpsPerBlock;
-    for (i64 token = (i64)blockIdx.x * Cfg::kWarpsPerBlock + (threadIdx.x >> 5); token < p.num_tokens;
-         token += warps_total)
-        RouteWarp<Cfg>::route_row(static_cast<const typename Cfg::Dtype::Storage *>(p.logits) + token * p.row_stride,
-                                  p.bias, lane, p.ids + token * RouteWarp<Cfg>::kOut,
-                                  p.weights + token * RouteWarp<Cfg>::kOut);
+    typedef typename Cfg::Dtype::Storage Storage;
+    constexpr int kOut = Cfg::kTopK + Cfg::kSharedSlots;
+    const Storage *logits = static_cast<const Storage *>(p.logits);
+    if constexpr (Cfg::kExperts <= 1024) {
+        constexpr int LANES = Cfg::kLanesPerToken, kPerWarp = 32 / LANES;
+        const Segment<LANES> seg(threadIdx.x & 31);
+        const i64 per_step = (i64)gridDim.x * Cfg::kWarpsPerBlock * kPerWarp;
+        const i64 mine = ((i64)blockIdx.x * Cfg::kWarpsPerBlock + (threadIdx.x >> 5)) * kPerWarp + seg.base / LANES;
+        // The loop bound is uniform per warp: a segment past the end still joins the shuffles.
+        for (i64 base = mine - seg.base / LANES; base < p.num_tokens; base += per_step) {
+            const i64 token = base + seg.base / LANES;
+            const bool active = token < p.num_tokens;
+            const i64 t = active ? token : 0;
+            RouteSegment<Cfg, LANES>::route(seg, active, logits + t * p.row_stride, p.bias, p.ids + t * kOut,
+                                            p.weights + t * kOut);
+        }
+    } else {
+        __shared__ typename RouteBlock<Cfg>::Shared s;
+        for (i64 token = blockIdx.x; token < p.num_tokens; token += gridDim.x)
+            RouteBlock<Cfg>::route(s, logits + token * p.row_stride, p.bias, p.ids + token * kOut,
+                                   p.weights + token * kOut);
+    }
 }
 
 } // namespace mj

@@ -9,7 +9,16 @@
 #include "op.h"
 #include "templates.h"
 
-enum { ROUTE_WARPS_PER_BLOCK = 4 };
+enum { ROUTE_WARPS_PER_BLOCK = 4, ROUTE_WARP_MAX_EXPERTS = 1024 };
+
+/* Lanes routing one token: a whole warp from 32 experts up, else the next power of two, so that a
+ * warp takes several small tokens at once. Must match RouteSegment's use in route.cuh. */
+static int lanes_per_token(int experts)
+{
+    int lanes = 1;
+    while (lanes < experts && lanes < 32) lanes *= 2;
+    return lanes;
+}
 
 #define SPEC_ERR(status, ...) mj_fail(status, "route spec: " __VA_ARGS__)
 
@@ -70,9 +79,11 @@ moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *
     out->topk = k;
     out->score = (int32_t)spec->score;
     out->dtype = (int32_t)spec->dtype;
-    out->groups = g;
-    out->topk_groups = tg;
-    out->group_score = g > 1 ? (int32_t)spec->group_score : 0;
+    /* Keeping all groups selects nothing: one kernel with the ungrouped shape. */
+    const int grouped = g > 1 && tg < g;
+    out->groups = grouped ? g : 1;
+    out->topk_groups = grouped ? tg : 1;
+    out->group_score = grouped ? (int32_t)spec->group_score : 0;
     out->has_bias = spec->has_bias != 0;
     out->softcap = cap;
     out->score_after_topk = spec->score_after_topk != 0;
@@ -87,11 +98,7 @@ moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *
 
 static moejit_status route_normalize_desc(const moejit_kernel_desc *desc, mj_kernel_id *id)
 {
-    moejit_status st = mj_route_normalize(&desc->route, &id->u.route);
-    if (st == MOEJIT_OK && id->u.route.groups > 1)
-        return mj_fail(MOEJIT_ERR_UNSUPPORTED, "route spec: num_groups = %d: grouped selection is not implemented yet",
-                       id->u.route.groups);
-    return st;
+    return mj_route_normalize(&desc->route, &id->u.route);
 }
 
 /* "2.5" → "2p5" so that numbers can appear in C identifiers. */
@@ -152,13 +159,15 @@ static int route_describe(const mj_kernel_id *id, char *buf, size_t cap)
 
 static void route_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
 {
-    (void)id;
+    const int experts = id->u.route.experts;
     plan->n_entries = 1;
     mj_entry_plan *e = &plan->entry[0];
     snprintf(e->name, sizeof e->name, "%s", plan->module);
     e->threads = 32 * ROUTE_WARPS_PER_BLOCK;
-    e->items_per_block = ROUTE_WARPS_PER_BLOCK; /* tokens */
-    e->smem_bytes = 0;
+    /* tokens per block: segments of a warp each, or one token per block above 1024 experts */
+    e->items_per_block =
+        experts <= ROUTE_WARP_MAX_EXPERTS ? ROUTE_WARPS_PER_BLOCK * (32 / lanes_per_token(experts)) : 1;
+    e->smem_bytes = 0; /* the kernels' shared memory is static */
 }
 
 static void route_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan *plan)
@@ -186,6 +195,7 @@ static void route_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_pl
                  "    static constexpr bool kScaleOutput = %s;\n"
                  "    static constexpr float kScalingFactor = %s;\n"
                  "    static constexpr int kSharedSlots = %d;\n"
+                 "    static constexpr int kLanesPerToken = %d;\n"
                  "    static constexpr int kWarpsPerBlock = %d;\n"
                  "};\n\n"
                  "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::RouteParams p)\n"
@@ -195,7 +205,8 @@ static void route_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_pl
                  mj_dtype_struct(r->dtype), r->experts, r->topk, r->score, mj_score_name(r->score), r->groups,
                  r->topk_groups, r->group_score, r->has_bias ? "true" : "false", cap,
                  r->score_after_topk ? "true" : "false", r->renormalize ? "true" : "false",
-                 r->scale_output ? "true" : "false", factor, r->shared_slots, e->items_per_block, e->threads, e->name);
+                 r->scale_output ? "true" : "false", factor, r->shared_slots, lanes_per_token(r->experts),
+                 ROUTE_WARPS_PER_BLOCK, e->threads, e->name);
 }
 
 const mj_op mj_op_route = {

@@ -4,8 +4,10 @@
 
 #include "spec.h"
 
-/* Scores (val) and selection values (sel = score + bias) of one row of E logits, in double, as
- * the reference computes them; logits already converted to float. */
-void mj_route_row_values(const mj_route_shape *r, const float *logits, const float *bias, double *val, double *sel);
+/* The smallest relative gap, in one row of E logits (already f32), between a choice the routing
+ * makes and the best choice it does not make — at the group boundary (TG-th vs next group score)
+ * and at the expert boundary (K-th vs next selection value among kept experts). Tests draw inputs
+ * with a margin well above f32 rounding, so that kernel and reference must agree exactly. */
+double mj_route_row_margin(const mj_route_shape *r, const float *logits, const float *bias);
 
 #endif

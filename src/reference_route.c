@@ -1,6 +1,9 @@
 /* The C reference of route (DESIGN §2.1): the definition GPU results are checked against.
- * Written for clarity and computed in double precision, so that it stands for the exact
- * function; the f32 kernels are compared with it within a stated tolerance. */
+ *
+ * Written for clarity. Each score is computed exactly (in double) and rounded to f32, then the
+ * selection follows the f32 rules of the spec (sel = f32(score + bias), NaN lowest, ties to the
+ * lower index); weights are derived in double and rounded once. The kernels differ from this only
+ * by the few-ulp error of f32 math functions. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,91 +18,115 @@ static double score_elementwise(int score, double x)
     return sqrt(x > 20.0 ? x : log1p(exp(x))); /* sqrt(softplus), linear above 20 like PyTorch */
 }
 
-static void softmax(const double *x, double *out, int n)
+/* softmax of n values, each rounded to f32 */
+static void softmax(const double *x, float *out, int n)
 {
-    double m = x[0];
+    double m = x[0], sum = 0.0;
     for (int i = 1; i < n; i++) m = fmax(m, x[i]);
-    double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += (out[i] = exp(x[i] - m));
-    for (int i = 0; i < n; i++) out[i] /= sum;
+    for (int i = 0; i < n; i++) sum += exp(x[i] - m);
+    for (int i = 0; i < n; i++) out[i] = (float)(exp(x[i] - m) / sum);
 }
 
-/* a ranks strictly above b: NaN ranks below every number, equal values do not (ties keep the
- * lower index), -0 equals +0. */
-static int ranks_above(double a, double b)
+/* a ranks strictly above b: NaN below every number; equal values do not (ties keep the lower
+ * index); -0 equals +0. */
+static int ranks_above(float a, float b)
 {
     if (isnan(a)) return 0;
     if (isnan(b)) return 1;
     return a > b;
 }
 
-/* Best candidate among experts with allowed[e] set; lowest index on ties. */
-static int argmax(const double *sel, const unsigned char *allowed, int n)
+/* Best allowed candidate, lowest index on ties; -1 if none. */
+static int argmax(const float *v, const unsigned char *allowed, int n)
 {
     int best = -1;
     for (int i = 0; i < n; i++)
-        if (allowed[i] && (best < 0 || ranks_above(sel[i], sel[best]))) best = i;
+        if (allowed[i] && (best < 0 || ranks_above(v[i], v[best]))) best = i;
     return best;
 }
 
-typedef struct row_scratch {
-    double *x, *val, *sel;
-    unsigned char *allowed;
-} row_scratch;
-
-/* Scores and selection values of a row whose (soft-capped) logits are in x. */
-static void row_values(const mj_route_shape *r, const double *x, const float *bias, double *val, double *sel)
-{
-    const int E = r->experts;
-    if (r->score_after_topk) memcpy(val, x, sizeof(double) * (size_t)E);
-    else if (r->score == MOEJIT_SCORE_SOFTMAX) softmax(x, val, E);
-    else
-        for (int e = 0; e < E; e++) val[e] = score_elementwise(r->score, x[e]);
-    for (int e = 0; e < E; e++) sel[e] = r->has_bias ? val[e] + (double)bias[e] : val[e];
-}
+typedef struct row_work {
+    double *x;              /* soft-capped logits */
+    float *val, *sel;       /* f32 score and selection value per expert */
+    float *gscore;          /* group scores */
+    unsigned char *allowed; /* per expert */
+    unsigned char *gallowed;
+} row_work;
 
 static double softcapped(const mj_route_shape *r, float x)
 {
     return r->softcap > 0.0f ? (double)r->softcap * tanh((double)x / (double)r->softcap) : (double)x;
 }
 
-void mj_route_row_values(const mj_route_shape *r, const float *logits, const float *bias, double *val, double *sel)
+/* Steps 0-2: f32 scores (or logits) and selection values of the row. */
+static void row_values(const mj_route_shape *r, const float *logits, const float *bias, row_work *w)
 {
-    for (int e = 0; e < r->experts; e++) sel[e] = softcapped(r, logits[e]);
-    row_values(r, sel, bias, val, sel); /* sel doubles as x: each x[e] is read before sel[e] is written */
+    const int E = r->experts;
+    for (int e = 0; e < E; e++) w->x[e] = softcapped(r, logits[e]);
+    if (r->score_after_topk)
+        for (int e = 0; e < E; e++) w->val[e] = (float)w->x[e];
+    else if (r->score == MOEJIT_SCORE_SOFTMAX) softmax(w->x, w->val, E);
+    else
+        for (int e = 0; e < E; e++) w->val[e] = (float)score_elementwise(r->score, w->x[e]);
+    for (int e = 0; e < E; e++) w->sel[e] = r->has_bias ? w->val[e] + bias[e] : w->val[e];
 }
 
-static void route_row(const mj_route_shape *r, row_scratch *w, const float *bias, int32_t *ids, float *weights)
+/* Step 3: group scores, and the experts of the TG best groups allowed. */
+static void choose_groups(const mj_route_shape *r, row_work *w)
+{
+    const int E = r->experts, G = r->groups, GS = E / G;
+    memset(w->allowed, 1, (size_t)E);
+    if (G == 1) return;
+    for (int g = 0; g < G; g++) {
+        memset(w->allowed + g * GS, 1, (size_t)GS);
+        const int a = argmax(w->sel + g * GS, w->allowed + g * GS, GS);
+        float score = w->sel[g * GS + a];
+        if (r->group_score == MOEJIT_GROUP_SCORE_TOP2_SUM) {
+            w->allowed[g * GS + a] = 0;
+            score = score + w->sel[g * GS + argmax(w->sel + g * GS, w->allowed + g * GS, GS)];
+        }
+        w->gscore[g] = score;
+    }
+    memset(w->gallowed, 1, (size_t)G);
+    memset(w->allowed, 0, (size_t)E);
+    for (int k = 0; k < r->topk_groups; k++) {
+        const int g = argmax(w->gscore, w->gallowed, G);
+        w->gallowed[g] = 0; /* taken */
+        memset(w->allowed + g * GS, 1, (size_t)GS);
+    }
+}
+
+static void route_row(const mj_route_shape *r, row_work *w, const float *logits, const float *bias, int32_t *ids,
+                      float *weights)
 {
     const int E = r->experts, K = r->topk, S = r->shared_slots;
-    /* 1-2. scores (or raw logits when scoring after the top-k) and selection values */
-    row_values(r, w->x, bias, w->val, w->sel);
-    memset(w->allowed, 1, (size_t)E);
-    /* 3. top-K in descending order, ties to the lower index */
+    row_values(r, logits, bias, w);
+    choose_groups(r, w);
+    /* Step 4: top-K in descending order of sel, ties to the lower index. */
     double wt[2 * MOEJIT_MAX_TOPK];
     for (int k = 0; k < K; k++) {
         const int e = argmax(w->sel, w->allowed, E);
         w->allowed[e] = 0;
         ids[k] = e;
-        wt[k] = w->val[e];
+        wt[k] = r->score_after_topk ? w->x[e] : (double)w->val[e];
     }
-    /* 4. weights */
     if (r->score_after_topk) {
         if (r->score == MOEJIT_SCORE_SOFTMAX) {
-            double chosen[2 * MOEJIT_MAX_TOPK];
-            memcpy(chosen, wt, sizeof(double) * (size_t)K);
-            softmax(chosen, wt, K);
+            double m = wt[0], sum = 0.0;
+            for (int k = 1; k < K; k++) m = fmax(m, wt[k]);
+            for (int k = 0; k < K; k++) sum += exp(wt[k] - m);
+            for (int k = 0; k < K; k++) wt[k] = exp(wt[k] - m) / sum;
         } else {
             for (int k = 0; k < K; k++) wt[k] = score_elementwise(r->score, wt[k]);
         }
     }
+    /* Step 5: renormalise (never by zero), then shared slots and scaling. */
     double routed = 0.0;
     for (int k = 0; k < K; k++) routed += wt[k];
     if (r->renormalize && routed > 0.0) {
         for (int k = 0; k < K; k++) wt[k] /= routed;
         routed = 1.0;
     }
-    /* 5. shared slots: the routed sum (after renormalisation, before scaling) / factor */
     for (int j = 0; j < S; j++) {
         ids[K + j] = E + j;
         wt[K + j] = routed / (double)r->scaling_factor;
@@ -109,13 +136,29 @@ static void route_row(const mj_route_shape *r, row_scratch *w, const float *bias
     for (int j = 0; j < K + S; j++) weights[j] = (float)wt[j];
 }
 
+static int work_alloc(row_work *w, int E)
+{
+    const size_t n = (size_t)E;
+    w->x = malloc(n * sizeof(double));
+    w->val = malloc(n * sizeof(float));
+    w->sel = malloc(n * sizeof(float));
+    w->gscore = malloc(n * sizeof(float));
+    w->allowed = malloc(n);
+    w->gallowed = malloc(n);
+    return w->x && w->val && w->sel && w->gscore && w->allowed && w->gallowed;
+}
+
+static void work_free(row_work *w)
+{
+    free(w->x), free(w->val), free(w->sel), free(w->gscore), free(w->allowed), free(w->gallowed);
+}
+
 moejit_status moejit_route_reference(const moejit_route_spec *spec, const void *logits, int64_t num_tokens,
                                      int64_t row_stride, const float *bias, int32_t *ids, float *weights)
 {
     mj_route_shape r;
     moejit_status st = mj_route_normalize(spec, &r);
     if (st != MOEJIT_OK) return st;
-    if (r.groups > 1) return mj_fail(MOEJIT_ERR_UNSUPPORTED, "route reference: grouped selection is not implemented yet");
     if (num_tokens < 0)
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route reference: num_tokens = %lld must be >= 0", (long long)num_tokens);
     if (num_tokens == 0) return MOEJIT_OK;
@@ -126,18 +169,61 @@ moejit_status moejit_route_reference(const moejit_route_spec *spec, const void *
     if (!logits || !ids || !weights || (r.has_bias && !bias))
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route reference: %s is NULL",
                        !logits ? "logits" : !ids ? "ids" : !weights ? "weights" : "bias");
-    const size_t E = (size_t)r.experts;
-    row_scratch w = {malloc(E * sizeof(double)), malloc(E * sizeof(double)), malloc(E * sizeof(double)), malloc(E)};
-    if (!w.x || !w.val || !w.sel || !w.allowed) {
-        free(w.x), free(w.val), free(w.sel), free(w.allowed);
+    row_work w;
+    float *row = malloc(sizeof(float) * (size_t)r.experts);
+    if (!work_alloc(&w, r.experts) || !row) {
+        work_free(&w);
+        free(row);
         return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "route reference: out of memory");
     }
     const int elem = mj_dtype_bytes(r.dtype), out_w = r.topk + r.shared_slots;
     for (int64_t t = 0; t < num_tokens; t++) {
-        const char *row = (const char *)logits + (size_t)(t * stride) * (size_t)elem;
-        for (size_t e = 0; e < E; e++) w.x[e] = softcapped(&r, mj_load_as_f32(row, r.dtype, (int64_t)e));
-        route_row(&r, &w, bias, ids + t * out_w, weights + t * out_w);
+        const char *src = (const char *)logits + (size_t)(t * stride) * (size_t)elem;
+        for (int e = 0; e < r.experts; e++) row[e] = mj_load_as_f32(src, r.dtype, e);
+        route_row(&r, &w, row, bias, ids + t * out_w, weights + t * out_w);
     }
-    free(w.x), free(w.val), free(w.sel), free(w.allowed);
+    work_free(&w);
+    free(row);
     return MOEJIT_OK;
+}
+
+/* Relative gap between the worst chosen and best unchosen value, ranked as the selection ranks. */
+static double boundary_gap(const float *v, const unsigned char *allowed, int n, int k)
+{
+    unsigned char *left = malloc((size_t)n);
+    memcpy(left, allowed, (size_t)n);
+    float last = 0.0f;
+    for (int i = 0; i < k; i++) {
+        const int b = argmax(v, left, n);
+        last = v[b];
+        left[b] = 0;
+    }
+    const int next = argmax(v, left, n);
+    free(left);
+    if (next < 0) return INFINITY;
+    if (isnan(last) || isnan(v[next])) return isnan(last) && isnan(v[next]) ? 0.0 : INFINITY;
+    return ((double)last - (double)v[next]) / fmax(fabs((double)last), 1e-30);
+}
+
+double mj_route_row_margin(const mj_route_shape *r, const float *logits, const float *bias)
+{
+    row_work w;
+    if (!work_alloc(&w, r->experts)) {
+        work_free(&w);
+        return 0.0;
+    }
+    row_values(r, logits, bias, &w);
+    double margin = INFINITY;
+    if (r->groups > 1) {
+        choose_groups(r, &w); /* fills gscore */
+        unsigned char *all = malloc((size_t)r->groups);
+        memset(all, 1, (size_t)r->groups);
+        margin = boundary_gap(w.gscore, all, r->groups, r->topk_groups);
+        free(all);
+    } else {
+        memset(w.allowed, 1, (size_t)r->experts);
+    }
+    const double expert_gap = boundary_gap(w.sel, w.allowed, r->experts, r->topk);
+    work_free(&w);
+    return fmin(margin, expert_gap);
 }

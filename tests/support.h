@@ -54,6 +54,11 @@ void *mjt_route_inputs(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, i
 void mjt_check_route(const moejit_route_spec *spec, int64_t T, const int32_t *ref_ids, const float *ref_w,
                      const int32_t *ids, const float *w, double rel_tol, const char *what);
 
+/* The issue-4 edge sweep: E in {1, 3, 60, 72, 160, 384, 1000, 1025, 2048, 4096} with group
+ * layouts (none, TG = G, G = E, irregular), K up to min(E, 64) including K = E, S in {0, 1, 2},
+ * every score and dtype in turn. Writes up to cap specs; returns the count. */
+int mjt_route_edge_sweep(moejit_route_spec *out, int cap);
+
 /* Largest relative weight error seen by mjt_check_route in this process. */
 double mjt_max_weight_error(void);
 

@@ -66,8 +66,8 @@ static void test_source(void **state)
     EXPECT_OUTPUT("--experts and --topk are required");
     assert_int_equal(CLI("source", "--experts", "64,128", "--topk", "8"), 2);
     EXPECT_OUTPUT("describes 2 kernels");
-    assert_int_equal(CLI("source", "--experts", "2000", "--topk", "8"), 2);
-    EXPECT_OUTPUT("num_experts = 2000 exceeds the maximum");
+    assert_int_equal(CLI("source", "--experts", "5000", "--topk", "8"), 2);
+    EXPECT_OUTPUT("num_experts = 5000 exceeds the maximum");
 }
 
 static void test_prewarm_and_ls(void **state)

@@ -146,12 +146,44 @@ static void test_other_archs(void **state)
     mjt_rmtree(dir);
 }
 
+/* Every preset and the issue-4 edge sweep compile, with the real options. */
+static void test_edge_sweep_and_presets_compile(void **state)
+{
+    (void)state;
+    moejit_route_spec specs[400];
+    int n = mjt_route_edge_sweep(specs, 400);
+    moejit_kernel_desc *descs = calloc((size_t)n + 16, sizeof *descs);
+    for (int i = 0; i < n; i++) descs[i] = (moejit_kernel_desc){.op = MOEJIT_OP_ROUTE, .route = specs[i]};
+    int presets = 0;
+    for (const char *name; (name = moejit_route_preset_name((size_t)presets)); presets++) {
+        descs[n].op = MOEJIT_OP_ROUTE;
+        assert_int_equal(moejit_route_preset(name, &descs[n].route), MOEJIT_OK);
+        n++;
+    }
+    assert_int_equal(presets, 8);
+    char dir[4096];
+    mjt_tmpdir(dir);
+    moejit_config cfg = {.cache_dir = dir};
+    moejit_ctx *ctx;
+    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_prewarm_result *res = calloc((size_t)n, sizeof *res);
+    moejit_prewarm(ctx, descs, (size_t)n, "sm_90a", res);
+    for (int i = 0; i < n; i++)
+        if (res[i].status != MOEJIT_OK) fail_msg("%s: %s", res[i].name, res[i].error);
+    printf("[ info     ] %d kernels compiled\n", n);
+    free(res);
+    free(descs);
+    moejit_close(ctx);
+    mjt_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_source_is_specialised),
         cmocka_unit_test(test_sweep_compiles),
         cmocka_unit_test(test_other_archs),
+        cmocka_unit_test(test_edge_sweep_and_presets_compile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

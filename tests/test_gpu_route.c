@@ -1,10 +1,13 @@
 /* GPU: every shape of the sweep routes fresh random batches and matches the C reference; a second
  * process finds the kernels in the disk cache. Every test skips without a device. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "numeric.h"
+#include "reference.h"
 #include "support.h"
 
 static char g_cache[4096];
@@ -28,14 +31,14 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Route one batch on the GPU and compare with the reference. `offset` shifts the logits by that
- * many elements from a 256-byte aligned base (exercising the narrow-load paths). */
-static void route_and_check(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, int offset)
+/* Route a batch of host logits on the GPU and compare with the reference. `offset` shifts the
+ * logits by that many elements from a 256-byte aligned base (exercising the narrow-load paths).
+ * Returns the GPU ids and weights (malloc'ed) when asked. */
+static void route_logits_and_check(const moejit_route_spec *spec, void *logits, float *bias, int64_t T, int64_t stride,
+                                   int offset, int32_t **ids_out, float **w_out)
 {
     const int E = spec->num_experts, W = spec->topk + spec->shared_slots;
     const size_t elem = spec->dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
-    float *bias = NULL;
-    void *logits = mjt_route_inputs(rng, spec, T, stride, &bias);
     const size_t in_bytes = (size_t)(T * stride) * elem, out_n = (size_t)(T * W);
     char *d_base = mjt_dev_alloc(in_bytes + 256);
     void *d_logits = d_base + (size_t)offset * elem;
@@ -64,8 +67,19 @@ static void route_and_check(mjt_rng *rng, const moejit_route_spec *spec, int64_t
     /* 1e-6 relative, as f32 math allows. A soft cap turns the few-ulp error of tanhf(x) into an
      * absolute error of x, i.e. a relative error of exp(x): up to ~|x|·4 ulp, so 1e-5 there. */
     mjt_check_route(spec, T, ref_ids, ref_w, ids, w, spec->softcap > 0 ? 1e-5 : 1e-6, what);
-    free(ids), free(ref_ids), free(w), free(ref_w), free(logits), free(bias);
+    free(ref_ids), free(ref_w);
+    if (ids_out) *ids_out = ids, *w_out = w;
+    else free(ids), free(w);
     mjt_dev_free(d_base), mjt_dev_free(d_bias), mjt_dev_free(d_ids), mjt_dev_free(d_w);
+}
+
+/* Fresh random inputs (no near-ties at any decision), routed and checked. */
+static void route_and_check(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, int offset)
+{
+    float *bias = NULL;
+    void *logits = mjt_route_inputs(rng, spec, T, stride, &bias);
+    route_logits_and_check(spec, logits, bias, T, stride, offset, NULL, NULL);
+    free(logits), free(bias);
 }
 
 static void test_route_sweep(void **state)
@@ -126,6 +140,112 @@ static void test_route_options(void **state)
     route_and_check(&rng, &s, 200, 160, 0);
 }
 
+/* Every preset, f32 and bf16 logits, from one token to 16384. */
+static void test_presets(void **state)
+{
+    (void)state;
+    if (!g_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    static const int ts[] = {1, 3, 128, 4096, 16384};
+    const char *name;
+    for (size_t p = 0; (name = moejit_route_preset_name(p)); p++)
+        for (int d = 0; d < 2; d++) {
+            moejit_route_spec s;
+            assert_int_equal(moejit_route_preset(name, &s), MOEJIT_OK);
+            s.dtype = d ? MOEJIT_DTYPE_BF16 : MOEJIT_DTYPE_F32;
+            for (int t = 0; t < 5; t++) route_and_check(&rng, &s, ts[t], s.num_experts, 0);
+        }
+}
+
+/* The issue-4 edge sweep (E up to 4096, groups, K = E, shared slots) at a few T. */
+static void test_edge_sweep(void **state)
+{
+    (void)state;
+    if (!g_ctx) skip();
+    moejit_route_spec specs[400];
+    const int n = mjt_route_edge_sweep(specs, 400);
+    moejit_kernel_desc *descs = calloc((size_t)n, sizeof *descs);
+    for (int i = 0; i < n; i++) descs[i] = (moejit_kernel_desc){.op = MOEJIT_OP_ROUTE, .route = specs[i]};
+    assert_int_equal(moejit_prewarm(g_ctx, descs, (size_t)n, NULL, NULL), MOEJIT_OK);
+    free(descs);
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    static const int ts[] = {1, 33, 300};
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < 3; t++) route_and_check(&rng, &specs[i], ts[t], specs[i].num_experts + (t == 1), t == 2);
+}
+
+/* NaN ranks below every number, ±inf are ordinary extremes; NaN logits give NaN weights where
+ * the reference has them. Specials are injected into fresh rows. */
+static void test_special_values(void **state)
+{
+    (void)state;
+    if (!g_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    static const char *models[] = {"deepseek-v3", "kimi-k2", "qwen3-moe", "gpt-oss", "mixtral"};
+    for (int m = 0; m < 5; m++)
+        for (int d = 0; d < 3; d++) {
+            moejit_route_spec s;
+            moejit_route_preset(models[m], &s);
+            s.dtype = (moejit_dtype)d;
+            mj_route_shape shape;
+            mj_route_normalize(&s, &shape);
+            const int E = s.num_experts, T = 256;
+            const size_t elem = d == MOEJIT_DTYPE_F32 ? 4 : 2;
+            float *bias = NULL;
+            unsigned char *logits = mjt_route_inputs(&rng, &s, T, E, &bias);
+            float *row = malloc(sizeof(float) * (size_t)E);
+            for (int t = 0; t < T; t++) {
+                unsigned char *r = logits + (size_t)t * E * elem;
+                const int kind = t % 4; /* 0: untouched, 1: NaN, 2: +inf, 3: -inf */
+                const int count = 1 + (int)(mjt_next(&rng) % (t % 16 == 1 ? (uint64_t)E : 3u));
+                if (kind == 0) continue;
+                const float v = kind == 1 ? NAN : kind == 2 ? INFINITY : -INFINITY;
+                for (int c = 0; c < count; c++) {
+                    const int e = (int)(mjt_next(&rng) % (uint64_t)E);
+                    if (elem == 4) ((float *)r)[e] = v;
+                    else ((uint16_t *)r)[e] = d == MOEJIT_DTYPE_BF16 ? mj_f32_to_bf16(v) : mj_f32_to_f16(v);
+                }
+                /* Decisions between finite scores must stay clear of rounding; exact ties (NaN
+                 * against NaN, inf against inf) are fine: both sides break them by index. */
+                for (int e = 0; e < E; e++) row[e] = mj_load_as_f32(r, s.dtype, e);
+                const double margin = mj_route_row_margin(&shape, row, bias);
+                if (margin > 0 && margin <= 1e-5) {
+                    for (int e = 0; e < E; e++)
+                        if (elem == 4) ((float *)r)[e] = -INFINITY;
+                        else ((uint16_t *)r)[e] = d == MOEJIT_DTYPE_BF16 ? 0xff80u : 0xfc00u;
+                }
+            }
+            route_logits_and_check(&s, logits, bias, T, E, 0, NULL, NULL);
+            free(row), free(logits), free(bias);
+        }
+}
+
+/* The same input routes to bit-identical output, run after run. */
+static void test_determinism(void **state)
+{
+    (void)state;
+    if (!g_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    static const char *models[] = {"deepseek-v3", "qwen3-next", "glm-4.5"};
+    for (int m = 0; m < 3; m++) {
+        moejit_route_spec s;
+        moejit_route_preset(models[m], &s);
+        const int T = 4096, W = s.topk + s.shared_slots;
+        float *bias = NULL;
+        void *logits = mjt_route_inputs(&rng, &s, T, s.num_experts, &bias);
+        int32_t *ids[2];
+        float *w[2];
+        for (int run = 0; run < 2; run++) route_logits_and_check(&s, logits, bias, T, s.num_experts, 0, &ids[run], &w[run]);
+        assert_memory_equal(ids[0], ids[1], (size_t)T * W * 4);
+        assert_memory_equal(w[0], w[1], (size_t)T * W * 4);
+        free(ids[0]), free(ids[1]), free(w[0]), free(w[1]), free(logits), free(bias);
+    }
+}
+
 /* A second process routes the same shape: a disk hit, no compile. */
 static void test_second_process_hits_disk(void **state)
 {
@@ -173,6 +293,10 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_route_sweep),
         cmocka_unit_test(test_route_options),
+        cmocka_unit_test(test_presets),
+        cmocka_unit_test(test_edge_sweep),
+        cmocka_unit_test(test_special_values),
+        cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_second_process_hits_disk),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
