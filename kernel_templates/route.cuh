@@ -56,6 +56,20 @@ __device__ __forceinline__ float score_elementwise(float x)
     else return sqrt_softplus(x);
 }
 
+// The score used to rank experts. For sigmoid, hardware exp and reciprocal (about 1e-6 relative):
+// ranking only needs the order, and equal logits still give equal scores; the weights of the
+// chosen experts are recomputed with score_elementwise. The other scores are ranked as computed.
+template <int kScore>
+__device__ __forceinline__ float rank_score(float x)
+{
+    if constexpr (kScore == kScoreSigmoid) {
+        const float e = __expf(-fabsf(x));
+        return __fdividef(x >= 0.0f ? 1.0f : e, 1.0f + e);
+    } else {
+        return score_elementwise<kScore>(x);
+    }
+}
+
 // The inverse of order_key (NaN for the NaN key).
 __device__ __forceinline__ float key_value(u32 k)
 {
@@ -126,7 +140,9 @@ struct Segment {
 // ---- selection ----------------------------------------------------------------------------------
 
 // Rounds of segment-wide argmax over register-held candidates key[N] per lane. A larger key
-// wins, the lower number on ties; key 0 is never a real candidate.
+// wins, the lower number on ties; key 0 is never a real candidate. A round's critical path is
+// one max-reduction and one ballot: the winner records its pick itself (no broadcast), and only a
+// lane that has given up both cached candidates rescans, alone.
 template <int LANES, int N>
 struct RegisterSelect {
     u32 k1, k2;   // best and second-best remaining key of this lane
@@ -153,20 +169,19 @@ struct RegisterSelect {
         scan(key);
     }
 
-    // Take the best candidate of the segment; returns its number (lane*N + slot), *top its key.
-    __device__ int pop(const u32 (&key)[N], const Segment<LANES> &seg, u32 &top)
+    // Take the best candidate of the segment. The winning lane gets true, its candidate's number
+    // (lane*N + slot) in *number and the key in *top; the others get false.
+    __device__ bool pop(const u32 (&key)[N], const Segment<LANES> &seg, int *number, u32 *top)
     {
-        top = seg.max(k1);
-        const int winner = __ffs(seg.ballot(k1 == top)) - 1;
-        const int number = seg.bcast(seg.lane * N + i1, winner);
-        bool rescan = false;
-        if (seg.lane == winner) {
-            taken |= 1u << i1;
-            if (have2) { k1 = k2; i1 = i2; have2 = false; }
-            else rescan = true;
-        }
-        if (__any_sync(kFullMask, rescan)) scan(key); /* refreshes every lane's pair; rare */
-        return number;
+        const u32 best = seg.max(k1);
+        const int winner = __ffs(seg.ballot(k1 == best)) - 1;
+        if (seg.lane != winner) return false;
+        *number = seg.lane * N + i1;
+        *top = best;
+        taken |= 1u << i1;
+        if (have2) { k1 = k2; i1 = i2; have2 = false; }
+        else scan(key); /* both cached candidates used: this lane rescans (rare) */
+        return true;
     }
 };
 
@@ -219,7 +234,7 @@ struct SharedSelect {
     }
 };
 
-// ---- the token's result: weights from the chosen keys, shared slots, the write ------------------
+// ---- the token's result: weights of the picks, shared slots, the write ---------------------------
 
 template <class Cfg, int LANES>
 struct RouteFinish {
@@ -230,8 +245,11 @@ struct RouteFinish {
     static constexpr int S = Cfg::kSharedSlots;
     static constexpr int kOut = K + S;
     static constexpr int kSlots = (kOut + LANES - 1) / LANES; // output slots per lane
+    // Without a bias the selection key is the score itself (exactly invertible), unless the
+    // score was ranked with the fast sigmoid; otherwise the score is recomputed from the logit.
+    static constexpr bool kKeyIsWeight = !Cfg::kHasBias && (Cfg::kScoreAfterTopk || Cfg::kScore != kScoreSigmoid);
 
-    // The selection value of expert e recomputed from its logit, exactly as the row pass did.
+    // The score of expert e from its logit, exactly as the row pass computes it.
     static __device__ float score_of(const Storage *row, int e, float softmax_max, float softmax_inv)
     {
         float x = load_one<D>(row, e);
@@ -241,19 +259,19 @@ struct RouteFinish {
         else return score_elementwise<Cfg::kScore>(x);
     }
 
-    // Slot k = seg.lane + LANES*j holds expert id[j] with selection key key[j] (k < K).
+    // pick_id[k] / pick_key[k] (k < K): the k-th chosen expert and its selection key.
     static __device__ void run(const Segment<LANES> &seg, bool active, const Storage *row, float softmax_max,
-                               float softmax_inv, int (&id)[kSlots], const u32 (&key)[kSlots], int *ids_out,
-                               float *w_out)
+                               float softmax_inv, const int *pick_id, const u32 *pick_key, int *ids_out, float *w_out)
     {
+        int id[kSlots];
         float w[kSlots];
 #pragma unroll
         for (int j = 0; j < kSlots; j++) {
-            const bool routed = seg.lane + LANES * j < K;
-            if constexpr (Cfg::kHasBias) /* the key holds score + bias: recompute the score */
-                w[j] = (routed && active) ? score_of(row, id[j], softmax_max, softmax_inv) : 0.0f;
-            else
-                w[j] = routed ? key_value(key[j]) : 0.0f;
+            const int slot = seg.lane + LANES * j;
+            const bool routed = slot < K;
+            id[j] = routed ? pick_id[slot] : 0;
+            if constexpr (kKeyIsWeight) w[j] = routed ? key_value(pick_key[slot]) : 0.0f;
+            else w[j] = (routed && active) ? score_of(row, id[j], softmax_max, softmax_inv) : 0.0f;
         }
         if constexpr (Cfg::kScoreAfterTopk) { /* w holds logits: score the K chosen */
             if constexpr (Cfg::kScore == kScoreSoftmax) {
@@ -287,11 +305,13 @@ struct RouteFinish {
                 if (routed > 0.0f) { /* never divide by zero (or by NaN) */
 #pragma unroll
                     for (int j = 0; j < kSlots; j++) w[j] = w[j] / routed;
-                    part = 0.0f;
+                    if constexpr (S > 0) { /* the shared slots carry the renormalised sum */
+                        part = 0.0f;
 #pragma unroll
-                    for (int j = 0; j < kSlots; j++)
-                        if (seg.lane + LANES * j < K) part += w[j];
-                    routed = seg.sum(part);
+                        for (int j = 0; j < kSlots; j++)
+                            if (seg.lane + LANES * j < K) part += w[j];
+                        routed = seg.sum(part);
+                    }
                 }
             }
             if constexpr (S > 0) {
@@ -319,6 +339,19 @@ struct RouteFinish {
         }
     }
 };
+
+// Load the n <= N elements [first, first+n) of a row into v (the rest read as -inf): vector
+// loads for a whole span, element loads at the ragged end.
+template <class D, int N>
+__device__ __forceinline__ void load_lane(const typename D::Storage *row, int first, int n, float (&v)[N])
+{
+    if (n == N) {
+        load_span<D, N>(row + first, v);
+    } else {
+#pragma unroll
+        for (int i = 0; i < N; i++) v[i] = i < n ? load_one<D>(row, first + i) : -__int_as_float(0x7f800000);
+    }
+}
 
 // ---- up to 1024 experts: a segment of a warp per token --------------------------------------------
 
@@ -415,21 +448,19 @@ struct RouteSegment {
     static __device__ void route(const Segment<LANES> &seg, bool active, const Storage *row, const float *bias,
                                  int *ids_out, float *w_out)
     {
+        __shared__ int s_pick_id[kSegmentsPerBlock][K];
+        __shared__ u32 s_pick_key[kSegmentsPerBlock][K];
+        const int slot = (threadIdx.x >> 5) * (32 / LANES) + ((threadIdx.x & 31) / LANES);
         const int first = seg.lane * VPT;
+        const int mine = first >= E ? 0 : (E - first < VPT ? E - first : VPT); /* real experts of this lane */
         // 1. This lane's logits; absent experts (and inactive tokens) read as -inf.
         float x[VPT];
-        if (active && (E % VPT == 0 || seg.lane < kFullLanes) && first < E) {
-            load_span<D, VPT>(row + first, x);
-        } else {
-#pragma unroll
-            for (int i = 0; i < VPT; i++)
-                x[i] = (active && present(seg.lane, i)) ? load_one<D>(row, first + i) : -__int_as_float(0x7f800000);
-        }
+        load_lane<D, VPT>(row, first, active ? mine : 0, x);
         if constexpr (Cfg::kSoftcap > 0.0f) {
 #pragma unroll
             for (int i = 0; i < VPT; i++) x[i] = Cfg::kSoftcap * tanhf(x[i] / Cfg::kSoftcap);
         }
-        // 2. Scores: what a chosen expert reports (its logit when scoring after the top-k).
+        // 2. Ranking scores (the logits themselves when scoring after the top-k).
         float val[VPT];
         float softmax_max = 0.0f, softmax_inv = 0.0f;
         if constexpr (Cfg::kScoreAfterTopk) {
@@ -447,36 +478,37 @@ struct RouteSegment {
             for (int i = 0; i < VPT; i++) val[i] *= softmax_inv;
         } else {
 #pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = score_elementwise<Cfg::kScore>(x[i]);
+            for (int i = 0; i < VPT; i++) val[i] = rank_score<Cfg::kScore>(x[i]);
         }
         // 3. Selection keys: score + bias; 0 = not a candidate.
+        if constexpr (Cfg::kHasBias) {
+            float b[VPT];
+            load_lane<F32, VPT>(bias, first, mine, b);
+#pragma unroll
+            for (int i = 0; i < VPT; i++) val[i] += b[i];
+        }
         u32 key[VPT];
 #pragma unroll
-        for (int i = 0; i < VPT; i++) {
-            float sel = val[i];
-            if constexpr (Cfg::kHasBias) sel += present(seg.lane, i) ? __ldg(bias + first + i) : 0.0f;
-            key[i] = present(seg.lane, i) ? order_key(sel) : 0u;
-        }
+        for (int i = 0; i < VPT; i++) key[i] = i < mine ? order_key(val[i]) : 0u;
         // 4. Groups: keep the TG best, clear the others' experts.
         if constexpr (kGroupsOnLanes) mask_groups_on_lanes(seg, key);
         else if constexpr (kGrouped) mask_groups_shared(seg, key);
-        // 5. K rounds; slot k = seg.lane + LANES*j keeps the k-th winner.
-        int id[Finish::kSlots];
-        u32 won[Finish::kSlots];
-#pragma unroll
-        for (int j = 0; j < Finish::kSlots; j++) { id[j] = 0; won[j] = 0u; }
+        // 5. K rounds; each winner records its pick.
         RegisterSelect<LANES, VPT> pick;
         pick.begin(key);
 #pragma unroll 1
         for (int k = 0; k < K; k++) {
+            int e;
             u32 top;
-            const int e = pick.pop(key, seg, top);
-#pragma unroll
-            for (int j = 0; j < Finish::kSlots; j++)
-                if (seg.lane + LANES * j == k) { id[j] = e; won[j] = top; }
+            if (pick.pop(key, seg, &e, &top)) {
+                s_pick_id[slot][k] = e;
+                s_pick_key[slot][k] = top;
+            }
         }
+        __syncwarp();
         // 6. Weights, shared slots, write.
-        Finish::run(seg, active, row, softmax_max, softmax_inv, id, won, ids_out, w_out);
+        Finish::run(seg, active, row, softmax_max, softmax_inv, s_pick_id[slot], s_pick_key[slot], ids_out, w_out);
+        __syncwarp(); /* the picks are reused by the next token */
     }
 };
 
@@ -516,6 +548,8 @@ struct RouteBlock {
         u32 groups[kGrouped ? G : 1];    // group keys; a kept group's becomes 0
         u32 cand_key[NW * K];            // each warp's top-K ...
         int cand_id[NW * K];             // ... and their experts
+        int pick_id[K];                  // the merged top-K
+        u32 pick_key[K];
     };
 
     static __device__ __forceinline__ bool present(int t, int i) { return t * VPT + i < E; }
@@ -567,13 +601,9 @@ struct RouteBlock {
     static __device__ void route(Shared &s, const Storage *row, const float *bias, int *ids_out, float *w_out)
     {
         const int t = threadIdx.x, warp = t >> 5, lane = t & 31, first = t * VPT;
+        const int mine = first >= E ? 0 : (E - first < VPT ? E - first : VPT);
         float x[VPT];
-        if (first + VPT <= E) {
-            load_span<D, VPT>(row + first, x);
-        } else {
-#pragma unroll
-            for (int i = 0; i < VPT; i++) x[i] = present(t, i) ? load_one<D>(row, first + i) : -__int_as_float(0x7f800000);
-        }
+        load_lane<D, VPT>(row, first, mine, x);
         if constexpr (Cfg::kSoftcap > 0.0f) {
 #pragma unroll
             for (int i = 0; i < VPT; i++) x[i] = Cfg::kSoftcap * tanhf(x[i] / Cfg::kSoftcap);
@@ -595,26 +625,29 @@ struct RouteBlock {
             for (int i = 0; i < VPT; i++) val[i] *= softmax_inv;
         } else {
 #pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = score_elementwise<Cfg::kScore>(x[i]);
+            for (int i = 0; i < VPT; i++) val[i] = rank_score<Cfg::kScore>(x[i]);
+        }
+        if constexpr (Cfg::kHasBias) {
+            float b[VPT];
+            load_lane<F32, VPT>(bias, first, mine, b);
+#pragma unroll
+            for (int i = 0; i < VPT; i++) val[i] += b[i];
         }
         u32 key[VPT];
 #pragma unroll
-        for (int i = 0; i < VPT; i++) {
-            float sel = val[i];
-            if constexpr (Cfg::kHasBias) sel += present(t, i) ? __ldg(bias + first + i) : 0.0f;
-            key[i] = present(t, i) ? order_key(sel) : 0u;
-        }
+        for (int i = 0; i < VPT; i++) key[i] = i < mine ? order_key(val[i]) : 0u;
         if constexpr (kGrouped) mask_groups(s, key, t, warp, lane);
 
         // Each warp's top-K of its tile (tiles are contiguous: candidate order = expert order).
+        // A tile short of K candidates records key-0 picks, which the merge never takes.
         const Segment<32> seg(lane);
         RegisterSelect<32, VPT> pick;
         pick.begin(key);
 #pragma unroll 1
         for (int k = 0; k < K; k++) {
+            int e;
             u32 top;
-            const int e = pick.pop(key, seg, top);
-            if (lane == 0) {
+            if (pick.pop(key, seg, &e, &top)) {
                 s.cand_key[warp * K + k] = top;
                 s.cand_id[warp * K + k] = warp * 32 * VPT + e;
             }
@@ -624,20 +657,17 @@ struct RouteBlock {
         if (warp == 0) {
             SharedSelect<32> merge;
             merge.begin(s.cand_key, NW * K, lane);
-            int id[Finish::kSlots];
-            u32 won[Finish::kSlots];
-#pragma unroll
-            for (int j = 0; j < Finish::kSlots; j++) { id[j] = 0; won[j] = 0u; }
 #pragma unroll 1
             for (int k = 0; k < K; k++) {
                 u32 top;
                 const int c = merge.pop(seg, top);
-                const int e = s.cand_id[c];
-#pragma unroll
-                for (int j = 0; j < Finish::kSlots; j++)
-                    if (lane + 32 * j == k) { id[j] = e; won[j] = top; }
+                if (lane == 0) {
+                    s.pick_id[k] = s.cand_id[c];
+                    s.pick_key[k] = top;
+                }
             }
-            Finish::run(seg, true, row, softmax_max, softmax_inv, id, won, ids_out, w_out);
+            __syncwarp();
+            Finish::run(seg, true, row, softmax_max, softmax_inv, s.pick_id, s.pick_key, ids_out, w_out);
         }
         __syncthreads(); /* shared memory is reused by the next token */
     }
@@ -652,7 +682,12 @@ __device__ __forceinline__ void route_kernel(const RouteParams &p)
     constexpr int kOut = Cfg::kTopK + Cfg::kSharedSlots;
     const Storage *logits = static_cast<const Storage *>(p.logits);
     if constexpr (Cfg::kExperts <= 1024) {
-        constexpr int LANES = Cfg::kLanesPerToken, kPerWarp = 32 / LANES;
+#ifdef MOEJIT_EXPERIMENT_LANES /* temporary: compare layouts on the GPU (grid-stride keeps any plan correct) */
+        constexpr int LANES = (MOEJIT_EXPERIMENT_LANES < Cfg::kLanesPerToken) ? MOEJIT_EXPERIMENT_LANES : Cfg::kLanesPerToken;
+#else
+        constexpr int LANES = Cfg::kLanesPerToken;
+#endif
+        constexpr int kPerWarp = 32 / LANES;
         const Segment<LANES> seg(threadIdx.x & 31);
         const i64 per_step = (i64)gridDim.x * Cfg::kWarpsPerBlock * kPerWarp;
         const i64 mine = ((i64)blockIdx.x * Cfg::kWarpsPerBlock + (threadIdx.x >> 5)) * kPerWarp + seg.base / LANES;

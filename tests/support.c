@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,41 +170,124 @@ int mjt_run(char *const argv[], const char *const env_overrides[], char *out, si
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* ---- parallel loops (the GPU host has many cores; CI has two) ---- */
+
+typedef struct par_job {
+    void (*fn)(int64_t begin, int64_t end, void *user);
+    void *user;
+    int64_t n, chunk;
+    int64_t next;
+    pthread_mutex_t mu;
+} par_job;
+
+static void *par_worker(void *arg)
+{
+    par_job *j = arg;
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        const int64_t b = j->next;
+        j->next += j->chunk;
+        pthread_mutex_unlock(&j->mu);
+        if (b >= j->n) return NULL;
+        j->fn(b, b + j->chunk < j->n ? b + j->chunk : j->n, j->user);
+    }
+}
+
+void mjt_parallel_for(int64_t n, void (*fn)(int64_t begin, int64_t end, void *user), void *user)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = cores < 1 ? 1 : cores > 32 ? 32 : (int)cores;
+    par_job j = {fn, user, n, n / (threads * 4) + 1, 0, PTHREAD_MUTEX_INITIALIZER};
+    pthread_t tid[32];
+    int started = 0;
+    for (; started < threads - 1; started++)
+        if (pthread_create(&tid[started], NULL, par_worker, &j)) break;
+    par_worker(&j);
+    for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
+}
+
 /* ---- route inputs ---- */
+
+typedef struct input_job {
+    const moejit_route_spec *spec;
+    mj_route_shape shape;
+    unsigned char *logits;
+    const float *bias;
+    int64_t stride;
+    uint64_t seed;
+} input_job;
+
+/* Rows [b, e): each from its own generator (seed + row), so the result does not depend on threads. */
+static void make_rows(int64_t b, int64_t e, void *user)
+{
+    const input_job *j = user;
+    const int E = j->spec->num_experts, elem = j->spec->dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
+    float *x = malloc(sizeof(float) * (size_t)E);
+    for (int64_t t = b; t < e; t++) {
+        mjt_rng rng = {j->seed + 0x9e3779b97f4a7c15ull * (uint64_t)(t + 1)};
+        unsigned char *row = j->logits + (size_t)(t * j->stride) * (size_t)elem;
+        for (int attempt = 0;; attempt++) {
+            if (attempt == 1000) {
+                fprintf(stderr, "no input without near-ties after 1000 draws\n");
+                abort();
+            }
+            for (int k = 0; k < E; k++) {
+                float v = (float)(2.0 * mjt_normal(&rng));
+                if (j->spec->dtype == MOEJIT_DTYPE_BF16) ((uint16_t *)row)[k] = mj_f32_to_bf16(v);
+                else if (j->spec->dtype == MOEJIT_DTYPE_F16) ((uint16_t *)row)[k] = mj_f32_to_f16(v);
+                else ((float *)row)[k] = v;
+                x[k] = mj_load_as_f32(row, j->spec->dtype, k);
+            }
+            /* clear of f32 rounding at every decision the routing makes */
+            if (mj_route_row_margin(&j->shape, x, j->bias) > 1e-5) break;
+        }
+    }
+    free(x);
+}
 
 void *mjt_route_inputs(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, float **bias_out)
 {
     const int E = spec->num_experts, elem = spec->dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
     unsigned char *logits = malloc((size_t)(T * stride) * (size_t)elem + 16);
-    float *bias = NULL, *x = malloc(sizeof(float) * (size_t)E);
-    mj_route_shape shape;
-    assert_int_equal(mj_route_normalize(spec, &shape), MOEJIT_OK);
-    assert_non_null(logits), assert_non_null(x);
+    float *bias = NULL;
+    assert_non_null(logits);
+    input_job j = {.spec = spec, .logits = logits, .stride = stride, .seed = mjt_next(rng)};
+    assert_int_equal(mj_route_normalize(spec, &j.shape), MOEJIT_OK);
     if (spec->has_bias) {
         bias = malloc(sizeof(float) * (size_t)E);
         assert_non_null(bias);
         for (int e = 0; e < E; e++) bias[e] = (float)(0.2 * (mjt_uniform(rng) - 0.5));
     }
+    j.bias = bias;
     /* Padding between rows holds garbage that must never be read as logits. */
     for (size_t i = 0; i < (size_t)(T * stride) * (size_t)elem; i++) logits[i] = (unsigned char)mjt_next(rng);
-    for (int64_t t = 0; t < T; t++) {
-        unsigned char *row = logits + (size_t)(t * stride) * (size_t)elem;
-        for (int attempt = 0;; attempt++) {
-            assert_true(attempt < 1000);
-            for (int e = 0; e < E; e++) {
-                float v = (float)(2.0 * mjt_normal(rng));
-                if (spec->dtype == MOEJIT_DTYPE_BF16) ((uint16_t *)row)[e] = mj_f32_to_bf16(v);
-                else if (spec->dtype == MOEJIT_DTYPE_F16) ((uint16_t *)row)[e] = mj_f32_to_f16(v);
-                else ((float *)row)[e] = v;
-                x[e] = mj_load_as_f32(row, spec->dtype, e);
-            }
-            /* clear of f32 rounding at every decision the routing makes */
-            if (mj_route_row_margin(&shape, x, bias) > 1e-5) break;
-        }
-    }
-    free(x);
+    mjt_parallel_for(T, make_rows, &j);
     *bias_out = bias;
     return logits;
+}
+
+typedef struct reference_job {
+    const moejit_route_spec *spec;
+    const unsigned char *logits;
+    int64_t stride;
+    const float *bias;
+    int32_t *ids;
+    float *w;
+} reference_job;
+
+static void reference_rows(int64_t b, int64_t e, void *user)
+{
+    const reference_job *j = user;
+    const int W = j->spec->topk + j->spec->shared_slots, elem = j->spec->dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
+    moejit_route_reference(j->spec, j->logits + (size_t)(b * j->stride) * (size_t)elem, e - b, j->stride, j->bias,
+                           j->ids + b * W, j->w + b * W);
+}
+
+void mjt_route_reference_parallel(const moejit_route_spec *spec, const void *logits, int64_t T, int64_t stride,
+                                  const float *bias, int32_t *ids, float *w)
+{
+    reference_job j = {spec, logits, stride, bias, ids, w};
+    mjt_parallel_for(T, reference_rows, &j);
 }
 
 static int cmp_i32(const void *a, const void *b)

@@ -49,6 +49,13 @@ int mjt_run(char *const argv[], const char *const env_overrides[], char *out, si
  * in the last bit of an exp). */
 void *mjt_route_inputs(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, float **bias);
 
+/* moejit_route_reference over row chunks on all cores. */
+void mjt_route_reference_parallel(const moejit_route_spec *spec, const void *logits, int64_t T, int64_t stride,
+                                  const float *bias, int32_t *ids, float *w);
+
+/* fn over [0, n) in chunks, on all cores. */
+void mjt_parallel_for(int64_t n, void (*fn)(int64_t begin, int64_t end, void *user), void *user);
+
 /* Compare GPU output with the reference row by row: ids equal as sets, every slot written,
  * weights within rel_tol relative. Fails the test with a message naming the row. */
 void mjt_check_route(const moejit_route_spec *spec, int64_t T, const int32_t *ref_ids, const float *ref_w,
