@@ -114,9 +114,9 @@ __device__ __forceinline__ void load_span(const typename D::Storage *p, float (&
 // masked by its group). -0.0 is folded into +0.0 first, since they compare equal as floats.
 __device__ __forceinline__ u32 order_key(float f)
 {
-    if (f != f) return 1u;
-    u32 u = __float_as_uint(f + 0.0f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    const u32 u = __float_as_uint(f + 0.0f);
+    const u32 k = u ^ ((u32)((int)u >> 31) | 0x80000000u); /* flip all bits of negatives, the sign of the rest */
+    return (u & 0x7fffffffu) > 0x7f800000u ? 1u : k;       /* NaN: lowest (a select, not a branch) */
 }
 
 __device__ __forceinline__ u32 warp_max_u32(u32 v)

@@ -150,6 +150,7 @@ struct RegisterSelect {
     u32 taken;    // bit i: key[i] has been chosen
     bool have2;   // k2/i2 are known
 
+    // Best two remaining candidates of this lane, with selects only (no divergence).
     __device__ void scan(const u32 (&key)[N])
     {
         k1 = k2 = 0u;
@@ -157,8 +158,11 @@ struct RegisterSelect {
 #pragma unroll
         for (int i = 0; i < N; i++) {
             const u32 k = ((taken >> i) & 1u) ? 0u : key[i];
-            if (k > k1) { k2 = k1; i2 = i1; k1 = k; i1 = i; }
-            else if (k > k2) { k2 = k; i2 = i; }
+            const bool gt1 = k > k1, gt2 = k > k2;
+            k2 = gt1 ? k1 : (gt2 ? k : k2);
+            i2 = gt1 ? i1 : (gt2 ? i : i2);
+            k1 = gt1 ? k : k1;
+            i1 = gt1 ? i : i1;
         }
         have2 = true;
     }
@@ -169,19 +173,22 @@ struct RegisterSelect {
         scan(key);
     }
 
-    // Take the best candidate of the segment. The winning lane gets true, its candidate's number
-    // (lane*N + slot) in *number and the key in *top; the others get false.
+    // Take the best candidate of the segment. Returns true on the winning lane, with its number
+    // (lane*N + slot) in *number and its key in *top. The update is predicated; the rescan after a
+    // lane used both cached candidates is segment-uniform (rare).
     __device__ bool pop(const u32 (&key)[N], const Segment<LANES> &seg, int *number, u32 *top)
     {
         const u32 best = seg.max(k1);
-        const int winner = __ffs(seg.ballot(k1 == best)) - 1;
-        if (seg.lane != winner) return false;
+        const bool won = seg.lane == __ffs(seg.ballot(k1 == best)) - 1;
         *number = seg.lane * N + i1;
         *top = best;
-        taken |= 1u << i1;
-        if (have2) { k1 = k2; i1 = i2; have2 = false; }
-        else scan(key); /* both cached candidates used: this lane rescans (rare) */
-        return true;
+        const bool dry = won && !have2;
+        taken |= won ? 1u << i1 : 0u;
+        k1 = won ? k2 : k1;
+        i1 = won ? i2 : i1;
+        have2 = have2 && !won;
+        if (__any_sync(kFullMask, dry)) scan(key);
+        return won;
     }
 };
 
@@ -390,15 +397,19 @@ struct RouteSegment {
             t2 = ::max(::max(t2, o2), ::min(t1, o1));
             t1 = ::max(t1, o1);
         }
-        const u32 mine = group_key<Cfg::kGroupScore>(t1, t2);
-        const int g = seg.lane / LPG;
-        int rank = 0;
+        // TG rounds over the group scores (every lane of a group holds its score): the lowest
+        // lane holding the best is the lowest group among equals.
+        u32 cand = seg.lane < G * LPG ? group_key<Cfg::kGroupScore>(t1, t2) : 0u;
+        bool kept = false;
 #pragma unroll
-        for (int h = 0; h < G; h++) {
-            const u32 other = seg.bcast(mine, h * LPG);
-            rank += (other > mine) || (other == mine && h < g);
+        for (int r = 0; r < TG; r++) {
+            const u32 best = seg.max(cand);
+            const u32 w = __ffs(seg.ballot(cand == best)) - 1;
+            const bool hit = (u32)seg.lane / LPG == w / LPG;
+            kept = kept || hit;
+            cand = hit ? 0u : cand;
         }
-        if (rank >= TG) {
+        if (!kept) {
 #pragma unroll
             for (int i = 0; i < VPT; i++) key[i] = 0u;
         }
@@ -682,12 +693,7 @@ __device__ __forceinline__ void route_kernel(const RouteParams &p)
     constexpr int kOut = Cfg::kTopK + Cfg::kSharedSlots;
     const Storage *logits = static_cast<const Storage *>(p.logits);
     if constexpr (Cfg::kExperts <= 1024) {
-#ifdef MOEJIT_EXPERIMENT_LANES /* temporary: compare layouts on the GPU (grid-stride keeps any plan correct) */
-        constexpr int LANES = (MOEJIT_EXPERIMENT_LANES < Cfg::kLanesPerToken) ? MOEJIT_EXPERIMENT_LANES : Cfg::kLanesPerToken;
-#else
-        constexpr int LANES = Cfg::kLanesPerToken;
-#endif
-        constexpr int kPerWarp = 32 / LANES;
+        constexpr int LANES = Cfg::kLanesPerToken, kPerWarp = 32 / LANES;
         const Segment<LANES> seg(threadIdx.x & 31);
         const i64 per_step = (i64)gridDim.x * Cfg::kWarpsPerBlock * kPerWarp;
         const i64 mine = ((i64)blockIdx.x * Cfg::kWarpsPerBlock + (threadIdx.x >> 5)) * kPerWarp + seg.base / LANES;

@@ -187,8 +187,10 @@ moejit_status moejit_route_reference(const moejit_route_spec *spec, const void *
     return MOEJIT_OK;
 }
 
-/* Relative gap between the worst chosen and best unchosen value, ranked as the selection ranks. */
-static double boundary_gap(const float *v, const unsigned char *allowed, int n, int k)
+/* Gap between the worst chosen and the best unchosen value (ranked as the selection ranks), relative
+ * to `scale` — the magnitude of the operands that formed the values, so that a bias cancelling a
+ * score does not make an ordinary gap look tiny. */
+static double boundary_gap(const float *v, const unsigned char *allowed, int n, int k, double scale)
 {
     unsigned char *left = malloc((size_t)n);
     memcpy(left, allowed, (size_t)n);
@@ -202,7 +204,8 @@ static double boundary_gap(const float *v, const unsigned char *allowed, int n, 
     free(left);
     if (next < 0) return INFINITY;
     if (isnan(last) || isnan(v[next])) return isnan(last) && isnan(v[next]) ? 0.0 : INFINITY;
-    return ((double)last - (double)v[next]) / fmax(fabs((double)last), 1e-30);
+    if (isinf(last) && last == v[next]) return 0.0; /* an exact tie, broken by index on both sides */
+    return ((double)last - (double)v[next]) / fmax(scale, fmax(fabs((double)last), 1e-30));
 }
 
 double mj_route_row_margin(const mj_route_shape *r, const float *logits, const float *bias)
@@ -213,17 +216,19 @@ double mj_route_row_margin(const mj_route_shape *r, const float *logits, const f
         return 0.0;
     }
     row_values(r, logits, bias, &w);
+    double bias_scale = 0.0;
+    for (int e = 0; r->has_bias && e < r->experts; e++) bias_scale = fmax(bias_scale, fabs((double)bias[e]));
     double margin = INFINITY;
     if (r->groups > 1) {
         choose_groups(r, &w); /* fills gscore */
         unsigned char *all = malloc((size_t)r->groups);
         memset(all, 1, (size_t)r->groups);
-        margin = boundary_gap(w.gscore, all, r->groups, r->topk_groups);
+        margin = boundary_gap(w.gscore, all, r->groups, r->topk_groups, 2 * bias_scale);
         free(all);
     } else {
         memset(w.allowed, 1, (size_t)r->experts);
     }
-    const double expert_gap = boundary_gap(w.sel, w.allowed, r->experts, r->topk);
+    const double expert_gap = boundary_gap(w.sel, w.allowed, r->experts, r->topk, bias_scale);
     work_free(&w);
     return fmin(margin, expert_gap);
 }
