@@ -109,6 +109,8 @@ typedef struct moejit_config {
     moejit_log_level log_level;  /* messages go to stderr */
     int device;                  /* CUDA ordinal used when the calling thread has no current context */
     int compile_jobs;            /* parallel NVRTC compiles in moejit_prewarm(); 0: bounded by cores and memory */
+    uint64_t cache_max_bytes;    /* MOEJIT_CACHE_MAX_BYTES ("512M", "2G"…): after each publish, the least
+                                    recently used entries are removed until the cache fits; 0: no limit */
 } moejit_config;
 
 /* Create a context. cfg may be NULL (everything from the environment). Never touches the GPU:
