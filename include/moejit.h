@@ -322,8 +322,9 @@ typedef struct moejit_prewarm_result {
     moejit_prewarm_outcome outcome;
     char key[33];                /* XXH3-128 key, 32 hex digits */
     char name[96];               /* entry point name */
+    char arch[16];               /* the arch it was built for */
     double seconds;              /* wall time spent on this kernel */
-    char error[1024];            /* the failure detail (truncated), "" on success */
+    char error[1024];            /* the failure detail, "" on success; a longer one ends in "…" */
 } moejit_prewarm_result;
 
 /* Compile each descriptor for `arch` ("sm_90a", "sm_100a"…; NULL: the current device's arch) into
@@ -331,6 +332,19 @@ typedef struct moejit_prewarm_result {
  * (config.compile_jobs). Returns MOEJIT_OK when every descriptor succeeded, else the first error. */
 MOEJIT_API moejit_status moejit_prewarm(moejit_ctx *ctx, const moejit_kernel_desc *descs, size_t n,
                                         const char *arch, moejit_prewarm_result *results);
+
+/* Progress of a prewarm: called once per kernel as it finishes, with its result, its index in
+ * the results array, and how many of the total are done. Called from worker threads, one call
+ * at a time. */
+typedef void (*moejit_prewarm_fn)(const moejit_prewarm_result *result, size_t index, size_t done, size_t total,
+                                  void *user);
+
+/* moejit_prewarm for several archs at once, with progress: results (may be NULL) receives
+ * n * n_archs entries, results[a * n + i] for descriptor i and archs[a]; every (descriptor,
+ * arch) pair shares one pool of compile jobs. on_done may be NULL. */
+MOEJIT_API moejit_status moejit_prewarm_archs(moejit_ctx *ctx, const moejit_kernel_desc *descs, size_t n,
+                                              const char *const *archs, size_t n_archs,
+                                              moejit_prewarm_result *results, moejit_prewarm_fn on_done, void *user);
 
 /*-************************************************************************************************
  *  Runtime information
