@@ -88,6 +88,11 @@ typedef struct kernel_list {
 int select_build(const select_options *o, kernel_list *out);
 void kernel_list_free(kernel_list *l);
 
+/* The end of a `source` or `prewarm` command line (getopt done, next argument at optind): no
+ * stray arguments, --list-models, then select_build. Returns -1 when *items holds the kernels to
+ * work on; otherwise the exit status the command returns at once. */
+int select_finish(const char *cmd, int argc, char **argv, const select_options *o, kernel_list *items);
+
 /* Append an item (invalid when error != NULL). Returns 0, or -1 out of memory. */
 int kernel_list_add(kernel_list *l, const moejit_kernel_desc *desc, const char *origin, const char *error);
 

@@ -139,17 +139,9 @@ int cmd_prewarm(int argc, char **argv)
         }
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "moejit prewarm: unexpected argument \"%s\"\n", argv[optind]);
-        return CLI_USAGE;
-    }
-    if (so.list_models) {
-        print_models(stdout);
-        return CLI_OK;
-    }
     kernel_list items;
-    int rc = select_build(&so, &items);
-    if (rc != CLI_OK) return rc;
+    const int rc = select_finish("prewarm", argc, argv, &so, &items);
+    if (rc >= 0) return rc;
 
     /* The buildable descriptors; the invalid entries are reported now and count as failed. */
     moejit_kernel_desc *descs = calloc(items.n ? items.n : 1, sizeof *descs);

@@ -93,17 +93,10 @@ int cmd_source(int argc, char **argv)
             return CLI_USAGE;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "moejit source: unexpected argument \"%s\"\n", argv[optind]);
-        return CLI_USAGE;
-    }
-    if (so.list_models) {
-        print_models(stdout);
-        return CLI_OK;
-    }
     kernel_list items;
-    int rc = select_build(&so, &items);
-    if (rc != CLI_OK) return rc;
+    int rc = select_finish("source", argc, argv, &so, &items);
+    if (rc >= 0) return rc;
+    rc = CLI_OK;
     size_t valid = 0, invalid = 0, first = 0;
     for (size_t i = 0; i < items.n; i++) {
         if (items.v[i].invalid) {

@@ -206,6 +206,21 @@ int select_build(const select_options *o, kernel_list *out)
     return CLI_OK;
 }
 
+int select_finish(const char *cmd, int argc, char **argv, const select_options *o, kernel_list *items)
+{
+    memset(items, 0, sizeof *items);
+    if (optind < argc) {
+        fprintf(stderr, "moejit %s: unexpected argument \"%s\"\n", cmd, argv[optind]);
+        return CLI_USAGE;
+    }
+    if (o->list_models) {
+        print_models(stdout);
+        return CLI_OK;
+    }
+    const int rc = select_build(o, items);
+    return rc == CLI_OK ? -1 : rc;
+}
+
 /* ---- presets ----------------------------------------------------------------------------------------- */
 
 void print_models(FILE *f)
