@@ -322,7 +322,7 @@ typedef struct moejit_prewarm_result {
     moejit_prewarm_outcome outcome;
     char key[33];                /* XXH3-128 key, 32 hex digits */
     char name[96];               /* entry point name */
-    char arch[16];               /* the arch it was built for */
+    char arch[24];               /* the arch it was built for */
     double seconds;              /* wall time spent on this kernel */
     char error[1024];            /* the failure detail, "" on success; a longer one ends in "…" */
 } moejit_prewarm_result;
