@@ -358,12 +358,71 @@ static void test_max_bytes_after_publish(void **state)
     mjt_rmtree(dir);
 }
 
+typedef struct progress_log {
+    int calls, wrong;
+    size_t last_done, seen[4];
+} progress_log;
+
+/* Runs on worker threads: records, the test asserts afterwards. */
+static void on_progress(const moejit_prewarm_result *r, size_t index, size_t done, size_t total, void *user)
+{
+    progress_log *p = user;
+    /* one call at a time, counting up */
+    if (total != 4 || index >= 4 || done != p->last_done + 1 || r->status != MOEJIT_OK) {
+        p->wrong++;
+        return;
+    }
+    p->last_done = done;
+    p->seen[index]++;
+    p->calls++;
+}
+
+/* Several archs in one pool: results[a * n + i], one progress call per kernel; failures keep a
+ * marked, bounded detail. */
+static void test_prewarm_archs(void **state)
+{
+    (void)state;
+    char dir[4096];
+    mjt_tmpdir(dir);
+    moejit_config cfg = {.cache_dir = dir, .compile_jobs = 2};
+    moejit_ctx *ctx;
+    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_kernel_desc d[2] = {{.op = MOEJIT_OP_COMBINE}, {.op = MOEJIT_OP_PERMUTE}};
+    d[0].combine.hidden = 16, d[1].permute.hidden = 16;
+    const char *archs[2] = {"sm_90a", "sm_100a"};
+    moejit_prewarm_result r[4];
+    progress_log p = {0};
+    assert_int_equal(moejit_prewarm_archs(ctx, d, 2, archs, 2, r, on_progress, &p), MOEJIT_OK);
+    assert_int_equal(p.wrong, 0);
+    assert_int_equal(p.calls, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(p.seen[i], 1);
+        assert_string_equal(r[i].arch, archs[i / 2]);
+        assert_int_equal(r[i].outcome, MOEJIT_PREWARM_COMPILED);
+    }
+    assert_non_null(strstr(r[0].name, "moejit_combine_h16_f32"));
+    assert_non_null(strstr(r[3].name, "moejit_permute_h16_f32"));
+    assert_string_not_equal(r[0].key, r[2].key); /* the arch is part of the key */
+    moejit_close(ctx);
+
+    /* a failed compile: the detail (options, log, source) is cut to the field and says so */
+    cfg.extra_nvrtc_flags = "--no-such-nvrtc-option";
+    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    d[0].combine.hidden = 17;
+    assert_int_equal(moejit_prewarm(ctx, d, 1, "sm_90a", r), MOEJIT_ERR_COMPILE);
+    const size_t n = strlen(r[0].error);
+    assert_true(n < sizeof r[0].error);
+    assert_true(n > 3 && !strcmp(r[0].error + n - 3, "…"));
+    moejit_close(ctx);
+    mjt_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prefix_lookup), cmocka_unit_test(test_verify),
         cmocka_unit_test(test_gc_lru),        cmocka_unit_test(test_parse_size),
-        cmocka_unit_test(test_max_bytes_after_publish),
+        cmocka_unit_test(test_max_bytes_after_publish), cmocka_unit_test(test_prewarm_archs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
