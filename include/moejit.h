@@ -109,6 +109,8 @@ typedef struct moejit_config {
     moejit_log_level log_level;  /* messages go to stderr */
     int device;                  /* CUDA ordinal used when the calling thread has no current context */
     int compile_jobs;            /* parallel NVRTC compiles in moejit_prewarm(); 0: bounded by cores and memory */
+    uint64_t cache_max_bytes;    /* MOEJIT_CACHE_MAX_BYTES ("512M", "2G"…): after each publish, the least
+                                    recently used entries are removed until the cache fits; 0: no limit */
 } moejit_config;
 
 /* Create a context. cfg may be NULL (everything from the environment). Never touches the GPU:
@@ -216,16 +218,87 @@ MOEJIT_API moejit_status moejit_route_preset(const char *model, moejit_route_spe
 MOEJIT_API const char *moejit_route_preset_name(size_t i);
 
 /*-************************************************************************************************
+ *  Operations: permute and combine — moving hidden states to and from expert order
+ *
+ *  The two ends of a MoE layer around the experts, using the maps align produces (DESIGN §2.2):
+ *  sorted_ids [R] holds, for each row r of the expert-ordered buffer, the flat index t*K+k of the
+ *  (token, slot) it carries, or a padding value (anything outside [0, T*K); align writes T*K);
+ *  slot_of [T, K] holds the row where (t, k) landed.
+ *
+ *  permute: out[r] = x[sorted_ids[r] / K], times scale[ids[sorted_ids[r]]] with spec.has_scale
+ *           (a per-expert factor; in f32, rounded to nearest even). Padding rows, and with
+ *           has_scale rows whose expert is outside [0, E), are zero.
+ *  combine: out[t] = sum over k = 0..K-1, in that order, of weights[t,k] * y[slot_of[t,k]],
+ *           accumulated in f32 with fused multiply-adds and rounded once to spec.dtype; a slot
+ *           outside [0, R) (a dropped (t, k)) adds nothing.
+ *  H and the dtype are compile-time constants of the kernel; T, K, R and E are arguments.
+ *  Output is bit-identical to the C references (NaN payloads aside) and run to run.
+ **************************************************************************************************/
+#define MOEJIT_MAX_HIDDEN 65536 /* H */
+
+typedef struct moejit_permute_spec {
+    int32_t hidden;     /* H, 1..MOEJIT_MAX_HIDDEN */
+    moejit_dtype dtype; /* of x and out, default f32 */
+    int32_t has_scale;  /* 1: multiply each row by args.scale[its expert] */
+} moejit_permute_spec;
+
+typedef struct moejit_permute_args {
+    const void *x;             /* device [T, H] of spec.dtype; may be NULL when T == 0 */
+    const int32_t *sorted_ids; /* device [R] */
+    const int32_t *ids;        /* device [T, K] routing ids; required when spec.has_scale */
+    const float *scale;        /* device [E] f32; required when spec.has_scale */
+    void *out;                 /* device [R, H] of spec.dtype */
+    int64_t num_tokens;        /* T >= 0, T * K < 2^31 */
+    int32_t topk;              /* K >= 1: slots per token in sorted_ids' flat indices */
+    int32_t num_experts;       /* E >= 1 when spec.has_scale (bounds ids), else ignored */
+    int64_t num_rows;          /* R >= 0; R == 0 launches nothing */
+} moejit_permute_args;
+
+typedef struct moejit_combine_spec {
+    int32_t hidden;     /* H, 1..MOEJIT_MAX_HIDDEN */
+    moejit_dtype dtype; /* of y and out, default f32 */
+} moejit_combine_spec;
+
+typedef struct moejit_combine_args {
+    const void *y;          /* device [R, H] of spec.dtype, rows in expert order; may be NULL when R == 0 */
+    const int32_t *slot_of; /* device [T, K] */
+    const float *weights;   /* device [T, K] f32 */
+    void *out;              /* device [T, H] of spec.dtype */
+    int64_t num_tokens;     /* T >= 0; T == 0 launches nothing */
+    int32_t topk;           /* K >= 1 */
+    int32_t reserved;       /* 0 */
+    int64_t num_rows;       /* R >= 0 */
+} moejit_combine_args;
+
+/* Gather rows into expert order on `stream` (see above). */
+MOEJIT_API moejit_status moejit_permute(moejit_ctx *ctx, const moejit_permute_spec *spec,
+                                        const moejit_permute_args *args, moejit_stream stream);
+
+/* Weighted sum of each token's expert rows on `stream` (see above). */
+MOEJIT_API moejit_status moejit_combine(moejit_ctx *ctx, const moejit_combine_spec *spec,
+                                        const moejit_combine_args *args, moejit_stream stream);
+
+/* The C references that define permute's and combine's meaning: the same specs and argument
+ * structs, with every pointer in host memory. Same checks and statuses as the launches. */
+MOEJIT_API moejit_status moejit_permute_reference(const moejit_permute_spec *spec, const moejit_permute_args *args);
+MOEJIT_API moejit_status moejit_combine_reference(const moejit_combine_spec *spec, const moejit_combine_args *args);
+
+/*-************************************************************************************************
  *  Kernel descriptors: one operation and its spec, for prewarm and source generation
  **************************************************************************************************/
 typedef enum moejit_op {
-    MOEJIT_OP_ROUTE = 1
+    MOEJIT_OP_ROUTE = 1,
+    /* 2..9: align, route_align, mx_scales */
+    MOEJIT_OP_PERMUTE = 10,
+    MOEJIT_OP_COMBINE = 11
 } moejit_op;
 
 typedef struct moejit_kernel_desc {
     moejit_op op;
     union {
         moejit_route_spec route;
+        moejit_permute_spec permute;
+        moejit_combine_spec combine;
     };
 } moejit_kernel_desc;
 
@@ -259,8 +332,9 @@ typedef struct moejit_prewarm_result {
     moejit_prewarm_outcome outcome;
     char key[33];                /* XXH3-128 key, 32 hex digits */
     char name[96];               /* entry point name */
+    char arch[24];               /* the arch it was built for */
     double seconds;              /* wall time spent on this kernel */
-    char error[1024];            /* the failure detail (truncated), "" on success */
+    char error[1024];            /* the failure detail, "" on success; a longer one ends in "…" */
 } moejit_prewarm_result;
 
 /* Compile each descriptor for `arch` ("sm_90a", "sm_100a"…; NULL: the current device's arch) into
@@ -268,6 +342,19 @@ typedef struct moejit_prewarm_result {
  * (config.compile_jobs). Returns MOEJIT_OK when every descriptor succeeded, else the first error. */
 MOEJIT_API moejit_status moejit_prewarm(moejit_ctx *ctx, const moejit_kernel_desc *descs, size_t n,
                                         const char *arch, moejit_prewarm_result *results);
+
+/* Progress of a prewarm: called once per kernel as it finishes, with its result, its index in
+ * the results array, and how many of the total are done. Called from worker threads, one call
+ * at a time. */
+typedef void (*moejit_prewarm_fn)(const moejit_prewarm_result *result, size_t index, size_t done, size_t total,
+                                  void *user);
+
+/* moejit_prewarm for several archs at once, with progress: results (may be NULL) receives
+ * n * n_archs entries, results[a * n + i] for descriptor i and archs[a]; every (descriptor,
+ * arch) pair shares one pool of compile jobs. on_done may be NULL. */
+MOEJIT_API moejit_status moejit_prewarm_archs(moejit_ctx *ctx, const moejit_kernel_desc *descs, size_t n,
+                                              const char *const *archs, size_t n_archs,
+                                              moejit_prewarm_result *results, moejit_prewarm_fn on_done, void *user);
 
 /*-************************************************************************************************
  *  Runtime information

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../cache/maintenance.h"
 #include "driver.h"
 #include "error.h"
 #include "log.h"
@@ -111,6 +112,12 @@ static moejit_status resolve_config(const moejit_config *cfg, moejit_ctx *ctx)
     if ((st = env_bool("MOEJIT_ALWAYS_COMPILE", &ctx->always_compile)) != MOEJIT_OK) return st;
     if (cfg && cfg->no_compile) ctx->no_compile = 1;
     if (cfg && cfg->always_compile) ctx->always_compile = 1;
+
+    ctx->cache_max_bytes = cfg ? cfg->cache_max_bytes : 0;
+    const char *max_bytes = env("MOEJIT_CACHE_MAX_BYTES");
+    if (!ctx->cache_max_bytes && max_bytes && mj_parse_size(max_bytes, &ctx->cache_max_bytes) != 0)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT,
+                       "MOEJIT_CACHE_MAX_BYTES = \"%s\" must be a byte count such as 1073741824, 512M or 2G", max_bytes);
 
     const char *dump = (cfg && cfg->dump_dir && *cfg->dump_dir) ? cfg->dump_dir : env("MOEJIT_DUMP_DIR");
     if (dump && (st = absolute_path(dump, "MOEJIT_DUMP_DIR", ctx->dump_dir, sizeof ctx->dump_dir)) != MOEJIT_OK)

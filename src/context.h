@@ -22,6 +22,7 @@ struct moejit_ctx {
     char extra_flags[2048];
     int device;
     int compile_jobs;
+    uint64_t cache_max_bytes; /* 0: no limit */
 
     mj_cache *cache;
     mj_registry registry;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "../cache/maintenance.h"
 #include "driver.h"
 #include "error.h"
 #include "key.h"
@@ -87,6 +88,22 @@ static moejit_status publish(moejit_ctx *ctx, const mj_kernel_id *id, const char
     moejit_status st = mj_cache_publish(ctx->cache, key->hex, &view);
     mj_sb_free(&meta);
     return st;
+}
+
+/* MOEJIT_CACHE_MAX_BYTES is enforced right after each publish — the only time the cache grows —
+ * by evicting the least recently used entries (never the one just written). A directory scan
+ * costs far less than the compile that preceded it. Failures only warn: the kernel is built. */
+static void enforce_size_limit(moejit_ctx *ctx, const char *just_published)
+{
+    if (!ctx->cache_max_bytes) return;
+    mj_cache_gc_stats s;
+    if (mj_cache_gc(ctx->cache, ctx->cache_max_bytes, just_published, MJ_CACHE_TEMP_GRACE_SECONDS, NULL, NULL, &s) !=
+        MOEJIT_OK)
+        mj_warn("MOEJIT_CACHE_MAX_BYTES = %llu: %s", (unsigned long long)ctx->cache_max_bytes, mj_error_text());
+    else if (s.entries_removed)
+        mj_info("cache over MOEJIT_CACHE_MAX_BYTES = %llu: removed %llu least recently used entries (%llu bytes)",
+                (unsigned long long)ctx->cache_max_bytes, (unsigned long long)s.entries_removed,
+                (unsigned long long)s.bytes_removed);
 }
 
 /* A verified entry must also be the kernel we asked for (the key record already guarantees it
@@ -178,8 +195,10 @@ moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *
     mj_compile_output_free(&co);
     mj_debug("compiled %s (%s) in %.0f ms", out->plan.module, key.hex, (now_seconds() - t0) * 1e3);
     if (mj_cache_writable(ctx->cache) &&
-        publish(ctx, id, arch, &key, &out->plan, source, source_len, out) == MOEJIT_OK)
+        publish(ctx, id, arch, &key, &out->plan, source, source_len, out) == MOEJIT_OK) {
         atomic_fetch_add(&ctx->n_disk_writes, 1);
+        enforce_size_limit(ctx, key.hex);
+    }
     st = MOEJIT_OK; /* a failed publish is not a failed build */
 
 done:

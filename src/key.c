@@ -25,15 +25,38 @@ moejit_status mj_key_build(const char *source, size_t source_len, const mj_compi
         return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "out of memory building a cache key");
     }
     out->record = (uint8_t *)mj_sb_take(&sb, &out->record_len);
+    mj_key_hex_of(out->record, out->record_len, out->hex);
+    return MOEJIT_OK;
+}
+
+void mj_key_hex_of(const void *record, size_t len, char hex[33])
+{
     XXH128_canonical_t c;
-    XXH128_canonicalFromHash(&c, XXH3_128bits(out->record, out->record_len));
+    XXH128_canonicalFromHash(&c, XXH3_128bits(record, len));
     static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < 16; i++) {
-        out->hex[2 * i] = digits[c.digest[i] >> 4];
-        out->hex[2 * i + 1] = digits[c.digest[i] & 15];
+        hex[2 * i] = digits[c.digest[i] >> 4];
+        hex[2 * i + 1] = digits[c.digest[i] & 15];
     }
-    out->hex[32] = '\0';
-    return MOEJIT_OK;
+    hex[32] = '\0';
+}
+
+int mj_key_record_field(const uint8_t *record, size_t len, int i, const uint8_t **field, size_t *field_len)
+{
+    size_t at = 0;
+    for (int f = 0;; f++) {
+        if (len - at < 8) return -1;
+        uint64_t n = 0;
+        for (int b = 7; b >= 0; b--) n = (n << 8) | record[at + (size_t)b];
+        at += 8;
+        if (n > len - at) return -1;
+        if (f == i) {
+            *field = record + at;
+            *field_len = (size_t)n;
+            return 0;
+        }
+        at += (size_t)n;
+    }
 }
 
 void mj_key_free(mj_key *key)

@@ -23,6 +23,16 @@ moejit_status mj_key_build(const char *source, size_t source_len, const mj_compi
                            const char *arch, const mj_nvrtc_identity *nvrtc, mj_key *out);
 void mj_key_free(mj_key *key);
 
+/* The key of a record: XXH3-128, canonical (big-endian) bytes as 32 lowercase hex digits. */
+void mj_key_hex_of(const void *record, size_t len, char hex[33]);
+
+/* Fields of a key record, in order. */
+enum { MJ_KEY_FIELD_SCHEMA, MJ_KEY_FIELD_LIBRARY, MJ_KEY_FIELD_SOURCE, MJ_KEY_FIELD_OPTIONS, MJ_KEY_FIELD_ARCH,
+       MJ_KEY_FIELD_NVRTC_VERSION, MJ_KEY_FIELD_NVRTC_BUILD, MJ_KEY_FIELDS };
+
+/* Field `i` of a record (pointers into it). Returns 0, or -1 if the record does not hold it. */
+int mj_key_record_field(const uint8_t *record, size_t len, int i, const uint8_t **field, size_t *field_len);
+
 /* 1 if s is a full 32-digit lowercase hex key. */
 int mj_key_hex_valid(const char *s);
 

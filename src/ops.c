@@ -1,8 +1,9 @@
 /* The table of kernel families. */
 #include "op.h"
 #include "op_route.h"
+#include "op_rows.h"
 
-static const mj_op *const k_ops[] = {&mj_op_route};
+static const mj_op *const k_ops[] = {&mj_op_route, &mj_op_permute, &mj_op_combine};
 
 const mj_op *mj_op_get(int op)
 {

@@ -1,4 +1,4 @@
-/* moejit_prewarm: compile descriptors into the disk cache for an explicit arch, in parallel,
+/* moejit_prewarm: compile descriptors into the disk cache for explicit archs, in parallel,
  * without a GPU (only the arch == NULL convenience asks the driver). */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,10 +13,15 @@
 typedef struct prewarm_job {
     moejit_ctx *ctx;
     const moejit_kernel_desc *descs;
-    size_t n;
-    const char *arch;
+    size_t n;             /* descriptors */
+    const char *const *archs;
+    size_t total;         /* n * archs */
     moejit_prewarm_result *results;
     atomic_size_t next;
+    pthread_mutex_t progress_mu;
+    size_t done;
+    moejit_prewarm_fn on_done;
+    void *user;
 } prewarm_job;
 
 static void build_one(moejit_ctx *ctx, const moejit_kernel_desc *desc, const char *arch, moejit_prewarm_result *res)
@@ -36,9 +41,22 @@ static void build_one(moejit_ctx *ctx, const moejit_kernel_desc *desc, const cha
 static void prewarm_one(moejit_ctx *ctx, const moejit_kernel_desc *desc, const char *arch, moejit_prewarm_result *res)
 {
     memset(res, 0, sizeof *res);
+    snprintf(res->arch, sizeof res->arch, "%s", arch);
     build_one(ctx, desc, arch, res);
-    /* The detail is thread-local: keep it with the result for the caller's thread. */
-    if (res->status != MOEJIT_OK) snprintf(res->error, sizeof res->error, "%s", mj_error_text());
+    if (res->status == MOEJIT_OK) return;
+    /* The detail is thread-local: keep it with the result for the caller's thread. A longer one
+     * is cut on a UTF-8 boundary and says so. */
+    const char *text = mj_error_text();
+    const size_t cap = sizeof res->error, len = strlen(text);
+    if (len < cap) {
+        memcpy(res->error, text, len + 1);
+        return;
+    }
+    static const char more[] = "…";
+    size_t keep = cap - sizeof more;
+    while (keep && ((unsigned char)text[keep] & 0xc0) == 0x80) keep--;
+    memcpy(res->error, text, keep);
+    memcpy(res->error + keep, more, sizeof more);
 }
 
 static void *worker(void *arg)
@@ -46,30 +64,37 @@ static void *worker(void *arg)
     prewarm_job *job = arg;
     for (;;) {
         size_t i = atomic_fetch_add(&job->next, 1);
-        if (i >= job->n) break;
-        prewarm_one(job->ctx, &job->descs[i], job->arch, &job->results[i]);
+        if (i >= job->total) break;
+        prewarm_one(job->ctx, &job->descs[i % job->n], job->archs[i / job->n], &job->results[i]);
+        pthread_mutex_lock(&job->progress_mu);
+        job->done++;
+        if (job->on_done) job->on_done(&job->results[i], i, job->done, job->total, job->user);
+        pthread_mutex_unlock(&job->progress_mu);
     }
     return NULL;
 }
 
-moejit_status moejit_prewarm(moejit_ctx *ctx, const moejit_kernel_desc *descs, size_t n, const char *arch,
-                             moejit_prewarm_result *results)
+moejit_status moejit_prewarm_archs(moejit_ctx *ctx, const moejit_kernel_desc *descs, size_t n,
+                                   const char *const *archs, size_t n_archs, moejit_prewarm_result *results,
+                                   moejit_prewarm_fn on_done, void *user)
 {
     if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_prewarm: ctx is NULL");
     if (n && !descs) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_prewarm: descs is NULL with n = %zu", n);
-    char device_arch[16];
-    if (!arch) {
-        moejit_status st = moejit_device_arch(ctx, device_arch, sizeof device_arch);
-        if (st != MOEJIT_OK) return st;
-        arch = device_arch;
-    }
-    moejit_prewarm_result *res = results ? results : calloc(n ? n : 1, sizeof *res);
+    if (n_archs && !archs)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_prewarm: archs is NULL with n_archs = %zu", n_archs);
+    for (size_t a = 0; a < n_archs; a++)
+        if (!archs[a]) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_prewarm: archs[%zu] is NULL", a);
+    const size_t total = n * n_archs;
+    if (n_archs && total / n_archs != n) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_prewarm: too many kernels");
+    moejit_prewarm_result *res = results ? results : calloc(total ? total : 1, sizeof *res);
     if (!res) return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "moejit_prewarm: out of memory");
 
-    prewarm_job job = {.ctx = ctx, .descs = descs, .n = n, .arch = arch, .results = res};
+    prewarm_job job = {.ctx = ctx, .descs = descs, .n = n, .archs = archs, .total = total, .results = res,
+                       .on_done = on_done, .user = user};
     atomic_init(&job.next, 0);
+    pthread_mutex_init(&job.progress_mu, NULL);
     size_t threads = (size_t)ctx->compile_jobs;
-    if (threads > n) threads = n;
+    if (threads > total) threads = total;
     pthread_t tids[256];
     if (threads > 256) threads = 256;
     size_t started = 0;
@@ -77,13 +102,28 @@ moejit_status moejit_prewarm(moejit_ctx *ctx, const moejit_kernel_desc *descs, s
         if (pthread_create(&tids[started], NULL, worker, &job) != 0) break;
     worker(&job); /* the calling thread works too */
     for (size_t i = 0; i < started; i++) pthread_join(tids[i], NULL);
+    pthread_mutex_destroy(&job.progress_mu);
 
     moejit_status first = MOEJIT_OK;
     size_t failed = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < total; i++)
         if (res[i].status != MOEJIT_OK && failed++ == 0) first = res[i].status;
     if (!results) free(res);
     if (failed)
-        return mj_fail(first, "moejit_prewarm: %zu of %zu kernels failed (first: %s)", failed, n, moejit_status_str(first));
+        return mj_fail(first, "moejit_prewarm: %zu of %zu kernels failed (first: %s)", failed, total,
+                       moejit_status_str(first));
     return MOEJIT_OK;
+}
+
+moejit_status moejit_prewarm(moejit_ctx *ctx, const moejit_kernel_desc *descs, size_t n, const char *arch,
+                             moejit_prewarm_result *results)
+{
+    if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_prewarm: ctx is NULL");
+    char device_arch[16];
+    if (!arch) {
+        moejit_status st = moejit_device_arch(ctx, device_arch, sizeof device_arch);
+        if (st != MOEJIT_OK) return st;
+        arch = device_arch;
+    }
+    return moejit_prewarm_archs(ctx, descs, n, &arch, 1, results, NULL, NULL);
 }

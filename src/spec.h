@@ -9,6 +9,7 @@
 #include "error.h"
 #include "moejit.h"
 #include "op_route.h"
+#include "op_rows.h"
 
 /* The packed identity of a kernel module: op + normalised shape. Always zero-filled before
  * use so that memcmp and hashing see no stray bytes. */
@@ -17,6 +18,8 @@ typedef struct mj_kernel_id {
     int32_t reserved;
     union {
         mj_route_shape route;
+        mj_permute_shape permute;
+        mj_combine_shape combine;
         uint8_t bytes[64];
     } u;
 } mj_kernel_id;

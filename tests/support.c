@@ -170,6 +170,24 @@ int mjt_run(char *const argv[], const char *const env_overrides[], char *out, si
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+int mjt_cli(const char *const env_overrides[], char *out, size_t cap, const char *first, ...)
+{
+#ifdef MOEJIT_CLI
+    char *argv[64] = {MOEJIT_CLI};
+    int n = 1;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a && n < 63; a = va_arg(ap, const char *)) argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    return mjt_run(argv, env_overrides, out, cap);
+#else
+    (void)env_overrides, (void)out, (void)cap, (void)first;
+    fail_msg("mjt_cli: the support library was built without MOEJIT_CLI");
+    return -1;
+#endif
+}
+
 /* ---- parallel loops (the GPU host has many cores; CI has two) ---- */
 
 typedef struct par_job {

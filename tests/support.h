@@ -43,6 +43,10 @@ void mjt_sync(void);
  * Returns the exit status, or -1 if it could not run or was killed. */
 int mjt_run(char *const argv[], const char *const env_overrides[], char *out, size_t cap);
 
+/* Run the moejit CLI (MOEJIT_CLI) with a NULL-terminated argument list and optional environment
+ * overrides ("NAME=value", NULL-terminated; may be NULL). Output as in mjt_run. */
+int mjt_cli(const char *const env_overrides[], char *out, size_t cap, const char *first, ...);
+
 /* ---- route inputs and checks ---- */
 /* Logits [T, stride] of spec->dtype (host memory, malloc'ed) and bias [E] (if spec->has_bias), drawn
  * fresh so that no row has a near-tie at its top-K boundary (the GPU and the reference may differ

@@ -1,6 +1,5 @@
 /* The moejit command-line program: help, source, prewarm, cache ls, and bad input (exit 2 with a
  * message naming the flag). Runs the built binary as a user would. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,17 +9,7 @@
 static char g_out[1 << 16];
 
 /* Run the CLI with a NULL-terminated argument list; output in g_out. */
-static int cli(const char *first, ...)
-{
-    char *argv[32] = {MOEJIT_CLI};
-    int n = 1;
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a && n < 31; a = va_arg(ap, const char *)) argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    return mjt_run(argv, NULL, g_out, sizeof g_out);
-}
+#define cli(...) mjt_cli(NULL, g_out, sizeof g_out, __VA_ARGS__)
 #define CLI(...) cli(__VA_ARGS__, NULL)
 
 #define EXPECT_OUTPUT(needle)                                                                              \

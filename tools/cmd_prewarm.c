@@ -4,21 +4,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
+#include "context.h"
 
 static void help(FILE *f)
 {
     fprintf(f,
-            "usage: moejit prewarm --arch ARCH [--arch ARCH…] [--jobs N] [--cache-dir DIR] <kernel spec>\n"
+            "usage: moejit prewarm [--arch ARCH…] [--jobs N] [--cache-dir DIR] [--progress auto|bar|lines]\n"
+            "                      (--model NAME… | --manifest FILE… | <kernel spec>)\n"
             "Compile kernels into the disk cache so that the GPU hosts never compile. No GPU or driver is\n"
-            "needed; the entries are valid on any host with the same NVRTC build. For each kernel a line says\n"
-            "whether it was compiled or already cached; the exit status is 1 if any kernel failed.\n\n"
-            "  --arch ARCH      SM target, e.g. sm_90a (H100/H200), sm_100a (B200); repeatable.\n"
-            "                   Without --arch, the current GPU's arch (needs a GPU).\n"
-            "  --jobs N         parallel NVRTC compiles (default: bounded by cores and memory)\n"
-            "  --cache-dir DIR  cache directory (default: MOEJIT_CACHE_DIR, then ~/.cache/moejit)\n\n%s",
-            spec_options_help);
+            "needed; the entries are valid on any host with the same NVRTC build. Prints what was compiled,\n"
+            "what was already cached and what failed, then a summary with the wall time. Exit status 1 if\n"
+            "anything failed (the rest is still built), 2 for bad usage.\n"
+            "With MOEJIT_NO_COMPILE=1 nothing is compiled: every kernel not in the cache fails, which makes\n"
+            "`MOEJIT_NO_COMPILE=1 moejit prewarm …` the check that a prewarmed cache is complete.\n\n"
+            "  --arch ARCH       SM target, e.g. sm_90a (H100/H200), sm_100a (B200); repeatable.\n"
+            "                    Without --arch, the current GPU's arch (needs a GPU).\n"
+            "  --jobs N          parallel NVRTC compiles (default: bounded by cores and by memory)\n"
+            "  --cache-dir DIR   cache directory (default: MOEJIT_CACHE_DIR, then ~/.cache/moejit)\n"
+            "  --progress MODE   bar: one updating line; lines: a line per kernel; auto (default): a bar\n"
+            "                    when stdout is a terminal, else lines\n\n%s\n%s",
+            select_options_help, spec_options_help);
 }
 
 static double now_seconds(void)
@@ -28,19 +36,70 @@ static double now_seconds(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-enum { OPT_ARCH = 2000, OPT_JOBS, OPT_CACHE_DIR, MAX_ARCHS = 16 };
+typedef struct progress {
+    int bar;
+    const kernel_item *const *items; /* the item of each descriptor */
+    size_t n;                        /* descriptors */
+    int compiled, cached, failed;
+    double t0;
+} progress;
+
+static void draw_bar(const progress *p, size_t done, size_t total)
+{
+    enum { WIDTH = 30 };
+    const int filled = total ? (int)(done * WIDTH / total) : WIDTH;
+    char bar[WIDTH + 1];
+    for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '-';
+    bar[WIDTH] = '\0';
+    printf("\r\033[K[%s] %zu/%zu  %d compiled  %d cached  %d failed  %.1f s", bar, done, total, p->compiled, p->cached,
+           p->failed, now_seconds() - p->t0);
+    fflush(stdout);
+}
+
+static void on_done(const moejit_prewarm_result *r, size_t index, size_t done, size_t total, void *user)
+{
+    progress *p = user;
+    const kernel_item *it = p->items[index % p->n];
+    if (p->bar) printf("\r\033[K");
+    if (r->status != MOEJIT_OK) {
+        p->failed++;
+        printf("failed    %-8s %s (%s): %s: %s\n", r->arch, r->name[0] ? r->name : "?", it->origin,
+               moejit_status_str(r->status), r->error);
+    } else {
+        const int cached = r->outcome == MOEJIT_PREWARM_CACHED;
+        cached ? p->cached++ : p->compiled++;
+        if (!p->bar)
+            printf("%-9s %-8s %-44s %s %7.0f ms\n", cached ? "cached" : "compiled", r->arch, r->name, r->key,
+                   r->seconds * 1e3);
+    }
+    if (p->bar) draw_bar(p, done, total);
+    else fflush(stdout);
+}
+
+/* sm_<digits>[letter]: what NVRTC's -arch takes for a real SM (the library checks again). */
+static int arch_ok(const char *a)
+{
+    if (strncmp(a, "sm_", 3) || !(a[3] >= '0' && a[3] <= '9') || strlen(a) > 15) return 0;
+    const char *p = a + 3;
+    while (*p >= '0' && *p <= '9') p++;
+    return *p == '\0' || (p[0] >= 'a' && p[0] <= 'z' && p[1] == '\0');
+}
+
+enum { OPT_ARCH = 2000, OPT_JOBS, OPT_CACHE_DIR, OPT_PROGRESS, MAX_ARCHS = 16 };
 
 int cmd_prewarm(int argc, char **argv)
 {
-    struct option opts[SPEC_OPTION_COUNT + 5];
-    memcpy(opts, spec_long_options, sizeof spec_long_options);
-    opts[SPEC_OPTION_COUNT] = (struct option){"arch", required_argument, NULL, OPT_ARCH};
-    opts[SPEC_OPTION_COUNT + 1] = (struct option){"jobs", required_argument, NULL, OPT_JOBS};
-    opts[SPEC_OPTION_COUNT + 2] = (struct option){"cache-dir", required_argument, NULL, OPT_CACHE_DIR};
-    opts[SPEC_OPTION_COUNT + 3] = (struct option){"help", no_argument, NULL, 'h'};
-    opts[SPEC_OPTION_COUNT + 4] = (struct option){0};
-    spec_options so = {0};
-    const char *archs[MAX_ARCHS], *cache_dir = NULL;
+    struct option opts[SELECT_OPTION_COUNT + 6];
+    select_options_table(opts);
+    opts[SELECT_OPTION_COUNT] = (struct option){"arch", required_argument, NULL, OPT_ARCH};
+    opts[SELECT_OPTION_COUNT + 1] = (struct option){"jobs", required_argument, NULL, OPT_JOBS};
+    opts[SELECT_OPTION_COUNT + 2] = (struct option){"cache-dir", required_argument, NULL, OPT_CACHE_DIR};
+    opts[SELECT_OPTION_COUNT + 3] = (struct option){"progress", required_argument, NULL, OPT_PROGRESS};
+    opts[SELECT_OPTION_COUNT + 4] = (struct option){"help", no_argument, NULL, 'h'};
+    opts[SELECT_OPTION_COUNT + 5] = (struct option){0};
+    select_options so;
+    memset(&so, 0, sizeof so);
+    const char *archs[MAX_ARCHS], *cache_dir = NULL, *progress_mode = "auto";
     int n_archs = 0;
     long jobs = 0;
     int c;
@@ -53,41 +112,62 @@ int cmd_prewarm(int argc, char **argv)
                 fprintf(stderr, "moejit prewarm: at most %d --arch\n", MAX_ARCHS);
                 return CLI_USAGE;
             }
+            if (!arch_ok(optarg)) {
+                fprintf(stderr, "moejit prewarm: --arch = \"%s\" is not an SM target such as sm_90a or sm_100a\n", optarg);
+                return CLI_USAGE;
+            }
             archs[n_archs++] = optarg;
             break;
         case OPT_JOBS:
             if (cli_parse_int("--jobs", optarg, 1, 1024, &jobs)) return CLI_USAGE;
             break;
         case OPT_CACHE_DIR: cache_dir = optarg; break;
-        default:
-            if (!spec_options_take(&so, c, optarg)) {
+        case OPT_PROGRESS:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "bar") && strcmp(optarg, "lines")) {
+                fprintf(stderr, "moejit prewarm: --progress = \"%s\" must be auto, bar or lines\n", optarg);
+                return CLI_USAGE;
+            }
+            progress_mode = optarg;
+            break;
+        default: {
+            const int taken = select_options_take(&so, c, optarg);
+            if (taken < 0) return CLI_USAGE;
+            if (!taken) {
                 help(stderr);
                 return CLI_USAGE;
             }
         }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "moejit prewarm: unexpected argument \"%s\"\n", argv[optind]);
-        return CLI_USAGE;
-    }
-    moejit_kernel_desc *descs;
-    int n = spec_options_build(&so, &descs);
-    if (n < 0) return CLI_USAGE;
-    for (int i = 0; i < n; i++) {
-        moejit_status st = moejit_validate(&descs[i]);
-        if (st != MOEJIT_OK) {
-            cli_report("prewarm", st);
-            free(descs);
-            return CLI_USAGE;
         }
+    }
+    kernel_list items;
+    const int rc = select_finish("prewarm", argc, argv, &so, &items);
+    if (rc >= 0) return rc;
+
+    /* The buildable descriptors; the invalid entries are reported now and count as failed. */
+    moejit_kernel_desc *descs = calloc(items.n ? items.n : 1, sizeof *descs);
+    const kernel_item **origin = calloc(items.n ? items.n : 1, sizeof *origin);
+    if (!descs || !origin) {
+        fprintf(stderr, "moejit prewarm: out of memory\n");
+        return CLI_FAILED;
+    }
+    size_t n = 0;
+    int invalid = 0;
+    for (size_t i = 0; i < items.n; i++) {
+        if (items.v[i].invalid) {
+            printf("failed    %-8s %s\n", "-", items.v[i].error);
+            invalid++;
+            continue;
+        }
+        descs[n] = items.v[i].desc;
+        origin[n++] = &items.v[i];
     }
 
     moejit_ctx *ctx;
     moejit_status st = cli_open(cache_dir, (int)jobs, &ctx);
     if (st != MOEJIT_OK) {
         cli_report("prewarm", st);
-        free(descs);
-        return CLI_FAILED;
+        kernel_list_free(&items), free(descs), free(origin);
+        return CLI_USAGE; /* bad configuration (environment or flags) */
     }
     char device_arch[16];
     if (n_archs == 0) {
@@ -96,37 +176,33 @@ int cmd_prewarm(int argc, char **argv)
             fprintf(stderr, "moejit prewarm: no --arch given and no GPU to take it from (%s); pass --arch sm_90a\n",
                     moejit_last_error(ctx));
             moejit_close(ctx);
-            free(descs);
+            kernel_list_free(&items), free(descs), free(origin);
             return CLI_USAGE;
         }
         archs[n_archs++] = device_arch;
     }
 
-    moejit_prewarm_result *res = calloc((size_t)n, sizeof *res);
-    int compiled = 0, cached = 0, failed = 0;
-    const double t0 = now_seconds();
-    for (int a = 0; a < n_archs && res; a++) {
-        moejit_prewarm(ctx, descs, (size_t)n, archs[a], res);
-        for (int i = 0; i < n; i++) {
-            if (res[i].status != MOEJIT_OK) {
-                failed++;
-                printf("failed    %-8s %s: %s\n", archs[a], res[i].name[0] ? res[i].name : "(invalid spec)",
-                       res[i].error);
-            } else {
-                int is_cached = res[i].outcome == MOEJIT_PREWARM_CACHED;
-                is_cached ? cached++ : compiled++;
-                printf("%-9s %-8s %-44s %s %7.0f ms\n", is_cached ? "cached" : "compiled", archs[a], res[i].name,
-                       res[i].key, res[i].seconds * 1e3);
-            }
-        }
-    }
+    const size_t total = n * (size_t)n_archs;
+    moejit_prewarm_result *res = calloc(total ? total : 1, sizeof *res);
+    progress p = {.items = origin, .n = n, .t0 = now_seconds()};
+    p.bar = !strcmp(progress_mode, "bar") ||
+            (!strcmp(progress_mode, "auto") && isatty(STDOUT_FILENO) && !(getenv("TERM") && !strcmp(getenv("TERM"), "dumb")));
     if (!res) fprintf(stderr, "moejit prewarm: out of memory\n");
-    printf("prewarm: %d kernel%s for %d arch%s: %d compiled, %d already cached, %d failed in %.2f s (cache: %s)\n", n,
-           n == 1 ? "" : "s", n_archs, n_archs == 1 ? "" : "s", compiled, cached, failed, now_seconds() - t0,
-           moejit_cache_dir(ctx)[0] ? moejit_cache_dir(ctx) : "off");
+    else if (total) {
+        if (p.bar) draw_bar(&p, 0, total);
+        moejit_prewarm_archs(ctx, descs, n, archs, (size_t)n_archs, res, on_done, &p);
+        if (p.bar) printf("\r\033[K");
+    }
+    const int failed = p.failed + invalid;
+    printf("prewarm: %zu kernel%s for %d arch%s: %d compiled, %d already cached, %d failed in %.2f s (cache: %s%s)",
+           n + (size_t)invalid, n + (size_t)invalid == 1 ? "" : "s", n_archs, n_archs == 1 ? "" : "s", p.compiled,
+           p.cached, failed, now_seconds() - p.t0, moejit_cache_dir(ctx)[0] ? moejit_cache_dir(ctx) : "off",
+           ctx->no_compile ? "; MOEJIT_NO_COMPILE=1: nothing compiled" : "");
+    if (items.duplicates) printf(" [%zu duplicate%s skipped]", items.duplicates, items.duplicates == 1 ? "" : "s");
+    printf("\n");
     const int status = (failed || !res) ? CLI_FAILED : CLI_OK;
-    free(res);
-    free(descs);
+    free(res), free(descs), free(origin);
+    kernel_list_free(&items);
     moejit_close(ctx);
     return status;
 }

@@ -10,7 +10,7 @@
 
 enum {
     OPT_OP = 1000, OPT_EXPERTS, OPT_TOPK, OPT_SCORE, OPT_DTYPE, OPT_GROUPS, OPT_TOPK_GROUPS, OPT_GROUP_SCORE,
-    OPT_BIAS, OPT_SOFTCAP, OPT_AFTER, OPT_RENORM, OPT_SCALE_OUTPUT, OPT_FACTOR, OPT_SHARED
+    OPT_BIAS, OPT_SOFTCAP, OPT_AFTER, OPT_RENORM, OPT_SCALE_OUTPUT, OPT_FACTOR, OPT_SHARED, OPT_HIDDEN, OPT_ROW_SCALE
 };
 
 const struct option spec_long_options[SPEC_OPTION_COUNT] = {
@@ -29,15 +29,18 @@ const struct option spec_long_options[SPEC_OPTION_COUNT] = {
     {"scale-output", no_argument, NULL, OPT_SCALE_OUTPUT},
     {"scaling-factor", required_argument, NULL, OPT_FACTOR},
     {"shared-slots", required_argument, NULL, OPT_SHARED},
+    {"hidden", required_argument, NULL, OPT_HIDDEN},
+    {"row-scale", no_argument, NULL, OPT_ROW_SCALE},
 };
 
 const char spec_options_help[] =
     "kernel spec (lists are comma separated; every combination is taken):\n"
-    "  --op route                  operation (default route)\n"
+    "  --op route|permute|combine  operation (default route)\n"
+    "  --dtype D[,D…]              f32 (default), bf16, f16: route's logits, permute's and combine's rows\n"
+    " route:\n"
     "  --experts E[,E…]            number of experts, 1..1024 (required)\n"
     "  --topk K[,K…]               experts chosen per token, 1..min(E, 32) (required)\n"
     "  --score S[,S…]              softmax (default), sigmoid, sqrt_softplus\n"
-    "  --dtype D[,D…]              logits dtype: f32 (default), bf16, f16\n"
     "  --groups G --topk-groups TG grouped selection (G divides E)\n"
     "  --group-score max|top2_sum  how a group is scored (default max)\n"
     "  --bias                      a selection bias [E] is passed at launch\n"
@@ -46,7 +49,26 @@ const char spec_options_help[] =
     "  --renormalize               weights /= their sum\n"
     "  --scale-output              weights *= the scaling factor\n"
     "  --scaling-factor X          routed scaling factor (default 1)\n"
-    "  --shared-slots S            fused shared-expert slots per row\n";
+    "  --shared-slots S            fused shared-expert slots per row\n"
+    " permute, combine:\n"
+    "  --hidden H[,H…]             elements per row, 1..65536 (required)\n"
+    "  --row-scale                 permute: rows are scaled per expert\n";
+
+/* The flags that describe each op's kernels (beyond --op and --dtype). */
+static const struct {
+    const char *op;
+    moejit_op id;
+    unsigned flags;
+} k_spec_ops[] = {
+    {"route", MOEJIT_OP_ROUTE,
+     (1u << (OPT_EXPERTS - 1000)) | (1u << (OPT_TOPK - 1000)) | (1u << (OPT_SCORE - 1000)) |
+         (1u << (OPT_GROUPS - 1000)) | (1u << (OPT_TOPK_GROUPS - 1000)) | (1u << (OPT_GROUP_SCORE - 1000)) |
+         (1u << (OPT_BIAS - 1000)) | (1u << (OPT_SOFTCAP - 1000)) | (1u << (OPT_AFTER - 1000)) |
+         (1u << (OPT_RENORM - 1000)) | (1u << (OPT_SCALE_OUTPUT - 1000)) | (1u << (OPT_FACTOR - 1000)) |
+         (1u << (OPT_SHARED - 1000))},
+    {"permute", MOEJIT_OP_PERMUTE, (1u << (OPT_HIDDEN - 1000)) | (1u << (OPT_ROW_SCALE - 1000))},
+    {"combine", MOEJIT_OP_COMBINE, 1u << (OPT_HIDDEN - 1000)},
+};
 
 int spec_options_take(spec_options *o, int id, const char *arg)
 {
@@ -66,9 +88,12 @@ int spec_options_take(spec_options *o, int id, const char *arg)
     case OPT_SCALE_OUTPUT: o->scale_output = 1; break;
     case OPT_FACTOR: o->scaling_factor = arg; break;
     case OPT_SHARED: o->shared_slots = arg; break;
+    case OPT_HIDDEN: o->hidden = arg; break;
+    case OPT_ROW_SCALE: o->row_scale = 1; break;
     default: return 0;
     }
-    o->have_any = 1;
+    o->given |= 1u << (id - 1000);
+    if (id != OPT_DTYPE) o->have_any = 1;
     return 1;
 }
 
@@ -137,6 +162,10 @@ static int parse_list(const char *flag, const char *text, item_parser parse, int
     }
     int n = 0;
     char buf[1024];
+    if (strlen(text) >= sizeof buf) {
+        fprintf(stderr, "moejit: %s = \"%.40s…\" is longer than %zu characters\n", flag, text, sizeof buf - 1);
+        return -1;
+    }
     snprintf(buf, sizeof buf, "%s", text);
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (n == MAX_LIST) {
@@ -152,13 +181,28 @@ static int parse_list(const char *flag, const char *text, item_parser parse, int
     return n;
 }
 
-int spec_options_build(const spec_options *o, moejit_kernel_desc **out)
+int cli_parse_dtypes(const char *flag, const char *text, int *dtypes, int cap)
 {
-    *out = NULL;
-    if (o->op && strcmp(o->op, "route")) {
-        fprintf(stderr, "moejit: --op = \"%s\" must be route\n", o->op);
+    int tmp[MAX_LIST];
+    const int n = parse_list(flag, text, parse_dtype_item, tmp, MOEJIT_DTYPE_F32);
+    if (n < 0) return -1;
+    if (n > cap) {
+        fprintf(stderr, "moejit: %s lists at most %d values\n", flag, cap);
         return -1;
     }
+    memcpy(dtypes, tmp, sizeof(int) * (size_t)n);
+    return n;
+}
+
+static moejit_kernel_desc *alloc_descs(int n)
+{
+    moejit_kernel_desc *d = calloc((size_t)n, sizeof *d);
+    if (!d) fprintf(stderr, "moejit: out of memory\n");
+    return d;
+}
+
+static int build_route(const spec_options *o, moejit_kernel_desc **out)
+{
     if (!o->experts || !o->topk) {
         fprintf(stderr, "moejit: --experts and --topk are required\n");
         return -1;
@@ -198,11 +242,8 @@ int spec_options_build(const spec_options *o, moejit_kernel_desc **out)
     base.scale_output = o->scale_output;
 
     const int n = ne * nk * ns * nd;
-    moejit_kernel_desc *descs = calloc((size_t)n, sizeof *descs);
-    if (!descs) {
-        fprintf(stderr, "moejit: out of memory\n");
-        return -1;
-    }
+    moejit_kernel_desc *descs = alloc_descs(n);
+    if (!descs) return -1;
     int i = 0;
     for (int a = 0; a < ne; a++)
         for (int b = 0; b < nk; b++)
@@ -217,6 +258,58 @@ int spec_options_build(const spec_options *o, moejit_kernel_desc **out)
                 }
     *out = descs;
     return n;
+}
+
+/* permute and combine: --hidden × --dtype. */
+static int build_rows(const spec_options *o, moejit_op op, moejit_kernel_desc **out)
+{
+    if (!o->hidden) {
+        fprintf(stderr, "moejit: --hidden is required with --op %s\n", o->op);
+        return -1;
+    }
+    int hs[MAX_LIST], dtypes[MAX_LIST];
+    int nh = parse_list("--hidden", o->hidden, parse_count, hs, 0);
+    int nd = nh < 0 ? -1 : parse_list("--dtype", o->dtype, parse_dtype_item, dtypes, MOEJIT_DTYPE_F32);
+    if (nd < 0) return -1;
+    moejit_kernel_desc *descs = alloc_descs(nh * nd);
+    if (!descs) return -1;
+    for (int a = 0, i = 0; a < nh; a++)
+        for (int d = 0; d < nd; d++, i++) {
+            descs[i].op = op;
+            if (op == MOEJIT_OP_PERMUTE)
+                descs[i].permute = (moejit_permute_spec){.hidden = hs[a], .dtype = (moejit_dtype)dtypes[d], .has_scale = o->row_scale};
+            else descs[i].combine = (moejit_combine_spec){.hidden = hs[a], .dtype = (moejit_dtype)dtypes[d]};
+        }
+    *out = descs;
+    return nh * nd;
+}
+
+static const char *flag_name(int id)
+{
+    for (int i = 0; i < SPEC_OPTION_COUNT; i++)
+        if (spec_long_options[i].val == id) return spec_long_options[i].name;
+    return "?";
+}
+
+int spec_options_build(const spec_options *o, moejit_kernel_desc **out)
+{
+    *out = NULL;
+    const char *op = o->op ? o->op : "route";
+    size_t which = sizeof k_spec_ops / sizeof k_spec_ops[0];
+    for (size_t i = 0; i < sizeof k_spec_ops / sizeof k_spec_ops[0]; i++)
+        if (!strcmp(op, k_spec_ops[i].op)) which = i;
+    if (which == sizeof k_spec_ops / sizeof k_spec_ops[0]) {
+        fprintf(stderr, "moejit: --op = \"%s\" must be one of route, permute, combine\n", op);
+        return -1;
+    }
+    const unsigned stray = o->given & ~k_spec_ops[which].flags & ~(1u << (OPT_OP - 1000)) & ~(1u << (OPT_DTYPE - 1000));
+    for (int id = OPT_OP; id <= OPT_ROW_SCALE; id++)
+        if (stray & (1u << (id - 1000))) {
+            fprintf(stderr, "moejit: --%s does not apply to --op %s\n", flag_name(id), op);
+            return -1;
+        }
+    if (k_spec_ops[which].id == MOEJIT_OP_ROUTE) return build_route(o, out);
+    return build_rows(o, k_spec_ops[which].id, out);
 }
 
 void cli_report(const char *what, moejit_status st)

@@ -8,15 +8,17 @@ static const char usage[] =
     "usage: moejit <command> [options]\n"
     "\n"
     "commands:\n"
-    "  source    print the generated CUDA C++ of a kernel (compiles nothing)\n"
-    "  prewarm   compile kernels into the disk cache for an explicit arch (no GPU needed)\n"
-    "  cache     list the disk cache (cache ls)\n"
+    "  source    print or write the generated CUDA C++ of kernels (compiles nothing)\n"
+    "  prewarm   compile kernels (model presets, manifests, specs) into the disk cache for explicit\n"
+    "            archs (no GPU needed)\n"
+    "  cache     inspect and maintain the disk cache: ls, show, source, cubin, verify, gc, clear\n"
     "\n"
     "  moejit <command> --help   describes a command\n"
     "  moejit --version          prints the library version\n"
     "\n"
-    "environment: MOEJIT_CACHE_DIR, MOEJIT_CACHE=rw|ro|off, MOEJIT_NO_COMPILE, MOEJIT_ALWAYS_COMPILE,\n"
-    "MOEJIT_DUMP_DIR, MOEJIT_LOG=warn|info|debug, MOEJIT_EXTRA_NVRTC_FLAGS, MOEJIT_NVRTC_PATH\n";
+    "environment: MOEJIT_CACHE_DIR, MOEJIT_CACHE=rw|ro|off, MOEJIT_CACHE_MAX_BYTES, MOEJIT_NO_COMPILE,\n"
+    "MOEJIT_ALWAYS_COMPILE, MOEJIT_DUMP_DIR, MOEJIT_LOG=silent|warn|info|debug, MOEJIT_EXTRA_NVRTC_FLAGS,\n"
+    "MOEJIT_NVRTC_PATH\n";
 
 int main(int argc, char **argv)
 {

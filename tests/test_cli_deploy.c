@@ -1,0 +1,393 @@
+/* The deployment side of the CLI, run as an operator would: prewarm of presets and manifests
+ * (twice: the second compiles nothing), a manifest with bad entries, strict mode hit and miss,
+ * `source --out`, and every `cache` subcommand (ls, show, source, cubin, verify on a planted
+ * corrupt entry, gc in least-recently-used order, clear, key prefixes). CPU only. */
+#include <elf.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "support.h"
+
+static char g_out[1 << 17];
+
+#define CLI(...) mjt_cli(NULL, g_out, sizeof g_out, __VA_ARGS__, NULL)
+#define CLI_ENV(env, ...) mjt_cli(env, g_out, sizeof g_out, __VA_ARGS__, NULL)
+
+#define EXPECT_OUTPUT(needle)                                                                              \
+    do {                                                                                                   \
+        if (!strstr(g_out, needle)) fail_msg("output lacks \"%s\":\n%s", needle, g_out);                   \
+    } while (0)
+#define EXPECT_NO_OUTPUT(needle)                                                                           \
+    do {                                                                                                   \
+        if (strstr(g_out, needle)) fail_msg("output has \"%s\":\n%s", needle, g_out);                      \
+    } while (0)
+
+/* The entries of a cache directory, sorted by key. */
+typedef struct entries {
+    char key[16][33];
+    char path[16][4200];
+    int n;
+} entries;
+
+static int collect(const char *key, const char *path, const struct stat *st, void *user)
+{
+    (void)st;
+    entries *e = user;
+    if (e->n < 16) {
+        snprintf(e->key[e->n], sizeof e->key[0], "%s", key);
+        snprintf(e->path[e->n], sizeof e->path[0], "%s", path);
+    }
+    e->n++;
+    return 0;
+}
+
+static entries list(const char *dir)
+{
+    entries e;
+    memset(&e, 0, sizeof e);
+    mj_cache *c;
+    assert_int_equal(mj_cache_open(dir, MOEJIT_CACHE_RO, &c), MOEJIT_OK);
+    assert_int_equal(mj_cache_foreach(c, collect, &e), MOEJIT_OK);
+    mj_cache_close(c);
+    return e;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_help(void **state)
+{
+    (void)state;
+    const char *subs[] = {"ls", "show", "source", "cubin", "verify", "gc", "clear"};
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(CLI("cache", subs[i], "--help"), 0);
+        EXPECT_OUTPUT("usage: moejit cache");
+        EXPECT_OUTPUT(subs[i]);
+    }
+    assert_int_equal(CLI("prewarm", "--help"), 0);
+    EXPECT_OUTPUT("--manifest FILE.json");
+    EXPECT_OUTPUT("--list-models");
+    assert_int_equal(CLI("source", "--help"), 0);
+    EXPECT_OUTPUT("--out DIR");
+    assert_int_equal(CLI("prewarm", "--list-models"), 0);
+    for (size_t i = 0; moejit_route_preset_name(i); i++) EXPECT_OUTPUT(moejit_route_preset_name(i));
+    EXPECT_OUTPUT("kimi-k2      route      E=384 K=8 score=sigmoid bias renormalize scale=2.827");
+    /* usage errors name the flag and the value */
+    assert_int_equal(CLI("prewarm", "--arch", "hopper", "--model", "mixtral"), 2);
+    EXPECT_OUTPUT("--arch = \"hopper\" is not an SM target");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral,gpt-5"), 2);
+    EXPECT_OUTPUT("--model = \"gpt-5\" is not a preset");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral", "--dtype", "fp8"), 2);
+    EXPECT_OUTPUT("--dtype = \"fp8\" must be one of");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral", "--progress", "fancy"), 2);
+    EXPECT_OUTPUT("--progress = \"fancy\"");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a"), 2);
+    EXPECT_OUTPUT("no kernels selected");
+    assert_int_equal(CLI("source", "--op", "permute", "--hidden", "64", "--experts", "8"), 2);
+    EXPECT_OUTPUT("--experts does not apply to --op permute");
+    assert_int_equal(CLI("source", "--op", "gather", "--hidden", "64"), 2);
+    EXPECT_OUTPUT("--op = \"gather\" must be one of route, permute, combine");
+    assert_int_equal(CLI("cache", "frob"), 2);
+    EXPECT_OUTPUT("unknown subcommand \"frob\"");
+    assert_int_equal(CLI("cache", "show"), 2);
+    EXPECT_OUTPUT("a KEY (or a prefix of one) is required");
+    assert_int_equal(CLI("cache", "ls", "--remove"), 2);
+    EXPECT_OUTPUT("--remove applies to `cache verify` only");
+    assert_int_equal(CLI("cache", "gc", "--max-bytes", "12 parsecs"), 2);
+    EXPECT_OUTPUT("--max-bytes = \"12 parsecs\"");
+}
+
+/* Two presets into an empty directory, then again: the second run compiles nothing. */
+static void test_prewarm_models_twice(void **state)
+{
+    (void)state;
+    char dir[4096];
+    mjt_tmpdir(dir);
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral", "--model", "llama-4", "--cache-dir", dir), 0);
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_route_softmax_e8_k2_renorm_bf16");
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_route_sigmoid_e16_k1_after_f32");
+    EXPECT_OUTPUT("prewarm: 4 kernels for 1 arch: 4 compiled, 0 already cached, 0 failed in");
+    assert_int_equal(list(dir).n, 4);
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "llama-4,mixtral", "--cache-dir", dir), 0);
+    EXPECT_OUTPUT("cached    sm_90a   moejit_route_softmax_e8_k2_renorm_f32");
+    EXPECT_OUTPUT("prewarm: 4 kernels for 1 arch: 0 compiled, 4 already cached, 0 failed");
+    EXPECT_NO_OUTPUT("compiled  ");
+    assert_int_equal(list(dir).n, 4);
+    /* the bar (forced: stdout is a pipe here) ends in the same summary; duplicates are built once */
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral", "--dtype", "bf16", "--experts", "8",
+                         "--topk", "2", "--renormalize", "--dtype", "bf16", "--progress", "bar", "--cache-dir", dir),
+                     0);
+    EXPECT_OUTPUT("[##############################] 1/1  0 compiled  1 cached  0 failed");
+    EXPECT_OUTPUT("prewarm: 1 kernel for 1 arch: 0 compiled, 1 already cached, 0 failed");
+    EXPECT_OUTPUT("[1 duplicate skipped]");
+    /* the grouped preset (8 groups, 4 kept, top2_sum) compiles like the others */
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "deepseek-v3", "--dtype", "bf16", "--cache-dir", dir), 0);
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_route_sigmoid_e256_k8_g8_tg4_top2sum_bias_renorm_x2p5_bf16");
+    EXPECT_OUTPUT("0 failed");
+    mjt_rmtree(dir);
+}
+
+/* A manifest with good entries and bad ones: exit 1, each bad entry named with its field, the
+ * good entries compiled. */
+static void test_manifest(void **state)
+{
+    (void)state;
+    char dir[4096], manifest[4200];
+    mjt_tmpdir(dir);
+    snprintf(manifest, sizeof manifest, "%s/shapes.json", dir);
+    write_text(manifest, "{\"kernels\": [\n"
+                         "  {\"model\": \"llama-4\", \"dtype\": \"bf16\"},\n"
+                         "  {\"op\": \"route\", \"num_experts\": 60, \"topk\": \"4\"},\n"
+                         "  {\"op\": \"route\", \"num_experts\": 60, \"topk\": 4, \"score\": \"sigmoid\", \"dtype\": \"bf16\",\n"
+                         "   \"has_bias\": true, \"renormalize\": 1, \"routed_scaling_factor\": 2.5, \"scale_output\": true},\n"
+                         "  {\"op\": \"permute\", \"hidden\": 64, \"dtype\": [\"bf16\", \"f16\"], \"has_scale\": true},\n"
+                         "  {\"op\": \"combine\", \"hidden\": 64, \"dtyp\": \"bf16\"},\n"
+                         "  {\"op\": \"route\", \"num_experts\": 8, \"topk\": 9}\n"
+                         "]}\n");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--manifest", manifest, "--cache-dir", dir), 1);
+    EXPECT_OUTPUT("shapes.json: kernels[1] (route): field \"topk\": expected an integer in int32 range, got a string \"4\"");
+    EXPECT_OUTPUT("shapes.json: kernels[4] (combine): unknown field \"dtyp\" (combine fields: hidden, dtype)");
+    EXPECT_OUTPUT("shapes.json: kernels[5]: MOEJIT_ERR_INVALID_SPEC: route spec: topk = 9 exceeds num_experts = 8");
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_route_sigmoid_e16_k1_after_bf16");
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_route_sigmoid_e60_k4_bias_renorm_x2p5_bf16");
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_permute_h64_bf16_scale");
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_permute_h64_f16_scale");
+    EXPECT_OUTPUT("prewarm: 7 kernels for 1 arch: 4 compiled, 0 already cached, 3 failed");
+    assert_int_equal(list(dir).n, 4);
+
+    /* file-level problems are usage errors naming the file and the place */
+    write_text(manifest, "{\"kernels\": [\n  {\"op\": \"route\",}\n]}\n");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--manifest", manifest, "--cache-dir", dir), 2);
+    EXPECT_OUTPUT("shapes.json:2:");
+    write_text(manifest, "{\"shapes\": []}");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--manifest", manifest, "--cache-dir", dir), 2);
+    EXPECT_OUTPUT("unknown top-level field \"shapes\"");
+    /* a bare list works too, and source --out writes one file per kernel of it */
+    write_text(manifest, "[{\"op\": \"combine\", \"hidden\": 7168, \"dtype\": \"bf16\"}, {\"model\": \"mixtral\"}]");
+    char out[4300];
+    snprintf(out, sizeof out, "%s/src/deep", dir);
+    assert_int_equal(CLI("source", "--manifest", manifest, "--out", out), 0);
+    EXPECT_OUTPUT("source: wrote 3 files to");
+    char file[4400];
+    snprintf(file, sizeof file, "%s/moejit_combine_h7168_bf16.cu", out);
+    assert_int_equal(access(file, R_OK), 0);
+    snprintf(file, sizeof file, "%s/moejit_route_softmax_e8_k2_renorm_f32.cu", out);
+    assert_int_equal(access(file, R_OK), 0);
+    assert_int_equal(CLI("source", "--manifest", manifest), 2);
+    EXPECT_OUTPUT("describes 3 kernels; give --out DIR");
+    assert_int_equal(CLI("source", "--op", "permute", "--hidden", "4096", "--row-scale", "--dtype", "bf16"), 0);
+    EXPECT_OUTPUT("moejit_permute_h4096_bf16_scale(const mj::PermuteParams p)");
+    mjt_rmtree(dir);
+}
+
+/* MOEJIT_NO_COMPILE=1: a cached kernel is a hit; a missing one fails naming its key, and nothing
+ * is compiled or written. */
+static void test_strict_mode(void **state)
+{
+    (void)state;
+    char dir[4096];
+    mjt_tmpdir(dir);
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "llama-4", "--dtype", "bf16", "--cache-dir", dir), 0);
+    const char *strict[] = {"MOEJIT_NO_COMPILE=1", NULL}, *strict_ro[] = {"MOEJIT_NO_COMPILE=1", "MOEJIT_CACHE=ro", NULL};
+    assert_int_equal(CLI_ENV(strict_ro, "prewarm", "--arch", "sm_90a", "--model", "llama-4", "--dtype", "bf16",
+                             "--cache-dir", dir),
+                     0);
+    EXPECT_OUTPUT("cached    sm_90a   moejit_route_sigmoid_e16_k1_after_bf16");
+    EXPECT_OUTPUT("0 compiled, 1 already cached, 0 failed");
+    EXPECT_OUTPUT("MOEJIT_NO_COMPILE=1: nothing compiled");
+    assert_int_equal(CLI_ENV(strict, "prewarm", "--arch", "sm_90a", "--model", "llama-4", "--cache-dir", dir), 1);
+    EXPECT_OUTPUT("failed    sm_90a   moejit_route_sigmoid_e16_k1_after_f32");
+    EXPECT_OUTPUT("MOEJIT_ERR_CACHE_MISS");
+    EXPECT_OUTPUT("MOEJIT_NO_COMPILE=1 and kernel moejit_route_sigmoid_e16_k1_after_f32");
+    EXPECT_OUTPUT("0 compiled, 1 already cached, 1 failed");
+    assert_int_equal(list(dir).n, 1);
+    mjt_rmtree(dir);
+}
+
+/* An EM_CUDA ELF for sm_90 (e_flags bits 8..15). */
+static void check_cubin_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    Elf64_Ehdr h;
+    assert_int_equal(fread(&h, 1, sizeof h, f), sizeof h);
+    fseek(f, 0, SEEK_END);
+    const long size = ftell(f);
+    fclose(f);
+    assert_memory_equal(h.e_ident, ELFMAG, SELFMAG);
+    assert_int_equal(h.e_ident[EI_CLASS], ELFCLASS64);
+    assert_int_equal(h.e_machine, 190 /* EM_CUDA */);
+    assert_int_equal((h.e_flags >> 8) & 0xff, 90);
+    assert_true(h.e_shoff > 0 && (long)h.e_shoff < size);
+}
+
+static void set_used(const char *path, time_t when)
+{
+    struct timespec ts[2] = {{when, 0}, {when, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (long)st.st_size;
+}
+
+static void test_cache_commands(void **state)
+{
+    (void)state;
+    char dir[4096];
+    mjt_tmpdir(dir);
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral", "--op", "combine", "--hidden", "32,48",
+                         "--dtype", "f32", "--cache-dir", dir),
+                     0);
+    entries e = list(dir);
+    assert_int_equal(e.n, 3);
+
+    assert_int_equal(CLI("cache", "ls", "--cache-dir", dir), 0);
+    EXPECT_OUTPUT("KEY                               OP      ARCH           SIZE    AGE   USED  SHAPE");
+    EXPECT_OUTPUT("route   sm_90a");
+    EXPECT_OUTPUT("combine sm_90a");
+    EXPECT_OUTPUT("E=8 K=2 score=softmax dtype=f32 renormalize");
+    EXPECT_OUTPUT("H=48 dtype=f32");
+    EXPECT_OUTPUT("3 entries in");
+
+    /* show / source / cubin by a unique prefix */
+    char prefix[33];
+    int plen = 1;
+    for (;; plen++) {
+        int clash = 0;
+        for (int i = 1; i < e.n; i++) clash |= !strncmp(e.key[0], e.key[i], (size_t)plen);
+        if (!clash) break;
+    }
+    snprintf(prefix, sizeof prefix, "%.*s", plen, e.key[0]);
+    assert_int_equal(CLI("cache", "--cache-dir", dir, "show", prefix), 0);
+    EXPECT_OUTPUT(e.key[0]);
+    EXPECT_OUTPUT("verification     ok");
+    EXPECT_OUTPUT("schema           moejit-key-1");
+    EXPECT_OUTPUT("arch             sm_90a");
+    EXPECT_OUTPUT("nvrtc options    -arch=sm_90a");
+    EXPECT_OUTPUT("identical to the stored source");
+    EXPECT_OUTPUT("  entry=moejit_");
+    assert_int_equal(CLI("cache", "--cache-dir", dir, "source", e.key[0]), 0);
+    EXPECT_OUTPUT("// Generated by moejit");
+    EXPECT_OUTPUT("extern \"C\" __global__");
+
+    char cubin[4300], cmd[16384];
+    snprintf(cubin, sizeof cubin, "%s/k.cubin", dir);
+    assert_int_equal(CLI("cache", "--cache-dir", dir, "cubin", prefix, "-o", cubin), 0);
+    check_cubin_file(cubin);
+    /* raw on stdout too, byte for byte the same */
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' cache --cache-dir . cubin %s > k2.cubin && cmp k.cubin k2.cubin", dir,
+             MOEJIT_CLI, e.key[0]);
+    char *sh[] = {"/bin/sh", "-c", cmd, NULL};
+    if (mjt_run(sh, NULL, g_out, sizeof g_out) != 0) fail_msg("%s\n%s", cmd, g_out);
+    /* Where a cuobjdump is installed, it reads the cubin. */
+    char *probe[] = {"/bin/sh", "-c", "command -v cuobjdump", NULL};
+    if (mjt_run(probe, NULL, g_out, sizeof g_out) == 0) {
+        snprintf(cmd, sizeof cmd, "cuobjdump -sass '%s'", cubin);
+        if (mjt_run(sh, NULL, g_out, sizeof g_out) != 0) fail_msg("cuobjdump failed:\n%s", g_out);
+        EXPECT_OUTPUT("Function : moejit_");
+    } else {
+        print_message("[ info     ] no cuobjdump on PATH: checked the cubin's ELF header (EM_CUDA, sm_90)\n");
+    }
+
+    /* an ambiguous or unknown prefix */
+    int shared = 0;
+    for (int i = 0; i < e.n && !shared; i++)
+        for (int j = i + 1; j < e.n && !shared; j++) shared = e.key[i][0] == e.key[j][0] ? i + 1 : 0;
+    if (shared) {
+        snprintf(prefix, sizeof prefix, "%c", e.key[shared - 1][0]);
+        assert_int_equal(CLI("cache", "--cache-dir", dir, "show", prefix), 2);
+        EXPECT_OUTPUT("MOEJIT_ERR_AMBIGUOUS");
+        EXPECT_OUTPUT("give more digits");
+    }
+    assert_int_equal(CLI("cache", "--cache-dir", dir, "cubin", "0123456789abcdef0123456789abcdef", "-o", cubin), 1);
+    EXPECT_OUTPUT("MOEJIT_ERR_NOT_FOUND");
+
+    /* verify: clean; then a planted corrupt entry is reported, and removed with --remove */
+    assert_int_equal(CLI("cache", "--cache-dir", dir, "verify"), 0);
+    EXPECT_OUTPUT("verify: 3 entries checked, 0 bad, 0 removed");
+    int fd = open(e.path[1], O_RDWR);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "\xff\xff\xff\xff", 4, file_size(e.path[1]) - 200), 4);
+    close(fd);
+    assert_int_equal(CLI("cache", "--cache-dir", dir, "verify"), 1);
+    EXPECT_OUTPUT("bad      ");
+    EXPECT_OUTPUT(e.key[1]);
+    EXPECT_OUTPUT("checksum mismatch");
+    EXPECT_OUTPUT("verify: 3 entries checked, 1 bad, 0 removed");
+    assert_int_equal(CLI("cache", "--cache-dir", dir, "show", e.key[1]), 1);
+    EXPECT_OUTPUT("verification     FAILED");
+    assert_int_equal(CLI("cache", "--cache-dir", dir, "verify", "--remove"), 0);
+    EXPECT_OUTPUT("removed  ");
+    EXPECT_OUTPUT("verify: 3 entries checked, 1 bad, 1 removed");
+    assert_int_equal(list(dir).n, 2);
+    const char *ro[] = {"MOEJIT_CACHE=ro", NULL};
+    assert_int_equal(CLI_ENV(ro, "cache", "--cache-dir", dir, "clear"), 1);
+    EXPECT_OUTPUT("not writable");
+    mjt_rmtree(dir);
+}
+
+/* gc keeps the cache under the limit and removes the least recently used first. */
+static void test_gc(void **state)
+{
+    (void)state;
+    char dir[4096];
+    mjt_tmpdir(dir);
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--op", "combine", "--hidden", "8,16,24,32", "--cache-dir", dir), 0);
+    entries e = list(dir);
+    assert_int_equal(e.n, 4);
+    /* last use: entry 2 oldest, then 0, then 3, then 1 */
+    const time_t now = time(NULL);
+    set_used(e.path[2], now - 4000);
+    set_used(e.path[0], now - 3000);
+    set_used(e.path[3], now - 2000);
+    set_used(e.path[1], now - 1000);
+    char limit[32];
+    snprintf(limit, sizeof limit, "%ld", file_size(e.path[3]) + file_size(e.path[1]));
+    assert_int_equal(CLI("cache", "--cache-dir", dir, "gc", "--max-bytes", limit), 0);
+    char *first = strstr(g_out, e.key[2]), *second = strstr(g_out, e.key[0]);
+    if (!first || !second || first > second) fail_msg("gc did not remove %s then %s:\n%s", e.key[2], e.key[0], g_out);
+    EXPECT_OUTPUT("4 entries");
+    EXPECT_OUTPUT("2 (");
+    assert_int_not_equal(access(e.path[2], F_OK), 0);
+    assert_int_not_equal(access(e.path[0], F_OK), 0);
+    assert_int_equal(access(e.path[1], F_OK), 0);
+    assert_int_equal(access(e.path[3], F_OK), 0);
+    /* under the limit: nothing to do; MOEJIT_CACHE_MAX_BYTES is the default limit */
+    assert_int_equal(CLI("cache", "--cache-dir", dir, "gc", "--max-bytes", "1G"), 0);
+    EXPECT_OUTPUT("removed 0 (0 B)");
+    const char *limit1[] = {"MOEJIT_CACHE_MAX_BYTES=1", NULL};
+    assert_int_equal(CLI_ENV(limit1, "cache", "--cache-dir", dir, "gc"), 0);
+    EXPECT_OUTPUT("gc: limit 1 B: 2 entries");
+    assert_int_equal(list(dir).n, 0);
+    /* clear */
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--op", "combine", "--hidden", "8", "--cache-dir", dir), 0);
+    assert_int_equal(CLI("cache", "--cache-dir", dir, "clear"), 0);
+    EXPECT_OUTPUT("clear: removed 1 entry");
+    assert_int_equal(list(dir).n, 0);
+    mjt_rmtree(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help),        cmocka_unit_test(test_prewarm_models_twice),
+        cmocka_unit_test(test_manifest),    cmocka_unit_test(test_strict_mode),
+        cmocka_unit_test(test_cache_commands), cmocka_unit_test(test_gc),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

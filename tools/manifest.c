@@ -1,0 +1,305 @@
+/* JSON manifests (libjansson): a list of kernel entries for `prewarm` and `source`.
+ *
+ *   {"kernels": [ENTRY, …]}     or just     [ENTRY, …]
+ *   ENTRY: {"op": "route", <fields of moejit_route_spec>}
+ *        | {"op": "permute", <fields of moejit_permute_spec>}  | {"op": "combine", …}
+ *        | {"model": "kimi-k2", ["dtype": …], [route fields overriding the preset]}
+ *
+ * "dtype" may be a list (["bf16", "f32"]): one kernel per element. A "model" entry without one
+ * takes SELECT_MODEL_DTYPES. Each op's fields are read by its own parser (manifest_<op>.c). */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "manifest.h"
+#include "spec.h"
+
+static const struct {
+    const char *op;
+    int (*parse)(mf_entry *e, moejit_kernel_desc *d);
+} k_ops[] = {
+    {"route", manifest_route},
+    {"permute", manifest_permute},
+    {"combine", manifest_combine},
+};
+
+#define OP_NAMES "route, permute, combine"
+
+/* ---- field readers -------------------------------------------------------------------------------- */
+
+/* A short rendering of a JSON value for messages: the type and, when short, the value. */
+static void describe_value(const json_t *v, char *buf, size_t cap)
+{
+    static const char *const types[] = {"an object", "an array", "a string", "an integer", "a real", "true", "false", "null"};
+    const int t = (int)json_typeof(v);
+    const char *type = t >= 0 && t < 8 ? types[t] : "a value";
+    if (json_is_true(v) || json_is_false(v) || json_is_null(v)) {
+        snprintf(buf, cap, "%s", type);
+        return;
+    }
+    char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (!text) {
+        snprintf(buf, cap, "%s", type);
+        return;
+    }
+    if (strlen(text) > 48) snprintf(buf, cap, "%s %.40s…", type, text);
+    else snprintf(buf, cap, "%s %s", type, text);
+    free(text);
+}
+
+static json_t *field(mf_entry *e, const char *name)
+{
+    if (e->n_read < (int)(sizeof e->read / sizeof e->read[0])) e->read[e->n_read++] = name;
+    return json_object_get(e->obj, name);
+}
+
+static int bad(mf_entry *e, const char *name, const json_t *v, const char *expected)
+{
+    char got[96];
+    describe_value(v, got, sizeof got);
+    snprintf(e->error, sizeof e->error, "field \"%s\": expected %s, got %s", name, expected, got);
+    return -1;
+}
+
+int mf_int(mf_entry *e, const char *name, int32_t *out)
+{
+    json_t *v = field(e, name);
+    if (!v) return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < INT32_MIN || json_integer_value(v) > INT32_MAX)
+        return bad(e, name, v, "an integer in int32 range");
+    *out = (int32_t)json_integer_value(v);
+    return 0;
+}
+
+int mf_flag(mf_entry *e, const char *name, int32_t *out)
+{
+    json_t *v = field(e, name);
+    if (!v) return 0;
+    if (json_is_boolean(v)) *out = json_is_true(v);
+    else if (json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1))
+        *out = (int32_t)json_integer_value(v);
+    else return bad(e, name, v, "true, false, 0 or 1");
+    return 0;
+}
+
+int mf_float(mf_entry *e, const char *name, float *out)
+{
+    json_t *v = field(e, name);
+    if (!v) return 0;
+    const double d = json_is_number(v) ? json_number_value(v) : NAN;
+    if (!isfinite(d) || fabs(d) > FLT_MAX) return bad(e, name, v, "a finite number in float range");
+    *out = (float)d;
+    return 0;
+}
+
+static int mf_enum(mf_entry *e, const char *name, int *out, int (*parse)(const char *), const char *choices)
+{
+    json_t *v = field(e, name);
+    if (!v) return 0;
+    const int x = json_is_string(v) ? parse(json_string_value(v)) : -1;
+    if (x < 0) return bad(e, name, v, choices);
+    *out = x;
+    return 0;
+}
+
+int mf_score(mf_entry *e, const char *name, moejit_score *out)
+{
+    int x = (int)*out;
+    if (mf_enum(e, name, &x, mj_score_parse, "one of \"softmax\", \"sigmoid\", \"sqrt_softplus\"")) return -1;
+    *out = (moejit_score)x;
+    return 0;
+}
+
+int mf_group_score(mf_entry *e, const char *name, moejit_group_score *out)
+{
+    int x = (int)*out;
+    if (mf_enum(e, name, &x, mj_group_score_parse, "one of \"max\", \"top2_sum\"")) return -1;
+    *out = (moejit_group_score)x;
+    return 0;
+}
+
+#define DTYPE_CHOICES "one of \"f32\", \"bf16\", \"f16\" (or a list of them)"
+
+int mf_dtype(mf_entry *e, const char *name, moejit_dtype *out)
+{
+    if (e->dtype >= 0) { /* this pass's element of a list */
+        field(e, name);
+        *out = (moejit_dtype)e->dtype;
+        return 0;
+    }
+    int x = (int)*out;
+    if (mf_enum(e, name, &x, mj_dtype_parse, DTYPE_CHOICES)) return -1;
+    *out = (moejit_dtype)x;
+    return 0;
+}
+
+/* ---- entries -------------------------------------------------------------------------------------- */
+
+static int add_error(kernel_list *l, const char *where, const char *op, const char *what)
+{
+    char *msg;
+    if ((op ? asprintf(&msg, "%s (%s): %s", where, op, what) : asprintf(&msg, "%s: %s", where, what)) < 0) return -1;
+    moejit_kernel_desc none;
+    memset(&none, 0, sizeof none);
+    const int rc = kernel_list_add(l, &none, where, msg);
+    free(msg);
+    return rc;
+}
+
+/* The dtypes of an entry: a list gives one pass per element; a single value or none gives one
+ * pass reading the field normally (dtypes[0] = -1), except that a model takes its default list. */
+static int entry_dtypes(mf_entry *e, int is_model, int *dtypes, int cap, char *err, size_t err_cap)
+{
+    json_t *v = json_object_get(e->obj, "dtype");
+    if (!v && is_model) return cli_parse_dtypes("model default", SELECT_MODEL_DTYPES, dtypes, cap);
+    if (!v || !json_is_array(v)) {
+        dtypes[0] = -1;
+        return 1;
+    }
+    const size_t n = json_array_size(v);
+    if (n == 0 || n > (size_t)cap) {
+        snprintf(err, err_cap, "field \"dtype\": a list needs 1 to %d elements, got %zu", cap, n);
+        return -1;
+    }
+    for (size_t j = 0; j < n; j++) {
+        json_t *item = json_array_get(v, j);
+        dtypes[j] = json_is_string(item) ? mj_dtype_parse(json_string_value(item)) : -1;
+        if (dtypes[j] < 0) {
+            char got[96];
+            describe_value(item, got, sizeof got);
+            snprintf(err, err_cap, "field \"dtype\"[%zu]: expected one of \"f32\", \"bf16\", \"f16\", got %s", j, got);
+            return -1;
+        }
+    }
+    return (int)n;
+}
+
+static int unknown_fields(mf_entry *e)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(e->obj, key, v)
+    {
+        int known = 0;
+        for (int i = 0; i < e->n_read && !known; i++) known = !strcmp(key, e->read[i]);
+        if (known) continue;
+        int n = snprintf(e->error, sizeof e->error, "unknown field \"%.64s%s\" (%s fields:", key,
+                         strlen(key) > 64 ? "…" : "", e->op);
+        for (int i = 2; i < e->n_read && n > 0 && (size_t)n < sizeof e->error; i++) /* after "op", "model" */
+            n += snprintf(e->error + n, sizeof e->error - (size_t)n, "%s %s", i > 2 ? "," : "", e->read[i]);
+        if (n > 0 && (size_t)n < sizeof e->error) snprintf(e->error + n, sizeof e->error - (size_t)n, ")");
+        return -1;
+    }
+    return 0;
+}
+
+static int load_entry(json_t *obj, const char *where, kernel_list *l)
+{
+    if (!json_is_object(obj)) {
+        char got[96], msg[160];
+        describe_value(obj, got, sizeof got);
+        snprintf(msg, sizeof msg, "an entry must be an object, got %s", got);
+        return add_error(l, where, NULL, msg);
+    }
+    mf_entry e;
+    memset(&e, 0, sizeof e);
+    e.obj = obj;
+    e.where = where;
+    json_t *model = json_object_get(obj, "model"), *op = json_object_get(obj, "op");
+    if (model && !json_is_string(model)) {
+        bad(&e, "model", model, "a preset name (moejit prewarm --list-models)");
+        return add_error(l, where, NULL, e.error);
+    }
+    if (op && !json_is_string(op)) {
+        bad(&e, "op", op, "one of " OP_NAMES);
+        return add_error(l, where, NULL, e.error);
+    }
+    e.op = op ? json_string_value(op) : model ? "route" : NULL;
+    if (!e.op) return add_error(l, where, NULL, "field \"op\" (one of " OP_NAMES ") or \"model\" is required");
+    size_t which = sizeof k_ops / sizeof k_ops[0];
+    for (size_t i = 0; i < sizeof k_ops / sizeof k_ops[0]; i++)
+        if (!strcmp(e.op, k_ops[i].op)) which = i;
+    if (which == sizeof k_ops / sizeof k_ops[0]) {
+        bad(&e, "op", op, "one of " OP_NAMES);
+        return add_error(l, where, NULL, e.error);
+    }
+    if (model && strcmp(e.op, "route"))
+        return add_error(l, where, e.op, "field \"model\": presets are route kernels; drop \"op\" or use \"op\": \"route\"");
+
+    int dtypes[8];
+    char err[256];
+    const int nd = entry_dtypes(&e, model != NULL, dtypes, 8, err, sizeof err);
+    if (nd < 0) return add_error(l, where, e.op, err);
+    for (int j = 0; j < nd; j++) {
+        moejit_kernel_desc d;
+        memset(&d, 0, sizeof d);
+        e.n_read = 0;
+        e.dtype = dtypes[j];
+        field(&e, "op");
+        field(&e, "model");
+        if (model && moejit_route_preset(json_string_value(model), &d.route) != MOEJIT_OK) {
+            snprintf(err, sizeof err, "field \"model\": \"%s\" is not a preset (moejit prewarm --list-models)",
+                     json_string_value(model));
+            return add_error(l, where, e.op, err);
+        }
+        if (k_ops[which].parse(&e, &d) || unknown_fields(&e)) return add_error(l, where, e.op, e.error);
+        char *origin;
+        int n = model ? asprintf(&origin, "%s (model %s, %s)", where, json_string_value(model), mj_dtype_name(d.route.dtype))
+                : dtypes[j] >= 0 ? asprintf(&origin, "%s (%s)", where, mj_dtype_name(dtypes[j]))
+                                 : asprintf(&origin, "%s", where);
+        if (n < 0) return -1;
+        n = kernel_list_add(l, &d, origin, NULL);
+        free(origin);
+        if (n) return -1;
+    }
+    return 0;
+}
+
+int manifest_load(const char *path, kernel_list *l)
+{
+    json_error_t jerr;
+    json_t *root = !strcmp(path, "-") ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr)
+                                      : json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        if (jerr.line > 0) fprintf(stderr, "moejit: --manifest %s:%d:%d: %s\n", path, jerr.line, jerr.column, jerr.text);
+        else fprintf(stderr, "moejit: --manifest %s: %s\n", path, jerr.text);
+        return -1;
+    }
+    json_t *list = root;
+    const char *prefix = "";
+    if (json_is_object(root)) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(root, key, v)
+        {
+            if (strcmp(key, "kernels")) {
+                fprintf(stderr, "moejit: --manifest %s: unknown top-level field \"%s\" (expected {\"kernels\": [...]})\n",
+                        path, key);
+                json_decref(root);
+                return -1;
+            }
+        }
+        list = json_object_get(root, "kernels");
+        prefix = "kernels";
+    }
+    if (!list || !json_is_array(list)) {
+        fprintf(stderr, "moejit: --manifest %s: expected {\"kernels\": [...]} or a list of kernel entries\n", path);
+        json_decref(root);
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < json_array_size(list) && rc == 0; i++) {
+        char *where;
+        if (asprintf(&where, "%s: %s[%zu]", path, prefix, i) < 0) {
+            rc = -1;
+            break;
+        }
+        rc = load_entry(json_array_get(list, i), where, l);
+        free(where);
+    }
+    json_decref(root);
+    if (rc) fprintf(stderr, "moejit: out of memory reading %s\n", path);
+    return rc;
+}
