@@ -70,7 +70,9 @@ void mj_cache_blob_free(mj_cache_blob *b)
 static moejit_status read_whole(const char *path, mj_cache_blob *out, int *fd_out)
 {
     memset(out, 0, sizeof *out);
-    int fd = MJ_FAULT(MJ_FAULT_READ) ? -1 : open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO planted under an entry's name must not block the open (regular files
+     * ignore the flag); fstat then rejects anything that is not a regular file. */
+    int fd = MJ_FAULT(MJ_FAULT_READ) ? -1 : open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT || errno == ENOTDIR) return mj_fail(MOEJIT_ERR_NOT_FOUND, "no cache entry %s", path);
         return mj_fail(MOEJIT_ERR_IO, "cannot open cache entry %s: %s", path, strerror(errno));
@@ -459,14 +461,16 @@ moejit_status mj_cache_peek(const char *path, mj_entry_summary *sum, char *meta,
 {
     memset(sum, 0, sizeof *sum);
     if (cap) meta[0] = '\0';
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return mj_fail(errno == ENOENT ? MOEJIT_ERR_NOT_FOUND : MOEJIT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     uint8_t head[MJ_ENTRY_HEADER_SIZE];
     struct stat st;
     mj_entry_header h;
     moejit_status rc = MOEJIT_OK;
-    if (fstat(fd, &st) != 0 || pread(fd, head, sizeof head, 0) != (ssize_t)sizeof head)
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        rc = mj_fail(MOEJIT_ERR_CORRUPT, "%s: not a regular file", path);
+    else if (pread(fd, head, sizeof head, 0) != (ssize_t)sizeof head)
         rc = mj_fail(MOEJIT_ERR_CORRUPT, "%s: shorter than an entry header", path);
     else if ((rc = mj_entry_header_parse(head, &h)) != MOEJIT_OK)
         mj_error_append(": %s", path);
