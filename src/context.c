@@ -63,8 +63,14 @@ static moejit_status resolve_cache_dir(const moejit_config *cfg, moejit_ctx *ctx
     if (env("MOEJIT_CACHE_DIR"))
         return absolute_path(env("MOEJIT_CACHE_DIR"), "MOEJIT_CACHE_DIR", ctx->cache_dir, sizeof ctx->cache_dir);
     char base[PATH_MAX];
-    if (env("XDG_CACHE_HOME")) {
-        snprintf(base, sizeof base, "%s/moejit", env("XDG_CACHE_HOME"));
+    /* The XDG base directory spec: a relative path in XDG_CACHE_HOME is invalid and ignored. */
+    const char *xdg = env("XDG_CACHE_HOME");
+    if (xdg && xdg[0] != '/') {
+        mj_debug("XDG_CACHE_HOME = \"%s\" is not absolute: ignored", xdg);
+        xdg = NULL;
+    }
+    if (xdg) {
+        snprintf(base, sizeof base, "%s/moejit", xdg);
     } else {
         const char *home = env("HOME");
         if (!home) {
