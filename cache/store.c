@@ -78,7 +78,13 @@ static moejit_status read_whole(const char *path, mj_cache_blob *out, int *fd_ou
         return mj_fail(MOEJIT_ERR_IO, "cannot open cache entry %s: %s", path, strerror(errno));
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return mj_fail(MOEJIT_ERR_IO, "cannot stat cache entry %s: %s", path, strerror(errno));
+    }
+    out->dev = st.st_dev; /* known from here on, so that a bad entry can be removed */
+    out->ino = st.st_ino;
+    if (!S_ISREG(st.st_mode)) {
         close(fd);
         return mj_fail(MOEJIT_ERR_CORRUPT, "cache entry %s is not a regular file", path);
     }
@@ -102,8 +108,6 @@ static moejit_status read_whole(const char *path, mj_cache_blob *out, int *fd_ou
     }
     if (fd_out) *fd_out = fd;
     else close(fd);
-    out->dev = st.st_dev;
-    out->ino = st.st_ino;
     out->data = data;
     out->len = got; /* a file that shrank under us simply fails verification */
     return MOEJIT_OK;
@@ -121,6 +125,22 @@ moejit_status mj_cache_read_file(const char *path, mj_cache_blob *out)
     return st;
 }
 
+/* A bad entry is a miss; the recompile replaces it. Only the file that was read goes: another
+ * process may have renamed a good entry over it since. A directory planted under an entry's
+ * name goes too when it is empty (else the publish that replaces it fails and warns). */
+static void remove_bad(mj_cache *c, const char *path, const mj_cache_blob *read)
+{
+    struct stat now;
+    if (!mj_cache_writable(c) || lstat(path, &now) != 0) return;
+    if (S_ISLNK(now.st_mode)) {
+        unlink(path); /* a link where an entry belongs is never ours */
+        return;
+    }
+    if (now.st_dev != read->dev || now.st_ino != read->ino) return;
+    if (S_ISDIR(now.st_mode)) rmdir(path);
+    else unlink(path);
+}
+
 moejit_status mj_cache_load(mj_cache *c, const char *key_hex, const void *key_record, size_t key_record_len,
                             mj_cache_blob *out)
 {
@@ -131,6 +151,10 @@ moejit_status mj_cache_load(mj_cache *c, const char *key_hex, const void *key_re
         return mj_fail(MOEJIT_ERR_IO, "cache path too long under %s", c->root);
     int fd = -1;
     moejit_status st = read_whole(path, out, &fd);
+    if (st == MOEJIT_ERR_CORRUPT) { /* not a regular file, or over the size limit */
+        remove_bad(c, path, out);
+        mj_cache_blob_free(out);
+    }
     if (st != MOEJIT_OK) return st;
     st = mj_entry_decode(out->data, out->len, &out->view);
     if (st == MOEJIT_OK && key_record &&
@@ -139,11 +163,7 @@ moejit_status mj_cache_load(mj_cache *c, const char *key_hex, const void *key_re
                                          "stored under another key's name)");
     if (st != MOEJIT_OK) {
         mj_error_append(": %s", path);
-        /* A bad entry is a miss; the recompile replaces it. Only this file goes: another process
-         * may have renamed a good entry over it since we opened it. */
-        struct stat now;
-        if (mj_cache_writable(c) && stat(path, &now) == 0 && now.st_dev == out->dev && now.st_ino == out->ino)
-            unlink(path);
+        remove_bad(c, path, out);
         mj_cache_blob_free(out);
     } else if (mj_cache_writable(c)) {
         (void)futimens(fd, NULL); /* explicit last-use stamp for gc (never atime) */
@@ -413,9 +433,7 @@ moejit_status mj_cache_remove(mj_cache *c, const char *key_hex)
 void mj_cache_remove_if_same(mj_cache *c, const char *key_hex, const mj_cache_blob *blob)
 {
     char path[4200];
-    struct stat now;
-    if (!mj_cache_writable(c) || mj_cache_entry_path(c, key_hex, path, sizeof path)) return;
-    if (stat(path, &now) == 0 && now.st_dev == blob->dev && now.st_ino == blob->ino) unlink(path);
+    if (mj_cache_entry_path(c, key_hex, path, sizeof path) == 0) remove_bad(c, path, blob);
 }
 
 static int is_hex(const char *s, size_t n)
