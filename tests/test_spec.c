@@ -109,6 +109,28 @@ static void test_names(void **state)
     assert_string_equal(name, "moejit_route_sigmoid_e384_k8_bias_renorm_x2p5_bf16");
     /* Too small a buffer is an error, not a truncated name. */
     assert_int_equal(moejit_kernel_name(&d, name, 10), MOEJIT_ERR_INVALID_ARGUMENT);
+
+    /* A name longer than the plan holds (found by fuzz_spec: the entry point in the source was
+     * cut short and differed from this name) ends in a hash of the full name instead: the same
+     * everywhere, unique, within 95 characters. */
+    d.route = valid_spec();
+    d.route.num_experts = 4096, d.route.topk = 64, d.route.score = MOEJIT_SCORE_SQRT_SOFTPLUS;
+    d.route.num_groups = 2048, d.route.topk_groups = 2047, d.route.group_score = MOEJIT_GROUP_SCORE_TOP2_SUM;
+    d.route.has_bias = 1, d.route.softcap = 1.17549e-38f, d.route.score_after_topk = 1, d.route.renormalize = 1;
+    d.route.routed_scaling_factor = 3.40282e+38f, d.route.shared_slots = 64, d.route.dtype = MOEJIT_DTYPE_BF16;
+    if (moejit_kernel_name(&d, name, sizeof name) != MOEJIT_OK) fail_msg("%s", moejit_last_error(NULL));
+    assert_int_equal(strlen(name), 95);
+    assert_non_null(strstr(name, "moejit_route_sqrt_softplus_e4096_k64_g2048_tg2047"));
+    char other[96];
+    d.route.softcap = 1.17550e-38f; /* the same %g text, another kernel: another hash */
+    assert_int_equal(moejit_kernel_name(&d, other, sizeof other), MOEJIT_OK);
+    assert_string_not_equal(name, other);
+    char *src;
+    assert_int_equal(moejit_source(NULL, &d, &src, NULL), MOEJIT_OK);
+    char decl[128];
+    snprintf(decl, sizeof decl, " %s(", other);
+    assert_non_null(strstr(src, decl));
+    moejit_free(src);
 }
 
 static void test_status_strings(void **state)
