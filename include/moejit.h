@@ -21,6 +21,11 @@
  *  - Specs are plain structs. Zero-initialise them ({0} or memset) and set what you need: every
  *    zero field means "the default" as documented per field.
  *  - All functions are thread-safe. A moejit_ctx may be shared by any number of threads.
+ *    Concurrent first uses of one kernel compile it once: within a context (the other threads
+ *    wait for it), and across processes sharing a cache directory through a best-effort per-key
+ *    lock (moejit_config.cache_lock_timeout_ms). Disk trouble (read-only, full, permission
+ *    denied, corrupt entries, a crash mid-write) never fails a call: one warning, then the cache
+ *    is bypassed or the entry recompiled.
  *
  * Version: MOEJIT_VERSION_STRING. The ABI is not yet stable before 1.0.
  */
@@ -382,6 +387,8 @@ typedef struct moejit_stats {
     uint64_t temps_swept;   /* stale temp files of interrupted publishes removed on the publish path */
 } moejit_stats;
 
+/* The counters of this context since moejit_open (disk_write_errors and temps_swept: of its
+ * cache directory handle). */
 MOEJIT_API moejit_status moejit_get_stats(const moejit_ctx *ctx, moejit_stats *out);
 
 /* The arch string NVRTC targets for the current device (e.g. "sm_90a"), into buf (>= 16 bytes).

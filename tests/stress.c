@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -120,21 +121,69 @@ int mjt_fork_capture(int (*fn)(void *user), void *user, char *out, size_t cap)
         _exit(rc);
     }
     close(fds[1]);
-    size_t n = 0;
-    char buf[4096];
-    for (;;) {
-        ssize_t r = read(fds[0], buf, sizeof buf);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        for (ssize_t i = 0; i < r; i++)
-            if (n + 1 < cap) out[n++] = buf[i];
+    return status_of(mjt_collect(fds[0], pid, out, cap));
+}
+
+typedef struct thread_pool {
+    int (*fn)(int index, void *user);
+    void *user;
+    pthread_barrier_t start;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int finished, failures;
+} thread_pool;
+
+typedef struct thread_slot {
+    thread_pool *pool;
+    int index;
+} thread_slot;
+
+static void *pool_thread(void *p)
+{
+    thread_slot *s = p;
+    thread_pool *pool = s->pool;
+    pthread_barrier_wait(&pool->start);
+    const int rc = pool->fn(s->index, pool->user);
+    pthread_mutex_lock(&pool->mu);
+    pool->finished++;
+    pool->failures += rc != 0;
+    pthread_cond_signal(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+    return NULL;
+}
+
+int mjt_run_threads(int n, int (*fn)(int index, void *user), void *user, int timeout_s)
+{
+    thread_pool pool = {.fn = fn, .user = user};
+    pthread_barrier_init(&pool.start, NULL, (unsigned)n);
+    pthread_mutex_init(&pool.mu, NULL);
+    pthread_cond_init(&pool.cv, NULL);
+    pthread_t *tid = calloc((size_t)n, sizeof *tid);
+    thread_slot *slots = calloc((size_t)n, sizeof *slots);
+    assert_true(tid && slots);
+    for (int i = 0; i < n; i++) {
+        slots[i] = (thread_slot){&pool, i};
+        assert_int_equal(pthread_create(&tid[i], NULL, pool_thread, &slots[i]), 0);
     }
-    if (cap) out[n] = '\0';
-    close(fds[0]);
-    int ws;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_s;
+    pthread_mutex_lock(&pool.mu);
+    while (pool.finished < n)
+        if (pthread_cond_timedwait(&pool.cv, &pool.mu, &deadline) == ETIMEDOUT) break;
+    const int finished = pool.finished;
+    pthread_mutex_unlock(&pool.mu);
+    if (finished < n) {
+        fprintf(stderr, "%d of %d threads still running after %d s: deadlock\n", n - finished, n, timeout_s);
+        _exit(1); /* the stuck threads cannot be joined, nor the test go on */
     }
-    return status_of(ws);
+    for (int i = 0; i < n; i++) pthread_join(tid[i], NULL);
+    free(tid);
+    free(slots);
+    pthread_barrier_destroy(&pool.start);
+    pthread_mutex_destroy(&pool.mu);
+    pthread_cond_destroy(&pool.cv);
+    return pool.failures;
 }
 
 int mjt_count_substr(const char *text, const char *needle)

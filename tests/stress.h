@@ -24,6 +24,11 @@ int mjt_fork_children(int n, int (*fn)(int index, void *user), void *user, doubl
  * truncated to cap). Returns the exit code, or -signal. */
 int mjt_fork_capture(int (*fn)(void *user), void *user, char *out, size_t cap);
 
+/* Run fn(index, user) on n threads that start together (a barrier); wait at most timeout_s for
+ * all of them — a deadlock ends the process with a message, since stuck threads cannot be
+ * joined. Returns how many returned nonzero. */
+int mjt_run_threads(int n, int (*fn)(int index, void *user), void *user, int timeout_s);
+
 /* Occurrences of needle in text. */
 int mjt_count_substr(const char *text, const char *needle);
 

@@ -5,7 +5,6 @@
  * kernel of its key, the cache ends with exactly one verified entry per key and no temp file.
  * CPU only (NVRTC); the GPU variant of the thread test is in test_gpu_concurrency.c. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,47 +320,32 @@ typedef struct thread_race {
     int nctx;
     moejit_kernel_desc descs[SHAPES];
     char keys[SHAPES][33];
-    pthread_barrier_t start;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int finished;
     atomic_int failures;
     char why[512];
     uint64_t cubin_hash[THREADS][SHAPES];
 } thread_race;
 
-typedef struct thread_arg {
-    thread_race *r;
-    int index;
-} thread_arg;
-
-static void *race_thread(void *p)
+static int race_thread(int index, void *user)
 {
-    thread_arg *a = p;
-    thread_race *r = a->r;
-    moejit_ctx *ctx = r->ctx[a->index % r->nctx];
-    pthread_barrier_wait(&r->start);
+    thread_race *r = user;
+    moejit_ctx *ctx = r->ctx[index % r->nctx];
     for (int j = 0; j < SHAPES; j++) {
-        const int k = (j + a->index) % SHAPES; /* threads t and t+20 start on the same shape */
+        const int k = (j + index) % SHAPES; /* threads t and t+20 start on the same shape */
         mj_kernel_id id;
         mj_built b;
         moejit_status st = mj_kernel_id_from_desc(&r->descs[k], &id);
         if (st == MOEJIT_OK) st = mj_jit_build(ctx, &id, ARCH, 0, &b);
         if (st != MOEJIT_OK || strcmp(b.key_hex, r->keys[k]) || b.cubin_len < 4 || memcmp(b.cubin, "\x7f" "ELF", 4)) {
             if (atomic_fetch_add(&r->failures, 1) == 0)
-                snprintf(r->why, sizeof r->why, "thread %d, shape %d: %s: %s", a->index, k, moejit_status_str(st),
+                snprintf(r->why, sizeof r->why, "thread %d, shape %d: %s: %s", index, k, moejit_status_str(st),
                          st ? moejit_last_error(NULL) : "wrong key or cubin");
             if (st == MOEJIT_OK) mj_built_free(&b);
             continue;
         }
-        r->cubin_hash[a->index][k] = XXH3_64bits(b.cubin, b.cubin_len);
+        r->cubin_hash[index][k] = XXH3_64bits(b.cubin, b.cubin_len);
         mj_built_free(&b);
     }
-    pthread_mutex_lock(&r->mu);
-    r->finished++;
-    pthread_cond_signal(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-    return NULL;
+    return 0;
 }
 
 static void run_thread_race(int nctx, int salt)
@@ -377,40 +361,17 @@ static void run_thread_race(int nctx, int salt)
         moejit_config cfg = {.cache_dir = dir, .cache_lock_timeout_ms = LONG_LOCK_MS};
         assert_int_equal(moejit_open(&cfg, &r->ctx[i]), MOEJIT_OK);
     }
-    pthread_barrier_init(&r->start, NULL, THREADS);
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
-    pthread_t tid[THREADS];
-    thread_arg args[THREADS];
     const double t0 = mjt_now();
-    for (int t = 0; t < THREADS; t++) {
-        args[t] = (thread_arg){r, t};
-        assert_int_equal(pthread_create(&tid[t], NULL, race_thread, &args[t]), 0);
-    }
-    /* Bounded wait: a deadlock fails the test instead of hanging CI. */
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += 300;
-    pthread_mutex_lock(&r->mu);
-    while (r->finished < THREADS)
-        if (pthread_cond_timedwait(&r->cv, &r->mu, &deadline) == ETIMEDOUT) break;
-    const int finished = r->finished;
-    pthread_mutex_unlock(&r->mu);
-    if (finished < THREADS) {
-        fprintf(stderr, "%d of %d threads still running after 300 s: deadlock\n", THREADS - finished, THREADS);
-        _exit(1); /* the stuck threads cannot be joined */
-    }
-    for (int t = 0; t < THREADS; t++) pthread_join(tid[t], NULL);
+    mjt_run_threads(THREADS, race_thread, r, 300); /* a deadlock fails instead of hanging CI */
     const double wall = mjt_now() - t0;
     if (atomic_load(&r->failures)) fail_msg("%d failed builds; first: %s", atomic_load(&r->failures), r->why);
 
-    uint64_t compiles = 0, hits = 0, waits = 0, lock_waits = 0, kernels = 0;
+    uint64_t compiles = 0, hits = 0, waits = 0, lock_waits = 0;
     for (int i = 0; i < nctx; i++) {
         moejit_stats s;
         moejit_get_stats(r->ctx[i], &s);
         compiles += s.compiles, hits += s.disk_hits, waits += s.build_waits, lock_waits += s.lock_waits;
         assert_int_equal(s.lock_timeouts, 0);
-        kernels += s.kernels;
         moejit_close(r->ctx[i]);
     }
     /* one compile per key, in all contexts together; every other build waited or hit the disk */
@@ -428,10 +389,6 @@ static void run_thread_race(int nctx, int salt)
             "lock_waits=%llu entries=%d bad=%d wall=%.1fs\n",
             THREADS, SHAPES, nctx, THREADS * SHAPES, (unsigned long long)compiles, (unsigned long long)waits,
             (unsigned long long)hits, (unsigned long long)lock_waits, cs.entries, cs.bad, wall);
-    (void)kernels;
-    pthread_barrier_destroy(&r->start);
-    pthread_mutex_destroy(&r->mu);
-    pthread_cond_destroy(&r->cv);
     free(r);
     mjt_rmtree(dir);
 }

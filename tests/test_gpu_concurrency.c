@@ -4,17 +4,13 @@
  * at the same time — each device's results correct, each kernel compiled and loaded once (a
  * CUlibrary is context-independent; the driver loads it into each context on first launch).
  * Every test skips without the device(s) it needs. */
-#include <errno.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "driver.h"
-#include "support.h"
+#include "stress.h"
 
 enum { THREADS = 32, SHAPES = 20, TOKENS = 97 };
 
@@ -108,62 +104,29 @@ typedef struct thread_run {
     moejit_ctx *ctx;
     case_data *cases;
     int ncases;
-    CUcontext cu;             /* the context every thread makes current */
-    pthread_barrier_t start;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int finished;
+    CUcontext cu; /* the context every thread makes current */
     atomic_int failures;
     char why[512];
     int32_t *ids[THREADS][SHAPES];
     float *w[THREADS][SHAPES];
 } thread_run;
 
-typedef struct thread_arg {
-    thread_run *r;
-    int index;
-} thread_arg;
-
-static void *gpu_thread(void *p)
+static int gpu_thread(int index, void *user)
 {
-    thread_arg *a = p;
-    thread_run *r = a->r;
+    thread_run *r = user;
     const mj_driver *d = drv();
     CUstream stream = NULL;
     d->ctx_set_current(r->cu);
     d->stream_create(&stream, 1 /* CU_STREAM_NON_BLOCKING */);
-    pthread_barrier_wait(&r->start);
     for (int j = 0; j < r->ncases; j++) {
-        const int k = (j + a->index) % r->ncases;
-        const moejit_status st = route_once(r->ctx, &r->cases[k], stream, r->ids[a->index][k], r->w[a->index][k]);
+        const int k = (j + index) % r->ncases;
+        const moejit_status st = route_once(r->ctx, &r->cases[k], stream, r->ids[index][k], r->w[index][k]);
         if (st != MOEJIT_OK && atomic_fetch_add(&r->failures, 1) == 0)
-            snprintf(r->why, sizeof r->why, "thread %d, shape %d: %s: %s", a->index, k, moejit_status_str(st),
+            snprintf(r->why, sizeof r->why, "thread %d, shape %d: %s: %s", index, k, moejit_status_str(st),
                      moejit_last_error(r->ctx));
     }
     d->stream_destroy(stream);
-    pthread_mutex_lock(&r->mu);
-    r->finished++;
-    pthread_cond_signal(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-    return NULL;
-}
-
-/* Wait for `n` threads to report, at most `seconds`; a deadlock fails (the process exits, since
- * stuck threads cannot be joined). */
-static void wait_bounded(pthread_mutex_t *mu, pthread_cond_t *cv, const int *finished, int n, int seconds)
-{
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += seconds;
-    pthread_mutex_lock(mu);
-    while (*finished < n)
-        if (pthread_cond_timedwait(cv, mu, &deadline) == ETIMEDOUT) break;
-    const int done = *finished;
-    pthread_mutex_unlock(mu);
-    if (done < n) {
-        fprintf(stderr, "%d of %d threads still running after %d s: deadlock\n", n - done, n, seconds);
-        _exit(1);
-    }
+    return 0;
 }
 
 static void test_gpu_threads(void **state)
@@ -185,17 +148,7 @@ static void test_gpu_threads(void **state)
             r->ids[t][k] = malloc(sizeof(int32_t) * TOKENS * (size_t)W);
             r->w[t][k] = malloc(sizeof(float) * TOKENS * (size_t)W);
         }
-    pthread_barrier_init(&r->start, NULL, THREADS);
-    pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->cv, NULL);
-    pthread_t tid[THREADS];
-    thread_arg args[THREADS];
-    for (int t = 0; t < THREADS; t++) {
-        args[t] = (thread_arg){r, t};
-        assert_int_equal(pthread_create(&tid[t], NULL, gpu_thread, &args[t]), 0);
-    }
-    wait_bounded(&r->mu, &r->cv, &r->finished, THREADS, 600);
-    for (int t = 0; t < THREADS; t++) pthread_join(tid[t], NULL);
+    mjt_run_threads(THREADS, gpu_thread, r, 600);
     if (atomic_load(&r->failures)) fail_msg("%d failed launches; first: %s", atomic_load(&r->failures), r->why);
     for (int t = 0; t < THREADS; t++)
         for (int k = 0; k < SHAPES; k++) {
@@ -214,9 +167,6 @@ static void test_gpu_threads(void **state)
             THREADS, SHAPES, (unsigned long long)s.launches, (unsigned long long)s.compiles,
             (unsigned long long)s.kernels);
     moejit_close(r->ctx);
-    pthread_barrier_destroy(&r->start);
-    pthread_mutex_destroy(&r->mu);
-    pthread_cond_destroy(&r->cv);
     free(r);
     free_cases(cases, SHAPES);
     mjt_rmtree(dir);
@@ -235,13 +185,11 @@ typedef struct device_run {
     char why[512];
     int32_t *ids[DEV_SHAPES];
     float *w[DEV_SHAPES];
-    pthread_mutex_t *mu;
-    pthread_cond_t *cv;
-    int *finished;
 } device_run;
 
-static void run_device(device_run *r)
+static int run_device(int index, void *user)
 {
+    device_run *r = (device_run *)user + index;
     const mj_driver *d = drv();
     d->ctx_set_current(r->cu);
     for (int k = 0; k < DEV_SHAPES; k++) {
@@ -252,17 +200,7 @@ static void run_device(device_run *r)
             snprintf(r->why, sizeof r->why, "device %d, shape %d: %s: %s", r->device, k, moejit_status_str(st),
                      moejit_last_error(r->ctx));
     }
-}
-
-static void *device_thread(void *p)
-{
-    device_run *r = p;
-    run_device(r);
-    pthread_mutex_lock(r->mu);
-    (*r->finished)++;
-    pthread_cond_signal(r->cv);
-    pthread_mutex_unlock(r->mu);
-    return NULL;
+    return r->failures;
 }
 
 static void check_device(device_run *r, const char *phase)
@@ -293,25 +231,18 @@ static void test_two_gpus(void **state)
     device_run runs[2];
     memset(runs, 0, sizeof runs);
     int ccs[2];
-    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-    int finished = 0;
     for (int i = 0; i < 2; i++) {
         CUdevice dev;
         assert_int_equal(d->device_get(&dev, i), CUDA_SUCCESS);
         assert_int_equal(d->primary_ctx_retain(&runs[i].cu, dev), CUDA_SUCCESS);
         assert_int_equal(mj_driver_device_cc(d, dev, &ccs[i]), MOEJIT_OK);
         runs[i].ctx = ctx, runs[i].cases = cases, runs[i].device = i;
-        runs[i].mu = &mu, runs[i].cv = &cv, runs[i].finished = &finished;
     }
     /* one device after the other */
-    for (int i = 0; i < 2; i++) run_device(&runs[i]);
+    for (int i = 0; i < 2; i++) run_device(i, runs);
     for (int i = 0; i < 2; i++) check_device(&runs[i], "sequential");
-    /* both at once, a thread per device */
-    pthread_t tid[2];
-    for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&tid[i], NULL, device_thread, &runs[i]), 0);
-    wait_bounded(&mu, &cv, &finished, 2, 600);
-    for (int i = 0; i < 2; i++) pthread_join(tid[i], NULL);
+    /* both at once, a thread per device (bounded wait) */
+    mjt_run_threads(2, run_device, runs, 600);
     for (int i = 0; i < 2; i++) check_device(&runs[i], "concurrent");
 
     moejit_stats s;
