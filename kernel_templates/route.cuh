@@ -266,9 +266,45 @@ struct RouteFinish {
         else return score_elementwise<Cfg::kScore>(x);
     }
 
-    // pick_id[k] / pick_key[k] (k < K): the k-th chosen expert and its selection key.
+    // Every lane gets the K routed values of the token, in slot order: through shared memory for
+    // small K (one store, one barrier, K loads — shorter than a shuffle butterfly), by butterflies
+    // otherwise (then only sums and maxima are needed, see reduce_slots).
+    static constexpr bool kGather = K <= 16;
+
+    template <bool kMax>
+    static __device__ float reduce_slots(const Segment<LANES> &seg, const float (&w)[kSlots], float *scratch)
+    {
+        if constexpr (kGather) {
+#pragma unroll
+            for (int j = 0; j < kSlots; j++)
+                if (seg.lane + LANES * j < K) scratch[seg.lane + LANES * j] = w[j];
+            __syncwarp();
+            float all[K];
+#pragma unroll
+            for (int k = 0; k < K; k++) all[k] = scratch[k];
+            __syncwarp(); /* scratch is reused */
+            if constexpr (kMax) {
+                float m = all[0];
+#pragma unroll
+                for (int k = 1; k < K; k++) m = fmaxf(m, all[k]);
+                return m;
+            } else {
+                return sum_pairwise<K>(all);
+            }
+        } else {
+            float part = kMax ? -__int_as_float(0x7f800000) : 0.0f;
+#pragma unroll
+            for (int j = 0; j < kSlots; j++)
+                if (seg.lane + LANES * j < K) part = kMax ? fmaxf(part, w[j]) : part + w[j];
+            return kMax ? seg.max(part) : seg.sum(part);
+        }
+    }
+
+    // pick_id[k] / pick_key[k] (k < K): the k-th chosen expert and its selection key; scratch
+    // holds K floats of the segment's shared memory.
     static __device__ void run(const Segment<LANES> &seg, bool active, const Storage *row, float softmax_max,
-                               float softmax_inv, const int *pick_id, const u32 *pick_key, int *ids_out, float *w_out)
+                               float softmax_inv, const int *pick_id, const u32 *pick_key, float *scratch,
+                               int *ids_out, float *w_out)
     {
         int id[kSlots];
         float w[kSlots];
@@ -282,18 +318,10 @@ struct RouteFinish {
         }
         if constexpr (Cfg::kScoreAfterTopk) { /* w holds logits: score the K chosen */
             if constexpr (Cfg::kScore == kScoreSoftmax) {
-                float m = -__int_as_float(0x7f800000);
+                const float m = reduce_slots<true>(seg, w, scratch);
 #pragma unroll
-                for (int j = 0; j < kSlots; j++)
-                    if (seg.lane + LANES * j < K) m = fmaxf(m, w[j]);
-                m = seg.max(m);
-                float part = 0.0f;
-#pragma unroll
-                for (int j = 0; j < kSlots; j++) {
-                    w[j] = seg.lane + LANES * j < K ? expf(w[j] - m) : 0.0f;
-                    part += w[j];
-                }
-                const float inv = 1.0f / seg.sum(part);
+                for (int j = 0; j < kSlots; j++) w[j] = seg.lane + LANES * j < K ? expf(w[j] - m) : 0.0f;
+                const float inv = 1.0f / reduce_slots<false>(seg, w, scratch);
 #pragma unroll
                 for (int j = 0; j < kSlots; j++) w[j] *= inv;
             } else {
@@ -303,22 +331,13 @@ struct RouteFinish {
             }
         }
         if constexpr (Cfg::kRenormalize || S > 0) {
-            float part = 0.0f;
-#pragma unroll
-            for (int j = 0; j < kSlots; j++)
-                if (seg.lane + LANES * j < K) part += w[j];
-            float routed = seg.sum(part);
+            float routed = reduce_slots<false>(seg, w, scratch);
             if constexpr (Cfg::kRenormalize) {
                 if (routed > 0.0f) { /* never divide by zero (or by NaN) */
+                    const float inv = __frcp_rn(routed);
 #pragma unroll
-                    for (int j = 0; j < kSlots; j++) w[j] = w[j] / routed;
-                    if constexpr (S > 0) { /* the shared slots carry the renormalised sum */
-                        part = 0.0f;
-#pragma unroll
-                        for (int j = 0; j < kSlots; j++)
-                            if (seg.lane + LANES * j < K) part += w[j];
-                        routed = seg.sum(part);
-                    }
+                    for (int j = 0; j < kSlots; j++) w[j] *= inv;
+                    if constexpr (S > 0) routed = reduce_slots<false>(seg, w, scratch); /* the renormalised sum */
                 }
             }
             if constexpr (S > 0) {
@@ -461,6 +480,7 @@ struct RouteSegment {
     {
         __shared__ int s_pick_id[kSegmentsPerBlock][K];
         __shared__ u32 s_pick_key[kSegmentsPerBlock][K];
+        __shared__ float s_scratch[kSegmentsPerBlock][K];
         const int slot = (threadIdx.x >> 5) * (32 / LANES) + ((threadIdx.x & 31) / LANES);
         const int first = seg.lane * VPT;
         const int mine = first >= E ? 0 : (E - first < VPT ? E - first : VPT); /* real experts of this lane */
@@ -518,7 +538,8 @@ struct RouteSegment {
         }
         __syncwarp();
         // 6. Weights, shared slots, write.
-        Finish::run(seg, active, row, softmax_max, softmax_inv, s_pick_id[slot], s_pick_key[slot], ids_out, w_out);
+        Finish::run(seg, active, row, softmax_max, softmax_inv, s_pick_id[slot], s_pick_key[slot], s_scratch[slot],
+                    ids_out, w_out);
         __syncwarp(); /* the picks are reused by the next token */
     }
 };
@@ -561,6 +582,7 @@ struct RouteBlock {
         int cand_id[NW * K];             // ... and their experts
         int pick_id[K];                  // the merged top-K
         u32 pick_key[K];
+        float scratch[K];
     };
 
     static __device__ __forceinline__ bool present(int t, int i) { return t * VPT + i < E; }
@@ -678,7 +700,7 @@ struct RouteBlock {
                 }
             }
             __syncwarp();
-            Finish::run(seg, true, row, softmax_max, softmax_inv, s.pick_id, s.pick_key, ids_out, w_out);
+            Finish::run(seg, true, row, softmax_max, softmax_inv, s.pick_id, s.pick_key, s.scratch, ids_out, w_out);
         }
         __syncthreads(); /* shared memory is reused by the next token */
     }
