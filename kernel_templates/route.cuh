@@ -145,10 +145,9 @@ struct Segment {
 // lane that has given up both cached candidates rescans, alone.
 template <int LANES, int N>
 struct RegisterSelect {
-    u32 k1, k2;   // best and second-best remaining key of this lane
+    u32 k1, k2;   // best and second-best remaining key of this lane; k2 == 0: none, or not known
     int i1, i2;   // their slots
     u32 taken;    // bit i: key[i] has been chosen
-    bool have2;   // k2/i2 are known
 
     // Best two remaining candidates of this lane, with selects only (no divergence).
     __device__ void scan(const u32 (&key)[N])
@@ -164,7 +163,6 @@ struct RegisterSelect {
             k1 = gt1 ? k : k1;
             i1 = gt1 ? i : i1;
         }
-        have2 = true;
     }
 
     __device__ void begin(const u32 (&key)[N])
@@ -174,19 +172,19 @@ struct RegisterSelect {
     }
 
     // Take the best candidate of the segment. Returns true on the winning lane, with its number
-    // (lane*N + slot) in *number and its key in *top. The update is predicated; the rescan after a
-    // lane used both cached candidates is segment-uniform (rare).
+    // (lane*N + slot) in *number and its key in *top. The update is predicated; a winner whose
+    // second candidate is gone (or unknown) makes the segment rescan, which is rare.
     __device__ bool pop(const u32 (&key)[N], const Segment<LANES> &seg, int *number, u32 *top)
     {
         const u32 best = seg.max(k1);
         const bool won = seg.lane == __ffs(seg.ballot(k1 == best)) - 1;
         *number = seg.lane * N + i1;
         *top = best;
-        const bool dry = won && !have2;
+        const bool dry = won && k2 == 0u;
         taken |= won ? 1u << i1 : 0u;
         k1 = won ? k2 : k1;
         i1 = won ? i2 : i1;
-        have2 = have2 && !won;
+        k2 = won ? 0u : k2;
         if (__any_sync(kFullMask, dry)) scan(key);
         return won;
     }
@@ -416,19 +414,17 @@ struct RouteSegment {
             t2 = ::max(::max(t2, o2), ::min(t1, o1));
             t1 = ::max(t1, o1);
         }
-        // TG rounds over the group scores (every lane of a group holds its score): the lowest
-        // lane holding the best is the lowest group among equals.
-        u32 cand = seg.lane < G * LPG ? group_key<Cfg::kGroupScore>(t1, t2) : 0u;
-        bool kept = false;
+        // Rank my group among the G group scores by broadcast (all independent shuffles: short
+        // latency); a tie goes to the lower group.
+        const u32 mine = group_key<Cfg::kGroupScore>(t1, t2);
+        const int g = seg.lane / LPG;
+        int rank = 0;
 #pragma unroll
-        for (int r = 0; r < TG; r++) {
-            const u32 best = seg.max(cand);
-            const u32 w = __ffs(seg.ballot(cand == best)) - 1;
-            const bool hit = (u32)seg.lane / LPG == w / LPG;
-            kept = kept || hit;
-            cand = hit ? 0u : cand;
+        for (int h = 0; h < G; h++) {
+            const u32 other = seg.bcast(mine, h * LPG);
+            rank += (other > mine) || (other == mine && h < g);
         }
-        if (!kept) {
+        if (rank >= TG) {
 #pragma unroll
             for (int i = 0; i < VPT; i++) key[i] = 0u;
         }
@@ -527,13 +523,14 @@ struct RouteSegment {
         // 5. K rounds; each winner records its pick.
         RegisterSelect<LANES, VPT> pick;
         pick.begin(key);
-#pragma unroll 1
+        constexpr int kUnroll = K <= 16 ? K : 1; /* straight-line rounds for the usual K */
+#pragma unroll kUnroll
         for (int k = 0; k < K; k++) {
             int e;
             u32 top;
             if (pick.pop(key, seg, &e, &top)) {
                 s_pick_id[slot][k] = e;
-                s_pick_key[slot][k] = top;
+                if constexpr (Finish::kKeyIsWeight) s_pick_key[slot][k] = top;
             }
         }
         __syncwarp();
