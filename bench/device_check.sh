@@ -22,5 +22,5 @@ if [ $probes = 1 ]; then
     done
   done > "$O/probe.txt" 2>&1
   awk '/T=(1|128|16384) /{print $1, $2, $3, $4, $5, $7, $9}' "$O/probe.txt"; grep "floor (empty" "$O/probe.txt" | head -1
-  "$B/bench/bench_jit" 2>&1 | tee "$O/bench_jit.txt"
+  "$B/bench/bench_runtime" 2>&1 | tee "$O/bench_runtime.txt"
 fi

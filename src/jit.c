@@ -125,10 +125,13 @@ moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *
     mj_compile_options options;
     const mj_nvrtc_identity *nv_id;
 
+    double t = now_seconds();
     moejit_status st = mj_codegen(id, &out->plan, &source, &source_len);
+    out->t_codegen = now_seconds() - t, t = now_seconds();
     if (st == MOEJIT_OK) st = mj_compile_options_build(arch, ctx->extra_flags, &options);
     if (st == MOEJIT_OK) st = mj_ctx_nvrtc_identity(ctx, &nv_id);
     if (st == MOEJIT_OK) st = mj_key_build(source, source_len, &options, arch, nv_id, &key);
+    out->t_key = now_seconds() - t, t = now_seconds();
     if (st != MOEJIT_OK) goto done;
     memcpy(out->key_hex, key.hex, sizeof out->key_hex);
 
@@ -161,6 +164,7 @@ moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *
         }
         atomic_fetch_add(&ctx->n_disk_misses, 1);
     }
+    out->t_disk = now_seconds() - t;
 
     if (ctx->no_compile) {
         char shape[512];
@@ -180,7 +184,9 @@ moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *
     snprintf(program, sizeof program, "%s.cu", out->plan.module);
     mj_compile_output co;
     mj_ctx_compile_slot_acquire(ctx);
+    t = now_seconds();
     st = mj_nvrtc_compile(nv, source, program, &options, &co);
+    out->t_nvrtc = now_seconds() - t;
     mj_ctx_compile_slot_release(ctx);
     dump_compile(ctx, out->plan.module, key.hex, source, &options, &co);
     if (st != MOEJIT_OK) {
@@ -194,11 +200,13 @@ moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *
     co.cubin = NULL;
     mj_compile_output_free(&co);
     mj_debug("compiled %s (%s) in %.0f ms", out->plan.module, key.hex, (now_seconds() - t0) * 1e3);
+    t = now_seconds();
     if (mj_cache_writable(ctx->cache) &&
         publish(ctx, id, arch, &key, &out->plan, source, source_len, out) == MOEJIT_OK) {
         atomic_fetch_add(&ctx->n_disk_writes, 1);
         enforce_size_limit(ctx, key.hex);
     }
+    out->t_publish = now_seconds() - t;
     st = MOEJIT_OK; /* a failed publish is not a failed build */
 
 done:
