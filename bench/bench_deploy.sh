@@ -6,15 +6,16 @@
 set -euo pipefail
 B=${1:-build}; M="$B/tools/moejit"
 models=$("$M" prewarm --list-models | awk 'NR > 1 {print $1}' | paste -sd, -)
-t() { local s=$(date +%s.%N); "$@" > /dev/null; echo "$(date +%s.%N) - $s" | bc; }
+t() { local s=$(date +%s.%N); "$@" > /dev/null; awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { print b - a }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { print a / b }'; }
 echo "prewarm throughput: --model $models --dtype f32,bf16,f16 --arch sm_90a ($(nproc) cores)"
 for j in 1 2 16; do
   d=$(mktemp -d)
   s=$(t "$M" prewarm --arch sm_90a --model "$models" --dtype f32,bf16,f16 --jobs $j --cache-dir "$d" --progress lines)
   n=$(find "$d" -name '*.mjc' | wc -l)
-  printf "  --jobs %-3d %3d kernels in %6.2f s = %6.1f kernels/s\n" $j $n $s $(echo "$n / $s" | bc -l)
+  printf "  --jobs %-3d %3d kernels in %6.2f s = %6.1f kernels/s\n" $j $n $s $(div $n $s)
   [ $j = 1 ] && base=$s
-  [ $j != 1 ] && printf "             speed-up over --jobs 1: %.1fx\n" $(echo "$base / $s" | bc -l)
+  [ $j != 1 ] && printf "             speed-up over --jobs 1: %.1fx\n" $(div $base $s)
   rm -rf "$d"
 done
 echo "cache at scale (10,000 entries)"

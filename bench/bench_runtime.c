@@ -339,11 +339,11 @@ int main(int argc, char **argv)
     }
     if (child_dir) return child_disk_hit(child_dir, &b.spec);
     CHECK(mj_driver_get(&d));
-    CU(d->stream_create(&stream, 1));
     moejit_config cfg = {.cache_mode = MOEJIT_CACHE_OFF};
     CHECK(moejit_open(&cfg, &b.ctx));
     char arch[16];
-    CHECK(moejit_device_arch(b.ctx, arch, sizeof arch));
+    CHECK(moejit_device_arch(b.ctx, arch, sizeof arch)); /* also makes a context current */
+    CU(d->stream_create(&stream, 1));
     const int T = 1, E = b.spec.num_experts;
     CUdeviceptr in, ids, w;
     CU(d->mem_alloc(&in, (size_t)T * E * 4));
