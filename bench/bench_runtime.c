@@ -9,11 +9,7 @@
  *
  * Usage: bench_runtime [--experts 384 --topk 8 --score sigmoid --dtype bf16]
  * (--child-disk-hit DIR is the child process of the disk-hit measurement.) */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "codegen.h"
@@ -22,55 +18,12 @@
 #include "jit.h"
 #include "moejit.h"
 #include "registry.h"
+#include "route.h"
 
-#define CHECK(x)                                                                                            \
-    do {                                                                                                    \
-        moejit_status s_ = (x);                                                                             \
-        if (s_ != MOEJIT_OK) {                                                                              \
-            fprintf(stderr, "%s: %s: %s\n", #x, moejit_status_str(s_), moejit_last_error(NULL));            \
-            exit(1);                                                                                        \
-        }                                                                                                   \
-    } while (0)
-#define CU(x)                                                                                               \
-    do {                                                                                                    \
-        CUresult r_ = (x);                                                                                  \
-        if (r_ != CUDA_SUCCESS) {                                                                           \
-            fprintf(stderr, "%s failed: %d\n", #x, (int)r_);                                                \
-            exit(1);                                                                                        \
-        }                                                                                                   \
-    } while (0)
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
+#include "bench_common.h"
 
 static const mj_driver *d;
 static CUstream stream;
-
-/* Must match mj_route_params (src/route.c) and mj::RouteParams. */
-typedef struct route_params {
-    const void *logits;
-    const float *bias;
-    int32_t *ids;
-    float *weights;
-    int64_t num_tokens;
-    int64_t row_stride;
-} route_params;
 
 typedef struct bench {
     moejit_ctx *ctx;
@@ -78,7 +31,7 @@ typedef struct bench {
     moejit_route_args args;
     mj_kernel_id id;
     const mj_kernel *k;
-    route_params params;
+    mj_route_params params;
 } bench;
 
 static void launch_moejit(bench *b) { moejit_route(b->ctx, &b->spec, &b->args, (moejit_stream)stream); }
@@ -95,9 +48,9 @@ static double host_us(void (*launch)(bench *), bench *b, int n)
 {
     for (int i = 0; i < 1000; i++) launch(b);
     CU(d->stream_synchronize(stream));
-    const double t0 = now();
+    const double t0 = bench_now();
     for (int i = 0; i < n; i++) launch(b);
-    const double t = now() - t0;
+    const double t = bench_now() - t0;
     CU(d->stream_synchronize(stream));
     return t / n * 1e6;
 }
@@ -129,7 +82,7 @@ static double graph_us(void (*launch)(bench *), bench *b)
     d->graph_destroy(g);
     d->event_destroy(e0);
     d->event_destroy(e1);
-    return median(t, 100);
+    return bench_median(t, 100);
 }
 
 static void section_launch(bench *b)
@@ -139,7 +92,7 @@ static void section_launch(bench *b)
         bare[r] = host_us(launch_bare, b, 100000);
         m[r] = host_us(launch_moejit, b, 100000);
     }
-    const double hm = median(m, 3), hb = median(bare, 3);
+    const double hm = bench_median(m, 3), hb = bench_median(bare, 3);
     printf("hot launch (host, per call, 100k calls)   moejit %6.2f us   bare cuLaunchKernel %6.2f us   ratio %.3f "
            "(target <= 1.10)\n",
            hm, hb, hm / hb);
@@ -169,20 +122,20 @@ static void section_lookup(bench *b)
         }
         const int n = 2000000;
         mj_lookup_key lk = b->k->lookup;
-        double t0 = now();
+        double t0 = bench_now();
         uintptr_t sink = 0;
         for (int i = 0; i < n; i++) {
             lk.reserved = 0;
             sink += (uintptr_t)mj_registry_find(&b->ctx->registry, &lk, mj_lookup_hash(&lk));
         }
-        const double find_ns = (now() - t0) / n * 1e9;
-        t0 = now();
+        const double find_ns = (bench_now() - t0) / n * 1e9;
+        t0 = bench_now();
         for (int i = 0; i < n; i++) {
             const mj_kernel *k;
             mj_jit_kernel(b->ctx, &b->id, &k);
             sink += (uintptr_t)k;
         }
-        const double path_ns = (now() - t0) / n * 1e9;
+        const double path_ns = (bench_now() - t0) / n * 1e9;
         printf("lookup with %5d shapes registered      registry %5.1f ns   launch-path lookup %5.1f ns (target <= 100, "
                "flat)%s\n",
                counts[c], find_ns, path_ns, sink ? "" : " ");
@@ -200,15 +153,15 @@ static void section_cold(bench *b, const char *arch)
     mj_nvrtc *nvrtc = NULL;
     for (int r = 0; r < 5; r++) {
         mj_built built;
-        const double t0 = now();
+        const double t0 = bench_now();
         CHECK(mj_jit_build(ctx, &b->id, arch, 1, &built));
-        const double t1 = now();
+        const double t1 = bench_now();
         CUlibrary lib;
         CUkernel kern;
         CU(d->library_load_data(&lib, built.cubin, NULL, NULL, 0, NULL, NULL, 0));
         CU(d->library_get_kernel(&kern, lib, built.plan.entry[0].name));
-        load[r] = (now() - t1) * 1e3;
-        total[r] = (now() - t0) * 1e3;
+        load[r] = (bench_now() - t1) * 1e3;
+        total[r] = (bench_now() - t0) * 1e3;
         cg[r] = built.t_codegen * 1e3, key[r] = built.t_key * 1e3, disk[r] = built.t_disk * 1e3;
         nv[r] = built.t_nvrtc * 1e3, pub[r] = built.t_publish * 1e3;
         d->library_unload(lib);
@@ -222,16 +175,16 @@ static void section_cold(bench *b, const char *arch)
         CHECK(mj_codegen(&b->id, &plan, &src, &len));
         CHECK(mj_compile_options_build(arch, NULL, &opt));
         if (!nvrtc) CHECK(mj_ctx_nvrtc(ctx, &nvrtc));
-        const double t2 = now();
+        const double t2 = bench_now();
         CHECK(mj_nvrtc_compile(nvrtc, src, "anchor.cu", &opt, &out));
-        alone[r] = (now() - t2) * 1e3;
+        alone[r] = (bench_now() - t2) * 1e3;
         mj_compile_output_free(&out);
         free(src);
     }
-    const double tot = median(total, 5), anchor = median(alone, 5);
+    const double tot = bench_median(total, 5), anchor = bench_median(alone, 5);
     printf("cold compile (ms, median of 5)            codegen %.3f  key %.3f  disk %.3f  NVRTC %.1f  publish %.3f  load "
            "%.3f  = %.1f\n",
-           median(cg, 5), median(key, 5), median(disk, 5), median(nv, 5), median(pub, 5), median(load, 5), tot);
+           bench_median(cg, 5), bench_median(key, 5), bench_median(disk, 5), bench_median(nv, 5), bench_median(pub, 5), bench_median(load, 5), tot);
     printf("cold compile vs NVRTC alone (-no-cache)   %.1f ms vs %.1f ms: the library adds %.1f%% (target <= 5%%)\n", tot,
            anchor, 100.0 * (tot - anchor) / anchor);
     moejit_close(ctx);
@@ -258,13 +211,13 @@ static void section_options(bench *b, const char *arch, moejit_ctx *ctx)
         int ok = 1;
         for (int r = 0; r < 3; r++) {
             mj_compile_output out;
-            const double t0 = now();
+            const double t0 = bench_now();
             ok &= mj_nvrtc_compile(nv, src, "variant.cu", &opt, &out) == MOEJIT_OK;
-            t[r] = (now() - t0) * 1e3;
+            t[r] = (bench_now() - t0) * 1e3;
             mj_compile_output_free(&out);
         }
         printf("  [%s] %s", variants[v][0] ? variants[v] : "default", ok ? "" : "rejected");
-        if (ok) printf("%.1f", median(t, 3));
+        if (ok) printf("%.1f", bench_median(t, 3));
     }
     printf("\n");
     free(src);
@@ -283,11 +236,11 @@ static int child_disk_hit(const char *dir, const moejit_route_spec *spec)
     CU(d->mem_alloc(&w, 1 << 12));
     CU(d->memset_d8(in, 0x3c, 1 << 16));
     moejit_route_args a = {(void *)in, NULL, (int32_t *)ids, (float *)w, 1, 0};
-    const double t0 = now();
+    const double t0 = bench_now();
     moejit_config cfg = {.cache_dir = dir};
     moejit_ctx *ctx;
     if (moejit_open(&cfg, &ctx) != MOEJIT_OK || moejit_route(ctx, spec, &a, NULL) != MOEJIT_OK) return 1;
-    const double t = now() - t0;
+    const double t = bench_now() - t0;
     moejit_stats s;
     moejit_get_stats(ctx, &s);
     printf("%.1f %llu %llu\n", t * 1e6, (unsigned long long)s.disk_hits, (unsigned long long)s.compiles);
@@ -318,7 +271,7 @@ static void section_disk_hit(const moejit_route_spec *spec, const char *self, in
     }
     printf("disk hit in a fresh process (spec to launched kernel, median of 7)   %.0f us (target <= 1000); %d/7 were "
            "disk hits with no compile\n",
-           median(t, 7), hits);
+           bench_median(t, 7), hits);
     char rm[256];
     snprintf(rm, sizeof rm, "rm -rf %s", dir);
     if (system(rm)) fprintf(stderr, "cannot remove %s\n", dir);
@@ -356,7 +309,7 @@ int main(int argc, char **argv)
     b.id.op = MOEJIT_OP_ROUTE;
     CHECK(mj_route_normalize(&b.spec, &b.id.u.route));
     CHECK(mj_jit_kernel(b.ctx, &b.id, &b.k));
-    b.params = (route_params){(void *)in, NULL, (int32_t *)ids, (float *)w, T, E};
+    b.params = (mj_route_params){(void *)in, NULL, (int32_t *)ids, (float *)w, T, E};
     printf("moejit runtime benchmark: %s, T=%d, arch %s\n", b.k->plan.module, T, arch);
     section_launch(&b);
     section_lookup(&b);

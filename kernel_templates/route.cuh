@@ -377,6 +377,51 @@ __device__ __forceinline__ void load_lane(const typename D::Storage *row, int fi
     }
 }
 
+// ---- steps 1-3, shared by both layouts: logits → ranking scores (+ bias) → selection keys ------
+
+// One thread's `mine` (<= N) experts starting at `first`: logits (-inf past the row's end), soft
+// cap, ranking scores (softmax needs the token's max and sum: R reduces over the token's threads),
+// bias, keys (0 = no candidate). softmax_max/inv are kept to recompute chosen scores later.
+template <class Cfg, int N, class R>
+__device__ __forceinline__ void row_keys(const typename Cfg::Dtype::Storage *row, const float *bias, int first,
+                                         int mine, const R &reduce, u32 (&key)[N], float &softmax_max,
+                                         float &softmax_inv)
+{
+    float x[N];
+    load_lane<typename Cfg::Dtype, N>(row, first, mine, x);
+    if constexpr (Cfg::kSoftcap > 0.0f) {
+#pragma unroll
+        for (int i = 0; i < N; i++) x[i] = Cfg::kSoftcap * tanhf(x[i] / Cfg::kSoftcap);
+    }
+    float val[N];
+    softmax_max = 0.0f, softmax_inv = 0.0f;
+    if constexpr (Cfg::kScoreAfterTopk) {
+#pragma unroll
+        for (int i = 0; i < N; i++) val[i] = x[i];
+    } else if constexpr (Cfg::kScore == kScoreSoftmax) {
+        float m = x[0];
+#pragma unroll
+        for (int i = 1; i < N; i++) m = fmaxf(m, x[i]);
+        softmax_max = reduce.max(m);
+#pragma unroll
+        for (int i = 0; i < N; i++) val[i] = expf(x[i] - softmax_max);
+        softmax_inv = 1.0f / reduce.sum(sum_pairwise<N>(val));
+#pragma unroll
+        for (int i = 0; i < N; i++) val[i] *= softmax_inv;
+    } else {
+#pragma unroll
+        for (int i = 0; i < N; i++) val[i] = rank_score<Cfg::kScore>(x[i]);
+    }
+    if constexpr (Cfg::kHasBias) {
+        float b[N];
+        load_lane<F32, N>(bias, first, mine, b);
+#pragma unroll
+        for (int i = 0; i < N; i++) val[i] += b[i];
+    }
+#pragma unroll
+    for (int i = 0; i < N; i++) key[i] = i < mine ? order_key(val[i]) : 0u;
+}
+
 // ---- up to 1024 experts: a segment of a warp per token --------------------------------------------
 
 template <class Cfg, int LANES>
@@ -480,43 +525,10 @@ struct RouteSegment {
         const int slot = (threadIdx.x >> 5) * (32 / LANES) + ((threadIdx.x & 31) / LANES);
         const int first = seg.lane * VPT;
         const int mine = first >= E ? 0 : (E - first < VPT ? E - first : VPT); /* real experts of this lane */
-        // 1. This lane's logits; absent experts (and inactive tokens) read as -inf.
-        float x[VPT];
-        load_lane<D, VPT>(row, first, active ? mine : 0, x);
-        if constexpr (Cfg::kSoftcap > 0.0f) {
-#pragma unroll
-            for (int i = 0; i < VPT; i++) x[i] = Cfg::kSoftcap * tanhf(x[i] / Cfg::kSoftcap);
-        }
-        // 2. Ranking scores (the logits themselves when scoring after the top-k).
-        float val[VPT];
-        float softmax_max = 0.0f, softmax_inv = 0.0f;
-        if constexpr (Cfg::kScoreAfterTopk) {
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = x[i];
-        } else if constexpr (Cfg::kScore == kScoreSoftmax) {
-            float m = x[0];
-#pragma unroll
-            for (int i = 1; i < VPT; i++) m = fmaxf(m, x[i]);
-            softmax_max = seg.max(m);
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = expf(x[i] - softmax_max);
-            softmax_inv = 1.0f / seg.sum(sum_pairwise<VPT>(val));
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] *= softmax_inv;
-        } else {
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = rank_score<Cfg::kScore>(x[i]);
-        }
-        // 3. Selection keys: score + bias; 0 = not a candidate.
-        if constexpr (Cfg::kHasBias) {
-            float b[VPT];
-            load_lane<F32, VPT>(bias, first, mine, b);
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] += b[i];
-        }
+        // 1-3. Logits (absent experts and inactive tokens read as -inf), scores, keys.
         u32 key[VPT];
-#pragma unroll
-        for (int i = 0; i < VPT; i++) key[i] = i < mine ? order_key(val[i]) : 0u;
+        float softmax_max, softmax_inv;
+        row_keys<Cfg, VPT>(row, bias, first, active ? mine : 0, seg, key, softmax_max, softmax_inv);
         // 4. Groups: keep the TG best, clear the others' experts.
         if constexpr (kGroupsOnLanes) mask_groups_on_lanes(seg, key);
         else if constexpr (kGrouped) mask_groups_shared(seg, key);
@@ -585,19 +597,26 @@ struct RouteBlock {
 
     static __device__ __forceinline__ bool present(int t, int i) { return t * VPT + i < E; }
 
-    template <bool kMax>
-    static __device__ float block_reduce(Shared &s, float v, int warp, int lane)
-    {
-        const Segment<32> seg(lane);
-        v = kMax ? seg.max(v) : seg.sum(v);
-        if (lane == 0) s.reduce[warp] = v;
-        __syncthreads();
-        float r = s.reduce[0];
+    // Max and sum over the block's threads (through shared memory), for row_keys.
+    struct BlockReduce {
+        Shared &s;
+        int warp, lane;
+        template <bool kMax>
+        __device__ float reduce(float v) const
+        {
+            const Segment<32> seg(lane);
+            v = kMax ? seg.max(v) : seg.sum(v);
+            if (lane == 0) s.reduce[warp] = v;
+            __syncthreads();
+            float r = s.reduce[0];
 #pragma unroll
-        for (int w = 1; w < NW; w++) r = kMax ? fmaxf(r, s.reduce[w]) : r + s.reduce[w];
-        __syncthreads(); /* s.reduce is reused */
-        return r;
-    }
+            for (int w = 1; w < NW; w++) r = kMax ? fmaxf(r, s.reduce[w]) : r + s.reduce[w];
+            __syncthreads(); /* s.reduce is reused */
+            return r;
+        }
+        __device__ float max(float v) const { return reduce<true>(v); }
+        __device__ float sum(float v) const { return reduce<false>(v); }
+    };
 
     static __device__ void mask_groups(Shared &s, u32 (&key)[VPT], int t, int warp, int lane)
     {
@@ -633,40 +652,9 @@ struct RouteBlock {
     {
         const int t = threadIdx.x, warp = t >> 5, lane = t & 31, first = t * VPT;
         const int mine = first >= E ? 0 : (E - first < VPT ? E - first : VPT);
-        float x[VPT];
-        load_lane<D, VPT>(row, first, mine, x);
-        if constexpr (Cfg::kSoftcap > 0.0f) {
-#pragma unroll
-            for (int i = 0; i < VPT; i++) x[i] = Cfg::kSoftcap * tanhf(x[i] / Cfg::kSoftcap);
-        }
-        float val[VPT];
-        float softmax_max = 0.0f, softmax_inv = 0.0f;
-        if constexpr (Cfg::kScoreAfterTopk) {
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = x[i];
-        } else if constexpr (Cfg::kScore == kScoreSoftmax) {
-            float m = x[0];
-#pragma unroll
-            for (int i = 1; i < VPT; i++) m = fmaxf(m, x[i]);
-            softmax_max = block_reduce<true>(s, m, warp, lane);
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = expf(x[i] - softmax_max);
-            softmax_inv = 1.0f / block_reduce<false>(s, sum_pairwise<VPT>(val), warp, lane);
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] *= softmax_inv;
-        } else {
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = rank_score<Cfg::kScore>(x[i]);
-        }
-        if constexpr (Cfg::kHasBias) {
-            float b[VPT];
-            load_lane<F32, VPT>(bias, first, mine, b);
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] += b[i];
-        }
         u32 key[VPT];
-#pragma unroll
-        for (int i = 0; i < VPT; i++) key[i] = i < mine ? order_key(val[i]) : 0u;
+        float softmax_max, softmax_inv;
+        row_keys<Cfg, VPT>(row, bias, first, mine, BlockReduce{s, warp, lane}, key, softmax_max, softmax_inv);
         if constexpr (kGrouped) mask_groups(s, key, t, warp, lane);
 
         // Each warp's top-K of its tile (tiles are contiguous: candidate order = expert order).

@@ -4,16 +4,8 @@
 
 #include "error.h"
 #include "launch.h"
+#include "route.h"
 
-/* Must match mj::RouteParams in kernel_templates/route.cuh. */
-typedef struct mj_route_params {
-    const void *logits;
-    const float *bias;
-    int32_t *ids;
-    float *weights;
-    int64_t num_tokens;
-    int64_t row_stride;
-} mj_route_params;
 
 static moejit_status check_route_args(const mj_route_shape *r, const moejit_route_args *a, int64_t *row_stride)
 {

@@ -34,6 +34,15 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ft
     return remove(p);
 }
 
+moejit_ctx *mjt_open_tmp(char *dir)
+{
+    mjt_tmpdir(dir);
+    moejit_config cfg = {.cache_dir = dir};
+    moejit_ctx *ctx = NULL;
+    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    return ctx;
+}
+
 void mjt_rmtree(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 static int g_file_count;

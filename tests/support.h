@@ -15,6 +15,8 @@
 /* Create a fresh directory under $TMPDIR (or /tmp); path must hold 4096 bytes. */
 void mjt_tmpdir(char *path);
 void mjt_rmtree(const char *path);
+/* A fresh temp directory (dir: 4096 bytes) and a context whose disk cache lives in it. */
+moejit_ctx *mjt_open_tmp(char *dir);
 /* Number of regular files under a directory tree (0 if it does not exist). */
 int mjt_count_files(const char *path);
 

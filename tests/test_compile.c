@@ -81,10 +81,7 @@ static void test_sweep_compiles(void **state)
 {
     (void)state;
     char dir[4096];
-    mjt_tmpdir(dir);
-    moejit_config cfg = {.cache_dir = dir};
-    moejit_ctx *ctx;
-    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_ctx *ctx = mjt_open_tmp(dir);
     sweep s = route_sweep();
     assert_int_equal(s.n, 420);
     moejit_prewarm_result *res = calloc((size_t)s.n, sizeof *res);
@@ -126,10 +123,7 @@ static void test_other_archs(void **state)
 {
     (void)state;
     char dir[4096];
-    mjt_tmpdir(dir);
-    moejit_config cfg = {.cache_dir = dir};
-    moejit_ctx *ctx;
-    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_ctx *ctx = mjt_open_tmp(dir);
     moejit_kernel_desc d = {.op = MOEJIT_OP_ROUTE};
     d.route.num_experts = 160, d.route.topk = 6, d.route.dtype = MOEJIT_DTYPE_BF16;
     moejit_prewarm_result r90, r80, r100;
@@ -162,10 +156,7 @@ static void test_edge_sweep_and_presets_compile(void **state)
     }
     assert_int_equal(presets, 8);
     char dir[4096];
-    mjt_tmpdir(dir);
-    moejit_config cfg = {.cache_dir = dir};
-    moejit_ctx *ctx;
-    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_ctx *ctx = mjt_open_tmp(dir);
     moejit_prewarm_result *res = calloc((size_t)n, sizeof *res);
     moejit_prewarm(ctx, descs, (size_t)n, "sm_90a", res);
     for (int i = 0; i < n; i++)
