@@ -17,7 +17,8 @@ static moejit_status check_route_args(const mj_route_shape *r, const moejit_rout
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route args: row_stride = %lld is smaller than num_experts = %d",
                        (long long)a->row_stride, r->experts);
     const int elem = mj_dtype_bytes(r->dtype);
-    if (a->num_tokens > INT64_MAX / stride / elem)
+    int64_t bytes; /* a checked multiply: no division on the launch path */
+    if (__builtin_mul_overflow(a->num_tokens, stride * elem, &bytes))
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route args: num_tokens = %lld with row_stride = %lld overflows",
                        (long long)a->num_tokens, (long long)stride);
     *row_stride = stride;
