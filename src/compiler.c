@@ -157,12 +157,12 @@ moejit_status mj_nvrtc_compile(mj_nvrtc *nv, const char *source, const char *pro
     if (r != NVRTC_SUCCESS)
         return mj_fail(MOEJIT_ERR_COMPILE, "nvrtcCreateProgram(%s) failed: %s", program_name, nv->error_string(r));
     r = nv->compile(prog, argc, argv);
-    if (r == NVRTC_ERROR_INVALID_OPTION && argc > minimal_at) { /* an NVRTC without -minimal */
-        nv->no_minimal = 1;
+    if (r == NVRTC_ERROR_INVALID_OPTION && argc > minimal_at) { /* an NVRTC without -minimal? */
         argc = minimal_at;
         nv->destroy(&prog);
         r = nv->create(&prog, source, program_name, 0, NULL, NULL);
         if (r == NVRTC_SUCCESS) r = nv->compile(prog, argc, argv);
+        if (r == NVRTC_SUCCESS) nv->no_minimal = 1; /* it was -minimal: drop it from now on */
     }
     size_t log_len = 0;
     if (nv->log_size(prog, &log_len) == NVRTC_SUCCESS && log_len > 0) {
