@@ -95,6 +95,14 @@ double mjt_normal(mjt_rng *r)
     return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
 }
 
+int mjt_quick(void)
+{
+    const char *q = getenv("MOEJIT_TEST_QUICK");
+    return q && *q && strcmp(q, "0");
+}
+
+int mjt_keep(int i, int every) { return !mjt_quick() || i % every == 0; }
+
 /* ---- GPU ---- */
 
 static const mj_driver *driver(void)

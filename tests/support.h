@@ -30,6 +30,12 @@ uint64_t mjt_next(mjt_rng *r);
 double mjt_uniform(mjt_rng *r);     /* [0, 1) */
 double mjt_normal(mjt_rng *r);      /* N(0, 1) */
 
+/* MOEJIT_TEST_QUICK=1: GPU tests thin their sweeps (every n-th shape, smaller batches) — for
+ * compute-sanitizer, which slows kernels by two orders of magnitude. */
+int mjt_quick(void);
+/* In quick mode keep only every `every`-th item i; always keep all otherwise. */
+int mjt_keep(int i, int every);
+
 /* ---- GPU (through the library's own driver loader) ---- */
 /* 1 if a CUDA device is usable; tests call skip() otherwise. */
 int mjt_gpu_available(void);
