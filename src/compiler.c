@@ -200,3 +200,5 @@ void mj_compile_output_free(mj_compile_output *out)
     free(out->log);
     memset(out, 0, sizeof *out);
 }
+
+void mj_nvrtc_use_minimal(mj_nvrtc *nv, int on) { nv->no_minimal = !on; }
