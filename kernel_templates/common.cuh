@@ -163,4 +163,27 @@ __device__ __forceinline__ float warp_sum_f32(float v)
     return v;
 }
 
+// Inclusive scans over the lanes of a warp (lane L gets the sum / max of lanes 0..L).
+__device__ __forceinline__ int warp_inclusive_sum(int v)
+{
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const int u = __shfl_up_sync(kFullMask, v, o);
+        if (lane >= o) v += u;
+    }
+    return v;
+}
+
+__device__ __forceinline__ int warp_inclusive_max(int v)
+{
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const int u = __shfl_up_sync(kFullMask, v, o);
+        if (lane >= o) v = max(v, u);
+    }
+    return v;
+}
+
 } // namespace mj

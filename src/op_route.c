@@ -9,8 +9,6 @@
 #include "op.h"
 #include "templates.h"
 
-enum { ROUTE_WARPS_PER_BLOCK = 4 };
-
 #define SPEC_ERR(status, ...) mj_fail(status, "route spec: " __VA_ARGS__)
 
 moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *out)
@@ -156,21 +154,17 @@ static void route_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
     plan->n_entries = 1;
     mj_entry_plan *e = &plan->entry[0];
     snprintf(e->name, sizeof e->name, "%s", plan->module);
-    e->threads = 32 * ROUTE_WARPS_PER_BLOCK;
-    e->items_per_block = ROUTE_WARPS_PER_BLOCK; /* tokens */
+    e->threads = 32 * MJ_ROUTE_WARPS_PER_BLOCK;
+    e->items_per_block = MJ_ROUTE_WARPS_PER_BLOCK; /* tokens */
     e->smem_bytes = 0;
 }
 
-static void route_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan *plan)
+void mj_route_emit_cfg(mj_strbuf *sb, const mj_route_shape *r)
 {
-    const mj_route_shape *r = &id->u.route;
-    const mj_entry_plan *e = &plan->entry[0];
     char cap[48], factor[48];
     mj_float_literal(cap, sizeof cap, r->softcap);
     mj_float_literal(factor, sizeof factor, r->scaling_factor);
-    mj_sb_puts(sb, mj_template_route_cuh);
     mj_sb_printf(sb,
-                 "\n// ---- this kernel's shape -------------------------------------------------\n"
                  "struct MoejitRouteCfg {\n"
                  "    typedef %s Dtype;\n"
                  "    static constexpr int kExperts = %d;\n"
@@ -187,15 +181,29 @@ static void route_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_pl
                  "    static constexpr float kScalingFactor = %s;\n"
                  "    static constexpr int kSharedSlots = %d;\n"
                  "    static constexpr int kWarpsPerBlock = %d;\n"
-                 "};\n\n"
+                 "};\n\n",
+                 mj_dtype_struct(r->dtype), r->experts, r->topk, r->score, mj_score_name(r->score), r->groups,
+                 r->topk_groups, r->group_score, r->has_bias ? "true" : "false", cap,
+                 r->score_after_topk ? "true" : "false", r->renormalize ? "true" : "false",
+                 r->scale_output ? "true" : "false", factor, r->shared_slots, MJ_ROUTE_WARPS_PER_BLOCK);
+}
+
+void mj_route_emit_entry(mj_strbuf *sb, const char *name)
+{
+    mj_sb_printf(sb,
                  "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::RouteParams p)\n"
                  "{\n"
                  "    mj::route_kernel<MoejitRouteCfg>(p);\n"
                  "}\n",
-                 mj_dtype_struct(r->dtype), r->experts, r->topk, r->score, mj_score_name(r->score), r->groups,
-                 r->topk_groups, r->group_score, r->has_bias ? "true" : "false", cap,
-                 r->score_after_topk ? "true" : "false", r->renormalize ? "true" : "false",
-                 r->scale_output ? "true" : "false", factor, r->shared_slots, e->items_per_block, e->threads, e->name);
+                 32 * MJ_ROUTE_WARPS_PER_BLOCK, name);
+}
+
+static void route_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan *plan)
+{
+    mj_sb_puts(sb, mj_template_route_cuh);
+    mj_sb_puts(sb, "\n// ---- this kernel's shape -------------------------------------------------\n");
+    mj_route_emit_cfg(sb, &id->u.route);
+    mj_route_emit_entry(sb, plan->entry[0].name);
 }
 
 const mj_op mj_op_route = {
