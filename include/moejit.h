@@ -74,6 +74,9 @@ MOEJIT_API const char *moejit_status_str(moejit_status status);
  **************************************************************************************************/
 #define MOEJIT_MAX_EXPERTS 1024 /* E: one warp per token holds a whole row in registers */
 #define MOEJIT_MAX_TOPK 32      /* K */
+#define MOEJIT_MAX_ALIGN_EXPERTS 4096 /* E of align (local experts) */
+#define MOEJIT_ALIGN_MIN_BLOCK 16     /* align block sizes: powers of two in [16, 256] */
+#define MOEJIT_ALIGN_MAX_BLOCK 256
 
 /*-************************************************************************************************
  *  Context
@@ -206,16 +209,95 @@ MOEJIT_API moejit_status moejit_route_preset(const char *model, moejit_route_spe
 MOEJIT_API const char *moejit_route_preset_name(size_t i);
 
 /*-************************************************************************************************
+ *  Operation 2: align — token→expert dispatch maps (DESIGN §2.2)
+ *
+ *  In:  ids [T, K] int32, row-major (the ids of route, or any top-k). An id outside [0, E) means
+ *       "not on this rank" (expert parallelism: E counts the local experts) and is dropped.
+ *  Out (each optional: NULL = not wanted), with N = T·K and the flat index i = t·K + k:
+ *    counts [E]          valid (t, k) per expert.
+ *    offsets [E+1]       offsets[e] = Σ_{j<e} round_up(counts[j], B); offsets[E] = total_padded.
+ *    sorted_ids [cap]    positions offsets[e] .. offsets[e]+counts[e]-1 hold the flat indices of
+ *                        expert e in ascending order; the rest of expert e's range, up to
+ *                        offsets[e+1], holds the padding value N. Positions >= total_padded are
+ *                        not written (vLLM fills them with N too; its consumers stop at the total).
+ *    block_expert [cap/B] expert of each block of B rows; -1 for the blocks at or beyond
+ *                        total_padded (padding-only tail blocks, as vLLM).
+ *    total_padded [1]    offsets[E].
+ *    slot_of [T, K]      position of (t, k) in sorted_ids, -1 when its id was dropped (the inverse
+ *                        map that un-permutes the experts' outputs).
+ *  Deterministic: the order inside an expert is the flat index order, whatever the batch size
+ *  (atomics-based peers order by arrival). Large batches run in three launches over tiles of the
+ *  batch and need a caller-provided workspace (no hidden allocation: launches stay capturable in
+ *  CUDA graphs); moejit_align_workspace_bytes() says how much, 0 for one-launch batches.
+ *
+ *  Mapping to the peers:
+ *    vLLM moe_align_block_size(topk_ids, E, B, sorted_token_ids, experts_ids, num_tokens_post_pad)
+ *      sorted_token_ids = sorted_ids, experts_ids = block_expert, num_tokens_post_pad =
+ *      total_padded; its buffer size numel + E·(B-1) (capped at numel·B) is moejit_align_capacity().
+ *      An expert_map (global → local id, -1 elsewhere) becomes ids already mapped to local experts.
+ *    Fast-LLM SparseMap (pad_to_multiple = B): sparse_rows = slot_of, expert_ends[e] =
+ *      offsets[e+1], expert_pad_begins[e] = offsets[e] + counts[e], num_rows = total_padded,
+ *      num_rows_unpadded = N, num_rows_dense = T, num_experts_per_token = K.
+ **************************************************************************************************/
+typedef struct moejit_align_spec {
+    int32_t num_experts; /* E, 1..MOEJIT_MAX_ALIGN_EXPERTS */
+    int32_t block_size;  /* B: a power of two in [MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK] */
+} moejit_align_spec;
+
+/* The outputs of align (device memory, int32, 4-byte aligned). Shared by align and route_align. */
+typedef struct moejit_align_outputs {
+    int32_t *counts;          /* [E] or NULL */
+    int32_t *offsets;         /* [E+1] or NULL */
+    int32_t *sorted_ids;      /* [sorted_capacity] or NULL */
+    int64_t sorted_capacity;  /* entries of sorted_ids; 0 means moejit_align_capacity(); must be >= it */
+    int32_t *block_expert;    /* [sorted_capacity / B] or NULL */
+    int32_t *total_padded;    /* [1] or NULL */
+    int32_t *slot_of;         /* [T, K] or NULL */
+    void *workspace;          /* device scratch of workspace_bytes; only when the batch needs one */
+    size_t workspace_bytes;   /* >= moejit_align_workspace_bytes() */
+} moejit_align_outputs;
+
+typedef struct moejit_align_args {
+    const int32_t *ids;       /* device [T, K] int32; may be NULL when T == 0 */
+    int64_t num_tokens;       /* T >= 0 */
+    int32_t topk;             /* K >= 1: columns of ids */
+    moejit_align_outputs out;
+} moejit_align_args;
+
+/* Build the dispatch maps on `stream`. T·K and the capacity must fit in int32 (the maps hold
+ * int32 positions). T == 0 still writes counts, offsets and total_padded (zeros); nothing is
+ * launched when no output is wanted. Bad specs or arguments return an error before anything is
+ * compiled or launched. */
+MOEJIT_API moejit_status moejit_align(moejit_ctx *ctx, const moejit_align_spec *spec, const moejit_align_args *args,
+                                      moejit_stream stream);
+
+/* Entries sorted_ids needs for T tokens of K ids: N + min(E, N)·(B-1), the largest possible
+ * padded total (vLLM's max_num_tokens_padded). block_expert then needs capacity / B entries. */
+MOEJIT_API moejit_status moejit_align_capacity(const moejit_align_spec *spec, int64_t num_tokens, int32_t topk,
+                                               int64_t *capacity);
+
+/* Bytes of workspace moejit_align() needs for T tokens of K ids: 0 for batches done in one launch
+ * (up to 4096 ids with a capacity up to 131072), else about 4·E·(N/4096 + 2) bytes. */
+MOEJIT_API moejit_status moejit_align_workspace_bytes(const moejit_align_spec *spec, int64_t num_tokens,
+                                                      int32_t topk, size_t *bytes);
+
+/* The C reference that defines align's meaning, on host memory: the same args with host
+ * pointers (the workspace is ignored). Same validation and messages as moejit_align(). */
+MOEJIT_API moejit_status moejit_align_reference(const moejit_align_spec *spec, const moejit_align_args *host_args);
+
+/*-************************************************************************************************
  *  Kernel descriptors: one operation and its spec, for prewarm and source generation
  **************************************************************************************************/
 typedef enum moejit_op {
-    MOEJIT_OP_ROUTE = 1
+    MOEJIT_OP_ROUTE = 1,
+    MOEJIT_OP_ALIGN = 2
 } moejit_op;
 
 typedef struct moejit_kernel_desc {
     moejit_op op;
     union {
-        moejit_route_spec route;
+        moejit_route_spec route;             /* MOEJIT_OP_ROUTE */
+        moejit_align_spec align;             /* MOEJIT_OP_ALIGN */
     };
 } moejit_kernel_desc;
 

@@ -1,8 +1,9 @@
 /* The table of kernel families. */
 #include "op.h"
+#include "op_align.h"
 #include "op_route.h"
 
-static const mj_op *const k_ops[] = {&mj_op_route};
+static const mj_op *const k_ops[] = {&mj_op_route, &mj_op_align};
 
 const mj_op *mj_op_get(int op)
 {

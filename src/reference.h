@@ -8,4 +8,9 @@
  * the reference computes them; logits already converted to float. */
 void mj_route_row_values(const mj_route_shape *r, const float *logits, const float *bias, double *val, double *sel);
 
+struct mj_align_params;
+/* align's counting sort over `experts` experts with block size `block_size`, on host memory
+ * described by checked kernel parameters (route_align's reference runs it over E+S experts). */
+moejit_status mj_align_reference_run(int experts, int block_size, const struct mj_align_params *p);
+
 #endif

@@ -8,6 +8,7 @@
 
 #include "error.h"
 #include "moejit.h"
+#include "op_align.h"
 #include "op_route.h"
 
 /* The packed identity of a kernel module: op + normalised shape. Always zero-filled before
@@ -17,6 +18,7 @@ typedef struct mj_kernel_id {
     int32_t reserved;
     union {
         mj_route_shape route;
+        mj_align_shape align;
         uint8_t bytes[64];
     } u;
 } mj_kernel_id;

@@ -271,3 +271,62 @@ void mjt_check_route(const moejit_route_spec *spec, int64_t T, const int32_t *re
         }
     }
 }
+
+/* ---- align outputs ---- */
+
+static const char *const k_align_names[6] = {"counts", "offsets", "sorted_ids", "block_expert", "total_padded",
+                                             "slot_of"};
+
+mjt_align_bufs mjt_align_bufs_new(int E, int B, int64_t capacity, int64_t N, int on_device)
+{
+    mjt_align_bufs b = {.len = {(size_t)E, (size_t)E + 1, (size_t)capacity, (size_t)(capacity / B), 1, (size_t)N},
+                        .on_device = on_device};
+    for (int i = 0; i < 6; i++) {
+        b.buf[i] = on_device ? mjt_dev_alloc(4 * b.len[i]) : malloc(4 * b.len[i] + 4);
+        assert_non_null(b.buf[i]);
+    }
+    mjt_align_bufs_poison(&b);
+    return b;
+}
+
+void mjt_align_bufs_poison(mjt_align_bufs *b)
+{
+    for (int i = 0; i < 6; i++) {
+        if (b->on_device) mjt_dev_fill(b->buf[i], MJT_POISON, 4 * b->len[i]);
+        else memset(b->buf[i], MJT_POISON, 4 * b->len[i]);
+    }
+}
+
+void mjt_align_bufs_free(mjt_align_bufs *b)
+{
+    for (int i = 0; i < 6; i++) {
+        if (b->on_device) mjt_dev_free(b->buf[i]);
+        else free(b->buf[i]);
+        b->buf[i] = NULL;
+    }
+}
+
+moejit_align_outputs mjt_align_select(const mjt_align_bufs *b, unsigned want, int64_t capacity)
+{
+    int32_t *p[6];
+    for (int i = 0; i < 6; i++) p[i] = want & (1u << i) ? b->buf[i] : NULL;
+    return (moejit_align_outputs){.counts = p[0], .offsets = p[1], .sorted_ids = p[2], .sorted_capacity = capacity,
+                                  .block_expert = p[3], .total_padded = p[4], .slot_of = p[5]};
+}
+
+void mjt_align_compare(const mjt_align_bufs *dev, const mjt_align_bufs *ref, const char *what)
+{
+    for (int i = 0; i < 6; i++) {
+        int32_t *got = malloc(4 * dev->len[i] + 4);
+        assert_non_null(got);
+        mjt_d2h(got, dev->buf[i], 4 * dev->len[i]);
+        for (size_t j = 0; j < dev->len[i]; j++)
+            if (got[j] != ref->buf[i][j]) {
+                const int32_t g = got[j];
+                free(got);
+                fail_msg("%s: %s[%zu] = %d (0x%08x), reference %d (0x%08x)", what, k_align_names[i], j, g, (unsigned)g,
+                         ref->buf[i][j], (unsigned)ref->buf[i][j]);
+            }
+        free(got);
+    }
+}

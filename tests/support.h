@@ -57,4 +57,27 @@ void mjt_check_route(const moejit_route_spec *spec, int64_t T, const int32_t *re
 /* Largest relative weight error seen by mjt_check_route in this process. */
 double mjt_max_weight_error(void);
 
+/* ---- align outputs ---- */
+/* Outputs are poisoned with this byte (0x5a5a5a5a: no position, id, count or -1 any test makes),
+ * so that a missing write, or a write where none belongs, shows in a full comparison. */
+#define MJT_POISON 0x5a
+
+/* The six outputs of align (counts, offsets, sorted_ids, block_expert, total_padded, slot_of),
+ * poisoned, on the host or the device. */
+typedef struct mjt_align_bufs {
+    int32_t *buf[6];
+    size_t len[6]; /* int32 each */
+    int on_device;
+} mjt_align_bufs;
+
+/* Buffers for E experts, block size B, a sorted_ids capacity and N = T·K ids. */
+mjt_align_bufs mjt_align_bufs_new(int E, int B, int64_t capacity, int64_t N, int on_device);
+void mjt_align_bufs_poison(mjt_align_bufs *b);
+void mjt_align_bufs_free(mjt_align_bufs *b);
+/* The outputs selected by `want` (bit i: output i above; NULL = not wanted). */
+moejit_align_outputs mjt_align_select(const mjt_align_bufs *b, unsigned want, int64_t capacity);
+#define MJT_ALIGN_ALL 63u
+/* Every int32 of device outputs equal to the host reference's; fails naming the first difference. */
+void mjt_align_compare(const mjt_align_bufs *dev, const mjt_align_bufs *ref, const char *what);
+
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen.h"
 #include "store.h"
 #include "support.h"
 
@@ -146,12 +147,80 @@ static void test_other_archs(void **state)
     mjt_rmtree(dir);
 }
 
+/* align: every shape of its sweep compiles for sm_90a, every entry of its plan is in the cubin (a missing one would fail only at load time on a GPU), and its
+ * shared memory fits an H100's 227 KiB. */
+static sweep ops_sweep(void)
+{
+    static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
+    static const int bs[] = {16, 64, 256};
+    sweep s = {calloc(8 * 3, sizeof(moejit_kernel_desc)), 0};
+    assert_non_null(s.descs);
+    for (int e = 0; e < 8; e++)
+        for (int b = 0; b < 3; b++) {
+            moejit_kernel_desc *x = &s.descs[s.n++];
+            x->op = MOEJIT_OP_ALIGN;
+            x->align = (moejit_align_spec){.num_experts = es[e], .block_size = bs[b]};
+        }
+    return s;
+}
+
+/* 1 if the NUL-terminated name occurs in the cubin's string tables. */
+static int cubin_has_symbol(const uint8_t *cubin, size_t len, const char *name)
+{
+    const size_t n = strlen(name) + 1; /* with the NUL: not a prefix of a longer name */
+    for (size_t i = 0; i + n <= len; i++)
+        if (cubin[i] == (uint8_t)name[0] && !memcmp(cubin + i, name, n)) return 1;
+    return 0;
+}
+
+static void test_ops_sweep_compiles(void **state)
+{
+    (void)state;
+    char dir[4096];
+    mjt_tmpdir(dir);
+    moejit_config cfg = {.cache_dir = dir};
+    moejit_ctx *ctx;
+    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    sweep s = ops_sweep();
+    moejit_prewarm_result *res = calloc((size_t)s.n, sizeof *res);
+    moejit_status st = moejit_prewarm(ctx, s.descs, (size_t)s.n, "sm_90a", res);
+    for (int i = 0; i < s.n; i++)
+        if (res[i].status != MOEJIT_OK) fail_msg("%s: %s", res[i].name, res[i].error);
+    assert_int_equal(st, MOEJIT_OK);
+    mj_cache *c;
+    assert_int_equal(mj_cache_open(dir, MOEJIT_CACHE_RO, &c), MOEJIT_OK);
+    for (int i = 0; i < s.n; i++) {
+        mj_cache_blob blob;
+        if (mj_cache_load(c, res[i].key, NULL, 0, &blob) != MOEJIT_OK)
+            fail_msg("%s: entry %s: %s", res[i].name, res[i].key, moejit_last_error(NULL));
+        check_cubin(blob.view.cubin, blob.view.cubin_len, 90, res[i].name);
+        mj_kernel_id id;
+        mj_kernel_plan plan;
+        assert_int_equal(mj_kernel_id_from_desc(&s.descs[i], &id), MOEJIT_OK);
+        mj_plan(&id, &plan);
+        for (int e = 0; e < plan.n_entries; e++) {
+            if (!cubin_has_symbol(blob.view.cubin, blob.view.cubin_len, plan.entry[e].name))
+                fail_msg("%s: entry %s is not in the cubin", res[i].name, plan.entry[e].name);
+            if (plan.entry[e].smem_bytes > 227 * 1024)
+                fail_msg("%s: %s needs %d bytes of shared memory", res[i].name, plan.entry[e].name,
+                         plan.entry[e].smem_bytes);
+        }
+        mj_cache_blob_free(&blob);
+    }
+    mj_cache_close(c);
+    free(res);
+    free(s.descs);
+    moejit_close(ctx);
+    mjt_rmtree(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_source_is_specialised),
         cmocka_unit_test(test_sweep_compiles),
         cmocka_unit_test(test_other_archs),
+        cmocka_unit_test(test_ops_sweep_compiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
