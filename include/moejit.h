@@ -286,11 +286,49 @@ MOEJIT_API moejit_status moejit_align_workspace_bytes(const moejit_align_spec *s
 MOEJIT_API moejit_status moejit_align_reference(const moejit_align_spec *spec, const moejit_align_args *host_args);
 
 /*-************************************************************************************************
+ *  Operation 3: route_align — route, then align, in one launch for decode batches (DESIGN §2.3)
+ *
+ *  Exactly moejit_route() followed by moejit_align() over the route output: ids [T, K+S] with
+ *  E+S experts (the shared slots' ids E..E+S-1 are aligned like any expert, so their rows get
+ *  blocks too), flat index t·(K+S)+k. Up to a token limit that depends on the shape (one block:
+ *  ≤ 4 tokens per warp, and the ids, their ranks and the expert histogram in shared memory) it is
+ *  one launch; beyond it, transparently, the route kernel then align's launches, with identical
+ *  results. Every scoring mode of route is supported.
+ **************************************************************************************************/
+typedef struct moejit_route_align_spec {
+    moejit_route_spec route;
+    int32_t block_size; /* B of align: a power of two in [16, 256] */
+} moejit_route_align_spec;
+
+typedef struct moejit_route_align_args {
+    moejit_route_args route;    /* as moejit_route(); ids and weights are required */
+    moejit_align_outputs align; /* as moejit_align() over E+S experts, T tokens of K+S ids */
+} moejit_route_align_args;
+
+MOEJIT_API moejit_status moejit_route_align(moejit_ctx *ctx, const moejit_route_align_spec *spec,
+                                            const moejit_route_align_args *args, moejit_stream stream);
+
+/* moejit_align_capacity() / moejit_align_workspace_bytes() for E+S experts and K+S ids per token. */
+MOEJIT_API moejit_status moejit_route_align_capacity(const moejit_route_align_spec *spec, int64_t num_tokens,
+                                                     int64_t *capacity);
+MOEJIT_API moejit_status moejit_route_align_workspace_bytes(const moejit_route_align_spec *spec,
+                                                            int64_t num_tokens, size_t *bytes);
+
+/* The most tokens the one-launch path takes for this shape (larger batches use the fallback). */
+MOEJIT_API moejit_status moejit_route_align_fused_tokens(const moejit_route_align_spec *spec, int64_t *tokens);
+
+/* The C reference: moejit_route_reference(), then moejit_align_reference() on its ids, on host
+ * memory (the same args with host pointers). */
+MOEJIT_API moejit_status moejit_route_align_reference(const moejit_route_align_spec *spec,
+                                                      const moejit_route_align_args *host_args);
+
+/*-************************************************************************************************
  *  Kernel descriptors: one operation and its spec, for prewarm and source generation
  **************************************************************************************************/
 typedef enum moejit_op {
     MOEJIT_OP_ROUTE = 1,
-    MOEJIT_OP_ALIGN = 2
+    MOEJIT_OP_ALIGN = 2,
+    MOEJIT_OP_ROUTE_ALIGN = 3 /* one module holds the fused kernel and the fallback's kernels */
 } moejit_op;
 
 typedef struct moejit_kernel_desc {
@@ -298,6 +336,7 @@ typedef struct moejit_kernel_desc {
     union {
         moejit_route_spec route;             /* MOEJIT_OP_ROUTE */
         moejit_align_spec align;             /* MOEJIT_OP_ALIGN */
+        moejit_route_align_spec route_align; /* MOEJIT_OP_ROUTE_ALIGN */
     };
 } moejit_kernel_desc;
 

@@ -2,8 +2,9 @@
 #include "op.h"
 #include "op_align.h"
 #include "op_route.h"
+#include "op_route_align.h"
 
-static const mj_op *const k_ops[] = {&mj_op_route, &mj_op_align};
+static const mj_op *const k_ops[] = {&mj_op_route, &mj_op_align, &mj_op_route_align};
 
 const mj_op *mj_op_get(int op)
 {

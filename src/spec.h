@@ -10,6 +10,7 @@
 #include "moejit.h"
 #include "op_align.h"
 #include "op_route.h"
+#include "op_route_align.h"
 
 /* The packed identity of a kernel module: op + normalised shape. Always zero-filled before
  * use so that memcmp and hashing see no stray bytes. */
@@ -19,11 +20,14 @@ typedef struct mj_kernel_id {
     union {
         mj_route_shape route;
         mj_align_shape align;
+        mj_route_align_shape route_align;
         uint8_t bytes[64];
     } u;
 } mj_kernel_id;
 
 /* Validate a descriptor and build its packed id (errors name the field and value). */
+_Static_assert(sizeof(mj_route_align_shape) <= 64, "a kernel shape must fit mj_kernel_id");
+
 moejit_status mj_kernel_id_from_desc(const moejit_kernel_desc *desc, mj_kernel_id *out);
 
 /* Module name ("moejit_route_sigmoid_e384_k8_bf16"). Returns the length. */

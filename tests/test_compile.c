@@ -147,13 +147,28 @@ static void test_other_archs(void **state)
     mjt_rmtree(dir);
 }
 
-/* align: every shape of its sweep compiles for sm_90a, every entry of its plan is in the cubin (a missing one would fail only at load time on a GPU), and its
- * shared memory fits an H100's 227 KiB. */
+/* align and route_align: every shape of their sweeps compiles for sm_90a, every entry of its plan
+ * is in the cubin (a missing one would fail only at load time on a GPU), and its shared memory
+ * fits an H100's 227 KiB. */
 static sweep ops_sweep(void)
 {
     static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
     static const int bs[] = {16, 64, 256};
-    sweep s = {calloc(8 * 3, sizeof(moejit_kernel_desc)), 0};
+    static const moejit_route_align_spec ras[] = {
+        /* DeepSeek-V3's scoring (ungrouped) with a shared slot; Kimi-K2; gpt-oss; Llama-4; Qwen3-Next; the widest */
+        {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .has_bias = 1, .renormalize = 1,
+          .scale_output = 1, .routed_scaling_factor = 2.5f, .shared_slots = 1},
+         64},
+        {{.num_experts = 384, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .dtype = MOEJIT_DTYPE_BF16, .has_bias = 1,
+          .renormalize = 1, .scale_output = 1, .routed_scaling_factor = 2.827f},
+         16},
+        {{.num_experts = 128, .topk = 4, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16}, 16},
+        {{.num_experts = 16, .topk = 1, .score = MOEJIT_SCORE_SIGMOID, .score_after_topk = 1}, 128},
+        {{.num_experts = 512, .topk = 10, .renormalize = 1, .dtype = MOEJIT_DTYPE_F16, .shared_slots = 1}, 128},
+        {{.num_experts = 1024, .topk = 32, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .softcap = 30.0f, .shared_slots = 32},
+         256},
+    };
+    sweep s = {calloc(8 * 3 + 6, sizeof(moejit_kernel_desc)), 0};
     assert_non_null(s.descs);
     for (int e = 0; e < 8; e++)
         for (int b = 0; b < 3; b++) {
@@ -161,6 +176,11 @@ static sweep ops_sweep(void)
             x->op = MOEJIT_OP_ALIGN;
             x->align = (moejit_align_spec){.num_experts = es[e], .block_size = bs[b]};
         }
+    for (int i = 0; i < 6; i++) {
+        moejit_kernel_desc *x = &s.descs[s.n++];
+        x->op = MOEJIT_OP_ROUTE_ALIGN;
+        x->route_align = ras[i];
+    }
     return s;
 }
 
