@@ -77,6 +77,7 @@ MOEJIT_API const char *moejit_status_str(moejit_status status);
 #define MOEJIT_MAX_ALIGN_EXPERTS 4096 /* E of align (local experts) */
 #define MOEJIT_ALIGN_MIN_BLOCK 16     /* align block sizes: powers of two in [16, 256] */
 #define MOEJIT_ALIGN_MAX_BLOCK 256
+#define MOEJIT_MAX_MX_COLS 65536      /* C of mx_scales (scales per row) */
 
 /*-************************************************************************************************
  *  Context
@@ -323,12 +324,74 @@ MOEJIT_API moejit_status moejit_route_align_reference(const moejit_route_align_s
                                                       const moejit_route_align_args *host_args);
 
 /*-************************************************************************************************
+ *  Operation 4: mx_scales — mxfp8 e8m0 scales to the blocked (swizzled) layout (DESIGN §2.4)
+ *
+ *  The layout tcgen05 / cuBLAS read block scales in, as torchao's to_blocked(): a matrix of
+ *  [rows, C] uint8 scales is padded with zeros to [Rp, Cp] = [round_up(rows, 128), round_up(C, 4)]
+ *  and cut into 128×4 tiles stored row-major by tile (tile (rb, cb) is the (rb·Cp/4 + cb)-th 512
+ *  bytes); inside a tile, scale (r, c) sits at byte (r % 32)·16 + (r / 32)·4 + c.
+ *    3D: in [G, R, C] (one matrix per expert: weights) → out [G, Rp·Cp], each group blocked alone.
+ *    2D with M groups: in [M, C] whose rows are split into G consecutive groups by group_ends
+ *      (activations: group g is rows group_ends[g-1] .. group_ends[g]-1, group_ends[-1] = 0) →
+ *      each group blocked alone, padded to a multiple of 128 rows, the groups concatenated; an
+ *      empty group takes no rows. out holds moejit_mx_scales_blocked_bytes(): every byte of it is
+ *      written (zeros after the last group). Rows after group_ends[G-1] belong to no group.
+ *  The inverse maps blocked back to plain (for checks): it writes only the rows and columns that
+ *  exist in the plain tensor. Output is bit-identical to the reference.
+ *  group_ends stays on the device (sizes are data-dependent), so the kernel cannot report bad
+ *  offsets: it reads them as a running maximum clamped to [0, M] (decreasing ends make empty
+ *  groups) and never touches memory outside the tensors; the reference rejects them.
+ **************************************************************************************************/
+typedef struct moejit_mx_scales_spec {
+    int32_t cols; /* C: scales per row (K / 32 for mxfp8), 1..MOEJIT_MAX_MX_COLS */
+} moejit_mx_scales_spec;
+
+typedef enum moejit_mx_layout {
+    MOEJIT_MX_3D = 0,        /* [G, R, C], every group R rows (expert weights) */
+    MOEJIT_MX_2D_GROUPS = 1  /* [M, C], groups of rows given by group_ends (activations) */
+} moejit_mx_layout;
+
+typedef struct moejit_mx_scales_args {
+    moejit_mx_layout layout;
+    const void *in;             /* moejit_mx_scales: plain; moejit_mx_scales_inverse: blocked */
+    void *out;                  /* moejit_mx_scales: blocked; moejit_mx_scales_inverse: plain */
+    int64_t groups;             /* G >= 0 */
+    int64_t rows;               /* 3D: R rows per group; 2D: M rows in all */
+    const int32_t *group_ends;  /* 2D: device [G] (host memory for the references), 4-byte aligned */
+    int64_t row_stride;         /* bytes between rows of the plain tensor; 0 means C; >= C */
+    int64_t group_stride;       /* 3D: bytes between groups of the plain tensor; 0 means R·row_stride */
+} moejit_mx_scales_args;
+
+/* Plain → blocked on `stream`. The blocked tensor must be 16-byte aligned (it is read and written
+ * in 16-byte pieces); the plain one may have any alignment and strides (16-byte accesses when
+ * they allow it). Nothing is launched when the blocked tensor is empty. */
+MOEJIT_API moejit_status moejit_mx_scales(moejit_ctx *ctx, const moejit_mx_scales_spec *spec,
+                                          const moejit_mx_scales_args *args, moejit_stream stream);
+
+/* Blocked → plain on `stream` (args.in is blocked, args.out plain). */
+MOEJIT_API moejit_status moejit_mx_scales_inverse(moejit_ctx *ctx, const moejit_mx_scales_spec *spec,
+                                                  const moejit_mx_scales_args *args, moejit_stream stream);
+
+/* Size of the blocked tensor: 3D G·Rp·Cp; 2D the largest the groups can need,
+ * round_down(M + 127·G, 128)·Cp (each group wastes at most 127 rows). */
+MOEJIT_API moejit_status moejit_mx_scales_blocked_bytes(const moejit_mx_scales_spec *spec, moejit_mx_layout layout,
+                                                        int64_t groups, int64_t rows, size_t *bytes);
+
+/* The C references (torchao's to_blocked and its inverse), on host memory: the same args with
+ * host pointers. They reject group_ends that decrease or pass M. */
+MOEJIT_API moejit_status moejit_mx_scales_reference(const moejit_mx_scales_spec *spec,
+                                                    const moejit_mx_scales_args *host_args);
+MOEJIT_API moejit_status moejit_mx_scales_inverse_reference(const moejit_mx_scales_spec *spec,
+                                                            const moejit_mx_scales_args *host_args);
+
+/*-************************************************************************************************
  *  Kernel descriptors: one operation and its spec, for prewarm and source generation
  **************************************************************************************************/
 typedef enum moejit_op {
     MOEJIT_OP_ROUTE = 1,
     MOEJIT_OP_ALIGN = 2,
-    MOEJIT_OP_ROUTE_ALIGN = 3 /* one module holds the fused kernel and the fallback's kernels */
+    MOEJIT_OP_ROUTE_ALIGN = 3, /* one module holds the fused kernel and the fallback's kernels */
+    MOEJIT_OP_MX_SCALES = 4    /* one module per C holds both layouts and both directions */
 } moejit_op;
 
 typedef struct moejit_kernel_desc {
@@ -337,6 +400,7 @@ typedef struct moejit_kernel_desc {
         moejit_route_spec route;             /* MOEJIT_OP_ROUTE */
         moejit_align_spec align;             /* MOEJIT_OP_ALIGN */
         moejit_route_align_spec route_align; /* MOEJIT_OP_ROUTE_ALIGN */
+        moejit_mx_scales_spec mx_scales;     /* MOEJIT_OP_MX_SCALES */
     };
 } moejit_kernel_desc;
 

@@ -1,10 +1,11 @@
 /* The table of kernel families. */
 #include "op.h"
 #include "op_align.h"
+#include "op_mx_scales.h"
 #include "op_route.h"
 #include "op_route_align.h"
 
-static const mj_op *const k_ops[] = {&mj_op_route, &mj_op_align, &mj_op_route_align};
+static const mj_op *const k_ops[] = {&mj_op_route, &mj_op_align, &mj_op_route_align, &mj_op_mx_scales};
 
 const mj_op *mj_op_get(int op)
 {

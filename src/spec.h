@@ -9,6 +9,7 @@
 #include "error.h"
 #include "moejit.h"
 #include "op_align.h"
+#include "op_mx_scales.h"
 #include "op_route.h"
 #include "op_route_align.h"
 
@@ -21,6 +22,7 @@ typedef struct mj_kernel_id {
         mj_route_shape route;
         mj_align_shape align;
         mj_route_align_shape route_align;
+        mj_mx_scales_shape mx_scales;
         uint8_t bytes[64];
     } u;
 } mj_kernel_id;

@@ -147,13 +147,14 @@ static void test_other_archs(void **state)
     mjt_rmtree(dir);
 }
 
-/* align and route_align: every shape of their sweeps compiles for sm_90a, every entry of its plan
- * is in the cubin (a missing one would fail only at load time on a GPU), and its shared memory
- * fits an H100's 227 KiB. */
+/* align, route_align and mx_scales: every shape of their sweeps compiles for sm_90a, every entry
+ * of its plan is in the cubin (a missing one would fail only at load time on a GPU), and its
+ * shared memory fits an H100's 227 KiB. */
 static sweep ops_sweep(void)
 {
     static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
     static const int bs[] = {16, 64, 256};
+    static const int cs[] = {1, 7, 20, 64, 160, 224, 225, 576};
     static const moejit_route_align_spec ras[] = {
         /* DeepSeek-V3's scoring (ungrouped) with a shared slot; Kimi-K2; gpt-oss; Llama-4; Qwen3-Next; the widest */
         {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .has_bias = 1, .renormalize = 1,
@@ -168,7 +169,7 @@ static sweep ops_sweep(void)
         {{.num_experts = 1024, .topk = 32, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .softcap = 30.0f, .shared_slots = 32},
          256},
     };
-    sweep s = {calloc(8 * 3 + 6, sizeof(moejit_kernel_desc)), 0};
+    sweep s = {calloc(8 * 3 + 8 + 6, sizeof(moejit_kernel_desc)), 0};
     assert_non_null(s.descs);
     for (int e = 0; e < 8; e++)
         for (int b = 0; b < 3; b++) {
@@ -176,6 +177,11 @@ static sweep ops_sweep(void)
             x->op = MOEJIT_OP_ALIGN;
             x->align = (moejit_align_spec){.num_experts = es[e], .block_size = bs[b]};
         }
+    for (int c = 0; c < 8; c++) {
+        moejit_kernel_desc *x = &s.descs[s.n++];
+        x->op = MOEJIT_OP_MX_SCALES;
+        x->mx_scales.cols = cs[c];
+    }
     for (int i = 0; i < 6; i++) {
         moejit_kernel_desc *x = &s.descs[s.n++];
         x->op = MOEJIT_OP_ROUTE_ALIGN;
