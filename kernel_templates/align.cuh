@@ -126,7 +126,7 @@ struct Align {
             const int e = (warp * kWindowsPerWarp + j) * 32 + lane;
             const int c = e < E ? s.padb[e] : 0;
             const int padded = (c + B - 1) & ~(B - 1);
-            const int incl = warp_inclusive_sum(padded);
+            const int incl = warp_inclusive_scan(padded, SumOp());
             if (e < E) s.off[e] = carry + incl - padded;
             carry += __shfl_sync(kFullMask, incl, 31);
         }

@@ -138,11 +138,11 @@ struct MxScales {
             for (int base = 0; base < (int)p.groups && hit < 0; base += 32) {
                 const int g = base + lane;
                 const int raw = g < (int)p.groups ? __ldg(p.group_ends + g) : end_before;
-                const int end = min(m, max(end_before, max(0, warp_inclusive_max(raw))));
+                const int end = min(m, max(end_before, max(0, warp_inclusive_scan(raw, MaxOp()))));
                 int begin = __shfl_up_sync(kFullMask, end, 1);
                 if (lane == 0) begin = end_before;
                 const int blocks = (end - begin + 127) / 128;
-                const int incl = warp_inclusive_sum(blocks);
+                const int incl = warp_inclusive_scan(blocks, SumOp());
                 const int first_rb = rb_before + incl - blocks;
                 const u32 mask = __ballot_sync(kFullMask, rb >= first_rb && rb < first_rb + blocks);
                 if (mask) {

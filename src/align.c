@@ -109,29 +109,32 @@ moejit_status mj_align_run(moejit_ctx *ctx, const mj_kernel *k, int first, const
     return st;
 }
 
-moejit_status moejit_align_capacity(const moejit_align_spec *spec, int64_t num_tokens, int32_t topk, int64_t *capacity)
+/* The layout behind the size helpers: spec, then `out` (named `what` in the message), then sizes. */
+static moejit_status sizes(const moejit_align_spec *spec, int64_t num_tokens, int32_t topk, const void *out,
+                           const char *what, mj_align_layout *l)
 {
     mj_align_shape a;
     moejit_status st = mj_align_normalize(spec, &a);
     if (st != MOEJIT_OK) return st;
-    if (!capacity) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_align_capacity: capacity is NULL");
+    if (!out) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s is NULL", what);
+    return mj_align_layout_for("align", a.experts, a.block_size, num_tokens, topk, l);
+}
+
+moejit_status moejit_align_capacity(const moejit_align_spec *spec, int64_t num_tokens, int32_t topk, int64_t *capacity)
+{
     mj_align_layout l;
-    if ((st = mj_align_layout_for("align", a.experts, a.block_size, num_tokens, topk, &l)) != MOEJIT_OK) return st;
-    *capacity = l.capacity;
-    return MOEJIT_OK;
+    moejit_status st = sizes(spec, num_tokens, topk, capacity, "moejit_align_capacity: capacity", &l);
+    if (st == MOEJIT_OK) *capacity = l.capacity;
+    return st;
 }
 
 moejit_status moejit_align_workspace_bytes(const moejit_align_spec *spec, int64_t num_tokens, int32_t topk,
                                            size_t *bytes)
 {
-    mj_align_shape a;
-    moejit_status st = mj_align_normalize(spec, &a);
-    if (st != MOEJIT_OK) return st;
-    if (!bytes) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_align_workspace_bytes: bytes is NULL");
     mj_align_layout l;
-    if ((st = mj_align_layout_for("align", a.experts, a.block_size, num_tokens, topk, &l)) != MOEJIT_OK) return st;
-    *bytes = l.ws_bytes;
-    return MOEJIT_OK;
+    moejit_status st = sizes(spec, num_tokens, topk, bytes, "moejit_align_workspace_bytes: bytes", &l);
+    if (st == MOEJIT_OK) *bytes = l.ws_bytes;
+    return st;
 }
 
 moejit_status moejit_align(moejit_ctx *ctx, const moejit_align_spec *spec, const moejit_align_args *args,

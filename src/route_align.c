@@ -33,38 +33,41 @@ static moejit_status batch_layout(const mj_route_align_shape *s, int64_t num_tok
     return MOEJIT_OK;
 }
 
+/* The shape and batch layout behind the size helpers; `out` is named `what` in the message. */
+static moejit_status sizes(const moejit_route_align_spec *spec, int64_t num_tokens, const void *out, const char *what,
+                           mj_route_align_shape *s, mj_align_layout *l)
+{
+    moejit_status st = mj_route_align_normalize(spec, s);
+    if (st != MOEJIT_OK) return st;
+    if (!out) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s is NULL", what);
+    int fused;
+    return batch_layout(s, num_tokens, l, &fused);
+}
+
 moejit_status moejit_route_align_capacity(const moejit_route_align_spec *spec, int64_t num_tokens, int64_t *capacity)
 {
     mj_route_align_shape s;
-    moejit_status st = mj_route_align_normalize(spec, &s);
-    if (st != MOEJIT_OK) return st;
-    if (!capacity) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_route_align_capacity: capacity is NULL");
     mj_align_layout l;
-    int fused;
-    if ((st = batch_layout(&s, num_tokens, &l, &fused)) != MOEJIT_OK) return st;
-    *capacity = l.capacity;
-    return MOEJIT_OK;
+    moejit_status st = sizes(spec, num_tokens, capacity, "moejit_route_align_capacity: capacity", &s, &l);
+    if (st == MOEJIT_OK) *capacity = l.capacity;
+    return st;
 }
 
 moejit_status moejit_route_align_workspace_bytes(const moejit_route_align_spec *spec, int64_t num_tokens, size_t *bytes)
 {
     mj_route_align_shape s;
-    moejit_status st = mj_route_align_normalize(spec, &s);
-    if (st != MOEJIT_OK) return st;
-    if (!bytes) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_route_align_workspace_bytes: bytes is NULL");
     mj_align_layout l;
-    int fused;
-    if ((st = batch_layout(&s, num_tokens, &l, &fused)) != MOEJIT_OK) return st;
-    *bytes = l.ws_bytes;
-    return MOEJIT_OK;
+    moejit_status st = sizes(spec, num_tokens, bytes, "moejit_route_align_workspace_bytes: bytes", &s, &l);
+    if (st == MOEJIT_OK) *bytes = l.ws_bytes;
+    return st;
 }
 
 moejit_status moejit_route_align_fused_tokens(const moejit_route_align_spec *spec, int64_t *tokens)
 {
     mj_route_align_shape s;
-    moejit_status st = mj_route_align_normalize(spec, &s);
+    mj_align_layout l;
+    moejit_status st = sizes(spec, 0, tokens, "moejit_route_align_fused_tokens: tokens", &s, &l);
     if (st != MOEJIT_OK) return st;
-    if (!tokens) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_route_align_fused_tokens: tokens is NULL");
     mj_route_align_fused f;
     mj_route_align_fused_for(&s, &f);
     *tokens = f.max_tokens;

@@ -26,10 +26,10 @@ typedef struct mj_kernel_id {
         uint8_t bytes[64];
     } u;
 } mj_kernel_id;
-
-/* Validate a descriptor and build its packed id (errors name the field and value). */
+/* route_align's shape is route's plus a block size: the largest one. */
 _Static_assert(sizeof(mj_route_align_shape) <= 64, "a kernel shape must fit mj_kernel_id");
 
+/* Validate a descriptor and build its packed id (errors name the field and value). */
 moejit_status mj_kernel_id_from_desc(const moejit_kernel_desc *desc, mj_kernel_id *out);
 
 /* Module name ("moejit_route_sigmoid_e384_k8_bf16"). Returns the length. */

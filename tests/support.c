@@ -133,6 +133,57 @@ void mjt_dev_fill(void *p, unsigned char byte, size_t bytes)
 }
 void mjt_sync(void) { CU_CHECK(driver()->ctx_synchronize()); }
 
+/* ---- contexts ---- */
+
+moejit_ctx *mjt_open_in_tmpdir(char *dir)
+{
+    mjt_tmpdir(dir);
+    moejit_config cfg = {.cache_dir = dir};
+    moejit_ctx *ctx;
+    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    return ctx;
+}
+
+void mjt_expect_nothing_ran(moejit_ctx *ctx, const char *dir)
+{
+    moejit_stats stats;
+    assert_int_equal(moejit_get_stats(ctx, &stats), MOEJIT_OK);
+    assert_int_equal(stats.compiles, 0);
+    assert_int_equal(stats.launches, 0);
+    assert_int_equal(mjt_count_files(dir), 0);
+    moejit_close(ctx);
+    mjt_rmtree(dir);
+}
+
+void mjt_expect_error(moejit_status got, moejit_status want, const char *needle)
+{
+    if (got != want)
+        fail_msg("expected %s, got %s (%s)", moejit_status_str(want), moejit_status_str(got), moejit_last_error(NULL));
+    if (!strstr(moejit_last_error(NULL), needle))
+        fail_msg("message \"%s\" does not mention \"%s\"", moejit_last_error(NULL), needle);
+}
+
+moejit_ctx *mjt_gpu_ctx;
+static char g_gpu_cache[4096];
+
+int mjt_gpu_setup(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_available()) return 0;
+    mjt_tmpdir(g_gpu_cache);
+    moejit_config cfg = {.cache_dir = g_gpu_cache};
+    return moejit_open(&cfg, &mjt_gpu_ctx) == MOEJIT_OK ? 0 : -1;
+}
+
+int mjt_gpu_teardown(void **state)
+{
+    (void)state;
+    moejit_close(mjt_gpu_ctx);
+    mjt_gpu_ctx = NULL;
+    if (g_gpu_cache[0]) mjt_rmtree(g_gpu_cache);
+    return 0;
+}
+
 /* ---- processes ---- */
 
 int mjt_run(char *const argv[], const char *const env_overrides[], char *out, size_t cap)
@@ -330,3 +381,25 @@ void mjt_align_compare(const mjt_align_bufs *dev, const mjt_align_bufs *ref, con
         free(got);
     }
 }
+
+const moejit_route_align_spec mjt_route_align_shapes[] = {
+    /* DeepSeek-V3's scoring without groups, one shared slot; Kimi-K2 */
+    {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .has_bias = 1, .renormalize = 1,
+      .scale_output = 1, .routed_scaling_factor = 2.5f, .shared_slots = 1},
+     64},
+    {{.num_experts = 384, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .dtype = MOEJIT_DTYPE_BF16, .has_bias = 1,
+      .renormalize = 1, .scale_output = 1, .routed_scaling_factor = 2.827f},
+     16},
+    /* gpt-oss, Llama-4 (top-k, then the score) */
+    {{.num_experts = 128, .topk = 4, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16}, 16},
+    {{.num_experts = 16, .topk = 1, .score = MOEJIT_SCORE_SIGMOID, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16},
+     128},
+    /* Qwen3 (f16), Qwen3-Next with a shared slot, sqrt-softplus with the widest slot rows */
+    {{.num_experts = 128, .topk = 8, .renormalize = 1, .dtype = MOEJIT_DTYPE_F16}, 64},
+    {{.num_experts = 512, .topk = 10, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16, .shared_slots = 1}, 128},
+    {{.num_experts = 1024, .topk = 32, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .shared_slots = 32}, 32},
+    /* a soft cap (GLM-4.5's size), Mixtral */
+    {{.num_experts = 160, .topk = 6, .softcap = 30.0f, .renormalize = 1}, 256},
+    {{.num_experts = 8, .topk = 2, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16}, 16},
+};
+const size_t mjt_route_align_shape_count = sizeof mjt_route_align_shapes / sizeof mjt_route_align_shapes[0];

@@ -38,6 +38,20 @@ void mjt_d2h(void *dst, const void *src, size_t bytes);
 void mjt_dev_fill(void *p, unsigned char byte, size_t bytes);
 void mjt_sync(void);
 
+/* ---- contexts ---- */
+/* A context on a fresh cache directory `dir` (4096 bytes) under $TMPDIR. */
+moejit_ctx *mjt_open_in_tmpdir(char *dir);
+/* After bad input: nothing was compiled, launched or written to `dir`; closes ctx, removes dir. */
+void mjt_expect_nothing_ran(moejit_ctx *ctx, const char *dir);
+/* The last call returned `want` and its message contains `needle`. */
+void mjt_expect_error(moejit_status got, moejit_status want, const char *needle);
+
+/* GPU suites: group setup/teardown opening mjt_gpu_ctx on a fresh cache directory when a device is
+ * usable; without one mjt_gpu_ctx stays NULL and the tests skip(). */
+extern moejit_ctx *mjt_gpu_ctx;
+int mjt_gpu_setup(void **state);
+int mjt_gpu_teardown(void **state);
+
 /* ---- processes ---- */
 /* Run argv (argv[0] a path) and capture stdout+stderr into out (NUL-terminated, truncated to cap).
  * Returns the exit status, or -1 if it could not run or was killed. */
@@ -77,6 +91,11 @@ void mjt_align_bufs_free(mjt_align_bufs *b);
 /* The outputs selected by `want` (bit i: output i above; NULL = not wanted). */
 moejit_align_outputs mjt_align_select(const mjt_align_bufs *b, unsigned want, int64_t capacity);
 #define MJT_ALIGN_ALL 63u
+
+/* route_align shapes the GPU suite runs and the compile sweep compiles: the presets' scoring
+ * (ungrouped), every scoring mode and dtype, shared slots, a soft cap, the widest slot rows. */
+extern const moejit_route_align_spec mjt_route_align_shapes[];
+extern const size_t mjt_route_align_shape_count;
 /* Every int32 of device outputs equal to the host reference's; fails naming the first difference. */
 void mjt_align_compare(const mjt_align_bufs *dev, const mjt_align_bufs *ref, const char *what);
 

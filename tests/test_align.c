@@ -7,33 +7,25 @@
 
 #include "support.h"
 
-static void expect_error(moejit_status got, moejit_status want, const char *needle)
-{
-    if (got != want)
-        fail_msg("expected %s, got %s (%s)", moejit_status_str(want), moejit_status_str(got), moejit_last_error(NULL));
-    if (!strstr(moejit_last_error(NULL), needle))
-        fail_msg("message \"%s\" does not mention \"%s\"", moejit_last_error(NULL), needle);
-}
-
 static void test_bad_specs(void **state)
 {
     (void)state;
     moejit_kernel_desc d = {.op = MOEJIT_OP_ALIGN, .align = {.num_experts = 64, .block_size = 64}};
     assert_int_equal(moejit_validate(&d), MOEJIT_OK);
     d.align.block_size = 48;
-    expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 48 must be a power of two in [16, 256]");
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 48 must be a power of two in [16, 256]");
     d.align.block_size = 8;
-    expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 8");
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 8");
     d.align.block_size = 512;
-    expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 512");
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 512");
     d.align.block_size = 0;
-    expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 0");
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 0");
     d.align = (moejit_align_spec){.num_experts = 0, .block_size = 16};
-    expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "num_experts = 0 must be >= 1");
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "num_experts = 0 must be >= 1");
     d.align.num_experts = -3;
-    expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "num_experts = -3");
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "num_experts = -3");
     d.align.num_experts = 4097;
-    expect_error(moejit_validate(&d), MOEJIT_ERR_UNSUPPORTED, "num_experts = 4097 exceeds the maximum 4096");
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_UNSUPPORTED, "num_experts = 4097 exceeds the maximum 4096");
 }
 
 static void test_names_and_sizes(void **state)
@@ -75,12 +67,12 @@ static void test_names_and_sizes(void **state)
     assert_int_equal(moejit_align_workspace_bytes(&wide, 512, 8, &ws), MOEJIT_OK);
     assert_true(ws > 0);
     /* Positions are int32. */
-    expect_error(moejit_align_capacity(&s, (int64_t)1 << 31, 1, &cap), MOEJIT_ERR_UNSUPPORTED, "(positions are int32)");
-    expect_error(moejit_align_capacity(&s, 2147480000, 1, &cap), MOEJIT_ERR_UNSUPPORTED,
+    mjt_expect_error(moejit_align_capacity(&s, (int64_t)1 << 31, 1, &cap), MOEJIT_ERR_UNSUPPORTED, "(positions are int32)");
+    mjt_expect_error(moejit_align_capacity(&s, 2147480000, 1, &cap), MOEJIT_ERR_UNSUPPORTED,
                  "2147480000 ids over 256 experts can need 2147496128 padded rows");
-    expect_error(moejit_align_capacity(&s, -1, 8, &cap), MOEJIT_ERR_INVALID_ARGUMENT, "num_tokens = -1 must be >= 0");
-    expect_error(moejit_align_capacity(&s, 4, 0, &cap), MOEJIT_ERR_INVALID_ARGUMENT, "topk = 0 must be >= 1");
-    expect_error(moejit_align_capacity(&s, 4, 8, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "capacity is NULL");
+    mjt_expect_error(moejit_align_capacity(&s, -1, 8, &cap), MOEJIT_ERR_INVALID_ARGUMENT, "num_tokens = -1 must be >= 0");
+    mjt_expect_error(moejit_align_capacity(&s, 4, 0, &cap), MOEJIT_ERR_INVALID_ARGUMENT, "topk = 0 must be >= 1");
+    mjt_expect_error(moejit_align_capacity(&s, 4, 8, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "capacity is NULL");
 }
 
 /* Bad arguments: the right status, the field in the message, and no compile, no cache write, no launch. */
@@ -88,10 +80,7 @@ static void test_bad_args(void **state)
 {
     (void)state;
     char dir[4096];
-    mjt_tmpdir(dir);
-    moejit_config cfg = {.cache_dir = dir};
-    moejit_ctx *ctx;
-    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_ctx *ctx = mjt_open_in_tmpdir(dir);
     const moejit_align_spec s = {.num_experts = 64, .block_size = 16};
     int32_t *const dev = (int32_t *)0x10000; /* plausible device pointers, never dereferenced */
     const moejit_align_args good = {.ids = dev, .num_tokens = 100, .topk = 4, .out = {.sorted_ids = dev + 64}};
@@ -135,21 +124,15 @@ static void test_bad_args(void **state)
         if (i < 7 || i == 10) assert_int_equal(moejit_align_reference(&s, &cases[i].args), cases[i].status);
     }
     moejit_align_spec bad = {.num_experts = 64, .block_size = 24};
-    expect_error(moejit_align(ctx, &bad, &good, NULL), MOEJIT_ERR_INVALID_SPEC, "block_size = 24");
-    expect_error(moejit_align(ctx, &s, NULL, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "align args: args is NULL");
-    expect_error(moejit_align(NULL, &s, &good, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "ctx is NULL");
-    expect_error(moejit_align(ctx, NULL, &good, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "spec is NULL");
+    mjt_expect_error(moejit_align(ctx, &bad, &good, NULL), MOEJIT_ERR_INVALID_SPEC, "block_size = 24");
+    mjt_expect_error(moejit_align(ctx, &s, NULL, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "align args: args is NULL");
+    mjt_expect_error(moejit_align(NULL, &s, &good, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "ctx is NULL");
+    mjt_expect_error(moejit_align(ctx, NULL, &good, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "spec is NULL");
     /* Nothing wanted: valid, and nothing runs (no GPU needed to find out). */
     moejit_align_args none = {.ids = dev, .num_tokens = 100, .topk = 4};
     assert_int_equal(moejit_align(ctx, &s, &none, NULL), MOEJIT_OK);
 
-    moejit_stats stats;
-    assert_int_equal(moejit_get_stats(ctx, &stats), MOEJIT_OK);
-    assert_int_equal(stats.compiles, 0);
-    assert_int_equal(stats.launches, 0);
-    assert_int_equal(mjt_count_files(dir), 0);
-    moejit_close(ctx);
-    mjt_rmtree(dir);
+    mjt_expect_nothing_ran(ctx, dir);
 }
 
 /* align's meaning, checked directly on reference outputs. */

@@ -78,34 +78,58 @@ static sweep route_sweep(void)
     return s;
 }
 
-static void test_sweep_compiles(void **state)
+/* 1 if the NUL-terminated name occurs in the cubin's string tables. */
+static int cubin_has_symbol(const uint8_t *cubin, size_t len, const char *name)
 {
-    (void)state;
-    char dir[4096];
-    mjt_tmpdir(dir);
-    moejit_config cfg = {.cache_dir = dir};
-    moejit_ctx *ctx;
-    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
-    sweep s = route_sweep();
-    assert_int_equal(s.n, 420);
-    moejit_prewarm_result *res = calloc((size_t)s.n, sizeof *res);
-    moejit_status st = moejit_prewarm(ctx, s.descs, (size_t)s.n, "sm_90a", res);
-    for (int i = 0; i < s.n; i++)
+    const size_t n = strlen(name) + 1; /* with the NUL: not a prefix of a longer name */
+    for (size_t i = 0; i + n <= len; i++)
+        if (cubin[i] == (uint8_t)name[0] && !memcmp(cubin + i, name, n)) return 1;
+    return 0;
+}
+
+/* Prewarm a sweep for sm_90a into `dir`, then check each entry on disk: compiled now, a cubin for
+ * sm_90 holding every entry point of the kernel's plan (a missing one would fail only at load time
+ * on a GPU), shared memory within an H100's 227 KiB. Returns the results (free them). */
+static moejit_prewarm_result *prewarm_and_verify(moejit_ctx *ctx, const char *dir, const sweep *s)
+{
+    moejit_prewarm_result *res = calloc((size_t)s->n, sizeof *res);
+    moejit_status st = moejit_prewarm(ctx, s->descs, (size_t)s->n, "sm_90a", res);
+    for (int i = 0; i < s->n; i++)
         if (res[i].status != MOEJIT_OK) fail_msg("%s: %s", res[i].name, res[i].error);
     assert_int_equal(st, MOEJIT_OK);
-
-    /* Every entry on disk holds a cubin for sm_90. */
     mj_cache *c;
     assert_int_equal(mj_cache_open(dir, MOEJIT_CACHE_RO, &c), MOEJIT_OK);
-    for (int i = 0; i < s.n; i++) {
+    for (int i = 0; i < s->n; i++) {
         assert_int_equal(res[i].outcome, MOEJIT_PREWARM_COMPILED);
         mj_cache_blob blob;
         if (mj_cache_load(c, res[i].key, NULL, 0, &blob) != MOEJIT_OK)
             fail_msg("%s: entry %s: %s", res[i].name, res[i].key, moejit_last_error(NULL));
         check_cubin(blob.view.cubin, blob.view.cubin_len, 90, res[i].name);
+        mj_kernel_id id;
+        mj_kernel_plan plan;
+        assert_int_equal(mj_kernel_id_from_desc(&s->descs[i], &id), MOEJIT_OK);
+        mj_plan(&id, &plan);
+        for (int e = 0; e < plan.n_entries; e++) {
+            if (!cubin_has_symbol(blob.view.cubin, blob.view.cubin_len, plan.entry[e].name))
+                fail_msg("%s: entry %s is not in the cubin", res[i].name, plan.entry[e].name);
+            if (plan.entry[e].smem_bytes > 227 * 1024)
+                fail_msg("%s: %s needs %d bytes of shared memory", res[i].name, plan.entry[e].name,
+                         plan.entry[e].smem_bytes);
+        }
         mj_cache_blob_free(&blob);
     }
     mj_cache_close(c);
+    return res;
+}
+
+static void test_sweep_compiles(void **state)
+{
+    (void)state;
+    char dir[4096];
+    moejit_ctx *ctx = mjt_open_in_tmpdir(dir);
+    sweep s = route_sweep();
+    assert_int_equal(s.n, 420);
+    moejit_prewarm_result *res = prewarm_and_verify(ctx, dir, &s);
     moejit_stats stats;
     moejit_get_stats(ctx, &stats);
     assert_int_equal(stats.compiles, s.n);
@@ -147,29 +171,13 @@ static void test_other_archs(void **state)
     mjt_rmtree(dir);
 }
 
-/* align, route_align and mx_scales: every shape of their sweeps compiles for sm_90a, every entry
- * of its plan is in the cubin (a missing one would fail only at load time on a GPU), and its
- * shared memory fits an H100's 227 KiB. */
+/* align, route_align (the GPU suite's shapes) and mx_scales. */
 static sweep ops_sweep(void)
 {
     static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
     static const int bs[] = {16, 64, 256};
     static const int cs[] = {1, 7, 20, 64, 160, 224, 225, 576};
-    static const moejit_route_align_spec ras[] = {
-        /* DeepSeek-V3's scoring (ungrouped) with a shared slot; Kimi-K2; gpt-oss; Llama-4; Qwen3-Next; the widest */
-        {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .has_bias = 1, .renormalize = 1,
-          .scale_output = 1, .routed_scaling_factor = 2.5f, .shared_slots = 1},
-         64},
-        {{.num_experts = 384, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .dtype = MOEJIT_DTYPE_BF16, .has_bias = 1,
-          .renormalize = 1, .scale_output = 1, .routed_scaling_factor = 2.827f},
-         16},
-        {{.num_experts = 128, .topk = 4, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16}, 16},
-        {{.num_experts = 16, .topk = 1, .score = MOEJIT_SCORE_SIGMOID, .score_after_topk = 1}, 128},
-        {{.num_experts = 512, .topk = 10, .renormalize = 1, .dtype = MOEJIT_DTYPE_F16, .shared_slots = 1}, 128},
-        {{.num_experts = 1024, .topk = 32, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .softcap = 30.0f, .shared_slots = 32},
-         256},
-    };
-    sweep s = {calloc(8 * 3 + 8 + 6, sizeof(moejit_kernel_desc)), 0};
+    sweep s = {calloc(8 * 3 + 8 + mjt_route_align_shape_count, sizeof(moejit_kernel_desc)), 0};
     assert_non_null(s.descs);
     for (int e = 0; e < 8; e++)
         for (int b = 0; b < 3; b++) {
@@ -182,59 +190,21 @@ static sweep ops_sweep(void)
         x->op = MOEJIT_OP_MX_SCALES;
         x->mx_scales.cols = cs[c];
     }
-    for (int i = 0; i < 6; i++) {
+    for (size_t i = 0; i < mjt_route_align_shape_count; i++) {
         moejit_kernel_desc *x = &s.descs[s.n++];
         x->op = MOEJIT_OP_ROUTE_ALIGN;
-        x->route_align = ras[i];
+        x->route_align = mjt_route_align_shapes[i];
     }
     return s;
-}
-
-/* 1 if the NUL-terminated name occurs in the cubin's string tables. */
-static int cubin_has_symbol(const uint8_t *cubin, size_t len, const char *name)
-{
-    const size_t n = strlen(name) + 1; /* with the NUL: not a prefix of a longer name */
-    for (size_t i = 0; i + n <= len; i++)
-        if (cubin[i] == (uint8_t)name[0] && !memcmp(cubin + i, name, n)) return 1;
-    return 0;
 }
 
 static void test_ops_sweep_compiles(void **state)
 {
     (void)state;
     char dir[4096];
-    mjt_tmpdir(dir);
-    moejit_config cfg = {.cache_dir = dir};
-    moejit_ctx *ctx;
-    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_ctx *ctx = mjt_open_in_tmpdir(dir);
     sweep s = ops_sweep();
-    moejit_prewarm_result *res = calloc((size_t)s.n, sizeof *res);
-    moejit_status st = moejit_prewarm(ctx, s.descs, (size_t)s.n, "sm_90a", res);
-    for (int i = 0; i < s.n; i++)
-        if (res[i].status != MOEJIT_OK) fail_msg("%s: %s", res[i].name, res[i].error);
-    assert_int_equal(st, MOEJIT_OK);
-    mj_cache *c;
-    assert_int_equal(mj_cache_open(dir, MOEJIT_CACHE_RO, &c), MOEJIT_OK);
-    for (int i = 0; i < s.n; i++) {
-        mj_cache_blob blob;
-        if (mj_cache_load(c, res[i].key, NULL, 0, &blob) != MOEJIT_OK)
-            fail_msg("%s: entry %s: %s", res[i].name, res[i].key, moejit_last_error(NULL));
-        check_cubin(blob.view.cubin, blob.view.cubin_len, 90, res[i].name);
-        mj_kernel_id id;
-        mj_kernel_plan plan;
-        assert_int_equal(mj_kernel_id_from_desc(&s.descs[i], &id), MOEJIT_OK);
-        mj_plan(&id, &plan);
-        for (int e = 0; e < plan.n_entries; e++) {
-            if (!cubin_has_symbol(blob.view.cubin, blob.view.cubin_len, plan.entry[e].name))
-                fail_msg("%s: entry %s is not in the cubin", res[i].name, plan.entry[e].name);
-            if (plan.entry[e].smem_bytes > 227 * 1024)
-                fail_msg("%s: %s needs %d bytes of shared memory", res[i].name, plan.entry[e].name,
-                         plan.entry[e].smem_bytes);
-        }
-        mj_cache_blob_free(&blob);
-    }
-    mj_cache_close(c);
-    free(res);
+    free(prewarm_and_verify(ctx, dir, &s));
     free(s.descs);
     moejit_close(ctx);
     mjt_rmtree(dir);

@@ -9,26 +9,6 @@
 #include "driver.h"
 #include "support.h"
 
-static char g_cache[4096];
-static moejit_ctx *g_ctx;
-
-static int setup(void **state)
-{
-    (void)state;
-    if (!mjt_gpu_available()) return 0;
-    mjt_tmpdir(g_cache);
-    moejit_config cfg = {.cache_dir = g_cache};
-    return moejit_open(&cfg, &g_ctx) == MOEJIT_OK ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    moejit_close(g_ctx);
-    if (g_cache[0]) mjt_rmtree(g_cache);
-    return 0;
-}
-
 /* How the ids of a batch are drawn. */
 typedef enum { IDS_UNIFORM, IDS_ONE_EXPERT, IDS_ALL_DROPPED, IDS_TOPK } ids_kind;
 
@@ -81,8 +61,8 @@ static void align_and_check(mjt_rng *rng, ids_kind kind, int E, int B, int64_t T
     if (ws) mjt_dev_fill(ws, MJT_POISON, ws_bytes); /* the kernels must not rely on a zeroed workspace */
     moejit_align_args args = {.ids = d_ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&dev, want, cap)};
     args.out.workspace = ws, args.out.workspace_bytes = ws_bytes;
-    moejit_status st = moejit_align(g_ctx, &spec, &args, NULL);
-    if (st != MOEJIT_OK) fail_msg("moejit_align: %s: %s", moejit_status_str(st), moejit_last_error(g_ctx));
+    moejit_status st = moejit_align(mjt_gpu_ctx, &spec, &args, NULL);
+    if (st != MOEJIT_OK) fail_msg("moejit_align: %s: %s", moejit_status_str(st), moejit_last_error(mjt_gpu_ctx));
     mjt_sync();
 
     moejit_align_args host = {.ids = ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&ref, want, cap)};
@@ -98,7 +78,7 @@ static void align_and_check(mjt_rng *rng, ids_kind kind, int E, int B, int64_t T
 static void test_align_sweep(void **state)
 {
     (void)state;
-    if (!g_ctx) skip();
+    if (!mjt_gpu_ctx) skip();
     static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
     static const int bs[] = {16, 64, 256};
     /* decode, one launch near its limit (512·8 = 4096 ids), three launches */
@@ -113,7 +93,7 @@ static void test_align_sweep(void **state)
 static void test_align_edges(void **state)
 {
     (void)state;
-    if (!g_ctx) skip();
+    if (!mjt_gpu_ctx) skip();
     mjt_rng rng;
     mjt_rng_init(&rng);
     align_and_check(&rng, IDS_TOPK, 256, 64, 0, 8, MJT_ALIGN_ALL);           /* T = 0: zero counts, nothing else */
@@ -134,7 +114,7 @@ static void test_align_edges(void **state)
 static void test_align_partial_outputs(void **state)
 {
     (void)state;
-    if (!g_ctx) skip();
+    if (!mjt_gpu_ctx) skip();
     mjt_rng rng;
     mjt_rng_init(&rng);
     static const unsigned sets[] = {1, 2, 4, 8, 16, 32, 4 | 8 | 16, 32 | 16, 1 | 2};
@@ -149,7 +129,7 @@ static void test_align_partial_outputs(void **state)
 static void test_align_repeat_and_capacity(void **state)
 {
     (void)state;
-    if (!g_ctx) skip();
+    if (!mjt_gpu_ctx) skip();
     mjt_rng rng;
     mjt_rng_init(&rng);
     const moejit_align_spec spec = {.num_experts = 256, .block_size = 64};
@@ -170,10 +150,10 @@ static void test_align_repeat_and_capacity(void **state)
         moejit_align_args a = {.ids = d_ids, .num_tokens = T, .topk = K};
         a.out = mjt_align_select(&first, MJT_ALIGN_ALL, cap);
         a.out.workspace = ws, a.out.workspace_bytes = ws_bytes;
-        assert_int_equal(moejit_align(g_ctx, &spec, &a, NULL), MOEJIT_OK);
+        assert_int_equal(moejit_align(mjt_gpu_ctx, &spec, &a, NULL), MOEJIT_OK);
         a.out = mjt_align_select(&second, MJT_ALIGN_ALL, cap);
         a.out.workspace = ws, a.out.workspace_bytes = ws_bytes;
-        assert_int_equal(moejit_align(g_ctx, &spec, &a, NULL), MOEJIT_OK);
+        assert_int_equal(moejit_align(mjt_gpu_ctx, &spec, &a, NULL), MOEJIT_OK);
         mjt_sync();
         moejit_align_args h = {.ids = ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&ref, MJT_ALIGN_ALL, cap)};
         assert_int_equal(moejit_align_reference(&spec, &h), MOEJIT_OK);
@@ -189,7 +169,7 @@ static void test_align_repeat_and_capacity(void **state)
 static void test_align_graph_capture(void **state)
 {
     (void)state;
-    if (!g_ctx) skip();
+    if (!mjt_gpu_ctx) skip();
     const mj_driver *d;
     assert_int_equal(mj_driver_get(&d), MOEJIT_OK);
     mjt_rng rng;
@@ -209,7 +189,7 @@ static void test_align_graph_capture(void **state)
     a.out.workspace = ws, a.out.workspace_bytes = ws_bytes;
     int32_t *ids = make_ids(&rng, IDS_TOPK, 384, T, K);
     mjt_h2d(d_ids, ids, 4 * (size_t)(T * K));
-    assert_int_equal(moejit_align(g_ctx, &spec, &a, NULL), MOEJIT_OK); /* loads the kernels before capture */
+    assert_int_equal(moejit_align(mjt_gpu_ctx, &spec, &a, NULL), MOEJIT_OK); /* loads the kernels before capture */
     mjt_sync();
     free(ids);
 
@@ -218,7 +198,7 @@ static void test_align_graph_capture(void **state)
     CUgraphExec exec;
     assert_int_equal(d->stream_create(&s, CU_STREAM_NON_BLOCKING), CUDA_SUCCESS);
     assert_int_equal(d->stream_begin_capture(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), CUDA_SUCCESS);
-    assert_int_equal(moejit_align(g_ctx, &spec, &a, (moejit_stream)s), MOEJIT_OK);
+    assert_int_equal(moejit_align(mjt_gpu_ctx, &spec, &a, (moejit_stream)s), MOEJIT_OK);
     assert_int_equal(d->stream_end_capture(s, &graph), CUDA_SUCCESS);
     assert_int_equal(d->graph_instantiate(&exec, graph, 0), CUDA_SUCCESS);
     for (int rep = 0; rep < 2; rep++) {
@@ -246,5 +226,5 @@ int main(void)
         cmocka_unit_test(test_align_repeat_and_capacity),
         cmocka_unit_test(test_align_graph_capture),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, mjt_gpu_setup, mjt_gpu_teardown);
 }

@@ -11,26 +11,6 @@
 
 #define MARGIN 64 /* poisoned bytes after each output that nothing may write */
 
-static char g_cache[4096];
-static moejit_ctx *g_ctx;
-
-static int setup(void **state)
-{
-    (void)state;
-    if (!mjt_gpu_available()) return 0;
-    mjt_tmpdir(g_cache);
-    moejit_config cfg = {.cache_dir = g_cache};
-    return moejit_open(&cfg, &g_ctx) == MOEJIT_OK ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    moejit_close(g_ctx);
-    if (g_cache[0]) mjt_rmtree(g_cache);
-    return 0;
-}
-
 static void expect_same(const unsigned char *got, const unsigned char *want, size_t n, const char *what, const char *name)
 {
     for (size_t i = 0; i < n; i++)
@@ -65,8 +45,8 @@ static void check(mjt_rng *rng, int C, moejit_mx_scales_args a, int offset, cons
     /* plain → blocked */
     moejit_mx_scales_args dev = a;
     dev.in = d_plain, dev.out = d_blocked, dev.group_ends = d_ends;
-    moejit_status st = moejit_mx_scales(g_ctx, &spec, &dev, NULL);
-    if (st != MOEJIT_OK) fail_msg("%s: moejit_mx_scales: %s: %s", what, moejit_status_str(st), moejit_last_error(g_ctx));
+    moejit_status st = moejit_mx_scales(mjt_gpu_ctx, &spec, &dev, NULL);
+    if (st != MOEJIT_OK) fail_msg("%s: moejit_mx_scales: %s: %s", what, moejit_status_str(st), moejit_last_error(mjt_gpu_ctx));
     mjt_sync();
     moejit_mx_scales_args host = a;
     host.in = plain, host.out = blocked_ref;
@@ -78,8 +58,8 @@ static void check(mjt_rng *rng, int C, moejit_mx_scales_args a, int offset, cons
     mjt_dev_fill(d_plain, MJT_POISON, plain_bytes);
     memset(plain_ref, MJT_POISON, plain_bytes);
     dev.in = d_blocked, dev.out = d_plain;
-    st = moejit_mx_scales_inverse(g_ctx, &spec, &dev, NULL);
-    if (st != MOEJIT_OK) fail_msg("%s: inverse: %s: %s", what, moejit_status_str(st), moejit_last_error(g_ctx));
+    st = moejit_mx_scales_inverse(mjt_gpu_ctx, &spec, &dev, NULL);
+    if (st != MOEJIT_OK) fail_msg("%s: inverse: %s: %s", what, moejit_status_str(st), moejit_last_error(mjt_gpu_ctx));
     mjt_sync();
     host.in = blocked_ref, host.out = plain_ref;
     assert_int_equal(moejit_mx_scales_inverse_reference(&spec, &host), MOEJIT_OK);
@@ -93,7 +73,7 @@ static void check(mjt_rng *rng, int C, moejit_mx_scales_args a, int offset, cons
 static void test_3d(void **state)
 {
     (void)state;
-    if (!g_ctx) skip();
+    if (!mjt_gpu_ctx) skip();
     mjt_rng rng;
     mjt_rng_init(&rng);
     /* C: 1 to 3 partial tiles, partial 16-byte segments, 4-byte rows, model sizes (7168/32 = 224,
@@ -151,7 +131,7 @@ static int32_t *random_ends(mjt_rng *rng, int64_t G, int64_t M, int leave_tail)
 static void test_2d_groups(void **state)
 {
     (void)state;
-    if (!g_ctx) skip();
+    if (!mjt_gpu_ctx) skip();
     mjt_rng rng;
     mjt_rng_init(&rng);
     static const int cs[] = {1, 7, 20, 64, 160, 225};
@@ -189,7 +169,7 @@ static void test_2d_groups(void **state)
 static void test_2d_bad_ends_stay_in_bounds(void **state)
 {
     (void)state;
-    if (!g_ctx) skip();
+    if (!mjt_gpu_ctx) skip();
     const int C = 20;
     const moejit_mx_scales_spec spec = {.cols = C};
     const int32_t bad[] = {50, 20, 5000000, -3}, repaired[] = {50, 50, 300, 300};
@@ -212,7 +192,7 @@ static void test_2d_bad_ends_stay_in_bounds(void **state)
     mjt_dev_fill(d_out, MJT_POISON, bytes + MARGIN);
     moejit_mx_scales_args d = {.layout = MOEJIT_MX_2D_GROUPS, .in = d_plain, .out = d_out, .groups = 4, .rows = M,
                                .group_ends = d_ends};
-    assert_int_equal(moejit_mx_scales(g_ctx, &spec, &d, NULL), MOEJIT_OK);
+    assert_int_equal(moejit_mx_scales(mjt_gpu_ctx, &spec, &d, NULL), MOEJIT_OK);
     mjt_sync();
     mjt_d2h(got, d_out, bytes + MARGIN);
     expect_same(got, ref, bytes + MARGIN, "bad ends", "blocked");
@@ -227,5 +207,5 @@ int main(void)
         cmocka_unit_test(test_2d_groups),
         cmocka_unit_test(test_2d_bad_ends_stay_in_bounds),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, mjt_gpu_setup, mjt_gpu_teardown);
 }

@@ -8,26 +8,6 @@
 
 #include "support.h"
 
-static char g_cache[4096];
-static moejit_ctx *g_ctx;
-
-static int setup(void **state)
-{
-    (void)state;
-    if (!mjt_gpu_available()) return 0;
-    mjt_tmpdir(g_cache);
-    moejit_config cfg = {.cache_dir = g_cache};
-    return moejit_open(&cfg, &g_ctx) == MOEJIT_OK ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    moejit_close(g_ctx);
-    if (g_cache[0]) mjt_rmtree(g_cache);
-    return 0;
-}
-
 /* Device route outputs, poisoned like test_gpu_route's (id -1, weight NaN). */
 typedef struct route_out {
     int32_t *ids;
@@ -87,14 +67,14 @@ static void check_batch(mjt_rng *rng, const moejit_route_align_spec *spec, int64
         .route = {.logits = d_logits, .bias = d_bias, .ids = fused.ids, .weights = fused.w, .num_tokens = T},
         .align = mjt_align_select(&fused_maps, MJT_ALIGN_ALL, cap)};
     ra.align.workspace = ws_a, ra.align.workspace_bytes = ws_fused;
-    moejit_status st = moejit_route_align(g_ctx, spec, &ra, NULL);
-    if (st != MOEJIT_OK) fail_msg("%s: moejit_route_align: %s: %s", what, moejit_status_str(st), moejit_last_error(g_ctx));
+    moejit_status st = moejit_route_align(mjt_gpu_ctx, spec, &ra, NULL);
+    if (st != MOEJIT_OK) fail_msg("%s: moejit_route_align: %s: %s", what, moejit_status_str(st), moejit_last_error(mjt_gpu_ctx));
     moejit_route_args rt = {.logits = d_logits, .bias = d_bias, .ids = plain.ids, .weights = plain.w, .num_tokens = T};
-    assert_int_equal(moejit_route(g_ctx, r, &rt, NULL), MOEJIT_OK);
+    assert_int_equal(moejit_route(mjt_gpu_ctx, r, &rt, NULL), MOEJIT_OK);
     moejit_align_args al = {.ids = plain.ids, .num_tokens = T, .topk = W,
                             .out = mjt_align_select(&plain_maps, MJT_ALIGN_ALL, cap)};
     al.out.workspace = ws_b, al.out.workspace_bytes = ws_align;
-    assert_int_equal(moejit_align(g_ctx, &aspec, &al, NULL), MOEJIT_OK);
+    assert_int_equal(moejit_align(mjt_gpu_ctx, &aspec, &al, NULL), MOEJIT_OK);
     mjt_sync();
 
     /* 1. Bit-identical to route then align. */
@@ -123,36 +103,19 @@ static void check_batch(mjt_rng *rng, const moejit_route_align_spec *spec, int64
     mjt_dev_free(d_logits), mjt_dev_free(d_bias), mjt_dev_free(ws_a), mjt_dev_free(ws_b);
 }
 
-/* Shapes of the presets (ungrouped) and the scoring modes, with shared slots and soft caps. */
-static const moejit_route_align_spec k_shapes[] = {
-    {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .has_bias = 1, .renormalize = 1,
-      .scale_output = 1, .routed_scaling_factor = 2.5f, .shared_slots = 1},
-     64},
-    {{.num_experts = 384, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .dtype = MOEJIT_DTYPE_BF16, .has_bias = 1,
-      .renormalize = 1, .scale_output = 1, .routed_scaling_factor = 2.827f},
-     16},
-    {{.num_experts = 128, .topk = 4, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16}, 16},
-    {{.num_experts = 16, .topk = 1, .score = MOEJIT_SCORE_SIGMOID, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16},
-     128},
-    {{.num_experts = 128, .topk = 8, .renormalize = 1, .dtype = MOEJIT_DTYPE_F16}, 64},
-    {{.num_experts = 512, .topk = 10, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16, .shared_slots = 1}, 128},
-    {{.num_experts = 1024, .topk = 32, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .shared_slots = 2}, 32},
-    {{.num_experts = 160, .topk = 6, .softcap = 30.0f, .renormalize = 1}, 256},
-    {{.num_experts = 8, .topk = 2, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16}, 16},
-};
-
 static void test_route_align_matches_route_then_align(void **state)
 {
     (void)state;
-    if (!g_ctx) skip();
+    if (!mjt_gpu_ctx) skip();
     mjt_rng rng;
     mjt_rng_init(&rng);
-    for (size_t i = 0; i < sizeof k_shapes / sizeof k_shapes[0]; i++) {
+    for (size_t i = 0; i < mjt_route_align_shape_count; i++) {
+        const moejit_route_align_spec *spec = &mjt_route_align_shapes[i];
         int64_t fused;
-        assert_int_equal(moejit_route_align_fused_tokens(&k_shapes[i], &fused), MOEJIT_OK);
+        assert_int_equal(moejit_route_align_fused_tokens(spec, &fused), MOEJIT_OK);
         /* T = 1000 and fused + 1 take the fallback; the others the fused kernel (when it reaches them). */
         const int64_t ts[] = {0, 1, 16, 64, 128, 1000, fused, fused + 1};
-        for (size_t t = 0; t < sizeof ts / sizeof ts[0]; t++) check_batch(&rng, &k_shapes[i], ts[t]);
+        for (size_t t = 0; t < sizeof ts / sizeof ts[0]; t++) check_batch(&rng, spec, ts[t]);
     }
 }
 
@@ -160,13 +123,13 @@ static void test_route_align_matches_route_then_align(void **state)
 static void test_fused_is_one_launch(void **state)
 {
     (void)state;
-    if (!g_ctx) skip();
+    if (!mjt_gpu_ctx) skip();
     mjt_rng rng;
     mjt_rng_init(&rng);
-    const moejit_route_align_spec *spec = &k_shapes[0];
+    const moejit_route_align_spec *spec = &mjt_route_align_shapes[0];
     check_batch(&rng, spec, 4); /* loads the module */
     moejit_stats before, after;
-    assert_int_equal(moejit_get_stats(g_ctx, &before), MOEJIT_OK);
+    assert_int_equal(moejit_get_stats(mjt_gpu_ctx, &before), MOEJIT_OK);
     const int E = spec->route.num_experts, W = spec->route.topk + spec->route.shared_slots;
     int64_t cap;
     assert_int_equal(moejit_route_align_capacity(spec, 4, &cap), MOEJIT_OK);
@@ -178,9 +141,9 @@ static void test_fused_is_one_launch(void **state)
     mjt_align_bufs maps = mjt_align_bufs_new(E + spec->route.shared_slots, spec->block_size, cap, 4 * W, 1);
     moejit_route_align_args a = {.route = {.logits = logits, .bias = bias, .ids = o.ids, .weights = o.w, .num_tokens = 4},
                                  .align = mjt_align_select(&maps, MJT_ALIGN_ALL, cap)};
-    assert_int_equal(moejit_route_align(g_ctx, spec, &a, NULL), MOEJIT_OK);
+    assert_int_equal(moejit_route_align(mjt_gpu_ctx, spec, &a, NULL), MOEJIT_OK);
     mjt_sync();
-    assert_int_equal(moejit_get_stats(g_ctx, &after), MOEJIT_OK);
+    assert_int_equal(moejit_get_stats(mjt_gpu_ctx, &after), MOEJIT_OK);
     assert_int_equal(after.launches - before.launches, 1);
     assert_int_equal(after.compiles, before.compiles);
     mjt_align_bufs_free(&maps);
@@ -193,5 +156,5 @@ int main(void)
         cmocka_unit_test(test_route_align_matches_route_then_align),
         cmocka_unit_test(test_fused_is_one_launch),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, mjt_gpu_setup, mjt_gpu_teardown);
 }

@@ -7,14 +7,6 @@
 
 #include "support.h"
 
-static void expect_error(moejit_status got, moejit_status want, const char *needle)
-{
-    if (got != want)
-        fail_msg("expected %s, got %s (%s)", moejit_status_str(want), moejit_status_str(got), moejit_last_error(NULL));
-    if (!strstr(moejit_last_error(NULL), needle))
-        fail_msg("message \"%s\" does not mention \"%s\"", moejit_last_error(NULL), needle);
-}
-
 static void test_specs_names_sizes(void **state)
 {
     (void)state;
@@ -36,9 +28,9 @@ static void test_specs_names_sizes(void **state)
     }
     moejit_free(src);
     d.mx_scales.cols = 0;
-    expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "mx_scales spec: cols = 0 must be >= 1");
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "mx_scales spec: cols = 0 must be >= 1");
     d.mx_scales.cols = MOEJIT_MAX_MX_COLS + 1;
-    expect_error(moejit_validate(&d), MOEJIT_ERR_UNSUPPORTED, "cols = 65537 exceeds the maximum 65536");
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_UNSUPPORTED, "cols = 65537 exceeds the maximum 65536");
 
     const moejit_mx_scales_spec s = {.cols = 7}; /* Cp = 8: two tiles a row block */
     size_t bytes;
@@ -47,13 +39,13 @@ static void test_specs_names_sizes(void **state)
     /* 2D: at most 127 wasted rows a group, whole row blocks */
     assert_int_equal(moejit_mx_scales_blocked_bytes(&s, MOEJIT_MX_2D_GROUPS, 4, 1000, &bytes), MOEJIT_OK);
     assert_int_equal(bytes, (1000 + 4 * 127) / 128 * 128 * 8);
-    expect_error(moejit_mx_scales_blocked_bytes(&s, (moejit_mx_layout)2, 1, 1, &bytes), MOEJIT_ERR_INVALID_ARGUMENT,
+    mjt_expect_error(moejit_mx_scales_blocked_bytes(&s, (moejit_mx_layout)2, 1, 1, &bytes), MOEJIT_ERR_INVALID_ARGUMENT,
                  "layout = 2 is not a moejit_mx_layout");
-    expect_error(moejit_mx_scales_blocked_bytes(&s, MOEJIT_MX_3D, -1, 1, &bytes), MOEJIT_ERR_INVALID_ARGUMENT,
+    mjt_expect_error(moejit_mx_scales_blocked_bytes(&s, MOEJIT_MX_3D, -1, 1, &bytes), MOEJIT_ERR_INVALID_ARGUMENT,
                  "groups = -1 must be >= 0");
-    expect_error(moejit_mx_scales_blocked_bytes(&s, MOEJIT_MX_3D, 1, -4, &bytes), MOEJIT_ERR_INVALID_ARGUMENT,
+    mjt_expect_error(moejit_mx_scales_blocked_bytes(&s, MOEJIT_MX_3D, 1, -4, &bytes), MOEJIT_ERR_INVALID_ARGUMENT,
                  "rows = -4 must be >= 0");
-    expect_error(moejit_mx_scales_blocked_bytes(&s, MOEJIT_MX_2D_GROUPS, 16, (int64_t)1 << 31, &bytes),
+    mjt_expect_error(moejit_mx_scales_blocked_bytes(&s, MOEJIT_MX_2D_GROUPS, 16, (int64_t)1 << 31, &bytes),
                  MOEJIT_ERR_UNSUPPORTED, "group_ends are int32");
 }
 
@@ -61,49 +53,40 @@ static void test_bad_args(void **state)
 {
     (void)state;
     char dir[4096];
-    mjt_tmpdir(dir);
-    moejit_config cfg = {.cache_dir = dir};
-    moejit_ctx *ctx;
-    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_ctx *ctx = mjt_open_in_tmpdir(dir);
     const moejit_mx_scales_spec s = {.cols = 20};
     const moejit_mx_scales_args good = {.layout = MOEJIT_MX_3D, .in = (void *)0x10001, .out = (void *)0x20000,
                                         .groups = 2, .rows = 300};
     moejit_mx_scales_args a = good;
     a.out = (void *)0x20008;
-    expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT,
+    mjt_expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT,
                  "mx_scales args: out (blocked) = 0x20008 is not aligned to 16 bytes");
     a = good, a.in = (void *)0x20004, a.out = (void *)0x10001; /* inverse: in is the blocked one */
-    expect_error(moejit_mx_scales_inverse(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT,
+    mjt_expect_error(moejit_mx_scales_inverse(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT,
                  "in (blocked) = 0x20004 is not aligned to 16 bytes");
     a = good, a.in = NULL;
-    expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "mx_scales args: in is NULL");
+    mjt_expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "mx_scales args: in is NULL");
     a = good, a.row_stride = 19;
-    expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "row_stride = 19 is smaller than cols = 20");
+    mjt_expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "row_stride = 19 is smaller than cols = 20");
     a = good, a.group_stride = 5999;
-    expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT,
+    mjt_expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT,
                  "group_stride = 5999 is smaller than rows × row_stride = 6000");
     a = good, a.rows = -1;
-    expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "rows = -1 must be >= 0");
+    mjt_expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "rows = -1 must be >= 0");
     a = good, a.layout = MOEJIT_MX_2D_GROUPS;
-    expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT,
+    mjt_expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT,
                  "group_ends (layout = 2D groups) is NULL");
     a.group_ends = (const int32_t *)0x30002;
-    expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "group_ends (layout = 2D groups) = 0x30002 is not aligned");
-    expect_error(moejit_mx_scales(ctx, &s, NULL, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "mx_scales args: args is NULL");
+    mjt_expect_error(moejit_mx_scales(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "group_ends (layout = 2D groups) = 0x30002 is not aligned");
+    mjt_expect_error(moejit_mx_scales(ctx, &s, NULL, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "mx_scales args: args is NULL");
     const moejit_mx_scales_spec bad = {.cols = -2};
-    expect_error(moejit_mx_scales(ctx, &bad, &good, NULL), MOEJIT_ERR_INVALID_SPEC, "cols = -2");
+    mjt_expect_error(moejit_mx_scales(ctx, &bad, &good, NULL), MOEJIT_ERR_INVALID_SPEC, "cols = -2");
     /* Empty tensors: nothing to do, no pointer needed. */
     moejit_mx_scales_args empty = {.layout = MOEJIT_MX_3D, .groups = 0, .rows = 300};
     assert_int_equal(moejit_mx_scales(ctx, &s, &empty, NULL), MOEJIT_OK);
     empty.groups = 5, empty.rows = 0;
     assert_int_equal(moejit_mx_scales_inverse(ctx, &s, &empty, NULL), MOEJIT_OK);
-    moejit_stats stats;
-    assert_int_equal(moejit_get_stats(ctx, &stats), MOEJIT_OK);
-    assert_int_equal(stats.compiles, 0);
-    assert_int_equal(stats.launches, 0);
-    assert_int_equal(mjt_count_files(dir), 0);
-    moejit_close(ctx);
-    mjt_rmtree(dir);
+    mjt_expect_nothing_ran(ctx, dir);
 }
 
 /* torchao's to_blocked, one step at a time, on a [rows, cols] matrix:
@@ -195,10 +178,10 @@ static void test_reference_2d_is_groups_concatenated(void **state)
     /* ends the kernel would repair are refused here */
     const int32_t down[] = {100, 50}, past[] = {100, 1001};
     a.groups = 2, a.group_ends = down;
-    expect_error(moejit_mx_scales_reference(&s, &a), MOEJIT_ERR_INVALID_ARGUMENT,
+    mjt_expect_error(moejit_mx_scales_reference(&s, &a), MOEJIT_ERR_INVALID_ARGUMENT,
                  "group_ends[1] = 50 is smaller than the end before it, 100");
     a.group_ends = past;
-    expect_error(moejit_mx_scales_reference(&s, &a), MOEJIT_ERR_INVALID_ARGUMENT, "group_ends[1] = 1001 passes rows = 1000");
+    mjt_expect_error(moejit_mx_scales_reference(&s, &a), MOEJIT_ERR_INVALID_ARGUMENT, "group_ends[1] = 1001 passes rows = 1000");
     free(x), free(out), free(want);
 }
 

@@ -7,14 +7,6 @@
 
 #include "support.h"
 
-static void expect_error(moejit_status got, moejit_status want, const char *needle)
-{
-    if (got != want)
-        fail_msg("expected %s, got %s (%s)", moejit_status_str(want), moejit_status_str(got), moejit_last_error(NULL));
-    if (!strstr(moejit_last_error(NULL), needle))
-        fail_msg("message \"%s\" does not mention \"%s\"", moejit_last_error(NULL), needle);
-}
-
 /* DeepSeek-V3's scoring without groups, one shared slot. */
 static moejit_route_align_spec dsv3_like(void)
 {
@@ -47,12 +39,12 @@ static void test_specs_and_names(void **state)
     moejit_free(src);
 
     d.route_align.block_size = 100;
-    expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "route_align spec: block_size = 100");
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "route_align spec: block_size = 100");
     d.route_align = dsv3_like(), d.route_align.route.topk = 300;
-    expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "topk = 300 exceeds num_experts = 256");
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "topk = 300 exceeds num_experts = 256");
     d.route_align = dsv3_like(), d.route_align.route.num_groups = 8, d.route_align.route.topk_groups = 4;
-    expect_error(moejit_validate(&d), MOEJIT_ERR_UNSUPPORTED, "num_groups = 8");
-    expect_error(moejit_route_align(NULL, &d.route_align, NULL, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "ctx is NULL");
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_UNSUPPORTED, "num_groups = 8");
+    mjt_expect_error(moejit_route_align(NULL, &d.route_align, NULL, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "ctx is NULL");
 }
 
 static void test_limits_and_sizes(void **state)
@@ -84,17 +76,14 @@ static void test_limits_and_sizes(void **state)
         assert_int_equal(moejit_align_workspace_bytes(&a, T, 9, &align_ws), MOEJIT_OK);
         assert_int_equal(ws, T <= 128 ? 0 : align_ws); /* the fused kernel needs none */
     }
-    expect_error(moejit_route_align_capacity(&s, -5, &cap), MOEJIT_ERR_INVALID_ARGUMENT, "num_tokens = -5");
+    mjt_expect_error(moejit_route_align_capacity(&s, -5, &cap), MOEJIT_ERR_INVALID_ARGUMENT, "num_tokens = -5");
 }
 
 static void test_bad_args(void **state)
 {
     (void)state;
     char dir[4096];
-    mjt_tmpdir(dir);
-    moejit_config cfg = {.cache_dir = dir};
-    moejit_ctx *ctx;
-    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_ctx *ctx = mjt_open_in_tmpdir(dir);
     const moejit_route_align_spec s = dsv3_like();
     const moejit_route_align_args good = {
         .route = {.logits = (void *)0x10000, .bias = (float *)0x18000, .ids = (int32_t *)0x20000,
@@ -102,32 +91,26 @@ static void test_bad_args(void **state)
         .align = {.sorted_ids = (int32_t *)0x40000}};
     moejit_route_align_args a = good;
     a.route.ids = NULL;
-    expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "route_align args: ids is NULL");
+    mjt_expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "route_align args: ids is NULL");
     a = good, a.route.weights = NULL;
-    expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "weights is NULL");
+    mjt_expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "weights is NULL");
     a = good, a.route.bias = NULL;
-    expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "bias (spec.has_bias = 1) is NULL");
+    mjt_expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "bias (spec.has_bias = 1) is NULL");
     a = good, a.route.row_stride = 100;
-    expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "row_stride = 100 is smaller");
+    mjt_expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "row_stride = 100 is smaller");
     a = good, a.align.block_expert = (int32_t *)0x50002;
-    expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "block_expert = 0x50002");
+    mjt_expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "block_expert = 0x50002");
     a = good, a.align.sorted_capacity = 100;
-    expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "sorted_capacity = 100");
+    mjt_expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "sorted_capacity = 100");
     a = good, a.route.num_tokens = 1000; /* the fallback: align's tiles need a workspace */
-    expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "workspace_bytes = 0");
+    mjt_expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "workspace_bytes = 0");
     a = good, a.route.num_tokens = -1;
-    expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "num_tokens = -1");
-    expect_error(moejit_route_align(ctx, &s, NULL, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "route_align args: args is NULL");
+    mjt_expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "num_tokens = -1");
+    mjt_expect_error(moejit_route_align(ctx, &s, NULL, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "route_align args: args is NULL");
     /* nothing to do: an empty batch without align outputs */
     moejit_route_align_args empty = {.route = {.num_tokens = 0}};
     assert_int_equal(moejit_route_align(ctx, &s, &empty, NULL), MOEJIT_OK);
-    moejit_stats stats;
-    assert_int_equal(moejit_get_stats(ctx, &stats), MOEJIT_OK);
-    assert_int_equal(stats.compiles, 0);
-    assert_int_equal(stats.launches, 0);
-    assert_int_equal(mjt_count_files(dir), 0);
-    moejit_close(ctx);
-    mjt_rmtree(dir);
+    mjt_expect_nothing_ran(ctx, dir);
 }
 
 /* The reference is route's, then align's on its ids: every shared slot's expert gets all T rows. */
