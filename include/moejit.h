@@ -278,7 +278,8 @@ MOEJIT_API moejit_status moejit_align_capacity(const moejit_align_spec *spec, in
                                                int64_t *capacity);
 
 /* Bytes of workspace moejit_align() needs for T tokens of K ids: 0 for batches done in one launch
- * (up to 4096 ids with a capacity up to 131072), else about 4·E·(N/4096 + 2) bytes. */
+ * (up to 4096 ids with a capacity up to 131072), else 4·(E·(ceil(N/4096) + 3) + 1). Its content
+ * before a launch does not matter, so one buffer serves every launch on a stream. */
 MOEJIT_API moejit_status moejit_align_workspace_bytes(const moejit_align_spec *spec, int64_t num_tokens,
                                                       int32_t topk, size_t *bytes);
 
