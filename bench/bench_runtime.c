@@ -18,7 +18,7 @@
 #include "jit.h"
 #include "moejit.h"
 #include "registry.h"
-#include "route.h"
+#include "route_launch.h"
 
 #include "bench_common.h"
 

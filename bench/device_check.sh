@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# On the GPU machine: build, run the whole suite (GPU tests included), the route probes and the JIT
-# latency bench. Logs go to $OUT (the device tool returns them), else to the build dir.
-#   bench/device_check.sh [build-dir] [--no-tests] [--no-probes]
+# On the GPU machine: build, run the whole suite (GPU tests included), the route probes, the op
+# benchmark and the runtime benchmark. Logs go to $OUT (the device tool returns them), else to the
+# build dir.   bench/device_check.sh [build-dir] [--no-tests] [--no-probes]
 set -u
 B=${1:-build-gpu}; shift || true
 O=${OUT:-$B}; mkdir -p "$O"
@@ -22,5 +22,6 @@ if [ $probes = 1 ]; then
     done
   done > "$O/probe.txt" 2>&1
   awk '/T=(1|128|16384) /{print $1, $2, $3, $4, $5, $7, $9}' "$O/probe.txt"; grep "floor (empty" "$O/probe.txt" | head -1
+  "$B/bench/bench_ops" 2>&1 | tee "$O/bench_ops.txt"
   "$B/bench/bench_runtime" 2>&1 | tee "$O/bench_runtime.txt"
 fi

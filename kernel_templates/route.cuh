@@ -424,7 +424,8 @@ __device__ __forceinline__ void row_keys(const typename Cfg::Dtype::Storage *row
 
 // ---- up to 1024 experts: a segment of a warp per token --------------------------------------------
 
-template <class Cfg, int LANES>
+// kSegmentsPerBlock: how many segments a block runs at once (each gets its own shared memory).
+template <class Cfg, int LANES, int kSegmentsPerBlock>
 struct RouteSegment {
     typedef typename Cfg::Dtype D;
     typedef typename D::Storage Storage;
@@ -442,7 +443,6 @@ struct RouteSegment {
     static constexpr int LPG = GS / VPT;                 // lanes per group (when VPT divides GS)
     static constexpr bool kGroupsOnLanes =
         kGrouped && GS % VPT == 0 && LPG > 0 && (LPG & (LPG - 1)) == 0 && G * LPG <= LANES;
-    static constexpr int kSegmentsPerBlock = Cfg::kWarpsPerBlock * (32 / LANES);
 
     static __device__ __forceinline__ bool present(int lane, int i) { return lane * VPT + i < E; }
 
@@ -556,10 +556,12 @@ struct RouteSegment {
 
 // Route one token with the whole warp (any E up to 1024): the device interface other kernels
 // (the fused route+align) build on. row points at its E logits; kOut ids and weights go to
-// ids_out / w_out (global or shared memory). All 32 lanes call it together.
-template <class Cfg>
+// ids_out / w_out (global or shared memory). All 32 lanes call it together; any warp of a block
+// of up to kWarps warps may.
+template <class Cfg, int kWarps = 32>
 struct RouteWarp {
-    typedef RouteSegment<Cfg, 32> Segment32;
+    static_assert(Cfg::kExperts <= 1024, "a warp routes up to 1024 experts");
+    typedef RouteSegment<Cfg, 32, kWarps> Segment32;
     static constexpr int kOut = Segment32::kOut;
     static __device__ void route_row(const typename Cfg::Dtype::Storage *row, const float *bias, int lane,
                                      int *ids_out, float *w_out)
@@ -710,8 +712,8 @@ __device__ __forceinline__ void route_kernel(const RouteParams &p)
             const i64 token = base + seg.base / LANES;
             const bool active = token < p.num_tokens;
             const i64 t = active ? token : 0;
-            RouteSegment<Cfg, LANES>::route(seg, active, logits + t * p.row_stride, p.bias, p.ids + t * kOut,
-                                            p.weights + t * kOut);
+            RouteSegment<Cfg, LANES, Cfg::kWarpsPerBlock * kPerWarp>::route(
+                seg, active, logits + t * p.row_stride, p.bias, p.ids + t * kOut, p.weights + t * kOut);
         }
     } else {
         __shared__ typename RouteBlock<Cfg>::Shared s;
