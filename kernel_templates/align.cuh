@@ -48,7 +48,7 @@ struct Align {
     static constexpr int kCountWarps = Cfg::kCountWarps;
     static constexpr int kTile = Cfg::kTile;
     static constexpr int kWindows = (E + 31) / 32;                         // experts in groups of 32
-    static constexpr int kWindowsPerWarp = (kWindows + kWarps - 1) / kWarps;
+    static constexpr int kWindowsPerWarp = (kWindows + kWarps - 1) / kWarps; // for the offsets scan
     static constexpr u32 kExpertMask = (1u << Cfg::kExpertBits) - 1;
     static constexpr u32 kDropped = 0xffffffffu;                           // rank code of a dropped id
     static_assert((B & (B - 1)) == 0, "block size must be a power of two");
@@ -188,31 +188,21 @@ struct Align {
         }
     }
 
-    // 5. Padding (value N) and block_expert for this block's share of the experts (windows of 32
-    //    handed out round-robin to the warps of `nblocks` blocks), then -1 for the blocks beyond
-    //    the total. Work follows the experts that have ids, so decode batches with thousands of
-    //    experts stay cheap.
+    // 5. Padding (value N) and block_expert for this block's share of the experts: experts are
+    //    dealt to the warps of `nblocks` blocks one at a time (a warp per expert, its lanes writing
+    //    the expert's padding and blocks together), then -1 for the blocks beyond the total. An
+    //    expert without rows costs three shared loads, so decode batches with thousands of experts
+    //    stay cheap, and all warps share the experts that have rows.
     static __device__ void fill(const Smem &s, const AlignParams &p, int block, int nblocks)
     {
         const int warp = warp_id(), lane = lane_id();
-        for (int win = block * kWarps + warp; win < kWindows; win += nblocks * kWarps) {
-            const int e = win * 32 + lane;
-            int first = 0, pad = 0, end = 0; // expert e: rows [first, end), padding from pad
-            if (e < E) {
-                first = s.off[e];
-                pad = s.padb[e];
-                end = s.off[e + 1];
-            }
-            // The experts of this window that have rows, one after the other, all lanes writing.
-            for (u32 todo = __ballot_sync(kFullMask, end > first); todo; todo &= todo - 1) {
-                const int src = __ffs(todo) - 1;
-                const int f = __shfl_sync(kFullMask, first, src), lo = __shfl_sync(kFullMask, pad, src),
-                          hi = __shfl_sync(kFullMask, end, src);
-                if (p.sorted_ids)
-                    for (int q = lo + lane; q < hi; q += 32) p.sorted_ids[q] = p.n;
-                if (p.block_expert)
-                    for (int b = f / B + lane; b < hi / B; b += 32) p.block_expert[b] = win * 32 + src;
-            }
+        for (int e = block * kWarps + warp; e < E; e += nblocks * kWarps) {
+            const int first = s.off[e], pad = s.padb[e], end = s.off[e + 1]; // rows [first, end), padding from pad
+            if (end == first) continue; /* uniform over the warp */
+            if (p.sorted_ids)
+                for (int q = pad + lane; q < end; q += 32) p.sorted_ids[q] = p.n;
+            if (p.block_expert)
+                for (int b = first / B + lane; b < end / B; b += 32) p.block_expert[b] = e;
         }
         if (p.block_expert) {
             const int stride = nblocks * kThreads;
