@@ -141,7 +141,8 @@ def floors(out):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default="deepseek-v3,kimi-k2,qwen3-moe,qwen3-next,gpt-oss")
+    p.add_argument("--models", default="deepseek-v3,kimi-k2,qwen3-moe,qwen3-next,gpt-oss",
+                   help="presets, and/or shapes written E:K:score[:renorm], e.g. 512:8:sigmoid:renorm")
     p.add_argument("--tokens", default="1,16,128,1024,4096,16384")
     p.add_argument("--compile-tokens", default=None, help="T values for torch.compile (default: all)")
     p.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
@@ -167,7 +168,13 @@ def main():
     out(f"{'':<12} {'':>6} {'--- per launch, CUDA graph (us) ---':^41} {'':>8} {'-- loop (us) --':^19}")
     out(header)
     for model in a.models.split(","):
-        spec = moejit.RouteSpec.preset(model, dtype=dtype)
+        if ":" in model:  # a plain shape, E:K:score[:renorm]
+            parts = model.split(":")
+            spec = moejit.RouteSpec(int(parts[0]), int(parts[1]), score=parts[2], dtype=dtype,
+                                    renormalize="renorm" in parts[3:])
+            model = f"e{parts[0]}k{parts[1]}-{parts[2]}"
+        else:
+            spec = moejit.RouteSpec.preset(model, dtype=dtype)
         E, K, S = spec.num_experts, spec.topk, spec.shared_slots
         score = {v: k for k, v in moejit.SCORES.items()}[spec.score]
         params = dict(E=E, K=K, score=score, G=spec.num_groups, TG=spec.topk_groups or spec.num_groups,

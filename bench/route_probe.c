@@ -16,25 +16,12 @@
 #include "numeric.h"
 #include "spec.h"
 
-enum { ROTATE = 8, INNER = 20, REPLAYS = 50 };
+#include "bench_common.h"
 
-#define CU(x)                                                                                               \
-    do {                                                                                                    \
-        CUresult r_ = (x);                                                                                  \
-        if (r_ != CUDA_SUCCESS) {                                                                           \
-            fprintf(stderr, "%s failed: %d\n", #x, (int)r_);                                                \
-            exit(1);                                                                                        \
-        }                                                                                                   \
-    } while (0)
+enum { ROTATE = 8, INNER = 20, REPLAYS = 50 };
 
 static const mj_driver *d;
 static CUstream stream;
-
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
 
 /* Median per-launch time of `launch(i)` captured INNER times in one graph. */
 static float graph_us(void (*launch)(int, void *), void *user)
@@ -50,22 +37,22 @@ static float graph_us(void (*launch)(int, void *), void *user)
     CUevent a, b;
     CU(d->event_create(&a, 0));
     CU(d->event_create(&b, 0));
-    float t[REPLAYS];
+    double t[REPLAYS];
     CU(d->graph_launch(ge, stream));
     for (int r = 0; r < REPLAYS; r++) {
         CU(d->event_record(a, stream));
         CU(d->graph_launch(ge, stream));
         CU(d->event_record(b, stream));
         CU(d->event_synchronize(b));
-        CU(d->event_elapsed_time(&t[r], a, b));
-        t[r] *= 1000.0f / INNER;
+        float ms;
+        CU(d->event_elapsed_time(&ms, a, b));
+        t[r] = ms * 1000.0 / INNER;
     }
-    qsort(t, REPLAYS, sizeof(float), cmp_float);
     d->graph_exec_destroy(ge);
     d->graph_destroy(g);
     d->event_destroy(a);
     d->event_destroy(b);
-    return t[REPLAYS / 2];
+    return (float)bench_median(t, REPLAYS);
 }
 
 static CUfunction g_empty;

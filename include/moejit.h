@@ -79,6 +79,10 @@ MOEJIT_API const char *moejit_status_str(moejit_status status);
  **************************************************************************************************/
 #define MOEJIT_MAX_EXPERTS 4096 /* E: a warp per token up to 1024, a block per token above */
 #define MOEJIT_MAX_TOPK 64      /* K, and the most shared slots S */
+#define MOEJIT_MAX_ALIGN_EXPERTS 4096 /* E of align (local experts) */
+#define MOEJIT_ALIGN_MIN_BLOCK 16     /* align block sizes: powers of two in [16, 256] */
+#define MOEJIT_ALIGN_MAX_BLOCK 256
+#define MOEJIT_MAX_MX_COLS 65536      /* C of mx_scales (scales per row) */
 
 /*-************************************************************************************************
  *  Context
@@ -229,6 +233,182 @@ MOEJIT_API moejit_status moejit_route_preset(const char *model, moejit_route_spe
 MOEJIT_API const char *moejit_route_preset_name(size_t i);
 
 /*-************************************************************************************************
+ *  Operation 2: align — token→expert dispatch maps (DESIGN §2.2)
+ *
+ *  In:  ids [T, K] int32, row-major (the ids of route, or any top-k). An id outside [0, E) means
+ *       "not on this rank" (expert parallelism: E counts the local experts) and is dropped.
+ *  Out (each optional: NULL = not wanted), with N = T·K and the flat index i = t·K + k:
+ *    counts [E]          valid (t, k) per expert.
+ *    offsets [E+1]       offsets[e] = Σ_{j<e} round_up(counts[j], B); offsets[E] = total_padded.
+ *    sorted_ids [cap]    positions offsets[e] .. offsets[e]+counts[e]-1 hold the flat indices of
+ *                        expert e in ascending order; the rest of expert e's range, up to
+ *                        offsets[e+1], holds the padding value N. Positions >= total_padded are
+ *                        not written (vLLM fills them with N too; its consumers stop at the total).
+ *    block_expert [cap/B] expert of each block of B rows; -1 for the blocks at or beyond
+ *                        total_padded (padding-only tail blocks, as vLLM).
+ *    total_padded [1]    offsets[E].
+ *    slot_of [T, K]      position of (t, k) in sorted_ids, -1 when its id was dropped (the inverse
+ *                        map that un-permutes the experts' outputs).
+ *  Deterministic: the order inside an expert is the flat index order, whatever the batch size
+ *  (atomics-based peers order by arrival). Large batches run in three launches over tiles of the
+ *  batch and need a caller-provided workspace (no hidden allocation: launches stay capturable in
+ *  CUDA graphs); moejit_align_workspace_bytes() says how much, 0 for one-launch batches.
+ *
+ *  Mapping to the peers:
+ *    vLLM moe_align_block_size(topk_ids, E, B, sorted_token_ids, experts_ids, num_tokens_post_pad)
+ *      sorted_token_ids = sorted_ids, experts_ids = block_expert, num_tokens_post_pad =
+ *      total_padded; its buffer size numel + E·(B-1) (capped at numel·B) is moejit_align_capacity().
+ *      An expert_map (global → local id, -1 elsewhere) becomes ids already mapped to local experts.
+ *    Fast-LLM SparseMap (pad_to_multiple = B): sparse_rows = slot_of, expert_ends[e] =
+ *      offsets[e+1], expert_pad_begins[e] = offsets[e] + counts[e], num_rows = total_padded,
+ *      num_rows_unpadded = N, num_rows_dense = T, num_experts_per_token = K.
+ **************************************************************************************************/
+typedef struct moejit_align_spec {
+    int32_t num_experts; /* E, 1..MOEJIT_MAX_ALIGN_EXPERTS */
+    int32_t block_size;  /* B: a power of two in [MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK] */
+} moejit_align_spec;
+
+/* The outputs of align (device memory, int32, 4-byte aligned). Shared by align and route_align. */
+typedef struct moejit_align_outputs {
+    int32_t *counts;          /* [E] or NULL */
+    int32_t *offsets;         /* [E+1] or NULL */
+    int32_t *sorted_ids;      /* [sorted_capacity] or NULL */
+    int64_t sorted_capacity;  /* entries of sorted_ids; 0 means moejit_align_capacity(); must be >= it */
+    int32_t *block_expert;    /* [sorted_capacity / B] or NULL */
+    int32_t *total_padded;    /* [1] or NULL */
+    int32_t *slot_of;         /* [T, K] or NULL */
+    void *workspace;          /* device scratch of workspace_bytes; only when the batch needs one */
+    size_t workspace_bytes;   /* >= moejit_align_workspace_bytes() */
+} moejit_align_outputs;
+
+typedef struct moejit_align_args {
+    const int32_t *ids;       /* device [T, K] int32; may be NULL when T == 0 */
+    int64_t num_tokens;       /* T >= 0 */
+    int32_t topk;             /* K >= 1: columns of ids */
+    moejit_align_outputs out;
+} moejit_align_args;
+
+/* Build the dispatch maps on `stream`. T·K and the capacity must fit in int32 (the maps hold
+ * int32 positions). T == 0 still writes counts, offsets and total_padded (zeros); nothing is
+ * launched when no output is wanted. Bad specs or arguments return an error before anything is
+ * compiled or launched. */
+MOEJIT_API moejit_status moejit_align(moejit_ctx *ctx, const moejit_align_spec *spec, const moejit_align_args *args,
+                                      moejit_stream stream);
+
+/* Entries sorted_ids needs for T tokens of K ids: N + min(E, N)·(B-1), the largest possible
+ * padded total (vLLM's max_num_tokens_padded). block_expert then needs capacity / B entries. */
+MOEJIT_API moejit_status moejit_align_capacity(const moejit_align_spec *spec, int64_t num_tokens, int32_t topk,
+                                               int64_t *capacity);
+
+/* Bytes of workspace moejit_align() needs for T tokens of K ids: 0 for batches done in one launch
+ * (up to 4096 ids with a capacity up to 131072), else 4·(E·(ceil(N/4096) + 3) + 1). Its content
+ * before a launch does not matter, so one buffer serves every launch on a stream. */
+MOEJIT_API moejit_status moejit_align_workspace_bytes(const moejit_align_spec *spec, int64_t num_tokens,
+                                                      int32_t topk, size_t *bytes);
+
+/* The C reference that defines align's meaning, on host memory: the same args with host
+ * pointers (the workspace is ignored). Same validation and messages as moejit_align(). */
+MOEJIT_API moejit_status moejit_align_reference(const moejit_align_spec *spec, const moejit_align_args *host_args);
+
+/*-************************************************************************************************
+ *  Operation 3: route_align — route, then align, in one launch for decode batches (DESIGN §2.3)
+ *
+ *  Exactly moejit_route() followed by moejit_align() over the route output: ids [T, K+S] with
+ *  E+S experts (the shared slots' ids E..E+S-1 are aligned like any expert, so their rows get
+ *  blocks too), flat index t·(K+S)+k. Up to a token limit that depends on the shape (one block:
+ *  ≤ 4 tokens per warp, and the ids, their ranks and the expert histogram in shared memory) it is
+ *  one launch; beyond it, transparently, the route kernel then align's launches, with identical
+ *  results. Every scoring mode of route is supported.
+ **************************************************************************************************/
+typedef struct moejit_route_align_spec {
+    moejit_route_spec route;
+    int32_t block_size; /* B of align: a power of two in [16, 256] */
+} moejit_route_align_spec;
+
+typedef struct moejit_route_align_args {
+    moejit_route_args route;    /* as moejit_route(); ids and weights are required */
+    moejit_align_outputs align; /* as moejit_align() over E+S experts, T tokens of K+S ids */
+} moejit_route_align_args;
+
+MOEJIT_API moejit_status moejit_route_align(moejit_ctx *ctx, const moejit_route_align_spec *spec,
+                                            const moejit_route_align_args *args, moejit_stream stream);
+
+/* moejit_align_capacity() / moejit_align_workspace_bytes() for E+S experts and K+S ids per token. */
+MOEJIT_API moejit_status moejit_route_align_capacity(const moejit_route_align_spec *spec, int64_t num_tokens,
+                                                     int64_t *capacity);
+MOEJIT_API moejit_status moejit_route_align_workspace_bytes(const moejit_route_align_spec *spec,
+                                                            int64_t num_tokens, size_t *bytes);
+
+/* The most tokens the one-launch path takes for this shape (larger batches use the fallback). */
+MOEJIT_API moejit_status moejit_route_align_fused_tokens(const moejit_route_align_spec *spec, int64_t *tokens);
+
+/* The C reference: moejit_route_reference(), then moejit_align_reference() on its ids, on host
+ * memory (the same args with host pointers). */
+MOEJIT_API moejit_status moejit_route_align_reference(const moejit_route_align_spec *spec,
+                                                      const moejit_route_align_args *host_args);
+
+/*-************************************************************************************************
+ *  Operation 4: mx_scales — mxfp8 e8m0 scales to the blocked (swizzled) layout (DESIGN §2.4)
+ *
+ *  The layout tcgen05 / cuBLAS read block scales in, as torchao's to_blocked(): a matrix of
+ *  [rows, C] uint8 scales is padded with zeros to [Rp, Cp] = [round_up(rows, 128), round_up(C, 4)]
+ *  and cut into 128×4 tiles stored row-major by tile (tile (rb, cb) is the (rb·Cp/4 + cb)-th 512
+ *  bytes); inside a tile, scale (r, c) sits at byte (r % 32)·16 + (r / 32)·4 + c.
+ *    3D: in [G, R, C] (one matrix per expert: weights) → out [G, Rp·Cp], each group blocked alone.
+ *    2D with M groups: in [M, C] whose rows are split into G consecutive groups by group_ends
+ *      (activations: group g is rows group_ends[g-1] .. group_ends[g]-1, group_ends[-1] = 0) →
+ *      each group blocked alone, padded to a multiple of 128 rows, the groups concatenated; an
+ *      empty group takes no rows. out holds moejit_mx_scales_blocked_bytes(): every byte of it is
+ *      written (zeros after the last group). Rows after group_ends[G-1] belong to no group.
+ *  The inverse maps blocked back to plain (for checks): it writes only the rows and columns that
+ *  exist in the plain tensor. Output is bit-identical to the reference.
+ *  group_ends stays on the device (sizes are data-dependent), so the kernel cannot report bad
+ *  offsets: it reads them as a running maximum clamped to [0, M] (decreasing ends make empty
+ *  groups) and never touches memory outside the tensors; the reference rejects them.
+ **************************************************************************************************/
+typedef struct moejit_mx_scales_spec {
+    int32_t cols; /* C: scales per row (K / 32 for mxfp8), 1..MOEJIT_MAX_MX_COLS */
+} moejit_mx_scales_spec;
+
+typedef enum moejit_mx_layout {
+    MOEJIT_MX_3D = 0,        /* [G, R, C], every group R rows (expert weights) */
+    MOEJIT_MX_2D_GROUPS = 1  /* [M, C], groups of rows given by group_ends (activations) */
+} moejit_mx_layout;
+
+typedef struct moejit_mx_scales_args {
+    moejit_mx_layout layout;
+    const void *in;             /* moejit_mx_scales: plain; moejit_mx_scales_inverse: blocked */
+    void *out;                  /* moejit_mx_scales: blocked; moejit_mx_scales_inverse: plain */
+    int64_t groups;             /* G >= 0 */
+    int64_t rows;               /* 3D: R rows per group; 2D: M rows in all */
+    const int32_t *group_ends;  /* 2D: device [G] (host memory for the references), 4-byte aligned */
+    int64_t row_stride;         /* bytes between rows of the plain tensor; 0 means C; >= C */
+    int64_t group_stride;       /* 3D: bytes between groups of the plain tensor; 0 means R·row_stride */
+} moejit_mx_scales_args;
+
+/* Plain → blocked on `stream`. The blocked tensor must be 16-byte aligned (it is read and written
+ * in 16-byte pieces); the plain one may have any alignment and strides (16-byte accesses when
+ * they allow it). Nothing is launched when the blocked tensor is empty. */
+MOEJIT_API moejit_status moejit_mx_scales(moejit_ctx *ctx, const moejit_mx_scales_spec *spec,
+                                          const moejit_mx_scales_args *args, moejit_stream stream);
+
+/* Blocked → plain on `stream` (args.in is blocked, args.out plain). */
+MOEJIT_API moejit_status moejit_mx_scales_inverse(moejit_ctx *ctx, const moejit_mx_scales_spec *spec,
+                                                  const moejit_mx_scales_args *args, moejit_stream stream);
+
+/* Size of the blocked tensor: 3D G·Rp·Cp; 2D the largest the groups can need,
+ * round_down(M + 127·G, 128)·Cp (each group wastes at most 127 rows). */
+MOEJIT_API moejit_status moejit_mx_scales_blocked_bytes(const moejit_mx_scales_spec *spec, moejit_mx_layout layout,
+                                                        int64_t groups, int64_t rows, size_t *bytes);
+
+/* The C references (torchao's to_blocked and its inverse), on host memory: the same args with
+ * host pointers. They reject group_ends that decrease or pass M. */
+MOEJIT_API moejit_status moejit_mx_scales_reference(const moejit_mx_scales_spec *spec,
+                                                    const moejit_mx_scales_args *host_args);
+MOEJIT_API moejit_status moejit_mx_scales_inverse_reference(const moejit_mx_scales_spec *spec,
+                                                            const moejit_mx_scales_args *host_args);
+
+/*-************************************************************************************************
  *  Operations: permute and combine — moving hidden states to and from expert order
  *
  *  The two ends of a MoE layer around the experts, using the maps align produces (DESIGN §2.2):
@@ -299,7 +479,9 @@ MOEJIT_API moejit_status moejit_combine_reference(const moejit_combine_spec *spe
  **************************************************************************************************/
 typedef enum moejit_op {
     MOEJIT_OP_ROUTE = 1,
-    /* 2..9: align, route_align, mx_scales */
+    MOEJIT_OP_ALIGN = 2,
+    MOEJIT_OP_ROUTE_ALIGN = 3, /* one module holds the fused kernel and the fallback's kernels */
+    MOEJIT_OP_MX_SCALES = 4,   /* one module per C holds both layouts and both directions */
     MOEJIT_OP_PERMUTE = 10,
     MOEJIT_OP_COMBINE = 11
 } moejit_op;
@@ -307,9 +489,12 @@ typedef enum moejit_op {
 typedef struct moejit_kernel_desc {
     moejit_op op;
     union {
-        moejit_route_spec route;
-        moejit_permute_spec permute;
-        moejit_combine_spec combine;
+        moejit_route_spec route;             /* MOEJIT_OP_ROUTE */
+        moejit_align_spec align;             /* MOEJIT_OP_ALIGN */
+        moejit_route_align_spec route_align; /* MOEJIT_OP_ROUTE_ALIGN */
+        moejit_mx_scales_spec mx_scales;     /* MOEJIT_OP_MX_SCALES */
+        moejit_permute_spec permute;         /* MOEJIT_OP_PERMUTE */
+        moejit_combine_spec combine;         /* MOEJIT_OP_COMBINE */
     };
 } moejit_kernel_desc;
 

@@ -163,4 +163,24 @@ __device__ __forceinline__ float warp_sum_f32(float v)
     return v;
 }
 
+// Inclusive scan over the lanes of a warp: lane L gets op(lanes 0..L).
+struct SumOp {
+    __device__ __forceinline__ int operator()(int a, int b) const { return a + b; }
+};
+struct MaxOp {
+    __device__ __forceinline__ int operator()(int a, int b) const { return max(a, b); }
+};
+
+template <class Op>
+__device__ __forceinline__ int warp_inclusive_scan(int v, Op op)
+{
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        const int u = __shfl_up_sync(kFullMask, v, o);
+        if (lane >= o) v = op(v, u);
+    }
+    return v;
+}
+
 } // namespace mj

@@ -145,10 +145,9 @@ struct Segment {
 // lane that has given up both cached candidates rescans, alone.
 template <int LANES, int N>
 struct RegisterSelect {
-    u32 k1, k2;   // best and second-best remaining key of this lane
+    u32 k1, k2;   // best and second-best remaining key of this lane; k2 == 0: none, or not known
     int i1, i2;   // their slots
     u32 taken;    // bit i: key[i] has been chosen
-    bool have2;   // k2/i2 are known
 
     // Best two remaining candidates of this lane, with selects only (no divergence).
     __device__ void scan(const u32 (&key)[N])
@@ -164,7 +163,6 @@ struct RegisterSelect {
             k1 = gt1 ? k : k1;
             i1 = gt1 ? i : i1;
         }
-        have2 = true;
     }
 
     __device__ void begin(const u32 (&key)[N])
@@ -174,19 +172,19 @@ struct RegisterSelect {
     }
 
     // Take the best candidate of the segment. Returns true on the winning lane, with its number
-    // (lane*N + slot) in *number and its key in *top. The update is predicated; the rescan after a
-    // lane used both cached candidates is segment-uniform (rare).
+    // (lane*N + slot) in *number and its key in *top. The update is predicated; a winner whose
+    // second candidate is gone (or unknown) makes the segment rescan, which is rare.
     __device__ bool pop(const u32 (&key)[N], const Segment<LANES> &seg, int *number, u32 *top)
     {
         const u32 best = seg.max(k1);
         const bool won = seg.lane == __ffs(seg.ballot(k1 == best)) - 1;
         *number = seg.lane * N + i1;
         *top = best;
-        const bool dry = won && !have2;
+        const bool dry = won && k2 == 0u;
         taken |= won ? 1u << i1 : 0u;
         k1 = won ? k2 : k1;
         i1 = won ? i2 : i1;
-        have2 = have2 && !won;
+        k2 = won ? 0u : k2;
         if (__any_sync(kFullMask, dry)) scan(key);
         return won;
     }
@@ -266,9 +264,45 @@ struct RouteFinish {
         else return score_elementwise<Cfg::kScore>(x);
     }
 
-    // pick_id[k] / pick_key[k] (k < K): the k-th chosen expert and its selection key.
+    // Every lane gets the K routed values of the token, in slot order: through shared memory for
+    // small K (one store, one barrier, K loads — shorter than a shuffle butterfly), by butterflies
+    // otherwise (then only sums and maxima are needed, see reduce_slots).
+    static constexpr bool kGather = K <= 16;
+
+    template <bool kMax>
+    static __device__ float reduce_slots(const Segment<LANES> &seg, const float (&w)[kSlots], float *scratch)
+    {
+        if constexpr (kGather) {
+#pragma unroll
+            for (int j = 0; j < kSlots; j++)
+                if (seg.lane + LANES * j < K) scratch[seg.lane + LANES * j] = w[j];
+            __syncwarp();
+            float all[K];
+#pragma unroll
+            for (int k = 0; k < K; k++) all[k] = scratch[k];
+            __syncwarp(); /* scratch is reused */
+            if constexpr (kMax) {
+                float m = all[0];
+#pragma unroll
+                for (int k = 1; k < K; k++) m = fmaxf(m, all[k]);
+                return m;
+            } else {
+                return sum_pairwise<K>(all);
+            }
+        } else {
+            float part = kMax ? -__int_as_float(0x7f800000) : 0.0f;
+#pragma unroll
+            for (int j = 0; j < kSlots; j++)
+                if (seg.lane + LANES * j < K) part = kMax ? fmaxf(part, w[j]) : part + w[j];
+            return kMax ? seg.max(part) : seg.sum(part);
+        }
+    }
+
+    // pick_id[k] / pick_key[k] (k < K): the k-th chosen expert and its selection key; scratch
+    // holds K floats of the segment's shared memory.
     static __device__ void run(const Segment<LANES> &seg, bool active, const Storage *row, float softmax_max,
-                               float softmax_inv, const int *pick_id, const u32 *pick_key, int *ids_out, float *w_out)
+                               float softmax_inv, const int *pick_id, const u32 *pick_key, float *scratch,
+                               int *ids_out, float *w_out)
     {
         int id[kSlots];
         float w[kSlots];
@@ -282,18 +316,10 @@ struct RouteFinish {
         }
         if constexpr (Cfg::kScoreAfterTopk) { /* w holds logits: score the K chosen */
             if constexpr (Cfg::kScore == kScoreSoftmax) {
-                float m = -__int_as_float(0x7f800000);
+                const float m = reduce_slots<true>(seg, w, scratch);
 #pragma unroll
-                for (int j = 0; j < kSlots; j++)
-                    if (seg.lane + LANES * j < K) m = fmaxf(m, w[j]);
-                m = seg.max(m);
-                float part = 0.0f;
-#pragma unroll
-                for (int j = 0; j < kSlots; j++) {
-                    w[j] = seg.lane + LANES * j < K ? expf(w[j] - m) : 0.0f;
-                    part += w[j];
-                }
-                const float inv = 1.0f / seg.sum(part);
+                for (int j = 0; j < kSlots; j++) w[j] = seg.lane + LANES * j < K ? expf(w[j] - m) : 0.0f;
+                const float inv = 1.0f / reduce_slots<false>(seg, w, scratch);
 #pragma unroll
                 for (int j = 0; j < kSlots; j++) w[j] *= inv;
             } else {
@@ -303,22 +329,13 @@ struct RouteFinish {
             }
         }
         if constexpr (Cfg::kRenormalize || S > 0) {
-            float part = 0.0f;
-#pragma unroll
-            for (int j = 0; j < kSlots; j++)
-                if (seg.lane + LANES * j < K) part += w[j];
-            float routed = seg.sum(part);
+            float routed = reduce_slots<false>(seg, w, scratch);
             if constexpr (Cfg::kRenormalize) {
                 if (routed > 0.0f) { /* never divide by zero (or by NaN) */
+                    const float inv = __frcp_rn(routed);
 #pragma unroll
-                    for (int j = 0; j < kSlots; j++) w[j] = w[j] / routed;
-                    if constexpr (S > 0) { /* the shared slots carry the renormalised sum */
-                        part = 0.0f;
-#pragma unroll
-                        for (int j = 0; j < kSlots; j++)
-                            if (seg.lane + LANES * j < K) part += w[j];
-                        routed = seg.sum(part);
-                    }
+                    for (int j = 0; j < kSlots; j++) w[j] *= inv;
+                    if constexpr (S > 0) routed = reduce_slots<false>(seg, w, scratch); /* the renormalised sum */
                 }
             }
             if constexpr (S > 0) {
@@ -360,9 +377,55 @@ __device__ __forceinline__ void load_lane(const typename D::Storage *row, int fi
     }
 }
 
+// ---- steps 1-3, shared by both layouts: logits → ranking scores (+ bias) → selection keys ------
+
+// One thread's `mine` (<= N) experts starting at `first`: logits (-inf past the row's end), soft
+// cap, ranking scores (softmax needs the token's max and sum: R reduces over the token's threads),
+// bias, keys (0 = no candidate). softmax_max/inv are kept to recompute chosen scores later.
+template <class Cfg, int N, class R>
+__device__ __forceinline__ void row_keys(const typename Cfg::Dtype::Storage *row, const float *bias, int first,
+                                         int mine, const R &reduce, u32 (&key)[N], float &softmax_max,
+                                         float &softmax_inv)
+{
+    float x[N];
+    load_lane<typename Cfg::Dtype, N>(row, first, mine, x);
+    if constexpr (Cfg::kSoftcap > 0.0f) {
+#pragma unroll
+        for (int i = 0; i < N; i++) x[i] = Cfg::kSoftcap * tanhf(x[i] / Cfg::kSoftcap);
+    }
+    float val[N];
+    softmax_max = 0.0f, softmax_inv = 0.0f;
+    if constexpr (Cfg::kScoreAfterTopk) {
+#pragma unroll
+        for (int i = 0; i < N; i++) val[i] = x[i];
+    } else if constexpr (Cfg::kScore == kScoreSoftmax) {
+        float m = x[0];
+#pragma unroll
+        for (int i = 1; i < N; i++) m = fmaxf(m, x[i]);
+        softmax_max = reduce.max(m);
+#pragma unroll
+        for (int i = 0; i < N; i++) val[i] = expf(x[i] - softmax_max);
+        softmax_inv = 1.0f / reduce.sum(sum_pairwise<N>(val));
+#pragma unroll
+        for (int i = 0; i < N; i++) val[i] *= softmax_inv;
+    } else {
+#pragma unroll
+        for (int i = 0; i < N; i++) val[i] = rank_score<Cfg::kScore>(x[i]);
+    }
+    if constexpr (Cfg::kHasBias) {
+        float b[N];
+        load_lane<F32, N>(bias, first, mine, b);
+#pragma unroll
+        for (int i = 0; i < N; i++) val[i] += b[i];
+    }
+#pragma unroll
+    for (int i = 0; i < N; i++) key[i] = i < mine ? order_key(val[i]) : 0u;
+}
+
 // ---- up to 1024 experts: a segment of a warp per token --------------------------------------------
 
-template <class Cfg, int LANES>
+// kSegmentsPerBlock: how many segments a block runs at once (each gets its own shared memory).
+template <class Cfg, int LANES, int kSegmentsPerBlock>
 struct RouteSegment {
     typedef typename Cfg::Dtype D;
     typedef typename D::Storage Storage;
@@ -380,7 +443,6 @@ struct RouteSegment {
     static constexpr int LPG = GS / VPT;                 // lanes per group (when VPT divides GS)
     static constexpr bool kGroupsOnLanes =
         kGrouped && GS % VPT == 0 && LPG > 0 && (LPG & (LPG - 1)) == 0 && G * LPG <= LANES;
-    static constexpr int kSegmentsPerBlock = Cfg::kWarpsPerBlock * (32 / LANES);
 
     static __device__ __forceinline__ bool present(int lane, int i) { return lane * VPT + i < E; }
 
@@ -397,19 +459,17 @@ struct RouteSegment {
             t2 = ::max(::max(t2, o2), ::min(t1, o1));
             t1 = ::max(t1, o1);
         }
-        // TG rounds over the group scores (every lane of a group holds its score): the lowest
-        // lane holding the best is the lowest group among equals.
-        u32 cand = seg.lane < G * LPG ? group_key<Cfg::kGroupScore>(t1, t2) : 0u;
-        bool kept = false;
+        // Rank my group among the G group scores by broadcast (all independent shuffles: short
+        // latency); a tie goes to the lower group.
+        const u32 mine = group_key<Cfg::kGroupScore>(t1, t2);
+        const int g = seg.lane / LPG;
+        int rank = 0;
 #pragma unroll
-        for (int r = 0; r < TG; r++) {
-            const u32 best = seg.max(cand);
-            const u32 w = __ffs(seg.ballot(cand == best)) - 1;
-            const bool hit = (u32)seg.lane / LPG == w / LPG;
-            kept = kept || hit;
-            cand = hit ? 0u : cand;
+        for (int h = 0; h < G; h++) {
+            const u32 other = seg.bcast(mine, h * LPG);
+            rank += (other > mine) || (other == mine && h < g);
         }
-        if (!kept) {
+        if (rank >= TG) {
 #pragma unroll
             for (int i = 0; i < VPT; i++) key[i] = 0u;
         }
@@ -461,74 +521,47 @@ struct RouteSegment {
     {
         __shared__ int s_pick_id[kSegmentsPerBlock][K];
         __shared__ u32 s_pick_key[kSegmentsPerBlock][K];
+        __shared__ float s_scratch[kSegmentsPerBlock][K];
         const int slot = (threadIdx.x >> 5) * (32 / LANES) + ((threadIdx.x & 31) / LANES);
         const int first = seg.lane * VPT;
         const int mine = first >= E ? 0 : (E - first < VPT ? E - first : VPT); /* real experts of this lane */
-        // 1. This lane's logits; absent experts (and inactive tokens) read as -inf.
-        float x[VPT];
-        load_lane<D, VPT>(row, first, active ? mine : 0, x);
-        if constexpr (Cfg::kSoftcap > 0.0f) {
-#pragma unroll
-            for (int i = 0; i < VPT; i++) x[i] = Cfg::kSoftcap * tanhf(x[i] / Cfg::kSoftcap);
-        }
-        // 2. Ranking scores (the logits themselves when scoring after the top-k).
-        float val[VPT];
-        float softmax_max = 0.0f, softmax_inv = 0.0f;
-        if constexpr (Cfg::kScoreAfterTopk) {
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = x[i];
-        } else if constexpr (Cfg::kScore == kScoreSoftmax) {
-            float m = x[0];
-#pragma unroll
-            for (int i = 1; i < VPT; i++) m = fmaxf(m, x[i]);
-            softmax_max = seg.max(m);
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = expf(x[i] - softmax_max);
-            softmax_inv = 1.0f / seg.sum(sum_pairwise<VPT>(val));
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] *= softmax_inv;
-        } else {
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = rank_score<Cfg::kScore>(x[i]);
-        }
-        // 3. Selection keys: score + bias; 0 = not a candidate.
-        if constexpr (Cfg::kHasBias) {
-            float b[VPT];
-            load_lane<F32, VPT>(bias, first, mine, b);
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] += b[i];
-        }
+        // 1-3. Logits (absent experts and inactive tokens read as -inf), scores, keys.
         u32 key[VPT];
-#pragma unroll
-        for (int i = 0; i < VPT; i++) key[i] = i < mine ? order_key(val[i]) : 0u;
+        float softmax_max, softmax_inv;
+        row_keys<Cfg, VPT>(row, bias, first, active ? mine : 0, seg, key, softmax_max, softmax_inv);
         // 4. Groups: keep the TG best, clear the others' experts.
         if constexpr (kGroupsOnLanes) mask_groups_on_lanes(seg, key);
         else if constexpr (kGrouped) mask_groups_shared(seg, key);
         // 5. K rounds; each winner records its pick.
         RegisterSelect<LANES, VPT> pick;
         pick.begin(key);
+        /* Rolled on purpose: unrolling K rounds (each with its rare rescan) quadruples the code, and
+         * fetching it costs more at decode sizes (measured: +0.3 us at T=1) than it saves at 16k. */
 #pragma unroll 1
         for (int k = 0; k < K; k++) {
             int e;
             u32 top;
             if (pick.pop(key, seg, &e, &top)) {
                 s_pick_id[slot][k] = e;
-                s_pick_key[slot][k] = top;
+                if constexpr (Finish::kKeyIsWeight) s_pick_key[slot][k] = top;
             }
         }
         __syncwarp();
         // 6. Weights, shared slots, write.
-        Finish::run(seg, active, row, softmax_max, softmax_inv, s_pick_id[slot], s_pick_key[slot], ids_out, w_out);
+        Finish::run(seg, active, row, softmax_max, softmax_inv, s_pick_id[slot], s_pick_key[slot], s_scratch[slot],
+                    ids_out, w_out);
         __syncwarp(); /* the picks are reused by the next token */
     }
 };
 
 // Route one token with the whole warp (any E up to 1024): the device interface other kernels
 // (the fused route+align) build on. row points at its E logits; kOut ids and weights go to
-// ids_out / w_out (global or shared memory). All 32 lanes call it together.
-template <class Cfg>
+// ids_out / w_out (global or shared memory). All 32 lanes call it together; any warp of a block
+// of up to kWarps warps may.
+template <class Cfg, int kWarps = 32>
 struct RouteWarp {
-    typedef RouteSegment<Cfg, 32> Segment32;
+    static_assert(Cfg::kExperts <= 1024, "a warp routes up to 1024 experts");
+    typedef RouteSegment<Cfg, 32, kWarps> Segment32;
     static constexpr int kOut = Segment32::kOut;
     static __device__ void route_row(const typename Cfg::Dtype::Storage *row, const float *bias, int lane,
                                      int *ids_out, float *w_out)
@@ -561,23 +594,31 @@ struct RouteBlock {
         int cand_id[NW * K];             // ... and their experts
         int pick_id[K];                  // the merged top-K
         u32 pick_key[K];
+        float scratch[K];
     };
 
     static __device__ __forceinline__ bool present(int t, int i) { return t * VPT + i < E; }
 
-    template <bool kMax>
-    static __device__ float block_reduce(Shared &s, float v, int warp, int lane)
-    {
-        const Segment<32> seg(lane);
-        v = kMax ? seg.max(v) : seg.sum(v);
-        if (lane == 0) s.reduce[warp] = v;
-        __syncthreads();
-        float r = s.reduce[0];
+    // Max and sum over the block's threads (through shared memory), for row_keys.
+    struct BlockReduce {
+        Shared &s;
+        int warp, lane;
+        template <bool kMax>
+        __device__ float reduce(float v) const
+        {
+            const Segment<32> seg(lane);
+            v = kMax ? seg.max(v) : seg.sum(v);
+            if (lane == 0) s.reduce[warp] = v;
+            __syncthreads();
+            float r = s.reduce[0];
 #pragma unroll
-        for (int w = 1; w < NW; w++) r = kMax ? fmaxf(r, s.reduce[w]) : r + s.reduce[w];
-        __syncthreads(); /* s.reduce is reused */
-        return r;
-    }
+            for (int w = 1; w < NW; w++) r = kMax ? fmaxf(r, s.reduce[w]) : r + s.reduce[w];
+            __syncthreads(); /* s.reduce is reused */
+            return r;
+        }
+        __device__ float max(float v) const { return reduce<true>(v); }
+        __device__ float sum(float v) const { return reduce<false>(v); }
+    };
 
     static __device__ void mask_groups(Shared &s, u32 (&key)[VPT], int t, int warp, int lane)
     {
@@ -613,40 +654,9 @@ struct RouteBlock {
     {
         const int t = threadIdx.x, warp = t >> 5, lane = t & 31, first = t * VPT;
         const int mine = first >= E ? 0 : (E - first < VPT ? E - first : VPT);
-        float x[VPT];
-        load_lane<D, VPT>(row, first, mine, x);
-        if constexpr (Cfg::kSoftcap > 0.0f) {
-#pragma unroll
-            for (int i = 0; i < VPT; i++) x[i] = Cfg::kSoftcap * tanhf(x[i] / Cfg::kSoftcap);
-        }
-        float val[VPT];
-        float softmax_max = 0.0f, softmax_inv = 0.0f;
-        if constexpr (Cfg::kScoreAfterTopk) {
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = x[i];
-        } else if constexpr (Cfg::kScore == kScoreSoftmax) {
-            float m = x[0];
-#pragma unroll
-            for (int i = 1; i < VPT; i++) m = fmaxf(m, x[i]);
-            softmax_max = block_reduce<true>(s, m, warp, lane);
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = expf(x[i] - softmax_max);
-            softmax_inv = 1.0f / block_reduce<false>(s, sum_pairwise<VPT>(val), warp, lane);
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] *= softmax_inv;
-        } else {
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] = rank_score<Cfg::kScore>(x[i]);
-        }
-        if constexpr (Cfg::kHasBias) {
-            float b[VPT];
-            load_lane<F32, VPT>(bias, first, mine, b);
-#pragma unroll
-            for (int i = 0; i < VPT; i++) val[i] += b[i];
-        }
         u32 key[VPT];
-#pragma unroll
-        for (int i = 0; i < VPT; i++) key[i] = i < mine ? order_key(val[i]) : 0u;
+        float softmax_max, softmax_inv;
+        row_keys<Cfg, VPT>(row, bias, first, mine, BlockReduce{s, warp, lane}, key, softmax_max, softmax_inv);
         if constexpr (kGrouped) mask_groups(s, key, t, warp, lane);
 
         // Each warp's top-K of its tile (tiles are contiguous: candidate order = expert order).
@@ -678,7 +688,7 @@ struct RouteBlock {
                 }
             }
             __syncwarp();
-            Finish::run(seg, true, row, softmax_max, softmax_inv, s.pick_id, s.pick_key, ids_out, w_out);
+            Finish::run(seg, true, row, softmax_max, softmax_inv, s.pick_id, s.pick_key, s.scratch, ids_out, w_out);
         }
         __syncthreads(); /* shared memory is reused by the next token */
     }
@@ -702,8 +712,8 @@ __device__ __forceinline__ void route_kernel(const RouteParams &p)
             const i64 token = base + seg.base / LANES;
             const bool active = token < p.num_tokens;
             const i64 t = active ? token : 0;
-            RouteSegment<Cfg, LANES>::route(seg, active, logits + t * p.row_stride, p.bias, p.ids + t * kOut,
-                                            p.weights + t * kOut);
+            RouteSegment<Cfg, LANES, Cfg::kWarpsPerBlock * kPerWarp>::route(
+                seg, active, logits + t * p.row_stride, p.bias, p.ids + t * kOut, p.weights + t * kOut);
         }
     } else {
         __shared__ typename RouteBlock<Cfg>::Shared s;

@@ -20,6 +20,18 @@ void mj_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
     op->plan(id, plan);
 }
 
+void mj_plan_entry(mj_kernel_plan *plan, int i, const char *suffix, int threads, int items_per_block, int smem_bytes)
+{
+    mj_entry_plan *e = &plan->entry[i];
+    const size_t n = strlen(suffix), m = strnlen(plan->module, sizeof e->name - 1 - n);
+    memcpy(e->name, plan->module, m);
+    memcpy(e->name + m, suffix, n + 1);
+    e->threads = threads;
+    e->items_per_block = items_per_block;
+    e->smem_bytes = smem_bytes;
+    if (plan->n_entries < i + 1) plan->n_entries = i + 1;
+}
+
 const char *mj_dtype_struct(int dtype)
 {
     switch (dtype) {

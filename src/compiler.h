@@ -45,4 +45,7 @@ moejit_status mj_nvrtc_compile(mj_nvrtc *nv, const char *source, const char *pro
 
 void mj_compile_output_free(mj_compile_output *out);
 
+/* Whether compiles add -minimal (default: when NVRTC supports it). For the benchmark's comparison. */
+void mj_nvrtc_use_minimal(mj_nvrtc *nv, int on);
+
 #endif

@@ -171,6 +171,8 @@ moejit_status moejit_open(const moejit_config *cfg, moejit_ctx **out)
     *out = NULL;
     moejit_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "out of memory creating a context");
+    static atomic_ullong next_serial = 1;
+    ctx->serial = atomic_fetch_add(&next_serial, 1);
     moejit_status st = resolve_config(cfg, ctx);
     if (st == MOEJIT_OK) st = mj_cache_open(ctx->cache_dir, ctx->cache_mode, &ctx->cache);
     if (st == MOEJIT_OK && mj_registry_init(&ctx->registry) != 0)

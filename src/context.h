@@ -13,6 +13,7 @@
 #define MJ_MAX_DEVICES 64
 
 struct moejit_ctx {
+    uint64_t serial; /* unique per context ever opened: what per-thread memos compare against */
     /* Resolved configuration (config fields, then environment, then defaults). */
     char cache_dir[PATH_MAX];
     moejit_cache_mode cache_mode;

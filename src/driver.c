@@ -135,7 +135,11 @@ moejit_status mj_cuda_fail(const mj_driver *d, CUresult r, const char *call, con
 moejit_status mj_driver_current_device(const mj_driver *d, int fallback_ordinal, CUdevice *dev, int *retained_ordinal)
 {
     *retained_ordinal = -1;
-    if (d->ctx_get_device(dev) == CUDA_SUCCESS) return MOEJIT_OK;
+    /* Ask for the current context first: cuCtxGetDevice without one "fails", which is not an error
+     * here and should not look like one to compute-sanitizer or API traces. */
+    CUcontext current = NULL;
+    if (d->ctx_get_current(&current) == CUDA_SUCCESS && current && d->ctx_get_device(dev) == CUDA_SUCCESS)
+        return MOEJIT_OK;
     /* No current context: adopt the primary context, as the runtime API would. */
     CUdevice fallback;
     CUresult r = d->device_get(&fallback, fallback_ordinal);

@@ -149,15 +149,18 @@ static moejit_status load_from_disk(moejit_ctx *ctx, const mj_key *key, mj_built
     return st;
 }
 
-/* codegen → options → key. */
+/* codegen → options → key; the time of each step into out (may be NULL). */
 static moejit_status prepare(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, mj_kernel_plan *plan,
-                             char **source, size_t *source_len, mj_compile_options *options, mj_key *key)
+                             char **source, size_t *source_len, mj_compile_options *options, mj_key *key, mj_built *out)
 {
     const mj_nvrtc_identity *nv_id;
+    double t = now_seconds();
     moejit_status st = mj_codegen(id, plan, source, source_len);
+    if (out) out->t_codegen = now_seconds() - t, t = now_seconds();
     if (st == MOEJIT_OK) st = mj_compile_options_build(arch, ctx->extra_flags, options);
     if (st == MOEJIT_OK) st = mj_ctx_nvrtc_identity(ctx, &nv_id);
     if (st == MOEJIT_OK) st = mj_key_build(*source, *source_len, options, arch, nv_id, key);
+    if (out) out->t_key = now_seconds() - t;
     return st;
 }
 
@@ -167,7 +170,7 @@ moejit_status mj_jit_key(moejit_ctx *ctx, const mj_kernel_id *id, const char *ar
     size_t source_len = 0;
     mj_compile_options options;
     memset(key, 0, sizeof *key);
-    moejit_status st = prepare(ctx, id, arch, plan, &source, &source_len, &options, key);
+    moejit_status st = prepare(ctx, id, arch, plan, &source, &source_len, &options, key, NULL);
     free(source);
     if (st != MOEJIT_OK) mj_key_free(key);
     return st;
@@ -179,7 +182,10 @@ static moejit_status build_keyed(moejit_ctx *ctx, const mj_kernel_id *id, const 
                                  const mj_key *key, mj_built *out, double t0)
 {
     const int use_disk = !skip_disk && !ctx->always_compile && mj_cache_readable(ctx->cache);
-    if (use_disk && load_from_disk(ctx, key, out, 1) == MOEJIT_OK) return MOEJIT_OK;
+    double t = now_seconds();
+    const moejit_status found = use_disk ? load_from_disk(ctx, key, out, 1) : MOEJIT_ERR_NOT_FOUND;
+    out->t_disk = now_seconds() - t;
+    if (found == MOEJIT_OK) return MOEJIT_OK;
 
     if (ctx->no_compile) {
         char shape[512];
@@ -197,7 +203,10 @@ static moejit_status build_keyed(moejit_ctx *ctx, const mj_kernel_id *id, const 
     mj_cache_lock lock = {.fd = -1};
     if (use_disk && mj_cache_lock_key(ctx->cache, key->hex, ctx->lock_timeout_ms, &lock)) {
         if (lock.waited) atomic_fetch_add(&ctx->n_lock_waits, 1);
-        if (load_from_disk(ctx, key, out, 0) == MOEJIT_OK) {
+        t = now_seconds();
+        const moejit_status again = load_from_disk(ctx, key, out, 0);
+        out->t_disk += now_seconds() - t;
+        if (again == MOEJIT_OK) {
             mj_cache_unlock_key(&lock);
             return MOEJIT_OK;
         }
@@ -218,7 +227,9 @@ static moejit_status build_keyed(moejit_ctx *ctx, const mj_kernel_id *id, const 
     snprintf(program, sizeof program, "%s.cu", out->plan.module);
     mj_compile_output co;
     mj_ctx_compile_slot_acquire(ctx);
+    t = now_seconds();
     st = mj_nvrtc_compile(nv, source, program, options, &co);
+    out->t_nvrtc = now_seconds() - t;
     mj_ctx_compile_slot_release(ctx);
     dump_compile(ctx, out->plan.module, key->hex, source, options, &co);
     if (st != MOEJIT_OK) {
@@ -234,12 +245,14 @@ static moejit_status build_keyed(moejit_ctx *ctx, const mj_kernel_id *id, const 
     mj_compile_output_free(&co);
     mj_debug("compiled %s (%s) in %.0f ms", out->plan.module, key->hex, (now_seconds() - t0) * 1e3);
     int published = 0;
+    t = now_seconds();
     if (mj_cache_writable(ctx->cache) && publish(ctx, id, arch, key, &out->plan, source, source_len, out) == MOEJIT_OK) {
         atomic_fetch_add(&ctx->n_disk_writes, 1);
         published = 1;
     }
     mj_cache_unlock_key(&lock); /* after the publish: a waiter that looks again finds the entry */
     if (published) enforce_size_limit(ctx, key->hex);
+    out->t_publish = now_seconds() - t;
     return MOEJIT_OK; /* a failed publish is not a failed build */
 }
 
@@ -355,7 +368,7 @@ moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *
     mj_key key = {0};
     mj_compile_options options;
 
-    moejit_status st = prepare(ctx, id, arch, &out->plan, &source, &source_len, &options, &key);
+    moejit_status st = prepare(ctx, id, arch, &out->plan, &source, &source_len, &options, &key, out);
     if (st != MOEJIT_OK) goto done;
     memcpy(out->key_hex, key.hex, sizeof out->key_hex);
 

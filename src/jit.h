@@ -13,6 +13,8 @@ typedef struct mj_built {
     size_t cubin_len;
     int from_disk;  /* 1: a verified disk entry; 0: compiled now */
     double seconds;
+    /* Where the time went (seconds), for the runtime benchmark. */
+    double t_codegen, t_key, t_disk, t_nvrtc, t_publish;
 } mj_built;
 
 /* Produce the cubin of `id` for `arch`, from the disk cache or NVRTC (publishing it).

@@ -29,3 +29,11 @@ moejit_status mj_launch(moejit_ctx *ctx, const mj_kernel *k, int entry, int64_t 
     atomic_fetch_add_explicit(&ctx->n_launches, 1, memory_order_relaxed);
     return MOEJIT_OK;
 }
+
+CUcontext mj_launch_context(void)
+{
+    const mj_driver *d;
+    CUcontext c = NULL;
+    if (mj_driver_get(&d) == MOEJIT_OK) d->ctx_get_current(&c);
+    return c;
+}

@@ -9,7 +9,7 @@
 #include "op.h"
 #include "templates.h"
 
-enum { ROUTE_WARPS_PER_BLOCK = 4, ROUTE_WARP_MAX_EXPERTS = 1024 };
+enum { ROUTE_WARP_MAX_EXPERTS = 1024 };
 
 /* Lanes routing one token: a whole warp from 32 experts up, else the next power of two, so that a
  * warp takes several small tokens at once. Must match RouteSegment's use in route.cuh. */
@@ -163,23 +163,19 @@ static void route_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
     plan->n_entries = 1;
     mj_entry_plan *e = &plan->entry[0];
     snprintf(e->name, sizeof e->name, "%s", plan->module);
-    e->threads = 32 * ROUTE_WARPS_PER_BLOCK;
+    e->threads = 32 * MJ_ROUTE_WARPS_PER_BLOCK;
     /* tokens per block: segments of a warp each, or one token per block above 1024 experts */
     e->items_per_block =
-        experts <= ROUTE_WARP_MAX_EXPERTS ? ROUTE_WARPS_PER_BLOCK * (32 / lanes_per_token(experts)) : 1;
+        experts <= ROUTE_WARP_MAX_EXPERTS ? MJ_ROUTE_WARPS_PER_BLOCK * (32 / lanes_per_token(experts)) : 1;
     e->smem_bytes = 0; /* the kernels' shared memory is static */
 }
 
-static void route_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan *plan)
+void mj_route_emit_cfg(mj_strbuf *sb, const mj_route_shape *r)
 {
-    const mj_route_shape *r = &id->u.route;
-    const mj_entry_plan *e = &plan->entry[0];
     char cap[48], factor[48];
     mj_float_literal(cap, sizeof cap, r->softcap);
     mj_float_literal(factor, sizeof factor, r->scaling_factor);
-    mj_sb_puts(sb, mj_template_route_cuh);
     mj_sb_printf(sb,
-                 "\n// ---- this kernel's shape -------------------------------------------------\n"
                  "struct MoejitRouteCfg {\n"
                  "    typedef %s Dtype;\n"
                  "    static constexpr int kExperts = %d;\n"
@@ -197,16 +193,30 @@ static void route_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_pl
                  "    static constexpr int kSharedSlots = %d;\n"
                  "    static constexpr int kLanesPerToken = %d;\n"
                  "    static constexpr int kWarpsPerBlock = %d;\n"
-                 "};\n\n"
-                 "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::RouteParams p)\n"
-                 "{\n"
-                 "    mj::route_kernel<MoejitRouteCfg>(p);\n"
-                 "}\n",
+                 "};\n\n",
                  mj_dtype_struct(r->dtype), r->experts, r->topk, r->score, mj_score_name(r->score), r->groups,
                  r->topk_groups, r->group_score, r->has_bias ? "true" : "false", cap,
                  r->score_after_topk ? "true" : "false", r->renormalize ? "true" : "false",
                  r->scale_output ? "true" : "false", factor, r->shared_slots, lanes_per_token(r->experts),
-                 ROUTE_WARPS_PER_BLOCK, e->threads, e->name);
+                 MJ_ROUTE_WARPS_PER_BLOCK);
+}
+
+void mj_route_emit_entry(mj_strbuf *sb, const char *name)
+{
+    mj_sb_printf(sb,
+                 "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::RouteParams p)\n"
+                 "{\n"
+                 "    mj::route_kernel<MoejitRouteCfg>(p);\n"
+                 "}\n",
+                 32 * MJ_ROUTE_WARPS_PER_BLOCK, name);
+}
+
+static void route_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan *plan)
+{
+    mj_sb_puts(sb, mj_template_route_cuh);
+    mj_sb_puts(sb, "\n// ---- this kernel's shape -------------------------------------------------\n");
+    mj_route_emit_cfg(sb, &id->u.route);
+    mj_route_emit_entry(sb, plan->entry[0].name);
 }
 
 const mj_op mj_op_route = {

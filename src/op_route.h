@@ -25,6 +25,15 @@ typedef struct mj_route_shape {
 /* Validate a route spec and write its normalised shape. Errors name the field and value. */
 moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *out);
 
+/* Route kernels run one warp per token, this many warps a block. */
+enum { MJ_ROUTE_WARPS_PER_BLOCK = 4 };
+
+struct mj_strbuf;
+/* `struct MoejitRouteCfg { … };` for a shape (route.cuh's Cfg contract); route_align reuses it. */
+void mj_route_emit_cfg(struct mj_strbuf *sb, const mj_route_shape *r);
+/* The route kernel's extern "C" entry `name` on MoejitRouteCfg. */
+void mj_route_emit_entry(struct mj_strbuf *sb, const char *name);
+
 struct mj_op;
 extern const struct mj_op mj_op_route;
 

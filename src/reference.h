@@ -10,4 +10,9 @@
  * with a margin well above f32 rounding, so that kernel and reference must agree exactly. */
 double mj_route_row_margin(const mj_route_shape *r, const float *logits, const float *bias);
 
+struct mj_align_params;
+/* align's counting sort over `experts` experts with block size `block_size`, on host memory
+ * described by checked kernel parameters (route_align's reference runs it over E+S experts). */
+moejit_status mj_align_reference_run(int experts, int block_size, const struct mj_align_params *p);
+
 #endif

@@ -4,63 +4,79 @@
 
 #include "error.h"
 #include "launch.h"
+#include "route_launch.h"
 
-/* Must match mj::RouteParams in kernel_templates/route.cuh. */
-typedef struct mj_route_params {
-    const void *logits;
-    const float *bias;
-    int32_t *ids;
-    float *weights;
-    int64_t num_tokens;
-    int64_t row_stride;
-} mj_route_params;
-
-static moejit_status check_route_args(const mj_route_shape *r, const moejit_route_args *a, int64_t *row_stride)
+moejit_status mj_route_check_args(const char *op, const mj_route_shape *r, const moejit_route_args *a,
+                                  mj_route_params *p)
 {
-    if (!a) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route args: args is NULL");
+    if (!a) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: args is NULL", op);
     if (a->num_tokens < 0)
-        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route args: num_tokens = %lld must be >= 0", (long long)a->num_tokens);
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: num_tokens = %lld must be >= 0", op,
+                       (long long)a->num_tokens);
     const int64_t stride = a->row_stride ? a->row_stride : r->experts;
     if (stride < r->experts)
-        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route args: row_stride = %lld is smaller than num_experts = %d",
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: row_stride = %lld is smaller than num_experts = %d", op,
                        (long long)a->row_stride, r->experts);
     const int elem = mj_dtype_bytes(r->dtype);
-    if (a->num_tokens > INT64_MAX / stride / elem)
-        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route args: num_tokens = %lld with row_stride = %lld overflows",
+    int64_t bytes; /* a checked multiply: no division on the launch path */
+    if (__builtin_mul_overflow(a->num_tokens, stride * elem, &bytes))
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: num_tokens = %lld with row_stride = %lld overflows", op,
                        (long long)a->num_tokens, (long long)stride);
-    *row_stride = stride;
+    *p = (mj_route_params){
+        .logits = a->logits,
+        .bias = r->has_bias ? a->bias : NULL,
+        .ids = a->ids,
+        .weights = a->weights,
+        .num_tokens = a->num_tokens,
+        .row_stride = stride,
+    };
     if (a->num_tokens == 0) return MOEJIT_OK; /* empty batch: pointers may be NULL, nothing runs */
     moejit_status st;
-    if ((st = mj_check_device_ptr("route", "logits", a->logits, (size_t)elem)) != MOEJIT_OK) return st;
-    if ((st = mj_check_device_ptr("route", "ids", a->ids, 4)) != MOEJIT_OK) return st;
-    if ((st = mj_check_device_ptr("route", "weights", a->weights, 4)) != MOEJIT_OK) return st;
-    if (r->has_bias && (st = mj_check_device_ptr("route", "bias (spec.has_bias = 1)", a->bias, 4)) != MOEJIT_OK)
+    if ((st = mj_check_device_ptr(op, "logits", a->logits, (size_t)elem)) != MOEJIT_OK) return st;
+    if ((st = mj_check_device_ptr(op, "ids", a->ids, 4)) != MOEJIT_OK) return st;
+    if ((st = mj_check_device_ptr(op, "weights", a->weights, 4)) != MOEJIT_OK) return st;
+    if (r->has_bias && (st = mj_check_device_ptr(op, "bias (spec.has_bias = 1)", a->bias, 4)) != MOEJIT_OK)
         return st;
     return MOEJIT_OK;
 }
+
+/* The calling thread's last route: a call with the same context, the same spec bytes and the same
+ * current CUDA context reuses its validated shape and kernel — no normalisation, no device query,
+ * no hash, no probe. (moejit_route_spec has no padding, so memcmp compares exactly its fields.) */
+typedef struct route_memo {
+    uint64_t ctx_serial;
+    CUcontext cu;
+    moejit_route_spec spec;
+    mj_route_shape shape;
+    const mj_kernel *kernel;
+} route_memo;
+
+static _Thread_local route_memo t_memo;
 
 moejit_status moejit_route(moejit_ctx *ctx, const moejit_route_spec *spec, const moejit_route_args *args,
                            moejit_stream stream)
 {
     if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_route: ctx is NULL");
+    if (!spec) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route spec: spec is NULL");
+    moejit_status st;
+    mj_route_params p;
+    route_memo *m = &t_memo;
+    if (m->ctx_serial == ctx->serial && !memcmp(spec, &m->spec, sizeof *spec) && mj_launch_context() == m->cu) {
+        if ((st = mj_route_check_args("route", &m->shape, args, &p)) != MOEJIT_OK) return st;
+        if (args->num_tokens == 0) return MOEJIT_OK;
+        const mj_kernel *k = m->kernel;
+        return mj_launch(ctx, k, 0, mj_blocks_for(args->num_tokens, k->plan.entry[0].items_per_block), &p, stream);
+    }
     mj_kernel_id id;
     memset(&id, 0, sizeof id);
     id.op = MOEJIT_OP_ROUTE;
-    moejit_status st = mj_route_normalize(spec, &id.u.route);
+    st = mj_route_normalize(spec, &id.u.route);
     if (st != MOEJIT_OK) return st;
-    int64_t stride = 0;
-    if ((st = check_route_args(&id.u.route, args, &stride)) != MOEJIT_OK) return st;
+    if ((st = mj_route_check_args("route", &id.u.route, args, &p)) != MOEJIT_OK) return st;
     if (args->num_tokens == 0) return MOEJIT_OK;
 
     const mj_kernel *k;
     if ((st = mj_jit_kernel(ctx, &id, &k)) != MOEJIT_OK) return st;
-    mj_route_params p = {
-        .logits = args->logits,
-        .bias = id.u.route.has_bias ? args->bias : NULL,
-        .ids = args->ids,
-        .weights = args->weights,
-        .num_tokens = args->num_tokens,
-        .row_stride = stride,
-    };
+    *m = (route_memo){ctx->serial, mj_launch_context(), *spec, id.u.route, k};
     return mj_launch(ctx, k, 0, mj_blocks_for(args->num_tokens, k->plan.entry[0].items_per_block), &p, stream);
 }

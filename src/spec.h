@@ -8,7 +8,10 @@
 
 #include "error.h"
 #include "moejit.h"
+#include "op_align.h"
+#include "op_mx_scales.h"
 #include "op_route.h"
+#include "op_route_align.h"
 #include "op_rows.h"
 
 /* The packed identity of a kernel module: op + normalised shape. Always zero-filled before
@@ -20,9 +23,14 @@ typedef struct mj_kernel_id {
         mj_route_shape route;
         mj_permute_shape permute;
         mj_combine_shape combine;
+        mj_align_shape align;
+        mj_route_align_shape route_align;
+        mj_mx_scales_shape mx_scales;
         uint8_t bytes[64];
     } u;
 } mj_kernel_id;
+/* route_align's shape is route's plus a block size: the largest one. */
+_Static_assert(sizeof(mj_route_align_shape) <= 64, "a kernel shape must fit mj_kernel_id");
 
 /* Validate a descriptor and build its packed id (errors name the field and value). */
 moejit_status mj_kernel_id_from_desc(const moejit_kernel_desc *desc, mj_kernel_id *out);

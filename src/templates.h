@@ -7,5 +7,8 @@
 extern const char mj_template_common_cuh[];
 extern const char mj_template_route_cuh[];
 extern const char mj_template_rows_cuh[];
+extern const char mj_template_align_cuh[];
+extern const char mj_template_route_align_cuh[];
+extern const char mj_template_mx_scales_cuh[];
 
 #endif

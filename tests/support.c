@@ -34,6 +34,15 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ft
     return remove(p);
 }
 
+moejit_ctx *mjt_open_tmp(char *dir)
+{
+    mjt_tmpdir(dir);
+    moejit_config cfg = {.cache_dir = dir};
+    moejit_ctx *ctx = NULL;
+    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    return ctx;
+}
+
 void mjt_rmtree(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 static int g_file_count;
@@ -86,6 +95,14 @@ double mjt_normal(mjt_rng *r)
     return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
 }
 
+int mjt_quick(void)
+{
+    const char *q = getenv("MOEJIT_TEST_QUICK");
+    return q && *q && strcmp(q, "0");
+}
+
+int mjt_keep(int i, int every) { return !mjt_quick() || i % every == 0; }
+
 /* ---- GPU ---- */
 
 static const mj_driver *driver(void)
@@ -133,6 +150,49 @@ void mjt_dev_fill(void *p, unsigned char byte, size_t bytes)
     if (bytes) CU_CHECK(driver()->memset_d8((CUdeviceptr)(uintptr_t)p, byte, bytes));
 }
 void mjt_sync(void) { CU_CHECK(driver()->ctx_synchronize()); }
+
+/* ---- contexts ---- */
+
+
+void mjt_expect_nothing_ran(moejit_ctx *ctx, const char *dir)
+{
+    moejit_stats stats;
+    assert_int_equal(moejit_get_stats(ctx, &stats), MOEJIT_OK);
+    assert_int_equal(stats.compiles, 0);
+    assert_int_equal(stats.launches, 0);
+    assert_int_equal(mjt_count_files(dir), 0);
+    moejit_close(ctx);
+    mjt_rmtree(dir);
+}
+
+void mjt_expect_error(moejit_status got, moejit_status want, const char *needle)
+{
+    if (got != want)
+        fail_msg("expected %s, got %s (%s)", moejit_status_str(want), moejit_status_str(got), moejit_last_error(NULL));
+    if (!strstr(moejit_last_error(NULL), needle))
+        fail_msg("message \"%s\" does not mention \"%s\"", moejit_last_error(NULL), needle);
+}
+
+moejit_ctx *mjt_gpu_ctx;
+static char g_gpu_cache[4096];
+
+int mjt_gpu_setup(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_available()) return 0;
+    mjt_tmpdir(g_gpu_cache);
+    moejit_config cfg = {.cache_dir = g_gpu_cache};
+    return moejit_open(&cfg, &mjt_gpu_ctx) == MOEJIT_OK ? 0 : -1;
+}
+
+int mjt_gpu_teardown(void **state)
+{
+    (void)state;
+    moejit_close(mjt_gpu_ctx);
+    mjt_gpu_ctx = NULL;
+    if (g_gpu_cache[0]) mjt_rmtree(g_gpu_cache);
+    return 0;
+}
 
 /* ---- processes ---- */
 
@@ -414,3 +474,89 @@ int mjt_route_edge_sweep(moejit_route_spec *out, int cap)
     }
     return n;
 }
+
+/* ---- align outputs ---- */
+
+static const char *const k_align_names[6] = {"counts", "offsets", "sorted_ids", "block_expert", "total_padded",
+                                             "slot_of"};
+
+mjt_align_bufs mjt_align_bufs_new(int E, int B, int64_t capacity, int64_t N, int on_device)
+{
+    mjt_align_bufs b = {.len = {(size_t)E, (size_t)E + 1, (size_t)capacity, (size_t)(capacity / B), 1, (size_t)N},
+                        .on_device = on_device};
+    for (int i = 0; i < 6; i++) {
+        b.buf[i] = on_device ? mjt_dev_alloc(4 * b.len[i]) : malloc(4 * b.len[i] + 4);
+        assert_non_null(b.buf[i]);
+    }
+    mjt_align_bufs_poison(&b);
+    return b;
+}
+
+void mjt_align_bufs_poison(mjt_align_bufs *b)
+{
+    for (int i = 0; i < 6; i++) {
+        if (b->on_device) mjt_dev_fill(b->buf[i], MJT_POISON, 4 * b->len[i]);
+        else memset(b->buf[i], MJT_POISON, 4 * b->len[i]);
+    }
+}
+
+void mjt_align_bufs_free(mjt_align_bufs *b)
+{
+    for (int i = 0; i < 6; i++) {
+        if (b->on_device) mjt_dev_free(b->buf[i]);
+        else free(b->buf[i]);
+        b->buf[i] = NULL;
+    }
+}
+
+moejit_align_outputs mjt_align_select(const mjt_align_bufs *b, unsigned want, int64_t capacity)
+{
+    int32_t *p[6];
+    for (int i = 0; i < 6; i++) p[i] = want & (1u << i) ? b->buf[i] : NULL;
+    return (moejit_align_outputs){.counts = p[0], .offsets = p[1], .sorted_ids = p[2], .sorted_capacity = capacity,
+                                  .block_expert = p[3], .total_padded = p[4], .slot_of = p[5]};
+}
+
+void mjt_align_compare(const mjt_align_bufs *dev, const mjt_align_bufs *ref, const char *what)
+{
+    for (int i = 0; i < 6; i++) {
+        int32_t *got = malloc(4 * dev->len[i] + 4);
+        assert_non_null(got);
+        mjt_d2h(got, dev->buf[i], 4 * dev->len[i]);
+        for (size_t j = 0; j < dev->len[i]; j++)
+            if (got[j] != ref->buf[i][j]) {
+                const int32_t g = got[j];
+                free(got);
+                fail_msg("%s: %s[%zu] = %d (0x%08x), reference %d (0x%08x)", what, k_align_names[i], j, g, (unsigned)g,
+                         ref->buf[i][j], (unsigned)ref->buf[i][j]);
+            }
+        free(got);
+    }
+}
+
+const moejit_route_align_spec mjt_route_align_shapes[] = {
+    /* DeepSeek-V3 exactly: 8 groups, the best 4 by top2_sum */
+    {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .num_groups = 8, .topk_groups = 4,
+      .group_score = MOEJIT_GROUP_SCORE_TOP2_SUM, .has_bias = 1, .renormalize = 1, .scale_output = 1,
+      .routed_scaling_factor = 2.5f},
+     64},
+    /* DeepSeek-V3's scoring without groups, one shared slot; Kimi-K2 */
+    {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .has_bias = 1, .renormalize = 1,
+      .scale_output = 1, .routed_scaling_factor = 2.5f, .shared_slots = 1},
+     64},
+    {{.num_experts = 384, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .dtype = MOEJIT_DTYPE_BF16, .has_bias = 1,
+      .renormalize = 1, .scale_output = 1, .routed_scaling_factor = 2.827f},
+     16},
+    /* gpt-oss, Llama-4 (top-k, then the score) */
+    {{.num_experts = 128, .topk = 4, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16}, 16},
+    {{.num_experts = 16, .topk = 1, .score = MOEJIT_SCORE_SIGMOID, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16},
+     128},
+    /* Qwen3 (f16), Qwen3-Next with a shared slot, sqrt-softplus with the widest slot rows */
+    {{.num_experts = 128, .topk = 8, .renormalize = 1, .dtype = MOEJIT_DTYPE_F16}, 64},
+    {{.num_experts = 512, .topk = 10, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16, .shared_slots = 1}, 128},
+    {{.num_experts = 1024, .topk = 32, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .shared_slots = 32}, 32},
+    /* a soft cap (GLM-4.5's size), Mixtral */
+    {{.num_experts = 160, .topk = 6, .softcap = 30.0f, .renormalize = 1}, 256},
+    {{.num_experts = 8, .topk = 2, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16}, 16},
+};
+const size_t mjt_route_align_shape_count = sizeof mjt_route_align_shapes / sizeof mjt_route_align_shapes[0];

@@ -16,6 +16,8 @@
 /* Create a fresh directory under $TMPDIR (or /tmp); path must hold 4096 bytes. */
 void mjt_tmpdir(char *path);
 void mjt_rmtree(const char *path);
+/* A fresh temp directory (dir: 4096 bytes) and a context whose disk cache lives in it. */
+moejit_ctx *mjt_open_tmp(char *dir);
 /* Number of regular files under a directory tree (0 if it does not exist). */
 int mjt_count_files(const char *path);
 
@@ -29,6 +31,12 @@ uint64_t mjt_next(mjt_rng *r);
 double mjt_uniform(mjt_rng *r);     /* [0, 1) */
 double mjt_normal(mjt_rng *r);      /* N(0, 1) */
 
+/* MOEJIT_TEST_QUICK=1: GPU tests thin their sweeps (every n-th shape, smaller batches) — for
+ * compute-sanitizer, which slows kernels by two orders of magnitude. */
+int mjt_quick(void);
+/* In quick mode keep only every `every`-th item i; always keep all otherwise. */
+int mjt_keep(int i, int every);
+
 /* ---- GPU (through the library's own driver loader) ---- */
 /* 1 if a CUDA device is usable; tests call skip() otherwise. */
 int mjt_gpu_available(void);
@@ -38,6 +46,18 @@ void mjt_h2d(void *dst, const void *src, size_t bytes);
 void mjt_d2h(void *dst, const void *src, size_t bytes);
 void mjt_dev_fill(void *p, unsigned char byte, size_t bytes);
 void mjt_sync(void);
+
+/* ---- contexts ---- */
+/* After bad input: nothing was compiled, launched or written to `dir`; closes ctx, removes dir. */
+void mjt_expect_nothing_ran(moejit_ctx *ctx, const char *dir);
+/* The last call returned `want` and its message contains `needle`. */
+void mjt_expect_error(moejit_status got, moejit_status want, const char *needle);
+
+/* GPU suites: group setup/teardown opening mjt_gpu_ctx on a fresh cache directory when a device is
+ * usable; without one mjt_gpu_ctx stays NULL and the tests skip(). */
+extern moejit_ctx *mjt_gpu_ctx;
+int mjt_gpu_setup(void **state);
+int mjt_gpu_teardown(void **state);
 
 /* ---- processes ---- */
 /* Run argv (argv[0] a path) and capture stdout+stderr into out (NUL-terminated, truncated to cap).
@@ -77,5 +97,33 @@ int mjt_route_edge_sweep(moejit_route_spec *out, int cap);
 
 /* Largest relative weight error seen by mjt_check_route in this process. */
 double mjt_max_weight_error(void);
+
+/* ---- align outputs ---- */
+/* Outputs are poisoned with this byte (0x5a5a5a5a: no position, id, count or -1 any test makes),
+ * so that a missing write, or a write where none belongs, shows in a full comparison. */
+#define MJT_POISON 0x5a
+
+/* The six outputs of align (counts, offsets, sorted_ids, block_expert, total_padded, slot_of),
+ * poisoned, on the host or the device. */
+typedef struct mjt_align_bufs {
+    int32_t *buf[6];
+    size_t len[6]; /* int32 each */
+    int on_device;
+} mjt_align_bufs;
+
+/* Buffers for E experts, block size B, a sorted_ids capacity and N = T·K ids. */
+mjt_align_bufs mjt_align_bufs_new(int E, int B, int64_t capacity, int64_t N, int on_device);
+void mjt_align_bufs_poison(mjt_align_bufs *b);
+void mjt_align_bufs_free(mjt_align_bufs *b);
+/* The outputs selected by `want` (bit i: output i above; NULL = not wanted). */
+moejit_align_outputs mjt_align_select(const mjt_align_bufs *b, unsigned want, int64_t capacity);
+#define MJT_ALIGN_ALL 63u
+
+/* route_align shapes the GPU suite runs and the compile sweep compiles: the presets' scoring
+ * (ungrouped), every scoring mode and dtype, shared slots, a soft cap, the widest slot rows. */
+extern const moejit_route_align_spec mjt_route_align_shapes[];
+extern const size_t mjt_route_align_shape_count;
+/* Every int32 of device outputs equal to the host reference's; fails naming the first difference. */
+void mjt_align_compare(const mjt_align_bufs *dev, const mjt_align_bufs *ref, const char *what);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen.h"
 #include "store.h"
 #include "support.h"
 
@@ -77,34 +78,58 @@ static sweep route_sweep(void)
     return s;
 }
 
-static void test_sweep_compiles(void **state)
+/* 1 if the NUL-terminated name occurs in the cubin's string tables. */
+static int cubin_has_symbol(const uint8_t *cubin, size_t len, const char *name)
 {
-    (void)state;
-    char dir[4096];
-    mjt_tmpdir(dir);
-    moejit_config cfg = {.cache_dir = dir};
-    moejit_ctx *ctx;
-    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
-    sweep s = route_sweep();
-    assert_int_equal(s.n, 420);
-    moejit_prewarm_result *res = calloc((size_t)s.n, sizeof *res);
-    moejit_status st = moejit_prewarm(ctx, s.descs, (size_t)s.n, "sm_90a", res);
-    for (int i = 0; i < s.n; i++)
+    const size_t n = strlen(name) + 1; /* with the NUL: not a prefix of a longer name */
+    for (size_t i = 0; i + n <= len; i++)
+        if (cubin[i] == (uint8_t)name[0] && !memcmp(cubin + i, name, n)) return 1;
+    return 0;
+}
+
+/* Prewarm a sweep for sm_90a into `dir`, then check each entry on disk: compiled now, a cubin for
+ * sm_90 holding every entry point of the kernel's plan (a missing one would fail only at load time
+ * on a GPU), shared memory within an H100's 227 KiB. Returns the results (free them). */
+static moejit_prewarm_result *prewarm_and_verify(moejit_ctx *ctx, const char *dir, const sweep *s)
+{
+    moejit_prewarm_result *res = calloc((size_t)s->n, sizeof *res);
+    moejit_status st = moejit_prewarm(ctx, s->descs, (size_t)s->n, "sm_90a", res);
+    for (int i = 0; i < s->n; i++)
         if (res[i].status != MOEJIT_OK) fail_msg("%s: %s", res[i].name, res[i].error);
     assert_int_equal(st, MOEJIT_OK);
-
-    /* Every entry on disk holds a cubin for sm_90. */
     mj_cache *c;
     assert_int_equal(mj_cache_open(dir, MOEJIT_CACHE_RO, &c), MOEJIT_OK);
-    for (int i = 0; i < s.n; i++) {
+    for (int i = 0; i < s->n; i++) {
         assert_int_equal(res[i].outcome, MOEJIT_PREWARM_COMPILED);
         mj_cache_blob blob;
         if (mj_cache_load(c, res[i].key, NULL, 0, &blob) != MOEJIT_OK)
             fail_msg("%s: entry %s: %s", res[i].name, res[i].key, moejit_last_error(NULL));
         check_cubin(blob.view.cubin, blob.view.cubin_len, 90, res[i].name);
+        mj_kernel_id id;
+        mj_kernel_plan plan;
+        assert_int_equal(mj_kernel_id_from_desc(&s->descs[i], &id), MOEJIT_OK);
+        mj_plan(&id, &plan);
+        for (int e = 0; e < plan.n_entries; e++) {
+            if (!cubin_has_symbol(blob.view.cubin, blob.view.cubin_len, plan.entry[e].name))
+                fail_msg("%s: entry %s is not in the cubin", res[i].name, plan.entry[e].name);
+            if (plan.entry[e].smem_bytes > 227 * 1024)
+                fail_msg("%s: %s needs %d bytes of shared memory", res[i].name, plan.entry[e].name,
+                         plan.entry[e].smem_bytes);
+        }
         mj_cache_blob_free(&blob);
     }
     mj_cache_close(c);
+    return res;
+}
+
+static void test_sweep_compiles(void **state)
+{
+    (void)state;
+    char dir[4096];
+    moejit_ctx *ctx = mjt_open_tmp(dir);
+    sweep s = route_sweep();
+    assert_int_equal(s.n, 420);
+    moejit_prewarm_result *res = prewarm_and_verify(ctx, dir, &s);
     moejit_stats stats;
     moejit_get_stats(ctx, &stats);
     assert_int_equal(stats.compiles, s.n);
@@ -126,10 +151,7 @@ static void test_other_archs(void **state)
 {
     (void)state;
     char dir[4096];
-    mjt_tmpdir(dir);
-    moejit_config cfg = {.cache_dir = dir};
-    moejit_ctx *ctx;
-    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_ctx *ctx = mjt_open_tmp(dir);
     moejit_kernel_desc d = {.op = MOEJIT_OP_ROUTE};
     d.route.num_experts = 160, d.route.topk = 6, d.route.dtype = MOEJIT_DTYPE_BF16;
     moejit_prewarm_result r90, r80, r100;
@@ -151,28 +173,60 @@ static void test_edge_sweep_and_presets_compile(void **state)
 {
     (void)state;
     moejit_route_spec specs[400];
-    int n = mjt_route_edge_sweep(specs, 400);
-    moejit_kernel_desc *descs = calloc((size_t)n + 16, sizeof *descs);
-    for (int i = 0; i < n; i++) descs[i] = (moejit_kernel_desc){.op = MOEJIT_OP_ROUTE, .route = specs[i]};
+    sweep s = {calloc(400 + 16, sizeof(moejit_kernel_desc)), mjt_route_edge_sweep(specs, 400)};
+    assert_non_null(s.descs);
+    for (int i = 0; i < s.n; i++) s.descs[i] = (moejit_kernel_desc){.op = MOEJIT_OP_ROUTE, .route = specs[i]};
     int presets = 0;
     for (const char *name; (name = moejit_route_preset_name((size_t)presets)); presets++) {
-        descs[n].op = MOEJIT_OP_ROUTE;
-        assert_int_equal(moejit_route_preset(name, &descs[n].route), MOEJIT_OK);
-        n++;
+        s.descs[s.n].op = MOEJIT_OP_ROUTE;
+        assert_int_equal(moejit_route_preset(name, &s.descs[s.n].route), MOEJIT_OK);
+        s.n++;
     }
     assert_int_equal(presets, 8);
     char dir[4096];
-    mjt_tmpdir(dir);
-    moejit_config cfg = {.cache_dir = dir};
-    moejit_ctx *ctx;
-    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
-    moejit_prewarm_result *res = calloc((size_t)n, sizeof *res);
-    moejit_prewarm(ctx, descs, (size_t)n, "sm_90a", res);
-    for (int i = 0; i < n; i++)
-        if (res[i].status != MOEJIT_OK) fail_msg("%s: %s", res[i].name, res[i].error);
-    printf("[ info     ] %d kernels compiled\n", n);
-    free(res);
-    free(descs);
+    moejit_ctx *ctx = mjt_open_tmp(dir);
+    free(prewarm_and_verify(ctx, dir, &s));
+    printf("[ info     ] %d kernels compiled\n", s.n);
+    free(s.descs);
+    moejit_close(ctx);
+    mjt_rmtree(dir);
+}
+
+/* align, route_align (the GPU suite's shapes) and mx_scales. */
+static sweep ops_sweep(void)
+{
+    static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
+    static const int bs[] = {16, 64, 256};
+    static const int cs[] = {1, 7, 20, 64, 160, 224, 225, 576};
+    sweep s = {calloc(8 * 3 + 8 + mjt_route_align_shape_count, sizeof(moejit_kernel_desc)), 0};
+    assert_non_null(s.descs);
+    for (int e = 0; e < 8; e++)
+        for (int b = 0; b < 3; b++) {
+            moejit_kernel_desc *x = &s.descs[s.n++];
+            x->op = MOEJIT_OP_ALIGN;
+            x->align = (moejit_align_spec){.num_experts = es[e], .block_size = bs[b]};
+        }
+    for (int c = 0; c < 8; c++) {
+        moejit_kernel_desc *x = &s.descs[s.n++];
+        x->op = MOEJIT_OP_MX_SCALES;
+        x->mx_scales.cols = cs[c];
+    }
+    for (size_t i = 0; i < mjt_route_align_shape_count; i++) {
+        moejit_kernel_desc *x = &s.descs[s.n++];
+        x->op = MOEJIT_OP_ROUTE_ALIGN;
+        x->route_align = mjt_route_align_shapes[i];
+    }
+    return s;
+}
+
+static void test_ops_sweep_compiles(void **state)
+{
+    (void)state;
+    char dir[4096];
+    moejit_ctx *ctx = mjt_open_tmp(dir);
+    sweep s = ops_sweep();
+    free(prewarm_and_verify(ctx, dir, &s));
+    free(s.descs);
     moejit_close(ctx);
     mjt_rmtree(dir);
 }
@@ -184,6 +238,7 @@ int main(void)
         cmocka_unit_test(test_sweep_compiles),
         cmocka_unit_test(test_other_archs),
         cmocka_unit_test(test_edge_sweep_and_presets_compile),
+        cmocka_unit_test(test_ops_sweep_compiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

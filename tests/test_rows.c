@@ -199,10 +199,7 @@ static void test_compile(void **state)
         moejit_free(src);
     }
     char dir[4096];
-    mjt_tmpdir(dir);
-    moejit_config cfg = {.cache_dir = dir};
-    moejit_ctx *ctx;
-    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_ctx *ctx = mjt_open_tmp(dir);
     moejit_prewarm_result r[N];
     moejit_status st = moejit_prewarm(ctx, d, N, "sm_90a", r);
     for (int i = 0; i < N; i++)

@@ -147,10 +147,7 @@ static void test_bad_route_args(void **state)
 {
     (void)state;
     char dir[4096];
-    mjt_tmpdir(dir);
-    moejit_config cfg = {.cache_dir = dir};
-    moejit_ctx *ctx;
-    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_ctx *ctx = mjt_open_tmp(dir);
     moejit_route_spec s = valid_spec();
     /* Plausible-looking device pointers: the checks must not dereference them. */
     moejit_route_args good = {.logits = (void *)0x10000, .ids = (int32_t *)0x20000, .weights = (float *)0x30000,

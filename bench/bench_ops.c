@@ -1,0 +1,272 @@
+/* GPU times of align, route_align and mx_scales (needs a GPU). Per shape and batch:
+ *   us/launch  GPU time per call: a CUDA graph of 20 calls replayed 50 times, median replay / 20
+ *   us/call    one call between two events on the stream (host launch overhead included), median of 200
+ * align uses vLLM's measured shapes (E128/E256, K=8, B=64); route_align is timed beside route
+ * followed by align; mx_scales reports GB/s (bytes read + written) to compare with the copy floor
+ * the benchmark harness measures in the same run.
+ *   bench_ops [align|route_align|mx]   (default: all) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driver.h"
+#include "moejit.h"
+
+#define CHECK(x)                                                                                            \
+    do {                                                                                                    \
+        moejit_status s_ = (x);                                                                             \
+        if (s_ != MOEJIT_OK) {                                                                              \
+            fprintf(stderr, "%s: %s: %s\n", #x, moejit_status_str(s_), moejit_last_error(NULL));            \
+            exit(1);                                                                                        \
+        }                                                                                                   \
+    } while (0)
+#define CU(x)                                                                                               \
+    do {                                                                                                    \
+        if ((x) != CUDA_SUCCESS) {                                                                          \
+            fprintf(stderr, "%s failed\n", #x);                                                             \
+            exit(1);                                                                                        \
+        }                                                                                                   \
+    } while (0)
+
+static const mj_driver *d;
+static moejit_ctx *ctx;
+static CUstream stream;
+
+static void *dev_alloc(size_t bytes, unsigned char fill)
+{
+    CUdeviceptr p;
+    CU(d->mem_alloc(&p, bytes ? bytes : 16));
+    CU(d->memset_d8(p, fill, bytes ? bytes : 16));
+    return (void *)(uintptr_t)p;
+}
+
+static void dev_free(void *p)
+{
+    if (p) d->mem_free((CUdeviceptr)(uintptr_t)p);
+}
+
+typedef void (*call_fn)(const void *arg);
+
+static int cmp_float(const void *a, const void *b)
+{
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* {us per launch (graph), us per call (events)} of f(arg) on `stream`. */
+static void time_it(call_fn f, const void *arg, double out[2])
+{
+    enum { PER_GRAPH = 20, REPLAYS = 50, CALLS = 200 };
+    f(arg); /* builds or loads the kernels before capture */
+    CU(d->stream_synchronize(stream));
+    CUgraph g;
+    CUgraphExec exec;
+    CU(d->stream_begin_capture(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+    for (int i = 0; i < PER_GRAPH; i++) f(arg);
+    CU(d->stream_end_capture(stream, &g));
+    CU(d->graph_instantiate(&exec, g, 0));
+    CUevent a, b;
+    CU(d->event_create(&a, 0));
+    CU(d->event_create(&b, 0));
+    float t[CALLS];
+    CU(d->graph_launch(exec, stream)); /* warm-up */
+    for (int i = 0; i < REPLAYS; i++) {
+        CU(d->event_record(a, stream));
+        CU(d->graph_launch(exec, stream));
+        CU(d->event_record(b, stream));
+        CU(d->event_synchronize(b));
+        CU(d->event_elapsed_time(&t[i], a, b));
+    }
+    qsort(t, REPLAYS, sizeof t[0], cmp_float);
+    out[0] = 1e3 * t[REPLAYS / 2] / PER_GRAPH;
+    for (int i = 0; i < CALLS; i++) {
+        CU(d->event_record(a, stream));
+        f(arg);
+        CU(d->event_record(b, stream));
+        CU(d->event_synchronize(b));
+        CU(d->event_elapsed_time(&t[i], a, b));
+    }
+    qsort(t, CALLS, sizeof t[0], cmp_float);
+    out[1] = 1e3 * t[CALLS / 2];
+    d->event_destroy(a), d->event_destroy(b), d->graph_exec_destroy(exec), d->graph_destroy(g);
+}
+
+/* ---- align ---- */
+
+typedef struct align_case {
+    moejit_align_spec spec;
+    moejit_align_args args;
+} align_case;
+
+static void call_align(const void *p)
+{
+    const align_case *c = p;
+    CHECK(moejit_align(ctx, &c->spec, &c->args, (moejit_stream)stream));
+}
+
+static void bench_align(void)
+{
+    static const int es[] = {128, 256};
+    static const int64_t ts[] = {1, 16, 128, 1024, 4096, 16384};
+    printf("\n%-28s %7s %11s %11s\n", "align (K=8, B=64, all outputs)", "T", "us/launch", "us/call");
+    for (int e = 0; e < 2; e++)
+        for (int t = 0; t < 6; t++) {
+            align_case c = {.spec = {.num_experts = es[e], .block_size = 64}};
+            const int64_t T = ts[t], N = T * 8;
+            int64_t cap;
+            size_t ws;
+            CHECK(moejit_align_capacity(&c.spec, T, 8, &cap));
+            CHECK(moejit_align_workspace_bytes(&c.spec, T, 8, &ws));
+            int32_t *ids = malloc(4 * (size_t)N);
+            for (int64_t i = 0; i < N; i++) ids[i] = (int32_t)((i * 2654435761u) % (uint64_t)es[e]);
+            void *d_ids = dev_alloc(4 * (size_t)N, 0);
+            CU(d->memcpy_htod((CUdeviceptr)(uintptr_t)d_ids, ids, 4 * (size_t)N));
+            c.args = (moejit_align_args){
+                .ids = d_ids, .num_tokens = T, .topk = 8,
+                .out = {.counts = dev_alloc(4 * (size_t)es[e], 0), .offsets = dev_alloc(4 * (size_t)es[e] + 4, 0),
+                        .sorted_ids = dev_alloc(4 * (size_t)cap, 0), .block_expert = dev_alloc(4 * (size_t)(cap / 64), 0),
+                        .total_padded = dev_alloc(4, 0), .slot_of = dev_alloc(4 * (size_t)N, 0),
+                        .workspace = ws ? dev_alloc(ws, 0) : NULL, .workspace_bytes = ws}};
+            double r[2];
+            time_it(call_align, &c, r);
+            printf("E=%-26d %7lld %11.2f %11.2f\n", es[e], (long long)T, r[0], r[1]);
+            const moejit_align_outputs *o = &c.args.out;
+            dev_free(d_ids), dev_free(o->counts), dev_free(o->offsets), dev_free(o->sorted_ids);
+            dev_free(o->block_expert), dev_free(o->total_padded), dev_free(o->slot_of), dev_free(o->workspace);
+            free(ids);
+        }
+}
+
+/* ---- route_align beside route + align ---- */
+
+typedef struct ra_case {
+    moejit_route_align_spec spec;
+    moejit_route_align_args args;
+    moejit_align_spec align_spec;
+} ra_case;
+
+static void call_route_align(const void *p)
+{
+    const ra_case *c = p;
+    CHECK(moejit_route_align(ctx, &c->spec, &c->args, (moejit_stream)stream));
+}
+
+static void call_route_then_align(const void *p)
+{
+    const ra_case *c = p;
+    CHECK(moejit_route(ctx, &c->spec.route, &c->args.route, (moejit_stream)stream));
+    moejit_align_args a = {.ids = c->args.route.ids, .num_tokens = c->args.route.num_tokens,
+                           .topk = c->spec.route.topk + c->spec.route.shared_slots, .out = c->args.align};
+    CHECK(moejit_align(ctx, &c->align_spec, &a, (moejit_stream)stream));
+}
+
+static void bench_route_align(void)
+{
+    static const int64_t ts[] = {1, 16, 64, 128, 256, 1024};
+    ra_case c = {.spec = {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .dtype = MOEJIT_DTYPE_BF16,
+                           .has_bias = 1, .renormalize = 1, .scale_output = 1, .routed_scaling_factor = 2.5f,
+                           .shared_slots = 1},
+                          64}};
+    c.align_spec = (moejit_align_spec){.num_experts = 257, .block_size = 64};
+    int64_t fused;
+    CHECK(moejit_route_align_fused_tokens(&c.spec, &fused));
+    printf("\n%-44s %6s %11s %11s %13s %13s\n", "route_align E=256 K=8 S=1 sigmoid+bias bf16", "T", "us/launch",
+           "us/call", "route+align", "(us/call)");
+    for (int t = 0; t < 6; t++) {
+        const int64_t T = ts[t], W = 9;
+        int64_t cap;
+        size_t ws, ws_align;
+        CHECK(moejit_route_align_capacity(&c.spec, T, &cap));
+        CHECK(moejit_route_align_workspace_bytes(&c.spec, T, &ws));
+        CHECK(moejit_align_workspace_bytes(&c.align_spec, T, (int32_t)W, &ws_align));
+        if (ws_align > ws) ws = ws_align;
+        c.args.route = (moejit_route_args){.logits = dev_alloc(2 * 256 * (size_t)T, 0x3c),
+                                           .bias = dev_alloc(4 * 256, 0), .ids = dev_alloc(4 * (size_t)(T * W), 0),
+                                           .weights = dev_alloc(4 * (size_t)(T * W), 0), .num_tokens = T};
+        c.args.align = (moejit_align_outputs){
+            .counts = dev_alloc(4 * 257, 0), .offsets = dev_alloc(4 * 258, 0), .sorted_ids = dev_alloc(4 * (size_t)cap, 0),
+            .block_expert = dev_alloc(4 * (size_t)(cap / 64), 0), .total_padded = dev_alloc(4, 0),
+            .slot_of = dev_alloc(4 * (size_t)(T * W), 0), .workspace = ws ? dev_alloc(ws, 0) : NULL,
+            .workspace_bytes = ws};
+        double fused_t[2], plain_t[2];
+        time_it(call_route_align, &c, fused_t);
+        time_it(call_route_then_align, &c, plain_t);
+        printf("%-44s %6lld %11.2f %11.2f %13.2f %13.2f\n", T <= fused ? "  (fused)" : "  (fallback)", (long long)T,
+               fused_t[0], fused_t[1], plain_t[0], plain_t[1]);
+        const moejit_route_args *r = &c.args.route;
+        const moejit_align_outputs *o = &c.args.align;
+        dev_free((void *)r->logits), dev_free((void *)r->bias), dev_free(r->ids), dev_free(r->weights);
+        dev_free(o->counts), dev_free(o->offsets), dev_free(o->sorted_ids), dev_free(o->block_expert);
+        dev_free(o->total_padded), dev_free(o->slot_of), dev_free(o->workspace);
+    }
+}
+
+/* ---- mx_scales ---- */
+
+typedef struct mx_case {
+    moejit_mx_scales_spec spec;
+    moejit_mx_scales_args args;
+} mx_case;
+
+static void call_mx(const void *p)
+{
+    const mx_case *c = p;
+    CHECK(moejit_mx_scales(ctx, &c->spec, &c->args, (moejit_stream)stream));
+}
+
+static void bench_mx(void)
+{
+    /* torchao's 3D table (G, N, K/32) and its 2D M-groups case (131072 × 64, 8 groups) */
+    static const struct {
+        int64_t g, r;
+        int c;
+        int grouped;
+    } cases[] = {{1, 8192, 160, 0}, {16, 8192, 160, 0}, {1, 5120, 256, 0}, {16, 5120, 256, 0},
+                 {16, 2048, 224, 0}, {8, 131072, 64, 1}, {256, 16384, 224, 1}};
+    printf("\n%-36s %11s %11s %9s\n", "mx_scales to blocked", "us/launch", "us/call", "GB/s");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        mx_case c = {.spec = {.cols = cases[i].c}};
+        const moejit_mx_layout layout = cases[i].grouped ? MOEJIT_MX_2D_GROUPS : MOEJIT_MX_3D;
+        size_t out_bytes;
+        CHECK(moejit_mx_scales_blocked_bytes(&c.spec, layout, cases[i].g, cases[i].r, &out_bytes));
+        const size_t in_bytes = (size_t)((cases[i].grouped ? 1 : cases[i].g) * cases[i].r * cases[i].c);
+        int32_t *ends = NULL;
+        if (cases[i].grouped) { /* even groups */
+            ends = malloc(4 * (size_t)cases[i].g);
+            for (int64_t g = 0; g < cases[i].g; g++) ends[g] = (int32_t)((g + 1) * cases[i].r / cases[i].g);
+        }
+        c.args = (moejit_mx_scales_args){.layout = layout, .in = dev_alloc(in_bytes, 0x7f), .out = dev_alloc(out_bytes, 0),
+                                         .groups = cases[i].g, .rows = cases[i].r};
+        if (ends) {
+            c.args.group_ends = dev_alloc(4 * (size_t)cases[i].g, 0);
+            CU(d->memcpy_htod((CUdeviceptr)(uintptr_t)c.args.group_ends, ends, 4 * (size_t)cases[i].g));
+        }
+        double r[2];
+        time_it(call_mx, &c, r);
+        char shape[64];
+        snprintf(shape, sizeof shape, "%s (%lld, %lld, %d)", cases[i].grouped ? "2D G,M,C" : "3D G,R,C",
+                 (long long)cases[i].g, (long long)cases[i].r, cases[i].c);
+        printf("%-36s %11.2f %11.2f %9.0f\n", shape, r[0], r[1], (double)(in_bytes + out_bytes) / (r[0] * 1e3));
+        dev_free((void *)c.args.in), dev_free(c.args.out), dev_free((void *)c.args.group_ends), free(ends);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *only = argc > 1 ? argv[1] : NULL;
+    CHECK(mj_driver_get(&d));
+    CUdevice dev;
+    int retained;
+    CHECK(mj_driver_current_device(d, 0, &dev, &retained));
+    CU(d->stream_create(&stream, CU_STREAM_NON_BLOCKING));
+    CHECK(moejit_open(NULL, &ctx));
+    char arch[16];
+    CHECK(moejit_device_arch(ctx, arch, sizeof arch));
+    printf("moejit %s on %s\n", MOEJIT_VERSION_STRING, arch);
+    if (!only || !strcmp(only, "align")) bench_align();
+    if (!only || !strcmp(only, "route_align")) bench_route_align();
+    if (!only || !strcmp(only, "mx")) bench_mx();
+    moejit_close(ctx);
+    d->stream_destroy(stream);
+    return 0;
+}

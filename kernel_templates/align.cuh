@@ -1,0 +1,304 @@
+// moejit kernel_templates/align.cuh — token→expert dispatch maps (DESIGN §2.2).
+//
+// The order inside an expert is the flat index order, and it must not depend on timing, so no
+// position is ever taken with a global atomic. A tile of ids (up to kTile) is ranked in shared
+// memory: each counting warp owns a contiguous run of the tile and walks it 32 ids at a time;
+// __match_any_sync groups the lanes holding the same expert, the rank of a lane is the warp's
+// running count for that expert (its own histogram row) plus the lower lanes of its group. A
+// per-expert scan over the warps' rows then turns ranks into positions. Shared-memory atomics
+// appear only where the result is a count, which is the same whatever the order.
+//
+//   one launch  (N <= kTile, small capacity): single — rank, expert offsets, scatter, fill.
+//   three launches otherwise, over P = ceil(N / kTile) tiles and a caller workspace:
+//     count   (P blocks)  the histogram of each tile          → ws.tile[p][e]
+//     scan    (1 block)   tiles' exclusive prefix per expert  → ws.tile[p][e]; counts, offsets
+//     scatter (>= P blocks) rank each tile, place it at offsets[e] + ws.tile[p][e]; every block
+//                           also fills padding and block_expert for a share of the experts.
+//
+// Expects a Cfg struct (emitted by codegen) with:
+//   kExperts (E), kBlockSize (B, a power of two), kThreads (block size), kCountWarps (warps that
+//   rank; kCountWarps·E ints of histogram must fit shared memory), kTile (ids per tile),
+//   kExpertBits (bits holding an expert id in a rank code).
+
+namespace mj {
+
+// Kernel parameters; the host passes the same layout (src/align_launch.h).
+struct AlignParams {
+    const int *ids;     // [n] flat ids t*K+k
+    int n;              // N = T*K
+    int capacity;       // entries of sorted_ids; block_expert has capacity / B
+    int *counts;        // each output may be null
+    int *offsets;
+    int *sorted_ids;
+    int *block_expert;
+    int *total_padded;
+    int *slot_of;
+    int *ws;            // multi-launch workspace: tile [P][E], counts [E], offsets [E+1], pad_begin [E]
+    int num_tiles;      // P
+};
+
+extern __shared__ __align__(16) int mj_align_smem[];
+
+template <class Cfg>
+struct Align {
+    static constexpr int E = Cfg::kExperts;
+    static constexpr int B = Cfg::kBlockSize;
+    static constexpr int kThreads = Cfg::kThreads;
+    static constexpr int kWarps = kThreads / 32;
+    static constexpr int kCountWarps = Cfg::kCountWarps;
+    static constexpr int kTile = Cfg::kTile;
+    static constexpr int kWindows = (E + 31) / 32;                         // experts in groups of 32
+    static constexpr int kWindowsPerWarp = (kWindows + kWarps - 1) / kWarps; // for the offsets scan
+    static constexpr u32 kExpertMask = (1u << Cfg::kExpertBits) - 1;
+    static constexpr u32 kDropped = 0xffffffffu;                           // rank code of a dropped id
+    static_assert((B & (B - 1)) == 0, "block size must be a power of two");
+    static_assert(kCountWarps >= 1 && kCountWarps <= kWarps, "counting warps are block warps");
+    static_assert(((u64)kTile << Cfg::kExpertBits) < 0xffffffffull, "rank codes must fit 32 bits");
+
+    // Shared memory, in ints: what the host sizes the launch with (src/op_align.c).
+    static constexpr int kSmemInts = kCountWarps * E + (E + 1) + E + kTile + kWarps;
+
+    struct Smem {
+        int *hist;     // [kCountWarps][E]: counts of each warp's run, then the run's base positions
+        int *off;      // [E+1]: offsets, off[E] = total
+        int *padb;     // [E]: counts while offsets are scanned, then off[e] + counts[e] (padding start)
+        u32 *code;     // [kTile]: the tile's ids, then their rank codes (rank << kExpertBits | e)
+        int *warp_tot; // [kWarps]
+    };
+
+    static __device__ Smem carve(int *base)
+    {
+        Smem s;
+        s.hist = base;
+        s.off = s.hist + kCountWarps * E;
+        s.padb = s.off + (E + 1);
+        s.code = reinterpret_cast<u32 *>(s.padb + E);
+        s.warp_tot = reinterpret_cast<int *>(s.code + kTile);
+        return s;
+    }
+
+    static __device__ __forceinline__ int warp_id() { return threadIdx.x >> 5; }
+    static __device__ __forceinline__ int lane_id() { return threadIdx.x & 31; }
+
+    // Ids of the tile each counting warp walks: whole steps of 32, contiguous, in index order.
+    static __device__ __forceinline__ int run_length(int len)
+    {
+        return ((len + kCountWarps - 1) / kCountWarps + 31) & ~31;
+    }
+
+    // 1. Rank the tile ids[begin, begin+len): s.hist holds each warp's per-expert counts and
+    //    s.code[i] the rank code of id begin+i (its rank inside its warp's run).
+    static __device__ void rank_tile(const int *ids, int begin, int len, const Smem &s)
+    {
+        for (int i = threadIdx.x; i < kCountWarps * E; i += kThreads) s.hist[i] = 0;
+        for (int i = threadIdx.x; i < len; i += kThreads) s.code[i] = (u32)ids[begin + i];
+        __syncthreads();
+        const int warp = warp_id(), lane = lane_id();
+        if (warp < kCountWarps) {
+            int *hist = s.hist + warp * E;
+            const int run = run_length(len);
+            const int lo = warp * run, hi = min(len, lo + run);
+            const u32 lower = (1u << lane) - 1u;
+            for (int at = lo; at < hi; at += 32) { // uniform over the warp
+                const int i = at + lane;
+                const int e = i < hi ? (int)s.code[i] : -1;
+                const bool valid = (unsigned)e < (unsigned)E;
+                const u32 peers = __match_any_sync(kFullMask, valid ? e : -1);
+                int rank = 0;
+                if (valid) rank = hist[e] + __popc(peers & lower);
+                __syncwarp();
+                if (valid && (peers & lower) == 0) hist[e] += __popc(peers); // the group's lowest lane
+                __syncwarp();
+                if (i < hi) s.code[i] = valid ? ((u32)rank << Cfg::kExpertBits) | (u32)e : kDropped;
+            }
+        }
+        __syncthreads();
+    }
+
+    // 2. Offsets from the counts in s.padb: s.off = exclusive scan of the padded counts,
+    //    s.padb = off + counts; counts, offsets and total_padded go out when wanted. Each warp
+    //    scans a contiguous run of 32-expert windows, then adds the totals of the warps before it.
+    static __device__ void expert_offsets(const Smem &s, const AlignParams &p)
+    {
+        const int warp = warp_id(), lane = lane_id();
+        int carry = 0;
+        for (int j = 0; j < kWindowsPerWarp; j++) {
+            const int e = (warp * kWindowsPerWarp + j) * 32 + lane;
+            const int c = e < E ? s.padb[e] : 0;
+            const int padded = (c + B - 1) & ~(B - 1);
+            const int incl = warp_inclusive_scan(padded, SumOp());
+            if (e < E) s.off[e] = carry + incl - padded;
+            carry += __shfl_sync(kFullMask, incl, 31);
+        }
+        if (lane == 0) s.warp_tot[warp] = carry;
+        __syncthreads();
+        int before = 0, total = 0;
+        for (int w = 0; w < kWarps; w++) {
+            const int t = s.warp_tot[w];
+            before += w < warp ? t : 0;
+            total += t;
+        }
+        for (int j = 0; j < kWindowsPerWarp; j++) {
+            const int e = (warp * kWindowsPerWarp + j) * 32 + lane;
+            if (e < E) {
+                const int o = s.off[e] + before, c = s.padb[e];
+                s.off[e] = o;
+                s.padb[e] = o + c;
+                if (p.counts) p.counts[e] = c;
+                if (p.offsets) p.offsets[e] = o;
+            }
+        }
+        if (threadIdx.x == 0) {
+            s.off[E] = total;
+            if (p.offsets) p.offsets[E] = total;
+            if (p.total_padded) *p.total_padded = total;
+        }
+        __syncthreads();
+    }
+
+    // 3. Counts of the warps' runs → the position where each run's ids of expert e start:
+    //    hist[w][e] = base(e) + Σ_{w' < w} hist[w'][e], base(e) = off[e] (+ the tile's prefix).
+    static __device__ void run_bases(const Smem &s, const int *tile_prefix)
+    {
+        for (int e = threadIdx.x; e < E; e += kThreads) {
+            int at = s.off[e] + (tile_prefix ? tile_prefix[e] : 0);
+#pragma unroll
+            for (int w = 0; w < kCountWarps; w++) {
+                const int c = s.hist[w * E + e];
+                s.hist[w * E + e] = at;
+                at += c;
+            }
+        }
+        __syncthreads();
+    }
+
+    // 4. Every id of the tile to its place.
+    static __device__ void scatter(int begin, int len, const Smem &s, const AlignParams &p)
+    {
+        const int run = run_length(len);
+        for (int i = threadIdx.x; i < len; i += kThreads) {
+            const u32 c = s.code[i];
+            int slot = -1;
+            if (c != kDropped) {
+                const int e = (int)(c & kExpertMask);
+                slot = s.hist[(i / run) * E + e] + (int)(c >> Cfg::kExpertBits);
+                if (p.sorted_ids) p.sorted_ids[slot] = begin + i;
+            }
+            if (p.slot_of) p.slot_of[begin + i] = slot;
+        }
+    }
+
+    // 5. Padding (value N) and block_expert for this block's share of the experts: experts are
+    //    dealt to the warps of `nblocks` blocks one at a time (a warp per expert, its lanes writing
+    //    the expert's padding and blocks together), then -1 for the blocks beyond the total. An
+    //    expert without rows costs three shared loads, so decode batches with thousands of experts
+    //    stay cheap, and all warps share the experts that have rows.
+    static __device__ void fill(const Smem &s, const AlignParams &p, int block, int nblocks)
+    {
+        const int warp = warp_id(), lane = lane_id();
+        for (int e = block * kWarps + warp; e < E; e += nblocks * kWarps) {
+            const int first = s.off[e], pad = s.padb[e], end = s.off[e + 1]; // rows [first, end), padding from pad
+            if (end == first) continue; /* uniform over the warp */
+            if (p.sorted_ids)
+                for (int q = pad + lane; q < end; q += 32) p.sorted_ids[q] = p.n;
+            if (p.block_expert)
+                for (int b = first / B + lane; b < end / B; b += 32) p.block_expert[b] = e;
+        }
+        if (p.block_expert) {
+            const int stride = nblocks * kThreads;
+            for (int b = s.off[E] / B + block * kThreads + (int)threadIdx.x; b < p.capacity / B; b += stride)
+                p.block_expert[b] = -1;
+        }
+    }
+
+    // The whole of align in one block: ids[0, n) (global or shared memory).
+    static __device__ void single(const int *ids, const Smem &s, const AlignParams &p)
+    {
+        rank_tile(ids, 0, p.n, s);
+        for (int e = threadIdx.x; e < E; e += kThreads) {
+            int c = 0;
+#pragma unroll
+            for (int w = 0; w < kCountWarps; w++) c += s.hist[w * E + e];
+            s.padb[e] = c;
+        }
+        __syncthreads();
+        expert_offsets(s, p);
+        run_bases(s, nullptr);
+        scatter(0, p.n, s, p);
+        fill(s, p, 0, 1);
+    }
+
+    static __device__ void single_launch(const AlignParams &p) { single(p.ids, carve(mj_align_smem), p); }
+
+    // Workspace views (int offsets, 64-bit: P·E may pass 2^31 for huge batches).
+    static __device__ __forceinline__ int *ws_tile(const AlignParams &p, int tile) { return p.ws + (i64)tile * E; }
+    static __device__ __forceinline__ int *ws_counts(const AlignParams &p) { return p.ws + (i64)p.num_tiles * E; }
+    static __device__ __forceinline__ int *ws_off(const AlignParams &p) { return ws_counts(p) + E; }
+    static __device__ __forceinline__ int *ws_padb(const AlignParams &p) { return ws_off(p) + E + 1; }
+
+    // Multi-launch 1/3: the histogram of tile blockIdx.x (only counts: atomics are exact here).
+    static __device__ void count(const AlignParams &p)
+    {
+        int *hist = mj_align_smem;
+        for (int e = threadIdx.x; e < E; e += kThreads) hist[e] = 0;
+        __syncthreads();
+        const int begin = blockIdx.x * kTile, end = min(p.n, begin + kTile);
+        for (int i = begin + threadIdx.x; i < end; i += kThreads) {
+            const int e = __ldg(p.ids + i);
+            if ((unsigned)e < (unsigned)E) atomicAdd(hist + e, 1);
+        }
+        __syncthreads();
+        int *out = ws_tile(p, blockIdx.x);
+        for (int e = threadIdx.x; e < E; e += kThreads) out[e] = hist[e];
+    }
+
+    // Multi-launch 2/3 (one block): each tile's count → the ids of earlier tiles per expert;
+    // then the offsets, published to the outputs and the workspace.
+    static __device__ void scan(const AlignParams &p)
+    {
+        const Smem s = carve(mj_align_smem);
+        for (int e = threadIdx.x; e < E; e += kThreads) {
+            int run = 0;
+            for (int t = 0; t < p.num_tiles; t++) {
+                int *cell = ws_tile(p, t) + e;
+                const int c = *cell;
+                *cell = run;
+                run += c;
+            }
+            s.padb[e] = run;
+        }
+        __syncthreads();
+        expert_offsets(s, p);
+        int *off = ws_off(p), *padb = ws_padb(p), *counts = ws_counts(p);
+        for (int e = threadIdx.x; e <= E; e += kThreads) {
+            off[e] = s.off[e];
+            if (e < E) {
+                padb[e] = s.padb[e];
+                counts[e] = s.padb[e] - s.off[e];
+            }
+        }
+    }
+
+    // Multi-launch 3/3: blocks below P place their tile; every block fills a share of the experts.
+    static __device__ void scatter_tiles(const AlignParams &p)
+    {
+        const Smem s = carve(mj_align_smem);
+        const int *off = ws_off(p), *padb = ws_padb(p);
+        for (int e = threadIdx.x; e <= E; e += kThreads) {
+            s.off[e] = off[e];
+            if (e < E) s.padb[e] = padb[e];
+        }
+        // rank_tile() begins and ends with a barrier, so s.off / s.padb are complete below.
+        if ((int)blockIdx.x < p.num_tiles) {
+            const int begin = blockIdx.x * kTile, len = min(p.n - begin, kTile);
+            rank_tile(p.ids, begin, len, s);
+            run_bases(s, ws_tile(p, blockIdx.x));
+            scatter(begin, len, s, p);
+        } else {
+            __syncthreads();
+        }
+        fill(s, p, blockIdx.x, gridDim.x);
+    }
+};
+
+} // namespace mj

@@ -1,0 +1,44 @@
+// moejit kernel_templates/route_align.cuh — route then align in one block (DESIGN §2.3).
+//
+// Decode batches: one block routes every token (a warp a token, RouteWarp::route_row, at most a
+// few tokens per warp) with the ids landing in shared memory and the weights in global memory,
+// then runs align's one-block path on those ids. Nothing goes through global memory in between
+// and there is one launch instead of two. The host sends larger batches to the route kernel and
+// align's kernels instead (same templates, same results).
+//
+// Expects route.cuh's Cfg (RouteCfg) and align.cuh's Cfg (AlignCfg) with AlignCfg::kThreads the
+// block size, AlignCfg::kExperts = E + S and AlignCfg::kTile >= the token limit × (K + S): the
+// ids take kTile more ints of shared memory after align's.
+
+namespace mj {
+
+// Kernel parameters; the host passes the same layout (src/route_align.c).
+struct RouteAlignParams {
+    RouteParams route;
+    AlignParams align; // align.n = T·(K+S); align.ids is not read
+};
+
+template <class RouteCfg, class AlignCfg>
+__device__ __forceinline__ void route_align_fused(const RouteAlignParams &p)
+{
+    if constexpr (RouteCfg::kExperts > 1024) {
+        return; /* never launched: the host takes the two-launch path above 1024 experts */
+    } else {
+    typedef RouteWarp<RouteCfg, AlignCfg::kThreads / 32> R;
+    typedef Align<AlignCfg> A;
+    static_assert(AlignCfg::kExperts == RouteCfg::kExperts + RouteCfg::kSharedSlots, "align covers the shared slots");
+    const typename A::Smem s = A::carve(mj_align_smem);
+    int *ids = mj_align_smem + A::kSmemInts;
+    const int lane = threadIdx.x & 31;
+    const int tokens = (int)p.route.num_tokens;
+    const typename RouteCfg::Dtype::Storage *logits = static_cast<const typename RouteCfg::Dtype::Storage *>(p.route.logits);
+    for (int t = threadIdx.x >> 5; t < tokens; t += A::kWarps)
+        R::route_row(logits + (i64)t * p.route.row_stride, p.route.bias, lane, ids + t * R::kOut,
+                     p.route.weights + (i64)t * R::kOut);
+    __syncthreads();
+    for (int i = threadIdx.x; i < p.align.n; i += A::kThreads) p.route.ids[i] = ids[i];
+    A::single(ids, s, p.align);
+    }
+}
+
+} // namespace mj

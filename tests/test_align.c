@@ -1,0 +1,219 @@
+/* align without a GPU: spec and argument validation (a specific status, a message naming the field
+ * and value, nothing compiled or launched), the size helpers, names, and the reference checked
+ * against align's invariants rather than against a second implementation. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+static void test_bad_specs(void **state)
+{
+    (void)state;
+    moejit_kernel_desc d = {.op = MOEJIT_OP_ALIGN, .align = {.num_experts = 64, .block_size = 64}};
+    assert_int_equal(moejit_validate(&d), MOEJIT_OK);
+    d.align.block_size = 48;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 48 must be a power of two in [16, 256]");
+    d.align.block_size = 8;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 8");
+    d.align.block_size = 512;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 512");
+    d.align.block_size = 0;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 0");
+    d.align = (moejit_align_spec){.num_experts = 0, .block_size = 16};
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "num_experts = 0 must be >= 1");
+    d.align.num_experts = -3;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "num_experts = -3");
+    d.align.num_experts = 4097;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_UNSUPPORTED, "num_experts = 4097 exceeds the maximum 4096");
+}
+
+static void test_names_and_sizes(void **state)
+{
+    (void)state;
+    moejit_kernel_desc d = {.op = MOEJIT_OP_ALIGN, .align = {.num_experts = 384, .block_size = 64}};
+    char name[96];
+    assert_int_equal(moejit_kernel_name(&d, name, sizeof name), MOEJIT_OK);
+    assert_string_equal(name, "moejit_align_e384_b64");
+    char *src;
+    assert_int_equal(moejit_source(NULL, &d, &src, NULL), MOEJIT_OK);
+    assert_non_null(strstr(src, "static constexpr int kExperts = 384;"));
+    assert_non_null(strstr(src, "static constexpr int kBlockSize = 64;"));
+    static const char *const entries[] = {"moejit_align_e384_b64_single(", "moejit_align_e384_b64_count(",
+                                          "moejit_align_e384_b64_scan(", "moejit_align_e384_b64_scatter("};
+    for (int i = 0; i < 4; i++) assert_non_null(strstr(src, entries[i]));
+    assert_null(strstr(src, "\n#include"));
+    moejit_free(src);
+
+    /* vLLM's buffer size: numel + E·(B-1), or numel·B when there are fewer ids than experts. */
+    const moejit_align_spec s = {.num_experts = 256, .block_size = 64};
+    int64_t cap;
+    assert_int_equal(moejit_align_capacity(&s, 16384, 8, &cap), MOEJIT_OK);
+    assert_int_equal(cap, 16384 * 8 + 256 * 63);
+    assert_int_equal(moejit_align_capacity(&s, 1, 8, &cap), MOEJIT_OK);
+    assert_int_equal(cap, 8 * 64);
+    assert_int_equal(moejit_align_capacity(&s, 0, 8, &cap), MOEJIT_OK);
+    assert_int_equal(cap, 0);
+    /* One launch, no workspace, up to a tile of 4096 ids; then tiles. */
+    size_t ws;
+    assert_int_equal(moejit_align_workspace_bytes(&s, 512, 8, &ws), MOEJIT_OK);
+    assert_int_equal(ws, 0);
+    assert_int_equal(moejit_align_workspace_bytes(&s, 513, 8, &ws), MOEJIT_OK);
+    assert_int_equal(ws, 4 * (2 * 256 + 3 * 256 + 1));
+    /* A small batch whose padding could pass 131072 rows also takes the tiled path. */
+    const moejit_align_spec wide = {.num_experts = 4096, .block_size = 256};
+    assert_int_equal(moejit_align_workspace_bytes(&wide, 64, 8, &ws), MOEJIT_OK);
+    assert_int_equal(ws, 0);
+    assert_int_equal(moejit_align_workspace_bytes(&wide, 512, 8, &ws), MOEJIT_OK);
+    assert_true(ws > 0);
+    /* Positions are int32. */
+    mjt_expect_error(moejit_align_capacity(&s, (int64_t)1 << 31, 1, &cap), MOEJIT_ERR_UNSUPPORTED, "(positions are int32)");
+    mjt_expect_error(moejit_align_capacity(&s, 2147480000, 1, &cap), MOEJIT_ERR_UNSUPPORTED,
+                 "2147480000 ids over 256 experts can need 2147496128 padded rows");
+    mjt_expect_error(moejit_align_capacity(&s, -1, 8, &cap), MOEJIT_ERR_INVALID_ARGUMENT, "num_tokens = -1 must be >= 0");
+    mjt_expect_error(moejit_align_capacity(&s, 4, 0, &cap), MOEJIT_ERR_INVALID_ARGUMENT, "topk = 0 must be >= 1");
+    mjt_expect_error(moejit_align_capacity(&s, 4, 8, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "capacity is NULL");
+}
+
+/* Bad arguments: the right status, the field in the message, and no compile, no cache write, no launch. */
+static void test_bad_args(void **state)
+{
+    (void)state;
+    char dir[4096];
+    moejit_ctx *ctx = mjt_open_tmp(dir);
+    const moejit_align_spec s = {.num_experts = 64, .block_size = 16};
+    int32_t *const dev = (int32_t *)0x10000; /* plausible device pointers, never dereferenced */
+    const moejit_align_args good = {.ids = dev, .num_tokens = 100, .topk = 4, .out = {.sorted_ids = dev + 64}};
+    int64_t cap;
+    assert_int_equal(moejit_align_capacity(&s, 100, 4, &cap), MOEJIT_OK);
+    struct {
+        moejit_align_args args;
+        moejit_status status;
+        const char *needle;
+    } cases[12];
+    int n = 0;
+#define CASE(field_change, st, text)                                                                         \
+    do {                                                                                                     \
+        moejit_align_args a_ = good;                                                                         \
+        field_change;                                                                                        \
+        cases[n].args = a_, cases[n].status = st, cases[n].needle = text, n++;                               \
+    } while (0)
+    CASE(a_.ids = NULL, MOEJIT_ERR_INVALID_ARGUMENT, "align args: ids is NULL");
+    CASE(a_.ids = (int32_t *)0x10002, MOEJIT_ERR_INVALID_ARGUMENT, "ids = 0x10002 is not aligned to 4 bytes");
+    CASE(a_.num_tokens = -2, MOEJIT_ERR_INVALID_ARGUMENT, "num_tokens = -2 must be >= 0");
+    CASE(a_.topk = 0, MOEJIT_ERR_INVALID_ARGUMENT, "topk = 0 must be >= 1");
+    CASE(a_.out.counts = (int32_t *)0x20001, MOEJIT_ERR_INVALID_ARGUMENT, "counts = 0x20001 is not aligned");
+    CASE(a_.out.slot_of = (int32_t *)0x20003, MOEJIT_ERR_INVALID_ARGUMENT, "slot_of = 0x20003 is not aligned");
+    CASE(a_.out.sorted_capacity = cap - 1, MOEJIT_ERR_INVALID_ARGUMENT, "is smaller than the");
+    CASE(a_.num_tokens = 2000, MOEJIT_ERR_INVALID_ARGUMENT, "workspace_bytes = 0 is smaller than");
+    CASE((a_.num_tokens = 2000, a_.out.workspace_bytes = 1 << 20), MOEJIT_ERR_INVALID_ARGUMENT,
+         "align args: workspace is NULL");
+    CASE((a_.num_tokens = 2000, a_.out.workspace_bytes = 1 << 20, a_.out.workspace = (void *)0x30002),
+         MOEJIT_ERR_INVALID_ARGUMENT, "workspace = 0x30002 is not aligned");
+    CASE(a_.num_tokens = (int64_t)1 << 30, MOEJIT_ERR_UNSUPPORTED, "(positions are int32)");
+#undef CASE
+    char sorted_msg[128];
+    snprintf(sorted_msg, sizeof sorted_msg, "sorted_capacity = %lld is smaller than the %lld entries 400 ids can need",
+             (long long)(cap - 1), (long long)cap);
+    for (int i = 0; i < n; i++) {
+        const moejit_status st = moejit_align(ctx, &s, &cases[i].args, NULL);
+        const char *needle = i == 6 ? sorted_msg : cases[i].needle;
+        if (st != cases[i].status || !strstr(moejit_last_error(ctx), needle))
+            fail_msg("case %d: %s: %s (wanted \"%s\")", i, moejit_status_str(st), moejit_last_error(ctx), needle);
+        /* the reference validates the same way (it needs no workspace) */
+        if (i < 7 || i == 10) assert_int_equal(moejit_align_reference(&s, &cases[i].args), cases[i].status);
+    }
+    moejit_align_spec bad = {.num_experts = 64, .block_size = 24};
+    mjt_expect_error(moejit_align(ctx, &bad, &good, NULL), MOEJIT_ERR_INVALID_SPEC, "block_size = 24");
+    mjt_expect_error(moejit_align(ctx, &s, NULL, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "align args: args is NULL");
+    mjt_expect_error(moejit_align(NULL, &s, &good, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "ctx is NULL");
+    mjt_expect_error(moejit_align(ctx, NULL, &good, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "spec is NULL");
+    /* Nothing wanted: valid, and nothing runs (no GPU needed to find out). */
+    moejit_align_args none = {.ids = dev, .num_tokens = 100, .topk = 4};
+    assert_int_equal(moejit_align(ctx, &s, &none, NULL), MOEJIT_OK);
+
+    mjt_expect_nothing_ran(ctx, dir);
+}
+
+/* align's meaning, checked directly on reference outputs. */
+static void check_invariants(const int32_t *ids, int E, int B, int64_t T, int K, int64_t cap, const int32_t *counts,
+                             const int32_t *off, const int32_t *sorted, const int32_t *block_expert,
+                             int32_t total, const int32_t *slot_of)
+{
+    const int N = (int)(T * K);
+    int32_t *hist = calloc((size_t)E, sizeof *hist);
+    for (int i = 0; i < N; i++)
+        if (ids[i] >= 0 && ids[i] < E) hist[ids[i]]++;
+    assert_int_equal(off[0], 0);
+    for (int e = 0; e < E; e++) {
+        assert_int_equal(counts[e], hist[e]);
+        assert_int_equal(off[e + 1] - off[e], (hist[e] + B - 1) / B * B);
+        /* the expert's rows: its ids in ascending order, then the padding value */
+        for (int q = off[e]; q < off[e + 1]; q++) {
+            const int r = q - off[e];
+            if (r < counts[e]) {
+                assert_true(sorted[q] >= 0 && sorted[q] < N);
+                assert_int_equal(ids[sorted[q]], e);
+                assert_int_equal(slot_of[sorted[q]], q);
+                if (r > 0) assert_true(sorted[q] > sorted[q - 1]);
+            } else {
+                assert_int_equal(sorted[q], N);
+            }
+        }
+        for (int b = off[e] / B; b < off[e + 1] / B; b++) assert_int_equal(block_expert[b], e);
+    }
+    assert_int_equal(off[E], total);
+    assert_true(total <= cap && total % B == 0);
+    for (int64_t q = total; q < cap; q++) assert_int_equal(sorted[q], 0x5a5a5a5a); /* never written */
+    for (int64_t b = total / B; b < cap / B; b++) assert_int_equal(block_expert[b], -1);
+    /* every id exactly once: valid ones where sorted_ids says, dropped ones nowhere */
+    for (int i = 0; i < N; i++) {
+        if (ids[i] >= 0 && ids[i] < E) assert_int_equal(sorted[slot_of[i]], i);
+        else assert_int_equal(slot_of[i], -1);
+    }
+    free(hist);
+}
+
+static void test_reference_invariants(void **state)
+{
+    (void)state;
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    static const int es[] = {1, 3, 64, 257, 4096};
+    static const int bs[] = {16, 64, 256};
+    static const int64_t ts[] = {0, 1, 7, 300};
+    for (int e = 0; e < 5; e++)
+        for (int b = 0; b < 3; b++)
+            for (int t = 0; t < 4; t++) {
+                const int E = es[e], B = bs[b], K = 1 + (int)(mjt_next(&rng) % 9);
+                const int64_t T = ts[t], N = T * K;
+                const moejit_align_spec s = {.num_experts = E, .block_size = B};
+                int64_t cap;
+                assert_int_equal(moejit_align_capacity(&s, T, K, &cap), MOEJIT_OK);
+                int32_t *ids = malloc(4 * (size_t)N + 4);
+                const int hot = (int)(mjt_next(&rng) % (uint64_t)E);
+                for (int64_t i = 0; i < N; i++) {
+                    const uint64_t r = mjt_next(&rng);
+                    /* a hot expert, dropped ids on both sides, the rest uniform */
+                    ids[i] = r % 4 == 0 ? hot : r % 11 == 0 ? -1 - (int32_t)(r % 5) : r % 13 == 0 ? E + (int32_t)(r % 3)
+                                                                                               : (int32_t)((r >> 8) % (uint64_t)E);
+                }
+                mjt_align_bufs o = mjt_align_bufs_new(E, B, cap, N, 0);
+                moejit_align_args a = {.ids = ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&o, MJT_ALIGN_ALL, cap)};
+                assert_int_equal(moejit_align_reference(&s, &a), MOEJIT_OK);
+                check_invariants(ids, E, B, T, K, cap, o.buf[0], o.buf[1], o.buf[2], o.buf[3], o.buf[4][0], o.buf[5]);
+                mjt_align_bufs_free(&o);
+                free(ids);
+            }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_specs),
+        cmocka_unit_test(test_names_and_sizes),
+        cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_reference_invariants),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

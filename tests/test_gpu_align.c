@@ -1,0 +1,230 @@
+/* GPU: align against its C reference on fresh random ids, with every output poisoned first and
+ * compared in full (so a write past the padded total, or a missing one, is caught): decode and
+ * prefill batches, the one-launch and the three-launch paths, dropped ids, skewed batches, partial
+ * output sets, and a CUDA-graph replay. Every test skips without a device. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driver.h"
+#include "support.h"
+
+/* How the ids of a batch are drawn. */
+typedef enum { IDS_UNIFORM, IDS_ONE_EXPERT, IDS_ALL_DROPPED, IDS_TOPK } ids_kind;
+
+static int32_t *make_ids(mjt_rng *rng, ids_kind kind, int E, int64_t T, int K)
+{
+    const int64_t N = T * K;
+    int32_t *ids = malloc(sizeof *ids * (size_t)(N ? N : 1));
+    assert_non_null(ids);
+    const int hot = (int)(mjt_next(rng) % (uint64_t)E);
+    for (int64_t t = 0; t < T; t++)
+        for (int k = 0; k < K; k++) {
+            int32_t *id = &ids[t * K + k];
+            const uint64_t r = mjt_next(rng);
+            switch (kind) {
+            case IDS_ONE_EXPERT: *id = hot; break;
+            case IDS_ALL_DROPPED: *id = r % 2 ? -1 - (int32_t)(r >> 40) % 1000 : E + (int32_t)(r >> 40) % 1000; break;
+            case IDS_UNIFORM: /* about 1 in 10 off this rank, on either side */
+                *id = r % 10 ? (int32_t)((r >> 8) % (uint64_t)E) : (r >> 8) % 2 ? -1 : E + (int32_t)((r >> 9) % 7);
+                break;
+            case IDS_TOPK: { /* K distinct experts, as route produces (K <= E) */
+                int32_t e;
+                int again;
+                do {
+                    e = (int32_t)(mjt_next(rng) % (uint64_t)E);
+                    again = 0;
+                    for (int j = 0; j < k; j++) again |= ids[t * K + j] == e;
+                } while (again);
+                *id = e;
+                break;
+            }
+            }
+        }
+    return ids;
+}
+
+/* Align one batch on the GPU (the outputs in `want`) and compare with the reference. */
+static void align_and_check(mjt_rng *rng, ids_kind kind, int E, int B, int64_t T, int K, unsigned want)
+{
+    const moejit_align_spec spec = {.num_experts = E, .block_size = B};
+    const int64_t N = T * K;
+    int64_t cap;
+    size_t ws_bytes;
+    assert_int_equal(moejit_align_capacity(&spec, T, K, &cap), MOEJIT_OK);
+    assert_int_equal(moejit_align_workspace_bytes(&spec, T, K, &ws_bytes), MOEJIT_OK);
+    int32_t *ids = make_ids(rng, kind, E, T, K);
+    int32_t *d_ids = mjt_dev_alloc(4 * (size_t)N);
+    mjt_h2d(d_ids, ids, 4 * (size_t)N);
+    mjt_align_bufs dev = mjt_align_bufs_new(E, B, cap, N, 1), ref = mjt_align_bufs_new(E, B, cap, N, 0);
+    void *ws = ws_bytes ? mjt_dev_alloc(ws_bytes) : NULL;
+    if (ws) mjt_dev_fill(ws, MJT_POISON, ws_bytes); /* the kernels must not rely on a zeroed workspace */
+    moejit_align_args args = {.ids = d_ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&dev, want, cap)};
+    args.out.workspace = ws, args.out.workspace_bytes = ws_bytes;
+    moejit_status st = moejit_align(mjt_gpu_ctx, &spec, &args, NULL);
+    if (st != MOEJIT_OK) fail_msg("moejit_align: %s: %s", moejit_status_str(st), moejit_last_error(mjt_gpu_ctx));
+    mjt_sync();
+
+    moejit_align_args host = {.ids = ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&ref, want, cap)};
+    assert_int_equal(moejit_align_reference(&spec, &host), MOEJIT_OK);
+    char what[128];
+    snprintf(what, sizeof what, "align E=%d B=%d T=%lld K=%d ids=%d outputs=0x%x", E, B, (long long)T, K, (int)kind,
+             want);
+    mjt_align_compare(&dev, &ref, what);
+    mjt_align_bufs_free(&dev), mjt_align_bufs_free(&ref);
+    mjt_dev_free(d_ids), mjt_dev_free(ws), free(ids);
+}
+
+static void test_align_sweep(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
+    static const int bs[] = {16, 64, 256};
+    /* decode, one launch near its limit (512·8 = 4096 ids), three launches */
+    static const int64_t ts[] = {1, 33, 512, 5000};
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    for (int e = 0; e < 8; e++)
+        for (int b = 0; b < 3; b++)
+            for (int t = 0; t < 4; t++) align_and_check(&rng, IDS_UNIFORM, es[e], bs[b], ts[t], 8, MJT_ALIGN_ALL);
+}
+
+static void test_align_edges(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    align_and_check(&rng, IDS_TOPK, 256, 64, 0, 8, MJT_ALIGN_ALL);           /* T = 0: zero counts, nothing else */
+    align_and_check(&rng, IDS_TOPK, 256, 64, 1, 8, MJT_ALIGN_ALL);           /* one token */
+    align_and_check(&rng, IDS_ONE_EXPERT, 256, 16, 3000, 8, MJT_ALIGN_ALL);  /* every id to one expert, three launches */
+    align_and_check(&rng, IDS_ONE_EXPERT, 128, 64, 100, 4, MJT_ALIGN_ALL);   /* …and in one launch */
+    align_and_check(&rng, IDS_ALL_DROPPED, 256, 64, 64, 8, MJT_ALIGN_ALL);   /* every id on another rank */
+    align_and_check(&rng, IDS_ALL_DROPPED, 256, 64, 9000, 8, MJT_ALIGN_ALL); /* …in a large batch */
+    align_and_check(&rng, IDS_UNIFORM, 1, 16, 777, 1, MJT_ALIGN_ALL);        /* E = 1 */
+    align_and_check(&rng, IDS_UNIFORM, 1, 256, 9000, 2, MJT_ALIGN_ALL);      /* E = 1, three launches */
+    align_and_check(&rng, IDS_TOPK, 256, 256, 16, 8, MJT_ALIGN_ALL);         /* B larger than every count */
+    align_and_check(&rng, IDS_TOPK, 4096, 16, 16384, 8, MJT_ALIGN_ALL);      /* E = 4096, T = 16384, K = 8 */
+    align_and_check(&rng, IDS_TOPK, 4096, 256, 512, 8, MJT_ALIGN_ALL);       /* one tile, but a capacity worth a grid */
+    align_and_check(&rng, IDS_TOPK, 384, 64, 70000, 8, MJT_ALIGN_ALL);       /* 137 tiles */
+}
+
+/* Each output alone, and a few sets (NULL = not wanted), on both paths. */
+static void test_align_partial_outputs(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    static const unsigned sets[] = {1, 2, 4, 8, 16, 32, 4 | 8 | 16, 32 | 16, 1 | 2};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        align_and_check(&rng, IDS_UNIFORM, 160, 32, 100, 6, sets[i]);
+        align_and_check(&rng, IDS_UNIFORM, 160, 32, 2000, 6, sets[i]);
+    }
+}
+
+/* Same input twice (one and three launches): bit-identical outputs, as the reference is. A
+ * capacity larger than needed: block_expert is -1 through its end, sorted_ids untouched past the total. */
+static void test_align_repeat_and_capacity(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    const moejit_align_spec spec = {.num_experts = 256, .block_size = 64};
+    const int K = 8;
+    for (int64_t T = 100; T <= 10000; T += 9900) {
+        int64_t cap;
+        size_t ws_bytes;
+        assert_int_equal(moejit_align_capacity(&spec, T, K, &cap), MOEJIT_OK);
+        assert_int_equal(moejit_align_workspace_bytes(&spec, T, K, &ws_bytes), MOEJIT_OK);
+        cap += 5 * 64 + 17; /* a caller's rounder size */
+        int32_t *ids = make_ids(&rng, IDS_UNIFORM, 256, T, K);
+        int32_t *d_ids = mjt_dev_alloc(4 * (size_t)(T * K));
+        mjt_h2d(d_ids, ids, 4 * (size_t)(T * K));
+        mjt_align_bufs first = mjt_align_bufs_new(256, 64, cap, T * K, 1),
+                       second = mjt_align_bufs_new(256, 64, cap, T * K, 1),
+                       ref = mjt_align_bufs_new(256, 64, cap, T * K, 0);
+        void *ws = ws_bytes ? mjt_dev_alloc(ws_bytes) : NULL;
+        moejit_align_args a = {.ids = d_ids, .num_tokens = T, .topk = K};
+        a.out = mjt_align_select(&first, MJT_ALIGN_ALL, cap);
+        a.out.workspace = ws, a.out.workspace_bytes = ws_bytes;
+        assert_int_equal(moejit_align(mjt_gpu_ctx, &spec, &a, NULL), MOEJIT_OK);
+        a.out = mjt_align_select(&second, MJT_ALIGN_ALL, cap);
+        a.out.workspace = ws, a.out.workspace_bytes = ws_bytes;
+        assert_int_equal(moejit_align(mjt_gpu_ctx, &spec, &a, NULL), MOEJIT_OK);
+        mjt_sync();
+        moejit_align_args h = {.ids = ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&ref, MJT_ALIGN_ALL, cap)};
+        assert_int_equal(moejit_align_reference(&spec, &h), MOEJIT_OK);
+        mjt_align_compare(&first, &ref, "first run");
+        mjt_align_compare(&second, &ref, "second run");
+        mjt_align_bufs_free(&first), mjt_align_bufs_free(&second), mjt_align_bufs_free(&ref);
+        mjt_dev_free(d_ids), mjt_dev_free(ws), free(ids);
+    }
+}
+
+/* The three-launch path captured in a CUDA graph and replayed on new ids: no hidden allocation,
+ * no host synchronisation, the workspace reused. */
+static void test_align_graph_capture(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    const mj_driver *d;
+    assert_int_equal(mj_driver_get(&d), MOEJIT_OK);
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    const moejit_align_spec spec = {.num_experts = 384, .block_size = 64};
+    const int64_t T = 3000;
+    const int K = 8;
+    int64_t cap;
+    size_t ws_bytes;
+    assert_int_equal(moejit_align_capacity(&spec, T, K, &cap), MOEJIT_OK);
+    assert_int_equal(moejit_align_workspace_bytes(&spec, T, K, &ws_bytes), MOEJIT_OK);
+    assert_true(ws_bytes > 0);
+    int32_t *d_ids = mjt_dev_alloc(4 * (size_t)(T * K));
+    void *ws = mjt_dev_alloc(ws_bytes);
+    mjt_align_bufs dev = mjt_align_bufs_new(384, 64, cap, T * K, 1);
+    moejit_align_args a = {.ids = d_ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&dev, MJT_ALIGN_ALL, cap)};
+    a.out.workspace = ws, a.out.workspace_bytes = ws_bytes;
+    int32_t *ids = make_ids(&rng, IDS_TOPK, 384, T, K);
+    mjt_h2d(d_ids, ids, 4 * (size_t)(T * K));
+    assert_int_equal(moejit_align(mjt_gpu_ctx, &spec, &a, NULL), MOEJIT_OK); /* loads the kernels before capture */
+    mjt_sync();
+    free(ids);
+
+    CUstream s;
+    CUgraph graph;
+    CUgraphExec exec;
+    assert_int_equal(d->stream_create(&s, CU_STREAM_NON_BLOCKING), CUDA_SUCCESS);
+    assert_int_equal(d->stream_begin_capture(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), CUDA_SUCCESS);
+    assert_int_equal(moejit_align(mjt_gpu_ctx, &spec, &a, (moejit_stream)s), MOEJIT_OK);
+    assert_int_equal(d->stream_end_capture(s, &graph), CUDA_SUCCESS);
+    assert_int_equal(d->graph_instantiate(&exec, graph, 0), CUDA_SUCCESS);
+    for (int rep = 0; rep < 2; rep++) {
+        ids = make_ids(&rng, IDS_TOPK, 384, T, K);
+        mjt_h2d(d_ids, ids, 4 * (size_t)(T * K));
+        mjt_align_bufs_poison(&dev);
+        assert_int_equal(d->graph_launch(exec, s), CUDA_SUCCESS);
+        assert_int_equal(d->stream_synchronize(s), CUDA_SUCCESS);
+        mjt_align_bufs ref = mjt_align_bufs_new(384, 64, cap, T * K, 0);
+        moejit_align_args h = {.ids = ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&ref, MJT_ALIGN_ALL, cap)};
+        assert_int_equal(moejit_align_reference(&spec, &h), MOEJIT_OK);
+        mjt_align_compare(&dev, &ref, "graph replay");
+        mjt_align_bufs_free(&ref), free(ids);
+    }
+    d->graph_exec_destroy(exec), d->graph_destroy(graph), d->stream_destroy(s);
+    mjt_align_bufs_free(&dev), mjt_dev_free(d_ids), mjt_dev_free(ws);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_align_edges),
+        cmocka_unit_test(test_align_sweep),
+        cmocka_unit_test(test_align_partial_outputs),
+        cmocka_unit_test(test_align_repeat_and_capacity),
+        cmocka_unit_test(test_align_graph_capture),
+    };
+    return cmocka_run_group_tests(tests, mjt_gpu_setup, mjt_gpu_teardown);
+}
