@@ -1,9 +1,9 @@
 /* Fuzz the spec validator and what a valid spec reaches without a GPU: kernel names, the packed
- * id, the shape description, code generation, and the route C reference on a row or two of the
- * input's bytes as logits (NaN, infinities and subnormals included).
+ * id, the shape description, code generation, the route C reference on a row or two of the input's
+ * bytes as logits (NaN, infinities and subnormals included), and align's reference on hostile ids.
  *
- * Input: byte 0 picks the op (route, permute, combine or an invalid value), then the raw bytes of
- * the spec struct; what follows is logits (and bias). */
+ * Input: byte 0 picks the op (any op, or an invalid value), then the raw bytes of the spec struct;
+ * what follows is logits and bias (route, route_align) or ids (align: the align reference). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +47,32 @@ static void route_reference(const moejit_route_spec *spec, const uint8_t *rest, 
     free(logits), free(bias), free(ids), free(w);
 }
 
+/* align's reference on hostile ids (negative, out of range, repeated): the maps stay consistent. */
+static void align_reference(const moejit_align_spec *spec, const uint8_t *rest, size_t rest_len)
+{
+    const int64_t T = rest_len > 0 ? rest[0] % 64 : 1;
+    const int32_t K = rest_len > 1 ? 1 + rest[1] % 8 : 1, E = spec->num_experts;
+    int64_t cap = 0;
+    check(moejit_align_capacity(spec, T, K, &cap) == MOEJIT_OK && cap >= T * K);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(T * K + 1));
+    int32_t *counts = malloc(sizeof(int32_t) * (size_t)E), *offsets = malloc(sizeof(int32_t) * (size_t)(E + 1));
+    int32_t *sorted = malloc(sizeof(int32_t) * (size_t)(cap + 1)), *blocks = malloc(sizeof(int32_t) * (size_t)(cap / spec->block_size + 1));
+    int32_t *slot_of = malloc(sizeof(int32_t) * (size_t)(T * K + 1)), total = -1;
+    if (!ids || !counts || !offsets || !sorted || !blocks || !slot_of) abort();
+    for (int64_t i = 0; i < T * K; i++) {
+        int32_t v = 0;
+        for (int b = 0; b < 4; b++) v = (int32_t)((uint32_t)v << 8 | (rest_len ? rest[(size_t)(4 * i + b + 2) % rest_len] : 0));
+        ids[i] = (i % 3) ? (int32_t)((uint32_t)v % (uint32_t)(E + 2)) - 1 : v; /* mostly in range, some not */
+    }
+    moejit_align_args a = {.ids = ids, .num_tokens = T, .topk = K,
+                           .out = {.counts = counts, .offsets = offsets, .sorted_ids = sorted, .sorted_capacity = cap,
+                                   .block_expert = blocks, .total_padded = &total, .slot_of = slot_of}};
+    check(moejit_align_reference(spec, &a) == MOEJIT_OK);
+    check(offsets[0] == 0 && offsets[E] == total && total <= cap && total % spec->block_size == 0);
+    for (int e = 0; e < E; e++) check(offsets[e + 1] >= offsets[e] + counts[e]);
+    free(ids), free(counts), free(offsets), free(sorted), free(blocks), free(slot_of);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
@@ -57,11 +83,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
     }
-    static const int ops[8] = {MOEJIT_OP_ROUTE, MOEJIT_OP_ROUTE, MOEJIT_OP_ROUTE, MOEJIT_OP_PERMUTE,
-                               MOEJIT_OP_COMBINE, 0, 12, -7};
+    static const int ops[16] = {MOEJIT_OP_ROUTE,       MOEJIT_OP_ROUTE,       MOEJIT_OP_ROUTE,     MOEJIT_OP_PERMUTE,
+                                MOEJIT_OP_COMBINE,     0,                     12,                  -7,
+                                MOEJIT_OP_ALIGN,       MOEJIT_OP_ALIGN,       MOEJIT_OP_ROUTE_ALIGN, MOEJIT_OP_ROUTE_ALIGN,
+                                MOEJIT_OP_MX_SCALES,   MOEJIT_OP_MX_SCALES,   MOEJIT_OP_ROUTE,     5};
     moejit_kernel_desc d;
     memset(&d, 0, sizeof d);
-    d.op = (moejit_op)ops[data[0] & 7];
+    d.op = (moejit_op)ops[data[0] & 15];
     const size_t room = sizeof d - offsetof(moejit_kernel_desc, route);
     const size_t n = size - 1 < room ? size - 1 : room;
     memcpy(&d.route, data + 1, n);
@@ -90,5 +118,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(strstr(src, name) != NULL);
     moejit_free(src);
     if (d.op == MOEJIT_OP_ROUTE && d.route.num_experts <= 1024) route_reference(&d.route, rest, rest_len);
+    if (d.op == MOEJIT_OP_ROUTE_ALIGN && d.route_align.route.num_experts <= 1024)
+        route_reference(&d.route_align.route, rest, rest_len);
+    if (d.op == MOEJIT_OP_ALIGN) align_reference(&d.align, rest, rest_len);
     return 0;
 }
