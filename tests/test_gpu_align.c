@@ -205,6 +205,7 @@ static void test_align_graph_capture(void **state)
         ids = make_ids(&rng, IDS_TOPK, 384, T, K);
         mjt_h2d(d_ids, ids, 4 * (size_t)(T * K));
         mjt_align_bufs_poison(&dev);
+        mjt_sync(); /* the poison and the ids go through the legacy stream, which `s` (non-blocking) does not wait for */
         assert_int_equal(d->graph_launch(exec, s), CUDA_SUCCESS);
         assert_int_equal(d->stream_synchronize(s), CUDA_SUCCESS);
         mjt_align_bufs ref = mjt_align_bufs_new(384, 64, cap, T * K, 0);
