@@ -178,32 +178,6 @@ moejit_status mj_cache_verify(mj_cache *c, int remove_bad, mj_cache_verify_fn fn
     return st;
 }
 
-/* ---- temp files ------------------------------------------------------------------------------- */
-
-static uint64_t sweep_temps(mj_cache *c, double grace_seconds)
-{
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s/tmp", mj_cache_root(c));
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    uint64_t removed = 0;
-    struct dirent *f;
-    while ((f = readdir(d))) {
-        const size_t n = strlen(f->d_name);
-        if (n < 5 || strcmp(f->d_name + n - 4, ".tmp")) continue;
-        char path[4600];
-        snprintf(path, sizeof path, "%s/%s", dir, f->d_name);
-        struct stat st;
-        if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
-        const double age = (double)(now.tv_sec - st.st_mtim.tv_sec) + 1e-9 * (double)(now.tv_nsec - st.st_mtim.tv_nsec);
-        if (age >= grace_seconds && remove_file(path) > 0) removed++;
-    }
-    closedir(d);
-    return removed;
-}
-
 /* ---- gc --------------------------------------------------------------------------------------- */
 
 /* Oldest use first; equal stamps by key, so the order never depends on the directory's. */
@@ -223,7 +197,7 @@ moejit_status mj_cache_gc(mj_cache *c, uint64_t max_bytes, const char *keep_key,
     if (out) *out = s;
     moejit_status st = need_writable(c, "cache gc");
     if (st != MOEJIT_OK) return st;
-    s.temps_removed = sweep_temps(c, temp_grace_seconds);
+    s.temps_removed = mj_cache_sweep_temps(c, temp_grace_seconds);
     entry_list l;
     if ((st = list_entries(c, &l)) != MOEJIT_OK) return st;
     for (size_t i = 0; i < l.n; i++) s.bytes_before += l.v[i].bytes;
@@ -265,7 +239,7 @@ moejit_status mj_cache_clear(mj_cache *c, uint64_t *entries_removed, uint64_t *b
             bytes += l.v[i].bytes;
         }
     }
-    if (st == MOEJIT_OK) sweep_temps(c, MJ_CACHE_TEMP_GRACE_SECONDS);
+    if (st == MOEJIT_OK) mj_cache_sweep_temps(c, MJ_CACHE_TEMP_GRACE_SECONDS);
     free(l.v);
     if (entries_removed) *entries_removed = n;
     if (bytes_removed) *bytes_removed = bytes;

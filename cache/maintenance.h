@@ -16,9 +16,6 @@
 
 #include "store.h"
 
-/* Temp files (<root>/tmp/ *.tmp) older than this are left over from a crashed publish. */
-#define MJ_CACHE_TEMP_GRACE_SECONDS 3600.0
-
 /* The full key of the one entry whose key starts with `prefix` (1..32 hex digits, either case).
  *   MOEJIT_OK                    key_out holds the 32-digit key
  *   MOEJIT_ERR_INVALID_ARGUMENT  prefix is empty, too long or not hex

@@ -11,13 +11,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/file.h>
+#include <sys/random.h>
+
 #include "../src/error.h"
 #include "../src/log.h"
+#include "fault.h"
 
 struct mj_cache {
     char root[4096];
     moejit_cache_mode mode;
     atomic_int write_failed; /* set once a write failed: warn once, then stay memory-only */
+    atomic_llong last_sweep;  /* CLOCK_REALTIME seconds of the last temp sweep on the publish path */
+    atomic_ullong write_errors, temps_swept;
 };
 
 static atomic_uint g_temp_counter;
@@ -64,13 +70,21 @@ void mj_cache_blob_free(mj_cache_blob *b)
 static moejit_status read_whole(const char *path, mj_cache_blob *out, int *fd_out)
 {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO planted under an entry's name must not block the open (regular files
+     * ignore the flag); fstat then rejects anything that is not a regular file. */
+    int fd = MJ_FAULT(MJ_FAULT_READ) ? -1 : open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT || errno == ENOTDIR) return mj_fail(MOEJIT_ERR_NOT_FOUND, "no cache entry %s", path);
         return mj_fail(MOEJIT_ERR_IO, "cannot open cache entry %s: %s", path, strerror(errno));
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return mj_fail(MOEJIT_ERR_IO, "cannot stat cache entry %s: %s", path, strerror(errno));
+    }
+    out->dev = st.st_dev; /* known from here on, so that a bad entry can be removed */
+    out->ino = st.st_ino;
+    if (!S_ISREG(st.st_mode)) {
         close(fd);
         return mj_fail(MOEJIT_ERR_CORRUPT, "cache entry %s is not a regular file", path);
     }
@@ -111,6 +125,22 @@ moejit_status mj_cache_read_file(const char *path, mj_cache_blob *out)
     return st;
 }
 
+/* A bad entry is a miss; the recompile replaces it. Only the file that was read goes: another
+ * process may have renamed a good entry over it since. A directory planted under an entry's
+ * name goes too when it is empty (else the publish that replaces it fails and warns). */
+static void remove_bad(mj_cache *c, const char *path, const mj_cache_blob *read)
+{
+    struct stat now;
+    if (!mj_cache_writable(c) || lstat(path, &now) != 0) return;
+    if (S_ISLNK(now.st_mode)) {
+        unlink(path); /* a link where an entry belongs is never ours */
+        return;
+    }
+    if (now.st_dev != read->dev || now.st_ino != read->ino) return;
+    if (S_ISDIR(now.st_mode)) rmdir(path);
+    else unlink(path);
+}
+
 moejit_status mj_cache_load(mj_cache *c, const char *key_hex, const void *key_record, size_t key_record_len,
                             mj_cache_blob *out)
 {
@@ -121,6 +151,10 @@ moejit_status mj_cache_load(mj_cache *c, const char *key_hex, const void *key_re
         return mj_fail(MOEJIT_ERR_IO, "cache path too long under %s", c->root);
     int fd = -1;
     moejit_status st = read_whole(path, out, &fd);
+    if (st == MOEJIT_ERR_CORRUPT) { /* not a regular file, or over the size limit */
+        remove_bad(c, path, out);
+        mj_cache_blob_free(out);
+    }
     if (st != MOEJIT_OK) return st;
     st = mj_entry_decode(out->data, out->len, &out->view);
     if (st == MOEJIT_OK && key_record &&
@@ -129,8 +163,8 @@ moejit_status mj_cache_load(mj_cache *c, const char *key_hex, const void *key_re
                                          "stored under another key's name)");
     if (st != MOEJIT_OK) {
         mj_error_append(": %s", path);
+        remove_bad(c, path, out);
         mj_cache_blob_free(out);
-        if (mj_cache_writable(c)) unlink(path); /* a bad entry is a miss; the recompile replaces it */
     } else if (mj_cache_writable(c)) {
         (void)futimens(fd, NULL); /* explicit last-use stamp for gc (never atime) */
     }
@@ -140,6 +174,7 @@ moejit_status mj_cache_load(mj_cache *c, const char *key_hex, const void *key_re
 
 static int mkdir_p(char *path, mode_t mode)
 {
+    if (MJ_FAULT(MJ_FAULT_MKDIR)) return -1;
     for (char *p = path + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';
@@ -152,6 +187,7 @@ static int mkdir_p(char *path, mode_t mode)
 
 static moejit_status write_failed(mj_cache *c, const char *what, const char *path, int err)
 {
+    atomic_fetch_add(&c->write_errors, 1);
     if (!atomic_exchange(&c->write_failed, 1))
         mj_warn("cache directory %s is not writable (%s %s: %s); continuing with the in-memory cache only", c->root,
                 what, path, strerror(err));
@@ -160,6 +196,12 @@ static moejit_status write_failed(mj_cache *c, const char *what, const char *pat
 
 static int write_all(int fd, const uint8_t *p, size_t n)
 {
+    if (MJ_FAULT(MJ_FAULT_WRITE)) {
+        const int err = errno; /* a full disk takes part of the data, then refuses the rest */
+        if (n > 1 && write(fd, p, n / 2) < 0) return -1;
+        errno = err;
+        return -1;
+    }
     while (n) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR) continue;
@@ -171,6 +213,87 @@ static int write_all(int fd, const uint8_t *p, size_t n)
         n -= (size_t)w;
     }
     return 0;
+}
+
+/* Per-process random bits for temp names: pids repeat across the hosts of an NFS mount and
+ * across containers sharing a volume. */
+static uint64_t process_nonce(void)
+{
+    static atomic_ullong nonce;
+    static atomic_int nonce_pid;
+    const int pid = (int)getpid();
+    if (atomic_load(&nonce_pid) != pid) { /* first use, or a forked child */
+        uint64_t v = 0;
+        if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            v = ((uint64_t)t.tv_nsec << 32) ^ (uint64_t)t.tv_sec ^ ((uint64_t)pid << 16) ^ (uint64_t)(uintptr_t)&t;
+        }
+        atomic_store(&nonce, v);
+        atomic_store(&nonce_pid, pid);
+    }
+    return atomic_load(&nonce);
+}
+
+/* The temp file of a publish, created O_EXCL under a name no other writer uses. A name that
+ * exists anyway (EEXIST: a reused pid and an unlucky nonce) is retried, not a write failure. */
+static int create_temp(mj_cache *c, const char *key_hex, char *tmp, size_t cap)
+{
+    for (int attempt = 0;; attempt++) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        snprintf(tmp, cap, "%s/tmp/%s.%ld.%016llx.%u.%ld.tmp", c->root, key_hex, (long)getpid(),
+                 (unsigned long long)process_nonce(), atomic_fetch_add(&g_temp_counter, 1), (long)now.tv_nsec);
+        int fd = MJ_FAULT(MJ_FAULT_OPEN_TMP) ? -1 : open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST || attempt == 8) return fd;
+    }
+}
+
+static double realtime_seconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+}
+
+uint64_t mj_cache_sweep_temps(mj_cache *c, double grace_seconds)
+{
+    if (c->mode == MOEJIT_CACHE_OFF) return 0;
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/tmp", c->root);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    const double now = realtime_seconds();
+    uint64_t removed = 0;
+    struct dirent *f;
+    while ((f = readdir(d))) {
+        const size_t n = strlen(f->d_name);
+        if (n < 5 || strcmp(f->d_name + n - 4, ".tmp")) continue;
+        char path[4600];
+        snprintf(path, sizeof path, "%s/%s", dir, f->d_name);
+        struct stat st;
+        if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        const double age = now - ((double)st.st_mtim.tv_sec + 1e-9 * (double)st.st_mtim.tv_nsec);
+        if (age < grace_seconds) continue;
+        if (unlink(path) == 0) removed++;
+        else if (errno != ENOENT) mj_warn("cannot remove %s: %s", path, strerror(errno));
+    }
+    closedir(d);
+    atomic_fetch_add(&c->temps_swept, removed);
+    return removed;
+}
+
+/* The publish path sweeps stale temp files too (left by writers killed mid-publish), so a cache
+ * nobody runs `moejit cache gc` on does not collect them: at the first publish of this store and
+ * then at most once per MJ_CACHE_TEMP_SWEEP_INTERVAL. Cheap: tmp/ is normally empty. */
+static void maybe_sweep(mj_cache *c)
+{
+    const long long now = (long long)realtime_seconds();
+    long long last = atomic_load(&c->last_sweep);
+    if (last && now - last < MJ_CACHE_TEMP_SWEEP_INTERVAL) return;
+    if (!atomic_compare_exchange_strong(&c->last_sweep, &last, now)) return; /* another thread does it */
+    const uint64_t n = mj_cache_sweep_temps(c, MJ_CACHE_TEMP_GRACE_SECONDS);
+    if (n) mj_info("removed %llu stale temp file(s) of interrupted publishes from %s/tmp", (unsigned long long)n, c->root);
 }
 
 moejit_status mj_cache_publish(mj_cache *c, const char *key_hex, const mj_entry_view *entry)
@@ -187,26 +310,113 @@ moejit_status mj_cache_publish(mj_cache *c, const char *key_hex, const mj_entry_
     size_t len;
     moejit_status st = mj_entry_encode(entry, &blob, &len);
     if (st != MOEJIT_OK) return st;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    snprintf(tmp, sizeof tmp, "%s/tmp/%s.%ld.%u.%ld.tmp", c->root, key_hex, (long)getpid(),
-             atomic_fetch_add(&g_temp_counter, 1), (long)now.tv_nsec);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    int fd = create_temp(c, key_hex, tmp, sizeof tmp);
     if (fd < 0) {
+        const int err = errno;
         free(blob);
-        return write_failed(c, "cannot create", tmp, errno);
+        return write_failed(c, "cannot create", tmp, err);
     }
     int err = 0;
+    if (MJ_FAULT_CRASH_ARMED(MJ_CRASH_MID_WRITE)) { /* test-only: killed while writing */
+        if (write(fd, blob, len / 2) >= 0) MJ_FAULT_CRASH(MJ_CRASH_MID_WRITE);
+    }
     if (write_all(fd, blob, len) != 0) err = errno;
-    else if (fsync(fd) != 0) err = errno;
+    else if (MJ_FAULT(MJ_FAULT_FSYNC) || fsync(fd) != 0) err = errno;
     if (close(fd) != 0 && !err) err = errno;
     free(blob);
-    if (!err && rename(tmp, final_path) != 0) err = errno;
+    if (!err) MJ_FAULT_CRASH(MJ_CRASH_BEFORE_RENAME);
+    if (!err && (MJ_FAULT(MJ_FAULT_RENAME) || rename(tmp, final_path) != 0)) err = errno;
     if (err) {
         unlink(tmp);
         return write_failed(c, "cannot write", tmp, err);
     }
+    maybe_sweep(c);
     return MOEJIT_OK;
+}
+
+/* ---- per-key locks ------------------------------------------------------------------------ */
+
+static int lock_path(const mj_cache *c, const char *key_hex, char *buf, size_t cap)
+{
+    int n = snprintf(buf, cap, "%s/locks/%.2s/%s.lock", c->root, key_hex, key_hex + 2);
+    return (n < 0 || (size_t)n >= cap) ? -1 : 0;
+}
+
+static void sleep_ms(double ms)
+{
+    const long long us = (long long)(ms * 1e3);
+    struct timespec t = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+    while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+    }
+}
+
+static double monotonic_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int mj_cache_lock_key(mj_cache *c, const char *key_hex, int timeout_ms, mj_cache_lock *out)
+{
+    memset(out, 0, sizeof *out);
+    out->fd = -1;
+    if (timeout_ms <= 0 || !mj_cache_writable(c)) return 0;
+    char path[4300];
+    if (lock_path(c, key_hex, path, sizeof path)) return 0;
+    int fd = -1;
+    for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
+        if (MJ_FAULT(MJ_FAULT_LOCK)) break;
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
+        if (fd >= 0 || errno != ENOENT || attempt) break;
+        char dir[4300];
+        snprintf(dir, sizeof dir, "%s/locks/%.2s", c->root, key_hex);
+        if (mkdir_p(dir, 0777) != 0) break;
+    }
+    if (fd < 0) {
+        out->failed = 1;
+        mj_debug("no lock for %s (%s): compiling without it", key_hex, strerror(errno));
+        return 0;
+    }
+    const double t0 = monotonic_seconds(), deadline = t0 + timeout_ms * 1e-3;
+    double pause_ms = 1;
+    for (;;) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+        if (errno == EINTR) continue;
+        if (errno != EWOULDBLOCK) { /* ENOLCK (NFS without lockd), EINVAL…: best effort, go on */
+            out->failed = 1;
+            mj_debug("cannot lock %s (%s): compiling without the lock", path, strerror(errno));
+            close(fd);
+            return 0;
+        }
+        out->waited = 1;
+        const double now = monotonic_seconds();
+        if (now >= deadline) {
+            out->timed_out = 1;
+            out->wait_seconds = now - t0;
+            mj_info("waited %.1f s for another process compiling %s (%s); compiling here too", now - t0, key_hex, path);
+            close(fd);
+            return 0;
+        }
+        const double left_ms = (deadline - now) * 1e3;
+        sleep_ms(pause_ms < left_ms ? pause_ms : left_ms);
+        if (pause_ms < 16) pause_ms *= 2;
+    }
+    out->fd = fd;
+    out->wait_seconds = monotonic_seconds() - t0;
+    return 1;
+}
+
+void mj_cache_unlock_key(mj_cache_lock *l)
+{
+    if (l->fd >= 0) close(l->fd); /* releases the flock; the file stays (never unlinked) */
+    l->fd = -1;
+}
+
+void mj_cache_counters_get(const mj_cache *c, mj_cache_counters *out)
+{
+    out->write_errors = atomic_load(&((mj_cache *)c)->write_errors);
+    out->temps_swept = atomic_load(&((mj_cache *)c)->temps_swept);
 }
 
 moejit_status mj_cache_remove(mj_cache *c, const char *key_hex)
@@ -218,6 +428,12 @@ moejit_status mj_cache_remove(mj_cache *c, const char *key_hex)
         return mj_fail(MOEJIT_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
     }
     return MOEJIT_OK;
+}
+
+void mj_cache_remove_if_same(mj_cache *c, const char *key_hex, const mj_cache_blob *blob)
+{
+    char path[4200];
+    if (mj_cache_entry_path(c, key_hex, path, sizeof path) == 0) remove_bad(c, path, blob);
 }
 
 static int is_hex(const char *s, size_t n)
@@ -263,14 +479,16 @@ moejit_status mj_cache_peek(const char *path, mj_entry_summary *sum, char *meta,
 {
     memset(sum, 0, sizeof *sum);
     if (cap) meta[0] = '\0';
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return mj_fail(errno == ENOENT ? MOEJIT_ERR_NOT_FOUND : MOEJIT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     uint8_t head[MJ_ENTRY_HEADER_SIZE];
     struct stat st;
     mj_entry_header h;
     moejit_status rc = MOEJIT_OK;
-    if (fstat(fd, &st) != 0 || pread(fd, head, sizeof head, 0) != (ssize_t)sizeof head)
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        rc = mj_fail(MOEJIT_ERR_CORRUPT, "%s: not a regular file", path);
+    else if (pread(fd, head, sizeof head, 0) != (ssize_t)sizeof head)
         rc = mj_fail(MOEJIT_ERR_CORRUPT, "%s: shorter than an entry header", path);
     else if ((rc = mj_entry_header_parse(head, &h)) != MOEJIT_OK)
         mj_error_append(": %s", path);

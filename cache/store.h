@@ -1,9 +1,14 @@
-/* The on-disk store: <root>/v1/<2 hex>/<30 hex>.mjc, temp files in <root>/tmp/.
+/* The on-disk store: <root>/v1/<2 hex>/<30 hex>.mjc, temp files in <root>/tmp/, per-key lock
+ * files in <root>/locks/<2 hex>/<30 hex>.lock.
  *
  * Readers take no locks: an entry is published by writing a temp file opened O_EXCL, fsync and
  * rename(), so a reader sees either nothing or a complete file, which it still verifies in full.
  * Failures to write (read-only dir, EACCES, ENOSPC…) warn once and turn the store read-only for
- * the rest of the process: the caller keeps the cubin in memory and carries on. */
+ * the rest of the process: the caller keeps the cubin in memory and carries on.
+ *
+ * Writers may take a best-effort per-key lock around "look again, compile, publish" so that
+ * processes racing on a cold key compile it once; the lock only saves work, correctness never
+ * depends on it (a publish is atomic either way). */
 #ifndef MOEJIT_CACHE_STORE_H
 #define MOEJIT_CACHE_STORE_H
 
@@ -28,6 +33,8 @@ typedef struct mj_cache_blob {
     uint8_t *data;
     size_t len;
     mj_entry_view view;
+    dev_t dev; /* the file read, so that removing a bad entry never removes a newer one */
+    ino_t ino;
 } mj_cache_blob;
 
 void mj_cache_blob_free(mj_cache_blob *b);
@@ -49,6 +56,45 @@ moejit_status mj_cache_publish(mj_cache *c, const char *key_hex, const mj_entry_
 
 /* Remove an entry (MOEJIT_ERR_NOT_FOUND if absent). */
 moejit_status mj_cache_remove(mj_cache *c, const char *key_hex);
+
+/* Remove the entry of key_hex only if it is still the file `blob` was read from (a publisher may
+ * have renamed a good entry over it since). */
+void mj_cache_remove_if_same(mj_cache *c, const char *key_hex, const mj_cache_blob *blob);
+
+/* ---- temp files ---- */
+
+/* Temp files (<root>/tmp/ *.tmp) older than this are left over from a crashed publish: no live
+ * writer takes an hour to write and fsync at most MJ_ENTRY_MAX_BYTES. */
+#define MJ_CACHE_TEMP_GRACE_SECONDS 3600.0
+/* How often the publish path sweeps them (also at the first publish of each store). */
+#define MJ_CACHE_TEMP_SWEEP_INTERVAL 3600
+
+/* Remove temp files older than grace_seconds (by mtime). Returns how many were removed. */
+uint64_t mj_cache_sweep_temps(mj_cache *c, double grace_seconds);
+
+/* ---- per-key locks ---- */
+
+typedef struct mj_cache_lock {
+    int fd;              /* >= 0 while held */
+    int waited;          /* another process held it when we asked */
+    int timed_out;       /* gave up after timeout_ms */
+    int failed;          /* no lock could be had (read-only, ENOLCK on NFS…): not an error */
+    double wait_seconds;
+} mj_cache_lock;
+
+/* Take the exclusive lock of key_hex (flock on its lock file, created on demand and never
+ * unlinked), waiting at most timeout_ms (polling). Returns 1 when held; 0 when not — disabled
+ * (timeout_ms <= 0), the store not writable, a failure or the timeout, as recorded in *out.
+ * Never fatal: the caller compiles either way. A crashed holder's lock is released by the kernel. */
+int mj_cache_lock_key(mj_cache *c, const char *key_hex, int timeout_ms, mj_cache_lock *out);
+void mj_cache_unlock_key(mj_cache_lock *l);
+
+/* Counters of this store since it was opened. */
+typedef struct mj_cache_counters {
+    uint64_t write_errors; /* failed publishes (the first one warned) */
+    uint64_t temps_swept;  /* stale temp files removed */
+} mj_cache_counters;
+void mj_cache_counters_get(const mj_cache *c, mj_cache_counters *out);
 
 /* Visit every entry file (in no particular order). The callback returns non-zero to stop. */
 typedef int (*mj_cache_visit_fn)(const char *key_hex, const char *path, const struct stat *st, void *user);

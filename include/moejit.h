@@ -21,6 +21,11 @@
  *  - Specs are plain structs. Zero-initialise them ({0} or memset) and set what you need: every
  *    zero field means "the default" as documented per field.
  *  - All functions are thread-safe. A moejit_ctx may be shared by any number of threads.
+ *    Concurrent first uses of one kernel compile it once: within a context (the other threads
+ *    wait for it), and across processes sharing a cache directory through a best-effort per-key
+ *    lock (moejit_config.cache_lock_timeout_ms). Disk trouble (read-only, full, permission
+ *    denied, corrupt entries, a crash mid-write) never fails a call: one warning, then the cache
+ *    is bypassed or the entry recompiled.
  *
  * Version: MOEJIT_VERSION_STRING. The ABI is not yet stable before 1.0.
  */
@@ -115,6 +120,12 @@ typedef struct moejit_config {
     int compile_jobs;            /* parallel NVRTC compiles in moejit_prewarm(); 0: bounded by cores and memory */
     uint64_t cache_max_bytes;    /* MOEJIT_CACHE_MAX_BYTES ("512M", "2G"…): after each publish, the least
                                     recently used entries are removed until the cache fits; 0: no limit */
+    int cache_lock_timeout_ms;   /* MOEJIT_CACHE_LOCK_TIMEOUT_MS: how long a process waits for another one
+                                    compiling the same kernel into the same cache (a per-key flock);
+                                    0: the environment, else 10000; < 0: no lock (duplicate compiles
+                                    across processes are harmless, only slower). Best effort: where
+                                    locks cannot be had (read-only cache, NFS without lockd) it
+                                    compiles without one, and after the timeout it compiles too. */
 } moejit_config;
 
 /* Create a context. cfg may be NULL (everything from the environment). Never touches the GPU:
@@ -552,8 +563,17 @@ typedef struct moejit_stats {
     uint64_t disk_writes;   /* entries published */
     uint64_t bad_entries;   /* corrupt or mismatched entries found (and removed) */
     uint64_t launches;      /* kernel launches */
+    uint64_t build_waits;   /* builds that waited for another thread of this context building the same
+                               kernel (in-process single flight) instead of building it again */
+    uint64_t lock_waits;    /* builds that waited for another process's per-key lock */
+    uint64_t lock_timeouts; /* … and gave up after the timeout, compiling anyway */
+    uint64_t lock_failures; /* builds that found no lock to take (read-only cache, ENOLCK…) */
+    uint64_t disk_write_errors; /* failed publishes; the first one warned, then the cache stays memory-only */
+    uint64_t temps_swept;   /* stale temp files of interrupted publishes removed on the publish path */
 } moejit_stats;
 
+/* The counters of this context since moejit_open (disk_write_errors and temps_swept: of its
+ * cache directory handle). */
 MOEJIT_API moejit_status moejit_get_stats(const moejit_ctx *ctx, moejit_stats *out);
 
 /* The arch string NVRTC targets for the current device (e.g. "sm_90a"), into buf (>= 16 bytes).

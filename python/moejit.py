@@ -55,20 +55,29 @@ class _RouteArgs(ctypes.Structure):
                 ("weights", ctypes.c_void_p), ("num_tokens", ctypes.c_int64), ("row_stride", ctypes.c_int64)]
 
 
+class _KernelDescBody(ctypes.Union):
+    # moejit_kernel_desc's union: route is the member used here; the array gives the union the size
+    # of its largest member (moejit_route_align_spec), as in C. test_spec checks every size.
+    _fields_ = [("route", _RouteSpec), ("_largest", ctypes.c_uint8 * (ctypes.sizeof(_RouteSpec) + 4))]
+
+
 class _KernelDesc(ctypes.Structure):
-    _fields_ = [("op", ctypes.c_int), ("route", _RouteSpec)]
+    _anonymous_ = ("body",)
+    _fields_ = [("op", ctypes.c_int), ("body", _KernelDescBody)]
 
 
 class _Config(ctypes.Structure):
     _fields_ = [("cache_dir", ctypes.c_char_p), ("cache_mode", ctypes.c_int), ("no_compile", ctypes.c_int),
                 ("always_compile", ctypes.c_int), ("dump_dir", ctypes.c_char_p),
                 ("extra_nvrtc_flags", ctypes.c_char_p), ("log_level", ctypes.c_int), ("device", ctypes.c_int),
-                ("compile_jobs", ctypes.c_int)]
+                ("compile_jobs", ctypes.c_int), ("cache_max_bytes", ctypes.c_uint64),
+                ("cache_lock_timeout_ms", ctypes.c_int)]
 
 
 class _Stats(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in
-                ("kernels", "compiles", "disk_hits", "disk_misses", "disk_writes", "bad_entries", "launches")]
+                ("kernels", "compiles", "disk_hits", "disk_misses", "disk_writes", "bad_entries", "launches",
+                 "build_waits", "lock_waits", "lock_timeouts", "lock_failures", "disk_write_errors", "temps_swept")]
 
 
 library = _load_library()
@@ -156,7 +165,7 @@ class RouteSpec:
     @property
     def kernel_name(self):
         buf = ctypes.create_string_buffer(128)
-        desc = _KernelDesc(1, self._c)  # MOEJIT_OP_ROUTE
+        desc = _KernelDesc(op=1, route=self._c)  # MOEJIT_OP_ROUTE
         _check(library.moejit_kernel_name(ctypes.byref(desc), buf, len(buf)))
         return buf.value.decode()
 

@@ -16,7 +16,7 @@ void mj_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
     memset(plan, 0, sizeof *plan);
     const mj_op *op = mj_op_get(id->op);
     if (!op) return;
-    op->module_name(id, plan->module, sizeof plan->module);
+    mj_kernel_module_name(id, plan->module, sizeof plan->module); /* shortened to fit, if need be */
     op->plan(id, plan);
 }
 

@@ -1,6 +1,7 @@
 /* moejit_open / moejit_close: configuration from the struct, then the environment, then defaults. */
 #include "context.h"
 
+#include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,8 +63,14 @@ static moejit_status resolve_cache_dir(const moejit_config *cfg, moejit_ctx *ctx
     if (env("MOEJIT_CACHE_DIR"))
         return absolute_path(env("MOEJIT_CACHE_DIR"), "MOEJIT_CACHE_DIR", ctx->cache_dir, sizeof ctx->cache_dir);
     char base[PATH_MAX];
-    if (env("XDG_CACHE_HOME")) {
-        snprintf(base, sizeof base, "%s/moejit", env("XDG_CACHE_HOME"));
+    /* The XDG base directory spec: a relative path in XDG_CACHE_HOME is invalid and ignored. */
+    const char *xdg = env("XDG_CACHE_HOME");
+    if (xdg && xdg[0] != '/') {
+        mj_debug("XDG_CACHE_HOME = \"%s\" is not absolute: ignored", xdg);
+        xdg = NULL;
+    }
+    if (xdg) {
+        snprintf(base, sizeof base, "%s/moejit", xdg);
     } else {
         const char *home = env("HOME");
         if (!home) {
@@ -119,6 +126,21 @@ static moejit_status resolve_config(const moejit_config *cfg, moejit_ctx *ctx)
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT,
                        "MOEJIT_CACHE_MAX_BYTES = \"%s\" must be a byte count such as 1073741824, 512M or 2G", max_bytes);
 
+    ctx->lock_timeout_ms = cfg ? cfg->cache_lock_timeout_ms : 0;
+    const char *lock_ms = env("MOEJIT_CACHE_LOCK_TIMEOUT_MS");
+    if (ctx->lock_timeout_ms == 0 && lock_ms) {
+        char *end;
+        errno = 0;
+        const long v = strtol(lock_ms, &end, 10);
+        if (errno || *end || end == lock_ms || v < 0 || v > INT_MAX)
+            return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT,
+                           "MOEJIT_CACHE_LOCK_TIMEOUT_MS = \"%s\" must be a number of milliseconds (0 disables the lock)",
+                           lock_ms);
+        ctx->lock_timeout_ms = v ? (int)v : -1;
+    }
+    if (ctx->lock_timeout_ms == 0) ctx->lock_timeout_ms = MJ_DEFAULT_LOCK_TIMEOUT_MS;
+    if (ctx->lock_timeout_ms < 0) ctx->lock_timeout_ms = 0;
+
     const char *dump = (cfg && cfg->dump_dir && *cfg->dump_dir) ? cfg->dump_dir : env("MOEJIT_DUMP_DIR");
     if (dump && (st = absolute_path(dump, "MOEJIT_DUMP_DIR", ctx->dump_dir, sizeof ctx->dump_dir)) != MOEJIT_OK)
         return st;
@@ -163,6 +185,7 @@ moejit_status moejit_open(const moejit_config *cfg, moejit_ctx **out)
     pthread_mutex_init(&ctx->nvrtc_mu, NULL);
     pthread_mutex_init(&ctx->jobs_mu, NULL);
     pthread_cond_init(&ctx->jobs_cv, NULL);
+    pthread_mutex_init(&ctx->flight_mu, NULL);
     mj_debug("context: cache %s (%s), %d compile jobs", ctx->cache_dir[0] ? ctx->cache_dir : "off",
              ctx->cache_mode == MOEJIT_CACHE_RW ? "rw" : ctx->cache_mode == MOEJIT_CACHE_RO ? "ro" : "off",
              ctx->compile_jobs);
@@ -192,6 +215,7 @@ void moejit_close(moejit_ctx *ctx)
     pthread_mutex_destroy(&ctx->nvrtc_mu);
     pthread_mutex_destroy(&ctx->jobs_mu);
     pthread_cond_destroy(&ctx->jobs_cv);
+    pthread_mutex_destroy(&ctx->flight_mu);
     free(ctx);
 }
 
@@ -249,6 +273,14 @@ moejit_status moejit_get_stats(const moejit_ctx *ctx, moejit_stats *out)
     out->disk_writes = atomic_load(&ctx->n_disk_writes);
     out->bad_entries = atomic_load(&ctx->n_bad_entries);
     out->launches = atomic_load(&ctx->n_launches);
+    out->build_waits = atomic_load(&ctx->n_build_waits);
+    out->lock_waits = atomic_load(&ctx->n_lock_waits);
+    out->lock_timeouts = atomic_load(&ctx->n_lock_timeouts);
+    out->lock_failures = atomic_load(&ctx->n_lock_failures);
+    mj_cache_counters cc = {0};
+    if (ctx->cache) mj_cache_counters_get(ctx->cache, &cc);
+    out->disk_write_errors = cc.write_errors;
+    out->temps_swept = cc.temps_swept;
     return MOEJIT_OK;
 }
 

@@ -24,6 +24,7 @@ struct moejit_ctx {
     int device;
     int compile_jobs;
     uint64_t cache_max_bytes; /* 0: no limit */
+    int lock_timeout_ms;      /* per-key cross-process lock; 0: no lock */
 
     mj_cache *cache;
     mj_registry registry;
@@ -44,8 +45,18 @@ struct moejit_ctx {
     /* Primary contexts this ctx retained (bit per ordinal), released at close. */
     atomic_ullong retained_primaries;
 
+    /* In-process single flight of builds, by cache key (jit.c): the builds in progress. */
+    pthread_mutex_t flight_mu;
+    struct mj_flight *flights;
+
     atomic_ullong n_compiles, n_disk_hits, n_disk_misses, n_disk_writes, n_bad_entries, n_launches;
+    atomic_ullong n_build_waits, n_lock_waits, n_lock_timeouts, n_lock_failures;
 };
+
+/* Default of moejit_config.cache_lock_timeout_ms / MOEJIT_CACHE_LOCK_TIMEOUT_MS: longer than any
+ * one compile takes (the largest kernels take well under a second on an idle core), short
+ * enough that a stuck holder costs little. */
+#define MJ_DEFAULT_LOCK_TIMEOUT_MS 10000
 
 /* NVRTC identity for keys (locates it on first use). */
 moejit_status mj_ctx_nvrtc_identity(moejit_ctx *ctx, const mj_nvrtc_identity **out);

@@ -115,6 +115,250 @@ static int entry_matches(const mj_cache_blob *blob, const mj_kernel_plan *plan)
            !strcmp(module, plan->module) && blob->view.cubin_len > 0;
 }
 
+/* Look the key up on disk. MOEJIT_OK fills out->cubin (a disk hit); anything else is a miss
+ * (a bad entry was removed and counted; the miss too, unless this is the second look of one
+ * lookup, under the lock). */
+static moejit_status load_from_disk(moejit_ctx *ctx, const mj_key *key, mj_built *out, int count_miss)
+{
+    mj_cache_blob blob;
+    moejit_status st = mj_cache_load(ctx->cache, key->hex, key->record, key->record_len, &blob);
+    if (st == MOEJIT_OK && !entry_matches(&blob, &out->plan)) {
+        mj_cache_remove_if_same(ctx->cache, key->hex, &blob);
+        mj_cache_blob_free(&blob);
+        st = mj_fail(MOEJIT_ERR_CORRUPT, "entry %s does not hold kernel %s", key->hex, out->plan.module);
+    }
+    if (st == MOEJIT_OK) {
+        out->cubin = malloc(blob.view.cubin_len);
+        if (out->cubin) {
+            memcpy(out->cubin, blob.view.cubin, blob.view.cubin_len);
+            out->cubin_len = blob.view.cubin_len;
+            out->from_disk = 1;
+            atomic_fetch_add(&ctx->n_disk_hits, 1);
+            mj_debug("disk hit %s (%s)", out->plan.module, key->hex);
+        } else {
+            st = mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "out of memory");
+        }
+        mj_cache_blob_free(&blob);
+        return st;
+    }
+    if (st == MOEJIT_ERR_CORRUPT) {
+        atomic_fetch_add(&ctx->n_bad_entries, 1);
+        mj_info("bad cache entry replaced: %s", mj_error_text());
+    }
+    if (count_miss) atomic_fetch_add(&ctx->n_disk_misses, 1);
+    return st;
+}
+
+/* codegen → options → key; the time of each step into out (may be NULL). */
+static moejit_status prepare(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, mj_kernel_plan *plan,
+                             char **source, size_t *source_len, mj_compile_options *options, mj_key *key, mj_built *out)
+{
+    const mj_nvrtc_identity *nv_id;
+    double t = now_seconds();
+    moejit_status st = mj_codegen(id, plan, source, source_len);
+    if (out) out->t_codegen = now_seconds() - t, t = now_seconds();
+    if (st == MOEJIT_OK) st = mj_compile_options_build(arch, ctx->extra_flags, options);
+    if (st == MOEJIT_OK) st = mj_ctx_nvrtc_identity(ctx, &nv_id);
+    if (st == MOEJIT_OK) st = mj_key_build(*source, *source_len, options, arch, nv_id, key);
+    if (out) out->t_key = now_seconds() - t;
+    return st;
+}
+
+moejit_status mj_jit_key(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, mj_kernel_plan *plan, mj_key *key)
+{
+    char *source = NULL;
+    size_t source_len = 0;
+    mj_compile_options options;
+    memset(key, 0, sizeof *key);
+    moejit_status st = prepare(ctx, id, arch, plan, &source, &source_len, &options, key, NULL);
+    free(source);
+    if (st != MOEJIT_OK) mj_key_free(key);
+    return st;
+}
+
+/* Disk, then (under the per-key lock, after looking again) NVRTC and publish. */
+static moejit_status build_keyed(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, int skip_disk,
+                                 const char *source, size_t source_len, const mj_compile_options *options,
+                                 const mj_key *key, mj_built *out, double t0)
+{
+    const int use_disk = !skip_disk && !ctx->always_compile && mj_cache_readable(ctx->cache);
+    double t = now_seconds();
+    const moejit_status found = use_disk ? load_from_disk(ctx, key, out, 1) : MOEJIT_ERR_NOT_FOUND;
+    out->t_disk = now_seconds() - t;
+    if (found == MOEJIT_OK) return MOEJIT_OK;
+
+    if (ctx->no_compile) {
+        char shape[512];
+        mj_kernel_describe(id, shape, sizeof shape);
+        return mj_fail(MOEJIT_ERR_CACHE_MISS,
+                       "MOEJIT_NO_COMPILE=1 and kernel %s (%s %s, %s) is not in the cache %s: key %s; prewarm it "
+                       "with `moejit prewarm --arch %s …` at deployment",
+                       out->plan.module, mj_op_name(id->op), shape, arch,
+                       ctx->cache_dir[0] ? ctx->cache_dir : "(off)", key->hex, arch);
+    }
+
+    /* Another process may be compiling this key into the same cache: wait for it (bounded), then
+     * look again. Without the lock (disabled, unavailable, timed out) we compile: a duplicate
+     * costs time, never correctness. */
+    mj_cache_lock lock = {.fd = -1};
+    if (use_disk && mj_cache_lock_key(ctx->cache, key->hex, ctx->lock_timeout_ms, &lock)) {
+        if (lock.waited) atomic_fetch_add(&ctx->n_lock_waits, 1);
+        t = now_seconds();
+        const moejit_status again = load_from_disk(ctx, key, out, 0);
+        out->t_disk += now_seconds() - t;
+        if (again == MOEJIT_OK) {
+            mj_cache_unlock_key(&lock);
+            return MOEJIT_OK;
+        }
+    } else if (lock.timed_out) {
+        atomic_fetch_add(&ctx->n_lock_waits, 1);
+        atomic_fetch_add(&ctx->n_lock_timeouts, 1);
+    } else if (lock.failed) {
+        atomic_fetch_add(&ctx->n_lock_failures, 1);
+    }
+
+    mj_nvrtc *nv;
+    moejit_status st = mj_ctx_nvrtc(ctx, &nv);
+    if (st != MOEJIT_OK) {
+        mj_cache_unlock_key(&lock);
+        return st;
+    }
+    char program[sizeof out->plan.module + 8];
+    snprintf(program, sizeof program, "%s.cu", out->plan.module);
+    mj_compile_output co;
+    mj_ctx_compile_slot_acquire(ctx);
+    t = now_seconds();
+    st = mj_nvrtc_compile(nv, source, program, options, &co);
+    out->t_nvrtc = now_seconds() - t;
+    mj_ctx_compile_slot_release(ctx);
+    dump_compile(ctx, out->plan.module, key->hex, source, options, &co);
+    if (st != MOEJIT_OK) {
+        mj_cache_unlock_key(&lock);
+        mj_error_append("\nkey: %s", key->hex);
+        mj_compile_output_free(&co);
+        return st;
+    }
+    atomic_fetch_add(&ctx->n_compiles, 1);
+    out->cubin = co.cubin;
+    out->cubin_len = co.cubin_len;
+    co.cubin = NULL;
+    mj_compile_output_free(&co);
+    mj_debug("compiled %s (%s) in %.0f ms", out->plan.module, key->hex, (now_seconds() - t0) * 1e3);
+    int published = 0;
+    t = now_seconds();
+    if (mj_cache_writable(ctx->cache) && publish(ctx, id, arch, key, &out->plan, source, source_len, out) == MOEJIT_OK) {
+        atomic_fetch_add(&ctx->n_disk_writes, 1);
+        published = 1;
+    }
+    mj_cache_unlock_key(&lock); /* after the publish: a waiter that looks again finds the entry */
+    if (published) enforce_size_limit(ctx, key->hex);
+    out->t_publish = now_seconds() - t;
+    return MOEJIT_OK; /* a failed publish is not a failed build */
+}
+
+/* ---- in-process single flight ---------------------------------------------------------------
+ * Threads of one context that need the same key at once build it once: the first (the leader)
+ * builds, the others wait for its result and copy it. Keyed by the cache key, so a flight never
+ * waits on another key's compile, and the table's mutex is held only to look up and publish. */
+typedef struct mj_flight {
+    struct mj_flight *next;
+    char key_hex[33];
+    int refs; /* the leader and its waiters */
+    int done;
+    pthread_cond_t cv;
+    moejit_status status;
+    char *error;
+    uint8_t *cubin;
+    size_t cubin_len;
+    int from_disk;
+} mj_flight;
+
+static void flight_unref(mj_flight *f)
+{
+    if (--f->refs) return;
+    pthread_cond_destroy(&f->cv);
+    free(f->error);
+    free(f->cubin);
+    free(f);
+}
+
+/* Join the flight of key_hex: returns NULL when this thread is to build (a new flight was
+ * registered as *leader, or none could be), else the finished flight to copy from (the caller
+ * unrefs it under flight_mu). */
+static mj_flight *flight_join(moejit_ctx *ctx, const char *key_hex, mj_flight **leader)
+{
+    *leader = NULL;
+    pthread_mutex_lock(&ctx->flight_mu);
+    mj_flight *f = ctx->flights;
+    while (f && strcmp(f->key_hex, key_hex)) f = f->next;
+    if (f) {
+        f->refs++;
+        while (!f->done) pthread_cond_wait(&f->cv, &ctx->flight_mu);
+        pthread_mutex_unlock(&ctx->flight_mu);
+        return f;
+    }
+    f = calloc(1, sizeof *f);
+    if (f) {
+        memcpy(f->key_hex, key_hex, sizeof f->key_hex);
+        f->refs = 1;
+        pthread_cond_init(&f->cv, NULL);
+        f->next = ctx->flights;
+        ctx->flights = f;
+        *leader = f;
+    }
+    pthread_mutex_unlock(&ctx->flight_mu);
+    return NULL;
+}
+
+/* The leader publishes its result to the waiters and leaves. */
+static void flight_land(moejit_ctx *ctx, mj_flight *f, moejit_status st, const mj_built *b)
+{
+    pthread_mutex_lock(&ctx->flight_mu);
+    for (mj_flight **p = &ctx->flights; *p; p = &(*p)->next)
+        if (*p == f) {
+            *p = f->next; /* later arrivals start a new flight (and find the entry on disk) */
+            break;
+        }
+    f->status = st;
+    if (f->refs > 1) {
+        if (st == MOEJIT_OK && (f->cubin = malloc(b->cubin_len ? b->cubin_len : 1))) {
+            memcpy(f->cubin, b->cubin, b->cubin_len);
+            f->cubin_len = b->cubin_len;
+            f->from_disk = b->from_disk;
+        } else if (st == MOEJIT_OK) {
+            f->status = MOEJIT_ERR_OUT_OF_MEMORY;
+        }
+        if (f->status != MOEJIT_OK) f->error = strdup(st == MOEJIT_OK ? "out of memory" : mj_error_text());
+    }
+    f->done = 1;
+    pthread_cond_broadcast(&f->cv);
+    flight_unref(f);
+    pthread_mutex_unlock(&ctx->flight_mu);
+}
+
+/* A waiter takes the leader's result. */
+static moejit_status flight_take(moejit_ctx *ctx, mj_flight *f, mj_built *out)
+{
+    moejit_status st = f->status;
+    if (st == MOEJIT_OK) {
+        out->cubin = malloc(f->cubin_len ? f->cubin_len : 1);
+        if (out->cubin) {
+            memcpy(out->cubin, f->cubin, f->cubin_len);
+            out->cubin_len = f->cubin_len;
+            out->from_disk = f->from_disk;
+        } else {
+            st = mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "out of memory");
+        }
+    } else {
+        mj_fail(st, "%s", f->error ? f->error : "kernel build failed");
+    }
+    pthread_mutex_lock(&ctx->flight_mu);
+    flight_unref(f);
+    pthread_mutex_unlock(&ctx->flight_mu);
+    atomic_fetch_add(&ctx->n_build_waits, 1);
+    return st;
+}
+
 moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, int skip_disk, mj_built *out)
 {
     memset(out, 0, sizeof *out);
@@ -123,91 +367,20 @@ moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *
     size_t source_len = 0;
     mj_key key = {0};
     mj_compile_options options;
-    const mj_nvrtc_identity *nv_id;
 
-    double t = now_seconds();
-    moejit_status st = mj_codegen(id, &out->plan, &source, &source_len);
-    out->t_codegen = now_seconds() - t, t = now_seconds();
-    if (st == MOEJIT_OK) st = mj_compile_options_build(arch, ctx->extra_flags, &options);
-    if (st == MOEJIT_OK) st = mj_ctx_nvrtc_identity(ctx, &nv_id);
-    if (st == MOEJIT_OK) st = mj_key_build(source, source_len, &options, arch, nv_id, &key);
-    out->t_key = now_seconds() - t, t = now_seconds();
+    moejit_status st = prepare(ctx, id, arch, &out->plan, &source, &source_len, &options, &key, out);
     if (st != MOEJIT_OK) goto done;
     memcpy(out->key_hex, key.hex, sizeof out->key_hex);
 
-    if (!skip_disk && !ctx->always_compile && mj_cache_readable(ctx->cache)) {
-        mj_cache_blob blob;
-        st = mj_cache_load(ctx->cache, key.hex, key.record, key.record_len, &blob);
-        if (st == MOEJIT_OK && !entry_matches(&blob, &out->plan)) {
-            mj_cache_blob_free(&blob);
-            if (mj_cache_writable(ctx->cache)) mj_cache_remove(ctx->cache, key.hex);
-            st = mj_fail(MOEJIT_ERR_CORRUPT, "entry %s does not hold kernel %s", key.hex, out->plan.module);
-        }
-        if (st == MOEJIT_OK) {
-            out->cubin = malloc(blob.view.cubin_len);
-            if (!out->cubin) {
-                mj_cache_blob_free(&blob);
-                st = mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "out of memory");
-                goto done;
-            }
-            memcpy(out->cubin, blob.view.cubin, blob.view.cubin_len);
-            out->cubin_len = blob.view.cubin_len;
-            out->from_disk = 1;
-            mj_cache_blob_free(&blob);
-            atomic_fetch_add(&ctx->n_disk_hits, 1);
-            mj_debug("disk hit %s (%s)", out->plan.module, key.hex);
-            goto done;
-        }
-        if (st == MOEJIT_ERR_CORRUPT) {
-            atomic_fetch_add(&ctx->n_bad_entries, 1);
-            mj_info("bad cache entry replaced: %s", mj_error_text());
-        }
-        atomic_fetch_add(&ctx->n_disk_misses, 1);
-    }
-    out->t_disk = now_seconds() - t;
-
-    if (ctx->no_compile) {
-        char shape[512];
-        mj_kernel_describe(id, shape, sizeof shape);
-        st = mj_fail(MOEJIT_ERR_CACHE_MISS,
-                     "MOEJIT_NO_COMPILE=1 and kernel %s (%s %s, %s) is not in the cache %s: key %s; prewarm it "
-                     "with `moejit prewarm --arch %s …` at deployment",
-                     out->plan.module, mj_op_name(id->op), shape, arch,
-                     ctx->cache_dir[0] ? ctx->cache_dir : "(off)", key.hex, arch);
+    /* A forced recompile (the driver rejected a cached image) does not join: it must not take
+     * a result that came from the disk entry being replaced. */
+    mj_flight *leader = NULL, *joined = skip_disk ? NULL : flight_join(ctx, key.hex, &leader);
+    if (joined) {
+        st = flight_take(ctx, joined, out);
         goto done;
     }
-
-    mj_nvrtc *nv;
-    st = mj_ctx_nvrtc(ctx, &nv);
-    if (st != MOEJIT_OK) goto done;
-    char program[sizeof out->plan.module + 8];
-    snprintf(program, sizeof program, "%s.cu", out->plan.module);
-    mj_compile_output co;
-    mj_ctx_compile_slot_acquire(ctx);
-    t = now_seconds();
-    st = mj_nvrtc_compile(nv, source, program, &options, &co);
-    out->t_nvrtc = now_seconds() - t;
-    mj_ctx_compile_slot_release(ctx);
-    dump_compile(ctx, out->plan.module, key.hex, source, &options, &co);
-    if (st != MOEJIT_OK) {
-        mj_error_append("\nkey: %s", key.hex);
-        mj_compile_output_free(&co);
-        goto done;
-    }
-    atomic_fetch_add(&ctx->n_compiles, 1);
-    out->cubin = co.cubin;
-    out->cubin_len = co.cubin_len;
-    co.cubin = NULL;
-    mj_compile_output_free(&co);
-    mj_debug("compiled %s (%s) in %.0f ms", out->plan.module, key.hex, (now_seconds() - t0) * 1e3);
-    t = now_seconds();
-    if (mj_cache_writable(ctx->cache) &&
-        publish(ctx, id, arch, &key, &out->plan, source, source_len, out) == MOEJIT_OK) {
-        atomic_fetch_add(&ctx->n_disk_writes, 1);
-        enforce_size_limit(ctx, key.hex);
-    }
-    out->t_publish = now_seconds() - t;
-    st = MOEJIT_OK; /* a failed publish is not a failed build */
+    st = build_keyed(ctx, id, arch, skip_disk, source, source_len, &options, &key, out, t0);
+    if (leader) flight_land(ctx, leader, st, out);
 
 done:
     out->seconds = now_seconds() - t0;

@@ -18,9 +18,18 @@ typedef struct mj_built {
 } mj_built;
 
 /* Produce the cubin of `id` for `arch`, from the disk cache or NVRTC (publishing it).
- * `skip_disk` forces a compile (MOEJIT_ALWAYS_COMPILE, or a cached cubin the driver rejected). */
+ * `skip_disk` forces a compile (MOEJIT_ALWAYS_COMPILE, or a cached cubin the driver rejected).
+ * Concurrent builds of one key in a context build once (the others wait and copy the result);
+ * processes sharing the cache directory serialise on a per-key lock (moejit_config
+ * .cache_lock_timeout_ms) and look at the disk again once they hold it. */
 moejit_status mj_jit_build(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, int skip_disk, mj_built *out);
 void mj_built_free(mj_built *b);
+
+/* The key `id` has for `arch` (codegen, options, NVRTC identity; compiles nothing). The caller
+ * frees *key with mj_key_free. */
+struct mj_key;
+moejit_status mj_jit_key(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, mj_kernel_plan *plan,
+                         struct mj_key *key);
 
 /* The loaded kernel for `id` on the calling thread's current device (built on first use).
  * This is the launch path: after the first call for a shape it is a lock-free lookup. */

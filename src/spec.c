@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codegen.h"
 #include "error.h"
+#include "hash.h"
 #include "op.h"
 
 static const char *const k_dtype_names[] = {"f32", "bf16", "f16"};
@@ -63,7 +65,19 @@ moejit_status mj_kernel_id_from_desc(const moejit_kernel_desc *desc, mj_kernel_i
 int mj_kernel_module_name(const mj_kernel_id *id, char *buf, size_t cap)
 {
     const mj_op *op = mj_op_get(id->op);
-    return op ? op->module_name(id, buf, cap) : snprintf(buf, cap, "moejit_unknown");
+    char full[1024];
+    int n = op ? op->module_name(id, full, sizeof full) : snprintf(full, sizeof full, "moejit_unknown");
+    if (n >= MJ_NAME_MAX) {
+        /* A name states the shape, but must fit MJ_NAME_MAX (the plan, the prewarm result): a
+         * longer one (say, a grouped sqrt_softplus route with two float parameters) keeps its
+         * beginning and ends in a hash of the whole, so it stays unique and is the same name
+         * everywhere — entry point, moejit_kernel_name, cache metadata. */
+        const uint64_t h = XXH3_64bits(full, strlen(full));
+        snprintf(full + MJ_NAME_MAX - 18, 18, "_%016llx", (unsigned long long)h);
+        n = MJ_NAME_MAX - 1;
+    }
+    snprintf(buf, cap, "%s", full);
+    return n;
 }
 
 int mj_kernel_describe(const mj_kernel_id *id, char *buf, size_t cap)

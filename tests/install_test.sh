@@ -2,9 +2,10 @@
 # Install moejit into a temporary prefix and build examples out of tree against it, both ways:
 # CMake (find_package(moejit) → moejit::moejit and moejit::moejit_static) and pkg-config (shared,
 # and static with Libs.private). Every program built is run (the GPU parts skip without a device).
-#   tests/install_test.sh SOURCE_DIR BUILD_DIR CMAKE CC CUDA_INCLUDE_DIR CUDA_LIBRARY_DIR
+#   tests/install_test.sh SOURCE_DIR BUILD_DIR CMAKE CC CUDA_INCLUDE_DIR CUDA_LIBRARY_DIR [FLAGS]
+# FLAGS (e.g. -fsanitize=address,undefined in a sanitizer build) go to every compile and link.
 set -eu
-src=$1 build=$2 cmake=$3 cc=$4 cuda_inc=$5 cuda_lib=$6
+src=$1 build=$2 cmake=$3 cc=$4 cuda_inc=$5 cuda_lib=$6 flags=${7:-}
 work=$(mktemp -d "${TMPDIR:-/tmp}/moejit-install-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 prefix=$work/prefix
@@ -23,7 +24,7 @@ done
 
 step "CMake: find_package(moejit) from an out-of-tree project"
 "$cmake" -S "$src/examples/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_COMPILER="$cc" \
-  -DCMAKE_BUILD_TYPE=Release >"$work/configure.log" || { cat "$work/configure.log"; exit 1; }
+  -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" -DCMAKE_BUILD_TYPE=Release >"$work/configure.log" || { cat "$work/configure.log"; exit 1; }
 "$cmake" --build "$work/consumer" >"$work/build.log" || { cat "$work/build.log"; exit 1; }
 "$work/consumer/route_batch" --experts 64 --topk 4 --tokens 4
 "$work/consumer/moe_layer" --model mixtral --tokens 16 --hidden 64
@@ -38,7 +39,7 @@ export PKG_CONFIG_PATH="$(dirname "$pc")"
 cuda="-I$cuda_inc -L$cuda_lib -Wl,-rpath,$cuda_lib -lcudart"
 # shared
 # shellcheck disable=SC2046,SC2086
-"$cc" -std=c11 -o "$work/route_batch_pc" "$src/examples/route_batch.c" $(pkg-config --cflags --libs moejit) $cuda
+"$cc" $flags -std=c11 -o "$work/route_batch_pc" "$src/examples/route_batch.c" $(pkg-config --cflags --libs moejit) $cuda
 LD_LIBRARY_PATH="$libdir" "$work/route_batch_pc" --experts 16 --topk 2 --tokens 2
 # static: the archive, then exactly the private libraries the .pc declares
 private=""
@@ -47,7 +48,7 @@ for flag in $(pkg-config --static --libs-only-l moejit); do
 done
 echo "Libs.private:$private"
 # shellcheck disable=SC2046,SC2086
-"$cc" -std=c11 -o "$work/moe_layer_pc_static" "$src/examples/moe_layer.c" $(pkg-config --cflags moejit) \
+"$cc" $flags -std=c11 -o "$work/moe_layer_pc_static" "$src/examples/moe_layer.c" $(pkg-config --cflags moejit) \
   "$libdir/libmoejit.a" $private $cuda -lm
 if readelf -d "$work/moe_layer_pc_static" | grep -q 'libmoejit'; then
   echo "moe_layer_pc_static depends on the shared libmoejit"; exit 1

@@ -213,21 +213,27 @@ int mjt_run(char *const argv[], const char *const env_overrides[], char *out, si
         _exit(127);
     }
     close(fds[1]);
+    const int status = mjt_collect(fds[0], pid, out, cap);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int mjt_collect(int fd, pid_t pid, char *out, size_t cap)
+{
     size_t n = 0;
     char buf[4096];
     for (;;) {
-        ssize_t r = read(fds[0], buf, sizeof buf);
+        ssize_t r = read(fd, buf, sizeof buf);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         for (ssize_t i = 0; i < r; i++)
             if (n + 1 < cap) out[n++] = buf[i];
     }
     if (cap) out[n] = '\0';
-    close(fds[0]);
+    close(fd);
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return status;
 }
 
 int mjt_cli(const char *const env_overrides[], char *out, size_t cap, const char *first, ...)

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <sys/types.h>
 #include <cmocka.h>
 
 #include "moejit.h"
@@ -62,6 +63,10 @@ int mjt_gpu_teardown(void **state);
 /* Run argv (argv[0] a path) and capture stdout+stderr into out (NUL-terminated, truncated to cap).
  * Returns the exit status, or -1 if it could not run or was killed. */
 int mjt_run(char *const argv[], const char *const env_overrides[], char *out, size_t cap);
+
+/* Read fd to its end into out (NUL-terminated, truncated to cap), close it, wait for pid and
+ * return its wait status. */
+int mjt_collect(int fd, pid_t pid, char *out, size_t cap);
 
 /* Run the moejit CLI (MOEJIT_CLI) with a NULL-terminated argument list and optional environment
  * overrides ("NAME=value", NULL-terminated; may be NULL). Output as in mjt_run. */

@@ -118,7 +118,8 @@ static void test_hit_and_miss(void **state)
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s/tmp", dir);
     assert_int_equal(mjt_count_files(tmp), 0);
-    assert_int_equal(mjt_count_files(dir), 2);
+    snprintf(tmp, sizeof tmp, "%s/v1", dir);
+    assert_int_equal(mjt_count_files(tmp), 2);
     moejit_close(ctx);
     mjt_rmtree(dir);
 }
@@ -234,7 +235,9 @@ static void test_cache_modes(void **state)
     assert_int_equal(prewarm(ctx, desc_e(64)).outcome, MOEJIT_PREWARM_COMPILED);
     assert_int_equal(prewarm(ctx, desc_e(65)).outcome, MOEJIT_PREWARM_COMPILED);
     moejit_close(ctx);
-    assert_int_equal(mjt_count_files(dir), 1);
+    char v1[4200];
+    snprintf(v1, sizeof v1, "%s/v1", dir);
+    assert_int_equal(mjt_count_files(v1), 1);
     /* A cache "directory" that is a file: one warning, memory only, still works. */
     char file[4200];
     snprintf(file, sizeof file, "%s/not-a-dir", dir);

@@ -109,6 +109,28 @@ static void test_names(void **state)
     assert_string_equal(name, "moejit_route_sigmoid_e384_k8_bias_renorm_x2p5_bf16");
     /* Too small a buffer is an error, not a truncated name. */
     assert_int_equal(moejit_kernel_name(&d, name, 10), MOEJIT_ERR_INVALID_ARGUMENT);
+
+    /* A name longer than the plan holds (found by fuzz_spec: the entry point in the source was
+     * cut short and differed from this name) ends in a hash of the full name instead: the same
+     * everywhere, unique, within 95 characters. */
+    d.route = valid_spec();
+    d.route.num_experts = 4096, d.route.topk = 64, d.route.score = MOEJIT_SCORE_SQRT_SOFTPLUS;
+    d.route.num_groups = 2048, d.route.topk_groups = 2047, d.route.group_score = MOEJIT_GROUP_SCORE_TOP2_SUM;
+    d.route.has_bias = 1, d.route.softcap = 1.17549e-38f, d.route.score_after_topk = 1, d.route.renormalize = 1;
+    d.route.routed_scaling_factor = 3.40282e+38f, d.route.shared_slots = 64, d.route.dtype = MOEJIT_DTYPE_BF16;
+    if (moejit_kernel_name(&d, name, sizeof name) != MOEJIT_OK) fail_msg("%s", moejit_last_error(NULL));
+    assert_int_equal(strlen(name), 95);
+    assert_non_null(strstr(name, "moejit_route_sqrt_softplus_e4096_k64_g2048_tg2047"));
+    char other[96];
+    d.route.softcap = 1.17550e-38f; /* the same %g text, another kernel: another hash */
+    assert_int_equal(moejit_kernel_name(&d, other, sizeof other), MOEJIT_OK);
+    assert_string_not_equal(name, other);
+    char *src;
+    assert_int_equal(moejit_source(NULL, &d, &src, NULL), MOEJIT_OK);
+    char decl[128];
+    snprintf(decl, sizeof decl, " %s(", other);
+    assert_non_null(strstr(src, decl));
+    moejit_free(src);
 }
 
 static void test_status_strings(void **state)
@@ -233,13 +255,50 @@ static void test_config_errors(void **state)
     moejit_close(ctx);
 }
 
+/* The Python binding (python/moejit.py) mirrors moejit_config, moejit_stats, moejit_kernel_desc and
+ * the route structs with ctypes: a size that differs makes the library read or write past the
+ * Python object (moejit_get_stats writes every counter). Skips without python3, and in sanitizer
+ * builds (an instrumented library cannot be loaded into an uninstrumented python). */
+static void test_python_binding_layout(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_UNDEFINED__)
+    skip();
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
+    skip();
+#endif
+#endif
+    char script[1024], out[4096];
+    snprintf(script, sizeof script,
+             "import sys, ctypes; sys.path.insert(0, '%s/python'); import moejit as m; "
+             "print('sizes', *(ctypes.sizeof(t) for t in (m._Config, m._Stats, m._KernelDesc, m._RouteSpec, m._RouteArgs)))",
+             MOEJIT_SOURCE_DIR);
+    char *argv[] = {"/usr/bin/env", "python3", "-c", script, NULL};
+    const char *env[] = {"MOEJIT_LIBRARY=" MOEJIT_LIBRARY_FILE, NULL};
+    const int rc = mjt_run(argv, env, out, sizeof out);
+    if (rc == 127 || (rc != 0 && strstr(out, "No such file"))) skip(); /* no python3 here */
+    if (rc != 0) fail_msg("python3 could not import python/moejit.py:\n%s", out);
+    unsigned long got[5];
+    const char *at = strstr(out, "sizes ");
+    assert_non_null(at);
+    assert_int_equal(sscanf(at, "sizes %lu %lu %lu %lu %lu", &got[0], &got[1], &got[2], &got[3], &got[4]), 5);
+    const unsigned long want[5] = {sizeof(moejit_config), sizeof(moejit_stats), sizeof(moejit_kernel_desc),
+                                   sizeof(moejit_route_spec), sizeof(moejit_route_args)};
+    static const char *const names[5] = {"moejit_config", "moejit_stats", "moejit_kernel_desc", "moejit_route_spec",
+                                         "moejit_route_args"};
+    for (int i = 0; i < 5; i++)
+        if (got[i] != want[i]) fail_msg("python/moejit.py: %s is %lu bytes, moejit.h says %lu", names[i], got[i], want[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_specs),      cmocka_unit_test(test_normalisation),
         cmocka_unit_test(test_names),          cmocka_unit_test(test_status_strings),
         cmocka_unit_test(test_bad_route_args), cmocka_unit_test(test_no_driver_status),
-        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_config_errors),  cmocka_unit_test(test_python_binding_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

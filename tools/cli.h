@@ -107,6 +107,8 @@ extern const char select_options_help[];
  * become invalid items naming the entry and field; returns -1 (message printed) only when the
  * file itself cannot be used (unreadable, not JSON, wrong top level). */
 int manifest_load(const char *path, kernel_list *l);
+/* The same from memory (`name` is used in messages). */
+int manifest_load_text(const char *name, const char *text, size_t len, kernel_list *l);
 
 /* ---- helpers (common.c) ---------------------------------------------------------------------------- */
 

@@ -257,16 +257,9 @@ static int load_entry(json_t *obj, const char *where, kernel_list *l)
     return 0;
 }
 
-int manifest_load(const char *path, kernel_list *l)
+/* The kernels of a parsed manifest (consumes root). */
+static int load_root(json_t *root, const char *path, kernel_list *l)
 {
-    json_error_t jerr;
-    json_t *root = !strcmp(path, "-") ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr)
-                                      : json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        if (jerr.line > 0) fprintf(stderr, "moejit: --manifest %s:%d:%d: %s\n", path, jerr.line, jerr.column, jerr.text);
-        else fprintf(stderr, "moejit: --manifest %s: %s\n", path, jerr.text);
-        return -1;
-    }
     json_t *list = root;
     const char *prefix = "";
     if (json_is_object(root)) {
@@ -302,4 +295,26 @@ int manifest_load(const char *path, kernel_list *l)
     json_decref(root);
     if (rc) fprintf(stderr, "moejit: out of memory reading %s\n", path);
     return rc;
+}
+
+static int not_json(const char *path, const json_error_t *jerr)
+{
+    if (jerr->line > 0) fprintf(stderr, "moejit: --manifest %s:%d:%d: %s\n", path, jerr->line, jerr->column, jerr->text);
+    else fprintf(stderr, "moejit: --manifest %s: %s\n", path, jerr->text);
+    return -1;
+}
+
+int manifest_load(const char *path, kernel_list *l)
+{
+    json_error_t jerr;
+    json_t *root = !strcmp(path, "-") ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr)
+                                      : json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    return root ? load_root(root, path, l) : not_json(path, &jerr);
+}
+
+int manifest_load_text(const char *name, const char *text, size_t len, kernel_list *l)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    return root ? load_root(root, name, l) : not_json(name, &jerr);
 }

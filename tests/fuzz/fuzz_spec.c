@@ -1,0 +1,125 @@
+/* Fuzz the spec validator and what a valid spec reaches without a GPU: kernel names, the packed
+ * id, the shape description, code generation, the route C reference on a row or two of the input's
+ * bytes as logits (NaN, infinities and subnormals included), and align's reference on hostile ids.
+ *
+ * Input: byte 0 picks the op (any op, or an invalid value), then the raw bytes of the spec struct;
+ * what follows is logits and bias (route, route_align) or ids (align: the align reference). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moejit.h"
+#include "spec.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static moejit_ctx *g_ctx;
+
+/* A broken invariant is a finding. */
+#define check(ok)                                                                                          \
+    do {                                                                                                   \
+        if (!(ok)) {                                                                                       \
+            fprintf(stderr, "fuzz_spec.c:%d: %s does not hold\n", __LINE__, #ok);                          \
+            abort();                                                                                       \
+        }                                                                                                  \
+    } while (0)
+
+static void route_reference(const moejit_route_spec *spec, const uint8_t *rest, size_t rest_len)
+{
+    const int E = spec->num_experts, W = spec->topk + spec->shared_slots;
+    const int elem = spec->dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
+    const int64_t T = rest_len > 0 ? 1 + rest[0] % 2 : 1, stride = E + (rest_len > 1 ? rest[1] % 3 : 0);
+    const size_t bytes = (size_t)(T * stride) * (size_t)elem;
+    uint8_t *logits = malloc(bytes);
+    float *bias = spec->has_bias ? malloc(sizeof(float) * (size_t)E) : NULL;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(T * W));
+    float *w = malloc(sizeof(float) * (size_t)(T * W));
+    if (!logits || (spec->has_bias && !bias) || !ids || !w) abort();
+    for (size_t i = 0; i < bytes; i++) logits[i] = rest_len ? rest[i % rest_len] : (uint8_t)i;
+    for (int e = 0; bias && e < E; e++) {
+        uint8_t b[4];
+        for (int k = 0; k < 4; k++) b[k] = rest_len ? rest[(size_t)(4 * e + k + 7) % rest_len] : 0;
+        memcpy(&bias[e], b, 4);
+    }
+    check(moejit_route_reference(spec, logits, T, stride, bias, ids, w) == MOEJIT_OK);
+    for (int64_t i = 0; i < T * W; i++) check(ids[i] >= 0 && ids[i] < E + spec->shared_slots);
+    free(logits), free(bias), free(ids), free(w);
+}
+
+/* align's reference on hostile ids (negative, out of range, repeated): the maps stay consistent. */
+static void align_reference(const moejit_align_spec *spec, const uint8_t *rest, size_t rest_len)
+{
+    const int64_t T = rest_len > 0 ? rest[0] % 64 : 1;
+    const int32_t K = rest_len > 1 ? 1 + rest[1] % 8 : 1, E = spec->num_experts;
+    int64_t cap = 0;
+    check(moejit_align_capacity(spec, T, K, &cap) == MOEJIT_OK && cap >= T * K);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(T * K + 1));
+    int32_t *counts = malloc(sizeof(int32_t) * (size_t)E), *offsets = malloc(sizeof(int32_t) * (size_t)(E + 1));
+    int32_t *sorted = malloc(sizeof(int32_t) * (size_t)(cap + 1)), *blocks = malloc(sizeof(int32_t) * (size_t)(cap / spec->block_size + 1));
+    int32_t *slot_of = malloc(sizeof(int32_t) * (size_t)(T * K + 1)), total = -1;
+    if (!ids || !counts || !offsets || !sorted || !blocks || !slot_of) abort();
+    for (int64_t i = 0; i < T * K; i++) {
+        int32_t v = 0;
+        for (int b = 0; b < 4; b++) v = (int32_t)((uint32_t)v << 8 | (rest_len ? rest[(size_t)(4 * i + b + 2) % rest_len] : 0));
+        ids[i] = (i % 3) ? (int32_t)((uint32_t)v % (uint32_t)(E + 2)) - 1 : v; /* mostly in range, some not */
+    }
+    moejit_align_args a = {.ids = ids, .num_tokens = T, .topk = K,
+                           .out = {.counts = counts, .offsets = offsets, .sorted_ids = sorted, .sorted_capacity = cap,
+                                   .block_expert = blocks, .total_padded = &total, .slot_of = slot_of}};
+    check(moejit_align_reference(spec, &a) == MOEJIT_OK);
+    check(offsets[0] == 0 && offsets[E] == total && total <= cap && total % spec->block_size == 0);
+    for (int e = 0; e < E; e++) check(offsets[e + 1] >= offsets[e] + counts[e]);
+    free(ids), free(counts), free(offsets), free(sorted), free(blocks), free(slot_of);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) return 0;
+    if (!g_ctx) {
+        moejit_config cfg = {.cache_mode = MOEJIT_CACHE_OFF, .log_level = MOEJIT_LOG_SILENT};
+        if (moejit_open(&cfg, &g_ctx) != MOEJIT_OK) {
+            fprintf(stderr, "moejit_open: %s\n", moejit_last_error(NULL));
+            abort();
+        }
+    }
+    static const int ops[16] = {MOEJIT_OP_ROUTE,       MOEJIT_OP_ROUTE,       MOEJIT_OP_ROUTE,     MOEJIT_OP_PERMUTE,
+                                MOEJIT_OP_COMBINE,     0,                     12,                  -7,
+                                MOEJIT_OP_ALIGN,       MOEJIT_OP_ALIGN,       MOEJIT_OP_ROUTE_ALIGN, MOEJIT_OP_ROUTE_ALIGN,
+                                MOEJIT_OP_MX_SCALES,   MOEJIT_OP_MX_SCALES,   MOEJIT_OP_ROUTE,     5};
+    moejit_kernel_desc d;
+    memset(&d, 0, sizeof d);
+    d.op = (moejit_op)ops[data[0] & 15];
+    const size_t room = sizeof d - offsetof(moejit_kernel_desc, route);
+    const size_t n = size - 1 < room ? size - 1 : room;
+    memcpy(&d.route, data + 1, n);
+    const uint8_t *rest = data + 1 + n;
+    const size_t rest_len = size - 1 - n;
+
+    const moejit_status st = moejit_validate(&d);
+    char name[128], tiny[4];
+    const moejit_status named = moejit_kernel_name(&d, name, sizeof name);
+    (void)moejit_kernel_name(&d, tiny, sizeof tiny);
+    if (st != MOEJIT_OK) {
+        check(st == MOEJIT_ERR_INVALID_SPEC || st == MOEJIT_ERR_UNSUPPORTED || st == MOEJIT_ERR_INVALID_ARGUMENT);
+        check(moejit_last_error(NULL)[0] != '\0'); /* every rejection says why */
+        return 0;
+    }
+    check(named == MOEJIT_OK && strlen(name) < sizeof name);
+    mj_kernel_id id;
+    check(mj_kernel_id_from_desc(&d, &id) == MOEJIT_OK);
+    char shape[512];
+    mj_kernel_describe(&id, shape, sizeof shape);
+    mj_kernel_describe(&id, shape, 3);
+    /* Code generation for every valid spec (bounded: small E keeps the input cheap to run) */
+    char *src = NULL;
+    size_t len = 0;
+    check(moejit_source(g_ctx, &d, &src, &len) == MOEJIT_OK && src && strlen(src) == len);
+    check(strstr(src, name) != NULL);
+    moejit_free(src);
+    if (d.op == MOEJIT_OP_ROUTE && d.route.num_experts <= 1024) route_reference(&d.route, rest, rest_len);
+    if (d.op == MOEJIT_OP_ROUTE_ALIGN && d.route_align.route.num_experts <= 1024)
+        route_reference(&d.route_align.route, rest, rest_len);
+    if (d.op == MOEJIT_OP_ALIGN) align_reference(&d.align, rest, rest_len);
+    return 0;
+}
