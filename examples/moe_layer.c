@@ -276,7 +276,7 @@ int main(int argc, char **argv)
 {
     const char *model = "kimi-k2", *dtype = "bf16";
     long T = 64, H = 1024, B = 16;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* --flag value pairs */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return usage();
         if (!strcmp(a, "--model")) model = v;
@@ -285,7 +285,6 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--hidden")) H = strtol(v, NULL, 10);
         else if (!strcmp(a, "--block")) B = strtol(v, NULL, 10);
         else return usage();
-        i++;
     }
     layer L;
     memset(&L, 0, sizeof L);
