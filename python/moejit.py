@@ -15,7 +15,7 @@ source checkout), else by the dynamic loader (an installed libmoejit.so.0).
 import ctypes
 import os
 
-__all__ = ["Context", "RouteSpec", "MoejitError", "preset_names", "library"]
+__all__ = ["Context", "RouteSpec", "AlignMaps", "MoejitError", "preset_names", "library"]
 
 # moejit.h enums
 DTYPES = {"f32": 0, "bf16": 1, "f16": 2}
@@ -80,6 +80,32 @@ class _Stats(ctypes.Structure):
                  "build_waits", "lock_waits", "lock_timeouts", "lock_failures", "disk_write_errors", "temps_swept")]
 
 
+class _AlignSpec(ctypes.Structure):
+    _fields_ = [("num_experts", ctypes.c_int32), ("block_size", ctypes.c_int32)]
+
+
+class _AlignOutputs(ctypes.Structure):
+    _fields_ = [("counts", ctypes.c_void_p), ("offsets", ctypes.c_void_p), ("sorted_ids", ctypes.c_void_p),
+                ("sorted_capacity", ctypes.c_int64), ("block_expert", ctypes.c_void_p),
+                ("total_padded", ctypes.c_void_p), ("slot_of", ctypes.c_void_p), ("workspace", ctypes.c_void_p),
+                ("workspace_bytes", ctypes.c_size_t)]
+
+
+class _AlignArgs(ctypes.Structure):
+    _fields_ = [("ids", ctypes.c_void_p), ("num_tokens", ctypes.c_int64), ("topk", ctypes.c_int32),
+                ("out", _AlignOutputs)]
+
+
+class _MxSpec(ctypes.Structure):
+    _fields_ = [("cols", ctypes.c_int32)]
+
+
+class _MxArgs(ctypes.Structure):
+    _fields_ = [("layout", ctypes.c_int), ("input", ctypes.c_void_p), ("output", ctypes.c_void_p),
+                ("groups", ctypes.c_int64), ("rows", ctypes.c_int64), ("group_ends", ctypes.c_void_p),
+                ("row_stride", ctypes.c_int64), ("group_stride", ctypes.c_int64)]
+
+
 library = _load_library()
 library.moejit_status_str.restype = ctypes.c_char_p
 library.moejit_last_error.restype = ctypes.c_char_p
@@ -95,6 +121,14 @@ library.moejit_route.argtypes = [ctypes.c_void_p, ctypes.POINTER(_RouteSpec), ct
 library.moejit_route_preset.argtypes = [ctypes.c_char_p, ctypes.POINTER(_RouteSpec)]
 library.moejit_get_stats.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Stats)]
 library.moejit_kernel_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+library.moejit_align.argtypes = [ctypes.c_void_p, ctypes.POINTER(_AlignSpec), ctypes.POINTER(_AlignArgs), ctypes.c_void_p]
+library.moejit_align_capacity.argtypes = [ctypes.POINTER(_AlignSpec), ctypes.c_int64, ctypes.c_int32,
+                                          ctypes.POINTER(ctypes.c_int64)]
+library.moejit_align_workspace_bytes.argtypes = [ctypes.POINTER(_AlignSpec), ctypes.c_int64, ctypes.c_int32,
+                                                 ctypes.POINTER(ctypes.c_size_t)]
+library.moejit_mx_scales.argtypes = [ctypes.c_void_p, ctypes.POINTER(_MxSpec), ctypes.POINTER(_MxArgs), ctypes.c_void_p]
+library.moejit_mx_scales_blocked_bytes.argtypes = [ctypes.POINTER(_MxSpec), ctypes.c_int, ctypes.c_int64,
+                                                   ctypes.c_int64, ctypes.POINTER(ctypes.c_size_t)]
 
 
 class MoejitError(RuntimeError):
@@ -224,3 +258,73 @@ class Context:
             stream = stream.cuda_stream
         _check(library.moejit_route(self._ctx, ctypes.byref(spec._c), ctypes.byref(args), stream), self._ctx)
         return ids, weights
+
+
+class AlignMaps:
+    """Preallocated outputs of Context.align for T tokens of K ids (reuse them across calls and in
+    CUDA graphs): counts [E], offsets [E+1], sorted_ids [capacity], block_expert [capacity/B],
+    total_padded [1], slot_of [T, K] (int32), and the workspace large batches need."""
+
+    def __init__(self, num_experts, block_size, num_tokens, topk, device="cuda"):
+        import torch
+        self._spec = _AlignSpec(num_experts, block_size)
+        cap, ws = ctypes.c_int64(), ctypes.c_size_t()
+        _check(library.moejit_align_capacity(ctypes.byref(self._spec), num_tokens, topk, ctypes.byref(cap)))
+        _check(library.moejit_align_workspace_bytes(ctypes.byref(self._spec), num_tokens, topk, ctypes.byref(ws)))
+        self.num_tokens, self.topk, self.capacity = num_tokens, topk, cap.value
+        i32 = dict(dtype=torch.int32, device=device)
+        self.counts = torch.empty(num_experts, **i32)
+        self.offsets = torch.empty(num_experts + 1, **i32)
+        self.sorted_ids = torch.empty(max(cap.value, 1), **i32)
+        self.block_expert = torch.empty(max(cap.value // block_size, 1), **i32)
+        self.total_padded = torch.empty(1, **i32)
+        self.slot_of = torch.empty((num_tokens, topk), **i32)
+        self.workspace = torch.empty(max(ws.value, 1), dtype=torch.uint8, device=device)
+        self._ws_bytes = ws.value
+
+    def _outputs(self):
+        return _AlignOutputs(self.counts.data_ptr(), self.offsets.data_ptr(), self.sorted_ids.data_ptr(),
+                             self.capacity, self.block_expert.data_ptr(), self.total_padded.data_ptr(),
+                             self.slot_of.data_ptr(), self.workspace.data_ptr(), self._ws_bytes)
+
+
+def _stream_of(stream, device):
+    import torch
+    if stream is None:
+        return torch.cuda.current_stream(device).cuda_stream
+    return stream.cuda_stream if hasattr(stream, "cuda_stream") else stream
+
+
+def _align(self, maps, topk_ids, stream=None):
+    """Dispatch maps of topk_ids [T, K] int32 (ids outside [0, E) are dropped) into `maps` (an
+    AlignMaps of the same T and K) on the current torch stream. Returns maps."""
+    if tuple(topk_ids.shape) != (maps.num_tokens, maps.topk) or not topk_ids.is_contiguous():
+        raise ValueError(f"topk_ids must be contiguous [{maps.num_tokens}, {maps.topk}], got {tuple(topk_ids.shape)}")
+    args = _AlignArgs(topk_ids.data_ptr(), maps.num_tokens, maps.topk, maps._outputs())
+    _check(library.moejit_align(self._ctx, ctypes.byref(maps._spec), ctypes.byref(args),
+                                _stream_of(stream, topk_ids.device)), self._ctx)
+    return maps
+
+
+def _mx_scales(self, scales, out=None, group_ends=None, stream=None):
+    """e8m0 scales (uint8) to the blocked 128x4 layout: [G, R, C] per group (3D), or [M, C] with
+    group_ends (int32 [G] on the GPU) for row groups (2D). Returns the blocked bytes (uint8)."""
+    import torch
+    layout = 0 if group_ends is None else 1
+    cols = scales.shape[-1]
+    groups = scales.shape[0] if layout == 0 else group_ends.shape[0]
+    rows = scales.shape[1] if layout == 0 else scales.shape[0]
+    spec = _MxSpec(cols)
+    if out is None:
+        n = ctypes.c_size_t()
+        _check(library.moejit_mx_scales_blocked_bytes(ctypes.byref(spec), layout, groups, rows, ctypes.byref(n)))
+        out = torch.empty(n.value, dtype=torch.uint8, device=scales.device)
+    args = _MxArgs(layout, scales.data_ptr(), out.data_ptr(), groups, rows,
+                   group_ends.data_ptr() if group_ends is not None else None, scales.stride(-2), 0)
+    _check(library.moejit_mx_scales(self._ctx, ctypes.byref(spec), ctypes.byref(args),
+                                    _stream_of(stream, scales.device)), self._ctx)
+    return out
+
+
+Context.align = _align
+Context.mx_scales = _mx_scales

@@ -270,26 +270,46 @@ static void test_python_binding_layout(void **state)
     skip();
 #endif
 #endif
-    char script[1024], out[4096];
-    snprintf(script, sizeof script,
-             "import sys, ctypes; sys.path.insert(0, '%s/python'); import moejit as m; "
-             "print('sizes', *(ctypes.sizeof(t) for t in (m._Config, m._Stats, m._KernelDesc, m._RouteSpec, m._RouteArgs)))",
-             MOEJIT_SOURCE_DIR);
+    /* every struct python/moejit.py mirrors, beside its size in moejit.h */
+    static const struct {
+        const char *py, *c;
+        unsigned long size;
+    } mirrors[] = {
+        {"_Config", "moejit_config", sizeof(moejit_config)},
+        {"_Stats", "moejit_stats", sizeof(moejit_stats)},
+        {"_KernelDesc", "moejit_kernel_desc", sizeof(moejit_kernel_desc)},
+        {"_RouteSpec", "moejit_route_spec", sizeof(moejit_route_spec)},
+        {"_RouteArgs", "moejit_route_args", sizeof(moejit_route_args)},
+        {"_AlignSpec", "moejit_align_spec", sizeof(moejit_align_spec)},
+        {"_AlignOutputs", "moejit_align_outputs", sizeof(moejit_align_outputs)},
+        {"_AlignArgs", "moejit_align_args", sizeof(moejit_align_args)},
+        {"_MxSpec", "moejit_mx_scales_spec", sizeof(moejit_mx_scales_spec)},
+        {"_MxArgs", "moejit_mx_scales_args", sizeof(moejit_mx_scales_args)},
+    };
+    enum { N = sizeof mirrors / sizeof mirrors[0] };
+    char script[2048], out[4096];
+    int n = snprintf(script, sizeof script,
+                     "import sys, ctypes; sys.path.insert(0, '%s/python'); import moejit as m; print('sizes'",
+                     MOEJIT_SOURCE_DIR);
+    for (int i = 0; i < N; i++) n += snprintf(script + n, sizeof script - (size_t)n, ", ctypes.sizeof(m.%s)", mirrors[i].py);
+    snprintf(script + n, sizeof script - (size_t)n, ")");
     char *argv[] = {"/usr/bin/env", "python3", "-c", script, NULL};
     const char *env[] = {"MOEJIT_LIBRARY=" MOEJIT_LIBRARY_FILE, NULL};
     const int rc = mjt_run(argv, env, out, sizeof out);
     if (rc == 127 || (rc != 0 && strstr(out, "No such file"))) skip(); /* no python3 here */
     if (rc != 0) fail_msg("python3 could not import python/moejit.py:\n%s", out);
-    unsigned long got[5];
     const char *at = strstr(out, "sizes ");
     assert_non_null(at);
-    assert_int_equal(sscanf(at, "sizes %lu %lu %lu %lu %lu", &got[0], &got[1], &got[2], &got[3], &got[4]), 5);
-    const unsigned long want[5] = {sizeof(moejit_config), sizeof(moejit_stats), sizeof(moejit_kernel_desc),
-                                   sizeof(moejit_route_spec), sizeof(moejit_route_args)};
-    static const char *const names[5] = {"moejit_config", "moejit_stats", "moejit_kernel_desc", "moejit_route_spec",
-                                         "moejit_route_args"};
-    for (int i = 0; i < 5; i++)
-        if (got[i] != want[i]) fail_msg("python/moejit.py: %s is %lu bytes, moejit.h says %lu", names[i], got[i], want[i]);
+    at += 6;
+    for (int i = 0; i < N; i++) {
+        char *end;
+        const unsigned long got = strtoul(at, &end, 10);
+        if (end == at) fail_msg("python printed too few sizes:\n%s", out);
+        if (got != mirrors[i].size)
+            fail_msg("python/moejit.py: %s is %lu bytes, moejit.h's %s is %lu", mirrors[i].py, got, mirrors[i].c,
+                     mirrors[i].size);
+        at = end;
+    }
 }
 
 int main(void)
