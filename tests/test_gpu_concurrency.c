@@ -117,7 +117,8 @@ static int gpu_thread(int index, void *user)
     const mj_driver *d = drv();
     CUstream stream = NULL;
     d->ctx_set_current(r->cu);
-    d->stream_create(&stream, 1 /* CU_STREAM_NON_BLOCKING */);
+    /* A blocking stream: it waits for the legacy stream, where route_once's copies and poison go. */
+    d->stream_create(&stream, 0);
     for (int j = 0; j < r->ncases; j++) {
         const int k = (j + index) % r->ncases;
         const moejit_status st = route_once(r->ctx, &r->cases[k], stream, r->ids[index][k], r->w[index][k]);
