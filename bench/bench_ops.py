@@ -35,7 +35,7 @@ def torch_align(topk_ids, E, B, capacity):
     sorted_ids = torch.full((capacity,), N, dtype=torch.int32, device=flat.device)
     sorted_ids[pos] = order.int()
     blocks = torch.arange(capacity // B, device=flat.device) * B
-    block_expert = torch.searchsorted(offsets[1:], blocks, right=True).int()
+    block_expert = torch.searchsorted(offsets[1:].contiguous(), blocks, right=True).int()
     block_expert = torch.where(blocks < offsets[E], block_expert, -1)
     slot_of = torch.empty(N, dtype=torch.int32, device=flat.device)
     slot_of[order] = pos.int()
@@ -63,6 +63,8 @@ def main():
         lines.append(s)
 
     torch.manual_seed(0)
+    torch._dynamo.config.recompile_limit = 1024
+    torch._dynamo.config.cache_size_limit = 1024
     ctx = moejit.Context()
     out(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")
     floor_us, bandwidth = floors(out)

@@ -156,6 +156,9 @@ def main():
         lines.append(s)
 
     torch.manual_seed(0)
+    # every model and T compiles the same function: without this, later ones silently run eager
+    torch._dynamo.config.recompile_limit = 1024
+    torch._dynamo.config.cache_size_limit = 1024
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[a.dtype]
     tokens = [int(t) for t in a.tokens.split(",")]
     compile_tokens = tokens if a.compile_tokens is None else [int(t) for t in a.compile_tokens.split(",")]
