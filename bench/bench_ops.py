@@ -25,8 +25,8 @@ def torch_align(topk_ids, E, B, capacity):
     N = flat.numel()
     counts = torch.zeros(E, dtype=torch.long, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
     padded = (counts + B - 1) // B * B
-    offsets = torch.zeros(E + 1, dtype=torch.long, device=flat.device)
-    offsets[1:] = padded.cumsum(0)
+    ends = padded.cumsum(0)  # offsets[1:], built without a slice (inductor cannot lower searchsorted over one)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long, device=flat.device), ends])
     starts = torch.zeros(E, dtype=torch.long, device=flat.device)
     starts[1:] = counts.cumsum(0)[:-1]
     order = torch.argsort(flat, stable=True)
@@ -35,7 +35,7 @@ def torch_align(topk_ids, E, B, capacity):
     sorted_ids = torch.full((capacity,), N, dtype=torch.int32, device=flat.device)
     sorted_ids[pos] = order.int()
     blocks = torch.arange(capacity // B, device=flat.device) * B
-    block_expert = torch.searchsorted(offsets[1:].contiguous(), blocks, right=True).int()
+    block_expert = torch.searchsorted(ends, blocks, right=True).int()
     block_expert = torch.where(blocks < offsets[E], block_expert, -1)
     slot_of = torch.empty(N, dtype=torch.int32, device=flat.device)
     slot_of[order] = pos.int()
@@ -90,7 +90,12 @@ def main():
                   and torch.equal(maps[0].block_expert, ref[3]) and torch.equal(maps[0].slot_of.flatten(), ref[4]))
             ev = [lambda i=i: torch_align(ids[i], E, B, cap) for i in range(ROTATE)]
             cv = [lambda i=i: compiled(ids[i], E, B, cap) for i in range(ROTATE)]
-            eg, el, cg = graph_us(ev), loop_us(ev), graph_us(cv)
+            eg, el = graph_us(ev), loop_us(ev)
+            try:
+                cg = graph_us(cv)
+            except Exception as e:  # an inductor limitation must not hide the other numbers
+                print(f"torch.compile failed: {type(e).__name__}", file=sys.stderr)
+                cg = float("nan")
             out(f"{name:<22} {T:>6} {g:9.2f} {eg:9.2f} {cg:9.2f} {cg / g:9.1f}x {g / floor_us:7.2f}x {l:9.2f} {el:9.2f}"
                 + ("" if ok else "  MISMATCH with torch"))
     out()
