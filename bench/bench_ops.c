@@ -12,21 +12,7 @@
 #include "driver.h"
 #include "moejit.h"
 
-#define CHECK(x)                                                                                            \
-    do {                                                                                                    \
-        moejit_status s_ = (x);                                                                             \
-        if (s_ != MOEJIT_OK) {                                                                              \
-            fprintf(stderr, "%s: %s: %s\n", #x, moejit_status_str(s_), moejit_last_error(NULL));            \
-            exit(1);                                                                                        \
-        }                                                                                                   \
-    } while (0)
-#define CU(x)                                                                                               \
-    do {                                                                                                    \
-        if ((x) != CUDA_SUCCESS) {                                                                          \
-            fprintf(stderr, "%s failed\n", #x);                                                             \
-            exit(1);                                                                                        \
-        }                                                                                                   \
-    } while (0)
+#include "bench_common.h"
 
 static const mj_driver *d;
 static moejit_ctx *ctx;

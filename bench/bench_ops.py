@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import moejit  # noqa: E402
-from bench_route import ROTATE, floors, graph_us, loop_us  # noqa: E402
+from bench_route import ROTATE, finish, floors, graph_us, loop_us, start  # noqa: E402
 
 
 def torch_align(topk_ids, E, B, capacity):
@@ -56,15 +56,7 @@ def main():
     p.add_argument("--tokens", default="1,16,128,1024,4096,16384")
     p.add_argument("--out", default=None)
     a = p.parse_args()
-    lines = []
-
-    def out(s=""):
-        print(s, flush=True)
-        lines.append(s)
-
-    torch.manual_seed(0)
-    torch._dynamo.config.recompile_limit = 1024
-    torch._dynamo.config.cache_size_limit = 1024
+    out, lines = start(a)
     ctx = moejit.Context()
     out(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")
     floor_us, bandwidth = floors(out)
@@ -113,9 +105,7 @@ def main():
         moved = xs[0].numel() + outs[0].numel()
         out(f"({G}, {R}, {C})".ljust(22) + f" {g:9.2f} {eg:9.2f} {cg:9.2f} {moved / g / 1e3:12.0f} "
             f"{100 * moved / g / 1e3 / bandwidth:8.1f}% {moved / cg / 1e3:13.0f}" + ("" if ok else "  MISMATCH with torch"))
-    if a.out:
-        with open(a.out, "a") as f:
-            f.write("\n".join(lines) + "\n")
+    finish(a, lines)
 
 
 if __name__ == "__main__":
