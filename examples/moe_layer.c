@@ -4,12 +4,12 @@
  *
  *   1. route    the router logits [T, E] → ids [T, K] and weights [T, K]      (moejit_route)
  *   2. align    ids → expert-sorted maps: sorted_ids [R] (flat t*K+k per row, expert by expert,
- *               each expert padded to the block size B with T*K) and slot_of [T, K]
+ *               each expert padded to the block size B with T*K) and slot_of [T, K] (moejit_align)
  *   3. permute  gather the tokens' hidden states [T, H] into expert order [R, H]; the "experts"
  *               of this miniature are a per-expert scale, applied on the way (moejit_permute)
  *   4. combine  out[t] = Σ_k weight[t,k] · y[slot_of[t,k]]                     (moejit_combine)
  *   so out[t] = Σ_k weight[t,k] · scale[id[t,k]] · x[t], which the CPU checks in double; the GPU's
- *   permute and combine are also compared bit for bit with the C references on the same maps.
+ *   align maps are compared entry for entry, permute and combine bit for bit, with the C references.
  *
  * Without a GPU it runs the same layer with the C references only (and says so). Under
  * MOEJIT_NO_COMPILE=1 (a prewarmed deployment) every kernel must come from the cache:
@@ -79,49 +79,23 @@ static void store(void *p, moejit_dtype d, int64_t i, float v)
     else ((float *)p)[i] = v;
 }
 
-/* ---- align on the CPU ----------------------------------------------------------------------------
- * TODO(after merging the align op): replace this function and the host round trip of the ids with
- * moejit_align() on the device (same layout, DESIGN §2.2): sorted_ids [R] with each expert's rows
- * padded to a multiple of B by the value T*K, tokens ascending inside an expert; slot_of [T, K];
- * ids outside [0, E) are not on this rank and are dropped (slot -1). Returns the padded total. */
-static int64_t cpu_align(const int32_t *ids, int64_t T, int K, int E, int B, int32_t *sorted, int64_t cap,
-                         int32_t *slot_of)
-{
-    int64_t *next = calloc((size_t)E + 1, sizeof *next);
-    for (int64_t i = 0; i < T * K; i++)
-        if (ids[i] >= 0 && ids[i] < E) next[ids[i] + 1]++;
-    for (int e = 0; e < E; e++) next[e + 1] = next[e] + (next[e + 1] + B - 1) / B * B; /* padded offsets */
-    const int64_t total = next[E];
-    for (int64_t r = 0; r < cap; r++) sorted[r] = (int32_t)(T * K);
-    for (int64_t i = 0; i < T * K; i++) {
-        if (ids[i] < 0 || ids[i] >= E) {
-            slot_of[i] = -1;
-            continue;
-        }
-        const int64_t r = next[ids[i]]++;
-        sorted[r] = (int32_t)i;
-        slot_of[i] = (int32_t)r;
-    }
-    free(next);
-    return total;
-}
-
 /* ---- the layer ---------------------------------------------------------------------------------- */
 
 typedef struct layer {
     moejit_route_spec route;
+    moejit_align_spec align;
     moejit_permute_spec permute;
     moejit_combine_spec combine;
     int64_t T;
     int H, E, K, B; /* K: slots per token (route's K + shared slots) */
-    int64_t cap;    /* rows of the expert-ordered buffer: T*K + E*(B-1) */
+    int64_t cap;    /* rows of the expert-ordered buffer: moejit_align_capacity() */
 } layer;
 
 /* Host buffers. */
 typedef struct host {
     void *logits, *x, *y, *out, *ref_y, *ref_out;
     float *bias, *scale, *weights;
-    int32_t *ids, *sorted, *slot_of;
+    int32_t *ids, *sorted, *slot_of, *ref_sorted, *ref_slot_of;
 } host;
 
 static int check(const char *what, moejit_status st, moejit_ctx *ctx)
@@ -139,6 +113,18 @@ static int check(const char *what, moejit_status st, moejit_ctx *ctx)
             return 1;                                                                                      \
         }                                                                                                  \
     } while (0)
+
+/* align's arguments over ids [T, K]: the maps the layer needs (sorted_ids and slot_of), the
+ * padded total, and a workspace for batches align does in three launches. The shared slots' ids
+ * (E..E+S-1) are outside [0, E): align drops them (slot -1) and combine skips them. */
+static moejit_align_args align_args(const layer *L, const int32_t *ids, int32_t *sorted, int32_t *slot_of,
+                                    int32_t *total, void *workspace, size_t workspace_bytes)
+{
+    return (moejit_align_args){.ids = ids, .num_tokens = L->T, .topk = L->K,
+                               .out = {.sorted_ids = sorted, .sorted_capacity = L->cap, .slot_of = slot_of,
+                                       .total_padded = total, .workspace = workspace,
+                                       .workspace_bytes = workspace_bytes}};
+}
 
 /* Permute and combine with the C references on the maps in h (what the GPU must match). */
 static int reference_layer(const layer *L, host *h)
@@ -204,13 +190,18 @@ static int run_gpu(moejit_ctx *ctx, const layer *L, host *h)
     /* 1. route */
     moejit_route_args ra = {.logits = d_logits, .bias = d_bias, .ids = d_ids, .weights = d_w, .num_tokens = L->T};
     if (check("moejit_route", moejit_route(ctx, &L->route, &ra, stream), ctx)) return 1;
-    /* 2. align (on the CPU for now: see cpu_align) */
-    CUDA(cudaMemcpyAsync(h->ids, d_ids, sizeof(int32_t) * W, cudaMemcpyDeviceToHost, stream));
-    CUDA(cudaMemcpyAsync(h->weights, d_w, sizeof(float) * W, cudaMemcpyDeviceToHost, stream));
-    CUDA(cudaStreamSynchronize(stream));
-    const int64_t total = cpu_align(h->ids, L->T, L->K, L->E, L->B, h->sorted, L->cap, h->slot_of);
-    CUDA(cudaMemcpyAsync(d_sorted, h->sorted, sizeof(int32_t) * (size_t)L->cap, cudaMemcpyHostToDevice, stream));
-    CUDA(cudaMemcpyAsync(d_slot, h->slot_of, sizeof(int32_t) * W, cudaMemcpyHostToDevice, stream));
+    /* 2. align on the device. Rows past the padded total are not written by align: fill them with
+     * -1 first, a padding value permute turns into zero rows. */
+    size_t ws_bytes = 0;
+    void *d_ws = NULL;
+    int32_t *d_total, total = 0;
+    if (check("moejit_align_workspace_bytes", moejit_align_workspace_bytes(&L->align, L->T, L->K, &ws_bytes), ctx))
+        return 1;
+    if (ws_bytes) CUDA(cudaMalloc(&d_ws, ws_bytes));
+    CUDA(cudaMalloc((void **)&d_total, sizeof(int32_t)));
+    CUDA(cudaMemsetAsync(d_sorted, 0xff, sizeof(int32_t) * (size_t)L->cap, stream));
+    moejit_align_args aa = align_args(L, d_ids, d_sorted, d_slot, d_total, d_ws, ws_bytes);
+    if (check("moejit_align", moejit_align(ctx, &L->align, &aa, stream), ctx)) return 1;
     /* 3. permute, scaled per expert */
     moejit_permute_args pa = {.x = d_x, .sorted_ids = d_sorted, .ids = d_ids, .scale = d_scale, .out = d_y,
                               .num_tokens = L->T, .topk = L->K, .num_experts = L->E, .num_rows = L->cap};
@@ -219,6 +210,11 @@ static int run_gpu(moejit_ctx *ctx, const layer *L, host *h)
     moejit_combine_args ca = {.y = d_y, .slot_of = d_slot, .weights = d_w, .out = d_out, .num_tokens = L->T,
                               .topk = L->K, .num_rows = L->cap};
     if (check("moejit_combine", moejit_combine(ctx, &L->combine, &ca, stream), ctx)) return 1;
+    CUDA(cudaMemcpyAsync(h->ids, d_ids, sizeof(int32_t) * W, cudaMemcpyDeviceToHost, stream));
+    CUDA(cudaMemcpyAsync(h->weights, d_w, sizeof(float) * W, cudaMemcpyDeviceToHost, stream));
+    CUDA(cudaMemcpyAsync(h->sorted, d_sorted, sizeof(int32_t) * (size_t)L->cap, cudaMemcpyDeviceToHost, stream));
+    CUDA(cudaMemcpyAsync(h->slot_of, d_slot, sizeof(int32_t) * W, cudaMemcpyDeviceToHost, stream));
+    CUDA(cudaMemcpyAsync(&total, d_total, sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
     CUDA(cudaMemcpyAsync(h->y, d_y, (size_t)(L->cap * L->H) * es, cudaMemcpyDeviceToHost, stream));
     CUDA(cudaMemcpyAsync(h->out, d_out, (size_t)(L->T * L->H) * es, cudaMemcpyDeviceToHost, stream));
     CUDA(cudaStreamSynchronize(stream));
@@ -241,6 +237,16 @@ static int run_gpu(moejit_ctx *ctx, const layer *L, host *h)
     free(ref_ids), free(ref_w);
     rc |= id_mismatch != 0;
 
+    /* align against its reference on the ids the GPU routed: the same maps, entry for entry */
+    int32_t ref_total = 0;
+    for (int64_t r = 0; r < L->cap; r++) h->ref_sorted[r] = -1;
+    moejit_align_args ha = align_args(L, h->ids, h->ref_sorted, h->ref_slot_of, &ref_total, NULL, 0);
+    rc |= check("moejit_align_reference", moejit_align_reference(&L->align, &ha), NULL);
+    const int maps_same = ref_total == total && !memcmp(h->sorted, h->ref_sorted, sizeof(int32_t) * (size_t)L->cap) &&
+                          !memcmp(h->slot_of, h->ref_slot_of, sizeof(int32_t) * W);
+    printf("align: maps %s the C reference\n", maps_same ? "match" : "DIFFER FROM");
+    rc |= !maps_same;
+
     /* permute and combine bit for bit against the references on the same maps */
     rc |= reference_layer(L, h);
     const int y_same = !memcmp(h->y, h->ref_y, (size_t)(L->cap * L->H) * es);
@@ -251,7 +257,8 @@ static int run_gpu(moejit_ctx *ctx, const layer *L, host *h)
     rc |= check_math(L, h, h->out, "GPU");
 
     cudaFree(d_logits), cudaFree(d_x), cudaFree(d_y), cudaFree(d_out), cudaFree(d_bias), cudaFree(d_scale);
-    cudaFree(d_w), cudaFree(d_ids), cudaFree(d_sorted), cudaFree(d_slot), cudaStreamDestroy(stream);
+    cudaFree(d_w), cudaFree(d_ids), cudaFree(d_sorted), cudaFree(d_slot), cudaFree(d_total), cudaFree(d_ws);
+    cudaStreamDestroy(stream);
     return rc;
 }
 
@@ -261,7 +268,10 @@ static int run_cpu(const layer *L, host *h)
     if (check("moejit_route_reference",
               moejit_route_reference(&L->route, h->logits, L->T, L->E, h->bias, h->ids, h->weights), NULL))
         return 1;
-    cpu_align(h->ids, L->T, L->K, L->E, L->B, h->sorted, L->cap, h->slot_of);
+    int32_t total = 0;
+    for (int64_t r = 0; r < L->cap; r++) h->sorted[r] = -1;
+    moejit_align_args ha = align_args(L, h->ids, h->sorted, h->slot_of, &total, NULL, 0);
+    if (check("moejit_align_reference", moejit_align_reference(&L->align, &ha), NULL)) return 1;
     if (reference_layer(L, h)) return 1;
     return check_math(L, h, h->ref_out, "CPU references");
 }
@@ -295,19 +305,25 @@ int main(int argc, char **argv)
     const moejit_dtype dt = !strcmp(dtype, "f32") ? MOEJIT_DTYPE_F32 : !strcmp(dtype, "f16") ? MOEJIT_DTYPE_F16
                                                                                                : MOEJIT_DTYPE_BF16;
     if (strcmp(dtype, "f32") && strcmp(dtype, "f16") && strcmp(dtype, "bf16")) return usage();
-    if (T < 1 || T > (1 << 20) || H < 1 || H > MOEJIT_MAX_HIDDEN || B < 1 || B > 1024) {
-        fprintf(stderr, "moe_layer: --tokens 1..1048576, --hidden 1..%d, --block 1..1024\n", MOEJIT_MAX_HIDDEN);
+    if (T < 1 || T > (1 << 20) || H < 1 || H > MOEJIT_MAX_HIDDEN || B < 1 || B > MOEJIT_ALIGN_MAX_BLOCK) {
+        fprintf(stderr, "moe_layer: --tokens 1..1048576, --hidden 1..%d, --block a power of two in %d..%d\n",
+                MOEJIT_MAX_HIDDEN, MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK);
         return 2;
     }
     L.route.dtype = dt;
     L.permute = (moejit_permute_spec){.hidden = (int32_t)H, .dtype = dt, .has_scale = 1};
     L.combine = (moejit_combine_spec){.hidden = (int32_t)H, .dtype = dt};
     L.T = T, L.H = (int)H, L.B = (int)B, L.E = L.route.num_experts, L.K = L.route.topk + L.route.shared_slots;
-    L.cap = L.T * L.K + (int64_t)L.E * (L.B - 1);
-    moejit_kernel_desc descs[3] = {{.op = MOEJIT_OP_ROUTE, .route = L.route},
+    L.align = (moejit_align_spec){.num_experts = L.E, .block_size = (int32_t)B};
+    if (moejit_align_capacity(&L.align, L.T, L.K, &L.cap) != MOEJIT_OK) { /* also checks --block */
+        fprintf(stderr, "moe_layer: %s\n", moejit_last_error(NULL));
+        return 2;
+    }
+    moejit_kernel_desc descs[4] = {{.op = MOEJIT_OP_ROUTE, .route = L.route},
+                                   {.op = MOEJIT_OP_ALIGN, .align = L.align},
                                    {.op = MOEJIT_OP_PERMUTE, .permute = L.permute},
                                    {.op = MOEJIT_OP_COMBINE, .combine = L.combine}};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         char name[96];
         if (check("moejit_kernel_name", moejit_kernel_name(&descs[i], name, sizeof name), NULL)) return 2;
         printf("kernel %s\n", name);
@@ -328,6 +344,8 @@ int main(int argc, char **argv)
     h.ids = malloc(sizeof(int32_t) * W);
     h.sorted = malloc(sizeof(int32_t) * (size_t)L.cap);
     h.slot_of = malloc(sizeof(int32_t) * W);
+    h.ref_sorted = malloc(sizeof(int32_t) * (size_t)L.cap);
+    h.ref_slot_of = malloc(sizeof(int32_t) * W);
     srand(2024);
     for (int64_t i = 0; i < L.T * L.E; i++) store(h.logits, dt, i, 4.0f * ((float)rand() / (float)RAND_MAX - 0.5f));
     for (int64_t i = 0; i < L.T * L.H; i++) store(h.x, dt, i, 2.0f * ((float)rand() / (float)RAND_MAX - 0.5f));
@@ -352,6 +370,6 @@ int main(int argc, char **argv)
         moejit_close(ctx);
     }
     free(h.logits), free(h.x), free(h.y), free(h.ref_y), free(h.out), free(h.ref_out), free(h.bias), free(h.scale);
-    free(h.weights), free(h.ids), free(h.sorted), free(h.slot_of);
+    free(h.weights), free(h.ids), free(h.sorted), free(h.slot_of), free(h.ref_sorted), free(h.ref_slot_of);
     return rc;
 }

@@ -15,7 +15,8 @@
 #   shape (MOEJIT_ERR_CACHE_MISS), never a compile on the serving path.
 #
 # What to prewarm (environment): MODELS ("kimi-k2 qwen3-moe"), ARCHS ("sm_90a sm_100a"),
-# DTYPES ("bf16"), HIDDEN (7168: the hidden size for the permute / combine kernels of moe_layer).
+# DTYPES ("bf16"), HIDDEN (7168: the hidden size for the permute / combine kernels of moe_layer),
+# BLOCK (16: the block size of moe_layer's align, one align kernel per model's expert count).
 # CACHE_DIR defaults to a temporary directory, removed at the end.
 set -euo pipefail
 B=${1:-build}
@@ -23,21 +24,27 @@ MODELS=${MODELS:-kimi-k2 qwen3-moe}
 ARCHS=${ARCHS:-sm_90a sm_100a}
 DTYPES=${DTYPES:-bf16}
 HIDDEN=${HIDDEN:-7168}
+BLOCK=${BLOCK:-16}
 moejit=${MOEJIT:-$B/tools/moejit}
 work=$(mktemp -d "${TMPDIR:-/tmp}/moejit-deploy-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 CACHE=${2:-$work/image/opt/moejit-cache}
 
 # The manifest an image would keep under version control: the route kernels of the models, the
-# permute and combine kernels of the layer. Field names are those of the spec structs (moejit.h).
-# TODO(after merging the align op): add {"op": "align", …} so moe_layer's align is prewarmed too.
+# align, permute and combine kernels of the layer. Field names are those of the spec structs (moejit.h).
 json_list() { local out="" x; for x in "$@"; do out+="${out:+, }\"$x\""; done; printf '[%s]' "$out"; }
 read -r -a models <<<"$MODELS"
 read -r -a dtypes <<<"$DTYPES"
 manifest=$work/kernels.json
 {
   echo '{"kernels": ['
-  for m in "${models[@]}"; do echo "  {\"model\": \"$m\", \"dtype\": $(json_list "${dtypes[@]}")},"; done
+  for m in "${models[@]}"; do
+    # align is sized by the model's expert count: the E=… column of --list-models
+    experts=$("$moejit" prewarm --list-models | awk -v m="$m" '$1 == m { for (i = 2; i <= NF; i++) if ($i ~ /^E=/) print substr($i, 3) }')
+    [ -n "$experts" ] || { echo "unknown model $m (moejit prewarm --list-models)"; exit 2; }
+    echo "  {\"model\": \"$m\", \"dtype\": $(json_list "${dtypes[@]}")},"
+    echo "  {\"op\": \"align\", \"num_experts\": $experts, \"block_size\": $BLOCK},"
+  done
   echo "  {\"op\": \"permute\", \"hidden\": $HIDDEN, \"dtype\": $(json_list "${dtypes[@]}"), \"has_scale\": true},"
   echo "  {\"op\": \"combine\", \"hidden\": $HIDDEN, \"dtype\": $(json_list "${dtypes[@]}")}"
   echo ']}'
@@ -58,7 +65,7 @@ echo; echo "== run time: MOEJIT_CACHE=ro MOEJIT_NO_COMPILE=1 (the GPU part runs 
 for m in "${models[@]}"; do
   for d in "${dtypes[@]}"; do
     MOEJIT_CACHE_DIR="$CACHE" MOEJIT_CACHE=ro MOEJIT_NO_COMPILE=1 \
-      "$B/examples/moe_layer" --model "$m" --hidden "$HIDDEN" --dtype "$d" --tokens 256
+      "$B/examples/moe_layer" --model "$m" --hidden "$HIDDEN" --dtype "$d" --tokens 256 --block "$BLOCK"
   done
 done
 

@@ -97,7 +97,15 @@ static void test_help(void **state)
     assert_int_equal(CLI("source", "--op", "permute", "--hidden", "64", "--experts", "8"), 2);
     EXPECT_OUTPUT("--experts does not apply to --op permute");
     assert_int_equal(CLI("source", "--op", "gather", "--hidden", "64"), 2);
-    EXPECT_OUTPUT("--op = \"gather\" must be one of route, permute, combine");
+    EXPECT_OUTPUT("--op = \"gather\" must be one of route, align, route_align, mx_scales, permute, combine");
+    assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "32", "--dtype", "bf16"), 2);
+    EXPECT_OUTPUT("--dtype does not apply to --op align");
+    assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "24"), 2);
+    EXPECT_OUTPUT("align spec: block_size = 24 must be a power of two in [16, 256]");
+    assert_int_equal(CLI("source", "--op", "route_align", "--experts", "64", "--topk", "4"), 2);
+    EXPECT_OUTPUT("--block-size is required with --op route_align");
+    assert_int_equal(CLI("source", "--op", "mx_scales", "--hidden", "64"), 2);
+    EXPECT_OUTPUT("--hidden does not apply to --op mx_scales");
     assert_int_equal(CLI("cache", "frob"), 2);
     EXPECT_OUTPUT("unknown subcommand \"frob\"");
     assert_int_equal(CLI("cache", "show"), 2);
@@ -153,7 +161,11 @@ static void test_manifest(void **state)
                          "   \"has_bias\": true, \"renormalize\": 1, \"routed_scaling_factor\": 2.5, \"scale_output\": true},\n"
                          "  {\"op\": \"permute\", \"hidden\": 64, \"dtype\": [\"bf16\", \"f16\"], \"has_scale\": true},\n"
                          "  {\"op\": \"combine\", \"hidden\": 64, \"dtyp\": \"bf16\"},\n"
-                         "  {\"op\": \"route\", \"num_experts\": 8, \"topk\": 9}\n"
+                         "  {\"op\": \"route\", \"num_experts\": 8, \"topk\": 9},\n"
+                         "  {\"model\": \"mixtral\", \"op\": \"route_align\", \"block_size\": 16, \"dtype\": \"bf16\"},\n"
+                         "  {\"op\": \"align\", \"num_experts\": 64, \"block_size\": 32},\n"
+                         "  {\"op\": \"mx_scales\", \"cols\": 8},\n"
+                         "  {\"op\": \"mx_scales\", \"model\": \"mixtral\"}\n"
                          "]}\n");
     assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--manifest", manifest, "--cache-dir", dir), 1);
     EXPECT_OUTPUT("shapes.json: kernels[1] (route): field \"topk\": expected an integer in int32 range, got a string \"4\"");
@@ -163,8 +175,12 @@ static void test_manifest(void **state)
     EXPECT_OUTPUT("compiled  sm_90a   moejit_route_sigmoid_e60_k4_bias_renorm_x2p5_bf16");
     EXPECT_OUTPUT("compiled  sm_90a   moejit_permute_h64_bf16_scale");
     EXPECT_OUTPUT("compiled  sm_90a   moejit_permute_h64_f16_scale");
-    EXPECT_OUTPUT("prewarm: 7 kernels for 1 arch: 4 compiled, 0 already cached, 3 failed");
-    assert_int_equal(list(dir).n, 4);
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_route_align_softmax_e8_k2_renorm_bf16_b16");
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_align_e64_b32");
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_mx_scales_c8");
+    EXPECT_OUTPUT("shapes.json: kernels[9] (mx_scales): field \"model\": presets are routings");
+    EXPECT_OUTPUT("prewarm: 11 kernels for 1 arch: 7 compiled, 0 already cached, 4 failed");
+    assert_int_equal(list(dir).n, 7);
 
     /* file-level problems are usage errors naming the file and the place */
     write_text(manifest, "{\"kernels\": [\n  {\"op\": \"route\",}\n]}\n");

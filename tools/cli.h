@@ -26,11 +26,12 @@ typedef struct spec_options {
     const char *groups, *topk_groups, *group_score;
     const char *softcap, *scaling_factor, *shared_slots;
     const char *hidden;
+    const char *block_size, *cols;
     int bias, score_after_topk, renormalize, scale_output, row_scale;
 } spec_options;
 
 /* getopt_long option table entries for the spec flags (ids >= 1000), NULL-terminated by caller. */
-#define SPEC_OPTION_COUNT 17
+#define SPEC_OPTION_COUNT 19
 extern const struct option spec_long_options[SPEC_OPTION_COUNT];
 
 /* Handle one getopt result; returns 1 if it was a spec flag. */

@@ -10,8 +10,11 @@
 
 enum {
     OPT_OP = 1000, OPT_EXPERTS, OPT_TOPK, OPT_SCORE, OPT_DTYPE, OPT_GROUPS, OPT_TOPK_GROUPS, OPT_GROUP_SCORE,
-    OPT_BIAS, OPT_SOFTCAP, OPT_AFTER, OPT_RENORM, OPT_SCALE_OUTPUT, OPT_FACTOR, OPT_SHARED, OPT_HIDDEN, OPT_ROW_SCALE
+    OPT_BIAS, OPT_SOFTCAP, OPT_AFTER, OPT_RENORM, OPT_SCALE_OUTPUT, OPT_FACTOR, OPT_SHARED, OPT_HIDDEN, OPT_ROW_SCALE,
+    OPT_BLOCK_SIZE, OPT_COLS,
+    OPT_LAST = OPT_COLS
 };
+#define FLAG(id) (1u << ((id) - OPT_OP))
 
 const struct option spec_long_options[SPEC_OPTION_COUNT] = {
     {"op", required_argument, NULL, OPT_OP},
@@ -31,13 +34,15 @@ const struct option spec_long_options[SPEC_OPTION_COUNT] = {
     {"shared-slots", required_argument, NULL, OPT_SHARED},
     {"hidden", required_argument, NULL, OPT_HIDDEN},
     {"row-scale", no_argument, NULL, OPT_ROW_SCALE},
+    {"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
+    {"cols", required_argument, NULL, OPT_COLS},
 };
 
 const char spec_options_help[] =
     "kernel spec (lists are comma separated; every combination is taken):\n"
-    "  --op route|permute|combine  operation (default route)\n"
+    "  --op OP                     route (default), align, route_align, mx_scales, permute, combine\n"
     "  --dtype D[,D…]              f32 (default), bf16, f16: route's logits, permute's and combine's rows\n"
-    " route:\n"
+    " route (and route_align):\n"
     "  --experts E[,E…]            number of experts, 1..4096 (required)\n"
     "  --topk K[,K…]               experts chosen per token, 1..min(E, 64) (required)\n"
     "  --score S[,S…]              softmax (default), sigmoid, sqrt_softplus\n"
@@ -52,23 +57,32 @@ const char spec_options_help[] =
     "  --shared-slots S            fused shared-expert slots per row\n"
     " permute, combine:\n"
     "  --hidden H[,H…]             elements per row, 1..65536 (required)\n"
-    "  --row-scale                 permute: rows are scaled per expert\n";
+    "  --row-scale                 permute: rows are scaled per expert\n"
+    " align:\n"
+    "  --experts E[,E…]            local experts, 1..4096 (required)\n"
+    "  --block-size B[,B…]         rows per block, a power of two in 16..256 (required; also route_align)\n"
+    " mx_scales:\n"
+    "  --cols C[,C…]               e8m0 scales per row (K / 32), 1..65536 (required)\n";
 
-/* The flags that describe each op's kernels (beyond --op and --dtype). */
+/* The flags that describe each op's kernels (beyond --op), and whether --dtype applies. */
+#define ROUTE_FLAGS                                                                                        \
+    (FLAG(OPT_EXPERTS) | FLAG(OPT_TOPK) | FLAG(OPT_SCORE) | FLAG(OPT_GROUPS) | FLAG(OPT_TOPK_GROUPS) |     \
+     FLAG(OPT_GROUP_SCORE) | FLAG(OPT_BIAS) | FLAG(OPT_SOFTCAP) | FLAG(OPT_AFTER) | FLAG(OPT_RENORM) |     \
+     FLAG(OPT_SCALE_OUTPUT) | FLAG(OPT_FACTOR) | FLAG(OPT_SHARED))
 static const struct {
     const char *op;
     moejit_op id;
     unsigned flags;
+    int takes_dtype;
 } k_spec_ops[] = {
-    {"route", MOEJIT_OP_ROUTE,
-     (1u << (OPT_EXPERTS - 1000)) | (1u << (OPT_TOPK - 1000)) | (1u << (OPT_SCORE - 1000)) |
-         (1u << (OPT_GROUPS - 1000)) | (1u << (OPT_TOPK_GROUPS - 1000)) | (1u << (OPT_GROUP_SCORE - 1000)) |
-         (1u << (OPT_BIAS - 1000)) | (1u << (OPT_SOFTCAP - 1000)) | (1u << (OPT_AFTER - 1000)) |
-         (1u << (OPT_RENORM - 1000)) | (1u << (OPT_SCALE_OUTPUT - 1000)) | (1u << (OPT_FACTOR - 1000)) |
-         (1u << (OPT_SHARED - 1000))},
-    {"permute", MOEJIT_OP_PERMUTE, (1u << (OPT_HIDDEN - 1000)) | (1u << (OPT_ROW_SCALE - 1000))},
-    {"combine", MOEJIT_OP_COMBINE, 1u << (OPT_HIDDEN - 1000)},
+    {"route", MOEJIT_OP_ROUTE, ROUTE_FLAGS, 1},
+    {"align", MOEJIT_OP_ALIGN, FLAG(OPT_EXPERTS) | FLAG(OPT_BLOCK_SIZE), 0},
+    {"route_align", MOEJIT_OP_ROUTE_ALIGN, ROUTE_FLAGS | FLAG(OPT_BLOCK_SIZE), 1},
+    {"mx_scales", MOEJIT_OP_MX_SCALES, FLAG(OPT_COLS), 0},
+    {"permute", MOEJIT_OP_PERMUTE, FLAG(OPT_HIDDEN) | FLAG(OPT_ROW_SCALE), 1},
+    {"combine", MOEJIT_OP_COMBINE, FLAG(OPT_HIDDEN), 1},
 };
+#define SPEC_OP_NAMES "route, align, route_align, mx_scales, permute, combine"
 
 int spec_options_take(spec_options *o, int id, const char *arg)
 {
@@ -90,9 +104,11 @@ int spec_options_take(spec_options *o, int id, const char *arg)
     case OPT_SHARED: o->shared_slots = arg; break;
     case OPT_HIDDEN: o->hidden = arg; break;
     case OPT_ROW_SCALE: o->row_scale = 1; break;
+    case OPT_BLOCK_SIZE: o->block_size = arg; break;
+    case OPT_COLS: o->cols = arg; break;
     default: return 0;
     }
-    o->given |= 1u << (id - 1000);
+    o->given |= FLAG(id);
     if (id != OPT_DTYPE) o->have_any = 1;
     return 1;
 }
@@ -284,6 +300,73 @@ static int build_rows(const spec_options *o, moejit_op op, moejit_kernel_desc **
     return nh * nd;
 }
 
+/* align: --experts × --block-size. */
+static int build_align(const spec_options *o, moejit_kernel_desc **out)
+{
+    if (!o->experts || !o->block_size) {
+        fprintf(stderr, "moejit: --experts and --block-size are required with --op align\n");
+        return -1;
+    }
+    int es[MAX_LIST], bs[MAX_LIST];
+    const int ne = parse_list("--experts", o->experts, parse_count, es, 0);
+    const int nb = ne < 0 ? -1 : parse_list("--block-size", o->block_size, parse_count, bs, 0);
+    if (nb < 0) return -1;
+    moejit_kernel_desc *descs = alloc_descs(ne * nb);
+    if (!descs) return -1;
+    for (int a = 0, i = 0; a < ne; a++)
+        for (int b = 0; b < nb; b++, i++) {
+            descs[i].op = MOEJIT_OP_ALIGN;
+            descs[i].align = (moejit_align_spec){.num_experts = es[a], .block_size = bs[b]};
+        }
+    *out = descs;
+    return ne * nb;
+}
+
+/* route_align: the route kernels of the route flags × --block-size. */
+static int build_route_align(const spec_options *o, moejit_kernel_desc **out)
+{
+    if (!o->block_size) {
+        fprintf(stderr, "moejit: --block-size is required with --op route_align\n");
+        return -1;
+    }
+    int bs[MAX_LIST];
+    const int nb = parse_list("--block-size", o->block_size, parse_count, bs, 0);
+    moejit_kernel_desc *routes = NULL;
+    const int nr = nb < 0 ? -1 : build_route(o, &routes);
+    if (nr < 0) return -1;
+    moejit_kernel_desc *descs = alloc_descs(nr * nb);
+    if (descs)
+        for (int a = 0, i = 0; a < nr; a++)
+            for (int b = 0; b < nb; b++, i++) {
+                descs[i].op = MOEJIT_OP_ROUTE_ALIGN;
+                descs[i].route_align = (moejit_route_align_spec){.route = routes[a].route, .block_size = bs[b]};
+            }
+    free(routes);
+    if (!descs) return -1;
+    *out = descs;
+    return nr * nb;
+}
+
+/* mx_scales: --cols. */
+static int build_mx_scales(const spec_options *o, moejit_kernel_desc **out)
+{
+    if (!o->cols) {
+        fprintf(stderr, "moejit: --cols is required with --op mx_scales\n");
+        return -1;
+    }
+    int cs[MAX_LIST];
+    const int nc = parse_list("--cols", o->cols, parse_count, cs, 0);
+    if (nc < 0) return -1;
+    moejit_kernel_desc *descs = alloc_descs(nc);
+    if (!descs) return -1;
+    for (int a = 0; a < nc; a++) {
+        descs[a].op = MOEJIT_OP_MX_SCALES;
+        descs[a].mx_scales.cols = cs[a];
+    }
+    *out = descs;
+    return nc;
+}
+
 static const char *flag_name(int id)
 {
     for (int i = 0; i < SPEC_OPTION_COUNT; i++)
@@ -299,17 +382,22 @@ int spec_options_build(const spec_options *o, moejit_kernel_desc **out)
     for (size_t i = 0; i < sizeof k_spec_ops / sizeof k_spec_ops[0]; i++)
         if (!strcmp(op, k_spec_ops[i].op)) which = i;
     if (which == sizeof k_spec_ops / sizeof k_spec_ops[0]) {
-        fprintf(stderr, "moejit: --op = \"%s\" must be one of route, permute, combine\n", op);
+        fprintf(stderr, "moejit: --op = \"%s\" must be one of " SPEC_OP_NAMES "\n", op);
         return -1;
     }
-    const unsigned stray = o->given & ~k_spec_ops[which].flags & ~(1u << (OPT_OP - 1000)) & ~(1u << (OPT_DTYPE - 1000));
-    for (int id = OPT_OP; id <= OPT_ROW_SCALE; id++)
-        if (stray & (1u << (id - 1000))) {
+    const unsigned applies = k_spec_ops[which].flags | FLAG(OPT_OP) | (k_spec_ops[which].takes_dtype ? FLAG(OPT_DTYPE) : 0);
+    for (int id = OPT_OP; id <= OPT_LAST; id++)
+        if (o->given & ~applies & FLAG(id)) {
             fprintf(stderr, "moejit: --%s does not apply to --op %s\n", flag_name(id), op);
             return -1;
         }
-    if (k_spec_ops[which].id == MOEJIT_OP_ROUTE) return build_route(o, out);
-    return build_rows(o, k_spec_ops[which].id, out);
+    switch (k_spec_ops[which].id) {
+    case MOEJIT_OP_ROUTE: return build_route(o, out);
+    case MOEJIT_OP_ALIGN: return build_align(o, out);
+    case MOEJIT_OP_ROUTE_ALIGN: return build_route_align(o, out);
+    case MOEJIT_OP_MX_SCALES: return build_mx_scales(o, out);
+    default: return build_rows(o, k_spec_ops[which].id, out);
+    }
 }
 
 void cli_report(const char *what, moejit_status st)

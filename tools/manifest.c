@@ -2,8 +2,10 @@
  *
  *   {"kernels": [ENTRY, …]}     or just     [ENTRY, …]
  *   ENTRY: {"op": "route", <fields of moejit_route_spec>}
- *        | {"op": "permute", <fields of moejit_permute_spec>}  | {"op": "combine", …}
- *        | {"model": "kimi-k2", ["dtype": …], [route fields overriding the preset]}
+ *        | {"op": "route_align", <fields of moejit_route_spec>, "block_size": B}
+ *        | {"op": "align", …} | {"op": "mx_scales", …} | {"op": "permute", …} | {"op": "combine", …}
+ *        | {"model": "kimi-k2", ["op": "route" or "route_align"], ["dtype": …],
+ *           [route fields overriding the preset]}
  *
  * "dtype" may be a list (["bf16", "f32"]): one kernel per element. A "model" entry without one
  * takes SELECT_MODEL_DTYPES. Each op's fields are read by its own parser (manifest_<op>.c). */
@@ -16,16 +18,24 @@
 #include "manifest.h"
 #include "spec.h"
 
+/* Where a "model" entry's preset goes (NULL: the op takes no model). */
+static moejit_route_spec *route_of(moejit_kernel_desc *d) { return &d->route; }
+static moejit_route_spec *route_align_route_of(moejit_kernel_desc *d) { return &d->route_align.route; }
+
 static const struct {
     const char *op;
     int (*parse)(mf_entry *e, moejit_kernel_desc *d);
+    moejit_route_spec *(*preset_into)(moejit_kernel_desc *d);
 } k_ops[] = {
-    {"route", manifest_route},
-    {"permute", manifest_permute},
-    {"combine", manifest_combine},
+    {"route", manifest_route, route_of},
+    {"route_align", manifest_route_align, route_align_route_of},
+    {"align", manifest_align, NULL},
+    {"mx_scales", manifest_mx_scales, NULL},
+    {"permute", manifest_permute, NULL},
+    {"combine", manifest_combine, NULL},
 };
 
-#define OP_NAMES "route, permute, combine"
+#define OP_NAMES "route, route_align, align, mx_scales, permute, combine"
 
 /* ---- field readers -------------------------------------------------------------------------------- */
 
@@ -225,8 +235,9 @@ static int load_entry(json_t *obj, const char *where, kernel_list *l)
         bad(&e, "op", op, "one of " OP_NAMES);
         return add_error(l, where, NULL, e.error);
     }
-    if (model && strcmp(e.op, "route"))
-        return add_error(l, where, e.op, "field \"model\": presets are route kernels; drop \"op\" or use \"op\": \"route\"");
+    if (model && !k_ops[which].preset_into)
+        return add_error(l, where, e.op,
+                         "field \"model\": presets are routings; use \"op\": \"route\" (the default) or \"route_align\"");
 
     int dtypes[8];
     char err[256];
@@ -239,14 +250,15 @@ static int load_entry(json_t *obj, const char *where, kernel_list *l)
         e.dtype = dtypes[j];
         field(&e, "op");
         field(&e, "model");
-        if (model && moejit_route_preset(json_string_value(model), &d.route) != MOEJIT_OK) {
+        moejit_route_spec *preset = model ? k_ops[which].preset_into(&d) : NULL;
+        if (preset && moejit_route_preset(json_string_value(model), preset) != MOEJIT_OK) {
             snprintf(err, sizeof err, "field \"model\": \"%s\" is not a preset (moejit prewarm --list-models)",
                      json_string_value(model));
             return add_error(l, where, e.op, err);
         }
         if (k_ops[which].parse(&e, &d) || unknown_fields(&e)) return add_error(l, where, e.op, e.error);
         char *origin;
-        int n = model ? asprintf(&origin, "%s (model %s, %s)", where, json_string_value(model), mj_dtype_name(d.route.dtype))
+        int n = preset ? asprintf(&origin, "%s (model %s, %s)", where, json_string_value(model), mj_dtype_name(preset->dtype))
                 : dtypes[j] >= 0 ? asprintf(&origin, "%s (%s)", where, mj_dtype_name(dtypes[j]))
                                  : asprintf(&origin, "%s", where);
         if (n < 0) return -1;

@@ -37,6 +37,9 @@ int mf_group_score(mf_entry *e, const char *field, moejit_group_score *out); /* 
 int mf_dtype(mf_entry *e, const char *field, moejit_dtype *out);             /* "bf16"… (lists: see manifest.c) */
 
 int manifest_route(mf_entry *e, moejit_kernel_desc *d);
+int manifest_route_align(mf_entry *e, moejit_kernel_desc *d);
+int manifest_align(mf_entry *e, moejit_kernel_desc *d);
+int manifest_mx_scales(mf_entry *e, moejit_kernel_desc *d);
 int manifest_permute(mf_entry *e, moejit_kernel_desc *d);
 int manifest_combine(mf_entry *e, moejit_kernel_desc *d);
 

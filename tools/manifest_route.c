@@ -1,10 +1,10 @@
-/* Manifest entries of op "route": the fields of moejit_route_spec. */
+/* Manifest entries of ops "route" and "route_align": the fields of moejit_route_spec, and for
+ * route_align those of moejit_route_align_spec around it (the route fields flat, beside
+ * block_size). */
 #include "manifest.h"
 
-int manifest_route(mf_entry *e, moejit_kernel_desc *d)
+static int route_fields(mf_entry *e, moejit_route_spec *s)
 {
-    moejit_route_spec *s = &d->route;
-    d->op = MOEJIT_OP_ROUTE;
     if (mf_int(e, "num_experts", &s->num_experts) || mf_int(e, "topk", &s->topk) || mf_score(e, "score", &s->score) ||
         mf_dtype(e, "dtype", &s->dtype) || mf_int(e, "num_groups", &s->num_groups) ||
         mf_int(e, "topk_groups", &s->topk_groups) || mf_group_score(e, "group_score", &s->group_score) ||
@@ -15,4 +15,16 @@ int manifest_route(mf_entry *e, moejit_kernel_desc *d)
         mf_int(e, "shared_slots", &s->shared_slots))
         return -1;
     return 0;
+}
+
+int manifest_route(mf_entry *e, moejit_kernel_desc *d)
+{
+    d->op = MOEJIT_OP_ROUTE;
+    return route_fields(e, &d->route);
+}
+
+int manifest_route_align(mf_entry *e, moejit_kernel_desc *d)
+{
+    d->op = MOEJIT_OP_ROUTE_ALIGN;
+    return route_fields(e, &d->route_align.route) || mf_int(e, "block_size", &d->route_align.block_size) ? -1 : 0;
 }
