@@ -276,15 +276,21 @@ static int build_route(const spec_options *o, moejit_kernel_desc **out)
     return n;
 }
 
+/* A list of counts that the op cannot do without. Returns its length, or -1 (message printed). */
+static int required_counts(const char *op, const char *flag, const char *text, int *items)
+{
+    if (!text) {
+        fprintf(stderr, "moejit: %s is required with --op %s\n", flag, op);
+        return -1;
+    }
+    return parse_list(flag, text, parse_count, items, 0);
+}
+
 /* permute and combine: --hidden × --dtype. */
 static int build_rows(const spec_options *o, moejit_op op, moejit_kernel_desc **out)
 {
-    if (!o->hidden) {
-        fprintf(stderr, "moejit: --hidden is required with --op %s\n", o->op);
-        return -1;
-    }
     int hs[MAX_LIST], dtypes[MAX_LIST];
-    int nh = parse_list("--hidden", o->hidden, parse_count, hs, 0);
+    int nh = required_counts(o->op, "--hidden", o->hidden, hs);
     int nd = nh < 0 ? -1 : parse_list("--dtype", o->dtype, parse_dtype_item, dtypes, MOEJIT_DTYPE_F32);
     if (nd < 0) return -1;
     moejit_kernel_desc *descs = alloc_descs(nh * nd);
@@ -303,13 +309,9 @@ static int build_rows(const spec_options *o, moejit_op op, moejit_kernel_desc **
 /* align: --experts × --block-size. */
 static int build_align(const spec_options *o, moejit_kernel_desc **out)
 {
-    if (!o->experts || !o->block_size) {
-        fprintf(stderr, "moejit: --experts and --block-size are required with --op align\n");
-        return -1;
-    }
     int es[MAX_LIST], bs[MAX_LIST];
-    const int ne = parse_list("--experts", o->experts, parse_count, es, 0);
-    const int nb = ne < 0 ? -1 : parse_list("--block-size", o->block_size, parse_count, bs, 0);
+    const int ne = required_counts("align", "--experts", o->experts, es);
+    const int nb = ne < 0 ? -1 : required_counts("align", "--block-size", o->block_size, bs);
     if (nb < 0) return -1;
     moejit_kernel_desc *descs = alloc_descs(ne * nb);
     if (!descs) return -1;
@@ -325,12 +327,8 @@ static int build_align(const spec_options *o, moejit_kernel_desc **out)
 /* route_align: the route kernels of the route flags × --block-size. */
 static int build_route_align(const spec_options *o, moejit_kernel_desc **out)
 {
-    if (!o->block_size) {
-        fprintf(stderr, "moejit: --block-size is required with --op route_align\n");
-        return -1;
-    }
     int bs[MAX_LIST];
-    const int nb = parse_list("--block-size", o->block_size, parse_count, bs, 0);
+    const int nb = required_counts("route_align", "--block-size", o->block_size, bs);
     moejit_kernel_desc *routes = NULL;
     const int nr = nb < 0 ? -1 : build_route(o, &routes);
     if (nr < 0) return -1;
@@ -350,12 +348,8 @@ static int build_route_align(const spec_options *o, moejit_kernel_desc **out)
 /* mx_scales: --cols. */
 static int build_mx_scales(const spec_options *o, moejit_kernel_desc **out)
 {
-    if (!o->cols) {
-        fprintf(stderr, "moejit: --cols is required with --op mx_scales\n");
-        return -1;
-    }
     int cs[MAX_LIST];
-    const int nc = parse_list("--cols", o->cols, parse_count, cs, 0);
+    const int nc = required_counts("mx_scales", "--cols", o->cols, cs);
     if (nc < 0) return -1;
     moejit_kernel_desc *descs = alloc_descs(nc);
     if (!descs) return -1;
