@@ -93,10 +93,11 @@ static void call_align(const void *p)
 static void bench_align(void)
 {
     static const int es[] = {128, 256};
-    static const int64_t ts[] = {1, 16, 128, 1024, 4096, 16384};
+    static const int64_t ts[] = {1, 16, 32, 128, 256, 1024, 4096, 16384};
+    const int nt = (int)(sizeof ts / sizeof ts[0]);
     printf("\n%-28s %7s %11s %11s\n", "align (K=8, B=64, all outputs)", "T", "us/launch", "us/call");
     for (int e = 0; e < 2; e++)
-        for (int t = 0; t < 6; t++) {
+        for (int t = 0; t < nt; t++) {
             align_case c = {.spec = {.num_experts = es[e], .block_size = 64}};
             const int64_t T = ts[t], N = T * 8;
             int64_t cap;
@@ -137,6 +138,12 @@ static void call_route_align(const void *p)
     CHECK(moejit_route_align(ctx, &c->spec, &c->args, (moejit_stream)stream));
 }
 
+static void call_route_only(const void *p)
+{
+    const ra_case *c = p;
+    CHECK(moejit_route(ctx, &c->spec.route, &c->args.route, (moejit_stream)stream));
+}
+
 static void call_route_then_align(const void *p)
 {
     const ra_case *c = p;
@@ -148,7 +155,8 @@ static void call_route_then_align(const void *p)
 
 static void bench_route_align(void)
 {
-    static const int64_t ts[] = {1, 16, 64, 128, 256, 1024};
+    static const int64_t ts[] = {1, 4, 8, 16, 32, 64, 128, 1024};
+    const int nt = (int)(sizeof ts / sizeof ts[0]);
     ra_case c = {.spec = {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .dtype = MOEJIT_DTYPE_BF16,
                            .has_bias = 1, .renormalize = 1, .scale_output = 1, .routed_scaling_factor = 2.5f,
                            .shared_slots = 1},
@@ -156,9 +164,9 @@ static void bench_route_align(void)
     c.align_spec = (moejit_align_spec){.num_experts = 257, .block_size = 64};
     int64_t fused;
     CHECK(moejit_route_align_fused_tokens(&c.spec, &fused));
-    printf("\n%-44s %6s %11s %11s %13s %13s\n", "route_align E=256 K=8 S=1 sigmoid+bias bf16", "T", "us/launch",
-           "us/call", "route+align", "(us/call)");
-    for (int t = 0; t < 6; t++) {
+    printf("\n%-44s %6s %11s %11s %13s %13s %11s %8s\n", "route_align E=256 K=8 S=1 sigmoid+bias bf16", "T",
+           "us/launch", "us/call", "route+align", "(us/call)", "route only", "vs route");
+    for (int t = 0; t < nt; t++) {
         const int64_t T = ts[t], W = 9;
         int64_t cap;
         size_t ws, ws_align;
@@ -174,11 +182,12 @@ static void bench_route_align(void)
             .block_expert = dev_alloc(4 * (size_t)(cap / 64), 0), .total_padded = dev_alloc(4, 0),
             .slot_of = dev_alloc(4 * (size_t)(T * W), 0), .workspace = ws ? dev_alloc(ws, 0) : NULL,
             .workspace_bytes = ws};
-        double fused_t[2], plain_t[2];
+        double fused_t[2], plain_t[2], route_t[2];
         time_it(call_route_align, &c, fused_t);
         time_it(call_route_then_align, &c, plain_t);
-        printf("%-44s %6lld %11.2f %11.2f %13.2f %13.2f\n", T <= fused ? "  (fused)" : "  (fallback)", (long long)T,
-               fused_t[0], fused_t[1], plain_t[0], plain_t[1]);
+        time_it(call_route_only, &c, route_t);
+        printf("%-44s %6lld %11.2f %11.2f %13.2f %13.2f %11.2f %7.2fx\n", T <= fused ? "  (fused)" : "  (fallback)",
+               (long long)T, fused_t[0], fused_t[1], plain_t[0], plain_t[1], route_t[0], fused_t[0] / route_t[0]);
         const moejit_route_args *r = &c.args.route;
         const moejit_align_outputs *o = &c.args.align;
         dev_free((void *)r->logits), dev_free((void *)r->bias), dev_free(r->ids), dev_free(r->weights);

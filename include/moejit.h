@@ -315,10 +315,11 @@ MOEJIT_API moejit_status moejit_align_reference(const moejit_align_spec *spec, c
  *
  *  Exactly moejit_route() followed by moejit_align() over the route output: ids [T, K+S] with
  *  E+S experts (the shared slots' ids E..E+S-1 are aligned like any expert, so their rows get
- *  blocks too), flat index t·(K+S)+k. Up to a token limit that depends on the shape (one block:
- *  ≤ 4 tokens per warp, and the ids, their ranks and the expert histogram in shared memory) it is
- *  one launch; beyond it, transparently, the route kernel then align's launches, with identical
- *  results. Every scoring mode of route is supported.
+ *  blocks too), flat index t·(K+S)+k. Up to a token limit (moejit_route_align_fused_tokens(): 4,
+ *  fewer for very wide rows; one block routes them, a warp a token, and aligns them in shared
+ *  memory) it is one launch; beyond it, transparently, the route kernel then align's launches,
+ *  with identical results: one block on one SM routes slower than route's grid as soon as the
+ *  batch grows. Every scoring mode of route is supported.
  **************************************************************************************************/
 typedef struct moejit_route_align_spec {
     moejit_route_spec route;

@@ -8,6 +8,8 @@
 // per-expert scan over the warps' rows then turns ranks into positions. Shared-memory atomics
 // appear only where the result is a count, which is the same whatever the order.
 //
+//   one launch  (N <= kSmallIds, E <= 1024): single_small — decode batches: one warp ranks with
+//                         no per-warp histogram, then the block places, pads and labels.
 //   one launch  (N <= kTile, small capacity): single — rank, expert offsets, scatter, fill.
 //   three launches otherwise, over P = ceil(N / kTile) tiles and a caller workspace:
 //     count   (P blocks)  the histogram of each tile          → ws.tile[p][e]
@@ -18,7 +20,8 @@
 // Expects a Cfg struct (emitted by codegen) with:
 //   kExperts (E), kBlockSize (B, a power of two), kThreads (block size), kCountWarps (warps that
 //   rank; kCountWarps·E ints of histogram must fit shared memory), kTile (ids per tile),
-//   kExpertBits (bits holding an expert id in a rank code).
+//   kExpertBits (bits holding an expert id in a rank code), kSmallIds (the largest N of
+//   single_small, a multiple of 32; 0 where it is not built).
 
 namespace mj {
 
@@ -55,8 +58,21 @@ struct Align {
     static_assert(kCountWarps >= 1 && kCountWarps <= kWarps, "counting warps are block warps");
     static_assert(((u64)kTile << Cfg::kExpertBits) < 0xffffffffull, "rank codes must fit 32 bits");
 
+    // single_small: lane L of warp 0 owns experts [L*kRunE, L*kRunE + kRunE) for the offsets
+    // scan. Counts and offsets sit at padded indices (one int skipped every 32) so that the lanes'
+    // runs fall in distinct banks.
+    static constexpr int kSmallIds = Cfg::kSmallIds;
+    static constexpr int kRunE = (E + 31) / 32;
+    static constexpr int kPaddedE = 32 * kRunE + kRunE + 1; // padded(32·kRunE) + 1
+    static_assert(kSmallIds % 32 == 0 && (kSmallIds == 0 || E <= 1024), "single_small: up to 1024 experts");
+    static __device__ __forceinline__ int padded(int e) { return e + (e >> 5); }
+
     // Shared memory, in ints: what the host sizes the launch with (src/op_align.c).
-    static constexpr int kSmemInts = kCountWarps * E + (E + 1) + E + kTile + kWarps;
+    static constexpr int kBlockSmemInts = kCountWarps * E + (E + 1) + E + kTile + kWarps;
+    // Blocks holding rows: at most n/B + min(n, E) <= n/16 + n.
+    static constexpr int kSmallBlocks = kSmallIds + kSmallIds / 16 + 1;
+    static constexpr int kSmallSmemInts = kSmallIds ? 2 * kPaddedE + kSmallBlocks : 0;
+    static constexpr int kSmemInts = kBlockSmemInts > kSmallSmemInts ? kBlockSmemInts : kSmallSmemInts;
 
     struct Smem {
         int *hist;     // [kCountWarps][E]: counts of each warp's run, then the run's base positions
@@ -229,6 +245,94 @@ struct Align {
     }
 
     static __device__ void single_launch(const AlignParams &p) { single(p.ids, carve(mj_align_smem), p); }
+
+    // The whole of align for a decode batch, n <= kSmallIds, by the whole block: warp 0 ranks
+    // and scans with no block barrier and no per-warp histogram (32 ids a step, as rank_tile
+    // does), then places the ids; the block pads and labels. ids[0, n): global or shared memory;
+    // smem: kSmallSmemInts ints.
+    static __device__ void single_small(const int *ids, int *smem, const AlignParams &p)
+    {
+        if constexpr (kSmallIds > 0) {
+            constexpr int kSteps = kSmallIds / 32;
+            const int lane = lane_id(), n = p.n;
+            int *cnt = smem, *off = smem + kPaddedE, *owner = off + kPaddedE; // owner: the expert of each block
+            int expert[kSteps], rank[kSteps];
+            if (warp_id() == 0) {
+#pragma unroll
+                for (int s = 0; s < kSteps; s++) { // every load in flight before the first is used
+                    const int i = s * 32 + lane;
+                    expert[s] = i < n ? ids[i] : -1;
+                }
+                for (int e = lane; e < 32 * kRunE; e += 32) cnt[padded(e)] = 0;
+                __syncwarp();
+                const u32 lower = (1u << lane) - 1u;
+#pragma unroll
+                for (int s = 0; s < kSteps; s++) {
+                    if (s * 32 >= n) break; /* uniform */
+                    const int e = expert[s];
+                    const bool valid = (unsigned)e < (unsigned)E;
+                    const u32 peers = __match_any_sync(kFullMask, valid ? e : -1);
+                    rank[s] = valid ? cnt[padded(e)] + __popc(peers & lower) : -1;
+                    __syncwarp();
+                    if (valid && (peers & lower) == 0) cnt[padded(e)] += __popc(peers); // the group's lowest lane
+                    __syncwarp();
+                }
+                // Offsets: a lane's run of padded counts, one scan across the lanes, the run again.
+                int run = 0;
+#pragma unroll
+                for (int j = 0; j < kRunE; j++) run += (cnt[padded(lane * kRunE + j)] + B - 1) & ~(B - 1);
+                const int incl = warp_inclusive_scan(run, SumOp());
+                int at = incl - run;
+#pragma unroll
+                for (int j = 0; j < kRunE; j++) {
+                    off[padded(lane * kRunE + j)] = at;
+                    at += (cnt[padded(lane * kRunE + j)] + B - 1) & ~(B - 1);
+                }
+                if (lane == 31) off[padded(E)] = incl; /* the total, also when E fills the runs */
+            }
+            __syncthreads();
+            // Each thread labels the blocks of its experts (few: n/B + 1 at most) while warp 0
+            // places the ids; then the block writes padding and block_expert in index order, so
+            // that every store is coalesced.
+            if (warp_id() == 0) {
+#pragma unroll
+                for (int s = 0; s < kSteps; s++) {
+                    if (s * 32 >= n) break;
+                    const int i = s * 32 + lane;
+                    if (i < n) {
+                        int slot = -1;
+                        if (rank[s] >= 0) {
+                            slot = off[padded(expert[s])] + rank[s];
+                            if (p.sorted_ids) p.sorted_ids[slot] = i;
+                        }
+                        if (p.slot_of) p.slot_of[i] = slot;
+                    }
+                }
+            }
+            for (int e = threadIdx.x; e < E; e += kThreads) {
+                const int first = off[padded(e)], rows = cnt[padded(e)];
+                if (p.counts) p.counts[e] = rows;
+                if (p.offsets) p.offsets[e] = first;
+                const int end = first + ((rows + B - 1) & ~(B - 1));
+                for (int b = first / B; b < end / B; b++) owner[b] = e;
+            }
+            const int total = off[padded(E)];
+            if (threadIdx.x == 0) {
+                if (p.offsets) p.offsets[E] = total;
+                if (p.total_padded) *p.total_padded = total;
+            }
+            __syncthreads();
+            if (p.sorted_ids)
+                for (int q = threadIdx.x; q < total; q += kThreads) {
+                    const int e = owner[q / B];
+                    if (q >= off[padded(e)] + cnt[padded(e)]) p.sorted_ids[q] = n;
+                }
+            if (p.block_expert)
+                for (int b = threadIdx.x; b < p.capacity / B; b += kThreads) p.block_expert[b] = b < total / B ? owner[b] : -1;
+        }
+    }
+
+    static __device__ void small_launch(const AlignParams &p) { single_small(p.ids, mj_align_smem, p); }
 
     // Workspace views (int offsets, 64-bit: P·E may pass 2^31 for huge batches).
     static __device__ __forceinline__ int *ws_tile(const AlignParams &p, int tile) { return p.ws + (i64)tile * E; }

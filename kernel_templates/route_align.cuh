@@ -2,9 +2,10 @@
 //
 // Decode batches: one block routes every token (a warp a token, RouteWarp::route_row, at most a
 // few tokens per warp) with the ids landing in shared memory and the weights in global memory,
-// then runs align's one-block path on those ids. Nothing goes through global memory in between
-// and there is one launch instead of two. The host sends larger batches to the route kernel and
-// align's kernels instead (same templates, same results).
+// then aligns those ids with align's small path where E+S allows it, else its one-block path.
+// Nothing goes through global memory in between and there is one launch instead of two. The
+// host sends larger batches to the route kernel and align's kernels instead (same templates,
+// same results).
 //
 // Expects route.cuh's Cfg (RouteCfg) and align.cuh's Cfg (AlignCfg) with AlignCfg::kThreads the
 // block size, AlignCfg::kExperts = E + S and AlignCfg::kTile >= the token limit × (K + S): the
@@ -37,7 +38,11 @@ __device__ __forceinline__ void route_align_fused(const RouteAlignParams &p)
                      p.route.weights + (i64)t * R::kOut);
     __syncthreads();
     for (int i = threadIdx.x; i < p.align.n; i += A::kThreads) p.route.ids[i] = ids[i];
-    A::single(ids, s, p.align);
+    if constexpr (A::kSmallIds > 0) {
+        A::single_small(ids, mj_align_smem, p.align); /* the batch fits by construction */
+    } else {
+        A::single(ids, s, p.align);
+    }
     }
 }
 

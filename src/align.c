@@ -1,5 +1,5 @@
 /* moejit_align and its size helpers: argument checks, then lookup (or first-use build) and one
- * launch, or three for batches beyond one tile. */
+ * launch (a decode batch ranked by one warp, or a tile by the block), or three beyond a tile. */
 #include <stdint.h>
 #include <string.h>
 
@@ -33,6 +33,7 @@ moejit_status mj_align_layout_for(const char *op, int experts, int block_size, i
     mj_align_geom g;
     mj_align_geom_default(experts, block_size, &g);
     out->multi = !(n <= g.tile && out->capacity <= SINGLE_MAX_CAPACITY);
+    out->small = !out->multi && g.small_ids > 0 && n <= g.small_ids;
     if (out->multi) {
         out->tiles = (int)((n + g.tile - 1) / g.tile);
         /* tile prefixes [P][E], counts [E], offsets [E+1], padding starts [E] (align.cuh) */
@@ -102,6 +103,7 @@ moejit_status mj_align_run(moejit_ctx *ctx, const mj_kernel *k, int first, const
                            const mj_align_params *p, moejit_stream stream)
 {
     mj_align_params params = *p; /* the launch takes a non-const pointer */
+    if (l->small) return mj_launch(ctx, k, first + MJ_ALIGN_SMALL, 1, &params, stream);
     if (!l->multi) return mj_launch(ctx, k, first + MJ_ALIGN_SINGLE, 1, &params, stream);
     moejit_status st = mj_launch(ctx, k, first + MJ_ALIGN_COUNT, l->tiles, &params, stream);
     if (st == MOEJIT_OK) st = mj_launch(ctx, k, first + MJ_ALIGN_SCAN, 1, &params, stream);

@@ -25,6 +25,7 @@ typedef struct mj_align_params {
 typedef struct mj_align_layout {
     int64_t n;          /* N = T·K */
     int64_t capacity;   /* entries sorted_ids needs: N + min(E, N)·(B-1) */
+    int small;          /* 1: one launch of the small entry (n <= small_ids) */
     int multi;          /* 0: one launch; 1: count, scan and scatter over tiles */
     int tiles;          /* P (multi) */
     size_t ws_bytes;    /* workspace (multi) */
@@ -45,7 +46,8 @@ moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, c
 /* 1 if any output is wanted. */
 int mj_align_wants_output(const mj_align_params *p);
 
-/* Launch align's entries first .. first+3 of k for p. */
+/* Launch align's entries (from `first`) of k for p: the layout picks the small entry, the single one or three
+ * launches. */
 moejit_status mj_align_run(moejit_ctx *ctx, const mj_kernel *k, int first, const mj_align_layout *l,
                            const mj_align_params *p, moejit_stream stream);
 

@@ -13,6 +13,11 @@ enum {
     ALIGN_TILE = 4096, /* ids a block ranks at once; also the largest one-launch batch */
     /* Each counting warp keeps a histogram row of E ints: 16 warps up to E = 1024, 4 at 4096. */
     ALIGN_HIST_BUDGET = 64 * 1024,
+    /* The small path ranks on one warp, 32 ids a step, one step after another: up to this many
+     * ids it beats the counting warps' histograms (bench_ops, BENCHMARKS.md). */
+    ALIGN_SMALL_IDS = 128,
+    /* A lane of the small path's ranking warp scans a run of E/32 counts. */
+    ALIGN_SMALL_MAX_EXPERTS = 1024,
 };
 
 #define SPEC_ERR(status, ...) mj_fail(status, "align spec: " __VA_ARGS__)
@@ -40,7 +45,8 @@ moejit_status mj_align_normalize(const moejit_align_spec *spec, mj_align_shape *
     return MOEJIT_OK;
 }
 
-void mj_align_geom_make(int experts, int block_size, int threads, int hist_budget, int tile, mj_align_geom *g)
+void mj_align_geom_make(int experts, int block_size, int threads, int hist_budget, int tile, int small_ids,
+                        mj_align_geom *g)
 {
     g->experts = experts;
     g->block_size = block_size;
@@ -50,16 +56,27 @@ void mj_align_geom_make(int experts, int block_size, int threads, int hist_budge
     g->tile = tile;
     g->expert_bits = 1;
     while ((1 << g->expert_bits) < experts) g->expert_bits++;
+    g->small_ids = experts <= ALIGN_SMALL_MAX_EXPERTS ? (small_ids + 31) / 32 * 32 : 0;
 }
 
 void mj_align_geom_default(int experts, int block_size, mj_align_geom *g)
 {
-    mj_align_geom_make(experts, block_size, ALIGN_THREADS, ALIGN_HIST_BUDGET, ALIGN_TILE, g);
+    mj_align_geom_make(experts, block_size, ALIGN_THREADS, ALIGN_HIST_BUDGET, ALIGN_TILE, ALIGN_SMALL_IDS, g);
+}
+
+/* align.cuh's kSmallSmemInts: counts and offsets at padded indices, each block's expert. */
+static int small_smem_ints(const mj_align_geom *g)
+{
+    const int run = (g->experts + 31) / 32;
+    const int blocks = g->small_ids + g->small_ids / 16 + 1; /* blocks holding rows: n/B + min(n, E) at most */
+    return g->small_ids ? 2 * (32 * run + run + 1) + blocks : 0;
 }
 
 int mj_align_smem_ints(const mj_align_geom *g)
 {
-    return g->count_warps * g->experts + (g->experts + 1) + g->experts + g->tile + g->threads / 32;
+    const int block = g->count_warps * g->experts + (g->experts + 1) + g->experts + g->tile + g->threads / 32;
+    const int small = small_smem_ints(g);
+    return block > small ? block : small;
 }
 
 void mj_align_plan_entries(mj_kernel_plan *plan, int first, const mj_align_geom *g)
@@ -69,6 +86,7 @@ void mj_align_plan_entries(mj_kernel_plan *plan, int first, const mj_align_geom 
     mj_plan_entry(plan, first + MJ_ALIGN_COUNT, "_count", g->threads, g->tile, 4 * g->experts);
     mj_plan_entry(plan, first + MJ_ALIGN_SCAN, "_scan", g->threads, 0, smem);
     mj_plan_entry(plan, first + MJ_ALIGN_SCATTER, "_scatter", g->threads, g->tile, smem);
+    mj_plan_entry(plan, first + MJ_ALIGN_SMALL, "_small", g->threads, g->small_ids, 4 * small_smem_ints(g));
 }
 
 void mj_align_emit_cfg(mj_strbuf *sb, const char *cfg, const mj_align_geom *g)
@@ -81,13 +99,15 @@ void mj_align_emit_cfg(mj_strbuf *sb, const char *cfg, const mj_align_geom *g)
                  "    static constexpr int kCountWarps = %d;\n"
                  "    static constexpr int kTile = %d;\n"
                  "    static constexpr int kExpertBits = %d;\n"
+                 "    static constexpr int kSmallIds = %d;\n"
                  "};\n\n",
-                 cfg, g->experts, g->block_size, g->threads, g->count_warps, g->tile, g->expert_bits);
+                 cfg, g->experts, g->block_size, g->threads, g->count_warps, g->tile, g->expert_bits, g->small_ids);
 }
 
 void mj_align_emit_entries(mj_strbuf *sb, const mj_kernel_plan *plan, int first, const char *cfg)
 {
-    static const char *const calls[MJ_ALIGN_ENTRIES] = {"single_launch", "count", "scan", "scatter_tiles"};
+    static const char *const calls[MJ_ALIGN_ENTRIES] = {"single_launch", "count", "scan", "scatter_tiles",
+                                                             "small_launch"};
     for (int i = 0; i < MJ_ALIGN_ENTRIES; i++) {
         const mj_entry_plan *e = &plan->entry[first + i];
         mj_sb_printf(sb,

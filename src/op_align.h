@@ -28,23 +28,34 @@ typedef struct mj_align_geom {
     int count_warps; /* warps that rank a tile; their histogram rows fit the histogram budget */
     int tile;        /* ids per tile */
     int expert_bits; /* bits of an expert id in a rank code */
+    int small_ids;   /* the largest batch of the small entry (0: E too large for it) */
 } mj_align_geom;
 
 /* The geometry of align's kernels for E experts and block size B (route_align's fallback too). */
 void mj_align_geom_default(int experts, int block_size, mj_align_geom *g);
-/* Any geometry: `threads` per block, histogram rows within hist_budget bytes, `tile` ids a tile. */
-void mj_align_geom_make(int experts, int block_size, int threads, int hist_budget, int tile, mj_align_geom *g);
-/* Shared memory in ints of the single and scatter kernels (align.cuh's Align<Cfg>::kSmemInts). */
+/* Any geometry: `threads` per block, histogram rows within hist_budget bytes, `tile` ids a tile,
+ * up to `small_ids` ids (rounded up to 32) on the small path where E allows it. */
+void mj_align_geom_make(int experts, int block_size, int threads, int hist_budget, int tile, int small_ids,
+                        mj_align_geom *g);
+/* Shared memory in ints of the single and scatter kernels, enough for the small path too
+ * (align.cuh's Align<Cfg>::kSmemInts). */
 int mj_align_smem_ints(const mj_align_geom *g);
 
 /* Entries of align inside a module, counted from its first align entry. */
-enum { MJ_ALIGN_SINGLE = 0, MJ_ALIGN_COUNT = 1, MJ_ALIGN_SCAN = 2, MJ_ALIGN_SCATTER = 3, MJ_ALIGN_ENTRIES = 4 };
+enum {
+    MJ_ALIGN_SINGLE = 0,
+    MJ_ALIGN_COUNT = 1,
+    MJ_ALIGN_SCAN = 2,
+    MJ_ALIGN_SCATTER = 3,
+    MJ_ALIGN_SMALL = 4, /* decode batches, up to small_ids */
+    MJ_ALIGN_ENTRIES = 5
+};
 
-/* Plan entries first .. first+3 for a geometry. */
+/* Plan entries first .. first+4 for a geometry. */
 void mj_align_plan_entries(struct mj_kernel_plan *plan, int first, const mj_align_geom *g);
 /* `struct <cfg> { … };` for a geometry. */
 void mj_align_emit_cfg(struct mj_strbuf *sb, const char *cfg, const mj_align_geom *g);
-/* The extern "C" entries first .. first+3 of plan, on Cfg `cfg`. */
+/* The extern "C" entries first .. first+4 of plan, on Cfg `cfg`. */
 void mj_align_emit_entries(struct mj_strbuf *sb, const struct mj_kernel_plan *plan, int first, const char *cfg);
 
 struct mj_op;

@@ -13,9 +13,10 @@ enum {
     FUSED_SMEM_BUDGET = 96 * 1024,
     /* Its counting warps' histograms get at most this; the rest goes to the tokens. */
     FUSED_HIST_BUDGET = 32 * 1024,
-    /* One block routes sequentially: past a few tokens per warp, the route kernel's full grid and
-     * a second launch are faster. */
-    FUSED_TOKENS_PER_WARP = 4,
+    /* One block, on one SM, routes every token (a warp each): routing is bound by instruction
+     * issue, so past a few tokens the route kernel's full grid and a second launch are faster
+     * (bench_ops on the H100: 4% ahead at T = 4, 5% behind at T = 8). */
+    FUSED_MAX_TOKENS = 4,
 };
 
 moejit_status mj_route_align_normalize(const moejit_route_align_spec *spec, mj_route_align_shape *out)
@@ -35,22 +36,26 @@ moejit_status mj_route_align_normalize(const moejit_route_align_spec *spec, mj_r
     return MOEJIT_OK;
 }
 
+/* Shared memory of the fused kernel for a batch of `tokens`: align's, then an id per slot. */
+static int fused_smem_bytes(mj_align_geom *g, int tokens, int slots)
+{
+    g->tile = tokens * slots;
+    if (g->small_ids) g->small_ids = (g->tile + 31) / 32 * 32; /* align's small path takes the whole batch */
+    return 4 * (mj_align_smem_ints(g) + g->tile);
+}
+
 void mj_route_align_fused_for(const mj_route_align_shape *s, mj_route_align_fused *f)
 {
     const mj_route_shape *r = &s->route;
     const int slots = r->topk + r->shared_slots;
-    /* route_row keeps ~3·ceil(E/32) values a lane in registers: fewer threads for larger E, so
-     * that __launch_bounds__ leaves it the registers it needs. */
-    const int threads = r->experts <= 256 ? 1024 : r->experts <= 512 ? 512 : r->experts <= 1024 ? 256 : 128;
-    mj_align_geom_make(r->experts + r->shared_slots, s->block_size, threads, FUSED_HIST_BUDGET, 0, &f->align);
-    const int fixed = mj_align_smem_ints(&f->align);
-    int tokens = (FUSED_SMEM_BUDGET / 4 - fixed) / (2 * slots); /* a rank code and an id per slot */
-    if (tokens > FUSED_TOKENS_PER_WARP * threads / 32) tokens = FUSED_TOKENS_PER_WARP * threads / 32;
-    if (tokens < 1) tokens = 1;
+    /* a warp a token; the block's other threads join in align's small path */
+    const int threads = 32 * FUSED_MAX_TOKENS;
+    mj_align_geom_make(r->experts + r->shared_slots, s->block_size, threads, FUSED_HIST_BUDGET, 0, 32, &f->align);
+    int tokens = FUSED_MAX_TOKENS;
+    while (tokens > 1 && fused_smem_bytes(&f->align, tokens, slots) > FUSED_SMEM_BUDGET) tokens--;
     if (r->experts > 1024) tokens = 0; /* a warp routes up to 1024 experts: beyond, always two launches */
     f->max_tokens = tokens;
-    f->align.tile = tokens * slots;
-    f->smem_bytes = 4 * (mj_align_smem_ints(&f->align) + f->align.tile);
+    f->smem_bytes = fused_smem_bytes(&f->align, tokens, slots);
 }
 
 static moejit_status route_align_normalize_desc(const moejit_kernel_desc *desc, mj_kernel_id *id)

@@ -1,6 +1,6 @@
 /* route_align as a kernel family: its normalised shape, validation, naming, launch plan and
  * codegen. One module holds the fused kernel and, for larger batches, route's kernel and align's
- * four kernels (over E+S experts), so that a prewarmed shape never compiles at run time. */
+ * kernels (over E+S experts), so that a prewarmed shape never compiles at run time. */
 #ifndef MOEJIT_OP_ROUTE_ALIGN_H
 #define MOEJIT_OP_ROUTE_ALIGN_H
 
@@ -24,7 +24,7 @@ typedef struct mj_route_align_fused {
 } mj_route_align_fused;
 void mj_route_align_fused_for(const mj_route_align_shape *s, mj_route_align_fused *f);
 
-/* Entries: the fused kernel, route's kernel, then align's four (MJ_ALIGN_*). */
+/* Entries: the fused kernel, route's kernel, then align's (MJ_ALIGN_*). */
 enum { MJ_RA_FUSED = 0, MJ_RA_ROUTE = 1, MJ_RA_ALIGN = 2 };
 
 struct mj_op;

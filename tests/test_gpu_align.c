@@ -81,7 +81,7 @@ static void test_align_sweep(void **state)
     if (!mjt_gpu_ctx) skip();
     static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
     static const int bs[] = {16, 64, 256};
-    /* decode, one launch near its limit (512·8 = 4096 ids), three launches */
+    /* one warp (decode), one block near its limit (512·8 = 4096 ids), three launches */
     static const int64_t ts[] = {1, 33, 512, 5000};
     mjt_rng rng;
     mjt_rng_init(&rng);
@@ -105,6 +105,8 @@ static void test_align_edges(void **state)
     align_and_check(&rng, IDS_UNIFORM, 1, 16, 777, 1, MJT_ALIGN_ALL);        /* E = 1 */
     align_and_check(&rng, IDS_UNIFORM, 1, 256, 9000, 2, MJT_ALIGN_ALL);      /* E = 1, three launches */
     align_and_check(&rng, IDS_TOPK, 256, 256, 16, 8, MJT_ALIGN_ALL);         /* B larger than every count */
+    align_and_check(&rng, IDS_UNIFORM, 1024, 16, 128, 8, MJT_ALIGN_ALL);     /* one warp at its limit, 1024 ids */
+    align_and_check(&rng, IDS_UNIFORM, 1024, 16, 205, 5, MJT_ALIGN_ALL);     /* one id more: one block */
     align_and_check(&rng, IDS_TOPK, 4096, 16, 16384, 8, MJT_ALIGN_ALL);      /* E = 4096, T = 16384, K = 8 */
     align_and_check(&rng, IDS_TOPK, 4096, 256, 512, 8, MJT_ALIGN_ALL);       /* one tile, but a capacity worth a grid */
     align_and_check(&rng, IDS_TOPK, 384, 64, 70000, 8, MJT_ALIGN_ALL);       /* 137 tiles */
