@@ -59,13 +59,13 @@ struct Align {
     static_assert(((u64)kTile << Cfg::kExpertBits) < 0xffffffffull, "rank codes must fit 32 bits");
 
     // single_small: lane L of warp 0 owns experts [L*kRunE, L*kRunE + kRunE) for the offsets
-    // scan. Counts and offsets sit at padded indices (one int skipped every 32) so that the lanes'
+    // scan. Counts and offsets sit at skewed indices (one int skipped every 32) so that the lanes'
     // runs fall in distinct banks.
     static constexpr int kSmallIds = Cfg::kSmallIds;
     static constexpr int kRunE = (E + 31) / 32;
-    static constexpr int kPaddedE = 32 * kRunE + kRunE + 1; // padded(32·kRunE) + 1
+    static constexpr int kPaddedE = 32 * kRunE + kRunE + 1; // skewed(32·kRunE) + 1
     static_assert(kSmallIds % 32 == 0 && (kSmallIds == 0 || E <= 1024), "single_small: up to 1024 experts");
-    static __device__ __forceinline__ int padded(int e) { return e + (e >> 5); }
+    static __device__ __forceinline__ int skewed(int e) { return e + (e >> 5); }
 
     // Shared memory, in ints: what the host sizes the launch with (src/op_align.c).
     static constexpr int kBlockSmemInts = kCountWarps * E + (E + 1) + E + kTile + kWarps;
@@ -96,6 +96,24 @@ struct Align {
     static __device__ __forceinline__ int warp_id() { return threadIdx.x >> 5; }
     static __device__ __forceinline__ int lane_id() { return threadIdx.x & 31; }
 
+    // Rows of an expert with `rows` ids once padded to whole blocks.
+    static __device__ __forceinline__ int round_to_blocks(int rows) { return (rows + B - 1) & ~(B - 1); }
+
+    // One step of 32 ids (a warp, lane L holding id e, `valid` when e is a local expert): the
+    // lane's rank among its expert's ids so far, from *count, the expert's running count in
+    // shared memory, which then moves past this step's ids. -1 for an invalid lane, which counts
+    // nothing (count is not read then).
+    static __device__ __forceinline__ int rank_step(int *count, bool valid, int e)
+    {
+        const u32 lower = (1u << lane_id()) - 1u;
+        const u32 peers = __match_any_sync(kFullMask, valid ? e : -1);
+        const int rank = valid ? *count + __popc(peers & lower) : -1;
+        __syncwarp();
+        if (valid && (peers & lower) == 0) *count += __popc(peers); // the group's lowest lane
+        __syncwarp();
+        return rank;
+    }
+
     // Ids of the tile each counting warp walks: whole steps of 32, contiguous, in index order.
     static __device__ __forceinline__ int run_length(int len)
     {
@@ -114,17 +132,11 @@ struct Align {
             int *hist = s.hist + warp * E;
             const int run = run_length(len);
             const int lo = warp * run, hi = min(len, lo + run);
-            const u32 lower = (1u << lane) - 1u;
             for (int at = lo; at < hi; at += 32) { // uniform over the warp
                 const int i = at + lane;
                 const int e = i < hi ? (int)s.code[i] : -1;
                 const bool valid = (unsigned)e < (unsigned)E;
-                const u32 peers = __match_any_sync(kFullMask, valid ? e : -1);
-                int rank = 0;
-                if (valid) rank = hist[e] + __popc(peers & lower);
-                __syncwarp();
-                if (valid && (peers & lower) == 0) hist[e] += __popc(peers); // the group's lowest lane
-                __syncwarp();
+                const int rank = rank_step(hist + (valid ? e : 0), valid, e);
                 if (i < hi) s.code[i] = valid ? ((u32)rank << Cfg::kExpertBits) | (u32)e : kDropped;
             }
         }
@@ -141,7 +153,7 @@ struct Align {
         for (int j = 0; j < kWindowsPerWarp; j++) {
             const int e = (warp * kWindowsPerWarp + j) * 32 + lane;
             const int c = e < E ? s.padb[e] : 0;
-            const int padded = (c + B - 1) & ~(B - 1);
+            const int padded = round_to_blocks(c);
             const int incl = warp_inclusive_scan(padded, SumOp());
             if (e < E) s.off[e] = carry + incl - padded;
             carry += __shfl_sync(kFullMask, incl, 31);
@@ -263,32 +275,27 @@ struct Align {
                     const int i = s * 32 + lane;
                     expert[s] = i < n ? ids[i] : -1;
                 }
-                for (int e = lane; e < 32 * kRunE; e += 32) cnt[padded(e)] = 0;
+                for (int e = lane; e < 32 * kRunE; e += 32) cnt[skewed(e)] = 0;
                 __syncwarp();
-                const u32 lower = (1u << lane) - 1u;
 #pragma unroll
                 for (int s = 0; s < kSteps; s++) {
                     if (s * 32 >= n) break; /* uniform */
                     const int e = expert[s];
                     const bool valid = (unsigned)e < (unsigned)E;
-                    const u32 peers = __match_any_sync(kFullMask, valid ? e : -1);
-                    rank[s] = valid ? cnt[padded(e)] + __popc(peers & lower) : -1;
-                    __syncwarp();
-                    if (valid && (peers & lower) == 0) cnt[padded(e)] += __popc(peers); // the group's lowest lane
-                    __syncwarp();
+                    rank[s] = rank_step(cnt + skewed(valid ? e : 0), valid, e);
                 }
                 // Offsets: a lane's run of padded counts, one scan across the lanes, the run again.
                 int run = 0;
 #pragma unroll
-                for (int j = 0; j < kRunE; j++) run += (cnt[padded(lane * kRunE + j)] + B - 1) & ~(B - 1);
+                for (int j = 0; j < kRunE; j++) run += round_to_blocks(cnt[skewed(lane * kRunE + j)]);
                 const int incl = warp_inclusive_scan(run, SumOp());
                 int at = incl - run;
 #pragma unroll
                 for (int j = 0; j < kRunE; j++) {
-                    off[padded(lane * kRunE + j)] = at;
-                    at += (cnt[padded(lane * kRunE + j)] + B - 1) & ~(B - 1);
+                    off[skewed(lane * kRunE + j)] = at;
+                    at += round_to_blocks(cnt[skewed(lane * kRunE + j)]);
                 }
-                if (lane == 31) off[padded(E)] = incl; /* the total, also when E fills the runs */
+                if (lane == 31) off[skewed(E)] = incl; /* the total, also when E fills the runs */
             }
             __syncthreads();
             // Each thread labels the blocks of its experts (few: n/B + 1 at most) while warp 0
@@ -302,7 +309,7 @@ struct Align {
                     if (i < n) {
                         int slot = -1;
                         if (rank[s] >= 0) {
-                            slot = off[padded(expert[s])] + rank[s];
+                            slot = off[skewed(expert[s])] + rank[s];
                             if (p.sorted_ids) p.sorted_ids[slot] = i;
                         }
                         if (p.slot_of) p.slot_of[i] = slot;
@@ -310,13 +317,13 @@ struct Align {
                 }
             }
             for (int e = threadIdx.x; e < E; e += kThreads) {
-                const int first = off[padded(e)], rows = cnt[padded(e)];
+                const int first = off[skewed(e)], rows = cnt[skewed(e)];
                 if (p.counts) p.counts[e] = rows;
                 if (p.offsets) p.offsets[e] = first;
-                const int end = first + ((rows + B - 1) & ~(B - 1));
+                const int end = first + round_to_blocks(rows);
                 for (int b = first / B; b < end / B; b++) owner[b] = e;
             }
-            const int total = off[padded(E)];
+            const int total = off[skewed(E)];
             if (threadIdx.x == 0) {
                 if (p.offsets) p.offsets[E] = total;
                 if (p.total_padded) *p.total_padded = total;
@@ -325,7 +332,7 @@ struct Align {
             if (p.sorted_ids)
                 for (int q = threadIdx.x; q < total; q += kThreads) {
                     const int e = owner[q / B];
-                    if (q >= off[padded(e)] + cnt[padded(e)]) p.sorted_ids[q] = n;
+                    if (q >= off[skewed(e)] + cnt[skewed(e)]) p.sorted_ids[q] = n;
                 }
             if (p.block_expert)
                 for (int b = threadIdx.x; b < p.capacity / B; b += kThreads) p.block_expert[b] = b < total / B ? owner[b] : -1;

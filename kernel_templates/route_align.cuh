@@ -28,7 +28,6 @@ __device__ __forceinline__ void route_align_fused(const RouteAlignParams &p)
     typedef RouteWarp<RouteCfg, AlignCfg::kThreads / 32> R;
     typedef Align<AlignCfg> A;
     static_assert(AlignCfg::kExperts == RouteCfg::kExperts + RouteCfg::kSharedSlots, "align covers the shared slots");
-    const typename A::Smem s = A::carve(mj_align_smem);
     int *ids = mj_align_smem + A::kSmemInts;
     const int lane = threadIdx.x & 31;
     const int tokens = (int)p.route.num_tokens;
@@ -41,7 +40,7 @@ __device__ __forceinline__ void route_align_fused(const RouteAlignParams &p)
     if constexpr (A::kSmallIds > 0) {
         A::single_small(ids, mj_align_smem, p.align); /* the batch fits by construction */
     } else {
-        A::single(ids, s, p.align);
+        A::single(ids, A::carve(mj_align_smem), p.align);
     }
     }
 }

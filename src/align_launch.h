@@ -46,8 +46,8 @@ moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, c
 /* 1 if any output is wanted. */
 int mj_align_wants_output(const mj_align_params *p);
 
-/* Launch align's entries (from `first`) of k for p: the layout picks the small entry, the single one or three
- * launches. */
+/* Launch align's entries (from `first`) of k for p: the layout picks the small entry, the
+ * single one or three launches. */
 moejit_status mj_align_run(moejit_ctx *ctx, const mj_kernel *k, int first, const mj_align_layout *l,
                            const mj_align_params *p, moejit_stream stream);
 

@@ -36,8 +36,10 @@ moejit_status mj_route_align_normalize(const moejit_route_align_spec *spec, mj_r
     return MOEJIT_OK;
 }
 
-/* Shared memory of the fused kernel for a batch of `tokens`: align's, then an id per slot. */
-static int fused_smem_bytes(mj_align_geom *g, int tokens, int slots)
+/* Fit align's geometry inside the fused kernel to a batch of `tokens` (its tile and, where E+S
+ * allows the small path, the small batch) and return the kernel's shared memory: align's, then
+ * an id per slot. */
+static int fit_fused_batch(mj_align_geom *g, int tokens, int slots)
 {
     g->tile = tokens * slots;
     if (g->small_ids) g->small_ids = (g->tile + 31) / 32 * 32; /* align's small path takes the whole batch */
@@ -50,12 +52,13 @@ void mj_route_align_fused_for(const mj_route_align_shape *s, mj_route_align_fuse
     const int slots = r->topk + r->shared_slots;
     /* a warp a token; the block's other threads join in align's small path */
     const int threads = 32 * FUSED_MAX_TOKENS;
-    mj_align_geom_make(r->experts + r->shared_slots, s->block_size, threads, FUSED_HIST_BUDGET, 0, 32, &f->align);
+    mj_align_geom_make(r->experts + r->shared_slots, s->block_size, threads, FUSED_HIST_BUDGET, 0,
+                       FUSED_MAX_TOKENS * slots, &f->align);
     int tokens = FUSED_MAX_TOKENS;
-    while (tokens > 1 && fused_smem_bytes(&f->align, tokens, slots) > FUSED_SMEM_BUDGET) tokens--;
+    while (tokens > 1 && fit_fused_batch(&f->align, tokens, slots) > FUSED_SMEM_BUDGET) tokens--;
     if (r->experts > 1024) tokens = 0; /* a warp routes up to 1024 experts: beyond, always two launches */
     f->max_tokens = tokens;
-    f->smem_bytes = fused_smem_bytes(&f->align, tokens, slots);
+    f->smem_bytes = fit_fused_batch(&f->align, tokens, slots);
 }
 
 static moejit_status route_align_normalize_desc(const moejit_kernel_desc *desc, mj_kernel_id *id)
