@@ -455,7 +455,8 @@ moejit_status mj_cache_foreach(mj_cache *c, mj_cache_visit_fn fn, void *user)
     while (!stop && (d = readdir(top))) {
         if (strlen(d->d_name) != 2 || !is_hex(d->d_name, 2)) continue;
         char sub[4300];
-        snprintf(sub, sizeof sub, "%s/%s", base, d->d_name);
+        /* The precisions repeat the name lengths checked above, so the compiler sees they fit. */
+        snprintf(sub, sizeof sub, "%s/%.2s", base, d->d_name);
         DIR *dd = opendir(sub);
         if (!dd) continue;
         struct dirent *f;
@@ -463,8 +464,8 @@ moejit_status mj_cache_foreach(mj_cache *c, mj_cache_visit_fn fn, void *user)
             /* 30 hex digits + ".mjc" */
             if (strlen(f->d_name) != 34 || strcmp(f->d_name + 30, ".mjc") || !is_hex(f->d_name, 30)) continue;
             char key[33], path[4400];
-            snprintf(key, sizeof key, "%s%.30s", d->d_name, f->d_name);
-            snprintf(path, sizeof path, "%s/%s", sub, f->d_name);
+            snprintf(key, sizeof key, "%.2s%.30s", d->d_name, f->d_name);
+            snprintf(path, sizeof path, "%s/%.34s", sub, f->d_name);
             struct stat st;
             if (stat(path, &st) != 0) continue;
             stop = fn(key, path, &st, user);

@@ -149,20 +149,26 @@ MOEJIT_API const char *moejit_cache_dir(const moejit_ctx *ctx);
  *
  *  In:  logits [T, row_stride] (f32, bf16 or f16), optional bias [E] (f32).
  *  Out: ids [T, K+S] int32 and weights [T, K+S] f32, row-major, contiguous.
- *  0. With a soft cap, logits become softcap·tanh(x/softcap).
+ *  0. With a soft cap, logits become softcap·tanh(x/softcap). Then, for scoring, a NaN logit reads
+ *     as -inf and ±inf as ±FLT_MAX, so that every score and every weight is finite for any input.
  *  1. s = score(logits): softmax over the row, sigmoid or sqrt(softplus) per element (f32 math).
  *  2. sel = s + bias (the bias changes the selection only, never the weights).
  *  3. Groups (G > 1): the E experts form G consecutive groups of E/G; a group scores the best
  *     (max) or the sum of the two best (top2_sum) sel of its experts; only the experts of the TG
  *     best groups stay candidates.
  *  4. The K largest sel → ids, in descending order of sel; ties go to the lower index (expert or
- *     group) and NaN ranks below every number. weights = s[ids].
+ *     group) and an expert whose logit (or sel) is NaN ranks below every number. weights = s[ids].
  *     score_after_topk: the K largest raw logits (+ bias) are chosen, then weights = softmax over
  *     those K logits (softmax) or score(logit) (sigmoid, sqrt_softplus).
  *  5. renormalize: weights /= sum(weights) when the sum > 0 (never a division by zero).
- *     scale_output: weights *= routed_scaling_factor.
- *  6. Shared slots (S > 0): slot K+j holds id E+j and weight (sum of the K routed weights after
- *     step 5's renormalisation, before scaling) / routed_scaling_factor.
+ *  6. Shared slots (S > 0, sglang's fused shared experts): slot K+j holds id E+j and weight (sum of
+ *     the K routed weights after step 5) / routed_scaling_factor.
+ *  7. scale_output: every slot, shared ones included, is multiplied by routed_scaling_factor (so
+ *     with renormalisation a shared weight is 1.0). Weights are clamped to FLT_MAX (reached only
+ *     with extreme factors).
+ *  Non-finite logits, in short: a NaN expert weighs 0 and is chosen only when fewer than K
+ *  experts have a number; a row of nothing but NaN gets ids 0..K-1 (by index) and zero weights;
+ *  +inf experts share a softmax row's weight evenly (each reads as FLT_MAX).
  *  Output is bit-identical run to run. The reference computes each score exactly and rounds it
  *  to f32; the kernels use f32 math functions (a few ulp), so selections agree except between
  *  scores that differ by about 1e-6 relative, and weights agree to about 1e-6 relative.
@@ -196,7 +202,7 @@ typedef struct moejit_route_spec {
     float softcap;                 /* > 0: logits become softcap·tanh(x/softcap) first; 0 = off */
     int32_t score_after_topk;      /* 1: top-K on raw logits, then score only those K */
     int32_t renormalize;           /* 1: weights /= their sum (when the sum > 0) */
-    int32_t scale_output;          /* 1: weights *= routed_scaling_factor */
+    int32_t scale_output;          /* 1: every weight (shared slots too) *= routed_scaling_factor */
     float routed_scaling_factor;   /* 0 means 1.0 */
     int32_t shared_slots;          /* S fused shared-expert slots appended to each row */
 } moejit_route_spec;

@@ -38,6 +38,17 @@ struct RouteParams {
 
 // ---- scores -------------------------------------------------------------------------------------
 
+constexpr float kFloatMax = 3.40282346638528859812e+38f;
+constexpr u32 kInfBits = 0x7f800000u;
+
+// The logit a score is computed from, after the soft cap: NaN reads as -inf and ±inf as ±FLT_MAX,
+// so that every score and every weight is finite (moejit.h, route step 0). A NaN logit still
+// ranks below every number: row_keys gives it the NaN key.
+__device__ __forceinline__ float finite_logit(float x)
+{
+    return x != x ? -__int_as_float(kInfBits) : fminf(fmaxf(x, -kFloatMax), kFloatMax);
+}
+
 // Stable in both tails: exp(-|x|) never overflows, and e/(1+e) keeps the tiny values of x << 0.
 __device__ __forceinline__ float sigmoid(float x)
 {
@@ -275,9 +286,18 @@ struct RouteFinish {
     {
         float x = load_one<D>(row, e);
         if constexpr (Cfg::kSoftcap > 0.0f) x = Cfg::kSoftcap * tanhf(x / Cfg::kSoftcap);
+        x = finite_logit(x);
         if constexpr (Cfg::kScoreAfterTopk) return x;
         else if constexpr (Cfg::kScore == kScoreSoftmax) return expf(x - softmax_max) * softmax_inv;
         else return score_elementwise<Cfg::kScore>(x);
+    }
+
+    // The weight input of a chosen key: key 1 is a NaN logit, read as -inf (a logit, with
+    // score_after_topk) or scored 0.
+    static __device__ float key_weight(u32 k)
+    {
+        if (k <= 1u) return Cfg::kScoreAfterTopk ? -__int_as_float(kInfBits) : 0.0f;
+        return key_value(k);
     }
 
     // Every lane gets the K routed values of the token, in slot order: through shared memory for
@@ -327,15 +347,17 @@ struct RouteFinish {
             const int slot = seg.lane + LANES * j;
             const bool routed = slot < K;
             id[j] = routed ? pick_id[slot] : 0;
-            if constexpr (kKeyIsWeight) w[j] = routed ? key_value(pick_key[slot]) : 0.0f;
+            if constexpr (kKeyIsWeight) w[j] = routed ? key_weight(pick_key[slot]) : 0.0f;
             else w[j] = (routed && active) ? score_of(row, id[j], softmax_max, softmax_inv) : 0.0f;
         }
         if constexpr (Cfg::kScoreAfterTopk) { /* w holds logits: score the K chosen */
             if constexpr (Cfg::kScore == kScoreSoftmax) {
-                const float m = reduce_slots<true>(seg, w, scratch);
+                float m = reduce_slots<true>(seg, w, scratch);
+                if (m == -__int_as_float(kInfBits)) m = 0.0f; /* every chosen logit NaN: zero weights */
 #pragma unroll
                 for (int j = 0; j < kSlots; j++) w[j] = seg.lane + LANES * j < K ? expf(w[j] - m) : 0.0f;
-                const float inv = 1.0f / reduce_slots<false>(seg, w, scratch);
+                const float sum = reduce_slots<false>(seg, w, scratch);
+                const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
 #pragma unroll
                 for (int j = 0; j < kSlots; j++) w[j] *= inv;
             } else {
@@ -355,7 +377,9 @@ struct RouteFinish {
                 }
             }
             if constexpr (S > 0) {
-                const float shared_w = routed / Cfg::kScalingFactor;
+                // sglang's fused shared experts: the routed sum / factor, which scale_output
+                // multiplies back to the routed sum (set here at once: no overflow on the way).
+                const float shared_w = Cfg::kScaleOutput ? routed : routed / Cfg::kScalingFactor;
 #pragma unroll
                 for (int j = 0; j < kSlots; j++) {
                     const int slot = seg.lane + LANES * j;
@@ -363,10 +387,14 @@ struct RouteFinish {
                 }
             }
         }
-        if constexpr (Cfg::kScaleOutput) {
+        if constexpr (Cfg::kScaleOutput) { /* the shared slots hold their scaled value already */
 #pragma unroll
             for (int j = 0; j < kSlots; j++)
                 if (seg.lane + LANES * j < K) w[j] *= Cfg::kScalingFactor;
+        }
+        if constexpr (Cfg::kScaleOutput || S > 0) { /* an extreme factor must not make a weight inf */
+#pragma unroll
+            for (int j = 0; j < kSlots; j++) w[j] = fminf(w[j], kFloatMax);
         }
         if (!active) return;
 #pragma unroll
@@ -380,8 +408,8 @@ struct RouteFinish {
     }
 };
 
-// Load the n <= N elements [first, first+n) of a row into v (the rest read as -inf): vector
-// loads for a whole span, element loads at the ragged end.
+// Load the n <= N elements [first, first+n) of a row into v (the rest read as NaN, hence as -inf
+// scores): vector loads for a whole span, element loads at the ragged end.
 template <class D, int N>
 __device__ __forceinline__ void load_lane(const typename D::Storage *row, int first, int n, float (&v)[N])
 {
@@ -389,15 +417,16 @@ __device__ __forceinline__ void load_lane(const typename D::Storage *row, int fi
         load_span<D, N>(row + first, v);
     } else {
 #pragma unroll
-        for (int i = 0; i < N; i++) v[i] = i < n ? load_one<D>(row, first + i) : -__int_as_float(0x7f800000);
+        for (int i = 0; i < N; i++) v[i] = i < n ? load_one<D>(row, first + i) : __int_as_float(0x7fffffff);
     }
 }
 
 // ---- steps 1-3, shared by both layouts: logits → ranking scores (+ bias) → selection keys ------
 
-// One thread's `mine` (<= N) experts starting at `first`: logits (-inf past the row's end), soft
-// cap, ranking scores (softmax needs the token's max and sum: R reduces over the token's threads),
-// bias, keys (0 = no candidate). softmax_max/inv are kept to recompute chosen scores later.
+// One thread's `mine` (<= N) experts starting at `first`: logits (none past the row's end), soft
+// cap, made finite (finite_logit), ranking scores (softmax needs the token's max and sum: R reduces
+// over the token's threads), bias, keys (0 = no candidate, 1 = a NaN logit). softmax_max/inv are
+// kept to recompute chosen scores later.
 template <class Cfg, int N, class R>
 __device__ __forceinline__ void row_keys(const typename Cfg::Dtype::Storage *row, const float *bias, int first,
                                          int mine, const R &reduce, u32 (&key)[N], float &softmax_max,
@@ -409,6 +438,12 @@ __device__ __forceinline__ void row_keys(const typename Cfg::Dtype::Storage *row
 #pragma unroll
         for (int i = 0; i < N; i++) x[i] = Cfg::kSoftcap * tanhf(x[i] / Cfg::kSoftcap);
     }
+    bool is_nan[N];
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        is_nan[i] = x[i] != x[i];
+        x[i] = finite_logit(x[i]);
+    }
     float val[N];
     softmax_max = 0.0f, softmax_inv = 0.0f;
     if constexpr (Cfg::kScoreAfterTopk) {
@@ -419,9 +454,11 @@ __device__ __forceinline__ void row_keys(const typename Cfg::Dtype::Storage *row
 #pragma unroll
         for (int i = 1; i < N; i++) m = fmaxf(m, x[i]);
         softmax_max = reduce.max(m);
+        if (softmax_max == -__int_as_float(kInfBits)) softmax_max = 0.0f; /* every logit NaN: zero weights */
 #pragma unroll
         for (int i = 0; i < N; i++) val[i] = expf(x[i] - softmax_max);
-        softmax_inv = 1.0f / reduce.sum(sum_pairwise<N>(val));
+        const float sum = reduce.sum(sum_pairwise<N>(val));
+        softmax_inv = sum > 0.0f ? 1.0f / sum : 0.0f;
 #pragma unroll
         for (int i = 0; i < N; i++) val[i] *= softmax_inv;
     } else {
@@ -435,7 +472,7 @@ __device__ __forceinline__ void row_keys(const typename Cfg::Dtype::Storage *row
         for (int i = 0; i < N; i++) val[i] += b[i];
     }
 #pragma unroll
-    for (int i = 0; i < N; i++) key[i] = i < mine ? order_key(val[i]) : 0u;
+    for (int i = 0; i < N; i++) key[i] = i < mine ? (is_nan[i] ? 1u : order_key(val[i])) : 0u;
 }
 
 // ---- up to 1024 experts: a segment of a warp per token --------------------------------------------

@@ -10,6 +10,8 @@
 moejit_status mj_mx_blocked_size(const char *op, int cols, moejit_mx_layout layout, int64_t groups, int64_t rows,
                                  int64_t *row_blocks, size_t *bytes)
 {
+    *row_blocks = 0; /* defined on every path, failures included */
+    *bytes = 0;
     if (layout != MOEJIT_MX_3D && layout != MOEJIT_MX_2D_GROUPS)
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: layout = %d is not a moejit_mx_layout (0 3D, 1 2D groups)",
                        op, (int)layout);

@@ -4,6 +4,7 @@
  * selection follows the f32 rules of the spec (sel = f32(score + bias), NaN lowest, ties to the
  * lower index); weights are derived in double and rounded once. The kernels differ from this only
  * by the few-ulp error of f32 math functions. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,13 +19,22 @@ static double score_elementwise(int score, double x)
     return sqrt(x > 20.0 ? x : log1p(exp(x))); /* sqrt(softplus), linear above 20 like PyTorch */
 }
 
-/* softmax of n values, each rounded to f32 */
-static void softmax(const double *x, float *out, int n)
+/* softmax of n values (finite or -inf) in double; all -inf (every logit NaN) gives zeros */
+static void softmax_exact(double *x, int n)
 {
     double m = x[0], sum = 0.0;
     for (int i = 1; i < n; i++) m = fmax(m, x[i]);
+    if (m == -INFINITY) m = 0.0; /* every term is then exp(-inf) = 0 */
     for (int i = 0; i < n; i++) sum += exp(x[i] - m);
-    for (int i = 0; i < n; i++) out[i] = (float)(exp(x[i] - m) / sum);
+    for (int i = 0; i < n; i++) x[i] = sum > 0.0 ? exp(x[i] - m) / sum : 0.0;
+}
+
+/* The logit a score is computed from, after the soft cap: NaN reads as -inf, ±inf as ±FLT_MAX, so
+ * that scores and weights are finite for any input. */
+static double finite_logit(double x)
+{
+    if (isnan(x)) return -INFINITY;
+    return fmin(fmax(x, -(double)FLT_MAX), (double)FLT_MAX);
 }
 
 /* a ranks strictly above b: NaN below every number; equal values do not (ties keep the lower
@@ -46,7 +56,9 @@ static int argmax(const float *v, const unsigned char *allowed, int n)
 }
 
 typedef struct row_work {
-    double *x;              /* soft-capped logits */
+    double *x;              /* soft-capped logits, made finite (finite_logit) */
+    double *exact;          /* scratch: exact scores */
+    unsigned char *is_nan;  /* the soft-capped logit was NaN: ranks below every number */
     float *val, *sel;       /* f32 score and selection value per expert */
     float *gscore;          /* group scores */
     unsigned char *allowed; /* per expert */
@@ -62,13 +74,18 @@ static double softcapped(const mj_route_shape *r, float x)
 static void row_values(const mj_route_shape *r, const float *logits, const float *bias, row_work *w)
 {
     const int E = r->experts;
-    for (int e = 0; e < E; e++) w->x[e] = softcapped(r, logits[e]);
-    if (r->score_after_topk)
-        for (int e = 0; e < E; e++) w->val[e] = (float)w->x[e];
-    else if (r->score == MOEJIT_SCORE_SOFTMAX) softmax(w->x, w->val, E);
-    else
-        for (int e = 0; e < E; e++) w->val[e] = (float)score_elementwise(r->score, w->x[e]);
-    for (int e = 0; e < E; e++) w->sel[e] = r->has_bias ? w->val[e] + bias[e] : w->val[e];
+    for (int e = 0; e < E; e++) {
+        const double x = softcapped(r, logits[e]);
+        w->is_nan[e] = isnan(x) != 0;
+        w->x[e] = finite_logit(x);
+    }
+    for (int e = 0; e < E; e++)
+        w->exact[e] = r->score_after_topk || r->score == MOEJIT_SCORE_SOFTMAX ? w->x[e]
+                                                                              : score_elementwise(r->score, w->x[e]);
+    if (!r->score_after_topk && r->score == MOEJIT_SCORE_SOFTMAX) softmax_exact(w->exact, E);
+    for (int e = 0; e < E; e++) w->val[e] = (float)w->exact[e];
+    for (int e = 0; e < E; e++)
+        w->sel[e] = w->is_nan[e] ? NAN : r->has_bias ? w->val[e] + bias[e] : w->val[e];
 }
 
 /* Step 3: group scores, and the experts of the TG best groups allowed. */
@@ -112,15 +129,12 @@ static void route_row(const mj_route_shape *r, row_work *w, const float *logits,
     }
     if (r->score_after_topk) {
         if (r->score == MOEJIT_SCORE_SOFTMAX) {
-            double m = wt[0], sum = 0.0;
-            for (int k = 1; k < K; k++) m = fmax(m, wt[k]);
-            for (int k = 0; k < K; k++) sum += exp(wt[k] - m);
-            for (int k = 0; k < K; k++) wt[k] = exp(wt[k] - m) / sum;
+            softmax_exact(wt, K);
         } else {
             for (int k = 0; k < K; k++) wt[k] = score_elementwise(r->score, wt[k]);
         }
     }
-    /* Step 5: renormalise (never by zero), then shared slots and scaling. */
+    /* Step 5: renormalise (never by zero), then shared slots, then scaling of every slot. */
     double routed = 0.0;
     for (int k = 0; k < K; k++) routed += wt[k];
     if (r->renormalize && routed > 0.0) {
@@ -132,25 +146,28 @@ static void route_row(const mj_route_shape *r, row_work *w, const float *logits,
         wt[K + j] = routed / (double)r->scaling_factor;
     }
     if (r->scale_output)
-        for (int k = 0; k < K; k++) wt[k] *= (double)r->scaling_factor;
-    for (int j = 0; j < K + S; j++) weights[j] = (float)wt[j];
+        for (int j = 0; j < K + S; j++) wt[j] *= (double)r->scaling_factor;
+    /* Finite for any input: only an extreme factor could pass FLT_MAX. */
+    for (int j = 0; j < K + S; j++) weights[j] = (float)fmin(wt[j], (double)FLT_MAX);
 }
 
 static int work_alloc(row_work *w, int E)
 {
     const size_t n = (size_t)E;
     w->x = malloc(n * sizeof(double));
+    w->exact = malloc(n * sizeof(double));
+    w->is_nan = malloc(n);
     w->val = malloc(n * sizeof(float));
     w->sel = malloc(n * sizeof(float));
     w->gscore = malloc(n * sizeof(float));
     w->allowed = malloc(n);
     w->gallowed = malloc(n);
-    return w->x && w->val && w->sel && w->gscore && w->allowed && w->gallowed;
+    return w->x && w->exact && w->is_nan && w->val && w->sel && w->gscore && w->allowed && w->gallowed;
 }
 
 static void work_free(row_work *w)
 {
-    free(w->x), free(w->val), free(w->sel), free(w->gscore), free(w->allowed), free(w->gallowed);
+    free(w->x), free(w->exact), free(w->is_nan), free(w->val), free(w->sel), free(w->gscore), free(w->allowed), free(w->gallowed);
 }
 
 moejit_status moejit_route_reference(const moejit_route_spec *spec, const void *logits, int64_t num_tokens,

@@ -36,6 +36,8 @@ double mjt_normal(mjt_rng *r);      /* N(0, 1) */
 int mjt_quick(void);
 /* In quick mode keep only every `every`-th item i; always keep all otherwise. */
 int mjt_keep(int i, int every);
+/* In quick mode at most `cap` (a batch size); n otherwise. */
+int64_t mjt_quick_cap(int64_t n, int64_t cap);
 
 /* ---- GPU (through the library's own driver loader) ---- */
 /* 1 if a CUDA device is usable; tests call skip() otherwise. */
@@ -52,6 +54,12 @@ void mjt_sync(void);
 void mjt_expect_nothing_ran(moejit_ctx *ctx, const char *dir);
 /* The last call returned `want` and its message contains `needle`. */
 void mjt_expect_error(moejit_status got, moejit_status want, const char *needle);
+
+/* ctest's SKIP_RETURN_CODE for the GPU suites (tests/CMakeLists.txt): a suite made only of GPU
+ * tests exits with it when no device is usable, so that ctest reports it as skipped, not passed. */
+#define MJT_SKIP_CODE 77
+/* The exit status of a GPU suite from cmocka's count of failed tests. */
+int mjt_gpu_suite_status(int failed);
 
 /* GPU suites: group setup/teardown opening mjt_gpu_ctx on a fresh cache directory when a device is
  * usable; without one mjt_gpu_ctx stays NULL and the tests skip(). */

@@ -229,5 +229,5 @@ int main(void)
         cmocka_unit_test(test_align_repeat_and_capacity),
         cmocka_unit_test(test_align_graph_capture),
     };
-    return cmocka_run_group_tests(tests, mjt_gpu_setup, mjt_gpu_teardown);
+    return mjt_gpu_suite_status(cmocka_run_group_tests(tests, mjt_gpu_setup, mjt_gpu_teardown));
 }

@@ -285,5 +285,5 @@ int main(void)
         cmocka_unit_test(test_gpu_threads),
         cmocka_unit_test(test_two_gpus),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return mjt_gpu_suite_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -10,6 +10,9 @@
 #include "reference.h"
 #include "support.h"
 
+/* Under compute-sanitizer (MOEJIT_TEST_QUICK=1) batches stop here: every code path, fewer tokens. */
+enum { QUICK_TOKENS = 64 };
+
 static char g_cache[4096];
 static moejit_ctx *g_ctx;
 
@@ -76,6 +79,7 @@ static void route_logits_and_check(const moejit_route_spec *spec, void *logits, 
 /* Fresh random inputs (no near-ties at any decision), routed and checked. */
 static void route_and_check(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, int offset)
 {
+    T = mjt_quick_cap(T, QUICK_TOKENS);
     float *bias = NULL;
     void *logits = mjt_route_inputs(rng, spec, T, stride, &bias);
     route_logits_and_check(spec, logits, bias, T, stride, offset, NULL, NULL);
@@ -135,6 +139,22 @@ static void test_route_options(void **state)
     route_and_check(&rng, &s, 333, 384, 0);
     s = (moejit_route_spec){.num_experts = 128, .topk = 4, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16};
     route_and_check(&rng, &s, 500, 128, 0);
+    /* Shared slots are scaled with the routed ones: renormalised and scaled, the shared weight is 1. */
+    for (int score = 0; score < 3; score++) {
+        s = (moejit_route_spec){.num_experts = 128, .topk = 4, .score = (moejit_score)score, .num_groups = 4,
+                                .topk_groups = 2, .has_bias = 1, .renormalize = 1, .scale_output = 1,
+                                .routed_scaling_factor = 2.5f, .shared_slots = 1};
+        float *bias = NULL, *w;
+        int32_t *ids;
+        const int T = (int)mjt_quick_cap(200, QUICK_TOKENS);
+        void *logits = mjt_route_inputs(&rng, &s, T, 128, &bias);
+        route_logits_and_check(&s, logits, bias, T, 128, 0, &ids, &w);
+        for (int t = 0; t < T; t++)
+            if (ids[t * 5 + 4] != 128 || fabsf(w[t * 5 + 4] - 1.0f) > 1e-6f)
+                fail_msg("score %d row %d: shared slot id %d weight %.9g, expected 128 and 1", score, t, ids[t * 5 + 4],
+                         (double)w[t * 5 + 4]);
+        free(ids), free(w), free(logits), free(bias);
+    }
     s = (moejit_route_spec){.num_experts = 512, .topk = 10, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .renormalize = 1,
                             .dtype = MOEJIT_DTYPE_F16};
     route_and_check(&rng, &s, 300, 520, 0);
@@ -179,35 +199,47 @@ static void test_edge_sweep(void **state)
             route_and_check(&rng, &specs[i], ts[t], specs[i].num_experts + (t == 1), t == 2);
 }
 
-/* NaN ranks below every number, ±inf are ordinary extremes; NaN logits give NaN weights where
- * the reference has them. Specials are injected into fresh rows. */
+/* NaN ranks below every number; weights stay finite (NaN scored as -inf, ±inf as ±FLT_MAX), also
+ * in rows of nothing but NaN or ±inf. Specials are injected into fresh rows; mjt_check_route
+ * fails on any weight that is not finite. */
 static void test_special_values(void **state)
 {
     (void)state;
     if (!g_ctx) skip();
     mjt_rng rng;
     mjt_rng_init(&rng);
+    /* Presets (grouped and plain sigmoid + bias, softmax, top-k then softmax), then every other
+     * score path: sqrt_softplus with a shared slot, a soft cap with sigmoid after top-k, and the
+     * block-per-token layout above 1024 experts. */
     static const char *models[] = {"deepseek-v3", "kimi-k2", "qwen3-moe", "gpt-oss", "mixtral"};
-    for (int m = 0; m < 5; m++)
+    static const moejit_route_spec others[] = {
+        {.num_experts = 512, .topk = 10, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .renormalize = 1, .scale_output = 1,
+         .routed_scaling_factor = 2.5f, .shared_slots = 1},
+        {.num_experts = 64, .topk = 4, .score = MOEJIT_SCORE_SIGMOID, .score_after_topk = 1, .softcap = 20.0f},
+        {.num_experts = 2048, .topk = 8, .score = MOEJIT_SCORE_SOFTMAX, .renormalize = 1},
+    };
+    for (int m = 0; m < 8; m++)
         for (int d = 0; d < 3; d++) {
             moejit_route_spec s;
-            moejit_route_preset(models[m], &s);
+            if (m < 5) moejit_route_preset(models[m], &s);
+            else s = others[m - 5];
             s.dtype = (moejit_dtype)d;
             mj_route_shape shape;
             mj_route_normalize(&s, &shape);
-            const int E = s.num_experts, T = 256;
+            const int E = s.num_experts, T = (int)mjt_quick_cap(256, QUICK_TOKENS);
             const size_t elem = d == MOEJIT_DTYPE_F32 ? 4 : 2;
             float *bias = NULL;
             unsigned char *logits = mjt_route_inputs(&rng, &s, T, E, &bias);
             float *row = malloc(sizeof(float) * (size_t)E);
             for (int t = 0; t < T; t++) {
                 unsigned char *r = logits + (size_t)t * E * elem;
-                const int kind = t % 4; /* 0: untouched, 1: NaN, 2: +inf, 3: -inf */
-                const int count = 1 + (int)(mjt_next(&rng) % (t % 16 == 1 ? (uint64_t)E : 3u));
+                /* 0: untouched, 1: NaN, 2: +inf, 3: -inf; every 32nd row holds nothing else */
+                const int kind = t % 4, whole = t % 32 >= 28;
+                const int count = whole ? E : 1 + (int)(mjt_next(&rng) % (t % 16 == 1 ? (uint64_t)E : 3u));
                 if (kind == 0) continue;
                 const float v = kind == 1 ? NAN : kind == 2 ? INFINITY : -INFINITY;
                 for (int c = 0; c < count; c++) {
-                    const int e = (int)(mjt_next(&rng) % (uint64_t)E);
+                    const int e = whole ? c : (int)(mjt_next(&rng) % (uint64_t)E);
                     if (elem == 4) ((float *)r)[e] = v;
                     else ((uint16_t *)r)[e] = d == MOEJIT_DTYPE_BF16 ? mj_f32_to_bf16(v) : mj_f32_to_f16(v);
                 }
@@ -237,7 +269,7 @@ static void test_determinism(void **state)
     for (int m = 0; m < 3; m++) {
         moejit_route_spec s;
         moejit_route_preset(models[m], &s);
-        const int T = 4096, W = s.topk + s.shared_slots;
+        const int T = (int)mjt_quick_cap(4096, QUICK_TOKENS), W = s.topk + s.shared_slots;
         float *bias = NULL;
         void *logits = mjt_route_inputs(&rng, &s, T, s.num_experts, &bias);
         int32_t *ids[2];
@@ -302,5 +334,5 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_second_process_hits_disk),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return mjt_gpu_suite_status(cmocka_run_group_tests(tests, setup, teardown));
 }

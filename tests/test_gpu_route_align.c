@@ -156,5 +156,5 @@ int main(void)
         cmocka_unit_test(test_route_align_matches_route_then_align),
         cmocka_unit_test(test_fused_is_one_launch),
     };
-    return cmocka_run_group_tests(tests, mjt_gpu_setup, mjt_gpu_teardown);
+    return mjt_gpu_suite_status(cmocka_run_group_tests(tests, mjt_gpu_setup, mjt_gpu_teardown));
 }

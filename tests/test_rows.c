@@ -318,7 +318,7 @@ static void test_gpu_against_reference(void **state)
     static const int hs[] = {1, 3, 6, 64, 1000, 7168};
     static const moejit_dtype dts[] = {MOEJIT_DTYPE_F32, MOEJIT_DTYPE_BF16, MOEJIT_DTYPE_F16};
     for (size_t h = 0; h < sizeof hs / sizeof hs[0]; h++)
-        for (int d = 0; d < 3; d++)
+        for (int d = 0; d < 3 && mjt_keep((int)h, 2); d++)
             for (int scale = 0; scale < 2; scale++) {
                 permute_case(ctx, &rng, hs[h], dts[d], scale, 37, 4, 0);
                 permute_case(ctx, &rng, hs[h], dts[d], scale, 5, 8, dts[d] == MOEJIT_DTYPE_F32 ? 4 : 2);
@@ -326,8 +326,9 @@ static void test_gpu_against_reference(void **state)
                 combine_case(ctx, &rng, hs[h], dts[d], 37, 4, 0);
                 combine_case(ctx, &rng, hs[h], dts[d], 5, 10, dts[d] == MOEJIT_DTYPE_F32 ? 4 : 2);
             }
-    permute_case(ctx, &rng, 4096, MOEJIT_DTYPE_BF16, 1, 4096, 8, 0); /* a real batch */
-    combine_case(ctx, &rng, 4096, MOEJIT_DTYPE_BF16, 4096, 8, 0);
+    const int T = (int)mjt_quick_cap(4096, 256); /* a real batch (smaller under compute-sanitizer) */
+    permute_case(ctx, &rng, 4096, MOEJIT_DTYPE_BF16, 1, T, 8, 0);
+    combine_case(ctx, &rng, 4096, MOEJIT_DTYPE_BF16, T, 8, 0);
     moejit_close(ctx);
 }
 
