@@ -197,7 +197,7 @@ typedef struct moejit_route_spec {
     int32_t score_after_topk;      /* 1: top-K on raw logits, then score only those K */
     int32_t renormalize;           /* 1: weights /= their sum (when the sum > 0) */
     int32_t scale_output;          /* 1: weights *= routed_scaling_factor */
-    float routed_scaling_factor;   /* 0 means 1.0 */
+    float routed_scaling_factor;   /* 0 means 1.0; else a finite positive normal float */
     int32_t shared_slots;          /* S fused shared-expert slots appended to each row */
 } moejit_route_spec;
 
