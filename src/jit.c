@@ -24,6 +24,7 @@ static double now_seconds(void)
 void mj_built_free(mj_built *b)
 {
     free(b->cubin);
+    free(b->store_error);
     memset(b, 0, sizeof *b);
 }
 
@@ -133,6 +134,7 @@ static moejit_status load_from_disk(moejit_ctx *ctx, const mj_key *key, mj_built
             memcpy(out->cubin, blob.view.cubin, blob.view.cubin_len);
             out->cubin_len = blob.view.cubin_len;
             out->from_disk = 1;
+            out->stored = 1;
             atomic_fetch_add(&ctx->n_disk_hits, 1);
             mj_debug("disk hit %s (%s)", out->plan.module, key->hex);
         } else {
@@ -174,6 +176,20 @@ moejit_status mj_jit_key(moejit_ctx *ctx, const mj_kernel_id *id, const char *ar
     free(source);
     if (st != MOEJIT_OK) mj_key_free(key);
     return st;
+}
+
+/* Why nothing is written to the cache (the store says not writable), malloc'ed (NULL: out of memory). */
+static char *why_not_writable(const moejit_ctx *ctx)
+{
+    char *why = NULL;
+    if (ctx->cache_mode == MOEJIT_CACHE_OFF) {
+        if (asprintf(&why, "the disk cache is off (%s)", ctx->cache_mode_from) < 0) why = NULL;
+    } else if (ctx->cache_mode == MOEJIT_CACHE_RO) {
+        if (asprintf(&why, "the cache is read-only (%s)", ctx->cache_mode_from) < 0) why = NULL;
+    } else {
+        why = strdup(mj_cache_write_error(ctx->cache));
+    }
+    return why;
 }
 
 /* Disk, then (under the per-key lock, after looking again) NVRTC and publish. */
@@ -244,16 +260,21 @@ static moejit_status build_keyed(moejit_ctx *ctx, const mj_kernel_id *id, const 
     co.cubin = NULL;
     mj_compile_output_free(&co);
     mj_debug("compiled %s (%s) in %.0f ms", out->plan.module, key->hex, (now_seconds() - t0) * 1e3);
-    int published = 0;
     t = now_seconds();
-    if (mj_cache_writable(ctx->cache) && publish(ctx, id, arch, key, &out->plan, source, source_len, out) == MOEJIT_OK) {
+    if (!mj_cache_writable(ctx->cache)) {
+        out->store_error = why_not_writable(ctx);
+    } else if (publish(ctx, id, arch, key, &out->plan, source, source_len, out) == MOEJIT_OK) {
         atomic_fetch_add(&ctx->n_disk_writes, 1);
-        published = 1;
+        out->stored = 1;
+    } else {
+        out->store_error = strdup(mj_error_text());
     }
     mj_cache_unlock_key(&lock); /* after the publish: a waiter that looks again finds the entry */
-    if (published) enforce_size_limit(ctx, key->hex);
+    if (out->stored) enforce_size_limit(ctx, key->hex);
     out->t_publish = now_seconds() - t;
-    return MOEJIT_OK; /* a failed publish is not a failed build */
+    /* A failed publish is not a failed build (launches go on from memory); prewarm, whose job is
+     * the disk entry, looks at out->stored. */
+    return MOEJIT_OK;
 }
 
 /* ---- in-process single flight ---------------------------------------------------------------
@@ -271,6 +292,8 @@ typedef struct mj_flight {
     uint8_t *cubin;
     size_t cubin_len;
     int from_disk;
+    int stored;
+    char *store_error;
 } mj_flight;
 
 static void flight_unref(mj_flight *f)
@@ -279,6 +302,7 @@ static void flight_unref(mj_flight *f)
     pthread_cond_destroy(&f->cv);
     free(f->error);
     free(f->cubin);
+    free(f->store_error);
     free(f);
 }
 
@@ -325,6 +349,8 @@ static void flight_land(moejit_ctx *ctx, mj_flight *f, moejit_status st, const m
             memcpy(f->cubin, b->cubin, b->cubin_len);
             f->cubin_len = b->cubin_len;
             f->from_disk = b->from_disk;
+            f->stored = b->stored;
+            f->store_error = b->store_error ? strdup(b->store_error) : NULL; /* NULL: reported generically */
         } else if (st == MOEJIT_OK) {
             f->status = MOEJIT_ERR_OUT_OF_MEMORY;
         }
@@ -346,6 +372,8 @@ static moejit_status flight_take(moejit_ctx *ctx, mj_flight *f, mj_built *out)
             memcpy(out->cubin, f->cubin, f->cubin_len);
             out->cubin_len = f->cubin_len;
             out->from_disk = f->from_disk;
+            out->stored = f->stored;
+            out->store_error = f->store_error ? strdup(f->store_error) : NULL;
         } else {
             st = mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "out of memory");
         }

@@ -212,17 +212,30 @@ static void test_corrupt_entries(void **state)
     }
 }
 
+/* prewarm into a cache it cannot write: the kernel compiles but fails (MOEJIT_PREWARM_NOT_STORED,
+ * MOEJIT_ERR_IO), naming the directory and why. */
+static void expect_not_stored(moejit_ctx *ctx, moejit_kernel_desc d, const char *why)
+{
+    moejit_prewarm_result r;
+    assert_int_equal(moejit_prewarm(ctx, &d, 1, "sm_90a", &r), MOEJIT_ERR_IO);
+    assert_int_equal(r.status, MOEJIT_ERR_IO);
+    assert_int_equal(r.outcome, MOEJIT_PREWARM_NOT_STORED);
+    if (!strstr(r.error, "compiled, but not stored") || !strstr(r.error, why))
+        fail_msg("detail lacks \"%s\": %s", why, r.error);
+    assert_true(r.name[0] && r.key[0]);
+}
+
 static void test_cache_modes(void **state)
 {
     (void)state;
     char dir[4096];
     mjt_tmpdir(dir);
-    /* ro: compiles, writes nothing */
+    /* ro: compiles, writes nothing, and prewarm says so */
     moejit_ctx *ctx = open_ctx(dir, MOEJIT_CACHE_RO);
-    assert_int_equal(prewarm(ctx, desc_e(64)).outcome, MOEJIT_PREWARM_COMPILED);
+    expect_not_stored(ctx, desc_e(64), "the cache is read-only (moejit_config.cache_mode)");
     moejit_close(ctx);
     assert_int_equal(mjt_count_files(dir), 0);
-    /* ro on a warm cache: reads */
+    /* ro on a warm cache: reads, and that is a success */
     ctx = open_ctx(dir, MOEJIT_CACHE_RW);
     prewarm(ctx, desc_e(64));
     moejit_close(ctx);
@@ -232,22 +245,24 @@ static void test_cache_modes(void **state)
     /* off: neither */
     ctx = open_ctx(dir, MOEJIT_CACHE_OFF);
     assert_string_equal(moejit_cache_dir(ctx), "");
-    assert_int_equal(prewarm(ctx, desc_e(64)).outcome, MOEJIT_PREWARM_COMPILED);
-    assert_int_equal(prewarm(ctx, desc_e(65)).outcome, MOEJIT_PREWARM_COMPILED);
+    expect_not_stored(ctx, desc_e(64), "the disk cache is off (moejit_config.cache_mode)");
+    expect_not_stored(ctx, desc_e(65), "the disk cache is off");
     moejit_close(ctx);
     char v1[4200];
     snprintf(v1, sizeof v1, "%s/v1", dir);
     assert_int_equal(mjt_count_files(v1), 1);
-    /* A cache "directory" that is a file: one warning, memory only, still works. */
-    char file[4200];
+    /* A cache "directory" that is a file: one warning, memory only; prewarm fails naming it. */
+    char file[4200], why[4400];
     snprintf(file, sizeof file, "%s/not-a-dir", dir);
     write_file(file, (const uint8_t *)"x", 1);
     ctx = open_ctx(file, MOEJIT_CACHE_RW);
-    assert_int_equal(prewarm(ctx, desc_e(66)).outcome, MOEJIT_PREWARM_COMPILED);
-    assert_int_equal(prewarm(ctx, desc_e(67)).outcome, MOEJIT_PREWARM_COMPILED);
+    snprintf(why, sizeof why, "%s is not a directory", file);
+    expect_not_stored(ctx, desc_e(66), why);
+    expect_not_stored(ctx, desc_e(67), why); /* the store stopped writing: the first failure is the reason */
     moejit_stats s;
     moejit_get_stats(ctx, &s);
     assert_int_equal(s.disk_writes, 0);
+    assert_int_equal(s.compiles, 2);
     moejit_close(ctx);
     mjt_rmtree(dir);
 }
