@@ -60,7 +60,12 @@ typedef enum moejit_status {
     MOEJIT_ERR_UNSUPPORTED = 3,      /* valid but beyond what this build supports (E > max…) */
     MOEJIT_ERR_OUT_OF_MEMORY = 4,    /* host allocation failed */
     MOEJIT_ERR_NO_NVRTC = 5,         /* libnvrtc could not be loaded */
-    MOEJIT_ERR_COMPILE = 6,          /* NVRTC rejected the generated source (log in last_error) */
+    MOEJIT_ERR_COMPILE = 6,          /* NVRTC rejected the generated source. last_error: NVRTC's error,
+                                        the options, the key, where the source and the full log were
+                                        written (MOEJIT_DUMP_DIR when set, else <cache>/failed/ when
+                                        writable, else ${TMPDIR:-/tmp}/moejit-<uid>/failed/, as
+                                        <kernel>-<key prefix>.cu and .log) and the log's first 5
+                                        error lines */
     MOEJIT_ERR_NO_DRIVER = 7,        /* libcuda.so.1 missing or cuInit failed */
     MOEJIT_ERR_NO_DEVICE = 8,        /* a driver but no usable GPU */
     MOEJIT_ERR_CUDA = 9,             /* a Driver API call failed (name and code in last_error) */
