@@ -22,6 +22,8 @@ struct mj_cache {
     char root[4096];
     moejit_cache_mode mode;
     atomic_int write_failed; /* set once a write failed: warn once, then stay memory-only */
+    char write_error[9000];   /* what that failure was, for reports (set once, by its writer) */
+    atomic_int write_error_set;
     atomic_llong last_sweep;  /* CLOCK_REALTIME seconds of the last temp sweep on the publish path */
     atomic_ullong write_errors, temps_swept;
 };
@@ -172,26 +174,70 @@ moejit_status mj_cache_load(mj_cache *c, const char *key_hex, const void *key_re
     return st;
 }
 
-static int mkdir_p(char *path, mode_t mode)
+int mj_mkdir_p(const char *path, mode_t mode)
 {
-    if (MJ_FAULT(MJ_FAULT_MKDIR)) return -1;
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        int r = mkdir(path, mode);
-        *p = '/';
-        if (r != 0 && errno != EEXIST) return -1;
+    char *p = strdup(path);
+    if (!p) return -1;
+    int rc = 0;
+    for (char *q = p + 1; *q && rc == 0; q++) {
+        if (*q != '/') continue;
+        *q = '\0';
+        if (mkdir(p, mode) != 0 && errno != EEXIST) rc = -1;
+        *q = '/';
     }
-    return (mkdir(path, mode) != 0 && errno != EEXIST) ? -1 : 0;
+    if (rc == 0 && mkdir(p, mode) != 0 && errno != EEXIST) rc = -1;
+    struct stat st;
+    if (rc == 0 && stat(p, &st) != 0) rc = -1;
+    else if (rc == 0 && !S_ISDIR(st.st_mode)) errno = ENOTDIR, rc = -1; /* EEXIST was a file */
+    const int err = errno;
+    free(p);
+    errno = err;
+    return rc;
+}
+
+static int store_mkdir(const char *path) { return MJ_FAULT(MJ_FAULT_MKDIR) ? -1 : mj_mkdir_p(path, 0777); }
+
+/* ENOTDIR names no file: find the first component of `path` that exists and is not a directory
+ * (a cache directory set to a regular file, or a path under one). */
+static void not_a_directory(const char *path, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s", strerror(ENOTDIR));
+    char *p = strdup(path);
+    if (!p) return;
+    for (char *q = p + 1;; q++) {
+        const char c = *q;
+        if (c != '/' && c != '\0') continue;
+        *q = '\0';
+        struct stat st;
+        if (stat(p, &st) == 0 && !S_ISDIR(st.st_mode)) {
+            snprintf(buf, cap, "%s is not a directory", p);
+            break;
+        }
+        *q = c;
+        if (!c) break;
+    }
+    free(p);
 }
 
 static moejit_status write_failed(mj_cache *c, const char *what, const char *path, int err)
 {
+    char why[4400];
+    if (err == ENOTDIR) not_a_directory(path, why, sizeof why);
+    else snprintf(why, sizeof why, "%s", strerror(err));
     atomic_fetch_add(&c->write_errors, 1);
-    if (!atomic_exchange(&c->write_failed, 1))
+    if (!atomic_exchange(&c->write_failed, 1)) {
+        snprintf(c->write_error, sizeof c->write_error, "%s %s: %s", what, path, why);
+        atomic_store(&c->write_error_set, 1);
         mj_warn("cache directory %s is not writable (%s %s: %s); continuing with the in-memory cache only", c->root,
-                what, path, strerror(err));
-    return mj_fail(MOEJIT_ERR_IO, "%s %s: %s", what, path, strerror(err));
+                what, path, why);
+    }
+    return mj_fail(MOEJIT_ERR_IO, "%s %s: %s", what, path, why);
+}
+
+const char *mj_cache_write_error(const mj_cache *c)
+{
+    if (atomic_load(&c->write_error_set)) return c->write_error;
+    return atomic_load(&c->write_failed) ? "a write to the cache failed" : "";
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -301,9 +347,9 @@ moejit_status mj_cache_publish(mj_cache *c, const char *key_hex, const mj_entry_
     if (!mj_cache_writable(c)) return mj_fail(MOEJIT_ERR_IO, "the disk cache is not writable");
     char dir[4200], tmp[4300], final_path[4200];
     snprintf(dir, sizeof dir, "%s/tmp", c->root);
-    if (mkdir_p(dir, 0777) != 0) return write_failed(c, "cannot create", dir, errno);
+    if (store_mkdir(dir) != 0) return write_failed(c, "cannot create", dir, errno);
     snprintf(dir, sizeof dir, "%s/v1/%.2s", c->root, key_hex);
-    if (mkdir_p(dir, 0777) != 0) return write_failed(c, "cannot create", dir, errno);
+    if (store_mkdir(dir) != 0) return write_failed(c, "cannot create", dir, errno);
     mj_cache_entry_path(c, key_hex, final_path, sizeof final_path);
 
     uint8_t *blob;
@@ -371,7 +417,7 @@ int mj_cache_lock_key(mj_cache *c, const char *key_hex, int timeout_ms, mj_cache
         if (fd >= 0 || errno != ENOENT || attempt) break;
         char dir[4300];
         snprintf(dir, sizeof dir, "%s/locks/%.2s", c->root, key_hex);
-        if (mkdir_p(dir, 0777) != 0) break;
+        if (store_mkdir(dir) != 0) break;
     }
     if (fd < 0) {
         out->failed = 1;

@@ -27,6 +27,12 @@ void mj_cache_close(mj_cache *c);
 const char *mj_cache_root(const mj_cache *c);
 int mj_cache_readable(const mj_cache *c);
 int mj_cache_writable(const mj_cache *c);
+/* What made a read-write store stop writing (the first failed write: "cannot create
+ * /srv/cache/tmp: /srv/cache is not a directory"), or "" while none failed. */
+const char *mj_cache_write_error(const mj_cache *c);
+
+/* mkdir -p: create path and its missing parents with `mode`. Returns 0, or -1 with errno. */
+int mj_mkdir_p(const char *path, mode_t mode);
 
 /* A loaded entry: the whole file and a verified view into it. */
 typedef struct mj_cache_blob {

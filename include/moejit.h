@@ -25,7 +25,7 @@
  *    wait for it), and across processes sharing a cache directory through a best-effort per-key
  *    lock (moejit_config.cache_lock_timeout_ms). Disk trouble (read-only, full, permission
  *    denied, corrupt entries, a crash mid-write) never fails a call: one warning, then the cache
- *    is bypassed or the entry recompiled.
+ *    is bypassed or the entry recompiled. (Except moejit_prewarm, whose job is the disk entry.)
  *
  * Version: MOEJIT_VERSION_STRING. The ABI is not yet stable before 1.0.
  */
@@ -60,7 +60,12 @@ typedef enum moejit_status {
     MOEJIT_ERR_UNSUPPORTED = 3,      /* valid but beyond what this build supports (E > max…) */
     MOEJIT_ERR_OUT_OF_MEMORY = 4,    /* host allocation failed */
     MOEJIT_ERR_NO_NVRTC = 5,         /* libnvrtc could not be loaded */
-    MOEJIT_ERR_COMPILE = 6,          /* NVRTC rejected the generated source (log in last_error) */
+    MOEJIT_ERR_COMPILE = 6,          /* NVRTC rejected the generated source. last_error: NVRTC's error,
+                                        the options, the key, where the source and the full log were
+                                        written (MOEJIT_DUMP_DIR when set, else <cache>/failed/ when
+                                        writable, else ${TMPDIR:-/tmp}/moejit-<uid>/failed/, as
+                                        <kernel>-<key prefix>.cu and .log) and the log's first 5
+                                        error lines */
     MOEJIT_ERR_NO_DRIVER = 7,        /* libcuda.so.1 missing or cuInit failed */
     MOEJIT_ERR_NO_DEVICE = 8,        /* a driver but no usable GPU */
     MOEJIT_ERR_CUDA = 9,             /* a Driver API call failed (name and code in last_error) */
@@ -203,7 +208,7 @@ typedef struct moejit_route_spec {
     int32_t score_after_topk;      /* 1: top-K on raw logits, then score only those K */
     int32_t renormalize;           /* 1: weights /= their sum (when the sum > 0) */
     int32_t scale_output;          /* 1: every weight (shared slots too) *= routed_scaling_factor */
-    float routed_scaling_factor;   /* 0 means 1.0 */
+    float routed_scaling_factor;   /* 0 means 1.0; else a finite positive normal float */
     int32_t shared_slots;          /* S fused shared-expert slots appended to each row */
 } moejit_route_spec;
 
@@ -525,13 +530,17 @@ MOEJIT_API void moejit_free(void *p);
  *  Prewarm: compile into the disk cache for an explicit arch, without a GPU
  **************************************************************************************************/
 typedef enum moejit_prewarm_outcome {
-    MOEJIT_PREWARM_FAILED = 0,
-    MOEJIT_PREWARM_COMPILED = 1, /* compiled and published (or kept in memory if the cache is off) */
-    MOEJIT_PREWARM_CACHED = 2    /* a valid entry was already on disk */
+    MOEJIT_PREWARM_FAILED = 0,     /* status says why (invalid spec, compile error, strict-mode miss…) */
+    MOEJIT_PREWARM_COMPILED = 1,   /* compiled and written to the disk cache */
+    MOEJIT_PREWARM_CACHED = 2,     /* a valid entry was already on disk (a read-only cache is fine) */
+    MOEJIT_PREWARM_NOT_STORED = 3  /* compiled, but the entry could not be written: status is
+                                      MOEJIT_ERR_IO and error names the cache directory and why (the
+                                      cache is off or read-only, a write failed: not a directory,
+                                      permission denied, disk full…) */
 } moejit_prewarm_outcome;
 
 typedef struct moejit_prewarm_result {
-    moejit_status status;
+    moejit_status status;          /* MOEJIT_OK exactly when outcome is COMPILED or CACHED */
     moejit_prewarm_outcome outcome;
     char key[33];                /* XXH3-128 key, 32 hex digits */
     char name[96];               /* entry point name */
@@ -542,7 +551,10 @@ typedef struct moejit_prewarm_result {
 
 /* Compile each descriptor for `arch` ("sm_90a", "sm_100a"…; NULL: the current device's arch) into
  * the cache. results (may be NULL) receives one entry per descriptor. Compiles run in parallel
- * (config.compile_jobs). Returns MOEJIT_OK when every descriptor succeeded, else the first error. */
+ * (config.compile_jobs). A descriptor succeeds only when its entry is in the disk cache afterwards
+ * — found there or written now: unlike launches, prewarm fails (MOEJIT_ERR_IO,
+ * MOEJIT_PREWARM_NOT_STORED) when the cache is off, read-only or cannot be written. Returns
+ * MOEJIT_OK when every descriptor succeeded, else the first error. */
 MOEJIT_API moejit_status moejit_prewarm(moejit_ctx *ctx, const moejit_kernel_desc *descs, size_t n,
                                         const char *arch, moejit_prewarm_result *results);
 

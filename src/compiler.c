@@ -120,20 +120,47 @@ void mj_nvrtc_close(mj_nvrtc *nv)
 
 const char *mj_nvrtc_version(const mj_nvrtc *nv) { return nv->version; }
 
-/* The source with line numbers, so the log's "(123): error" points somewhere readable. */
-static void append_numbered_source(const char *source)
+/* Whether a log line reports an error ("k.cu(12): error: …", "nvrtc: error: …", "error #20-D: …"),
+ * not a warning that mentions one ("parsing restarts here after previous syntax error"). */
+static int is_error_line(const char *line, size_t n)
 {
-    int line = 1;
-    const char *p = source;
-    while (*p) {
-        const char *end = strchr(p, '\n');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        mj_error_append("%5d  ", line++);
-        mj_error_append_raw(p, n);
-        mj_error_append_raw("\n", 1);
-        if (!end) break;
-        p = end + 1;
+    for (size_t i = 0; i + 6 <= n; i++) {
+        if (memcmp(line + i, "error", 5)) continue;
+        if (line[i + 5] == ':' || (line[i + 5] == ' ' && i + 6 < n && line[i + 6] == '#')) return 1;
     }
+    return 0;
+}
+
+void mj_nvrtc_append_log_excerpt(const char *log, int max_lines)
+{
+    enum { LINE_CAP = 200 }; /* a line longer than this is cut, visibly */
+    for (int pass = 0; pass < 2; pass++) { /* error lines; without any, the first lines */
+        int shown = 0, more = 0;
+        for (const char *p = log; *p;) {
+            const char *end = strchr(p, '\n');
+            size_t n = end ? (size_t)(end - p) : strlen(p);
+            const char *line = p;
+            p = end ? end + 1 : p + n;
+            while (n && (line[n - 1] == '\r' || line[n - 1] == ' ')) n--;
+            if (!n || (pass == 0 && !is_error_line(line, n))) continue;
+            if (shown == max_lines) {
+                more++;
+                continue;
+            }
+            mj_error_append(shown++ ? "\n  " : "\nlog:\n  ");
+            if (n <= LINE_CAP) {
+                mj_error_append_raw(line, n);
+                continue;
+            }
+            size_t keep = LINE_CAP;
+            while (keep && ((unsigned char)line[keep] & 0xc0) == 0x80) keep--; /* a UTF-8 boundary */
+            mj_error_append_raw(line, keep);
+            mj_error_append("…");
+        }
+        if (more) mj_error_append("\n  (%d more %s in the full log)", more, pass ? "lines" : "errors");
+        if (shown) return;
+    }
+    mj_error_append("\nlog: (empty)");
 }
 
 moejit_status mj_nvrtc_compile(mj_nvrtc *nv, const char *source, const char *program_name,
@@ -175,8 +202,6 @@ moejit_status mj_nvrtc_compile(mj_nvrtc *nv, const char *source, const char *pro
         st = mj_fail(MOEJIT_ERR_COMPILE, "NVRTC %s failed to compile %s: %s\noptions:", nv->version, program_name,
                      nv->error_string(r));
         for (int i = 0; i < argc; i++) mj_error_append(" %s", argv[i]);
-        mj_error_append("\nlog:\n%s\nsource:\n", out->log ? out->log : "");
-        append_numbered_source(source);
     } else if (nv->cubin_size(prog, &out->cubin_len) != NVRTC_SUCCESS || out->cubin_len == 0) {
         st = mj_fail(MOEJIT_ERR_COMPILE, "NVRTC produced no CUBIN for %s (is the arch option a real SM target?)",
                      program_name);

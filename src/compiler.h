@@ -37,13 +37,20 @@ typedef struct mj_compile_output {
     char *log;        /* malloc'ed, NUL-terminated, possibly empty */
 } mj_compile_output;
 
-/* Compile `source` to a CUBIN. On failure returns MOEJIT_ERR_COMPILE with the options, the NVRTC
- * log and the numbered source in the thread's error detail; out->log is still filled when
- * NVRTC produced one. */
+/* Compile `source` to a CUBIN. On failure returns MOEJIT_ERR_COMPILE with NVRTC's error and the
+ * options in the thread's error detail; out->log is still filled when NVRTC produced one (the
+ * caller saves it and appends an excerpt: mj_nvrtc_append_log_excerpt). */
 moejit_status mj_nvrtc_compile(mj_nvrtc *nv, const char *source, const char *program_name,
                                const mj_compile_options *options, mj_compile_output *out);
 
 void mj_compile_output_free(mj_compile_output *out);
+
+/* How many error lines of a failed compile's log its error detail shows. */
+#define MJ_COMPILE_ERROR_LINES 5
+
+/* Append to the thread's error detail "log:" and the first max_lines error lines of an NVRTC log
+ * (its first lines when none says "error"), each cut at 200 bytes, and how many more there are. */
+void mj_nvrtc_append_log_excerpt(const char *log, int max_lines);
 
 /* Whether compiles add -minimal (default: when NVRTC supports it). For the benchmark's comparison. */
 void mj_nvrtc_use_minimal(mj_nvrtc *nv, int on);

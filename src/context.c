@@ -81,6 +81,7 @@ static moejit_status resolve_cache_dir(const moejit_config *cfg, moejit_ctx *ctx
             mj_warn("no cache directory: HOME and XDG_CACHE_HOME are unset and MOEJIT_CACHE_DIR is not given; "
                     "kernels are kept in memory only");
             ctx->cache_mode = MOEJIT_CACHE_OFF;
+            ctx->cache_mode_from = "no HOME, XDG_CACHE_HOME or MOEJIT_CACHE_DIR";
             return MOEJIT_OK;
         }
         snprintf(base, sizeof base, "%s/.cache/moejit", home);
@@ -103,11 +104,12 @@ static moejit_status resolve_config(const moejit_config *cfg, moejit_ctx *ctx)
     mj_log_set_level(level);
 
     ctx->cache_mode = cfg ? cfg->cache_mode : MOEJIT_CACHE_FROM_ENV;
+    ctx->cache_mode_from = "moejit_config.cache_mode";
     if (ctx->cache_mode == MOEJIT_CACHE_FROM_ENV) {
         const char *v = env("MOEJIT_CACHE");
         if (!v || !strcmp(v, "rw")) ctx->cache_mode = MOEJIT_CACHE_RW;
-        else if (!strcmp(v, "ro")) ctx->cache_mode = MOEJIT_CACHE_RO;
-        else if (!strcmp(v, "off")) ctx->cache_mode = MOEJIT_CACHE_OFF;
+        else if (!strcmp(v, "ro")) ctx->cache_mode = MOEJIT_CACHE_RO, ctx->cache_mode_from = "MOEJIT_CACHE=ro";
+        else if (!strcmp(v, "off")) ctx->cache_mode = MOEJIT_CACHE_OFF, ctx->cache_mode_from = "MOEJIT_CACHE=off";
         else return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "MOEJIT_CACHE = \"%s\" must be rw, ro or off", v);
     } else if (ctx->cache_mode < MOEJIT_CACHE_RW || ctx->cache_mode > MOEJIT_CACHE_OFF) {
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_config.cache_mode = %d is not a moejit_cache_mode",

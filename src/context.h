@@ -17,6 +17,7 @@ struct moejit_ctx {
     /* Resolved configuration (config fields, then environment, then defaults). */
     char cache_dir[PATH_MAX];
     moejit_cache_mode cache_mode;
+    const char *cache_mode_from; /* where the mode came from, for reports: "MOEJIT_CACHE=ro"… */
     int no_compile;
     int always_compile;
     char dump_dir[PATH_MAX];

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../cache/maintenance.h"
 #include "driver.h"
@@ -24,17 +25,37 @@ static double now_seconds(void)
 void mj_built_free(mj_built *b)
 {
     free(b->cubin);
+    free(b->store_error);
     memset(b, 0, sizeof *b);
 }
 
-/* MOEJIT_DUMP_DIR: <dir>/<entry>-<key>.{cu,log,cubin,options}. Best effort, never fatal. */
-static void dump_compile(const moejit_ctx *ctx, const char *entry, const char *key_hex, const char *source,
-                         const mj_compile_options *options, const mj_compile_output *out)
+/* <dir>/<entry>-<first 12 hex of the key>.<ext>: the names of dumped and failed compiles. */
+static void artifact_path(char *buf, size_t cap, const char *dir, const char *entry, const char *key_hex, const char *ext)
 {
-    if (!ctx->dump_dir[0]) return;
+    snprintf(buf, cap, "%s/%s-%.12s.%s", dir, entry, key_hex, ext);
+}
+
+/* Write a whole file. 0, or -1 with errno set. */
+static int write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    int ok = fwrite(data, 1, len, f) == len;
+    int err = errno;
+    if (fclose(f) != 0 && ok) ok = 0, err = errno;
+    errno = err;
+    return ok ? 0 : -1;
+}
+
+/* MOEJIT_DUMP_DIR: <dir>/<entry>-<key>.{cu,log,cubin,options}. Best effort, never fatal.
+ * Returns 1 when the source and the log were written. */
+static int dump_compile(const moejit_ctx *ctx, const char *entry, const char *key_hex, const char *source,
+                        const mj_compile_options *options, const mj_compile_output *out)
+{
+    if (!ctx->dump_dir[0]) return 0;
     if (mkdir(ctx->dump_dir, 0777) != 0 && errno != EEXIST) {
         mj_warn("MOEJIT_DUMP_DIR = %s: cannot create it: %s", ctx->dump_dir, strerror(errno));
-        return;
+        return 0;
     }
     struct {
         const char *ext;
@@ -46,15 +67,85 @@ static void dump_compile(const moejit_ctx *ctx, const char *entry, const char *k
         {"cubin", out->cubin, out->cubin_len},
         {"options", options->key_text, strlen(options->key_text)},
     };
+    int written = 0;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         if (!files[i].data) continue;
         char path[PATH_MAX + 256];
-        snprintf(path, sizeof path, "%s/%s-%.12s.%s", ctx->dump_dir, entry, key_hex, files[i].ext);
-        FILE *f = fopen(path, "wb");
-        if (!f || fwrite(files[i].data, 1, files[i].len, f) != files[i].len)
-            mj_warn("MOEJIT_DUMP_DIR: cannot write %s", path);
-        if (f) fclose(f);
+        artifact_path(path, sizeof path, ctx->dump_dir, entry, key_hex, files[i].ext);
+        if (write_file(path, files[i].data, files[i].len) == 0) written += i < 2;
+        else mj_warn("MOEJIT_DUMP_DIR: cannot write %s: %s", path, strerror(errno));
     }
+    return written == 2;
+}
+
+/* The source and log of a failed compile into dir (created if missing). 0, or -1 with the
+ * reason in why. */
+static int save_into(const char *dir, mode_t mode, const char *entry, const char *key_hex, const char *source,
+                     const char *log, char *why, size_t why_cap)
+{
+    char path[PATH_MAX + 256];
+    const char *what = dir;
+    if (mj_mkdir_p(dir, mode) == 0) {
+        artifact_path(path, sizeof path, dir, entry, key_hex, "cu");
+        what = path;
+        if (write_file(path, source, strlen(source)) == 0) {
+            artifact_path(path, sizeof path, dir, entry, key_hex, "log");
+            if (write_file(path, log, strlen(log)) == 0) return 0;
+        }
+    }
+    snprintf(why, why_cap, "%s: %s", what, strerror(errno));
+    return -1;
+}
+
+/* ${TMPDIR:-/tmp}/moejit-<uid>: ours alone (0700, owned by us, not a link), or -1 with why. */
+static int private_tmp_dir(char *dir, size_t cap, char *why, size_t why_cap)
+{
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || tmp[0] != '/') tmp = "/tmp";
+    snprintf(dir, cap, "%s/moejit-%u", tmp, (unsigned)geteuid());
+    struct stat st;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(why, why_cap, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+        snprintf(why, why_cap, "%s is not a directory of uid %u", dir, (unsigned)geteuid());
+        return -1;
+    }
+    return 0;
+}
+
+/* A failed compile's detail keeps the first errors only: the source and the full NVRTC log go
+ * to files whose paths it names — MOEJIT_DUMP_DIR when set (already written by dump_compile),
+ * else <cache>/failed/ when the cache is writable, else ${TMPDIR:-/tmp}/moejit-<uid>/failed/. */
+static void report_failed_compile(const moejit_ctx *ctx, const char *entry, const char *key_hex, const char *source,
+                                  const char *log, int dumped)
+{
+    char dir[PATH_MAX + 64], why[2 * PATH_MAX] = "";
+    int saved = 0;
+    if (dumped) {
+        snprintf(dir, sizeof dir, "%s", ctx->dump_dir);
+        saved = 1;
+    }
+    if (!saved && mj_cache_writable(ctx->cache)) {
+        snprintf(dir, sizeof dir, "%s/failed", mj_cache_root(ctx->cache));
+        saved = save_into(dir, 0777, entry, key_hex, source, log, why, sizeof why) == 0;
+    }
+    if (!saved && private_tmp_dir(dir, sizeof dir - 8, why, sizeof why) == 0) {
+        strcat(dir, "/failed");
+        saved = save_into(dir, 0700, entry, key_hex, source, log, why, sizeof why) == 0;
+    }
+    mj_error_append("\nkey: %s", key_hex);
+    if (saved) {
+        char path[PATH_MAX + 256];
+        artifact_path(path, sizeof path, dir, entry, key_hex, "cu");
+        mj_error_append("\nsource: %s", path);
+        artifact_path(path, sizeof path, dir, entry, key_hex, "log");
+        mj_error_append("\nfull log: %s", path);
+    } else {
+        mj_error_append("\nsource and log not saved: %s", why);
+    }
+    mj_nvrtc_append_log_excerpt(log, MJ_COMPILE_ERROR_LINES);
 }
 
 static moejit_status publish(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, const mj_key *key,
@@ -133,6 +224,7 @@ static moejit_status load_from_disk(moejit_ctx *ctx, const mj_key *key, mj_built
             memcpy(out->cubin, blob.view.cubin, blob.view.cubin_len);
             out->cubin_len = blob.view.cubin_len;
             out->from_disk = 1;
+            out->stored = 1;
             atomic_fetch_add(&ctx->n_disk_hits, 1);
             mj_debug("disk hit %s (%s)", out->plan.module, key->hex);
         } else {
@@ -174,6 +266,20 @@ moejit_status mj_jit_key(moejit_ctx *ctx, const mj_kernel_id *id, const char *ar
     free(source);
     if (st != MOEJIT_OK) mj_key_free(key);
     return st;
+}
+
+/* Why nothing is written to the cache (the store says not writable), malloc'ed (NULL: out of memory). */
+static char *why_not_writable(const moejit_ctx *ctx)
+{
+    char *why = NULL;
+    if (ctx->cache_mode == MOEJIT_CACHE_OFF) {
+        if (asprintf(&why, "the disk cache is off (%s)", ctx->cache_mode_from) < 0) why = NULL;
+    } else if (ctx->cache_mode == MOEJIT_CACHE_RO) {
+        if (asprintf(&why, "the cache is read-only (%s)", ctx->cache_mode_from) < 0) why = NULL;
+    } else {
+        why = strdup(mj_cache_write_error(ctx->cache));
+    }
+    return why;
 }
 
 /* Disk, then (under the per-key lock, after looking again) NVRTC and publish. */
@@ -231,10 +337,13 @@ static moejit_status build_keyed(moejit_ctx *ctx, const mj_kernel_id *id, const 
     st = mj_nvrtc_compile(nv, source, program, options, &co);
     out->t_nvrtc = now_seconds() - t;
     mj_ctx_compile_slot_release(ctx);
-    dump_compile(ctx, out->plan.module, key->hex, source, options, &co);
+    const int dumped = dump_compile(ctx, out->plan.module, key->hex, source, options, &co);
     if (st != MOEJIT_OK) {
         mj_cache_unlock_key(&lock);
-        mj_error_append("\nkey: %s", key->hex);
+        if (st == MOEJIT_ERR_COMPILE)
+            report_failed_compile(ctx, out->plan.module, key->hex, source, co.log ? co.log : "", dumped);
+        else
+            mj_error_append("\nkey: %s", key->hex);
         mj_compile_output_free(&co);
         return st;
     }
@@ -244,16 +353,21 @@ static moejit_status build_keyed(moejit_ctx *ctx, const mj_kernel_id *id, const 
     co.cubin = NULL;
     mj_compile_output_free(&co);
     mj_debug("compiled %s (%s) in %.0f ms", out->plan.module, key->hex, (now_seconds() - t0) * 1e3);
-    int published = 0;
     t = now_seconds();
-    if (mj_cache_writable(ctx->cache) && publish(ctx, id, arch, key, &out->plan, source, source_len, out) == MOEJIT_OK) {
+    if (!mj_cache_writable(ctx->cache)) {
+        out->store_error = why_not_writable(ctx);
+    } else if (publish(ctx, id, arch, key, &out->plan, source, source_len, out) == MOEJIT_OK) {
         atomic_fetch_add(&ctx->n_disk_writes, 1);
-        published = 1;
+        out->stored = 1;
+    } else {
+        out->store_error = strdup(mj_error_text());
     }
     mj_cache_unlock_key(&lock); /* after the publish: a waiter that looks again finds the entry */
-    if (published) enforce_size_limit(ctx, key->hex);
+    if (out->stored) enforce_size_limit(ctx, key->hex);
     out->t_publish = now_seconds() - t;
-    return MOEJIT_OK; /* a failed publish is not a failed build */
+    /* A failed publish is not a failed build (launches go on from memory); prewarm, whose job is
+     * the disk entry, looks at out->stored. */
+    return MOEJIT_OK;
 }
 
 /* ---- in-process single flight ---------------------------------------------------------------
@@ -271,6 +385,8 @@ typedef struct mj_flight {
     uint8_t *cubin;
     size_t cubin_len;
     int from_disk;
+    int stored;
+    char *store_error;
 } mj_flight;
 
 static void flight_unref(mj_flight *f)
@@ -279,6 +395,7 @@ static void flight_unref(mj_flight *f)
     pthread_cond_destroy(&f->cv);
     free(f->error);
     free(f->cubin);
+    free(f->store_error);
     free(f);
 }
 
@@ -325,6 +442,8 @@ static void flight_land(moejit_ctx *ctx, mj_flight *f, moejit_status st, const m
             memcpy(f->cubin, b->cubin, b->cubin_len);
             f->cubin_len = b->cubin_len;
             f->from_disk = b->from_disk;
+            f->stored = b->stored;
+            f->store_error = b->store_error ? strdup(b->store_error) : NULL; /* NULL: reported generically */
         } else if (st == MOEJIT_OK) {
             f->status = MOEJIT_ERR_OUT_OF_MEMORY;
         }
@@ -346,6 +465,8 @@ static moejit_status flight_take(moejit_ctx *ctx, mj_flight *f, mj_built *out)
             memcpy(out->cubin, f->cubin, f->cubin_len);
             out->cubin_len = f->cubin_len;
             out->from_disk = f->from_disk;
+            out->stored = f->stored;
+            out->store_error = f->store_error ? strdup(f->store_error) : NULL;
         } else {
             st = mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "out of memory");
         }

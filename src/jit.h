@@ -12,6 +12,8 @@ typedef struct mj_built {
     uint8_t *cubin; /* malloc'ed */
     size_t cubin_len;
     int from_disk;  /* 1: a verified disk entry; 0: compiled now */
+    int stored;     /* 1: the entry is in the disk cache (found there, or published now) */
+    char *store_error; /* malloc'ed: when compiled but not stored, why (cache off or read-only, the failed write) */
     double seconds;
     /* Where the time went (seconds), for the runtime benchmark. */
     double t_codegen, t_key, t_disk, t_nvrtc, t_publish;

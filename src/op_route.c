@@ -1,6 +1,7 @@
 /* route as a kernel family: spec validation and normalisation, names, plan and codegen. */
 #include "op_route.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -62,13 +63,16 @@ moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *
     if (g > 1 && spec->group_score == MOEJIT_GROUP_SCORE_TOP2_SUM && e / g < 2)
         return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "group_score = top2_sum needs >= 2 experts per group, got %d", e / g);
 
+    /* Subnormal values are rejected: nobody means them, and dividing by one overflows. */
     const float cap = spec->softcap;
-    if (!(cap >= 0.0f) || isinf(cap))
-        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "softcap = %g must be finite and >= 0 (0 = off)", (double)cap);
+    if (!(cap >= 0.0f) || isinf(cap) || (cap > 0.0f && cap < FLT_MIN))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "softcap = %g must be 0 (off) or a finite positive normal float",
+                        (double)cap);
     float factor = spec->routed_scaling_factor;
     if (factor == 0.0f) factor = 1.0f;
-    if (!(factor > 0.0f) || isinf(factor))
-        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "routed_scaling_factor = %g must be finite and > 0",
+    if (!(factor >= FLT_MIN) || isinf(factor))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC,
+                        "routed_scaling_factor = %g must be a finite positive normal float (0 means 1.0)",
                         (double)spec->routed_scaling_factor);
     const int s = spec->shared_slots;
     if (s < 0) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "shared_slots = %d must be >= 0", s);

@@ -34,7 +34,15 @@ static void build_one(moejit_ctx *ctx, const moejit_kernel_desc *desc, const cha
     snprintf(res->name, sizeof res->name, "%s", b.plan.module);
     memcpy(res->key, b.key_hex, sizeof res->key);
     res->seconds = b.seconds;
-    if (res->status == MOEJIT_OK) res->outcome = b.from_disk ? MOEJIT_PREWARM_CACHED : MOEJIT_PREWARM_COMPILED;
+    if (res->status == MOEJIT_OK && !b.stored) {
+        /* Built but not on disk: prewarm's whole job is the entry, so this kernel failed. */
+        const char *root = moejit_cache_dir(ctx), *why = b.store_error ? b.store_error : "the entry could not be written";
+        res->status = root[0] ? mj_fail(MOEJIT_ERR_IO, "compiled, but not stored in the cache %s: %s", root, why)
+                              : mj_fail(MOEJIT_ERR_IO, "compiled, but not stored: %s", why);
+        res->outcome = MOEJIT_PREWARM_NOT_STORED;
+    } else if (res->status == MOEJIT_OK) {
+        res->outcome = b.from_disk ? MOEJIT_PREWARM_CACHED : MOEJIT_PREWARM_COMPILED;
+    }
     mj_built_free(&b);
 }
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "support.h"
 
@@ -11,11 +12,51 @@ static char g_out[1 << 16];
 /* Run the CLI with a NULL-terminated argument list; output in g_out. */
 #define cli(...) mjt_cli(NULL, g_out, sizeof g_out, __VA_ARGS__)
 #define CLI(...) cli(__VA_ARGS__, NULL)
+#define CLI_ENV(env, ...) mjt_cli(env, g_out, sizeof g_out, __VA_ARGS__, NULL)
 
 #define EXPECT_OUTPUT(needle)                                                                              \
     do {                                                                                                   \
         if (!strstr(g_out, needle)) fail_msg("output lacks \"%s\":\n%s", needle, g_out);                   \
     } while (0)
+#define EXPECT_NO_OUTPUT(needle)                                                                           \
+    do {                                                                                                   \
+        if (strstr(g_out, needle)) fail_msg("output has \"%s\":\n%s", needle, g_out);                      \
+    } while (0)
+
+static int output_lines(void)
+{
+    int n = 0;
+    for (const char *p = g_out; *p; p++) n += *p == '\n';
+    return n;
+}
+
+/* The rest of the output line that starts with `label` (into buf), or fail. */
+static void output_value(const char *label, char *buf, size_t cap)
+{
+    const char *p = strstr(g_out, label);
+    if (!p) fail_msg("output lacks \"%s\":\n%s", label, g_out);
+    p += strlen(label);
+    snprintf(buf, cap, "%.*s", (int)strcspn(p, "\n"), p);
+}
+
+static int file_contains(const char *path, const char *needle)
+{
+    static char text[1 << 18];
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    const size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return strstr(text, needle) != NULL;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
 
 static void test_help(void **state)
 {
@@ -34,6 +75,338 @@ static void test_help(void **state)
     assert_int_equal(CLI("frobnicate"), 2);
     EXPECT_OUTPUT("unknown command \"frobnicate\"");
     assert_int_equal(cli(NULL), 2);
+
+    /* every option a command takes is in its help, and so are the exit statuses */
+    static const char *const spec_flags[] = {"--op", "--experts", "--topk", "--score", "--dtype", "--groups",
+                                             "--topk-groups", "--group-score", "--bias", "--softcap",
+                                             "--score-after-topk", "--renormalize", "--scale-output",
+                                             "--scaling-factor", "--shared-slots", "--hidden", "--row-scale",
+                                             "--block-size", "--cols", "--model", "--manifest", "--list-models"};
+    for (int c = 0; c < 2; c++) {
+        assert_int_equal(CLI(c ? "prewarm" : "source", "--help"), 0);
+        for (size_t i = 0; i < sizeof spec_flags / sizeof spec_flags[0]; i++) EXPECT_OUTPUT(spec_flags[i]);
+        EXPECT_OUTPUT("Exit status");
+    }
+    EXPECT_OUTPUT("--arch");
+    EXPECT_OUTPUT("--jobs");
+    EXPECT_OUTPUT("--cache-dir");
+    EXPECT_OUTPUT("--progress");
+    assert_int_equal(CLI("source", "--help"), 0);
+    EXPECT_OUTPUT("--out DIR");
+    assert_int_equal(CLI("cache", "--help"), 0);
+    static const char *const cache_flags[] = {"--cache-dir", "--remove", "--max-bytes", "-o FILE", "--output", "Exit status"};
+    for (size_t i = 0; i < sizeof cache_flags / sizeof cache_flags[0]; i++) EXPECT_OUTPUT(cache_flags[i]);
+    assert_int_equal(CLI("--help"), 0);
+    EXPECT_OUTPUT("exit status");
+}
+
+/* An unknown option or a missing value: one line naming it and a pointer to --help (GNU), exit
+ * 2 — not the whole help. */
+static void test_bad_option(void **state)
+{
+    (void)state;
+    const char *cmds[] = {"source", "prewarm", "cache"};
+    char want[128];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(CLI(cmds[i], "--frobnicate"), 2);
+        snprintf(want, sizeof want, "moejit %s: unrecognized option '--frobnicate'\n", cmds[i]);
+        EXPECT_OUTPUT(want);
+        snprintf(want, sizeof want, "try 'moejit %s --help'\n", cmds[i]);
+        EXPECT_OUTPUT(want);
+        EXPECT_NO_OUTPUT("usage:");
+        assert_int_equal(output_lines(), 2);
+    }
+    assert_int_equal(CLI("source", "--experts"), 2);
+    EXPECT_OUTPUT("moejit source: option '--experts' requires an argument\ntry 'moejit source --help'\n");
+    assert_int_equal(output_lines(), 2);
+    assert_int_equal(CLI("prewarm", "--model", "mixtral", "stray"), 2);
+    EXPECT_OUTPUT("moejit prewarm: unexpected argument \"stray\"\ntry 'moejit prewarm --help'\n");
+    assert_int_equal(CLI("cache", "frob"), 2);
+    EXPECT_OUTPUT("moejit cache: unknown subcommand \"frob\"");
+    EXPECT_NO_OUTPUT("usage:");
+    assert_int_equal(output_lines(), 2);
+    assert_int_equal(CLI("cache"), 2);
+    EXPECT_OUTPUT("moejit cache: a subcommand is required");
+    assert_int_equal(output_lines(), 2);
+    assert_int_equal(CLI("frobnicate"), 2);
+    EXPECT_OUTPUT("moejit: unknown command \"frobnicate\"");
+    EXPECT_OUTPUT("try 'moejit --help'");
+    assert_int_equal(output_lines(), 2);
+}
+
+/* Every error line of a command reads "moejit <command>: …" (getopt's included). */
+static void test_error_prefix(void **state)
+{
+    (void)state;
+    char dir[4096], missing[4200];
+    mjt_tmpdir(dir);
+    snprintf(missing, sizeof missing, "%s/missing.json", dir);
+    const char *bogus[] = {"MOEJIT_CACHE=bogus", NULL};
+    static const struct {
+        const char *cmd;
+        int status;
+        int bogus_env;
+        const char *args[6];
+    } cases[] = {
+        {"source", 2, 0, {"--experts", "abc", "--topk", "1"}},
+        {"source", 2, 0, {"--frobnicate"}},
+        {"source", 2, 0, {"--model", "gpt-5"}},
+        {"source", 2, 0, {"--experts", "8", "--topk", "9"}},
+        {"prewarm", 2, 0, {"--arch", "hopper", "--model", "mixtral"}},
+        {"prewarm", 2, 0, {"--manifest", "MISSING"}},
+        {"prewarm", 2, 1, {"--arch", "sm_90a", "--model", "mixtral"}},
+        {"cache", 2, 0, {"gc", "--max-bytes", "x"}},
+        {"cache", 1, 0, {"--cache-dir", "DIR", "show", "0123"}},
+        {"cache", 2, 0, {"--output"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *argv[10] = {MOEJIT_CLI, (char *)cases[i].cmd};
+        int n = 2;
+        for (int a = 0; a < 6 && cases[i].args[a]; a++)
+            argv[n++] = !strcmp(cases[i].args[a], "MISSING") ? missing
+                        : !strcmp(cases[i].args[a], "DIR")   ? dir
+                                                              : (char *)cases[i].args[a];
+        argv[n] = NULL;
+        assert_int_equal(mjt_run(argv, cases[i].bogus_env ? bogus : NULL, g_out, sizeof g_out), cases[i].status);
+        char prefix[64], hint[64];
+        snprintf(prefix, sizeof prefix, "moejit %s: ", cases[i].cmd);
+        snprintf(hint, sizeof hint, "try 'moejit %s --help'", cases[i].cmd);
+        for (const char *line = g_out; *line; line += strcspn(line, "\n") + (line[strcspn(line, "\n")] != 0))
+            if (strncmp(line, prefix, strlen(prefix)) && strncmp(line, hint, strlen(hint)))
+                fail_msg("case %zu: a line does not start with \"%s\":\n%s", i, prefix, g_out);
+    }
+    mjt_rmtree(dir);
+}
+
+/* List flags: an empty item is an error naming the flag and the value; numbers are checked against
+ * the library's limits for that flag and op; a value flag given twice is an error; arguments have
+ * no length limit. */
+static void test_list_values(void **state)
+{
+    (void)state;
+    assert_int_equal(CLI("source", "--experts", "64", "--topk", "8", "--dtype", "bf16,,f32"), 2);
+    EXPECT_OUTPUT("moejit source: --dtype: \"bf16,,f32\": item 2 is empty\n");
+    assert_int_equal(CLI("source", "--experts", "64,", "--topk", "8"), 2);
+    EXPECT_OUTPUT("moejit source: --experts: \"64,\": item 2 is empty\n");
+    assert_int_equal(CLI("source", "--experts", ",64", "--topk", "8"), 2);
+    EXPECT_OUTPUT("moejit source: --experts: \",64\": item 1 is empty\n");
+    assert_int_equal(CLI("source", "--experts", "", "--topk", "8"), 2);
+    EXPECT_OUTPUT("moejit source: --experts: the value is empty\n");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral,"), 2);
+    EXPECT_OUTPUT("moejit prewarm: --model: \"mixtral,\": item 2 is empty\n");
+    assert_int_equal(CLI("source", "--op", "combine", "--hidden", "64,,128"), 2);
+    EXPECT_OUTPUT("moejit source: --hidden: \"64,,128\": item 2 is empty\n");
+    /* an empty path would silently mean "not given" (the default cache, the current directory) */
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral", "--cache-dir", ""), 2);
+    EXPECT_OUTPUT("moejit prewarm: --cache-dir: the value is empty\n");
+    assert_int_equal(CLI("cache", "--cache-dir", "", "ls"), 2);
+    EXPECT_OUTPUT("moejit cache: --cache-dir: the value is empty\n");
+    assert_int_equal(CLI("source", "--model", "mixtral", "--out", ""), 2);
+    EXPECT_OUTPUT("moejit source: --out: the value is empty\n");
+
+    /* each flag's range is the library's */
+    static const struct {
+        const char *args[8];
+        long min, max;
+        const char *flag, *value;
+    } ranges[] = {
+        {{"--experts", "-1", "--topk", "8"}, 1, MOEJIT_MAX_EXPERTS, "--experts", "-1"},
+        {{"--experts", "64", "--topk", "65"}, 1, MOEJIT_MAX_TOPK, "--topk", "65"},
+        {{"--experts", "64", "--topk", "8", "--shared-slots", "-1"}, 0, MOEJIT_MAX_TOPK, "--shared-slots", "-1"},
+        {{"--experts", "64", "--topk", "8", "--groups", "0"}, 1, MOEJIT_MAX_EXPERTS, "--groups", "0"},
+        {{"--op", "align", "--experts", "0", "--block-size", "16"}, 1, MOEJIT_MAX_ALIGN_EXPERTS, "--experts", "0"},
+        {{"--op", "align", "--experts", "64", "--block-size", "8"}, MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK,
+         "--block-size", "8"},
+        {{"--op", "permute", "--hidden", "0"}, 1, MOEJIT_MAX_HIDDEN, "--hidden", "0"},
+        {{"--op", "mx_scales", "--cols", "100000"}, 1, MOEJIT_MAX_MX_COLS, "--cols", "100000"},
+    };
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
+        char *argv[12] = {MOEJIT_CLI, "source"};
+        int n = 2;
+        for (int a = 0; a < 8 && ranges[i].args[a]; a++) argv[n++] = (char *)ranges[i].args[a];
+        argv[n] = NULL;
+        assert_int_equal(mjt_run(argv, NULL, g_out, sizeof g_out), 2);
+        char want[160];
+        snprintf(want, sizeof want, "moejit source: %s: \"%s\" is not an integer in %ld..%ld\n", ranges[i].flag,
+                 ranges[i].value, ranges[i].min, ranges[i].max);
+        EXPECT_OUTPUT(want);
+    }
+
+    /* the second value of a flag would silently replace the first */
+    assert_int_equal(CLI("source", "--experts", "64", "--experts", "128", "--topk", "8"), 2);
+    EXPECT_OUTPUT("moejit source: --experts is given twice (\"64\", then \"128\"): give one comma list");
+
+    /* no length limit: 600 values (1199 characters) of --experts, 150 --model names */
+    static char experts[4096], models[4096];
+    for (int i = 0; i < 600; i++) strcat(experts, i ? ",8" : "8");
+    for (int i = 0; i < 150; i++) strcat(models, i ? ",llama-4" : "llama-4");
+    assert_true(strlen(experts) > 1023 && strlen(models) > 1023);
+    assert_int_equal(CLI("source", "--experts", experts, "--topk", "2"), 0); /* 599 duplicates of one kernel */
+    EXPECT_OUTPUT("moejit_route_softmax_e8_k2_f32(const mj::RouteParams p)");
+    assert_int_equal(CLI("source", "--model", models, "--dtype", "bf16"), 0);
+    EXPECT_OUTPUT("moejit_route_sigmoid_e16_k1_after_bf16(const mj::RouteParams p)");
+}
+
+/* --model names the route kernels of presets; with --op route_align (and --block-size) their
+ * route_align kernels; route flags refine the preset — the same kernels as manifest "model"
+ * entries. Ops without presets take no --model. */
+static void test_model_ops(void **state)
+{
+    (void)state;
+    char dir[4096], manifest[4200];
+    mjt_tmpdir(dir);
+    snprintf(manifest, sizeof manifest, "%s/m.json", dir);
+    assert_int_equal(CLI("source", "--op", "route_align", "--model", "deepseek-v3", "--block-size", "64", "--dtype", "bf16"), 0);
+    EXPECT_OUTPUT("extern \"C\" __global__");
+    EXPECT_OUTPUT("moejit_route_align_sigmoid_e256_k8_g8_tg4_top2sum_bias_renorm_x2p5_bf16_b64");
+
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--op", "route_align", "--model", "mixtral", "--block-size", "16",
+                         "--dtype", "bf16", "--cache-dir", dir),
+                     0);
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_route_align_softmax_e8_k2_renorm_bf16_b16");
+    write_text(manifest, "[{\"model\": \"mixtral\", \"op\": \"route_align\", \"block_size\": 16, \"dtype\": \"bf16\"}]");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--manifest", manifest, "--cache-dir", dir), 0);
+    EXPECT_OUTPUT("0 compiled, 1 already cached, 0 failed"); /* the manifest's kernel is the same */
+
+    /* route flags refine the preset, as manifest fields do */
+    assert_int_equal(CLI("source", "--model", "qwen3-moe", "--shared-slots", "1", "--dtype", "bf16"), 0);
+    EXPECT_OUTPUT("moejit_route_softmax_e128_k8_renorm_x1u_s1_bf16(const mj::RouteParams p)");
+    write_text(manifest, "[{\"model\": \"qwen3-moe\", \"shared_slots\": 1, \"dtype\": \"bf16\"}]");
+    assert_int_equal(CLI("source", "--manifest", manifest), 0);
+    EXPECT_OUTPUT("moejit_route_softmax_e128_k8_renorm_x1u_s1_bf16(const mj::RouteParams p)");
+    assert_int_equal(CLI("source", "--model", "mixtral", "--topk", "9", "--dtype", "bf16"), 2);
+    EXPECT_OUTPUT("moejit source: --model mixtral (bf16): MOEJIT_ERR_INVALID_SPEC: route spec: topk = 9 exceeds "
+                  "num_experts = 8");
+
+    assert_int_equal(CLI("source", "--op", "route_align", "--block-size", "64"), 2);
+    EXPECT_OUTPUT("moejit source: --experts and --topk are required with --op route_align (or give --model NAME)");
+    assert_int_equal(CLI("source", "--model", "mixtral", "--op", "route_align"), 2);
+    EXPECT_OUTPUT("moejit source: --block-size is required with --op route_align");
+    assert_int_equal(CLI("source", "--model", "mixtral", "--op", "combine", "--hidden", "64"), 2);
+    EXPECT_OUTPUT("moejit source: --model gives route or route_align kernels (presets are routings); --op combine");
+    write_text(manifest, "[{\"model\": \"mixtral\", \"op\": \"combine\", \"hidden\": 64}]");
+    assert_int_equal(CLI("source", "--manifest", manifest), 1);
+    EXPECT_OUTPUT("field \"model\": presets are routings");
+    mjt_rmtree(dir);
+}
+
+/* A routed scaling factor or soft cap that is not a finite positive normal float (0 = off for the
+ * cap) is an error, on the command line, in manifests and in the library: 1e-50 used to round to
+ * 0 and silently become the default 1.0. */
+static void test_float_values(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *flag, *value, *why;
+    } bad[] = {
+        {"--scaling-factor", "1e-50", "must be a finite positive normal float: it rounds to 0 as a float"},
+        {"--scaling-factor", "1e-400", "must be a finite positive normal float: it rounds to 0 as a float"},
+        {"--scaling-factor", "1e-40", "must be a finite positive normal float: it is subnormal as a float"},
+        {"--scaling-factor", "0", "must be a finite positive normal float: it is not positive"},
+        {"--scaling-factor", "-2.5", "must be a finite positive normal float: it is not positive"},
+        {"--scaling-factor", "inf", "must be a finite positive normal float: it is not finite"},
+        {"--scaling-factor", "1e39", "must be a finite positive normal float: it overflows a float"},
+        {"--scaling-factor", "2.5x", "is not a number"},
+        {"--softcap", "1e-50", "must be 0 (off) or a finite positive normal float: it rounds to 0 as a float"},
+        {"--softcap", "1e-40", "must be 0 (off) or a finite positive normal float: it is subnormal as a float"},
+        {"--softcap", "-1", "must be 0 (off) or a finite positive normal float: it is not positive"},
+        {"--softcap", "nan", "must be 0 (off) or a finite positive normal float: it is not finite"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(CLI("source", "--experts", "64", "--topk", "8", "--scale-output", bad[i].flag, bad[i].value), 2);
+        char want[256];
+        snprintf(want, sizeof want, "moejit source: %s: \"%s\" %s", bad[i].flag, bad[i].value, bad[i].why);
+        EXPECT_OUTPUT(want);
+    }
+    assert_int_equal(CLI("source", "--experts", "64", "--topk", "8", "--softcap", "0"), 0); /* off */
+    assert_int_equal(CLI("source", "--experts", "64", "--topk", "8", "--scale-output", "--scaling-factor", "2.5"), 0);
+    EXPECT_OUTPUT("moejit_route_softmax_e64_k8_x2p5_f32");
+
+    char dir[4096], manifest[4200], out[4200];
+    mjt_tmpdir(dir);
+    snprintf(manifest, sizeof manifest, "%s/m.json", dir);
+    snprintf(out, sizeof out, "%s/src", dir);
+    write_text(manifest, "[{\"op\": \"route\", \"num_experts\": 64, \"topk\": 8, \"scale_output\": true, "
+                         "\"routed_scaling_factor\": 1e-50},\n"
+                         " {\"op\": \"route\", \"num_experts\": 64, \"topk\": 8, \"softcap\": 1e-40},\n"
+                         " {\"op\": \"route\", \"num_experts\": 64, \"topk\": 8, \"routed_scaling_factor\": 0},\n"
+                         " {\"op\": \"route\", \"num_experts\": 64, \"topk\": 8, \"softcap\": 0}]");
+    assert_int_equal(CLI("source", "--manifest", manifest, "--out", out), 1);
+    EXPECT_OUTPUT("m.json: [0] (route): field \"routed_scaling_factor\": expected a finite positive normal float, got a real");
+    EXPECT_OUTPUT("(it rounds to 0 as a float)");
+    EXPECT_OUTPUT("m.json: [1] (route): field \"softcap\": expected 0 or a finite positive normal float, got a real");
+    EXPECT_OUTPUT("(it is subnormal as a float (below 1.2e-38))");
+    EXPECT_OUTPUT("m.json: [2] (route): field \"routed_scaling_factor\": expected a finite positive normal float, got "
+                  "an integer 0 (it is not positive)");
+    EXPECT_OUTPUT("source: wrote 1 file to");
+
+    /* the library: a subnormal factor or cap is invalid (0 still means the default 1.0) */
+    moejit_kernel_desc d = {.op = MOEJIT_OP_ROUTE};
+    d.route.num_experts = 64, d.route.topk = 8, d.route.scale_output = 1;
+    assert_int_equal(moejit_validate(&d), MOEJIT_OK);
+    d.route.routed_scaling_factor = 1e-40f;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC,
+                     "route spec: routed_scaling_factor = 9.99995e-41 must be a finite positive normal float");
+    d.route.routed_scaling_factor = 0;
+    d.route.softcap = 1e-40f;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC,
+                     "route spec: softcap = 9.99995e-41 must be 0 (off) or a finite positive normal float");
+    mjt_rmtree(dir);
+}
+
+/* A failed compile prints NVRTC's error, the options and the first error lines of the log — not
+ * the generated source — and where the full log and the source were written: MOEJIT_DUMP_DIR,
+ * else <cache>/failed/, else ${TMPDIR}/moejit-<uid>/failed/ when the cache cannot be written. */
+static void test_compile_failure_report(void **state)
+{
+    (void)state;
+    char dir[4096], want[4400], path[4400];
+    mjt_tmpdir(dir);
+    assert_int_equal(CLI("prewarm", "--arch", "sm_70", "--experts", "64", "--topk", "2", "--cache-dir", dir), 1);
+    EXPECT_OUTPUT("failed    sm_70    moejit_route_softmax_e64_k2_f32 (kernel spec flags): MOEJIT_ERR_COMPILE: NVRTC");
+    EXPECT_OUTPUT("\n    options: -arch=sm_70 -std=c++17");
+    EXPECT_OUTPUT("\n    log:\n      nvrtc: error: invalid value for --gpu-architecture (-arch)\n");
+    EXPECT_NO_OUTPUT("Generated by moejit");
+    EXPECT_NO_OUTPUT("namespace mj");
+    if (output_lines() > 9) fail_msg("%d lines for one failed kernel:\n%s", output_lines(), g_out);
+    output_value("    source: ", path, sizeof path);
+    snprintf(want, sizeof want, "%s/failed/moejit_route_softmax_e64_k2_f32-", dir);
+    if (strncmp(path, want, strlen(want))) fail_msg("source at %s, not under %s", path, want);
+    assert_true(file_contains(path, "moejit_route_softmax_e64_k2_f32"));
+    output_value("    full log: ", path, sizeof path);
+    if (strncmp(path, want, strlen(want))) fail_msg("log at %s, not under %s", path, want);
+    assert_true(file_contains(path, "invalid value for --gpu-architecture"));
+
+    /* many errors: the first 5 and a count */
+    const char *broken[] = {"MOEJIT_EXTRA_NVRTC_FLAGS=-Dnamespace=1", NULL};
+    assert_int_equal(CLI_ENV(broken, "prewarm", "--arch", "sm_90a", "--experts", "64", "--topk", "2", "--cache-dir", dir), 1);
+    int errors = 0;
+    for (const char *p = g_out; (p = strstr(p, "): error: ")); p++) errors++;
+    assert_int_equal(errors, 5);
+    EXPECT_OUTPUT(" more errors in the full log)");
+    output_value("    full log: ", path, sizeof path);
+    assert_true(file_contains(path, "error"));
+
+    /* a read-only cache: the files go to ${TMPDIR}/moejit-<uid>/failed/ */
+    char tmpdir_env[4200];
+    snprintf(tmpdir_env, sizeof tmpdir_env, "TMPDIR=%s", dir);
+    const char *ro[] = {"MOEJIT_CACHE=ro", tmpdir_env, NULL};
+    assert_int_equal(CLI_ENV(ro, "prewarm", "--arch", "sm_70", "--experts", "64", "--topk", "2", "--cache-dir", dir), 1);
+    output_value("    source: ", path, sizeof path);
+    snprintf(want, sizeof want, "%s/moejit-%u/failed/moejit_route_softmax_e64_k2_f32-", dir, (unsigned)geteuid());
+    if (strncmp(path, want, strlen(want))) fail_msg("source at %s, not under %s", path, want);
+    assert_true(file_contains(path, "moejit_route_softmax_e64_k2_f32"));
+
+    /* MOEJIT_DUMP_DIR: the dumped files */
+    char dump_env[4200];
+    snprintf(dump_env, sizeof dump_env, "MOEJIT_DUMP_DIR=%s/dump", dir);
+    const char *dump[] = {dump_env, NULL};
+    assert_int_equal(CLI_ENV(dump, "prewarm", "--arch", "sm_70", "--experts", "64", "--topk", "2", "--cache-dir", dir), 1);
+    output_value("    full log: ", path, sizeof path);
+    snprintf(want, sizeof want, "%s/dump/moejit_route_softmax_e64_k2_f32-", dir);
+    if (strncmp(path, want, strlen(want))) fail_msg("log at %s, not under %s", path, want);
+    assert_true(file_contains(path, "invalid value for --gpu-architecture"));
+    mjt_rmtree(dir);
 }
 
 static void test_source(void **state)
@@ -46,17 +419,17 @@ static void test_source(void **state)
     assert_int_equal(CLI("source", "--experts", "8", "--topk", "9"), 2);
     EXPECT_OUTPUT("topk = 9 exceeds num_experts = 8");
     assert_int_equal(CLI("source", "--experts", "abc", "--topk", "9"), 2);
-    EXPECT_OUTPUT("--experts = \"abc\"");
+    EXPECT_OUTPUT("moejit source: --experts: \"abc\" is not an integer in 1..4096");
     assert_int_equal(CLI("source", "--experts", "64", "--topk", "8", "--dtype", "f64"), 2);
-    EXPECT_OUTPUT("--dtype = \"f64\" must be one of");
+    EXPECT_OUTPUT("moejit source: --dtype: \"f64\" is not one of f32, bf16, f16");
     assert_int_equal(CLI("source", "--experts", "64", "--topk", "8", "--score", "relu"), 2);
-    EXPECT_OUTPUT("--score = \"relu\"");
+    EXPECT_OUTPUT("moejit source: --score: \"relu\" is not one of");
     assert_int_equal(CLI("source", "--topk", "8"), 2);
     EXPECT_OUTPUT("--experts and --topk are required");
     assert_int_equal(CLI("source", "--experts", "64,128", "--topk", "8"), 2);
     EXPECT_OUTPUT("describes 2 kernels");
     assert_int_equal(CLI("source", "--experts", "5000", "--topk", "8"), 2);
-    EXPECT_OUTPUT("num_experts = 5000 exceeds the maximum");
+    EXPECT_OUTPUT("moejit source: --experts: \"5000\" is not an integer in 1..4096");
 }
 
 static void test_prewarm_and_ls(void **state)
@@ -80,11 +453,16 @@ static void test_prewarm_and_ls(void **state)
     EXPECT_OUTPUT("2 entries in");
     /* a bad spec compiles nothing and exits 2 */
     assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--experts", "0", "--topk", "1", "--cache-dir", dir), 2);
-    EXPECT_OUTPUT("num_experts = 0");
+    EXPECT_OUTPUT("moejit prewarm: --experts: \"0\" is not an integer in 1..4096");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--experts", "64", "--topk", "2", "--groups", "3", "--cache-dir",
+                         dir),
+                     2);
+    EXPECT_OUTPUT("moejit prewarm: kernel spec flags: MOEJIT_ERR_INVALID_SPEC: route spec: num_groups = 3 does not divide "
+                  "num_experts = 64");
     assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--experts", "64", "--topk", "2", "--jobs", "0", "--cache-dir",
                          dir),
                      2);
-    EXPECT_OUTPUT("--jobs = \"0\"");
+    EXPECT_OUTPUT("moejit prewarm: --jobs: \"0\" is not an integer in 1..1024");
     /* a failing compile: exit 1, the reason printed */
     char *argv[] = {MOEJIT_CLI, "prewarm", "--arch", "sm_90a", "--experts", "64", "--topk", "2", "--cache-dir", dir, NULL};
     const char *env[] = {"MOEJIT_EXTRA_NVRTC_FLAGS=--no-such-option", NULL};
@@ -130,6 +508,12 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help),
+        cmocka_unit_test(test_bad_option),
+        cmocka_unit_test(test_error_prefix),
+        cmocka_unit_test(test_list_values),
+        cmocka_unit_test(test_model_ops),
+        cmocka_unit_test(test_float_values),
+        cmocka_unit_test(test_compile_failure_report),
         cmocka_unit_test(test_source),
         cmocka_unit_test(test_prewarm_and_ls),
         cmocka_unit_test(test_prewarm_needs_arch_without_gpu),

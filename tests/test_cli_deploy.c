@@ -3,6 +3,7 @@
  * `source --out`, and every `cache` subcommand (ls, show, source, cubin, verify on a planted
  * corrupt entry, gc in least-recently-used order, clear, key prefixes). CPU only. */
 #include <elf.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "store.h"
 #include "support.h"
 
@@ -85,19 +87,19 @@ static void test_help(void **state)
     EXPECT_OUTPUT("kimi-k2      route      E=384 K=8 score=sigmoid bias renormalize scale=2.827");
     /* usage errors name the flag and the value */
     assert_int_equal(CLI("prewarm", "--arch", "hopper", "--model", "mixtral"), 2);
-    EXPECT_OUTPUT("--arch = \"hopper\" is not an SM target");
+    EXPECT_OUTPUT("moejit prewarm: --arch: \"hopper\" is not an SM target");
     assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral,gpt-5"), 2);
-    EXPECT_OUTPUT("--model = \"gpt-5\" is not a preset");
+    EXPECT_OUTPUT("moejit prewarm: --model: \"gpt-5\" is not a preset");
     assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral", "--dtype", "fp8"), 2);
-    EXPECT_OUTPUT("--dtype = \"fp8\" must be one of");
+    EXPECT_OUTPUT("moejit prewarm: --dtype: \"fp8\" is not one of");
     assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral", "--progress", "fancy"), 2);
-    EXPECT_OUTPUT("--progress = \"fancy\"");
+    EXPECT_OUTPUT("moejit prewarm: --progress: \"fancy\"");
     assert_int_equal(CLI("prewarm", "--arch", "sm_90a"), 2);
     EXPECT_OUTPUT("no kernels selected");
     assert_int_equal(CLI("source", "--op", "permute", "--hidden", "64", "--experts", "8"), 2);
     EXPECT_OUTPUT("--experts does not apply to --op permute");
     assert_int_equal(CLI("source", "--op", "gather", "--hidden", "64"), 2);
-    EXPECT_OUTPUT("--op = \"gather\" must be one of route, align, route_align, mx_scales, permute, combine");
+    EXPECT_OUTPUT("moejit source: --op: \"gather\" is not one of route, align, route_align, mx_scales, permute, combine");
     assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "32", "--dtype", "bf16"), 2);
     EXPECT_OUTPUT("--dtype does not apply to --op align");
     assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "24"), 2);
@@ -113,7 +115,7 @@ static void test_help(void **state)
     assert_int_equal(CLI("cache", "ls", "--remove"), 2);
     EXPECT_OUTPUT("--remove applies to `cache verify` only");
     assert_int_equal(CLI("cache", "gc", "--max-bytes", "12 parsecs"), 2);
-    EXPECT_OUTPUT("--max-bytes = \"12 parsecs\"");
+    EXPECT_OUTPUT("moejit cache: gc: --max-bytes: \"12 parsecs\"");
 }
 
 /* Two presets into an empty directory, then again: the second run compiles nothing. */
@@ -133,8 +135,8 @@ static void test_prewarm_models_twice(void **state)
     EXPECT_NO_OUTPUT("compiled  ");
     assert_int_equal(list(dir).n, 4);
     /* the bar (forced: stdout is a pipe here) ends in the same summary; duplicates are built once */
-    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral", "--dtype", "bf16", "--experts", "8",
-                         "--topk", "2", "--renormalize", "--dtype", "bf16", "--progress", "bar", "--cache-dir", dir),
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral", "--dtype", "bf16", "--model", "mixtral",
+                         "--progress", "bar", "--cache-dir", dir),
                      0);
     EXPECT_OUTPUT("[##############################] 1/1  0 compiled  1 cached  0 failed");
     EXPECT_OUTPUT("prewarm: 1 kernel for 1 arch: 0 compiled, 1 already cached, 0 failed");
@@ -189,6 +191,20 @@ static void test_manifest(void **state)
     write_text(manifest, "{\"shapes\": []}");
     assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--manifest", manifest, "--cache-dir", dir), 2);
     EXPECT_OUTPUT("unknown top-level field \"shapes\"");
+    /* a manifest that selects nothing is an error (a generator that lost its entries), and so is
+     * a directory given as one */
+    const char *empty[] = {"[]", "{\"kernels\": []}", " [ ]\n"};
+    for (int i = 0; i < 3; i++) {
+        write_text(manifest, empty[i]);
+        assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--manifest", manifest, "--cache-dir", dir), 2);
+        char want[4400];
+        snprintf(want, sizeof want, "moejit prewarm: --manifest: %s: the kernel list is empty\n", manifest);
+        EXPECT_OUTPUT(want);
+    }
+    assert_int_equal(CLI("source", "--manifest", dir), 2);
+    char want[4400];
+    snprintf(want, sizeof want, "moejit source: --manifest: %s is a directory, not a JSON file\n", dir);
+    EXPECT_OUTPUT(want);
     /* a bare list works too, and source --out writes one file per kernel of it */
     write_text(manifest, "[{\"op\": \"combine\", \"hidden\": 7168, \"dtype\": \"bf16\"}, {\"model\": \"mixtral\"}]");
     char out[4300];
@@ -231,6 +247,101 @@ static void test_strict_mode(void **state)
     mjt_rmtree(dir);
 }
 
+/* prewarm's job is to fill the cache: a kernel that is compiled but cannot be stored (MOEJIT_CACHE=ro
+ * or off, a cache "directory" that is a file or under one) fails, on its line and in the summary,
+ * with the directory and the reason, and the exit status is 1. A read-only cache that already
+ * holds everything is a success. */
+static void test_prewarm_not_stored(void **state)
+{
+    (void)state;
+    char dir[4096], file[4200], want[16384];
+    mjt_tmpdir(dir);
+    const char *ro[] = {"MOEJIT_CACHE=ro", NULL}, *off[] = {"MOEJIT_CACHE=off", NULL};
+    assert_int_equal(CLI_ENV(ro, "prewarm", "--arch", "sm_90a", "--model", "llama-4", "--dtype", "bf16", "--cache-dir", dir), 1);
+    snprintf(want, sizeof want,
+             "failed    sm_90a   moejit_route_sigmoid_e16_k1_after_bf16 (--model llama-4 (bf16)): MOEJIT_ERR_IO: compiled, "
+             "but not stored in the cache %s: the cache is read-only (MOEJIT_CACHE=ro)\n",
+             dir);
+    EXPECT_OUTPUT(want);
+    EXPECT_OUTPUT("0 compiled, 0 already cached, 1 failed (1 not stored in the cache)");
+    assert_int_equal(list(dir).n, 0);
+
+    assert_int_equal(CLI_ENV(off, "prewarm", "--arch", "sm_90a", "--model", "llama-4", "--dtype", "bf16"), 1);
+    EXPECT_OUTPUT("MOEJIT_ERR_IO: compiled, but not stored: the disk cache is off (MOEJIT_CACHE=off)\n");
+    EXPECT_OUTPUT("1 failed (1 not stored in the cache)");
+    EXPECT_OUTPUT("(cache: off)");
+
+    /* a regular file as the cache directory, by flag and by environment, and a path under it */
+    snprintf(file, sizeof file, "%s/not-a-dir", dir);
+    write_text(file, "x");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "llama-4", "--cache-dir", file), 1);
+    snprintf(want, sizeof want, "compiled, but not stored in the cache %s: cannot create %s/tmp: %s is not a directory\n",
+             file, file, file);
+    EXPECT_OUTPUT(want);
+    EXPECT_OUTPUT("moejit_route_sigmoid_e16_k1_after_f32 (--model llama-4 (f32)): MOEJIT_ERR_IO");
+    EXPECT_OUTPUT("moejit_route_sigmoid_e16_k1_after_bf16 (--model llama-4 (bf16)): MOEJIT_ERR_IO");
+    EXPECT_OUTPUT("0 compiled, 0 already cached, 2 failed (2 not stored in the cache)");
+    char env_dir[4300];
+    snprintf(env_dir, sizeof env_dir, "MOEJIT_CACHE_DIR=%s/sub", file);
+    const char *under_file[] = {env_dir, NULL};
+    assert_int_equal(CLI_ENV(under_file, "prewarm", "--arch", "sm_90a", "--model", "llama-4", "--dtype", "bf16"), 1);
+    snprintf(want, sizeof want, "compiled, but not stored in the cache %s/sub: cannot create %s/sub/tmp: %s is not a directory\n",
+             file, file, file);
+    EXPECT_OUTPUT(want);
+
+    /* everything already there: a read-only cache is fine, strict or not */
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "llama-4", "--cache-dir", dir), 0);
+    EXPECT_OUTPUT("2 compiled, 0 already cached, 0 failed");
+    assert_int_equal(CLI_ENV(ro, "prewarm", "--arch", "sm_90a", "--model", "llama-4", "--cache-dir", dir), 0);
+    EXPECT_OUTPUT("0 compiled, 2 already cached, 0 failed in");
+    EXPECT_NO_OUTPUT("not stored");
+    /* … but one more kernel is not */
+    assert_int_equal(CLI_ENV(ro, "prewarm", "--arch", "sm_90a", "--model", "llama-4", "--op", "route", "--experts", "17",
+                             "--dtype", "bf16", "--cache-dir", dir),
+                     1);
+    EXPECT_OUTPUT("1 failed (1 not stored in the cache)");
+    mjt_rmtree(dir);
+}
+
+/* The same through the library with a failing disk (fault injection: CI runs as root, where
+ * chmod stops nothing): moejit_prewarm returns MOEJIT_ERR_IO and every result is
+ * MOEJIT_PREWARM_NOT_STORED with the write's error; nothing is left in the cache. */
+static void test_prewarm_publish_fault(void **state)
+{
+    (void)state;
+    char dir[4096];
+    mjt_tmpdir(dir);
+    moejit_config cfg = {.cache_dir = dir, .log_level = MOEJIT_LOG_SILENT};
+    moejit_ctx *ctx;
+    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    moejit_kernel_desc d[2];
+    memset(d, 0, sizeof d);
+    for (int i = 0; i < 2; i++) d[i].op = MOEJIT_OP_COMBINE, d[i].combine.hidden = 40 + i;
+    moejit_prewarm_result r[2];
+    mj_fault_fail(MJ_FAULT_RENAME, ENOSPC, 1);
+    const moejit_status st = moejit_prewarm(ctx, d, 2, "sm_90a", r);
+    const unsigned long injected = mj_fault_injected();
+    mj_fault_clear();
+    assert_int_equal(st, MOEJIT_ERR_IO);
+    assert_true(injected >= 1);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(r[i].status, MOEJIT_ERR_IO);
+        assert_int_equal(r[i].outcome, MOEJIT_PREWARM_NOT_STORED);
+        if (!strstr(r[i].error, "compiled, but not stored in the cache") || !strstr(r[i].error, dir) ||
+            !strstr(r[i].error, strerror(ENOSPC)))
+            fail_msg("result %d: %s", i, r[i].error);
+    }
+    moejit_close(ctx);
+    assert_int_equal(list(dir).n, 0);
+    /* the disk is fine again: compiled and stored */
+    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    assert_int_equal(moejit_prewarm(ctx, d, 2, "sm_90a", r), MOEJIT_OK);
+    for (int i = 0; i < 2; i++) assert_int_equal(r[i].outcome, MOEJIT_PREWARM_COMPILED);
+    moejit_close(ctx);
+    assert_int_equal(list(dir).n, 2);
+    mjt_rmtree(dir);
+}
+
 /* An EM_CUDA ELF for sm_90 (e_flags bits 8..15). */
 static void check_cubin_file(const char *path)
 {
@@ -266,8 +377,9 @@ static void test_cache_commands(void **state)
     (void)state;
     char dir[4096];
     mjt_tmpdir(dir);
-    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral", "--op", "combine", "--hidden", "32,48",
-                         "--dtype", "f32", "--cache-dir", dir),
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--model", "mixtral", "--dtype", "f32", "--cache-dir", dir), 0);
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--op", "combine", "--hidden", "32,48", "--dtype", "f32",
+                         "--cache-dir", dir),
                      0);
     entries e = list(dir);
     assert_int_equal(e.n, 3);
@@ -403,6 +515,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help),        cmocka_unit_test(test_prewarm_models_twice),
         cmocka_unit_test(test_manifest),    cmocka_unit_test(test_strict_mode),
+        cmocka_unit_test(test_prewarm_not_stored), cmocka_unit_test(test_prewarm_publish_fault),
         cmocka_unit_test(test_cache_commands), cmocka_unit_test(test_gc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

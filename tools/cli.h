@@ -15,6 +15,17 @@ int cmd_source(int argc, char **argv);
 int cmd_prewarm(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
 
+/* ---- error lines (common.c) ----------------------------------------------------------------------
+ * Every error line is "moejit <command>: <what>", and bad values are "<flag>: \"<value>\" <why>".
+ * main() sets cli_command ("source", "prewarm", "cache"; NULL before one is chosen) and passes
+ * "moejit <command>" as the command's argv[0], so getopt's own messages read the same. */
+extern const char *cli_command;
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "try 'moejit <command> --help'" (after a usage error that getopt or cli_error printed); returns CLI_USAGE. */
+int cli_usage_hint(void);
+/* cli_error("[<what>: ]<status>: <moejit_last_error>"); what may be NULL. */
+void cli_report(const char *what, moejit_status st);
+
 /* ---- kernel-spec flags (common.c) ----------------------------------------------------------------
  * Numeric and enum flags accept comma lists ("--experts 64,128 --dtype bf16,f32"); the
  * descriptors are their cartesian product. */
@@ -34,16 +45,25 @@ typedef struct spec_options {
 #define SPEC_OPTION_COUNT 19
 extern const struct option spec_long_options[SPEC_OPTION_COUNT];
 
-/* Handle one getopt result; returns 1 if it was a spec flag. */
+/* Handle one getopt result: 1 taken, 0 not a spec flag, -1 bad (a value flag given twice; message
+ * printed). */
 int spec_options_take(spec_options *o, int id, const char *arg);
 
-/* Build the descriptors. Prints an error naming the flag and value and returns -1 on bad input;
+/* Build the descriptors: by hand (preset NULL), or the kernels of a route preset refined by the
+ * flags given (--op route or route_align only; a flag not given keeps the preset's value, as a
+ * manifest field does). Prints an error naming the flag and value and returns -1 on bad input;
  * otherwise the count (and *out, malloc'ed). */
-int spec_options_build(const spec_options *o, moejit_kernel_desc **out);
+int spec_options_build(const spec_options *o, const moejit_route_spec *preset, moejit_kernel_desc **out);
 
 /* Parse a comma list of dtypes for `flag` into dtypes (at most cap). Returns the count or -1
  * after printing the reason. */
 int cli_parse_dtypes(const char *flag, const char *text, int *dtypes, int cap);
+
+/* Call fn on each item of a comma list (of any length). An empty item ("bf16,,f32", "64,") or
+ * an empty value is an error naming the flag and the value. Returns 0, or -1 once fn or the
+ * check failed (message printed). */
+int cli_split_list(const char *flag, const char *text, int (*fn)(const char *flag, const char *item, void *user),
+                   void *user);
 
 /* Help text for the spec flags. */
 extern const char spec_options_help[];
@@ -51,12 +71,13 @@ extern const char spec_options_help[];
 /* ---- kernel selection: spec flags, --model, --manifest (select.c) --------------------------------- */
 typedef struct select_options {
     spec_options spec;
-    char models[64][32];
-    int n_models;
-    const char *manifests[16];
-    int n_manifests;
+    const char **models; /* preset names (the library's own strings), malloc'ed */
+    size_t n_models, cap_models;
+    const char **manifests; /* malloc'ed */
+    size_t n_manifests, cap_manifests;
     int list_models;
 } select_options;
+void select_options_free(select_options *o);
 
 /* getopt_long entries of the selection flags (spec flags, --model, --manifest, --list-models). */
 #define SELECT_OPTION_COUNT (SPEC_OPTION_COUNT + 3)
@@ -83,16 +104,18 @@ typedef struct kernel_list {
 } kernel_list;
 
 /* Collect the selected kernels, validated and without duplicates. Returns CLI_OK, or CLI_USAGE
- * after printing why (bad flag, unknown model, unreadable manifest, nothing selected). A spec
- * from the flags that fails validation is a usage error; model and manifest entries that fail
- * become invalid items and the others are still built. */
+ * after printing why (bad flag, unknown model, unusable manifest, nothing selected). With
+ * --model the spec flags refine each preset (--op route or route_align); without, they describe
+ * one family by hand. A kernel from typed spec flags that fails validation is a usage error;
+ * plain presets and manifest entries that fail become invalid items and the others are still
+ * built. */
 int select_build(const select_options *o, kernel_list *out);
 void kernel_list_free(kernel_list *l);
 
 /* The end of a `source` or `prewarm` command line (getopt done, next argument at optind): no
  * stray arguments, --list-models, then select_build. Returns -1 when *items holds the kernels to
  * work on; otherwise the exit status the command returns at once. */
-int select_finish(const char *cmd, int argc, char **argv, const select_options *o, kernel_list *items);
+int select_finish(int argc, char **argv, const select_options *o, kernel_list *items);
 
 /* Append an item (invalid when error != NULL). Returns 0, or -1 out of memory. */
 int kernel_list_add(kernel_list *l, const moejit_kernel_desc *desc, const char *origin, const char *error);
@@ -113,11 +136,15 @@ int manifest_load_text(const char *name, const char *text, size_t len, kernel_li
 
 /* ---- helpers (common.c) ---------------------------------------------------------------------------- */
 
-/* Print "moejit: <what>: <status>: <detail>" to stderr. */
-void cli_report(const char *what, moejit_status st);
-
-/* Strict integer parse; prints an error naming `flag` and returns -1 on failure. */
+/* Strict integer parse; prints "<flag>: \"<text>\" is not an integer in min..max" and returns -1. */
 int cli_parse_int(const char *flag, const char *text, long min, long max, long *out);
+
+/* Why v is not a finite positive normal float (a scaling factor; a soft cap also takes 0 when
+ * zero_ok): "it rounds to 0 as a float"…, or NULL when it is one. */
+const char *cli_float_problem(double v, int zero_ok);
+
+/* 0 for a non-empty value; else an error naming the flag, and -1. */
+int cli_nonempty(const char *flag, const char *value);
 
 /* Open a context with an optional cache directory override. */
 moejit_status cli_open(const char *cache_dir, int jobs, moejit_ctx **ctx);

@@ -1,5 +1,6 @@
 /* moejit cache: inspect and maintain the disk cache. The store operations live in cache/
  * (store.c, maintenance.c); this file parses flags and prints. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@ static const char cache_help[] =
     "  ls                    one line per entry: key, op, arch, size, age, last use, shape\n"
     "  show KEY              everything in an entry's header, key record and metadata\n"
     "  source KEY            the entry's generated CUDA C++, to stdout\n"
-    "  cubin KEY [-o FILE]   the raw cubin, to stdout or FILE (then `cuobjdump -sass FILE`)\n"
+    "  cubin KEY [-o FILE]   the raw cubin, to stdout or FILE (-o, --output; then `cuobjdump -sass FILE`)\n"
     "  verify [--remove]     check every entry in full (size, checksum, key, ELF); with --remove\n"
     "                        delete the bad ones. Exit status 1 while a bad entry remains\n"
     "  gc [--max-bytes N]    remove the least recently used entries until the cache holds at most N\n"
@@ -30,8 +31,9 @@ static const char cache_help[] =
     "KEY is a key as `cache ls` prints it, or any prefix of it that names one entry.\n"
     "\"Last use\" is the entry's modification time: set when it is written and refreshed on every\n"
     "load from disk (never the access time), so gc removes what has not been loaded for longest.\n"
-    "The directory is --cache-dir, else MOEJIT_CACHE_DIR, else $XDG_CACHE_HOME/moejit or ~/.cache/moejit.\n"
-    "With MOEJIT_CACHE=ro the commands that delete refuse to run.\n";
+    "The directory is --cache-dir DIR, else MOEJIT_CACHE_DIR, else $XDG_CACHE_HOME/moejit or\n"
+    "~/.cache/moejit. With MOEJIT_CACHE=ro the commands that delete refuse to run.\n"
+    "Exit status 0 on success, 1 if the operation failed (or verify left a bad entry), 2 for bad usage.\n";
 
 static void human_size(double bytes, char *buf, size_t cap)
 {
@@ -113,8 +115,8 @@ static int cache_ls(mj_cache *c)
     ls_state s = {0};
     moejit_status st = mj_cache_foreach(c, collect, &s);
     int rc = CLI_OK;
-    if (st != MOEJIT_OK) rc = fail("cache ls", st);
-    else if (s.oom) fprintf(stderr, "moejit cache ls: out of memory\n"), rc = CLI_FAILED;
+    if (st != MOEJIT_OK) rc = fail("ls", st);
+    else if (s.oom) cli_error("ls: out of memory"), rc = CLI_FAILED;
     else {
         qsort(s.rows, s.n, sizeof *s.rows, by_key);
         printf("%-32s  %-7s %-8s %10s %6s %6s  %s\n", "KEY", "OP", "ARCH", "SIZE", "AGE", "USED", "SHAPE");
@@ -133,7 +135,7 @@ static int entry_path_of(mj_cache *c, const char *what, const char *prefix, char
     moejit_status st = mj_cache_find_prefix(c, prefix, key);
     if (st != MOEJIT_OK) return fail(what, st);
     if (mj_cache_entry_path(c, key, path, cap)) {
-        fprintf(stderr, "moejit %s: the path of %s is too long\n", what, key);
+        cli_error("%s: the path of %s is too long", what, key);
         return CLI_FAILED;
     }
     return CLI_OK;
@@ -163,7 +165,7 @@ static void show_record_field(const mj_cache_blob *b, int i, const char *label)
 static int cache_show(mj_cache *c, const char *prefix)
 {
     char key[33], path[4200];
-    int rc = entry_path_of(c, "cache show", prefix, key, path, sizeof path);
+    int rc = entry_path_of(c, "show", prefix, key, path, sizeof path);
     if (rc != CLI_OK) return rc;
     struct stat st;
     mj_entry_summary sum;
@@ -186,7 +188,7 @@ static int cache_show(mj_cache *c, const char *prefix)
     }
     mj_cache_blob b;
     moejit_status st2 = mj_cache_read_file(path, &b);
-    if (st2 != MOEJIT_OK) return fail("cache show", st2);
+    if (st2 != MOEJIT_OK) return fail("show", st2);
     printf("verification     ok (size, XXH3-64 checksum, key record hash, ELF cubin)\n");
     printf("sections         key record %zu, metadata %zu, source %zu, cubin %zu bytes\n", b.view.key_record_len,
            b.view.meta_len, b.view.source_len, b.view.cubin_len);
@@ -209,9 +211,9 @@ static int cache_show(mj_cache *c, const char *prefix)
 /* `source` and `cubin`: one verified section, raw. */
 static int cache_section(mj_cache *c, const char *prefix, int cubin, const char *output)
 {
-    const char *what = cubin ? "cache cubin" : "cache source";
+    const char *what = cubin ? "cubin" : "source";
     if (cubin && !output && isatty(STDOUT_FILENO)) {
-        fprintf(stderr, "moejit cache cubin: the cubin is binary; redirect stdout to a file or pass -o FILE\n");
+        cli_error("cubin: the cubin is binary; redirect stdout to a file or pass -o FILE");
         return CLI_USAGE;
     }
     char key[33], path[4200];
@@ -225,7 +227,7 @@ static int cache_section(mj_cache *c, const char *prefix, int cubin, const char 
     const size_t len = cubin ? b.view.cubin_len : b.view.source_len;
     FILE *f = output ? fopen(output, "wb") : stdout;
     if (!f) {
-        fprintf(stderr, "moejit %s: -o \"%s\": cannot create it: %m\n", what, output);
+        cli_error("%s: -o: \"%s\": cannot create it: %s", what, output, strerror(errno));
         mj_cache_blob_free(&b);
         return CLI_FAILED;
     }
@@ -233,7 +235,7 @@ static int cache_section(mj_cache *c, const char *prefix, int cubin, const char 
     ok = (output ? fclose(f) : fflush(f)) == 0 && ok;
     mj_cache_blob_free(&b);
     if (!ok) {
-        fprintf(stderr, "moejit %s: writing %s failed: %m\n", what, output ? output : "stdout");
+        cli_error("%s: writing %s failed: %s", what, output ? output : "stdout", strerror(errno));
         return CLI_FAILED;
     }
     if (output) fprintf(stderr, "wrote %zu bytes to %s\n", len, output);
@@ -252,7 +254,7 @@ static int cache_verify(mj_cache *c, int remove_bad)
 {
     mj_cache_verify_stats s;
     moejit_status st = mj_cache_verify(c, remove_bad, on_verify, NULL, &s);
-    if (st != MOEJIT_OK) return fail("cache verify", st);
+    if (st != MOEJIT_OK) return fail("verify", st);
     printf("verify: %zu entr%s checked, %zu bad, %zu removed (%s)\n", s.checked, s.checked == 1 ? "y" : "ies", s.bad,
            s.removed, mj_cache_root(c));
     if (s.bad > s.removed && !remove_bad) printf("run `moejit cache verify --remove` to delete the bad entries\n");
@@ -272,7 +274,7 @@ static int cache_gc(mj_cache *c, uint64_t max_bytes)
 {
     mj_cache_gc_stats s;
     moejit_status st = mj_cache_gc(c, max_bytes, NULL, MJ_CACHE_TEMP_GRACE_SECONDS, on_gc, NULL, &s);
-    if (st != MOEJIT_OK) return fail("cache gc", st);
+    if (st != MOEJIT_OK) return fail("gc", st);
     char before[32], after[32], removed[32], limit[32];
     human_size((double)s.bytes_before, before, sizeof before);
     human_size((double)s.bytes_after, after, sizeof after);
@@ -296,7 +298,7 @@ static int cache_clear(mj_cache *c)
 {
     uint64_t n, bytes;
     moejit_status st = mj_cache_clear(c, &n, &bytes);
-    if (st != MOEJIT_OK) return fail("cache clear", st);
+    if (st != MOEJIT_OK) return fail("clear", st);
     char size[32];
     human_size((double)bytes, size, sizeof size);
     printf("clear: removed %llu entr%s (%s) from %s\n", (unsigned long long)n, n == 1 ? "y" : "ies", size,
@@ -336,35 +338,38 @@ int cmd_cache(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "-ho:", opts, NULL)) != -1) {
         switch (c) {
         case 'h': fputs(cache_help, stdout); return CLI_OK;
-        case OPT_CACHE_DIR: cache_dir = optarg; break;
+        case OPT_CACHE_DIR:
+            if (cli_nonempty("--cache-dir", optarg)) return CLI_USAGE;
+            cache_dir = optarg;
+            break;
         case OPT_REMOVE: remove_bad = 1; break;
         case OPT_MAX_BYTES: max_text = optarg; break;
         case 'o': output = optarg; break;
         case 1:
             if (n_pos == 3) {
-                fprintf(stderr, "moejit cache: unexpected argument \"%s\"\n", optarg);
-                return CLI_USAGE;
+                cli_error("unexpected argument \"%s\"", optarg);
+                return cli_usage_hint();
             }
             positional[n_pos++] = optarg;
             break;
-        default: fputs(cache_help, stderr); return CLI_USAGE;
+        default: return cli_usage_hint(); /* getopt said why */
         }
     }
     if (n_pos == 0) {
-        fprintf(stderr, "moejit cache: a subcommand is required\n\n%s", cache_help);
-        return CLI_USAGE;
+        cli_error("a subcommand is required (ls, show, source, cubin, verify, gc, clear)");
+        return cli_usage_hint();
     }
     const sub *s = NULL;
     for (size_t i = 0; i < sizeof k_subs / sizeof k_subs[0]; i++)
         if (!strcmp(positional[0], k_subs[i].name)) s = &k_subs[i];
     if (!s) {
-        fprintf(stderr, "moejit cache: unknown subcommand \"%s\"\n\n%s", positional[0], cache_help);
-        return CLI_USAGE;
+        cli_error("unknown subcommand \"%s\" (ls, show, source, cubin, verify, gc, clear)", positional[0]);
+        return cli_usage_hint();
     }
     if (n_pos != 1 + s->takes_key) {
-        if (s->takes_key && n_pos == 1) fprintf(stderr, "moejit cache %s: a KEY (or a prefix of one) is required\n", s->name);
-        else fprintf(stderr, "moejit cache %s: unexpected argument \"%s\"\n", s->name, positional[n_pos - 1]);
-        return CLI_USAGE;
+        if (s->takes_key && n_pos == 1) cli_error("%s: a KEY (or a prefix of one) is required", s->name);
+        else cli_error("%s: unexpected argument \"%s\"", s->name, positional[n_pos - 1]);
+        return cli_usage_hint();
     }
     const struct {
         int given;
@@ -372,25 +377,24 @@ int cmd_cache(int argc, char **argv)
     } flags[] = {{remove_bad, "--remove"}, {max_text != NULL, "--max-bytes"}, {output != NULL, "-o"}};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (flags[i].given && strcmp(s->flags, flags[i].flag)) {
-            fprintf(stderr, "moejit cache %s: %s applies to `cache %s` only\n", s->name, flags[i].flag,
-                    !strcmp(flags[i].flag, "--remove") ? "verify" : !strcmp(flags[i].flag, "-o") ? "cubin" : "gc");
+            cli_error("%s: %s applies to `cache %s` only", s->name, flags[i].flag,
+                      !strcmp(flags[i].flag, "--remove") ? "verify" : !strcmp(flags[i].flag, "-o") ? "cubin" : "gc");
             return CLI_USAGE;
         }
     uint64_t max_bytes = 0;
     if (max_text && mj_parse_size(max_text, &max_bytes)) {
-        fprintf(stderr, "moejit cache gc: --max-bytes = \"%s\" must be a byte count such as 1073741824, 512M or 2G\n",
-                max_text);
+        cli_error("gc: --max-bytes: \"%s\" is not a byte count such as 1073741824, 512M or 2G", max_text);
         return CLI_USAGE;
     }
 
     moejit_ctx *ctx;
     moejit_status st = cli_open(cache_dir, 0, &ctx);
     if (st != MOEJIT_OK) {
-        cli_report("cache", st);
+        cli_report(NULL, st);
         return CLI_USAGE; /* bad configuration (environment or flags) */
     }
     if (!moejit_cache_dir(ctx)[0]) {
-        fprintf(stderr, "moejit cache: the disk cache is off (MOEJIT_CACHE=off)\n");
+        cli_error("the disk cache is off (MOEJIT_CACHE=off)");
         moejit_close(ctx);
         return CLI_FAILED;
     }
@@ -398,7 +402,7 @@ int cmd_cache(int argc, char **argv)
     mj_cache *store;
     st = mj_cache_open(moejit_cache_dir(ctx), ctx->cache_mode, &store);
     moejit_close(ctx);
-    if (st != MOEJIT_OK) return fail("cache", st);
+    if (st != MOEJIT_OK) return fail(NULL, st);
 
     const char *key = s->takes_key ? positional[1] : NULL;
     int rc;

@@ -16,8 +16,11 @@ static void help(FILE *f)
             "                      (--model NAME… | --manifest FILE… | <kernel spec>)\n"
             "Compile kernels into the disk cache so that the GPU hosts never compile. No GPU or driver is\n"
             "needed; the entries are valid on any host with the same NVRTC build. Prints what was compiled,\n"
-            "what was already cached and what failed, then a summary with the wall time. Exit status 1 if\n"
-            "anything failed (the rest is still built), 2 for bad usage.\n"
+            "what was already cached and what failed, then a summary with the wall time. A kernel that was\n"
+            "compiled but could not be written to the cache (MOEJIT_CACHE=ro or off, a directory that is\n"
+            "not writable or not a directory) failed: its line and the summary say why.\n"
+            "Exit status 0 when every kernel is in the cache, 1 if anything failed (the rest is still\n"
+            "built), 2 for bad usage.\n"
             "With MOEJIT_NO_COMPILE=1 nothing is compiled: every kernel not in the cache fails, which makes\n"
             "`MOEJIT_NO_COMPILE=1 moejit prewarm …` the check that a prewarmed cache is complete.\n\n"
             "  --arch ARCH       SM target, e.g. sm_90a (H100/H200), sm_100a (B200); repeatable.\n"
@@ -40,7 +43,7 @@ typedef struct progress {
     int bar;
     const kernel_item *const *items; /* the item of each descriptor */
     size_t n;                        /* descriptors */
-    int compiled, cached, failed;
+    int compiled, cached, failed, not_stored;
     double t0;
 } progress;
 
@@ -56,6 +59,16 @@ static void draw_bar(const progress *p, size_t done, size_t total)
     fflush(stdout);
 }
 
+/* A multi-line failure detail, its continuation lines indented under the kernel's line. */
+static void print_indented(const char *text)
+{
+    for (const char *p = text; *p; p++) {
+        putchar(*p);
+        if (*p == '\n' && p[1]) fputs("    ", stdout);
+    }
+    putchar('\n');
+}
+
 static void on_done(const moejit_prewarm_result *r, size_t index, size_t done, size_t total, void *user)
 {
     progress *p = user;
@@ -63,8 +76,10 @@ static void on_done(const moejit_prewarm_result *r, size_t index, size_t done, s
     if (p->bar) printf("\r\033[K");
     if (r->status != MOEJIT_OK) {
         p->failed++;
-        printf("failed    %-8s %s (%s): %s: %s\n", r->arch, r->name[0] ? r->name : "?", it->origin,
-               moejit_status_str(r->status), r->error);
+        p->not_stored += r->outcome == MOEJIT_PREWARM_NOT_STORED;
+        printf("failed    %-8s %s (%s): %s: ", r->arch, r->name[0] ? r->name : "?", it->origin,
+               moejit_status_str(r->status));
+        print_indented(r->error);
     } else {
         const int cached = r->outcome == MOEJIT_PREWARM_CACHED;
         cached ? p->cached++ : p->compiled++;
@@ -100,54 +115,54 @@ int cmd_prewarm(int argc, char **argv)
     select_options so;
     memset(&so, 0, sizeof so);
     const char *archs[MAX_ARCHS], *cache_dir = NULL, *progress_mode = "auto";
-    int n_archs = 0;
+    int n_archs = 0, usage = 0;
     long jobs = 0;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while (!usage && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'h': help(stdout); return CLI_OK;
+        case 'h':
+            help(stdout);
+            select_options_free(&so);
+            return CLI_OK;
         case OPT_ARCH:
-            if (n_archs == MAX_ARCHS) {
-                fprintf(stderr, "moejit prewarm: at most %d --arch\n", MAX_ARCHS);
-                return CLI_USAGE;
-            }
-            if (!arch_ok(optarg)) {
-                fprintf(stderr, "moejit prewarm: --arch = \"%s\" is not an SM target such as sm_90a or sm_100a\n", optarg);
-                return CLI_USAGE;
-            }
-            archs[n_archs++] = optarg;
+            if (n_archs == MAX_ARCHS) cli_error("--arch: at most %d archs", MAX_ARCHS), usage = 1;
+            else if (!arch_ok(optarg))
+                cli_error("--arch: \"%s\" is not an SM target such as sm_90a or sm_100a", optarg), usage = 1;
+            else archs[n_archs++] = optarg;
             break;
-        case OPT_JOBS:
-            if (cli_parse_int("--jobs", optarg, 1, 1024, &jobs)) return CLI_USAGE;
+        case OPT_JOBS: usage = cli_parse_int("--jobs", optarg, 1, 1024, &jobs) != 0; break;
+        case OPT_CACHE_DIR:
+            usage = cli_nonempty("--cache-dir", optarg) != 0;
+            cache_dir = optarg;
             break;
-        case OPT_CACHE_DIR: cache_dir = optarg; break;
         case OPT_PROGRESS:
-            if (strcmp(optarg, "auto") && strcmp(optarg, "bar") && strcmp(optarg, "lines")) {
-                fprintf(stderr, "moejit prewarm: --progress = \"%s\" must be auto, bar or lines\n", optarg);
-                return CLI_USAGE;
-            }
+            if (strcmp(optarg, "auto") && strcmp(optarg, "bar") && strcmp(optarg, "lines"))
+                cli_error("--progress: \"%s\" is not one of auto, bar, lines", optarg), usage = 1;
             progress_mode = optarg;
             break;
         default: {
             const int taken = select_options_take(&so, c, optarg);
-            if (taken < 0) return CLI_USAGE;
-            if (!taken) {
-                help(stderr);
-                return CLI_USAGE;
-            }
+            if (taken < 0) usage = 1;
+            else if (!taken) usage = 2; /* getopt said why */
         }
         }
     }
+    if (usage) {
+        select_options_free(&so);
+        return usage == 2 ? cli_usage_hint() : CLI_USAGE;
+    }
     kernel_list items;
-    const int rc = select_finish("prewarm", argc, argv, &so, &items);
+    const int rc = select_finish(argc, argv, &so, &items);
+    select_options_free(&so);
     if (rc >= 0) return rc;
 
     /* The buildable descriptors; the invalid entries are reported now and count as failed. */
     moejit_kernel_desc *descs = calloc(items.n ? items.n : 1, sizeof *descs);
     const kernel_item **origin = calloc(items.n ? items.n : 1, sizeof *origin);
     if (!descs || !origin) {
-        fprintf(stderr, "moejit prewarm: out of memory\n");
+        cli_error("out of memory");
+        kernel_list_free(&items), free(descs), free(origin);
         return CLI_FAILED;
     }
     size_t n = 0;
@@ -165,7 +180,7 @@ int cmd_prewarm(int argc, char **argv)
     moejit_ctx *ctx;
     moejit_status st = cli_open(cache_dir, (int)jobs, &ctx);
     if (st != MOEJIT_OK) {
-        cli_report("prewarm", st);
+        cli_report(NULL, st);
         kernel_list_free(&items), free(descs), free(origin);
         return CLI_USAGE; /* bad configuration (environment or flags) */
     }
@@ -173,8 +188,7 @@ int cmd_prewarm(int argc, char **argv)
     if (n_archs == 0) {
         st = moejit_device_arch(ctx, device_arch, sizeof device_arch);
         if (st != MOEJIT_OK) {
-            fprintf(stderr, "moejit prewarm: no --arch given and no GPU to take it from (%s); pass --arch sm_90a\n",
-                    moejit_last_error(ctx));
+            cli_error("no --arch given and no GPU to take it from (%s); pass --arch sm_90a", moejit_last_error(ctx));
             moejit_close(ctx);
             kernel_list_free(&items), free(descs), free(origin);
             return CLI_USAGE;
@@ -187,16 +201,18 @@ int cmd_prewarm(int argc, char **argv)
     progress p = {.items = origin, .n = n, .t0 = now_seconds()};
     p.bar = !strcmp(progress_mode, "bar") ||
             (!strcmp(progress_mode, "auto") && isatty(STDOUT_FILENO) && !(getenv("TERM") && !strcmp(getenv("TERM"), "dumb")));
-    if (!res) fprintf(stderr, "moejit prewarm: out of memory\n");
+    if (!res) cli_error("out of memory");
     else if (total) {
         if (p.bar) draw_bar(&p, 0, total);
         moejit_prewarm_archs(ctx, descs, n, archs, (size_t)n_archs, res, on_done, &p);
         if (p.bar) printf("\r\033[K");
     }
     const int failed = p.failed + invalid;
-    printf("prewarm: %zu kernel%s for %d arch%s: %d compiled, %d already cached, %d failed in %.2f s (cache: %s%s)",
+    char not_stored[48] = "";
+    if (p.not_stored) snprintf(not_stored, sizeof not_stored, " (%d not stored in the cache)", p.not_stored);
+    printf("prewarm: %zu kernel%s for %d arch%s: %d compiled, %d already cached, %d failed%s in %.2f s (cache: %s%s)",
            n + (size_t)invalid, n + (size_t)invalid == 1 ? "" : "s", n_archs, n_archs == 1 ? "" : "s", p.compiled,
-           p.cached, failed, now_seconds() - p.t0, moejit_cache_dir(ctx)[0] ? moejit_cache_dir(ctx) : "off",
+           p.cached, failed, not_stored, now_seconds() - p.t0, moejit_cache_dir(ctx)[0] ? moejit_cache_dir(ctx) : "off",
            ctx->no_compile ? "; MOEJIT_NO_COMPILE=1: nothing compiled" : "");
     if (items.duplicates) printf(" [%zu duplicate%s skipped]", items.duplicates, items.duplicates == 1 ? "" : "s");
     printf("\n");

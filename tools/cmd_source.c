@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "store.h"
 
 static void help(FILE *f)
 {
@@ -19,24 +20,10 @@ static void help(FILE *f)
             "  nvcc -cubin -arch=sm_90a k.cu && cuobjdump -sass k.cubin\n"
             "  moejit source --model kimi-k2 --out kernels/     # one .cu per kernel\n\n"
             "  --out DIR   write DIR/<kernel name>.cu for every selected kernel (created if missing);\n"
-            "              without it the selection must be a single kernel, printed to stdout\n\n%s\n%s",
+            "              without it the selection must be a single kernel, printed to stdout\n"
+            "Exit status 0 on success, 1 if a kernel failed (the others are still written), 2 for bad usage.\n\n"
+            "%s\n%s",
             select_options_help, spec_options_help);
-}
-
-static int mkdir_p(const char *dir)
-{
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(path, 0777) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return mkdir(path, 0777) != 0 && errno != EEXIST ? -1 : 0;
 }
 
 /* Write one kernel's source to DIR/<name>.cu. */
@@ -47,7 +34,7 @@ static int write_one(const char *dir, const moejit_kernel_desc *d)
     moejit_status st = moejit_kernel_name(d, name, sizeof name);
     if (st == MOEJIT_OK) st = moejit_source(NULL, d, &src, &len);
     if (st != MOEJIT_OK) {
-        cli_report("source", st);
+        cli_report(name, st);
         return -1;
     }
     int rc = -1;
@@ -56,7 +43,7 @@ static int write_one(const char *dir, const moejit_kernel_desc *d)
         int ok = f && fwrite(src, 1, len, f) == len;
         if (f && fclose(f) != 0) ok = 0;
         if (ok) printf("wrote %s (%zu bytes)\n", path, len), rc = 0;
-        else fprintf(stderr, "moejit source: cannot write %s: %s\n", path, strerror(errno));
+        else cli_error("cannot write %s: %s", path, strerror(errno));
     }
     free(path);
     moejit_free(src);
@@ -75,32 +62,33 @@ int cmd_source(int argc, char **argv)
     select_options so;
     memset(&so, 0, sizeof so);
     const char *out_dir = NULL;
-    int c;
+    int c, usage = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while (!usage && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {
             help(stdout);
+            select_options_free(&so);
             return CLI_OK;
         }
         if (c == OPT_OUT) {
+            usage = cli_nonempty("--out", optarg) != 0;
             out_dir = optarg;
             continue;
         }
         const int taken = select_options_take(&so, c, optarg);
-        if (taken < 0) return CLI_USAGE;
-        if (!taken) {
-            help(stderr);
-            return CLI_USAGE;
-        }
+        if (taken < 0) usage = 1;
+        else if (!taken) usage = 2; /* getopt said why */
     }
     kernel_list items;
-    int rc = select_finish("source", argc, argv, &so, &items);
+    int rc = usage ? CLI_USAGE : select_finish(argc, argv, &so, &items);
+    select_options_free(&so);
+    if (usage == 2) return cli_usage_hint();
     if (rc >= 0) return rc;
     rc = CLI_OK;
     size_t valid = 0, invalid = 0, first = 0;
     for (size_t i = 0; i < items.n; i++) {
         if (items.v[i].invalid) {
-            fprintf(stderr, "moejit source: %s\n", items.v[i].error);
+            cli_error("%s", items.v[i].error);
             invalid++;
         } else if (valid++ == 0) {
             first = i;
@@ -108,18 +96,17 @@ int cmd_source(int argc, char **argv)
     }
     if (!out_dir) {
         if (valid + invalid > 1) {
-            fprintf(stderr, "moejit source: the selection describes %zu kernels; give --out DIR or single values\n",
-                    valid + invalid);
+            cli_error("the selection describes %zu kernels; give --out DIR or single values", valid + invalid);
             rc = CLI_USAGE;
         } else if (valid == 1) {
             char *src = NULL;
             moejit_status st = moejit_source(NULL, &items.v[first].desc, &src, NULL);
-            if (st != MOEJIT_OK) cli_report("source", st), rc = CLI_FAILED;
+            if (st != MOEJIT_OK) cli_report(NULL, st), rc = CLI_FAILED;
             else fputs(src, stdout);
             moejit_free(src);
         }
-    } else if (mkdir_p(out_dir) != 0) {
-        fprintf(stderr, "moejit source: --out = \"%s\": cannot create it: %s\n", out_dir, strerror(errno));
+    } else if (mj_mkdir_p(out_dir, 0777) != 0) {
+        cli_error("--out: \"%s\": cannot create it: %s", out_dir, strerror(errno));
         rc = CLI_FAILED;
     } else {
         size_t written = 0;

@@ -1,12 +1,219 @@
-/* Helpers shared by the subcommands: spec flags, number parsing, error reports. */
+/* Helpers shared by the subcommands: error lines, number and list parsing, the spec flags. */
+#include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "spec.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* ---- error lines ------------------------------------------------------------------------------ */
+
+const char *cli_command;
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (cli_command) fprintf(stderr, "moejit %s: ", cli_command);
+    else fputs("moejit: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_usage_hint(void)
+{
+    if (cli_command) fprintf(stderr, "try 'moejit %s --help'\n", cli_command);
+    else fputs("try 'moejit --help'\n", stderr);
+    return CLI_USAGE;
+}
+
+void cli_report(const char *what, moejit_status st)
+{
+    if (what) cli_error("%s: %s: %s", what, moejit_status_str(st), moejit_last_error(NULL));
+    else cli_error("%s: %s", moejit_status_str(st), moejit_last_error(NULL));
+}
+
+/* ---- numbers and lists ------------------------------------------------------------------------- */
+
+int cli_nonempty(const char *flag, const char *value)
+{
+    if (*value) return 0;
+    cli_error("%s: the value is empty", flag); /* "" would silently mean "not given" */
+    return -1;
+}
+
+int cli_parse_int(const char *flag, const char *text, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    const long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || isspace((unsigned char)text[0]) || v < min || v > max) {
+        cli_error("%s: \"%s\" is not an integer in %ld..%ld", flag, text, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+const char *cli_float_problem(double v, int zero_ok)
+{
+    if (!isfinite(v)) return "it is not finite";
+    if (v == 0 && zero_ok) return NULL;
+    if (v <= 0) return "it is not positive";
+    if (v > FLT_MAX) return "it overflows a float (above 3.4e38)";
+    if ((float)v == 0.0f) return "it rounds to 0 as a float";
+    if ((float)v < FLT_MIN) return "it is subnormal as a float (below 1.2e-38)";
+    return NULL;
+}
+
+/* A float flag: --scaling-factor (a finite positive normal float) or --softcap (also 0 = off).
+ * 0 in the spec struct means the default, so a nonzero text that rounds to 0 must not pass. */
+static int parse_float(const char *flag, const char *text, int zero_ok, float *out)
+{
+    char *end;
+    errno = 0;
+    const double v = strtod(text, &end);
+    if (end == text || *end || isspace((unsigned char)text[0])) {
+        cli_error("%s: \"%s\" is not a number", flag, text);
+        return -1;
+    }
+    const char *why = errno == ERANGE ? (fabs(v) >= 1 ? "it overflows a float" : "it rounds to 0 as a float")
+                                      : cli_float_problem(v, zero_ok);
+    if (why) {
+        cli_error("%s: \"%s\" must be %sa finite positive normal float: %s", flag, text, zero_ok ? "0 (off) or " : "",
+                  why);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+int cli_split_list(const char *flag, const char *text, int (*fn)(const char *flag, const char *item, void *user),
+                   void *user)
+{
+    char *copy = strdup(text); /* any length: items are cut out in place */
+    if (!copy) {
+        cli_error("out of memory");
+        return -1;
+    }
+    int rc = 0, index = 1;
+    for (char *item = copy; rc == 0; index++) {
+        char *comma = strchr(item, ',');
+        if (comma) *comma = '\0';
+        if (!*item) {
+            if (!comma && index == 1) cli_error("%s: the value is empty", flag);
+            else cli_error("%s: \"%s\": item %d is empty", flag, text, index);
+            rc = -1;
+        } else {
+            rc = fn(flag, item, user);
+        }
+        if (!comma) break;
+        item = comma + 1;
+    }
+    free(copy);
+    return rc;
+}
+
+/* A growing list of ints (the values of one list flag). */
+typedef struct int_list {
+    int *v;
+    size_t n, cap;
+} int_list;
+
+static int int_list_push(int_list *l, int x)
+{
+    if (l->n == l->cap) {
+        const size_t cap = l->cap ? 2 * l->cap : 8;
+        int *v = realloc(l->v, cap * sizeof *v);
+        if (!v) {
+            cli_error("out of memory");
+            return -1;
+        }
+        l->v = v, l->cap = cap;
+    }
+    l->v[l->n++] = x;
+    return 0;
+}
+
+static void int_list_free(int_list *l)
+{
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+typedef struct range_list {
+    long min, max;
+    int_list *out;
+} range_list;
+
+static int take_count(const char *flag, const char *item, void *user)
+{
+    range_list *r = user;
+    long v;
+    return cli_parse_int(flag, item, r->min, r->max, &v) ? -1 : int_list_push(r->out, (int)v);
+}
+
+/* A list of integers in min..max; without the flag, the single value dflt. */
+static int parse_counts(const char *flag, const char *text, long min, long max, int dflt, int_list *out)
+{
+    if (!text) return int_list_push(out, dflt);
+    range_list r = {min, max, out};
+    return cli_split_list(flag, text, take_count, &r);
+}
+
+typedef struct enum_list {
+    int (*parse)(const char *);
+    const char *choices;
+    int_list *out;
+} enum_list;
+
+static int take_enum(const char *flag, const char *item, void *user)
+{
+    enum_list *e = user;
+    const int v = e->parse(item);
+    if (v < 0) {
+        cli_error("%s: \"%s\" is not one of %s", flag, item, e->choices);
+        return -1;
+    }
+    return int_list_push(e->out, v);
+}
+
+static int parse_enums(const char *flag, const char *text, int (*parse)(const char *), const char *choices, int dflt,
+                       int_list *out)
+{
+    if (!text) return int_list_push(out, dflt);
+    enum_list e = {parse, choices, out};
+    return cli_split_list(flag, text, take_enum, &e);
+}
+
+#define SCORE_CHOICES "softmax, sigmoid, sqrt_softplus"
+#define DTYPE_CHOICES "f32, bf16, f16"
+
+int cli_parse_dtypes(const char *flag, const char *text, int *dtypes, int cap)
+{
+    int_list l = {0};
+    int rc = parse_enums(flag, text, mj_dtype_parse, DTYPE_CHOICES, MOEJIT_DTYPE_F32, &l);
+    if (rc == 0 && l.n > (size_t)cap) {
+        cli_error("%s: \"%s\" lists %zu values; at most %d", flag, text, l.n, cap);
+        rc = -1;
+    }
+    if (rc == 0) memcpy(dtypes, l.v, sizeof(int) * l.n);
+    const int n = rc ? -1 : (int)l.n;
+    int_list_free(&l);
+    return n;
+}
+
+/* ---- spec flags ---------------------------------------------------------------------------------- */
 
 enum {
     OPT_OP = 1000, OPT_EXPERTS, OPT_TOPK, OPT_SCORE, OPT_DTYPE, OPT_GROUPS, OPT_TOPK_GROUPS, OPT_GROUP_SCORE,
@@ -41,28 +248,31 @@ const struct option spec_long_options[SPEC_OPTION_COUNT] = {
 const char spec_options_help[] =
     "kernel spec (lists are comma separated; every combination is taken):\n"
     "  --op OP                     route (default), align, route_align, mx_scales, permute, combine\n"
-    "  --dtype D[,D…]              f32 (default), bf16, f16: route's logits, permute's and combine's rows\n"
-    " route (and route_align):\n"
-    "  --experts E[,E…]            number of experts, 1..4096 (required)\n"
-    "  --topk K[,K…]               experts chosen per token, 1..min(E, 64) (required)\n"
+    "  --dtype D[,D…]              f32 (default; bf16,f32 with --model), bf16, f16: route's logits,\n"
+    "                              permute's and combine's rows\n"
+    " route (and route_align), by hand or refining the --model presets:\n"
+    "  --experts E[,E…]            number of experts, 1.." STR(MOEJIT_MAX_EXPERTS) " (required without --model)\n"
+    "  --topk K[,K…]               experts chosen per token, 1..min(E, " STR(MOEJIT_MAX_TOPK) ") (required without --model)\n"
     "  --score S[,S…]              softmax (default), sigmoid, sqrt_softplus\n"
-    "  --groups G --topk-groups TG grouped selection (G divides E)\n"
+    "  --groups G --topk-groups TG grouped selection: G divides E, TG <= G (1.." STR(MOEJIT_MAX_EXPERTS) ")\n"
     "  --group-score max|top2_sum  how a group is scored (default max)\n"
     "  --bias                      a selection bias [E] is passed at launch\n"
-    "  --softcap X                 soft-cap logits as X*tanh(x/X) first\n"
+    "  --softcap X                 soft-cap logits as X*tanh(x/X) first: 0 (off) or a finite positive\n"
+    "                              normal float\n"
     "  --score-after-topk          choose on raw logits, score only the K chosen\n"
     "  --renormalize               weights /= their sum\n"
     "  --scale-output              weights *= the scaling factor\n"
-    "  --scaling-factor X          routed scaling factor (default 1)\n"
-    "  --shared-slots S            fused shared-expert slots per row\n"
+    "  --scaling-factor X          routed scaling factor, a finite positive normal float (default 1)\n"
+    "  --shared-slots S            fused shared-expert slots per row, 0.." STR(MOEJIT_MAX_TOPK) "\n"
     " permute, combine:\n"
-    "  --hidden H[,H…]             elements per row, 1..65536 (required)\n"
+    "  --hidden H[,H…]             elements per row, 1.." STR(MOEJIT_MAX_HIDDEN) " (required)\n"
     "  --row-scale                 permute: rows are scaled per expert\n"
     " align:\n"
-    "  --experts E[,E…]            local experts, 1..4096 (required)\n"
-    "  --block-size B[,B…]         rows per block, a power of two in 16..256 (required; also route_align)\n"
+    "  --experts E[,E…]            local experts, 1.." STR(MOEJIT_MAX_ALIGN_EXPERTS) " (required)\n"
+    "  --block-size B[,B…]         rows per block, a power of two in " STR(MOEJIT_ALIGN_MIN_BLOCK) ".." STR(
+        MOEJIT_ALIGN_MAX_BLOCK) " (required; also route_align)\n"
     " mx_scales:\n"
-    "  --cols C[,C…]               e8m0 scales per row (K / 32), 1..65536 (required)\n";
+    "  --cols C[,C…]               e8m0 scales per row (K / 32), 1.." STR(MOEJIT_MAX_MX_COLS) " (required)\n";
 
 /* The flags that describe each op's kernels (beyond --op), and whether --dtype applies. */
 #define ROUTE_FLAGS                                                                                        \
@@ -84,283 +294,6 @@ static const struct {
 };
 #define SPEC_OP_NAMES "route, align, route_align, mx_scales, permute, combine"
 
-int spec_options_take(spec_options *o, int id, const char *arg)
-{
-    switch (id) {
-    case OPT_OP: o->op = arg; break;
-    case OPT_EXPERTS: o->experts = arg; break;
-    case OPT_TOPK: o->topk = arg; break;
-    case OPT_SCORE: o->score = arg; break;
-    case OPT_DTYPE: o->dtype = arg; break;
-    case OPT_GROUPS: o->groups = arg; break;
-    case OPT_TOPK_GROUPS: o->topk_groups = arg; break;
-    case OPT_GROUP_SCORE: o->group_score = arg; break;
-    case OPT_BIAS: o->bias = 1; break;
-    case OPT_SOFTCAP: o->softcap = arg; break;
-    case OPT_AFTER: o->score_after_topk = 1; break;
-    case OPT_RENORM: o->renormalize = 1; break;
-    case OPT_SCALE_OUTPUT: o->scale_output = 1; break;
-    case OPT_FACTOR: o->scaling_factor = arg; break;
-    case OPT_SHARED: o->shared_slots = arg; break;
-    case OPT_HIDDEN: o->hidden = arg; break;
-    case OPT_ROW_SCALE: o->row_scale = 1; break;
-    case OPT_BLOCK_SIZE: o->block_size = arg; break;
-    case OPT_COLS: o->cols = arg; break;
-    default: return 0;
-    }
-    o->given |= FLAG(id);
-    if (id != OPT_DTYPE) o->have_any = 1;
-    return 1;
-}
-
-int cli_parse_int(const char *flag, const char *text, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno || end == text || *end || v < min || v > max) {
-        fprintf(stderr, "moejit: %s = \"%s\" must be an integer in %ld..%ld\n", flag, text, min, max);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_float(const char *flag, const char *text, float *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end) {
-        fprintf(stderr, "moejit: %s = \"%s\" is not a number\n", flag, text);
-        return -1;
-    }
-    *out = (float)v;
-    return 0;
-}
-
-/* Split a comma list into at most `cap` items of `field`, parsing each. Returns the count or -1. */
-typedef int (*item_parser)(const char *flag, const char *item, int *out);
-
-static int parse_count(const char *flag, const char *item, int *out)
-{
-    long v;
-    if (cli_parse_int(flag, item, 0, 1 << 20, &v)) return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_enum(const char *flag, const char *item, int *out, int (*parse)(const char *), const char *choices)
-{
-    *out = parse(item);
-    if (*out < 0) {
-        fprintf(stderr, "moejit: %s = \"%s\" must be one of %s\n", flag, item, choices);
-        return -1;
-    }
-    return 0;
-}
-static int parse_score_item(const char *flag, const char *item, int *out)
-{
-    return parse_enum(flag, item, out, mj_score_parse, "softmax, sigmoid, sqrt_softplus");
-}
-static int parse_dtype_item(const char *flag, const char *item, int *out)
-{
-    return parse_enum(flag, item, out, mj_dtype_parse, "f32, bf16, f16");
-}
-
-enum { MAX_LIST = 64 };
-
-static int parse_list(const char *flag, const char *text, item_parser parse, int *items, int dflt)
-{
-    if (!text) {
-        items[0] = dflt;
-        return 1;
-    }
-    int n = 0;
-    char buf[1024];
-    if (strlen(text) >= sizeof buf) {
-        fprintf(stderr, "moejit: %s = \"%.40s…\" is longer than %zu characters\n", flag, text, sizeof buf - 1);
-        return -1;
-    }
-    snprintf(buf, sizeof buf, "%s", text);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n == MAX_LIST) {
-            fprintf(stderr, "moejit: %s lists at most %d values\n", flag, MAX_LIST);
-            return -1;
-        }
-        if (parse(flag, tok, &items[n++])) return -1;
-    }
-    if (n == 0) {
-        fprintf(stderr, "moejit: %s = \"%s\" lists no value\n", flag, text);
-        return -1;
-    }
-    return n;
-}
-
-int cli_parse_dtypes(const char *flag, const char *text, int *dtypes, int cap)
-{
-    int tmp[MAX_LIST];
-    const int n = parse_list(flag, text, parse_dtype_item, tmp, MOEJIT_DTYPE_F32);
-    if (n < 0) return -1;
-    if (n > cap) {
-        fprintf(stderr, "moejit: %s lists at most %d values\n", flag, cap);
-        return -1;
-    }
-    memcpy(dtypes, tmp, sizeof(int) * (size_t)n);
-    return n;
-}
-
-static moejit_kernel_desc *alloc_descs(int n)
-{
-    moejit_kernel_desc *d = calloc((size_t)n, sizeof *d);
-    if (!d) fprintf(stderr, "moejit: out of memory\n");
-    return d;
-}
-
-static int build_route(const spec_options *o, moejit_kernel_desc **out)
-{
-    if (!o->experts || !o->topk) {
-        fprintf(stderr, "moejit: --experts and --topk are required\n");
-        return -1;
-    }
-    int es[MAX_LIST], ks[MAX_LIST], scores[MAX_LIST], dtypes[MAX_LIST];
-    int ne = parse_list("--experts", o->experts, parse_count, es, 0);
-    int nk = ne < 0 ? -1 : parse_list("--topk", o->topk, parse_count, ks, 0);
-    int ns = nk < 0 ? -1 : parse_list("--score", o->score, parse_score_item, scores, MOEJIT_SCORE_SOFTMAX);
-    int nd = ns < 0 ? -1 : parse_list("--dtype", o->dtype, parse_dtype_item, dtypes, MOEJIT_DTYPE_F32);
-    if (nd < 0) return -1;
-
-    moejit_route_spec base;
-    memset(&base, 0, sizeof base);
-    long v;
-    if (o->groups) {
-        if (cli_parse_int("--groups", o->groups, 0, 1 << 20, &v)) return -1;
-        base.num_groups = (int)v;
-    }
-    if (o->topk_groups) {
-        if (cli_parse_int("--topk-groups", o->topk_groups, 0, 1 << 20, &v)) return -1;
-        base.topk_groups = (int)v;
-    }
-    if (o->group_score) {
-        int g;
-        if (parse_enum("--group-score", o->group_score, &g, mj_group_score_parse, "max, top2_sum")) return -1;
-        base.group_score = (moejit_group_score)g;
-    }
-    if (o->shared_slots) {
-        if (cli_parse_int("--shared-slots", o->shared_slots, 0, 1 << 20, &v)) return -1;
-        base.shared_slots = (int)v;
-    }
-    if (o->softcap && parse_float("--softcap", o->softcap, &base.softcap)) return -1;
-    if (o->scaling_factor && parse_float("--scaling-factor", o->scaling_factor, &base.routed_scaling_factor)) return -1;
-    base.has_bias = o->bias;
-    base.score_after_topk = o->score_after_topk;
-    base.renormalize = o->renormalize;
-    base.scale_output = o->scale_output;
-
-    const int n = ne * nk * ns * nd;
-    moejit_kernel_desc *descs = alloc_descs(n);
-    if (!descs) return -1;
-    int i = 0;
-    for (int a = 0; a < ne; a++)
-        for (int b = 0; b < nk; b++)
-            for (int c = 0; c < ns; c++)
-                for (int d = 0; d < nd; d++, i++) {
-                    descs[i].op = MOEJIT_OP_ROUTE;
-                    descs[i].route = base;
-                    descs[i].route.num_experts = es[a];
-                    descs[i].route.topk = ks[b];
-                    descs[i].route.score = (moejit_score)scores[c];
-                    descs[i].route.dtype = (moejit_dtype)dtypes[d];
-                }
-    *out = descs;
-    return n;
-}
-
-/* A list of counts that the op cannot do without. Returns its length, or -1 (message printed). */
-static int required_counts(const char *op, const char *flag, const char *text, int *items)
-{
-    if (!text) {
-        fprintf(stderr, "moejit: %s is required with --op %s\n", flag, op);
-        return -1;
-    }
-    return parse_list(flag, text, parse_count, items, 0);
-}
-
-/* permute and combine: --hidden × --dtype. */
-static int build_rows(const spec_options *o, moejit_op op, moejit_kernel_desc **out)
-{
-    int hs[MAX_LIST], dtypes[MAX_LIST];
-    int nh = required_counts(o->op, "--hidden", o->hidden, hs);
-    int nd = nh < 0 ? -1 : parse_list("--dtype", o->dtype, parse_dtype_item, dtypes, MOEJIT_DTYPE_F32);
-    if (nd < 0) return -1;
-    moejit_kernel_desc *descs = alloc_descs(nh * nd);
-    if (!descs) return -1;
-    for (int a = 0, i = 0; a < nh; a++)
-        for (int d = 0; d < nd; d++, i++) {
-            descs[i].op = op;
-            if (op == MOEJIT_OP_PERMUTE)
-                descs[i].permute = (moejit_permute_spec){.hidden = hs[a], .dtype = (moejit_dtype)dtypes[d], .has_scale = o->row_scale};
-            else descs[i].combine = (moejit_combine_spec){.hidden = hs[a], .dtype = (moejit_dtype)dtypes[d]};
-        }
-    *out = descs;
-    return nh * nd;
-}
-
-/* align: --experts × --block-size. */
-static int build_align(const spec_options *o, moejit_kernel_desc **out)
-{
-    int es[MAX_LIST], bs[MAX_LIST];
-    const int ne = required_counts("align", "--experts", o->experts, es);
-    const int nb = ne < 0 ? -1 : required_counts("align", "--block-size", o->block_size, bs);
-    if (nb < 0) return -1;
-    moejit_kernel_desc *descs = alloc_descs(ne * nb);
-    if (!descs) return -1;
-    for (int a = 0, i = 0; a < ne; a++)
-        for (int b = 0; b < nb; b++, i++) {
-            descs[i].op = MOEJIT_OP_ALIGN;
-            descs[i].align = (moejit_align_spec){.num_experts = es[a], .block_size = bs[b]};
-        }
-    *out = descs;
-    return ne * nb;
-}
-
-/* route_align: the route kernels of the route flags × --block-size. */
-static int build_route_align(const spec_options *o, moejit_kernel_desc **out)
-{
-    int bs[MAX_LIST];
-    const int nb = required_counts("route_align", "--block-size", o->block_size, bs);
-    moejit_kernel_desc *routes = NULL;
-    const int nr = nb < 0 ? -1 : build_route(o, &routes);
-    if (nr < 0) return -1;
-    moejit_kernel_desc *descs = alloc_descs(nr * nb);
-    if (descs)
-        for (int a = 0, i = 0; a < nr; a++)
-            for (int b = 0; b < nb; b++, i++) {
-                descs[i].op = MOEJIT_OP_ROUTE_ALIGN;
-                descs[i].route_align = (moejit_route_align_spec){.route = routes[a].route, .block_size = bs[b]};
-            }
-    free(routes);
-    if (!descs) return -1;
-    *out = descs;
-    return nr * nb;
-}
-
-/* mx_scales: --cols. */
-static int build_mx_scales(const spec_options *o, moejit_kernel_desc **out)
-{
-    int cs[MAX_LIST];
-    const int nc = required_counts("mx_scales", "--cols", o->cols, cs);
-    if (nc < 0) return -1;
-    moejit_kernel_desc *descs = alloc_descs(nc);
-    if (!descs) return -1;
-    for (int a = 0; a < nc; a++) {
-        descs[a].op = MOEJIT_OP_MX_SCALES;
-        descs[a].mx_scales.cols = cs[a];
-    }
-    *out = descs;
-    return nc;
-}
-
 static const char *flag_name(int id)
 {
     for (int i = 0; i < SPEC_OPTION_COUNT; i++)
@@ -368,7 +301,226 @@ static const char *flag_name(int id)
     return "?";
 }
 
-int spec_options_build(const spec_options *o, moejit_kernel_desc **out)
+/* Where a flag's value is kept (NULL for the switches). */
+static const char **value_slot(spec_options *o, int id)
+{
+    switch (id) {
+    case OPT_OP: return &o->op;
+    case OPT_EXPERTS: return &o->experts;
+    case OPT_TOPK: return &o->topk;
+    case OPT_SCORE: return &o->score;
+    case OPT_DTYPE: return &o->dtype;
+    case OPT_GROUPS: return &o->groups;
+    case OPT_TOPK_GROUPS: return &o->topk_groups;
+    case OPT_GROUP_SCORE: return &o->group_score;
+    case OPT_SOFTCAP: return &o->softcap;
+    case OPT_FACTOR: return &o->scaling_factor;
+    case OPT_SHARED: return &o->shared_slots;
+    case OPT_HIDDEN: return &o->hidden;
+    case OPT_BLOCK_SIZE: return &o->block_size;
+    case OPT_COLS: return &o->cols;
+    default: return NULL;
+    }
+}
+
+int spec_options_take(spec_options *o, int id, const char *arg)
+{
+    if (id < OPT_OP || id > OPT_LAST) return 0;
+    const char **slot = value_slot(o, id);
+    if (slot && *slot) { /* the second value would silently replace the first */
+        cli_error("--%s is given twice (\"%s\", then \"%s\"): give one comma list", flag_name(id), *slot, arg);
+        return -1;
+    }
+    if (slot) *slot = arg;
+    switch (id) {
+    case OPT_BIAS: o->bias = 1; break;
+    case OPT_AFTER: o->score_after_topk = 1; break;
+    case OPT_RENORM: o->renormalize = 1; break;
+    case OPT_SCALE_OUTPUT: o->scale_output = 1; break;
+    case OPT_ROW_SCALE: o->row_scale = 1; break;
+    default: break;
+    }
+    o->given |= FLAG(id);
+    if (id != OPT_DTYPE) o->have_any = 1;
+    return 1;
+}
+
+/* Every combination of the lists must stay a sane number of kernels. */
+enum { MAX_KERNELS = 1 << 20 };
+
+static moejit_kernel_desc *alloc_descs(size_t n)
+{
+    if (n > MAX_KERNELS) {
+        cli_error("the spec flags describe %zu kernels; at most %d", n, MAX_KERNELS);
+        return NULL;
+    }
+    moejit_kernel_desc *d = calloc(n ? n : 1, sizeof *d);
+    if (!d) cli_error("out of memory");
+    return d;
+}
+
+/* A single integer flag in min..max into *out (left alone without the flag). */
+static int scalar_count(const char *flag, const char *text, long min, long max, int32_t *out)
+{
+    long v;
+    if (!text) return 0;
+    if (cli_parse_int(flag, text, min, max, &v)) return -1;
+    *out = (int32_t)v;
+    return 0;
+}
+
+/* route: --experts × --topk × --score × --dtype over the scalar flags, by hand (preset NULL) or
+ * refining a preset (a flag not given keeps the preset's value, as a manifest field does). */
+static int build_route(const spec_options *o, const char *op, const moejit_route_spec *preset, moejit_kernel_desc **out)
+{
+    if (!preset && (!o->experts || !o->topk)) {
+        cli_error("--experts and --topk are required with --op %s (or give --model NAME)", op);
+        return -1;
+    }
+    moejit_route_spec base;
+    memset(&base, 0, sizeof base);
+    if (preset) base = *preset;
+    int_list es = {0}, ks = {0}, scores = {0}, dtypes = {0};
+    int rc = parse_counts("--experts", o->experts, 1, MOEJIT_MAX_EXPERTS, base.num_experts, &es);
+    if (!rc) rc = parse_counts("--topk", o->topk, 1, MOEJIT_MAX_TOPK, base.topk, &ks);
+    if (!rc) rc = parse_enums("--score", o->score, mj_score_parse, SCORE_CHOICES, (int)base.score, &scores);
+    if (!rc)
+        rc = parse_enums("--dtype", o->dtype ? o->dtype : preset ? SELECT_MODEL_DTYPES : NULL, mj_dtype_parse,
+                         DTYPE_CHOICES, (int)base.dtype, &dtypes);
+    if (!rc) rc = scalar_count("--groups", o->groups, 1, MOEJIT_MAX_EXPERTS, &base.num_groups);
+    if (!rc) rc = scalar_count("--topk-groups", o->topk_groups, 1, MOEJIT_MAX_EXPERTS, &base.topk_groups);
+    if (!rc) rc = scalar_count("--shared-slots", o->shared_slots, 0, MOEJIT_MAX_TOPK, &base.shared_slots);
+    if (!rc && o->group_score) {
+        const int g = mj_group_score_parse(o->group_score);
+        if (g < 0) cli_error("--group-score: \"%s\" is not one of max, top2_sum", o->group_score), rc = -1;
+        else base.group_score = (moejit_group_score)g;
+    }
+    if (!rc && o->softcap) rc = parse_float("--softcap", o->softcap, 1, &base.softcap);
+    if (!rc && o->scaling_factor) rc = parse_float("--scaling-factor", o->scaling_factor, 0, &base.routed_scaling_factor);
+    if (o->bias) base.has_bias = 1;
+    if (o->score_after_topk) base.score_after_topk = 1;
+    if (o->renormalize) base.renormalize = 1;
+    if (o->scale_output) base.scale_output = 1;
+
+    const size_t n = es.n * ks.n * scores.n * dtypes.n;
+    moejit_kernel_desc *descs = rc ? NULL : alloc_descs(n);
+    if (descs) {
+        size_t i = 0;
+        for (size_t a = 0; a < es.n; a++)
+            for (size_t b = 0; b < ks.n; b++)
+                for (size_t c = 0; c < scores.n; c++)
+                    for (size_t d = 0; d < dtypes.n; d++, i++) {
+                        descs[i].op = MOEJIT_OP_ROUTE;
+                        descs[i].route = base;
+                        descs[i].route.num_experts = es.v[a];
+                        descs[i].route.topk = ks.v[b];
+                        descs[i].route.score = (moejit_score)scores.v[c];
+                        descs[i].route.dtype = (moejit_dtype)dtypes.v[d];
+                    }
+    }
+    int_list_free(&es), int_list_free(&ks), int_list_free(&scores), int_list_free(&dtypes);
+    if (!descs) return -1;
+    *out = descs;
+    return (int)n;
+}
+
+/* A list of counts that the op cannot do without. */
+static int required_counts(const char *op, const char *flag, const char *text, long min, long max, int_list *out)
+{
+    if (!text) {
+        cli_error("%s is required with --op %s", flag, op);
+        return -1;
+    }
+    return parse_counts(flag, text, min, max, 0, out);
+}
+
+/* permute and combine: --hidden × --dtype. */
+static int build_rows(const spec_options *o, const char *op, moejit_op id, moejit_kernel_desc **out)
+{
+    int_list hs = {0}, dtypes = {0};
+    int rc = required_counts(op, "--hidden", o->hidden, 1, MOEJIT_MAX_HIDDEN, &hs);
+    if (!rc) rc = parse_enums("--dtype", o->dtype, mj_dtype_parse, DTYPE_CHOICES, MOEJIT_DTYPE_F32, &dtypes);
+    const size_t n = hs.n * dtypes.n;
+    moejit_kernel_desc *descs = rc ? NULL : alloc_descs(n);
+    if (descs)
+        for (size_t a = 0, i = 0; a < hs.n; a++)
+            for (size_t d = 0; d < dtypes.n; d++, i++) {
+                descs[i].op = id;
+                if (id == MOEJIT_OP_PERMUTE)
+                    descs[i].permute = (moejit_permute_spec){.hidden = hs.v[a], .dtype = (moejit_dtype)dtypes.v[d],
+                                                             .has_scale = o->row_scale};
+                else descs[i].combine = (moejit_combine_spec){.hidden = hs.v[a], .dtype = (moejit_dtype)dtypes.v[d]};
+            }
+    int_list_free(&hs), int_list_free(&dtypes);
+    if (!descs) return -1;
+    *out = descs;
+    return (int)n;
+}
+
+/* align: --experts × --block-size. */
+static int build_align(const spec_options *o, moejit_kernel_desc **out)
+{
+    int_list es = {0}, bs = {0};
+    int rc = required_counts("align", "--experts", o->experts, 1, MOEJIT_MAX_ALIGN_EXPERTS, &es);
+    if (!rc)
+        rc = required_counts("align", "--block-size", o->block_size, MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK, &bs);
+    const size_t n = es.n * bs.n;
+    moejit_kernel_desc *descs = rc ? NULL : alloc_descs(n);
+    if (descs)
+        for (size_t a = 0, i = 0; a < es.n; a++)
+            for (size_t b = 0; b < bs.n; b++, i++) {
+                descs[i].op = MOEJIT_OP_ALIGN;
+                descs[i].align = (moejit_align_spec){.num_experts = es.v[a], .block_size = bs.v[b]};
+            }
+    int_list_free(&es), int_list_free(&bs);
+    if (!descs) return -1;
+    *out = descs;
+    return (int)n;
+}
+
+/* route_align: the route kernels of the route flags (or of the preset) × --block-size. */
+static int build_route_align(const spec_options *o, const moejit_route_spec *preset, moejit_kernel_desc **out)
+{
+    int_list bs = {0};
+    moejit_kernel_desc *routes = NULL, *descs = NULL;
+    int nr = -1;
+    if (!required_counts("route_align", "--block-size", o->block_size, MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK,
+                         &bs))
+        nr = build_route(o, "route_align", preset, &routes);
+    const size_t n = nr < 0 ? 0 : (size_t)nr * bs.n;
+    if (nr >= 0) descs = alloc_descs(n);
+    if (descs)
+        for (size_t a = 0, i = 0; a < (size_t)nr; a++)
+            for (size_t b = 0; b < bs.n; b++, i++) {
+                descs[i].op = MOEJIT_OP_ROUTE_ALIGN;
+                descs[i].route_align = (moejit_route_align_spec){.route = routes[a].route, .block_size = bs.v[b]};
+            }
+    free(routes);
+    int_list_free(&bs);
+    if (!descs) return -1;
+    *out = descs;
+    return (int)n;
+}
+
+/* mx_scales: --cols. */
+static int build_mx_scales(const spec_options *o, moejit_kernel_desc **out)
+{
+    int_list cs = {0};
+    const int rc = required_counts("mx_scales", "--cols", o->cols, 1, MOEJIT_MAX_MX_COLS, &cs);
+    moejit_kernel_desc *descs = rc ? NULL : alloc_descs(cs.n);
+    if (descs)
+        for (size_t a = 0; a < cs.n; a++) {
+            descs[a].op = MOEJIT_OP_MX_SCALES;
+            descs[a].mx_scales.cols = cs.v[a];
+        }
+    const int n = (int)cs.n;
+    int_list_free(&cs);
+    if (!descs) return -1;
+    *out = descs;
+    return n;
+}
+
+int spec_options_build(const spec_options *o, const moejit_route_spec *preset, moejit_kernel_desc **out)
 {
     *out = NULL;
     const char *op = o->op ? o->op : "route";
@@ -376,27 +528,29 @@ int spec_options_build(const spec_options *o, moejit_kernel_desc **out)
     for (size_t i = 0; i < sizeof k_spec_ops / sizeof k_spec_ops[0]; i++)
         if (!strcmp(op, k_spec_ops[i].op)) which = i;
     if (which == sizeof k_spec_ops / sizeof k_spec_ops[0]) {
-        fprintf(stderr, "moejit: --op = \"%s\" must be one of " SPEC_OP_NAMES "\n", op);
+        cli_error("--op: \"%s\" is not one of " SPEC_OP_NAMES, op);
+        return -1;
+    }
+    const moejit_op id = k_spec_ops[which].id;
+    if (preset && id != MOEJIT_OP_ROUTE && id != MOEJIT_OP_ROUTE_ALIGN) {
+        cli_error("--model gives route or route_align kernels (presets are routings); --op %s kernels need a run "
+                  "of their own or a manifest",
+                  op);
         return -1;
     }
     const unsigned applies = k_spec_ops[which].flags | FLAG(OPT_OP) | (k_spec_ops[which].takes_dtype ? FLAG(OPT_DTYPE) : 0);
-    for (int id = OPT_OP; id <= OPT_LAST; id++)
-        if (o->given & ~applies & FLAG(id)) {
-            fprintf(stderr, "moejit: --%s does not apply to --op %s\n", flag_name(id), op);
+    for (int f = OPT_OP; f <= OPT_LAST; f++)
+        if (o->given & ~applies & FLAG(f)) {
+            cli_error("--%s does not apply to --op %s", flag_name(f), op);
             return -1;
         }
-    switch (k_spec_ops[which].id) {
-    case MOEJIT_OP_ROUTE: return build_route(o, out);
+    switch (id) {
+    case MOEJIT_OP_ROUTE: return build_route(o, op, preset, out);
     case MOEJIT_OP_ALIGN: return build_align(o, out);
-    case MOEJIT_OP_ROUTE_ALIGN: return build_route_align(o, out);
+    case MOEJIT_OP_ROUTE_ALIGN: return build_route_align(o, preset, out);
     case MOEJIT_OP_MX_SCALES: return build_mx_scales(o, out);
-    default: return build_rows(o, k_spec_ops[which].id, out);
+    default: return build_rows(o, op, id, out);
     }
-}
-
-void cli_report(const char *what, moejit_status st)
-{
-    fprintf(stderr, "moejit: %s: %s: %s\n", what, moejit_status_str(st), moejit_last_error(NULL));
 }
 
 moejit_status cli_open(const char *cache_dir, int jobs, moejit_ctx **ctx)

@@ -9,11 +9,10 @@
  *
  * "dtype" may be a list (["bf16", "f32"]): one kernel per element. A "model" entry without one
  * takes SELECT_MODEL_DTYPES. Each op's fields are read by its own parser (manifest_<op>.c). */
-#include <float.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "manifest.h"
 #include "spec.h"
@@ -94,13 +93,20 @@ int mf_flag(mf_entry *e, const char *name, int32_t *out)
     return 0;
 }
 
-int mf_float(mf_entry *e, const char *name, float *out)
+int mf_float(mf_entry *e, const char *name, int zero_ok, float *out)
 {
     json_t *v = field(e, name);
     if (!v) return 0;
-    const double d = json_is_number(v) ? json_number_value(v) : NAN;
-    if (!isfinite(d) || fabs(d) > FLT_MAX) return bad(e, name, v, "a finite number in float range");
-    *out = (float)d;
+    const char *why = json_is_number(v) ? cli_float_problem(json_number_value(v), zero_ok) : "";
+    if (why) {
+        bad(e, name, v, zero_ok ? "0 or a finite positive normal float" : "a finite positive normal float");
+        if (*why) {
+            const size_t n = strlen(e->error);
+            snprintf(e->error + n, sizeof e->error - n, " (%s)", why);
+        }
+        return -1;
+    }
+    *out = (float)json_number_value(v);
     return 0;
 }
 
@@ -280,8 +286,7 @@ static int load_root(json_t *root, const char *path, kernel_list *l)
         json_object_foreach(root, key, v)
         {
             if (strcmp(key, "kernels")) {
-                fprintf(stderr, "moejit: --manifest %s: unknown top-level field \"%s\" (expected {\"kernels\": [...]})\n",
-                        path, key);
+                cli_error("--manifest: %s: unknown top-level field \"%s\" (expected {\"kernels\": [...]})", path, key);
                 json_decref(root);
                 return -1;
             }
@@ -290,7 +295,12 @@ static int load_root(json_t *root, const char *path, kernel_list *l)
         prefix = "kernels";
     }
     if (!list || !json_is_array(list)) {
-        fprintf(stderr, "moejit: --manifest %s: expected {\"kernels\": [...]} or a list of kernel entries\n", path);
+        cli_error("--manifest: %s: expected {\"kernels\": [...]} or a list of kernel entries", path);
+        json_decref(root);
+        return -1;
+    }
+    if (json_array_size(list) == 0) { /* a generated manifest that lost its entries must not pass */
+        cli_error("--manifest: %s: the kernel list is empty", path);
         json_decref(root);
         return -1;
     }
@@ -305,19 +315,24 @@ static int load_root(json_t *root, const char *path, kernel_list *l)
         free(where);
     }
     json_decref(root);
-    if (rc) fprintf(stderr, "moejit: out of memory reading %s\n", path);
+    if (rc) cli_error("--manifest: %s: out of memory", path);
     return rc;
 }
 
 static int not_json(const char *path, const json_error_t *jerr)
 {
-    if (jerr->line > 0) fprintf(stderr, "moejit: --manifest %s:%d:%d: %s\n", path, jerr->line, jerr->column, jerr->text);
-    else fprintf(stderr, "moejit: --manifest %s: %s\n", path, jerr->text);
+    if (jerr->line > 0) cli_error("--manifest: %s:%d:%d: %s", path, jerr->line, jerr->column, jerr->text);
+    else cli_error("--manifest: %s: %s", path, jerr->text);
     return -1;
 }
 
 int manifest_load(const char *path, kernel_list *l)
 {
+    struct stat st;
+    if (strcmp(path, "-") && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) { /* jansson would say "'[' expected" */
+        cli_error("--manifest: %s is a directory, not a JSON file", path);
+        return -1;
+    }
     json_error_t jerr;
     json_t *root = !strcmp(path, "-") ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr)
                                       : json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);

@@ -31,7 +31,7 @@ typedef struct mf_entry {
  * returns -1. */
 int mf_int(mf_entry *e, const char *field, int32_t *out);   /* an integer in int32 range */
 int mf_flag(mf_entry *e, const char *field, int32_t *out);  /* true/false or 0/1 */
-int mf_float(mf_entry *e, const char *field, float *out);   /* a finite number in float range */
+int mf_float(mf_entry *e, const char *field, int zero_ok, float *out); /* a finite positive normal float (or 0) */
 int mf_score(mf_entry *e, const char *field, moejit_score *out);             /* "softmax"… */
 int mf_group_score(mf_entry *e, const char *field, moejit_group_score *out); /* "max", "top2_sum" */
 int mf_dtype(mf_entry *e, const char *field, moejit_dtype *out);             /* "bf16"… (lists: see manifest.c) */

@@ -18,47 +18,59 @@ void select_options_table(struct option *opts)
 }
 
 const char select_options_help[] =
-    "kernel selection (any mix; duplicates are built once):\n"
+    "kernel selection (manifests mix with presets or a family by hand; duplicates are built once):\n"
     "  --model NAME[,NAME…]   the route kernels of model presets (repeatable; see --list-models), for each\n"
-    "                         --dtype (default " SELECT_MODEL_DTYPES ")\n"
+    "                         --dtype (default " SELECT_MODEL_DTYPES "); with --op route_align and --block-size\n"
+    "                         their route_align kernels. Route flags given refine every preset, as the\n"
+    "                         fields of a manifest \"model\" entry do (--model qwen3-moe --shared-slots 1)\n"
     "  --manifest FILE.json   kernels listed in a JSON manifest (repeatable; - reads stdin; format in README)\n"
     "  --list-models          print the presets and exit\n"
-    "  <kernel spec flags>    one kernel family by hand (below)\n";
+    "  <kernel spec flags>    without --model: one kernel family by hand (below)\n";
+
+/* Append p to a growing array of pointers. */
+static int push_ptr(const char ***v, size_t *n, size_t *cap, const char *p)
+{
+    if (*n == *cap) {
+        const size_t c = *cap ? 2 * *cap : 8;
+        const char **nv = realloc(*v, c * sizeof *nv);
+        if (!nv) {
+            cli_error("out of memory");
+            return -1;
+        }
+        *v = nv, *cap = c;
+    }
+    (*v)[(*n)++] = p;
+    return 0;
+}
+
+/* One --model item: the library's own string of that preset. */
+static int take_model(const char *flag, const char *item, void *user)
+{
+    select_options *o = user;
+    for (size_t i = 0; moejit_route_preset_name(i); i++)
+        if (!strcmp(item, moejit_route_preset_name(i)))
+            return push_ptr(&o->models, &o->n_models, &o->cap_models, moejit_route_preset_name(i));
+    cli_error("%s: \"%s\" is not a preset; `moejit prewarm --list-models` lists them", flag, item);
+    return -1;
+}
 
 int select_options_take(select_options *o, int id, const char *arg)
 {
     switch (id) {
-    case OPT_MODEL: {
-        if (strlen(arg) >= 1024) {
-            fprintf(stderr, "moejit: --model = \"%.40s…\" is longer than 1023 characters\n", arg);
-            return -1;
-        }
-        char buf[1024];
-        snprintf(buf, sizeof buf, "%s", arg);
-        for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            moejit_route_spec probe;
-            if (moejit_route_preset(tok, &probe) != MOEJIT_OK) {
-                fprintf(stderr, "moejit: --model = \"%s\" is not a preset; `moejit prewarm --list-models` lists them\n", tok);
-                return -1;
-            }
-            if (o->n_models == (int)(sizeof o->models / sizeof o->models[0])) {
-                fprintf(stderr, "moejit: at most %zu --model\n", sizeof o->models / sizeof o->models[0]);
-                return -1;
-            }
-            snprintf(o->models[o->n_models++], sizeof o->models[0], "%s", tok); /* preset names are short */
-        }
-        return 1;
-    }
+    case OPT_MODEL: return cli_split_list("--model", arg, take_model, o) ? -1 : 1;
     case OPT_MANIFEST:
-        if (o->n_manifests == (int)(sizeof o->manifests / sizeof o->manifests[0])) {
-            fprintf(stderr, "moejit: at most %zu --manifest\n", sizeof o->manifests / sizeof o->manifests[0]);
-            return -1;
-        }
-        o->manifests[o->n_manifests++] = arg;
-        return 1;
+        return cli_nonempty("--manifest", arg) || push_ptr(&o->manifests, &o->n_manifests, &o->cap_manifests, arg) ? -1
+                                                                                                                   : 1;
     case OPT_LIST_MODELS: o->list_models = 1; return 1;
     default: return spec_options_take(&o->spec, id, arg);
     }
+}
+
+void select_options_free(select_options *o)
+{
+    free(o->models);
+    free(o->manifests);
+    memset(o, 0, sizeof *o);
 }
 
 int kernel_list_add(kernel_list *l, const moejit_kernel_desc *desc, const char *origin, const char *error)
@@ -137,61 +149,62 @@ static int drop_duplicates(kernel_list *l)
 
 static int oom(void)
 {
-    fprintf(stderr, "moejit: out of memory\n");
+    cli_error("out of memory");
     return CLI_FAILED;
+}
+
+/* Add the kernels the spec flags give (by hand, or refining `preset`); a typed spec that fails
+ * validation is a usage error: nothing is built. */
+static int add_spec_kernels(const select_options *o, const char *model, kernel_list *out)
+{
+    moejit_route_spec preset;
+    if (model) moejit_route_preset(model, &preset); /* a known name: checked when the flag was taken */
+    moejit_kernel_desc *descs;
+    const int n = spec_options_build(&o->spec, model ? &preset : NULL, &descs);
+    if (n < 0) return CLI_USAGE;
+    int rc = CLI_OK;
+    for (int i = 0; i < n && rc == CLI_OK; i++) {
+        char *origin = NULL;
+        const moejit_route_spec *r = descs[i].op == MOEJIT_OP_ROUTE_ALIGN ? &descs[i].route_align.route : &descs[i].route;
+        const int len = model ? asprintf(&origin, "--model %s (%s)", model, mj_dtype_name((int)r->dtype))
+                              : asprintf(&origin, "kernel spec flags");
+        if (len < 0) {
+            rc = oom();
+            break;
+        }
+        const moejit_status st = moejit_validate(&descs[i]);
+        if (st != MOEJIT_OK && (o->spec.have_any || !model)) {
+            cli_report(origin, st);
+            rc = CLI_USAGE;
+        } else if (kernel_list_add(out, &descs[i], origin, NULL)) {
+            rc = oom();
+        }
+        free(origin);
+    }
+    free(descs);
+    return rc;
 }
 
 int select_build(const select_options *o, kernel_list *out)
 {
     memset(out, 0, sizeof *out);
     if (!o->spec.have_any && !o->n_models && !o->n_manifests) {
-        fprintf(stderr, "moejit: no kernels selected: give --model NAME, --manifest FILE or a kernel spec "
-                        "(--experts E --topk K …)\n");
+        cli_error("no kernels selected: give --model NAME, --manifest FILE or a kernel spec (--experts E --topk K …)");
         return CLI_USAGE;
     }
-    if (o->spec.have_any) {
-        moejit_kernel_desc *descs;
-        const int n = spec_options_build(&o->spec, &descs);
-        if (n < 0) return CLI_USAGE;
-        for (int i = 0; i < n; i++) {
-            /* a bad spec typed on the command line is a usage error: nothing is built */
-            if (moejit_validate(&descs[i]) != MOEJIT_OK) {
-                cli_report("kernel spec", moejit_validate(&descs[i]));
-                free(descs);
-                kernel_list_free(out);
-                return CLI_USAGE;
-            }
-            if (kernel_list_add(out, &descs[i], "kernel spec flags", NULL)) {
-                free(descs);
-                return oom();
-            }
-        }
-        free(descs);
+    int rc = CLI_OK;
+    if (o->n_models)
+        for (size_t m = 0; m < o->n_models && rc == CLI_OK; m++) rc = add_spec_kernels(o, o->models[m], out);
+    else if (o->spec.have_any)
+        rc = add_spec_kernels(o, NULL, out);
+    for (size_t f = 0; f < o->n_manifests && rc == CLI_OK; f++)
+        if (manifest_load(o->manifests[f], out)) rc = CLI_USAGE;
+    if (rc != CLI_OK) {
+        kernel_list_free(out);
+        return rc;
     }
-    if (o->n_models) {
-        int dtypes[8];
-        const int nd = cli_parse_dtypes("--dtype", o->spec.dtype ? o->spec.dtype : SELECT_MODEL_DTYPES, dtypes, 8);
-        if (nd < 0) {
-            kernel_list_free(out);
-            return CLI_USAGE;
-        }
-        for (int m = 0; m < o->n_models; m++)
-            for (int d = 0; d < nd; d++) {
-                moejit_kernel_desc desc = {.op = MOEJIT_OP_ROUTE};
-                moejit_route_preset(o->models[m], &desc.route); /* checked when the flag was taken */
-                desc.route.dtype = (moejit_dtype)dtypes[d];
-                char origin[160];
-                snprintf(origin, sizeof origin, "--model %s (%s)", o->models[m], mj_dtype_name(dtypes[d]));
-                if (kernel_list_add(out, &desc, origin, NULL)) return oom();
-            }
-    }
-    for (int f = 0; f < o->n_manifests; f++)
-        if (manifest_load(o->manifests[f], out)) {
-            kernel_list_free(out);
-            return CLI_USAGE;
-        }
-    /* Validate what models and manifests produced: a failure names the entry (and, through the
-     * spec message, the field: manifest fields are the spec's field names). */
+    /* Validate what plain presets and manifests produced: a failure names the entry (and,
+     * through the spec message, the field: manifest fields are the spec's field names). */
     for (size_t i = 0; i < out->n; i++) {
         kernel_item *it = &out->v[i];
         if (it->invalid) continue;
@@ -206,12 +219,12 @@ int select_build(const select_options *o, kernel_list *out)
     return CLI_OK;
 }
 
-int select_finish(const char *cmd, int argc, char **argv, const select_options *o, kernel_list *items)
+int select_finish(int argc, char **argv, const select_options *o, kernel_list *items)
 {
     memset(items, 0, sizeof *items);
     if (optind < argc) {
-        fprintf(stderr, "moejit %s: unexpected argument \"%s\"\n", cmd, argv[optind]);
-        return CLI_USAGE;
+        cli_error("unexpected argument \"%s\"", argv[optind]);
+        return cli_usage_hint();
     }
     if (o->list_models) {
         print_models(stdout);
