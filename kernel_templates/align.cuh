@@ -69,8 +69,10 @@ struct Align {
 
     // Shared memory, in ints: what the host sizes the launch with (src/op_align.c).
     static constexpr int kBlockSmemInts = kCountWarps * E + (E + 1) + E + kTile + kWarps;
-    // Blocks holding rows: at most n/B + min(n, E) <= n/16 + n.
-    static constexpr int kSmallBlocks = kSmallIds + kSmallIds / 16 + 1;
+    // Blocks holding rows (owner[]): n ids over k experts that have some fill at most
+    // k + (n - k) / B, the most when k = min(n, E); at most n (B = 1: a block a row).
+    static constexpr int kSmallUsedE = kSmallIds < E ? kSmallIds : E;
+    static constexpr int kSmallBlocks = kSmallUsedE + (kSmallIds - kSmallUsedE) / B;
     static constexpr int kSmallSmemInts = kSmallIds ? 2 * kPaddedE + kSmallBlocks : 0;
     static constexpr int kSmemInts = kBlockSmemInts > kSmallSmemInts ? kBlockSmemInts : kSmallSmemInts;
 
@@ -298,7 +300,7 @@ struct Align {
                 if (lane == 31) off[skewed(E)] = incl; /* the total, also when E fills the runs */
             }
             __syncthreads();
-            // Each thread labels the blocks of its experts (few: n/B + 1 at most) while warp 0
+            // Each thread labels the blocks of its experts (ceil(rows / B) each) while warp 0
             // places the ids; then the block writes padding and block_expert in index order, so
             // that every store is coalesced.
             if (warp_id() == 0) {

@@ -1,7 +1,8 @@
 /* GPU: align against its C reference on fresh random ids, with every output poisoned first and
  * compared in full (so a write past the padded total, or a missing one, is caught): decode and
- * prefill batches, the one-launch and the three-launch paths, dropped ids, skewed batches, partial
- * output sets, and a CUDA-graph replay. Every test skips without a device. */
+ * prefill batches, the one-launch and the three-launch paths, block sizes from 1 to 1024, dropped
+ * ids, skewed batches, partial output sets, and a CUDA-graph replay. Every test skips without a
+ * device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,14 +81,59 @@ static void test_align_sweep(void **state)
     (void)state;
     if (!mjt_gpu_ctx) skip();
     static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
-    static const int bs[] = {16, 64, 256};
-    /* one warp (decode), one block near its limit (512·8 = 4096 ids), three launches */
-    static const int64_t ts[] = {1, 33, 512, 5000};
+    static const int bs[] = {1, 4, 8, 16, 64, 256, 1024};
+    /* one warp (decode; 128 ids is its limit), one block near its limit (512·8 = 4096 ids), three
+     * launches (also below a tile where the padding of large blocks passes 131072 rows) */
+    static const int64_t ts[] = {1, 16, 33, 512, 5000};
     mjt_rng rng;
     mjt_rng_init(&rng);
     for (int e = 0; e < 8; e++)
-        for (int b = 0; b < 3; b++)
-            for (int t = 0; t < 4; t++) align_and_check(&rng, IDS_UNIFORM, es[e], bs[b], ts[t], 8, MJT_ALIGN_ALL);
+        for (int b = 0; b < 7; b++)
+            for (int t = 0; t < 5; t++) align_and_check(&rng, IDS_UNIFORM, es[e], bs[b], ts[t], 8, MJT_ALIGN_ALL);
+}
+
+/* align_and_check on the path `tiled` says (0: one launch, 1: three), which the workspace shows. */
+static void check_on_path(mjt_rng *rng, ids_kind kind, int E, int B, int64_t T, int K, int tiled)
+{
+    const moejit_align_spec spec = {.num_experts = E, .block_size = B};
+    size_t ws;
+    assert_int_equal(moejit_align_workspace_bytes(&spec, T, K, &ws), MOEJIT_OK);
+    if ((ws > 0) != tiled) fail_msg("align E=%d B=%d T=%lld K=%d: workspace %zu bytes, wanted the %s path", E, B,
+                                    (long long)T, K, ws, tiled ? "tiled" : "one-launch");
+    align_and_check(rng, kind, E, B, T, K, MJT_ALIGN_ALL);
+}
+
+/* The block sizes below 16 (vLLM's small-batch paths) and the largest, on each path: at B = 1
+ * every row is its own block (block_expert as long as sorted_ids), at B = 1024 nearly every row
+ * is padding. */
+static void test_align_block_extremes(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    static const int bs[] = {1, 4, 8, 1024};
+    for (int b = 0; b < 4; b++) {
+        const int B = bs[b];
+        /* the small path (one warp ranks, up to 128 ids, E <= 1024): its block labels in shared
+         * memory at their most (128 blocks of one row, or 128 experts of one block each) */
+        check_on_path(&rng, IDS_TOPK, 256, B, 16, 8, 0);
+        check_on_path(&rng, IDS_UNIFORM, 1024, B, 16, 8, 0);
+        check_on_path(&rng, IDS_ONE_EXPERT, 1024, B, 16, 8, 0);
+        check_on_path(&rng, IDS_TOPK, 1, B, 100, 1, 0);
+        check_on_path(&rng, IDS_TOPK, 8, B, 3, 2, 0);
+        /* one block (up to 4096 ids, up to 131072 rows) */
+        check_on_path(&rng, IDS_TOPK, 64, B, 512, 8, 0);
+        check_on_path(&rng, IDS_ONE_EXPERT, 64, B, 500, 8, 0);
+        check_on_path(&rng, IDS_UNIFORM, 4096, B, 512, 8, B == 1024); /* 4096·1023 rows of padding: tiles */
+        check_on_path(&rng, IDS_TOPK, 1000, B, 20, 8, B == 1024);     /* 160 ids, over 131072 rows */
+        /* three launches */
+        check_on_path(&rng, IDS_TOPK, 384, B, 5000, 8, 1);
+        check_on_path(&rng, IDS_ONE_EXPERT, 256, B, 3000, 8, 1); /* one warp labels all 24000 rows at B = 1 */
+        check_on_path(&rng, IDS_ALL_DROPPED, 256, B, 9000, 8, 1);
+        check_on_path(&rng, IDS_TOPK, 4096, B, 16384, 8, 1);
+        check_on_path(&rng, IDS_UNIFORM, 1, B, 9000, 2, 1);
+    }
 }
 
 static void test_align_edges(void **state)
@@ -120,34 +166,42 @@ static void test_align_partial_outputs(void **state)
     mjt_rng rng;
     mjt_rng_init(&rng);
     static const unsigned sets[] = {1, 2, 4, 8, 16, 32, 4 | 8 | 16, 32 | 16, 1 | 2};
-    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
-        align_and_check(&rng, IDS_UNIFORM, 160, 32, 100, 6, sets[i]);
-        align_and_check(&rng, IDS_UNIFORM, 160, 32, 2000, 6, sets[i]);
-    }
+    static const int bs[] = {32, 1, 1024};
+    for (int b = 0; b < 3; b++)
+        for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+            align_and_check(&rng, IDS_UNIFORM, 160, bs[b], 20, 6, sets[i]); /* the small path */
+            align_and_check(&rng, IDS_UNIFORM, 160, bs[b], 100, 6, sets[i]);
+            align_and_check(&rng, IDS_UNIFORM, 160, bs[b], 2000, 6, sets[i]);
+        }
 }
 
-/* Same input twice (one and three launches): bit-identical outputs, as the reference is. A
- * capacity larger than needed: block_expert is -1 through its end, sorted_ids untouched past the total. */
+/* Same input twice (each path): bit-identical outputs, as the reference is. A capacity larger
+ * than needed: block_expert is -1 through its end, sorted_ids untouched past the total. */
 static void test_align_repeat_and_capacity(void **state)
 {
     (void)state;
     if (!mjt_gpu_ctx) skip();
     mjt_rng rng;
     mjt_rng_init(&rng);
-    const moejit_align_spec spec = {.num_experts = 256, .block_size = 64};
     const int K = 8;
-    for (int64_t T = 100; T <= 10000; T += 9900) {
+    static const int bs[] = {64, 1, 1024};
+    /* the small path, one block (three launches at B = 1024: its padding), three launches */
+    static const int64_t ts[] = {10, 100, 10000};
+    for (int run = 0; run < 9; run++) {
+        const int B = bs[run / 3];
+        const int64_t T = ts[run % 3];
+        const moejit_align_spec spec = {.num_experts = 256, .block_size = B};
         int64_t cap;
         size_t ws_bytes;
         assert_int_equal(moejit_align_capacity(&spec, T, K, &cap), MOEJIT_OK);
         assert_int_equal(moejit_align_workspace_bytes(&spec, T, K, &ws_bytes), MOEJIT_OK);
-        cap += 5 * 64 + 17; /* a caller's rounder size */
+        cap += 5 * B + 17; /* a caller's rounder size */
         int32_t *ids = make_ids(&rng, IDS_UNIFORM, 256, T, K);
         int32_t *d_ids = mjt_dev_alloc(4 * (size_t)(T * K));
         mjt_h2d(d_ids, ids, 4 * (size_t)(T * K));
-        mjt_align_bufs first = mjt_align_bufs_new(256, 64, cap, T * K, 1),
-                       second = mjt_align_bufs_new(256, 64, cap, T * K, 1),
-                       ref = mjt_align_bufs_new(256, 64, cap, T * K, 0);
+        mjt_align_bufs first = mjt_align_bufs_new(256, B, cap, T * K, 1),
+                       second = mjt_align_bufs_new(256, B, cap, T * K, 1),
+                       ref = mjt_align_bufs_new(256, B, cap, T * K, 0);
         void *ws = ws_bytes ? mjt_dev_alloc(ws_bytes) : NULL;
         moejit_align_args a = {.ids = d_ids, .num_tokens = T, .topk = K};
         a.out = mjt_align_select(&first, MJT_ALIGN_ALL, cap);
@@ -159,8 +213,11 @@ static void test_align_repeat_and_capacity(void **state)
         mjt_sync();
         moejit_align_args h = {.ids = ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&ref, MJT_ALIGN_ALL, cap)};
         assert_int_equal(moejit_align_reference(&spec, &h), MOEJIT_OK);
-        mjt_align_compare(&first, &ref, "first run");
-        mjt_align_compare(&second, &ref, "second run");
+        char what[64];
+        snprintf(what, sizeof what, "B=%d T=%lld first run", B, (long long)T);
+        mjt_align_compare(&first, &ref, what);
+        snprintf(what, sizeof what, "B=%d T=%lld second run", B, (long long)T);
+        mjt_align_compare(&second, &ref, what);
         mjt_align_bufs_free(&first), mjt_align_bufs_free(&second), mjt_align_bufs_free(&ref);
         mjt_dev_free(d_ids), mjt_dev_free(ws), free(ids);
     }
@@ -225,6 +282,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_align_edges),
         cmocka_unit_test(test_align_sweep),
+        cmocka_unit_test(test_align_block_extremes),
         cmocka_unit_test(test_align_partial_outputs),
         cmocka_unit_test(test_align_repeat_and_capacity),
         cmocka_unit_test(test_align_graph_capture),

@@ -60,7 +60,7 @@ const char spec_options_help[] =
     "  --row-scale                 permute: rows are scaled per expert\n"
     " align:\n"
     "  --experts E[,E…]            local experts, 1..4096 (required)\n"
-    "  --block-size B[,B…]         rows per block, a power of two in 16..256 (required; also route_align)\n"
+    "  --block-size B[,B…]         rows per block, a power of two in 1..1024 (required; also route_align)\n"
     " mx_scales:\n"
     "  --cols C[,C…]               e8m0 scales per row (K / 32), 1..65536 (required)\n";
 
