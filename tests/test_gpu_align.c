@@ -158,6 +158,97 @@ static void test_align_edges(void **state)
     align_and_check(&rng, IDS_TOPK, 384, 64, 70000, 8, MJT_ALIGN_ALL);       /* 137 tiles */
 }
 
+/* Expected value of position i of a large output, for a batch with `rows` ids of expert 0. */
+typedef int32_t (*expect_fn)(int64_t i, int64_t rows);
+static int32_t expect_sorted(int64_t i, int64_t rows) { return i < rows ? (int32_t)i : (int32_t)rows; }
+static int32_t expect_block_of_row(int64_t i, int64_t rows) { return i < rows ? 0 : -1; } /* B = 1 */
+
+/* A batch of n ids, every one `byte` repeated (0: expert 0; 0xff: -1, dropped), over E = 1, into
+ * one large output (`which`: 2 sorted_ids, 3 block_expert) of `capacity` rows (0: the least;
+ * beyond INT32_MAX the library uses INT32_MAX) and the small ones. The large one is checked in
+ * chunks against want(i) below `valid` and poison beyond. */
+static void check_int32_limit(int B, int64_t n, unsigned char byte, int which, int64_t capacity, int64_t valid,
+                              expect_fn want, int32_t *d_ids, int32_t *d_out)
+{
+    const moejit_align_spec spec = {.num_experts = 1, .block_size = B};
+    int64_t cap;
+    size_t ws_bytes;
+    assert_int_equal(moejit_align_capacity(&spec, n, 1, &cap), MOEJIT_OK);
+    assert_int_equal(moejit_align_workspace_bytes(&spec, n, 1, &ws_bytes), MOEJIT_OK);
+    const int64_t used = capacity ? (capacity < INT32_MAX ? capacity : INT32_MAX) : cap;
+    const int64_t len = which == 2 ? used : used / B;
+    mjt_dev_fill(d_ids, byte, 4 * (size_t)n);
+    mjt_dev_fill(d_out, MJT_POISON, 4 * (size_t)len);
+    int32_t small[4], *d_small = mjt_dev_alloc(sizeof small); /* counts [1], offsets [2], total_padded */
+    void *ws = ws_bytes ? mjt_dev_alloc(ws_bytes) : NULL;
+    moejit_align_args a = {.ids = d_ids, .num_tokens = n, .topk = 1,
+                           .out = {.counts = d_small, .offsets = d_small + 1, .total_padded = d_small + 3,
+                                   .sorted_capacity = capacity, .workspace = ws, .workspace_bytes = ws_bytes}};
+    if (which == 2) a.out.sorted_ids = d_out;
+    else a.out.block_expert = d_out;
+    const moejit_status st = moejit_align(mjt_gpu_ctx, &spec, &a, NULL);
+    if (st != MOEJIT_OK)
+        fail_msg("B=%d n=%lld: %s: %s", B, (long long)n, moejit_status_str(st), moejit_last_error(mjt_gpu_ctx));
+    mjt_sync();
+    mjt_d2h(small, d_small, sizeof small);
+    const int64_t rows = byte ? 0 : n, total = (rows + B - 1) / B * B;
+    assert_int_equal(small[0], rows);
+    assert_int_equal(small[1], 0);
+    assert_int_equal(small[2], total);
+    assert_int_equal(small[3], total);
+    const size_t chunk = (size_t)1 << 26;
+    int32_t *got = malloc(4 * chunk);
+    assert_non_null(got);
+    for (int64_t at = 0; at < len; at += (int64_t)chunk) {
+        const size_t m = (size_t)(len - at) < chunk ? (size_t)(len - at) : chunk;
+        mjt_d2h(got, d_out + at, 4 * m);
+        for (size_t j = 0; j < m; j++) {
+            const int64_t i = at + (int64_t)j;
+            const int32_t w = i < valid ? want(i, rows) : 0x5a5a5a5a;
+            if (got[j] != w) {
+                const int32_t g = got[j];
+                free(got);
+                fail_msg("B=%d n=%lld: %s[%lld] = %d, wanted %d", B, (long long)n,
+                         which == 2 ? "sorted_ids" : "block_expert", (long long)i, g, w);
+            }
+        }
+    }
+    free(got);
+    mjt_dev_free(d_small), mjt_dev_free(ws);
+}
+
+/* Positions up to INT32_MAX (2^31 - 1 ids, or a caller's capacity that large: 16 GiB of device
+ * memory): the strided loops that count the last tile, label blocks (B = 1: one a row), write -1
+ * past the total and pad must not wrap on their last step. Skipped in quick mode and where the
+ * device lacks the memory. */
+static void test_align_int32_limit(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx || mjt_quick()) skip();
+    const mj_driver *d;
+    assert_int_equal(mj_driver_get(&d), MOEJIT_OK);
+    const int64_t n = INT32_MAX;
+    CUdeviceptr ids = 0, out = 0;
+    if (d->mem_alloc(&ids, 4 * (size_t)n) != CUDA_SUCCESS || d->mem_alloc(&out, 4 * (size_t)n) != CUDA_SUCCESS) {
+        if (ids) d->mem_free(ids);
+        print_message("int32 limit: 16 GiB of device memory not available\n");
+        skip();
+    }
+    int32_t *d_ids = (int32_t *)(uintptr_t)ids, *d_out = (int32_t *)(uintptr_t)out;
+    /* B = 1: a block a row, all of expert 0, labelled up to INT32_MAX - 1 (three launches) */
+    check_int32_limit(1, n, 0x00, 3, 0, n, expect_block_of_row, d_ids, d_out);
+    /* …every id dropped: every block -1, from the loop past the total */
+    check_int32_limit(1, n, 0xff, 3, 0, n, expect_block_of_row, d_ids, d_out);
+    /* B = 8: expert 0's padding ends at 2^31 - 8, the last multiple of 8 below INT32_MAX */
+    const int64_t n8 = INT32_MAX - 11;
+    check_int32_limit(8, n8, 0x00, 2, 0, (n8 + 7) / 8 * 8, expect_sorted, d_ids, d_out);
+    /* a caller's capacity of 2^32 rows at B = 1: -1 up to INT32_MAX - 1 from the small path and
+     * from the one-block path */
+    check_int32_limit(1, 100, 0x00, 3, (int64_t)1 << 32, n, expect_block_of_row, d_ids, d_out);
+    check_int32_limit(1, 1000, 0x00, 3, (int64_t)1 << 32, n, expect_block_of_row, d_ids, d_out);
+    d->mem_free(ids), d->mem_free(out);
+}
+
 /* Each output alone, and a few sets (NULL = not wanted), on both paths. */
 static void test_align_partial_outputs(void **state)
 {
@@ -286,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_align_partial_outputs),
         cmocka_unit_test(test_align_repeat_and_capacity),
         cmocka_unit_test(test_align_graph_capture),
+        cmocka_unit_test(test_align_int32_limit),
     };
     return cmocka_run_group_tests(tests, mjt_gpu_setup, mjt_gpu_teardown);
 }
