@@ -122,6 +122,7 @@ static void test_align_block_extremes(void **state)
         check_on_path(&rng, IDS_ONE_EXPERT, 1024, B, 16, 8, 0);
         check_on_path(&rng, IDS_TOPK, 1, B, 100, 1, 0);
         check_on_path(&rng, IDS_TOPK, 8, B, 3, 2, 0);
+        check_on_path(&rng, IDS_TOPK, 1024, B, 1, 128, 0); /* 128 experts of a row each: 128 blocks at any B */
         /* one block (up to 4096 ids, up to 131072 rows) */
         check_on_path(&rng, IDS_TOPK, 64, B, 512, 8, 0);
         check_on_path(&rng, IDS_ONE_EXPERT, 64, B, 500, 8, 0);
@@ -158,17 +159,13 @@ static void test_align_edges(void **state)
     align_and_check(&rng, IDS_TOPK, 384, 64, 70000, 8, MJT_ALIGN_ALL);       /* 137 tiles */
 }
 
-/* Expected value of position i of a large output, for a batch with `rows` ids of expert 0. */
-typedef int32_t (*expect_fn)(int64_t i, int64_t rows);
-static int32_t expect_sorted(int64_t i, int64_t rows) { return i < rows ? (int32_t)i : (int32_t)rows; }
-static int32_t expect_block_of_row(int64_t i, int64_t rows) { return i < rows ? 0 : -1; } /* B = 1 */
-
 /* A batch of n ids, every one `byte` repeated (0: expert 0; 0xff: -1, dropped), over E = 1, into
- * one large output (`which`: 2 sorted_ids, 3 block_expert) of `capacity` rows (0: the least;
- * beyond INT32_MAX the library uses INT32_MAX) and the small ones. The large one is checked in
- * chunks against want(i) below `valid` and poison beyond. */
+ * one large output (`which`: 2 sorted_ids, 3 block_expert, only at B = 1) of `capacity` rows (0:
+ * the least; beyond INT32_MAX the library uses INT32_MAX) and the small ones. The large one is
+ * checked in chunks: below `valid`, sorted_ids[i] = i for the rows, then the padding value, and
+ * block_expert[i] = 0 for the rows, then -1; beyond, the poison. */
 static void check_int32_limit(int B, int64_t n, unsigned char byte, int which, int64_t capacity, int64_t valid,
-                              expect_fn want, int32_t *d_ids, int32_t *d_out)
+                              int32_t *d_ids, int32_t *d_out)
 {
     const moejit_align_spec spec = {.num_experts = 1, .block_size = B};
     int64_t cap;
@@ -204,7 +201,9 @@ static void check_int32_limit(int B, int64_t n, unsigned char byte, int which, i
         mjt_d2h(got, d_out + at, 4 * m);
         for (size_t j = 0; j < m; j++) {
             const int64_t i = at + (int64_t)j;
-            const int32_t w = i < valid ? want(i, rows) : 0x5a5a5a5a;
+            const int32_t w = i >= valid ? 0x5a5a5a5a
+                              : which == 2 ? (int32_t)(i < rows ? i : rows)
+                                           : (i < rows ? 0 : -1);
             if (got[j] != w) {
                 const int32_t g = got[j];
                 free(got);
@@ -236,16 +235,16 @@ static void test_align_int32_limit(void **state)
     }
     int32_t *d_ids = (int32_t *)(uintptr_t)ids, *d_out = (int32_t *)(uintptr_t)out;
     /* B = 1: a block a row, all of expert 0, labelled up to INT32_MAX - 1 (three launches) */
-    check_int32_limit(1, n, 0x00, 3, 0, n, expect_block_of_row, d_ids, d_out);
+    check_int32_limit(1, n, 0x00, 3, 0, n, d_ids, d_out);
     /* …every id dropped: every block -1, from the loop past the total */
-    check_int32_limit(1, n, 0xff, 3, 0, n, expect_block_of_row, d_ids, d_out);
+    check_int32_limit(1, n, 0xff, 3, 0, n, d_ids, d_out);
     /* B = 8: expert 0's padding ends at 2^31 - 8, the last multiple of 8 below INT32_MAX */
     const int64_t n8 = INT32_MAX - 11;
-    check_int32_limit(8, n8, 0x00, 2, 0, (n8 + 7) / 8 * 8, expect_sorted, d_ids, d_out);
+    check_int32_limit(8, n8, 0x00, 2, 0, (n8 + 7) / 8 * 8, d_ids, d_out);
     /* a caller's capacity of 2^32 rows at B = 1: -1 up to INT32_MAX - 1 from the small path and
      * from the one-block path */
-    check_int32_limit(1, 100, 0x00, 3, (int64_t)1 << 32, n, expect_block_of_row, d_ids, d_out);
-    check_int32_limit(1, 1000, 0x00, 3, (int64_t)1 << 32, n, expect_block_of_row, d_ids, d_out);
+    check_int32_limit(1, 100, 0x00, 3, (int64_t)1 << 32, n, d_ids, d_out);
+    check_int32_limit(1, 1000, 0x00, 3, (int64_t)1 << 32, n, d_ids, d_out);
     d->mem_free(ids), d->mem_free(out);
 }
 
