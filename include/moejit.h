@@ -85,8 +85,8 @@ MOEJIT_API const char *moejit_status_str(moejit_status status);
 #define MOEJIT_MAX_EXPERTS 4096 /* E: a warp per token up to 1024, a block per token above */
 #define MOEJIT_MAX_TOPK 64      /* K, and the most shared slots S */
 #define MOEJIT_MAX_ALIGN_EXPERTS 4096 /* E of align (local experts) */
-#define MOEJIT_ALIGN_MIN_BLOCK 16     /* align block sizes: powers of two in [16, 256] */
-#define MOEJIT_ALIGN_MAX_BLOCK 256
+#define MOEJIT_ALIGN_MIN_BLOCK 1      /* align block sizes: powers of two in [1, 1024] */
+#define MOEJIT_ALIGN_MAX_BLOCK 1024
 #define MOEJIT_MAX_MX_COLS 65536      /* C of mx_scales (scales per row) */
 
 /*-************************************************************************************************
@@ -334,7 +334,7 @@ MOEJIT_API moejit_status moejit_align_reference(const moejit_align_spec *spec, c
  **************************************************************************************************/
 typedef struct moejit_route_align_spec {
     moejit_route_spec route;
-    int32_t block_size; /* B of align: a power of two in [16, 256] */
+    int32_t block_size; /* B of align: a power of two in [MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK] */
 } moejit_route_align_spec;
 
 typedef struct moejit_route_align_args {

@@ -69,8 +69,10 @@ struct Align {
 
     // Shared memory, in ints: what the host sizes the launch with (src/op_align.c).
     static constexpr int kBlockSmemInts = kCountWarps * E + (E + 1) + E + kTile + kWarps;
-    // Blocks holding rows: at most n/B + min(n, E) <= n/16 + n.
-    static constexpr int kSmallBlocks = kSmallIds + kSmallIds / 16 + 1;
+    // Blocks holding rows (owner[]): n ids over k experts that have some fill at most
+    // k + (n - k) / B, the most when k = min(n, E); at most n (B = 1: a block a row).
+    static constexpr int kSmallUsedE = kSmallIds < E ? kSmallIds : E;
+    static constexpr int kSmallBlocks = kSmallUsedE + (kSmallIds - kSmallUsedE) / B;
     static constexpr int kSmallSmemInts = kSmallIds ? 2 * kPaddedE + kSmallBlocks : 0;
     static constexpr int kSmemInts = kBlockSmemInts > kSmallSmemInts ? kBlockSmemInts : kSmallSmemInts;
 
@@ -220,7 +222,8 @@ struct Align {
     //    dealt to the warps of `nblocks` blocks one at a time (a warp per expert, its lanes writing
     //    the expert's padding and blocks together), then -1 for the blocks beyond the total. An
     //    expert without rows costs three shared loads, so decode batches with thousands of experts
-    //    stay cheap, and all warps share the experts that have rows.
+    //    stay cheap, and all warps share the experts that have rows. Rows and blocks (B = 1) reach
+    //    INT32_MAX: the strided indices are u32, where the step past the last one cannot wrap.
     static __device__ void fill(const Smem &s, const AlignParams &p, int block, int nblocks)
     {
         const int warp = warp_id(), lane = lane_id();
@@ -228,13 +231,13 @@ struct Align {
             const int first = s.off[e], pad = s.padb[e], end = s.off[e + 1]; // rows [first, end), padding from pad
             if (end == first) continue; /* uniform over the warp */
             if (p.sorted_ids)
-                for (int q = pad + lane; q < end; q += 32) p.sorted_ids[q] = p.n;
+                for (u32 q = (u32)pad + lane; q < (u32)end; q += 32) p.sorted_ids[q] = p.n;
             if (p.block_expert)
-                for (int b = first / B + lane; b < end / B; b += 32) p.block_expert[b] = e;
+                for (u32 b = (u32)(first / B) + lane; b < (u32)(end / B); b += 32) p.block_expert[b] = e;
         }
         if (p.block_expert) {
-            const int stride = nblocks * kThreads;
-            for (int b = s.off[E] / B + block * kThreads + (int)threadIdx.x; b < p.capacity / B; b += stride)
+            const u32 stride = nblocks * kThreads;
+            for (u32 b = (u32)(s.off[E] / B) + block * kThreads + threadIdx.x; b < (u32)(p.capacity / B); b += stride)
                 p.block_expert[b] = -1;
         }
     }
@@ -298,7 +301,7 @@ struct Align {
                 if (lane == 31) off[skewed(E)] = incl; /* the total, also when E fills the runs */
             }
             __syncthreads();
-            // Each thread labels the blocks of its experts (few: n/B + 1 at most) while warp 0
+            // Each thread labels the blocks of its experts (ceil(rows / B) each) while warp 0
             // places the ids; then the block writes padding and block_expert in index order, so
             // that every store is coalesced.
             if (warp_id() == 0) {
@@ -335,7 +338,8 @@ struct Align {
                     if (q >= off[skewed(e)] + cnt[skewed(e)]) p.sorted_ids[q] = n;
                 }
             if (p.block_expert)
-                for (int b = threadIdx.x; b < p.capacity / B; b += kThreads) p.block_expert[b] = b < total / B ? owner[b] : -1;
+                for (u32 b = threadIdx.x; b < (u32)(p.capacity / B); b += kThreads) // u32: as in fill()
+                    p.block_expert[b] = b < (u32)(total / B) ? owner[b] : -1;
         }
     }
 
@@ -353,8 +357,9 @@ struct Align {
         int *hist = mj_align_smem;
         for (int e = threadIdx.x; e < E; e += kThreads) hist[e] = 0;
         __syncthreads();
-        const int begin = blockIdx.x * kTile, end = min(p.n, begin + kTile);
-        for (int i = begin + threadIdx.x; i < end; i += kThreads) {
+        // the last tile may end at INT32_MAX: neither its end nor the step past it may wrap
+        const int begin = blockIdx.x * kTile, end = begin + min(p.n - begin, kTile);
+        for (u32 i = begin + threadIdx.x; i < (u32)end; i += kThreads) {
             const int e = __ldg(p.ids + i);
             if ((unsigned)e < (unsigned)E) atomicAdd(hist + e, 1);
         }

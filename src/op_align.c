@@ -68,7 +68,10 @@ void mj_align_geom_default(int experts, int block_size, mj_align_geom *g)
 static int small_smem_ints(const mj_align_geom *g)
 {
     const int run = (g->experts + 31) / 32;
-    const int blocks = g->small_ids + g->small_ids / 16 + 1; /* blocks holding rows: n/B + min(n, E) at most */
+    /* Blocks holding rows, for n ids over k experts that have some: at most k + (n - k) / B, the
+     * most when k = min(n, E), so at most n (B = 1: a block a row) (align.cuh's kSmallBlocks). */
+    const int used = g->small_ids < g->experts ? g->small_ids : g->experts;
+    const int blocks = used + (g->small_ids - used) / g->block_size;
     return g->small_ids ? 2 * (32 * run + run + 1) + blocks : 0;
 }
 

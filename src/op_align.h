@@ -17,7 +17,8 @@ typedef struct mj_align_shape {
 /* Validate an align spec and write its normalised shape. Errors name the field and value. */
 moejit_status mj_align_normalize(const moejit_align_spec *spec, mj_align_shape *out);
 
-/* block_size is a power of two in [16, 256]; `spec_name` starts the message ("align spec"). */
+/* block_size is a power of two in [MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK]; `spec_name`
+ * starts the message ("align spec"). */
 moejit_status mj_align_check_block(const char *spec_name, int block_size);
 
 /* How an align Cfg is laid out (the constants of align.cuh's Cfg contract). */

@@ -570,5 +570,13 @@ const moejit_route_align_spec mjt_route_align_shapes[] = {
     /* a soft cap (GLM-4.5's size), Mixtral */
     {{.num_experts = 160, .topk = 6, .softcap = 30.0f, .renormalize = 1}, 256},
     {{.num_experts = 8, .topk = 2, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16}, 16},
+    /* the extreme block sizes on both of the fused kernel's align paths: the small one (E+S <=
+     * 1024) at B = 1 (a block a row) and B = 1024 (mostly padding), the one-block one (E+S > 1024) */
+    {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .has_bias = 1, .renormalize = 1,
+      .scale_output = 1, .routed_scaling_factor = 2.5f, .shared_slots = 1},
+     1},
+    {{.num_experts = 8, .topk = 2, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16}, 1024},
+    {{.num_experts = 1024, .topk = 8, .dtype = MOEJIT_DTYPE_BF16, .shared_slots = 1}, 1},
+    {{.num_experts = 1024, .topk = 32, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .shared_slots = 32}, 1024},
 };
 const size_t mjt_route_align_shape_count = sizeof mjt_route_align_shapes / sizeof mjt_route_align_shapes[0];

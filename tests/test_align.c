@@ -1,6 +1,7 @@
 /* align without a GPU: spec and argument validation (a specific status, a message naming the field
  * and value, nothing compiled or launched), the size helpers, names, and the reference checked
- * against align's invariants rather than against a second implementation. */
+ * against a batch worked out by hand and against align's invariants rather than against a second
+ * implementation. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,13 +14,19 @@ static void test_bad_specs(void **state)
     moejit_kernel_desc d = {.op = MOEJIT_OP_ALIGN, .align = {.num_experts = 64, .block_size = 64}};
     assert_int_equal(moejit_validate(&d), MOEJIT_OK);
     d.align.block_size = 48;
-    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 48 must be a power of two in [16, 256]");
-    d.align.block_size = 8;
-    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 8");
-    d.align.block_size = 512;
-    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 512");
-    d.align.block_size = 0;
-    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 0");
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "block_size = 48 must be a power of two in [1, 1024]");
+    /* every power of two from 1 to 1024 (vLLM's small-batch paths use 4 and 8), nothing else */
+    static const int bad[] = {0, -1, -16, 3, 6, 12, 1000, 1023, 1025, 2048, 1 << 30};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char needle[64];
+        snprintf(needle, sizeof needle, "align spec: block_size = %d must be", bad[i]);
+        d.align.block_size = bad[i];
+        mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, needle);
+    }
+    for (int b = 1; b <= 1024; b *= 2) {
+        d.align.block_size = b;
+        assert_int_equal(moejit_validate(&d), MOEJIT_OK);
+    }
     d.align = (moejit_align_spec){.num_experts = 0, .block_size = 16};
     mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "num_experts = 0 must be >= 1");
     d.align.num_experts = -3;
@@ -44,6 +51,15 @@ static void test_names_and_sizes(void **state)
     for (int i = 0; i < 4; i++) assert_non_null(strstr(src, entries[i]));
     assert_null(strstr(src, "\n#include"));
     moejit_free(src);
+    d.align.block_size = 1;
+    assert_int_equal(moejit_kernel_name(&d, name, sizeof name), MOEJIT_OK);
+    assert_string_equal(name, "moejit_align_e384_b1");
+    d.align.block_size = 1024;
+    assert_int_equal(moejit_kernel_name(&d, name, sizeof name), MOEJIT_OK);
+    assert_string_equal(name, "moejit_align_e384_b1024");
+    assert_int_equal(moejit_source(NULL, &d, &src, NULL), MOEJIT_OK);
+    assert_non_null(strstr(src, "static constexpr int kBlockSize = 1024;"));
+    moejit_free(src);
 
     /* vLLM's buffer size: numel + E·(B-1), or numel·B when there are fewer ids than experts. */
     const moejit_align_spec s = {.num_experts = 256, .block_size = 64};
@@ -66,6 +82,30 @@ static void test_names_and_sizes(void **state)
     assert_int_equal(ws, 0);
     assert_int_equal(moejit_align_workspace_bytes(&wide, 512, 8, &ws), MOEJIT_OK);
     assert_true(ws > 0);
+    /* B = 1: no padding, the capacity is N; one launch up to a tile of 4096 ids. */
+    const moejit_align_spec one = {.num_experts = 256, .block_size = 1};
+    assert_int_equal(moejit_align_capacity(&one, 16384, 8, &cap), MOEJIT_OK);
+    assert_int_equal(cap, 16384 * 8);
+    assert_int_equal(moejit_align_workspace_bytes(&one, 512, 8, &ws), MOEJIT_OK);
+    assert_int_equal(ws, 0);
+    assert_int_equal(moejit_align_workspace_bytes(&one, 513, 8, &ws), MOEJIT_OK);
+    assert_int_equal(ws, 4 * (2 * 256 + 3 * 256 + 1));
+    /* B = 1024: up to 1023 padding rows an expert; 128 ids still fit one launch (131072 rows),
+     * 136 ids can need 139264 rows and take the tiled path. */
+    const moejit_align_spec big = {.num_experts = 256, .block_size = 1024};
+    assert_int_equal(moejit_align_capacity(&big, 1, 8, &cap), MOEJIT_OK);
+    assert_int_equal(cap, 8 * 1024);
+    assert_int_equal(moejit_align_capacity(&big, 16384, 8, &cap), MOEJIT_OK);
+    assert_int_equal(cap, 16384 * 8 + 256 * 1023);
+    assert_int_equal(moejit_align_workspace_bytes(&big, 16, 8, &ws), MOEJIT_OK);
+    assert_int_equal(ws, 0);
+    assert_int_equal(moejit_align_workspace_bytes(&big, 17, 8, &ws), MOEJIT_OK);
+    assert_int_equal(ws, 4 * (256 + 3 * 256 + 1));
+    /* …and positions stay int32 up to the last id that fits. */
+    assert_int_equal(moejit_align_capacity(&big, INT32_MAX - 256 * 1023, 1, &cap), MOEJIT_OK);
+    assert_int_equal(cap, INT32_MAX);
+    mjt_expect_error(moejit_align_capacity(&big, INT32_MAX - 256 * 1023 + 1, 1, &cap), MOEJIT_ERR_UNSUPPORTED,
+                     "2147221760 ids over 256 experts can need 2147483648 padded rows");
     /* Positions are int32. */
     mjt_expect_error(moejit_align_capacity(&s, (int64_t)1 << 31, 1, &cap), MOEJIT_ERR_UNSUPPORTED, "(positions are int32)");
     mjt_expect_error(moejit_align_capacity(&s, 2147480000, 1, &cap), MOEJIT_ERR_UNSUPPORTED,
@@ -174,16 +214,55 @@ static void check_invariants(const int32_t *ids, int E, int B, int64_t T, int K,
     free(hist);
 }
 
+/* A batch worked out by hand at B = 1 and B = 4: ids [5, 2] over 4 experts, expert 3 empty, two
+ * ids of other ranks (5 and -1). P: never written (positions past the total). */
+static void test_reference_by_hand(void **state)
+{
+    (void)state;
+    enum { E = 4, T = 5, K = 2, N = T * K, P = 0x5a5a5a5a };
+    static const int32_t ids[N] = {2, 0, 1, 2, 5, 0, 2, -1, 2, 2};
+    static const int32_t counts[E] = {2, 1, 5, 0};
+    static const struct {
+        int B;
+        int64_t cap;
+        int32_t offsets[E + 1], sorted[22], block_expert[10], slot_of[N];
+    } want[] = {
+        /* every row its own block: the ids in expert order, block_expert = each row's expert */
+        {1, 10, {0, 2, 3, 8, 8}, {1, 5, 2, 0, 3, 6, 8, 9, P, P}, {0, 0, 1, 2, 2, 2, 2, 2, -1, -1},
+         {3, 0, 2, 4, -1, 1, 5, -1, 6, 7}},
+        /* experts padded to 4, 4, 8 and 0 rows with N = 10; capacity 10 + 4·3 */
+        {4, 22, {0, 4, 8, 16, 16}, {1, 5, 10, 10, 2, 10, 10, 10, 0, 3, 6, 8, 9, 10, 10, 10, P, P, P, P, P, P},
+         {0, 1, 2, 2, -1}, {8, 0, 4, 9, -1, 1, 10, -1, 11, 12}},
+    };
+    for (int w = 0; w < 2; w++) {
+        const int B = want[w].B;
+        const moejit_align_spec s = {.num_experts = E, .block_size = B};
+        int64_t cap;
+        assert_int_equal(moejit_align_capacity(&s, T, K, &cap), MOEJIT_OK);
+        assert_int_equal(cap, want[w].cap);
+        mjt_align_bufs o = mjt_align_bufs_new(E, B, cap, N, 0);
+        moejit_align_args a = {.ids = ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&o, MJT_ALIGN_ALL, cap)};
+        assert_int_equal(moejit_align_reference(&s, &a), MOEJIT_OK);
+        assert_memory_equal(o.buf[0], counts, sizeof counts);
+        assert_memory_equal(o.buf[1], want[w].offsets, sizeof want[w].offsets);
+        assert_memory_equal(o.buf[2], want[w].sorted, 4 * (size_t)cap);
+        assert_memory_equal(o.buf[3], want[w].block_expert, 4 * (size_t)(cap / B));
+        assert_int_equal(o.buf[4][0], want[w].offsets[E]);
+        assert_memory_equal(o.buf[5], want[w].slot_of, sizeof want[w].slot_of);
+        mjt_align_bufs_free(&o);
+    }
+}
+
 static void test_reference_invariants(void **state)
 {
     (void)state;
     mjt_rng rng;
     mjt_rng_init(&rng);
     static const int es[] = {1, 3, 64, 257, 4096};
-    static const int bs[] = {16, 64, 256};
+    static const int bs[] = {1, 4, 8, 16, 64, 256, 1024};
     static const int64_t ts[] = {0, 1, 7, 300};
     for (int e = 0; e < 5; e++)
-        for (int b = 0; b < 3; b++)
+        for (int b = 0; b < 7; b++)
             for (int t = 0; t < 4; t++) {
                 const int E = es[e], B = bs[b], K = 1 + (int)(mjt_next(&rng) % 9);
                 const int64_t T = ts[t], N = T * K;
@@ -213,6 +292,7 @@ int main(void)
         cmocka_unit_test(test_bad_specs),
         cmocka_unit_test(test_names_and_sizes),
         cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_reference_by_hand),
         cmocka_unit_test(test_reference_invariants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -103,7 +103,11 @@ static void test_help(void **state)
     assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "32", "--dtype", "bf16"), 2);
     EXPECT_OUTPUT("--dtype does not apply to --op align");
     assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "24"), 2);
-    EXPECT_OUTPUT("align spec: block_size = 24 must be a power of two in [16, 256]");
+    EXPECT_OUTPUT("align spec: block_size = 24 must be a power of two in [1, 1024]");
+    assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "2048"), 2);
+    EXPECT_OUTPUT("align spec: block_size = 2048 must be a power of two in [1, 1024]");
+    assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "1"), 0);
+    EXPECT_OUTPUT("static constexpr int kBlockSize = 1;");
     assert_int_equal(CLI("source", "--op", "route_align", "--experts", "64", "--topk", "4"), 2);
     EXPECT_OUTPUT("--block-size is required with --op route_align");
     assert_int_equal(CLI("source", "--op", "mx_scales", "--hidden", "64"), 2);

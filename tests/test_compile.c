@@ -196,12 +196,12 @@ static void test_edge_sweep_and_presets_compile(void **state)
 static sweep ops_sweep(void)
 {
     static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
-    static const int bs[] = {16, 64, 256};
+    static const int bs[] = {1, 4, 8, 16, 64, 256, 1024};
     static const int cs[] = {1, 7, 20, 64, 160, 224, 225, 576};
-    sweep s = {calloc(8 * 3 + 8 + mjt_route_align_shape_count, sizeof(moejit_kernel_desc)), 0};
+    sweep s = {calloc(8 * 7 + 8 + mjt_route_align_shape_count, sizeof(moejit_kernel_desc)), 0};
     assert_non_null(s.descs);
     for (int e = 0; e < 8; e++)
-        for (int b = 0; b < 3; b++) {
+        for (int b = 0; b < 7; b++) {
             moejit_kernel_desc *x = &s.descs[s.n++];
             x->op = MOEJIT_OP_ALIGN;
             x->align = (moejit_align_spec){.num_experts = es[e], .block_size = bs[b]};

@@ -1,7 +1,8 @@
 /* GPU: align against its C reference on fresh random ids, with every output poisoned first and
  * compared in full (so a write past the padded total, or a missing one, is caught): decode and
- * prefill batches, the one-launch and the three-launch paths, dropped ids, skewed batches, partial
- * output sets, and a CUDA-graph replay. Every test skips without a device. */
+ * prefill batches, the one-launch and the three-launch paths, block sizes from 1 to 1024, dropped
+ * ids, skewed batches, partial output sets, and a CUDA-graph replay. Every test skips without a
+ * device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,14 +81,60 @@ static void test_align_sweep(void **state)
     (void)state;
     if (!mjt_gpu_ctx) skip();
     static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
-    static const int bs[] = {16, 64, 256};
-    /* one warp (decode), one block near its limit (512·8 = 4096 ids), three launches */
-    static const int64_t ts[] = {1, 33, 512, 5000};
+    static const int bs[] = {1, 4, 8, 16, 64, 256, 1024};
+    /* one warp (decode; 128 ids is its limit), one block near its limit (512·8 = 4096 ids), three
+     * launches (also below a tile where the padding of large blocks passes 131072 rows) */
+    static const int64_t ts[] = {1, 16, 33, 512, 5000};
     mjt_rng rng;
     mjt_rng_init(&rng);
     for (int e = 0; e < 8; e++)
-        for (int b = 0; b < 3; b++)
-            for (int t = 0; t < 4; t++) align_and_check(&rng, IDS_UNIFORM, es[e], bs[b], ts[t], 8, MJT_ALIGN_ALL);
+        for (int b = 0; b < 7; b++)
+            for (int t = 0; t < 5; t++) align_and_check(&rng, IDS_UNIFORM, es[e], bs[b], ts[t], 8, MJT_ALIGN_ALL);
+}
+
+/* align_and_check on the path `tiled` says (0: one launch, 1: three), which the workspace shows. */
+static void check_on_path(mjt_rng *rng, ids_kind kind, int E, int B, int64_t T, int K, int tiled)
+{
+    const moejit_align_spec spec = {.num_experts = E, .block_size = B};
+    size_t ws;
+    assert_int_equal(moejit_align_workspace_bytes(&spec, T, K, &ws), MOEJIT_OK);
+    if ((ws > 0) != tiled) fail_msg("align E=%d B=%d T=%lld K=%d: workspace %zu bytes, wanted the %s path", E, B,
+                                    (long long)T, K, ws, tiled ? "tiled" : "one-launch");
+    align_and_check(rng, kind, E, B, T, K, MJT_ALIGN_ALL);
+}
+
+/* The block sizes below 16 (vLLM's small-batch paths) and the largest, on each path: at B = 1
+ * every row is its own block (block_expert as long as sorted_ids), at B = 1024 nearly every row
+ * is padding. */
+static void test_align_block_extremes(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    static const int bs[] = {1, 4, 8, 1024};
+    for (int b = 0; b < 4; b++) {
+        const int B = bs[b];
+        /* the small path (one warp ranks, up to 128 ids, E <= 1024): its block labels in shared
+         * memory at their most (128 blocks of one row, or 128 experts of one block each) */
+        check_on_path(&rng, IDS_TOPK, 256, B, 16, 8, 0);
+        check_on_path(&rng, IDS_UNIFORM, 1024, B, 16, 8, 0);
+        check_on_path(&rng, IDS_ONE_EXPERT, 1024, B, 16, 8, 0);
+        check_on_path(&rng, IDS_TOPK, 1, B, 100, 1, 0);
+        check_on_path(&rng, IDS_TOPK, 8, B, 3, 2, 0);
+        check_on_path(&rng, IDS_TOPK, 1024, B, 1, 128, 0); /* 128 experts of a row each: 128 blocks at any B */
+        /* one block (up to 4096 ids, up to 131072 rows) */
+        check_on_path(&rng, IDS_TOPK, 64, B, 512, 8, 0);
+        check_on_path(&rng, IDS_ONE_EXPERT, 64, B, 500, 8, 0);
+        check_on_path(&rng, IDS_UNIFORM, 4096, B, 512, 8, B == 1024); /* 4096·1023 rows of padding: tiles */
+        check_on_path(&rng, IDS_TOPK, 1000, B, 20, 8, B == 1024);     /* 160 ids, over 131072 rows */
+        /* three launches */
+        check_on_path(&rng, IDS_TOPK, 384, B, 5000, 8, 1);
+        check_on_path(&rng, IDS_ONE_EXPERT, 256, B, 3000, 8, 1); /* one warp labels all 24000 rows at B = 1 */
+        check_on_path(&rng, IDS_ALL_DROPPED, 256, B, 9000, 8, 1);
+        check_on_path(&rng, IDS_TOPK, 4096, B, 16384, 8, 1);
+        check_on_path(&rng, IDS_UNIFORM, 1, B, 9000, 2, 1);
+    }
 }
 
 static void test_align_edges(void **state)
@@ -112,6 +159,95 @@ static void test_align_edges(void **state)
     align_and_check(&rng, IDS_TOPK, 384, 64, 70000, 8, MJT_ALIGN_ALL);       /* 137 tiles */
 }
 
+/* A batch of n ids, every one `byte` repeated (0: expert 0; 0xff: -1, dropped), over E = 1, into
+ * one large output (`which`: 2 sorted_ids, 3 block_expert, only at B = 1) of `capacity` rows (0:
+ * the least; beyond INT32_MAX the library uses INT32_MAX) and the small ones. The large one is
+ * checked in chunks: below `valid`, sorted_ids[i] = i for the rows, then the padding value, and
+ * block_expert[i] = 0 for the rows, then -1; beyond, the poison. */
+static void check_int32_limit(int B, int64_t n, unsigned char byte, int which, int64_t capacity, int64_t valid,
+                              int32_t *d_ids, int32_t *d_out)
+{
+    const moejit_align_spec spec = {.num_experts = 1, .block_size = B};
+    int64_t cap;
+    size_t ws_bytes;
+    assert_int_equal(moejit_align_capacity(&spec, n, 1, &cap), MOEJIT_OK);
+    assert_int_equal(moejit_align_workspace_bytes(&spec, n, 1, &ws_bytes), MOEJIT_OK);
+    const int64_t used = capacity ? (capacity < INT32_MAX ? capacity : INT32_MAX) : cap;
+    const int64_t len = which == 2 ? used : used / B;
+    mjt_dev_fill(d_ids, byte, 4 * (size_t)n);
+    mjt_dev_fill(d_out, MJT_POISON, 4 * (size_t)len);
+    int32_t small[4], *d_small = mjt_dev_alloc(sizeof small); /* counts [1], offsets [2], total_padded */
+    void *ws = ws_bytes ? mjt_dev_alloc(ws_bytes) : NULL;
+    moejit_align_args a = {.ids = d_ids, .num_tokens = n, .topk = 1,
+                           .out = {.counts = d_small, .offsets = d_small + 1, .total_padded = d_small + 3,
+                                   .sorted_capacity = capacity, .workspace = ws, .workspace_bytes = ws_bytes}};
+    if (which == 2) a.out.sorted_ids = d_out;
+    else a.out.block_expert = d_out;
+    const moejit_status st = moejit_align(mjt_gpu_ctx, &spec, &a, NULL);
+    if (st != MOEJIT_OK)
+        fail_msg("B=%d n=%lld: %s: %s", B, (long long)n, moejit_status_str(st), moejit_last_error(mjt_gpu_ctx));
+    mjt_sync();
+    mjt_d2h(small, d_small, sizeof small);
+    const int64_t rows = byte ? 0 : n, total = (rows + B - 1) / B * B;
+    assert_int_equal(small[0], rows);
+    assert_int_equal(small[1], 0);
+    assert_int_equal(small[2], total);
+    assert_int_equal(small[3], total);
+    const size_t chunk = (size_t)1 << 26;
+    int32_t *got = malloc(4 * chunk);
+    assert_non_null(got);
+    for (int64_t at = 0; at < len; at += (int64_t)chunk) {
+        const size_t m = (size_t)(len - at) < chunk ? (size_t)(len - at) : chunk;
+        mjt_d2h(got, d_out + at, 4 * m);
+        for (size_t j = 0; j < m; j++) {
+            const int64_t i = at + (int64_t)j;
+            const int32_t w = i >= valid ? 0x5a5a5a5a
+                              : which == 2 ? (int32_t)(i < rows ? i : rows)
+                                           : (i < rows ? 0 : -1);
+            if (got[j] != w) {
+                const int32_t g = got[j];
+                free(got);
+                fail_msg("B=%d n=%lld: %s[%lld] = %d, wanted %d", B, (long long)n,
+                         which == 2 ? "sorted_ids" : "block_expert", (long long)i, g, w);
+            }
+        }
+    }
+    free(got);
+    mjt_dev_free(d_small), mjt_dev_free(ws);
+}
+
+/* Positions up to INT32_MAX (2^31 - 1 ids, or a caller's capacity that large: 16 GiB of device
+ * memory): the strided loops that count the last tile, label blocks (B = 1: one a row), write -1
+ * past the total and pad must not wrap on their last step. Skipped in quick mode and where the
+ * device lacks the memory. */
+static void test_align_int32_limit(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx || mjt_quick()) skip();
+    const mj_driver *d;
+    assert_int_equal(mj_driver_get(&d), MOEJIT_OK);
+    const int64_t n = INT32_MAX;
+    CUdeviceptr ids = 0, out = 0;
+    if (d->mem_alloc(&ids, 4 * (size_t)n) != CUDA_SUCCESS || d->mem_alloc(&out, 4 * (size_t)n) != CUDA_SUCCESS) {
+        if (ids) d->mem_free(ids);
+        print_message("int32 limit: 16 GiB of device memory not available\n");
+        skip();
+    }
+    int32_t *d_ids = (int32_t *)(uintptr_t)ids, *d_out = (int32_t *)(uintptr_t)out;
+    /* B = 1: a block a row, all of expert 0, labelled up to INT32_MAX - 1 (three launches) */
+    check_int32_limit(1, n, 0x00, 3, 0, n, d_ids, d_out);
+    /* …every id dropped: every block -1, from the loop past the total */
+    check_int32_limit(1, n, 0xff, 3, 0, n, d_ids, d_out);
+    /* B = 8: expert 0's padding ends at 2^31 - 8, the last multiple of 8 below INT32_MAX */
+    const int64_t n8 = INT32_MAX - 11;
+    check_int32_limit(8, n8, 0x00, 2, 0, (n8 + 7) / 8 * 8, d_ids, d_out);
+    /* a caller's capacity of 2^32 rows at B = 1: -1 up to INT32_MAX - 1 from the small path and
+     * from the one-block path */
+    check_int32_limit(1, 100, 0x00, 3, (int64_t)1 << 32, n, d_ids, d_out);
+    check_int32_limit(1, 1000, 0x00, 3, (int64_t)1 << 32, n, d_ids, d_out);
+    d->mem_free(ids), d->mem_free(out);
+}
+
 /* Each output alone, and a few sets (NULL = not wanted), on both paths. */
 static void test_align_partial_outputs(void **state)
 {
@@ -120,34 +256,42 @@ static void test_align_partial_outputs(void **state)
     mjt_rng rng;
     mjt_rng_init(&rng);
     static const unsigned sets[] = {1, 2, 4, 8, 16, 32, 4 | 8 | 16, 32 | 16, 1 | 2};
-    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
-        align_and_check(&rng, IDS_UNIFORM, 160, 32, 100, 6, sets[i]);
-        align_and_check(&rng, IDS_UNIFORM, 160, 32, 2000, 6, sets[i]);
-    }
+    static const int bs[] = {32, 1, 1024};
+    for (int b = 0; b < 3; b++)
+        for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+            align_and_check(&rng, IDS_UNIFORM, 160, bs[b], 20, 6, sets[i]); /* the small path */
+            align_and_check(&rng, IDS_UNIFORM, 160, bs[b], 100, 6, sets[i]);
+            align_and_check(&rng, IDS_UNIFORM, 160, bs[b], 2000, 6, sets[i]);
+        }
 }
 
-/* Same input twice (one and three launches): bit-identical outputs, as the reference is. A
- * capacity larger than needed: block_expert is -1 through its end, sorted_ids untouched past the total. */
+/* Same input twice (each path): bit-identical outputs, as the reference is. A capacity larger
+ * than needed: block_expert is -1 through its end, sorted_ids untouched past the total. */
 static void test_align_repeat_and_capacity(void **state)
 {
     (void)state;
     if (!mjt_gpu_ctx) skip();
     mjt_rng rng;
     mjt_rng_init(&rng);
-    const moejit_align_spec spec = {.num_experts = 256, .block_size = 64};
     const int K = 8;
-    for (int64_t T = 100; T <= 10000; T += 9900) {
+    static const int bs[] = {64, 1, 1024};
+    /* the small path, one block (three launches at B = 1024: its padding), three launches */
+    static const int64_t ts[] = {10, 100, 10000};
+    for (int run = 0; run < 9; run++) {
+        const int B = bs[run / 3];
+        const int64_t T = ts[run % 3];
+        const moejit_align_spec spec = {.num_experts = 256, .block_size = B};
         int64_t cap;
         size_t ws_bytes;
         assert_int_equal(moejit_align_capacity(&spec, T, K, &cap), MOEJIT_OK);
         assert_int_equal(moejit_align_workspace_bytes(&spec, T, K, &ws_bytes), MOEJIT_OK);
-        cap += 5 * 64 + 17; /* a caller's rounder size */
+        cap += 5 * B + 17; /* a caller's rounder size */
         int32_t *ids = make_ids(&rng, IDS_UNIFORM, 256, T, K);
         int32_t *d_ids = mjt_dev_alloc(4 * (size_t)(T * K));
         mjt_h2d(d_ids, ids, 4 * (size_t)(T * K));
-        mjt_align_bufs first = mjt_align_bufs_new(256, 64, cap, T * K, 1),
-                       second = mjt_align_bufs_new(256, 64, cap, T * K, 1),
-                       ref = mjt_align_bufs_new(256, 64, cap, T * K, 0);
+        mjt_align_bufs first = mjt_align_bufs_new(256, B, cap, T * K, 1),
+                       second = mjt_align_bufs_new(256, B, cap, T * K, 1),
+                       ref = mjt_align_bufs_new(256, B, cap, T * K, 0);
         void *ws = ws_bytes ? mjt_dev_alloc(ws_bytes) : NULL;
         moejit_align_args a = {.ids = d_ids, .num_tokens = T, .topk = K};
         a.out = mjt_align_select(&first, MJT_ALIGN_ALL, cap);
@@ -159,8 +303,11 @@ static void test_align_repeat_and_capacity(void **state)
         mjt_sync();
         moejit_align_args h = {.ids = ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&ref, MJT_ALIGN_ALL, cap)};
         assert_int_equal(moejit_align_reference(&spec, &h), MOEJIT_OK);
-        mjt_align_compare(&first, &ref, "first run");
-        mjt_align_compare(&second, &ref, "second run");
+        char what[64];
+        snprintf(what, sizeof what, "B=%d T=%lld first run", B, (long long)T);
+        mjt_align_compare(&first, &ref, what);
+        snprintf(what, sizeof what, "B=%d T=%lld second run", B, (long long)T);
+        mjt_align_compare(&second, &ref, what);
         mjt_align_bufs_free(&first), mjt_align_bufs_free(&second), mjt_align_bufs_free(&ref);
         mjt_dev_free(d_ids), mjt_dev_free(ws), free(ids);
     }
@@ -225,9 +372,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_align_edges),
         cmocka_unit_test(test_align_sweep),
+        cmocka_unit_test(test_align_block_extremes),
         cmocka_unit_test(test_align_partial_outputs),
         cmocka_unit_test(test_align_repeat_and_capacity),
         cmocka_unit_test(test_align_graph_capture),
+        cmocka_unit_test(test_align_int32_limit),
     };
     return mjt_gpu_suite_status(cmocka_run_group_tests(tests, mjt_gpu_setup, mjt_gpu_teardown));
 }

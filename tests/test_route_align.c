@@ -40,6 +40,17 @@ static void test_specs_and_names(void **state)
 
     d.route_align.block_size = 100;
     mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "route_align spec: block_size = 100");
+    d.route_align.block_size = 2048;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC,
+                     "route_align spec: block_size = 2048 must be a power of two in [1, 1024]");
+    d.route_align.block_size = 0;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "route_align spec: block_size = 0");
+    d.route_align.block_size = 1;
+    assert_int_equal(moejit_kernel_name(&d, name, sizeof name), MOEJIT_OK);
+    assert_string_equal(name, "moejit_route_align_sigmoid_e256_k8_bias_renorm_x2p5_s1_f32_b1");
+    d.route_align.block_size = 1024;
+    assert_int_equal(moejit_kernel_name(&d, name, sizeof name), MOEJIT_OK);
+    assert_string_equal(name, "moejit_route_align_sigmoid_e256_k8_bias_renorm_x2p5_s1_f32_b1024");
     d.route_align = dsv3_like(), d.route_align.route.topk = 300;
     mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "topk = 300 exceeds num_experts = 256");
     d.route_align = dsv3_like(), d.route_align.route.num_groups = 8, d.route_align.route.topk_groups = 4;
@@ -63,19 +74,33 @@ static void test_limits_and_sizes(void **state)
     s = dsv3_like(), s.route.num_experts = 1024, s.route.topk = 32, s.route.shared_slots = 32;
     assert_int_equal(moejit_route_align_fused_tokens(&s, &fused), MOEJIT_OK);
     assert_true(fused >= 1 && fused <= 4);
-
-    s = dsv3_like();
-    const moejit_align_spec a = {.num_experts = 257, .block_size = 64};
-    for (int64_t T = 0; T <= 2000; T += 125) {
-        int64_t want;
-        assert_int_equal(moejit_route_align_capacity(&s, T, &cap), MOEJIT_OK);
-        assert_int_equal(moejit_align_capacity(&a, T, 9, &want), MOEJIT_OK);
-        assert_int_equal(cap, want);
-        assert_int_equal(moejit_route_align_workspace_bytes(&s, T, &ws), MOEJIT_OK);
-        size_t align_ws;
-        assert_int_equal(moejit_align_workspace_bytes(&a, T, 9, &align_ws), MOEJIT_OK);
-        assert_int_equal(ws, T <= 4 ? 0 : align_ws); /* the fused kernel needs none */
+    /* B sizes only the small path's block labels (at most one an id): as many tokens at any B */
+    for (int b = 1; b <= 1024; b *= 4) {
+        int64_t at_b;
+        s.block_size = b;
+        assert_int_equal(moejit_route_align_fused_tokens(&s, &at_b), MOEJIT_OK);
+        assert_int_equal(at_b, fused);
     }
+    s = dsv3_like(), s.block_size = 1;
+    assert_int_equal(moejit_route_align_fused_tokens(&s, &fused), MOEJIT_OK);
+    assert_int_equal(fused, 4);
+
+    /* align's sizes over E+S experts and K+S ids a token, at every block size */
+    for (int b = 1; b <= 1024; b *= 2) {
+        s = dsv3_like(), s.block_size = b;
+        const moejit_align_spec a = {.num_experts = 257, .block_size = b};
+        for (int64_t T = 0; T <= 2000; T += 125) {
+            int64_t want;
+            assert_int_equal(moejit_route_align_capacity(&s, T, &cap), MOEJIT_OK);
+            assert_int_equal(moejit_align_capacity(&a, T, 9, &want), MOEJIT_OK);
+            assert_int_equal(cap, want);
+            assert_int_equal(moejit_route_align_workspace_bytes(&s, T, &ws), MOEJIT_OK);
+            size_t align_ws;
+            assert_int_equal(moejit_align_workspace_bytes(&a, T, 9, &align_ws), MOEJIT_OK);
+            assert_int_equal(ws, T <= 4 ? 0 : align_ws); /* the fused kernel needs none */
+        }
+    }
+    s = dsv3_like();
     mjt_expect_error(moejit_route_align_capacity(&s, -5, &cap), MOEJIT_ERR_INVALID_ARGUMENT, "num_tokens = -5");
 }
 
@@ -114,35 +139,44 @@ static void test_bad_args(void **state)
 }
 
 /* The reference is route's, then align's on its ids: every shared slot's expert gets all T rows. */
-static void test_reference(void **state)
+static void check_reference(mjt_rng *rng, int B)
 {
-    (void)state;
-    mjt_rng rng;
-    mjt_rng_init(&rng);
-    const moejit_route_align_spec s = dsv3_like();
+    moejit_route_align_spec s = dsv3_like();
+    s.block_size = B;
     const int E = 256, S = 1, W = 9;
     const int64_t T = 37;
     float *bias;
-    void *logits = mjt_route_inputs(&rng, &s.route, T, E, &bias);
+    void *logits = mjt_route_inputs(rng, &s.route, T, E, &bias);
     int64_t cap;
     assert_int_equal(moejit_route_align_capacity(&s, T, &cap), MOEJIT_OK);
     int32_t *ids = malloc(4 * T * W), *ref_ids = malloc(4 * T * W);
     float *w = malloc(4 * T * W), *ref_w = malloc(4 * T * W);
-    mjt_align_bufs got = mjt_align_bufs_new(E + S, 64, cap, T * W, 0), want = mjt_align_bufs_new(E + S, 64, cap, T * W, 0);
+    mjt_align_bufs got = mjt_align_bufs_new(E + S, B, cap, T * W, 0),
+                   want = mjt_align_bufs_new(E + S, B, cap, T * W, 0);
     moejit_route_align_args a = {.route = {.logits = logits, .bias = bias, .ids = ids, .weights = w, .num_tokens = T},
                                  .align = mjt_align_select(&got, MJT_ALIGN_ALL, cap)};
     assert_int_equal(moejit_route_align_reference(&s, &a), MOEJIT_OK);
     assert_int_equal(moejit_route_reference(&s.route, logits, T, E, bias, ref_ids, ref_w), MOEJIT_OK);
     assert_memory_equal(ids, ref_ids, 4 * T * W);
     assert_memory_equal(w, ref_w, 4 * T * W);
-    const moejit_align_spec as = {.num_experts = E + S, .block_size = 64};
+    const moejit_align_spec as = {.num_experts = E + S, .block_size = B};
     moejit_align_args aa = {.ids = ref_ids, .num_tokens = T, .topk = W, .out = mjt_align_select(&want, MJT_ALIGN_ALL, cap)};
     assert_int_equal(moejit_align_reference(&as, &aa), MOEJIT_OK);
     for (int i = 0; i < 6; i++) assert_memory_equal(got.buf[i], want.buf[i], 4 * got.len[i]);
     assert_int_equal(got.buf[0][E], T); /* counts[E]: the shared expert serves every token */
+    assert_int_equal(got.buf[1][E + 1] - got.buf[1][E], (T + B - 1) / B * B); /* …in whole blocks */
     for (int64_t t = 0; t < T; t++) assert_int_equal(ids[t * W + 8], E);
     mjt_align_bufs_free(&got), mjt_align_bufs_free(&want);
     free(ids), free(ref_ids), free(w), free(ref_w), free(logits), free(bias);
+}
+
+static void test_reference(void **state)
+{
+    (void)state;
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    static const int bs[] = {1, 4, 64, 1024};
+    for (size_t b = 0; b < sizeof bs / sizeof bs[0]; b++) check_reference(&rng, bs[b]);
 }
 
 int main(void)
