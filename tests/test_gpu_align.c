@@ -89,7 +89,8 @@ static void test_align_sweep(void **state)
     mjt_rng_init(&rng);
     for (int e = 0; e < 8; e++)
         for (int b = 0; b < 7; b++)
-            for (int t = 0; t < 5; t++) align_and_check(&rng, IDS_UNIFORM, es[e], bs[b], ts[t], 8, MJT_ALIGN_ALL);
+            for (int t = 0; t < 5 && mjt_keep(e * 7 + b, 5); t++)
+                align_and_check(&rng, IDS_UNIFORM, es[e], bs[b], ts[t], 8, MJT_ALIGN_ALL);
 }
 
 /* align_and_check on the path `tiled` says (0: one launch, 1: three), which the workspace shows. */
@@ -114,6 +115,7 @@ static void test_align_block_extremes(void **state)
     mjt_rng_init(&rng);
     static const int bs[] = {1, 4, 8, 1024};
     for (int b = 0; b < 4; b++) {
+        if (!mjt_keep(b, 3)) continue; /* B = 1 and 1024 under compute-sanitizer */
         const int B = bs[b];
         /* the small path (one warp ranks, up to 128 ids, E <= 1024): its block labels in shared
          * memory at their most (128 blocks of one row, or 128 experts of one block each) */
