@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU part of RELIABILITY.md, on a machine with one or more GPUs (CI has none), within one
 # device call (under 10 minutes):
-#   tests/gpu_reliability.sh [build-dir]           logs in $OUT (else <build-dir>/reliability)
+#   tests/gpu_reliability.sh [build-dir]     table.txt and logs.tgz in $OUT (else <build-dir>/reliability)
 # 1. test_gpu_concurrency as is: 32 threads x 20 route shapes from a cold cache, and one process
 #    driving two GPUs when the machine has two (that test skips with one).
 # 2. compute-sanitizer memcheck and racecheck over every GPU suite (test_gpu_*, test_rows' GPU part
@@ -12,8 +12,9 @@
 # Exit status 1 if anything failed, reported an error or timed out.
 set -u
 B=${1:-build-gpu}
-O=${OUT:-$B/reliability}
-mkdir -p "$O"
+R=${OUT:-$B/reliability}
+O=$(mktemp -d) # every log; packed into $R/logs.tgz at the end (the device tool returns 8 files)
+mkdir -p "$R"
 if [ ! -x "$B/tests/test_gpu_route" ]; then
   cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo > "$O/cmake.log" 2>&1 || { tail -30 "$O/cmake.log"; exit 1; }
   cmake --build "$B" -j"$(nproc)" > "$O/build.log" 2>&1 || { tail -30 "$O/build.log"; exit 1; }
@@ -52,6 +53,7 @@ for j in "${jobs[@]}"; do
 done
 wait
 
+{
 printf '%-22s %-10s %-5s %-6s %-40s %s\n' job tool exit sec sanitizer cmocka
 for j in "${jobs[@]}"; do
   name=${j%%|*}
@@ -61,7 +63,10 @@ for j in "${jobs[@]}"; do
     cases=$(grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ test' "$O/$name.$tool.log" | tr -s ' ' | tr '\n' ' ')
     [ "$rc" = 124 ] && summary="TIMED OUT after $LIMIT s"
     printf '%-22s %-10s %-5s %-6s %-40s %s\n' "$name" "$tool" "$rc" "$sec" "$summary" "$cases"
-    [ "$rc" = 0 ] || fail=1
+    [ "$rc" = 0 ] || echo "FAILED" > "$O/failed"
   done
 done
+} | tee "$R/table.txt"
+[ -e "$O/failed" ] && fail=1
+tar -czf "$R/logs.tgz" -C "$O" . && rm -rf "$O"
 exit $fail
