@@ -11,6 +11,7 @@
 
 #include "driver.h"
 #include "moejit.h"
+#include "moejit_reference.h"
 
 #include "bench_common.h"
 
@@ -256,7 +257,7 @@ int main(int argc, char **argv)
     CU(d->stream_create(&stream, CU_STREAM_NON_BLOCKING));
     CHECK(moejit_open(NULL, &ctx));
     char arch[16];
-    CHECK(moejit_device_arch(ctx, arch, sizeof arch));
+    CHECK(moejit_ctx_device_arch(ctx, arch, sizeof arch));
     printf("moejit %s on %s\n", MOEJIT_VERSION_STRING, arch);
     if (!only || !strcmp(only, "align")) bench_align();
     if (!only || !strcmp(only, "route_align")) bench_route_align();

@@ -250,14 +250,14 @@ static int child_disk_hit(const char *dir, const moejit_route_spec *spec)
     CU(d->mem_alloc(&ids, 1 << 12));
     CU(d->mem_alloc(&w, 1 << 12));
     CU(d->memset_d8(in, 0x3c, 1 << 16));
-    moejit_route_args a = {(void *)in, NULL, (int32_t *)ids, (float *)w, 1, 0};
+    moejit_route_args a = {.logits = (void *)in, .ids = (int32_t *)ids, .weights = (float *)w, .num_tokens = 1};
     const double t0 = bench_now();
     moejit_config cfg = {.cache_dir = dir};
     moejit_ctx *ctx;
     if (moejit_open(&cfg, &ctx) != MOEJIT_OK || moejit_route(ctx, spec, &a, NULL) != MOEJIT_OK) return 1;
     const double t = bench_now() - t0;
     moejit_stats s;
-    moejit_get_stats(ctx, &s);
+    moejit_ctx_stats(ctx, &s);
     printf("%.1f %llu %llu\n", t * 1e6, (unsigned long long)s.disk_hits, (unsigned long long)s.compiles);
     return 0;
 }
@@ -310,7 +310,7 @@ int main(int argc, char **argv)
     moejit_config cfg = {.cache_mode = MOEJIT_CACHE_OFF};
     CHECK(moejit_open(&cfg, &b.ctx));
     char arch[16];
-    CHECK(moejit_device_arch(b.ctx, arch, sizeof arch)); /* also makes a context current */
+    CHECK(moejit_ctx_device_arch(b.ctx, arch, sizeof arch)); /* also makes a context current */
     CU(d->stream_create(&stream, 1));
     const int T = 1, E = b.spec.num_experts;
     CUdeviceptr in, ids, w;
@@ -318,7 +318,7 @@ int main(int argc, char **argv)
     CU(d->mem_alloc(&ids, (size_t)T * 64 * 4));
     CU(d->mem_alloc(&w, (size_t)T * 64 * 4));
     CU(d->memset_d8(in, 0x3c, (size_t)T * E * 4));
-    b.args = (moejit_route_args){(void *)in, NULL, (int32_t *)ids, (float *)w, T, 0};
+    b.args = (moejit_route_args){.logits = (void *)in, .ids = (int32_t *)ids, .weights = (float *)w, .num_tokens = T};
     CHECK(moejit_route(b.ctx, &b.spec, &b.args, (moejit_stream)stream)); /* compile + load */
     memset(&b.id, 0, sizeof b.id);
     b.id.op = MOEJIT_OP_ROUTE;

@@ -179,7 +179,8 @@ int main(int argc, char **argv)
             CU(d->mem_alloc(&ids[r], (size_t)T * W * 4));
             CU(d->mem_alloc(&w[r], (size_t)T * W * 4));
             CU(d->memcpy_htod(in[r], host, in_bytes));
-            run.args[r] = (moejit_route_args){(void *)in[r], (float *)bias, (int32_t *)ids[r], (float *)w[r], T, 0};
+            run.args[r] = (moejit_route_args){.logits = (void *)in[r], .bias = (float *)bias, .ids = (int32_t *)ids[r],
+                                                .weights = (float *)w[r], .num_tokens = T};
         }
         const float us = graph_us(launch_route, &run);
         const double moved = (double)in_bytes + (double)T * W * 8;

@@ -21,7 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* moejit_ctx_stats is in the experimental section (it may change between minor versions). */
+#define MOEJIT_EXPERIMENTAL_API
 #include "moejit.h"
+#include "moejit_reference.h"
 
 /* ---- host number formats ---------------------------------------------------------------------- */
 
@@ -225,7 +228,10 @@ static int run_gpu(moejit_ctx *ctx, const layer *L, host *h)
     int32_t *ref_ids = malloc(sizeof(int32_t) * W);
     float *ref_w = malloc(sizeof(float) * W);
     int rc = check("moejit_route_reference",
-                   moejit_route_reference(&L->route, h->logits, L->T, L->E, h->bias, ref_ids, ref_w), NULL);
+                   moejit_route_reference(&L->route,
+                                          &(moejit_route_args){.logits = h->logits, .bias = h->bias, .ids = ref_ids,
+                                                               .weights = ref_w, .num_tokens = L->T, .row_stride = L->E}),
+                   NULL);
     int64_t id_mismatch = 0;
     for (int64_t t = 0; t < L->T && !rc; t++)
         for (int k = 0; k < L->K; k++) {
@@ -266,7 +272,10 @@ static int run_gpu(moejit_ctx *ctx, const layer *L, host *h)
 static int run_cpu(const layer *L, host *h)
 {
     if (check("moejit_route_reference",
-              moejit_route_reference(&L->route, h->logits, L->T, L->E, h->bias, h->ids, h->weights), NULL))
+              moejit_route_reference(&L->route,
+                                     &(moejit_route_args){.logits = h->logits, .bias = h->bias, .ids = h->ids,
+                                                          .weights = h->weights, .num_tokens = L->T, .row_stride = L->E}),
+              NULL))
         return 1;
     int32_t total = 0;
     for (int64_t r = 0; r < L->cap; r++) h->sorted[r] = -1;
@@ -364,7 +373,7 @@ int main(int argc, char **argv)
         if (check("moejit_open", moejit_open(NULL, &ctx), NULL)) return 1; /* configuration from the environment */
         rc = run_gpu(ctx, &L, &h);
         moejit_stats s;
-        moejit_get_stats(ctx, &s);
+        moejit_ctx_stats(ctx, &s);
         printf("kernels compiled %llu, loaded from the disk cache %llu\n", (unsigned long long)s.compiles,
                (unsigned long long)s.disk_hits);
         moejit_close(ctx);

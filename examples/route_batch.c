@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* moejit_ctx_stats is in the experimental section (it may change between minor versions). */
+#define MOEJIT_EXPERIMENTAL_API
 #include "moejit.h"
+#include "moejit_reference.h"
 
 /* f32 → bf16 / f16 on the host (round to nearest even), to fill the logits. */
 static unsigned short to_bf16(float f)
@@ -67,7 +70,7 @@ int main(int argc, char **argv)
         moejit_close(ctx);
         return 2;
     }
-    printf("kernel %s (cache: %s)\n", name, moejit_cache_dir(ctx));
+    printf("kernel %s (cache: %s)\n", name, moejit_ctx_cache_dir(ctx));
 
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
@@ -109,7 +112,8 @@ int main(int argc, char **argv)
     cudaMemcpyAsync(ids, d_ids, (size_t)T * K * 4, cudaMemcpyDeviceToHost, stream);
     cudaMemcpyAsync(w, d_w, (size_t)T * K * 4, cudaMemcpyDeviceToHost, stream);
     cudaStreamSynchronize(stream);
-    moejit_route_reference(&spec, h_logits, T, E, NULL, ref_ids, ref_w);
+    const moejit_route_args ref_args = {.logits = h_logits, .ids = ref_ids, .weights = ref_w, .num_tokens = T};
+    moejit_route_reference(&spec, &ref_args);
 
     int mismatches = 0;
     for (int t = 0; t < T; t++) {
@@ -125,7 +129,7 @@ int main(int argc, char **argv)
         }
     }
     moejit_stats s;
-    moejit_get_stats(ctx, &s);
+    moejit_ctx_stats(ctx, &s);
     printf("routed %d tokens: %s the C reference (compiled %llu, from disk %llu)\n", T,
            mismatches ? "MISMATCHES" : "ids match", (unsigned long long)s.compiles, (unsigned long long)s.disk_hits);
     cudaFree(d_logits), cudaFree(d_ids), cudaFree(d_w), cudaStreamDestroy(stream);

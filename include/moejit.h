@@ -9,17 +9,22 @@
  * generation and prewarming (compiling into the cache for an explicit arch) keep working.
  *
  * Conventions used throughout this header
- *  - Every function that can fail returns a moejit_status; MOEJIT_OK is 0. On failure a
- *    human-readable detail (which field, which value, the NVRTC log, the cache path…) is available
- *    from moejit_last_error() in the same thread until the next failing call in that thread.
+ *  - Every function that can fail returns a moejit_status; MOEJIT_OK is 0. moejit_last_error()
+ *    describes the calling thread's most recent moejit call: on failure which argument or field,
+ *    which value, the NVRTC log, the cache path…; "" after a success (every function clears it
+ *    on entry).
  *  - Device pointers are plain `void *` (what cudaMalloc, cuMemAlloc and torch's data_ptr() give).
  *  - Streams are moejit_stream, which is the same type as CUstream and cudaStream_t; NULL is the
  *    legacy default stream.
  *  - Launches run in the calling thread's current CUDA context (the one cudaSetDevice or PyTorch
  *    made current). If the thread has none, the primary context of moejit_config.device is
  *    retained and made current.
- *  - Specs are plain structs. Zero-initialise them ({0} or memset) and set what you need: every
- *    zero field means "the default" as documented per field.
+ *  - Specs, arguments and the configuration are plain structs. Zero-initialise them ({0} or
+ *    memset) and set what you need: every zero field means "the default" as documented per field.
+ *    Each ends in `reserved` words that must stay zero: later versions give them meanings (zero
+ *    keeping today's behaviour), so structs never change size or move a field and binaries built
+ *    against this header keep working with later libraries. A library that meets a non-zero
+ *    reserved word it does not know returns MOEJIT_ERR_UNSUPPORTED naming it.
  *  - All functions are thread-safe. A moejit_ctx may be shared by any number of threads.
  *    Concurrent first uses of one kernel compile it once: within a context (the other threads
  *    wait for it), and across processes sharing a cache directory through a best-effort per-key
@@ -27,7 +32,13 @@
  *    denied, corrupt entries, a crash mid-write) never fails a call: one warning, then the cache
  *    is bypassed or the entry recompiled. (Except moejit_prewarm, whose job is the disk entry.)
  *
- * Version: MOEJIT_VERSION_STRING. The ABI is not yet stable before 1.0.
+ * This header is the stable API. Defining MOEJIT_EXPERIMENTAL_API before including it adds a
+ * section of functions that may still change between minor versions (counters, multi-arch
+ * prewarm with progress, fused batch limits). The C references that define each operation's
+ * meaning are in moejit_reference.h.
+ *
+ * Version: MOEJIT_VERSION_STRING at compile time, moejit_version_number() at run time. Before 1.0
+ * the ABI may change between minor versions (0.1 → 0.2), never between patch releases.
  */
 #ifndef MOEJIT_H
 #define MOEJIT_H
@@ -40,15 +51,20 @@ extern "C" {
 #endif
 
 #define MOEJIT_VERSION_MAJOR 0
-#define MOEJIT_VERSION_MINOR 1
+#define MOEJIT_VERSION_MINOR 2
 #define MOEJIT_VERSION_PATCH 0
-#define MOEJIT_VERSION_STRING "0.1.0"
+#define MOEJIT_VERSION_STRING "0.2.0"
+/* major·10000 + minor·100 + patch: 200 for 0.2.0 */
+#define MOEJIT_VERSION_NUMBER (MOEJIT_VERSION_MAJOR * 10000 + MOEJIT_VERSION_MINOR * 100 + MOEJIT_VERSION_PATCH)
 
 #if defined(__GNUC__) && !defined(MOEJIT_STATIC_DEFINE)
 #define MOEJIT_API __attribute__((visibility("default")))
 #else
 #define MOEJIT_API
 #endif
+
+/* A context: configuration, the disk cache and the kernels loaded in this process (see Context). */
+typedef struct moejit_ctx moejit_ctx;
 
 /*-************************************************************************************************
  *  Status codes
@@ -79,6 +95,17 @@ typedef enum moejit_status {
 /* Static name of a status ("MOEJIT_ERR_INVALID_SPEC"). Never NULL. */
 MOEJIT_API const char *moejit_status_str(moejit_status status);
 
+/* What the calling thread's most recent moejit call said: "" after a success; after a failure,
+ * the detail (field and value, NVRTC log and options, file path, driver error…). Never NULL. ctx
+ * may be NULL (the detail is per thread). Valid until the thread's next moejit call. */
+MOEJIT_API const char *moejit_last_error(const moejit_ctx *ctx);
+
+/*-************************************************************************************************
+ *  Version of the library in use (which may be newer than the header a program was built with)
+ **************************************************************************************************/
+MOEJIT_API unsigned moejit_version_number(void);       /* MOEJIT_VERSION_NUMBER of the library */
+MOEJIT_API const char *moejit_version_string(void);    /* "0.2.0" */
+
 /*-************************************************************************************************
  *  Limits of this build
  **************************************************************************************************/
@@ -92,8 +119,6 @@ MOEJIT_API const char *moejit_status_str(moejit_status status);
 /*-************************************************************************************************
  *  Context
  **************************************************************************************************/
-typedef struct moejit_ctx moejit_ctx;
-
 /* Same type as CUstream and cudaStream_t. */
 typedef struct CUstream_st *moejit_stream;
 
@@ -131,6 +156,7 @@ typedef struct moejit_config {
                                     across processes are harmless, only slower). Best effort: where
                                     locks cannot be had (read-only cache, NFS without lockd) it
                                     compiles without one, and after the timeout it compiles too. */
+    uint64_t reserved[8];        /* 0 */
 } moejit_config;
 
 /* Create a context. cfg may be NULL (everything from the environment). Never touches the GPU:
@@ -141,13 +167,8 @@ MOEJIT_API moejit_status moejit_open(const moejit_config *cfg, moejit_ctx **out)
  * another thread on this context. */
 MOEJIT_API void moejit_close(moejit_ctx *ctx);
 
-/* Detail of the last failure in the calling thread (field and value, NVRTC log and options, file
- * path, driver error…). Never NULL; "" when nothing failed. ctx may be NULL. The text stays valid
- * until the next moejit call in this thread. */
-MOEJIT_API const char *moejit_last_error(const moejit_ctx *ctx);
-
 /* The cache directory this context uses (absolute), or "" when the cache is off. */
-MOEJIT_API const char *moejit_cache_dir(const moejit_ctx *ctx);
+MOEJIT_API const char *moejit_ctx_cache_dir(const moejit_ctx *ctx);
 
 /*-************************************************************************************************
  *  Operation 1: route — gating and top-k selection (DESIGN §2.1)
@@ -210,6 +231,7 @@ typedef struct moejit_route_spec {
     int32_t scale_output;          /* 1: every weight (shared slots too) *= routed_scaling_factor */
     float routed_scaling_factor;   /* 0 means 1.0; else a finite positive normal float */
     int32_t shared_slots;          /* S fused shared-expert slots appended to each row */
+    uint32_t reserved[18];         /* 0 */
 } moejit_route_spec;
 
 typedef struct moejit_route_args {
@@ -219,6 +241,7 @@ typedef struct moejit_route_args {
     float *weights;       /* device [T, K+S] */
     int64_t num_tokens;   /* T >= 0; T == 0 launches nothing */
     int64_t row_stride;   /* elements between consecutive rows of logits; 0 means E; must be >= E */
+    uint64_t reserved[10]; /* 0 */
 } moejit_route_args;
 
 /* Route a batch on `stream`. The first call for a shape generates, compiles (or loads from the
@@ -226,12 +249,6 @@ typedef struct moejit_route_args {
  * arguments return an error before anything is compiled, written or launched. */
 MOEJIT_API moejit_status moejit_route(moejit_ctx *ctx, const moejit_route_spec *spec,
                                       const moejit_route_args *args, moejit_stream stream);
-
-/* The C reference that defines route's meaning, on host memory (same layouts as the args).
- * logits is host memory of spec->dtype; bias may be NULL when !spec->has_bias. */
-MOEJIT_API moejit_status moejit_route_reference(const moejit_route_spec *spec, const void *logits,
-                                                int64_t num_tokens, int64_t row_stride,
-                                                const float *bias, int32_t *ids, float *weights);
 
 /* Built-in routing presets: "mixtral" (8/2), "qwen3-moe" (128/8), "qwen3-next" (512/10), "gpt-oss"
  * (128/4, top-k then softmax), "deepseek-v3" (256/8, 8 groups, 4 kept, sigmoid + bias, top2_sum,
@@ -277,6 +294,7 @@ MOEJIT_API const char *moejit_route_preset_name(size_t i);
 typedef struct moejit_align_spec {
     int32_t num_experts; /* E, 1..MOEJIT_MAX_ALIGN_EXPERTS */
     int32_t block_size;  /* B: a power of two in [MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK] */
+    uint32_t reserved[6]; /* 0 */
 } moejit_align_spec;
 
 /* The outputs of align (device memory, int32, 4-byte aligned). Shared by align and route_align. */
@@ -290,13 +308,16 @@ typedef struct moejit_align_outputs {
     int32_t *slot_of;         /* [T, K] or NULL */
     void *workspace;          /* device scratch of workspace_bytes; only when the batch needs one */
     size_t workspace_bytes;   /* >= moejit_align_workspace_bytes() */
+    uint64_t reserved[7];     /* 0 */
 } moejit_align_outputs;
 
 typedef struct moejit_align_args {
     const int32_t *ids;       /* device [T, K] int32; may be NULL when T == 0 */
     int64_t num_tokens;       /* T >= 0 */
     int32_t topk;             /* K >= 1: columns of ids */
+    uint32_t reserved0;       /* 0 */
     moejit_align_outputs out;
+    uint64_t reserved[6];     /* 0 */
 } moejit_align_args;
 
 /* Build the dispatch maps on `stream`. T·K and the capacity must fit in int32 (the maps hold
@@ -317,10 +338,6 @@ MOEJIT_API moejit_status moejit_align_capacity(const moejit_align_spec *spec, in
 MOEJIT_API moejit_status moejit_align_workspace_bytes(const moejit_align_spec *spec, int64_t num_tokens,
                                                       int32_t topk, size_t *bytes);
 
-/* The C reference that defines align's meaning, on host memory: the same args with host
- * pointers (the workspace is ignored). Same validation and messages as moejit_align(). */
-MOEJIT_API moejit_status moejit_align_reference(const moejit_align_spec *spec, const moejit_align_args *host_args);
-
 /*-************************************************************************************************
  *  Operation 3: route_align — route, then align, in one launch for decode batches (DESIGN §2.3)
  *
@@ -335,11 +352,13 @@ MOEJIT_API moejit_status moejit_align_reference(const moejit_align_spec *spec, c
 typedef struct moejit_route_align_spec {
     moejit_route_spec route;
     int32_t block_size; /* B of align: a power of two in [MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK] */
+    uint32_t reserved[7]; /* 0 */
 } moejit_route_align_spec;
 
 typedef struct moejit_route_align_args {
     moejit_route_args route;    /* as moejit_route(); ids and weights are required */
     moejit_align_outputs align; /* as moejit_align() over E+S experts, T tokens of K+S ids */
+    uint64_t reserved[4];       /* 0 */
 } moejit_route_align_args;
 
 MOEJIT_API moejit_status moejit_route_align(moejit_ctx *ctx, const moejit_route_align_spec *spec,
@@ -350,14 +369,6 @@ MOEJIT_API moejit_status moejit_route_align_capacity(const moejit_route_align_sp
                                                      int64_t *capacity);
 MOEJIT_API moejit_status moejit_route_align_workspace_bytes(const moejit_route_align_spec *spec,
                                                             int64_t num_tokens, size_t *bytes);
-
-/* The most tokens the one-launch path takes for this shape (larger batches use the fallback). */
-MOEJIT_API moejit_status moejit_route_align_fused_tokens(const moejit_route_align_spec *spec, int64_t *tokens);
-
-/* The C reference: moejit_route_reference(), then moejit_align_reference() on its ids, on host
- * memory (the same args with host pointers). */
-MOEJIT_API moejit_status moejit_route_align_reference(const moejit_route_align_spec *spec,
-                                                      const moejit_route_align_args *host_args);
 
 /*-************************************************************************************************
  *  Operation 4: mx_scales — mxfp8 e8m0 scales to the blocked (swizzled) layout (DESIGN §2.4)
@@ -380,6 +391,7 @@ MOEJIT_API moejit_status moejit_route_align_reference(const moejit_route_align_s
  **************************************************************************************************/
 typedef struct moejit_mx_scales_spec {
     int32_t cols; /* C: scales per row (K / 32 for mxfp8), 1..MOEJIT_MAX_MX_COLS */
+    uint32_t reserved[7]; /* 0 */
 } moejit_mx_scales_spec;
 
 typedef enum moejit_mx_layout {
@@ -396,6 +408,7 @@ typedef struct moejit_mx_scales_args {
     const int32_t *group_ends;  /* 2D: device [G] (host memory for the references), 4-byte aligned */
     int64_t row_stride;         /* bytes between rows of the plain tensor; 0 means C; >= C */
     int64_t group_stride;       /* 3D: bytes between groups of the plain tensor; 0 means R·row_stride */
+    uint64_t reserved[8];       /* 0 */
 } moejit_mx_scales_args;
 
 /* Plain → blocked on `stream`. The blocked tensor must be 16-byte aligned (it is read and written
@@ -412,13 +425,6 @@ MOEJIT_API moejit_status moejit_mx_scales_inverse(moejit_ctx *ctx, const moejit_
  * round_down(M + 127·G, 128)·Cp (each group wastes at most 127 rows). */
 MOEJIT_API moejit_status moejit_mx_scales_blocked_bytes(const moejit_mx_scales_spec *spec, moejit_mx_layout layout,
                                                         int64_t groups, int64_t rows, size_t *bytes);
-
-/* The C references (torchao's to_blocked and its inverse), on host memory: the same args with
- * host pointers. They reject group_ends that decrease or pass M. */
-MOEJIT_API moejit_status moejit_mx_scales_reference(const moejit_mx_scales_spec *spec,
-                                                    const moejit_mx_scales_args *host_args);
-MOEJIT_API moejit_status moejit_mx_scales_inverse_reference(const moejit_mx_scales_spec *spec,
-                                                            const moejit_mx_scales_args *host_args);
 
 /*-************************************************************************************************
  *  Operations: permute and combine — moving hidden states to and from expert order
@@ -443,6 +449,7 @@ typedef struct moejit_permute_spec {
     int32_t hidden;     /* H, 1..MOEJIT_MAX_HIDDEN */
     moejit_dtype dtype; /* of x and out, default f32 */
     int32_t has_scale;  /* 1: multiply each row by args.scale[its expert] */
+    uint32_t reserved[5]; /* 0 */
 } moejit_permute_spec;
 
 typedef struct moejit_permute_args {
@@ -455,11 +462,13 @@ typedef struct moejit_permute_args {
     int32_t topk;              /* K >= 1: slots per token in sorted_ids' flat indices */
     int32_t num_experts;       /* E >= 1 when spec.has_scale (bounds ids), else ignored */
     int64_t num_rows;          /* R >= 0; R == 0 launches nothing */
+    uint64_t reserved[8];      /* 0 */
 } moejit_permute_args;
 
 typedef struct moejit_combine_spec {
     int32_t hidden;     /* H, 1..MOEJIT_MAX_HIDDEN */
     moejit_dtype dtype; /* of y and out, default f32 */
+    uint32_t reserved[6]; /* 0 */
 } moejit_combine_spec;
 
 typedef struct moejit_combine_args {
@@ -469,8 +478,9 @@ typedef struct moejit_combine_args {
     void *out;              /* device [T, H] of spec.dtype */
     int64_t num_tokens;     /* T >= 0; T == 0 launches nothing */
     int32_t topk;           /* K >= 1 */
-    int32_t reserved;       /* 0 */
+    uint32_t reserved0;     /* 0 */
     int64_t num_rows;       /* R >= 0 */
+    uint64_t reserved[9];   /* 0 */
 } moejit_combine_args;
 
 /* Gather rows into expert order on `stream` (see above). */
@@ -480,11 +490,6 @@ MOEJIT_API moejit_status moejit_permute(moejit_ctx *ctx, const moejit_permute_sp
 /* Weighted sum of each token's expert rows on `stream` (see above). */
 MOEJIT_API moejit_status moejit_combine(moejit_ctx *ctx, const moejit_combine_spec *spec,
                                         const moejit_combine_args *args, moejit_stream stream);
-
-/* The C references that define permute's and combine's meaning: the same specs and argument
- * structs, with every pointer in host memory. Same checks and statuses as the launches. */
-MOEJIT_API moejit_status moejit_permute_reference(const moejit_permute_spec *spec, const moejit_permute_args *args);
-MOEJIT_API moejit_status moejit_combine_reference(const moejit_combine_spec *spec, const moejit_combine_args *args);
 
 /*-************************************************************************************************
  *  Kernel descriptors: one operation and its spec, for prewarm and source generation
@@ -500,6 +505,7 @@ typedef enum moejit_op {
 
 typedef struct moejit_kernel_desc {
     moejit_op op;
+    uint32_t reserved; /* 0 */
     union {
         moejit_route_spec route;             /* MOEJIT_OP_ROUTE */
         moejit_align_spec align;             /* MOEJIT_OP_ALIGN */
@@ -547,6 +553,7 @@ typedef struct moejit_prewarm_result {
     char arch[24];               /* the arch it was built for */
     double seconds;              /* wall time spent on this kernel */
     char error[1024];            /* the failure detail, "" on success; a longer one ends in "…" */
+    uint64_t reserved[8];        /* 0 */
 } moejit_prewarm_result;
 
 /* Compile each descriptor for `arch` ("sm_90a", "sm_100a"…; NULL: the current device's arch) into
@@ -558,22 +565,14 @@ typedef struct moejit_prewarm_result {
 MOEJIT_API moejit_status moejit_prewarm(moejit_ctx *ctx, const moejit_kernel_desc *descs, size_t n,
                                         const char *arch, moejit_prewarm_result *results);
 
-/* Progress of a prewarm: called once per kernel as it finishes, with its result, its index in
- * the results array, and how many of the total are done. Called from worker threads, one call
- * at a time. */
-typedef void (*moejit_prewarm_fn)(const moejit_prewarm_result *result, size_t index, size_t done, size_t total,
-                                  void *user);
-
-/* moejit_prewarm for several archs at once, with progress: results (may be NULL) receives
- * n * n_archs entries, results[a * n + i] for descriptor i and archs[a]; every (descriptor,
- * arch) pair shares one pool of compile jobs. on_done may be NULL. */
-MOEJIT_API moejit_status moejit_prewarm_archs(moejit_ctx *ctx, const moejit_kernel_desc *descs, size_t n,
-                                              const char *const *archs, size_t n_archs,
-                                              moejit_prewarm_result *results, moejit_prewarm_fn on_done, void *user);
-
+#ifdef MOEJIT_EXPERIMENTAL_API
 /*-************************************************************************************************
- *  Runtime information
+ *  Experimental: may change between minor versions. Define MOEJIT_EXPERIMENTAL_API to use.
  **************************************************************************************************/
+#ifndef MOEJIT_H_EXPERIMENTAL
+#define MOEJIT_H_EXPERIMENTAL
+
+/* ---- Runtime information: counters and the device's arch ---- */
 typedef struct moejit_stats {
     uint64_t kernels;       /* kernels resident in the in-process registry */
     uint64_t compiles;      /* NVRTC compiles done by this context */
@@ -589,15 +588,37 @@ typedef struct moejit_stats {
     uint64_t lock_failures; /* builds that found no lock to take (read-only cache, ENOLCK…) */
     uint64_t disk_write_errors; /* failed publishes; the first one warned, then the cache stays memory-only */
     uint64_t temps_swept;   /* stale temp files of interrupted publishes removed on the publish path */
+    uint64_t reserved[8];   /* 0 (written as 0: room for later counters) */
 } moejit_stats;
 
 /* The counters of this context since moejit_open (disk_write_errors and temps_swept: of its
  * cache directory handle). */
-MOEJIT_API moejit_status moejit_get_stats(const moejit_ctx *ctx, moejit_stats *out);
+MOEJIT_API moejit_status moejit_ctx_stats(const moejit_ctx *ctx, moejit_stats *out);
 
 /* The arch string NVRTC targets for the current device (e.g. "sm_90a"), into buf (>= 16 bytes).
  * Loads the driver; MOEJIT_ERR_NO_DRIVER / MOEJIT_ERR_NO_DEVICE without one. */
-MOEJIT_API moejit_status moejit_device_arch(moejit_ctx *ctx, char *buf, size_t cap);
+MOEJIT_API moejit_status moejit_ctx_device_arch(moejit_ctx *ctx, char *buf, size_t cap);
+
+/* ---- Prewarm for several archs, with progress ---- */
+/* Progress of a prewarm: called once per kernel as it finishes, with its result, its index in
+ * the results array, and how many of the total are done. Called from worker threads, one call
+ * at a time. */
+typedef void (*moejit_prewarm_fn)(const moejit_prewarm_result *result, size_t index, size_t done, size_t total,
+                                  void *user);
+
+/* moejit_prewarm for several archs at once, with progress: results (may be NULL) receives
+ * n * n_archs entries, results[a * n + i] for descriptor i and archs[a]; every (descriptor,
+ * arch) pair shares one pool of compile jobs. on_done may be NULL. */
+MOEJIT_API moejit_status moejit_prewarm_archs(moejit_ctx *ctx, const moejit_kernel_desc *descs, size_t n,
+                                              const char *const *archs, size_t n_archs,
+                                              moejit_prewarm_result *results, moejit_prewarm_fn on_done, void *user);
+
+/* ---- route_align ---- */
+/* The most tokens the one-launch path takes for this shape (larger batches use the fallback). */
+MOEJIT_API moejit_status moejit_route_align_fused_tokens(const moejit_route_align_spec *spec, int64_t *tokens);
+
+#endif /* MOEJIT_H_EXPERIMENTAL */
+#endif /* MOEJIT_EXPERIMENTAL_API */
 
 #ifdef __cplusplus
 }

@@ -47,23 +47,28 @@ class _RouteSpec(ctypes.Structure):
                 ("group_score", ctypes.c_int), ("has_bias", ctypes.c_int32), ("softcap", ctypes.c_float),
                 ("score_after_topk", ctypes.c_int32), ("renormalize", ctypes.c_int32),
                 ("scale_output", ctypes.c_int32), ("routed_scaling_factor", ctypes.c_float),
-                ("shared_slots", ctypes.c_int32)]
+                ("shared_slots", ctypes.c_int32), ("reserved", ctypes.c_uint32 * 18)]
 
 
 class _RouteArgs(ctypes.Structure):
     _fields_ = [("logits", ctypes.c_void_p), ("bias", ctypes.c_void_p), ("ids", ctypes.c_void_p),
-                ("weights", ctypes.c_void_p), ("num_tokens", ctypes.c_int64), ("row_stride", ctypes.c_int64)]
+                ("weights", ctypes.c_void_p), ("num_tokens", ctypes.c_int64), ("row_stride", ctypes.c_int64),
+                ("reserved", ctypes.c_uint64 * 10)]
+
+
+class _RouteAlignSpec(ctypes.Structure):
+    _fields_ = [("route", _RouteSpec), ("block_size", ctypes.c_int32), ("reserved", ctypes.c_uint32 * 7)]
 
 
 class _KernelDescBody(ctypes.Union):
-    # moejit_kernel_desc's union: route is the member used here; the array gives the union the size
-    # of its largest member (moejit_route_align_spec), as in C. test_spec checks every size.
-    _fields_ = [("route", _RouteSpec), ("_largest", ctypes.c_uint8 * (ctypes.sizeof(_RouteSpec) + 4))]
+    # moejit_kernel_desc's union: route is the member used here; route_align gives the union the
+    # size of its largest member, as in C. test_spec checks every size.
+    _fields_ = [("route", _RouteSpec), ("route_align", _RouteAlignSpec)]
 
 
 class _KernelDesc(ctypes.Structure):
     _anonymous_ = ("body",)
-    _fields_ = [("op", ctypes.c_int), ("body", _KernelDescBody)]
+    _fields_ = [("op", ctypes.c_int), ("reserved", ctypes.c_uint32), ("body", _KernelDescBody)]
 
 
 class _Config(ctypes.Structure):
@@ -71,47 +76,48 @@ class _Config(ctypes.Structure):
                 ("always_compile", ctypes.c_int), ("dump_dir", ctypes.c_char_p),
                 ("extra_nvrtc_flags", ctypes.c_char_p), ("log_level", ctypes.c_int), ("device", ctypes.c_int),
                 ("compile_jobs", ctypes.c_int), ("cache_max_bytes", ctypes.c_uint64),
-                ("cache_lock_timeout_ms", ctypes.c_int)]
+                ("cache_lock_timeout_ms", ctypes.c_int), ("reserved", ctypes.c_uint64 * 8)]
 
 
 class _Stats(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in
                 ("kernels", "compiles", "disk_hits", "disk_misses", "disk_writes", "bad_entries", "launches",
-                 "build_waits", "lock_waits", "lock_timeouts", "lock_failures", "disk_write_errors", "temps_swept")]
+                 "build_waits", "lock_waits", "lock_timeouts", "lock_failures", "disk_write_errors", "temps_swept")] + [
+                ("reserved", ctypes.c_uint64 * 8)]
 
 
 class _AlignSpec(ctypes.Structure):
-    _fields_ = [("num_experts", ctypes.c_int32), ("block_size", ctypes.c_int32)]
+    _fields_ = [("num_experts", ctypes.c_int32), ("block_size", ctypes.c_int32), ("reserved", ctypes.c_uint32 * 6)]
 
 
 class _AlignOutputs(ctypes.Structure):
     _fields_ = [("counts", ctypes.c_void_p), ("offsets", ctypes.c_void_p), ("sorted_ids", ctypes.c_void_p),
                 ("sorted_capacity", ctypes.c_int64), ("block_expert", ctypes.c_void_p),
                 ("total_padded", ctypes.c_void_p), ("slot_of", ctypes.c_void_p), ("workspace", ctypes.c_void_p),
-                ("workspace_bytes", ctypes.c_size_t)]
+                ("workspace_bytes", ctypes.c_size_t), ("reserved", ctypes.c_uint64 * 7)]
 
 
 class _AlignArgs(ctypes.Structure):
     _fields_ = [("ids", ctypes.c_void_p), ("num_tokens", ctypes.c_int64), ("topk", ctypes.c_int32),
-                ("out", _AlignOutputs)]
+                ("reserved0", ctypes.c_uint32), ("out", _AlignOutputs), ("reserved", ctypes.c_uint64 * 6)]
 
 
 class _MxSpec(ctypes.Structure):
-    _fields_ = [("cols", ctypes.c_int32)]
+    _fields_ = [("cols", ctypes.c_int32), ("reserved", ctypes.c_uint32 * 7)]
 
 
 class _MxArgs(ctypes.Structure):
     _fields_ = [("layout", ctypes.c_int), ("input", ctypes.c_void_p), ("output", ctypes.c_void_p),
                 ("groups", ctypes.c_int64), ("rows", ctypes.c_int64), ("group_ends", ctypes.c_void_p),
-                ("row_stride", ctypes.c_int64), ("group_stride", ctypes.c_int64)]
+                ("row_stride", ctypes.c_int64), ("group_stride", ctypes.c_int64), ("reserved", ctypes.c_uint64 * 8)]
 
 
 library = _load_library()
 library.moejit_status_str.restype = ctypes.c_char_p
 library.moejit_last_error.restype = ctypes.c_char_p
 library.moejit_last_error.argtypes = [ctypes.c_void_p]
-library.moejit_cache_dir.restype = ctypes.c_char_p
-library.moejit_cache_dir.argtypes = [ctypes.c_void_p]
+library.moejit_ctx_cache_dir.restype = ctypes.c_char_p
+library.moejit_ctx_cache_dir.argtypes = [ctypes.c_void_p]
 library.moejit_route_preset_name.restype = ctypes.c_char_p
 library.moejit_route_preset_name.argtypes = [ctypes.c_size_t]
 library.moejit_open.argtypes = [ctypes.POINTER(_Config), ctypes.POINTER(ctypes.c_void_p)]
@@ -119,7 +125,7 @@ library.moejit_close.argtypes = [ctypes.c_void_p]
 library.moejit_route.argtypes = [ctypes.c_void_p, ctypes.POINTER(_RouteSpec), ctypes.POINTER(_RouteArgs),
                                  ctypes.c_void_p]
 library.moejit_route_preset.argtypes = [ctypes.c_char_p, ctypes.POINTER(_RouteSpec)]
-library.moejit_get_stats.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Stats)]
+library.moejit_ctx_stats.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Stats)]
 library.moejit_kernel_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
 library.moejit_align.argtypes = [ctypes.c_void_p, ctypes.POINTER(_AlignSpec), ctypes.POINTER(_AlignArgs), ctypes.c_void_p]
 library.moejit_align_capacity.argtypes = [ctypes.POINTER(_AlignSpec), ctypes.c_int64, ctypes.c_int32,
@@ -225,11 +231,11 @@ class Context:
 
     @property
     def cache_dir(self):
-        return library.moejit_cache_dir(self._ctx).decode()
+        return library.moejit_ctx_cache_dir(self._ctx).decode()
 
     def stats(self):
         s = _Stats()
-        _check(library.moejit_get_stats(self._ctx, ctypes.byref(s)), self._ctx)
+        _check(library.moejit_ctx_stats(self._ctx, ctypes.byref(s)), self._ctx)
         return {name: getattr(s, name) for name, _ in _Stats._fields_}
 
     def route(self, spec, logits, bias=None, out=None, stream=None):
@@ -300,7 +306,7 @@ def _align(self, maps, topk_ids, stream=None):
     AlignMaps of the same T and K) on the current torch stream. Returns maps."""
     if tuple(topk_ids.shape) != (maps.num_tokens, maps.topk) or not topk_ids.is_contiguous():
         raise ValueError(f"topk_ids must be contiguous [{maps.num_tokens}, {maps.topk}], got {tuple(topk_ids.shape)}")
-    args = _AlignArgs(topk_ids.data_ptr(), maps.num_tokens, maps.topk, maps._outputs())
+    args = _AlignArgs(topk_ids.data_ptr(), maps.num_tokens, maps.topk, 0, maps._outputs())
     _check(library.moejit_align(self._ctx, ctypes.byref(maps._spec), ctypes.byref(args),
                                 _stream_of(stream, topk_ids.device)), self._ctx)
     return maps

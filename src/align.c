@@ -57,6 +57,7 @@ moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, c
 {
     memset(p, 0, sizeof *p);
     moejit_status st;
+    if ((st = MJ_CHECK_RESERVED("align outputs", o)) != MOEJIT_OK) return st;
     if (l->n > 0 && (st = mj_check_device_ptr(op, "ids", ids, 4)) != MOEJIT_OK) return st;
     if ((st = check_optional(op, "counts", o->counts)) != MOEJIT_OK ||
         (st = check_optional(op, "offsets", o->offsets)) != MOEJIT_OK ||
@@ -94,6 +95,12 @@ moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, c
     return MOEJIT_OK;
 }
 
+moejit_status mj_align_check_args_reserved(const moejit_align_args *a)
+{
+    moejit_status st = mj_check_reserved("align args", "reserved0", &a->reserved0, 1, sizeof a->reserved0);
+    return st == MOEJIT_OK ? MJ_CHECK_RESERVED("align args", a) : st;
+}
+
 int mj_align_wants_output(const mj_align_params *p)
 {
     return p->counts || p->offsets || p->sorted_ids || p->block_expert || p->total_padded || p->slot_of;
@@ -124,6 +131,7 @@ static moejit_status sizes(const moejit_align_spec *spec, int64_t num_tokens, in
 
 moejit_status moejit_align_capacity(const moejit_align_spec *spec, int64_t num_tokens, int32_t topk, int64_t *capacity)
 {
+    mj_error_clear();
     mj_align_layout l;
     moejit_status st = sizes(spec, num_tokens, topk, capacity, "moejit_align_capacity: capacity", &l);
     if (st == MOEJIT_OK) *capacity = l.capacity;
@@ -133,6 +141,7 @@ moejit_status moejit_align_capacity(const moejit_align_spec *spec, int64_t num_t
 moejit_status moejit_align_workspace_bytes(const moejit_align_spec *spec, int64_t num_tokens, int32_t topk,
                                            size_t *bytes)
 {
+    mj_error_clear();
     mj_align_layout l;
     moejit_status st = sizes(spec, num_tokens, topk, bytes, "moejit_align_workspace_bytes: bytes", &l);
     if (st == MOEJIT_OK) *bytes = l.ws_bytes;
@@ -142,6 +151,7 @@ moejit_status moejit_align_workspace_bytes(const moejit_align_spec *spec, int64_
 moejit_status moejit_align(moejit_ctx *ctx, const moejit_align_spec *spec, const moejit_align_args *args,
                            moejit_stream stream)
 {
+    mj_error_clear();
     if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_align: ctx is NULL");
     mj_kernel_id id;
     memset(&id, 0, sizeof id);
@@ -149,6 +159,7 @@ moejit_status moejit_align(moejit_ctx *ctx, const moejit_align_spec *spec, const
     moejit_status st = mj_align_normalize(spec, &id.u.align);
     if (st != MOEJIT_OK) return st;
     if (!args) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "align args: args is NULL");
+    if ((st = mj_align_check_args_reserved(args)) != MOEJIT_OK) return st;
     const mj_align_shape *a = &id.u.align;
     mj_align_layout l;
     mj_align_params p;

@@ -43,6 +43,9 @@ moejit_status mj_align_layout_for(const char *op, int experts, int block_size, i
 moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, const int32_t *ids,
                                      const moejit_align_outputs *o, int check_workspace, mj_align_params *p);
 
+/* align args' own reserved words (the outputs' are checked with them). */
+moejit_status mj_align_check_args_reserved(const moejit_align_args *a);
+
 /* 1 if any output is wanted. */
 int mj_align_wants_output(const mj_align_params *p);
 

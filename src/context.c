@@ -92,6 +92,7 @@ static moejit_status resolve_cache_dir(const moejit_config *cfg, moejit_ctx *ctx
 static moejit_status resolve_config(const moejit_config *cfg, moejit_ctx *ctx)
 {
     moejit_status st;
+    if (cfg && (st = MJ_CHECK_RESERVED("moejit_config", cfg)) != MOEJIT_OK) return st;
     moejit_log_level level = cfg ? cfg->log_level : MOEJIT_LOG_FROM_ENV;
     if (level == MOEJIT_LOG_FROM_ENV) {
         const char *v = env("MOEJIT_LOG");
@@ -169,6 +170,7 @@ static moejit_status resolve_config(const moejit_config *cfg, moejit_ctx *ctx)
 
 moejit_status moejit_open(const moejit_config *cfg, moejit_ctx **out)
 {
+    mj_error_clear();
     if (!out) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_open: out is NULL");
     *out = NULL;
     moejit_ctx *ctx = calloc(1, sizeof *ctx);
@@ -221,7 +223,7 @@ void moejit_close(moejit_ctx *ctx)
     free(ctx);
 }
 
-const char *moejit_cache_dir(const moejit_ctx *ctx) { return ctx ? mj_cache_root(ctx->cache) : ""; }
+const char *moejit_ctx_cache_dir(const moejit_ctx *ctx) { return ctx ? mj_cache_root(ctx->cache) : ""; }
 
 moejit_status mj_ctx_nvrtc_identity(moejit_ctx *ctx, const mj_nvrtc_identity **out)
 {
@@ -264,9 +266,10 @@ void mj_ctx_compile_slot_release(moejit_ctx *ctx)
     pthread_mutex_unlock(&ctx->jobs_mu);
 }
 
-moejit_status moejit_get_stats(const moejit_ctx *ctx, moejit_stats *out)
+moejit_status moejit_ctx_stats(const moejit_ctx *ctx, moejit_stats *out)
 {
-    if (!ctx || !out) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_get_stats: %s is NULL", ctx ? "out" : "ctx");
+    mj_error_clear();
+    if (!ctx || !out) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_ctx_stats: %s is NULL", ctx ? "out" : "ctx");
     moejit_ctx *c = (moejit_ctx *)ctx; /* counting kernels takes the registry's writer lock */
     out->kernels = mj_registry_count(&c->registry);
     out->compiles = atomic_load(&ctx->n_compiles);
@@ -307,10 +310,11 @@ moejit_status mj_ctx_current_device(moejit_ctx *ctx, const mj_driver *d, CUdevic
     return MOEJIT_OK;
 }
 
-moejit_status moejit_device_arch(moejit_ctx *ctx, char *buf, size_t cap)
+moejit_status moejit_ctx_device_arch(moejit_ctx *ctx, char *buf, size_t cap)
 {
+    mj_error_clear();
     if (!ctx || !buf || cap < 16)
-        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_device_arch: ctx and a buffer of >= 16 bytes are required");
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_ctx_device_arch: ctx and a buffer of >= 16 bytes are required");
     const mj_driver *d;
     moejit_status st = mj_driver_get(&d);
     CUdevice dev;

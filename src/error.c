@@ -2,6 +2,7 @@
 #include "error.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,10 +16,13 @@ typedef struct error_buf {
 
 static pthread_key_t g_key;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+/* The thread's buffer once it has one: clearing it (every public call does) is a load and a test. */
+static _Thread_local error_buf *t_buf;
 
 static void free_buf(void *p)
 {
     error_buf *b = p;
+    t_buf = NULL; /* thread exit: a later destructor's moejit call gets a new buffer, not this one */
     if (b) free(b->text);
     free(b);
 }
@@ -27,13 +31,15 @@ static void make_key(void) { (void)pthread_key_create(&g_key, free_buf); }
 
 static error_buf *thread_buf(void)
 {
+    if (t_buf) return t_buf;
     pthread_once(&g_once, make_key);
     error_buf *b = pthread_getspecific(g_key);
     if (!b) {
         b = calloc(1, sizeof *b);
         if (!b) return NULL;
-        pthread_setspecific(g_key, b);
+        pthread_setspecific(g_key, b); /* frees it at thread exit */
     }
+    t_buf = b;
     return b;
 }
 
@@ -92,9 +98,27 @@ void mj_error_append_raw(const char *text, size_t len)
     b->text[b->len] = '\0';
 }
 
+moejit_status mj_check_reserved(const char *what, const char *field, const void *words, size_t count, size_t size)
+{
+    const unsigned char *b = words;
+    for (size_t i = 0; i < count; i++) {
+        uint64_t v = 0;
+        memcpy(&v, b + i * size, size); /* only whether it is zero matters */
+        if (!v) continue;
+        char name[64];
+        if (count == 1) snprintf(name, sizeof name, "%s", field);
+        else snprintf(name, sizeof name, "%s[%zu]", field, i);
+        return mj_fail(MOEJIT_ERR_UNSUPPORTED,
+                       "%s: %s = %#llx must be 0 (a field of a newer moejit.h than this library, %s: build "
+                       "against this library's header)",
+                       what, name, (unsigned long long)v, MOEJIT_VERSION_STRING);
+    }
+    return MOEJIT_OK;
+}
+
 void mj_error_clear(void)
 {
-    error_buf *b = thread_buf();
+    error_buf *b = t_buf; /* none yet: nothing to clear */
     if (b && b->text) {
         b->len = 0;
         b->text[0] = '\0';

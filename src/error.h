@@ -20,7 +20,18 @@ void mj_error_append(const char *fmt, ...) MJ_PRINTF(1, 2);
 /* Append raw text of the given length (may contain anything but NUL). */
 void mj_error_append_raw(const char *text, size_t len);
 
-/* Forget the calling thread's detail. */
+/* A public struct's reserved words must be zero: a non-zero one is a field of a newer moejit.h
+ * that this library does not know. MOEJIT_ERR_UNSUPPORTED naming `what` ("route spec"), the field
+ * and the word, else MOEJIT_OK. `count` words of `size` bytes (4 or 8); count 1 is a scalar. */
+moejit_status mj_check_reserved(const char *what, const char *field, const void *words, size_t count, size_t size);
+/* The usual case: the array `reserved` of a struct pointed to by p. */
+#define MJ_CHECK_RESERVED(what, p) \
+    mj_check_reserved(what, "reserved", (p)->reserved, sizeof((p)->reserved) / sizeof((p)->reserved[0]), \
+                      sizeof((p)->reserved[0]))
+
+/* Forget the calling thread's detail. Every public function that returns a moejit_status calls it
+ * first, so that moejit_last_error() describes the thread's most recent call ("" after a
+ * success). Cheap: a thread-local load and a store. */
 void mj_error_clear(void);
 
 /* The calling thread's detail ("" if none). */

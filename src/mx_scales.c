@@ -42,7 +42,9 @@ moejit_status mj_mx_check_args(const char *op, const mj_mx_scales_shape *s, cons
     if (!a) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: args is NULL", op);
     size_t bytes;
     int64_t row_blocks;
-    moejit_status st = mj_mx_blocked_size(op, s->cols, a->layout, a->groups, a->rows, &row_blocks, &bytes);
+    moejit_status st = MJ_CHECK_RESERVED("mx_scales args", a);
+    if (st != MOEJIT_OK) return st;
+    st = mj_mx_blocked_size(op, s->cols, a->layout, a->groups, a->rows, &row_blocks, &bytes);
     if (st != MOEJIT_OK) return st;
     const int grouped = a->layout == MOEJIT_MX_2D_GROUPS;
     const int64_t row_stride = a->row_stride ? a->row_stride : s->cols;
@@ -92,6 +94,7 @@ moejit_status mj_mx_check_args(const char *op, const mj_mx_scales_shape *s, cons
 moejit_status moejit_mx_scales_blocked_bytes(const moejit_mx_scales_spec *spec, moejit_mx_layout layout,
                                              int64_t groups, int64_t rows, size_t *bytes)
 {
+    mj_error_clear();
     mj_mx_scales_shape s;
     moejit_status st = mj_mx_scales_normalize(spec, &s);
     if (st != MOEJIT_OK) return st;
@@ -123,11 +126,13 @@ static moejit_status mx_launch(moejit_ctx *ctx, const moejit_mx_scales_spec *spe
 moejit_status moejit_mx_scales(moejit_ctx *ctx, const moejit_mx_scales_spec *spec, const moejit_mx_scales_args *args,
                                moejit_stream stream)
 {
+    mj_error_clear();
     return mx_launch(ctx, spec, args, 1, stream);
 }
 
 moejit_status moejit_mx_scales_inverse(moejit_ctx *ctx, const moejit_mx_scales_spec *spec,
                                        const moejit_mx_scales_args *args, moejit_stream stream)
 {
+    mj_error_clear();
     return mx_launch(ctx, spec, args, 0, stream);
 }

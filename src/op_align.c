@@ -34,11 +34,13 @@ moejit_status mj_align_normalize(const moejit_align_spec *spec, mj_align_shape *
 {
     if (!spec) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "align spec: spec is NULL");
     memset(out, 0, sizeof *out);
+    moejit_status st = MJ_CHECK_RESERVED("align spec", spec);
+    if (st != MOEJIT_OK) return st;
     const int e = spec->num_experts, b = spec->block_size;
     if (e < 1) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "num_experts = %d must be >= 1", e);
     if (e > MOEJIT_MAX_ALIGN_EXPERTS)
         return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "num_experts = %d exceeds the maximum %d", e, MOEJIT_MAX_ALIGN_EXPERTS);
-    moejit_status st = mj_align_check_block("align spec", b);
+    st = mj_align_check_block("align spec", b);
     if (st != MOEJIT_OK) return st;
     out->experts = e;
     out->block_size = b;

@@ -13,6 +13,8 @@ moejit_status mj_mx_scales_normalize(const moejit_mx_scales_spec *spec, mj_mx_sc
 {
     if (!spec) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "mx_scales spec: spec is NULL");
     memset(out, 0, sizeof *out);
+    moejit_status st = MJ_CHECK_RESERVED("mx_scales spec", spec);
+    if (st != MOEJIT_OK) return st;
     const int c = spec->cols;
     if (c < 1) return mj_fail(MOEJIT_ERR_INVALID_SPEC, "mx_scales spec: cols = %d must be >= 1", c);
     if (c > MOEJIT_MAX_MX_COLS)

@@ -28,6 +28,8 @@ moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *
     if (!spec) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route spec: spec is NULL");
     if (!out) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route spec: output is NULL");
     memset(out, 0, sizeof *out);
+    moejit_status st;
+    if ((st = MJ_CHECK_RESERVED("route spec", spec)) != MOEJIT_OK) return st;
 
     const int e = spec->num_experts, k = spec->topk;
     if (e < 1) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "num_experts = %d must be >= 1", e);

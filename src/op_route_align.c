@@ -23,6 +23,8 @@ moejit_status mj_route_align_normalize(const moejit_route_align_spec *spec, mj_r
 {
     if (!spec) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route_align spec: spec is NULL");
     memset(out, 0, sizeof *out);
+    moejit_status st_r = MJ_CHECK_RESERVED("route_align spec", spec);
+    if (st_r != MOEJIT_OK) return st_r;
     /* route's own checks, including what its kernel does not implement yet */
     moejit_kernel_desc d = {.op = MOEJIT_OP_ROUTE, .route = spec->route};
     mj_kernel_id rid;

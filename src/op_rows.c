@@ -24,7 +24,8 @@ moejit_status mj_permute_normalize(const moejit_permute_spec *spec, mj_permute_s
 {
     if (!spec || !out) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "permute spec: %s is NULL", spec ? "output" : "spec");
     memset(out, 0, sizeof *out);
-    moejit_status st = check_hidden_dtype("permute", spec->hidden, (int)spec->dtype);
+    moejit_status st = MJ_CHECK_RESERVED("permute spec", spec);
+    if (st == MOEJIT_OK) st = check_hidden_dtype("permute", spec->hidden, (int)spec->dtype);
     if (st != MOEJIT_OK) return st;
     out->hidden = spec->hidden;
     out->dtype = (int32_t)spec->dtype;
@@ -36,7 +37,8 @@ moejit_status mj_combine_normalize(const moejit_combine_spec *spec, mj_combine_s
 {
     if (!spec || !out) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "combine spec: %s is NULL", spec ? "output" : "spec");
     memset(out, 0, sizeof *out);
-    moejit_status st = check_hidden_dtype("combine", spec->hidden, (int)spec->dtype);
+    moejit_status st = MJ_CHECK_RESERVED("combine spec", spec);
+    if (st == MOEJIT_OK) st = check_hidden_dtype("combine", spec->hidden, (int)spec->dtype);
     if (st != MOEJIT_OK) return st;
     out->hidden = spec->hidden;
     out->dtype = (int32_t)spec->dtype;

@@ -33,6 +33,7 @@ static const preset k_presets[] = {
 
 moejit_status moejit_route_preset(const char *model, moejit_route_spec *spec)
 {
+    mj_error_clear();
     if (!model || !spec)
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_route_preset: %s is NULL", model ? "spec" : "model");
     for (size_t i = 0; i < sizeof k_presets / sizeof k_presets[0]; i++)

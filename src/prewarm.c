@@ -36,7 +36,7 @@ static void build_one(moejit_ctx *ctx, const moejit_kernel_desc *desc, const cha
     res->seconds = b.seconds;
     if (res->status == MOEJIT_OK && !b.stored) {
         /* Built but not on disk: prewarm's whole job is the entry, so this kernel failed. */
-        const char *root = moejit_cache_dir(ctx), *why = b.store_error ? b.store_error : "the entry could not be written";
+        const char *root = moejit_ctx_cache_dir(ctx), *why = b.store_error ? b.store_error : "the entry could not be written";
         res->status = root[0] ? mj_fail(MOEJIT_ERR_IO, "compiled, but not stored in the cache %s: %s", root, why)
                               : mj_fail(MOEJIT_ERR_IO, "compiled, but not stored: %s", why);
         res->outcome = MOEJIT_PREWARM_NOT_STORED;
@@ -86,6 +86,7 @@ moejit_status moejit_prewarm_archs(moejit_ctx *ctx, const moejit_kernel_desc *de
                                    const char *const *archs, size_t n_archs, moejit_prewarm_result *results,
                                    moejit_prewarm_fn on_done, void *user)
 {
+    mj_error_clear();
     if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_prewarm: ctx is NULL");
     if (n && !descs) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_prewarm: descs is NULL with n = %zu", n);
     if (n_archs && !archs)
@@ -126,10 +127,11 @@ moejit_status moejit_prewarm_archs(moejit_ctx *ctx, const moejit_kernel_desc *de
 moejit_status moejit_prewarm(moejit_ctx *ctx, const moejit_kernel_desc *descs, size_t n, const char *arch,
                              moejit_prewarm_result *results)
 {
+    mj_error_clear();
     if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_prewarm: ctx is NULL");
     char device_arch[16];
     if (!arch) {
-        moejit_status st = moejit_device_arch(ctx, device_arch, sizeof device_arch);
+        moejit_status st = moejit_ctx_device_arch(ctx, device_arch, sizeof device_arch);
         if (st != MOEJIT_OK) return st;
         arch = device_arch;
     }

@@ -1,7 +1,8 @@
 /* Internal entry points of the C references, shared with the tests. */
-#ifndef MOEJIT_REFERENCE_H
-#define MOEJIT_REFERENCE_H
+#ifndef MOEJIT_SRC_REFERENCE_H
+#define MOEJIT_SRC_REFERENCE_H
 
+#include "moejit_reference.h"
 #include "spec.h"
 
 /* The smallest relative gap, in one row of E logits (already f32), between a choice the routing

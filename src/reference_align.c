@@ -48,10 +48,12 @@ moejit_status mj_align_reference_run(int experts, int block_size, const mj_align
 
 moejit_status moejit_align_reference(const moejit_align_spec *spec, const moejit_align_args *args)
 {
+    mj_error_clear();
     mj_align_shape a;
     moejit_status st = mj_align_normalize(spec, &a);
     if (st != MOEJIT_OK) return st;
     if (!args) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "align args: args is NULL");
+    if ((st = mj_align_check_args_reserved(args)) != MOEJIT_OK) return st;
     mj_align_layout l;
     mj_align_params p;
     if ((st = mj_align_layout_for("align", a.experts, a.block_size, args->num_tokens, args->topk, &l)) != MOEJIT_OK ||

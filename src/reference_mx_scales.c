@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "moejit_reference.h"
 #include "mx_scales_launch.h"
 
 /* Byte of scale (r, c) in a blocked matrix whose rows have `tiles` tiles of 4 columns. */
@@ -69,11 +70,13 @@ static moejit_status reference(const moejit_mx_scales_spec *spec, const moejit_m
 
 moejit_status moejit_mx_scales_reference(const moejit_mx_scales_spec *spec, const moejit_mx_scales_args *host_args)
 {
+    mj_error_clear();
     return reference(spec, host_args, 1);
 }
 
 moejit_status moejit_mx_scales_inverse_reference(const moejit_mx_scales_spec *spec,
                                                  const moejit_mx_scales_args *host_args)
 {
+    mj_error_clear();
     return reference(spec, host_args, 0);
 }

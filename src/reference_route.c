@@ -11,6 +11,7 @@
 
 #include "error.h"
 #include "numeric.h"
+#include "moejit_reference.h"
 #include "reference.h"
 
 static double score_elementwise(int score, double x)
@@ -170,12 +171,18 @@ static void work_free(row_work *w)
     free(w->x), free(w->exact), free(w->is_nan), free(w->val), free(w->sel), free(w->gscore), free(w->allowed), free(w->gallowed);
 }
 
-moejit_status moejit_route_reference(const moejit_route_spec *spec, const void *logits, int64_t num_tokens,
-                                     int64_t row_stride, const float *bias, int32_t *ids, float *weights)
+moejit_status moejit_route_reference(const moejit_route_spec *spec, const moejit_route_args *a)
 {
+    mj_error_clear();
     mj_route_shape r;
     moejit_status st = mj_route_normalize(spec, &r);
     if (st != MOEJIT_OK) return st;
+    if (!a) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route reference: args is NULL");
+    const void *logits = a->logits;
+    const float *bias = a->bias;
+    int32_t *ids = a->ids;
+    float *weights = a->weights;
+    const int64_t num_tokens = a->num_tokens, row_stride = a->row_stride;
     if (num_tokens < 0)
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route reference: num_tokens = %lld must be >= 0", (long long)num_tokens);
     if (num_tokens == 0) return MOEJIT_OK;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "moejit_reference.h"
 #include "numeric.h"
 #include "spec.h"
 
@@ -18,6 +19,7 @@ static void store_f32(void *row, int dtype, int64_t i, float v)
 
 moejit_status moejit_permute_reference(const moejit_permute_spec *spec, const moejit_permute_args *a)
 {
+    mj_error_clear();
     mj_permute_shape s;
     moejit_status st = mj_permute_normalize(spec, &s);
     int nothing;
@@ -51,6 +53,7 @@ moejit_status moejit_permute_reference(const moejit_permute_spec *spec, const mo
 
 moejit_status moejit_combine_reference(const moejit_combine_spec *spec, const moejit_combine_args *a)
 {
+    mj_error_clear();
     mj_combine_shape s;
     moejit_status st = mj_combine_normalize(spec, &s);
     int nothing;

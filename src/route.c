@@ -10,6 +10,8 @@ moejit_status mj_route_check_args(const char *op, const mj_route_shape *r, const
                                   mj_route_params *p)
 {
     if (!a) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: args is NULL", op);
+    moejit_status st;
+    if ((st = MJ_CHECK_RESERVED("route args", a)) != MOEJIT_OK) return st;
     if (a->num_tokens < 0)
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: num_tokens = %lld must be >= 0", op,
                        (long long)a->num_tokens);
@@ -31,7 +33,6 @@ moejit_status mj_route_check_args(const char *op, const mj_route_shape *r, const
         .row_stride = stride,
     };
     if (a->num_tokens == 0) return MOEJIT_OK; /* empty batch: pointers may be NULL, nothing runs */
-    moejit_status st;
     if ((st = mj_check_device_ptr(op, "logits", a->logits, (size_t)elem)) != MOEJIT_OK) return st;
     if ((st = mj_check_device_ptr(op, "ids", a->ids, 4)) != MOEJIT_OK) return st;
     if ((st = mj_check_device_ptr(op, "weights", a->weights, 4)) != MOEJIT_OK) return st;
@@ -56,6 +57,7 @@ static _Thread_local route_memo t_memo;
 moejit_status moejit_route(moejit_ctx *ctx, const moejit_route_spec *spec, const moejit_route_args *args,
                            moejit_stream stream)
 {
+    mj_error_clear();
     if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_route: ctx is NULL");
     if (!spec) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route spec: spec is NULL");
     moejit_status st;

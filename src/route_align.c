@@ -46,6 +46,7 @@ static moejit_status sizes(const moejit_route_align_spec *spec, int64_t num_toke
 
 moejit_status moejit_route_align_capacity(const moejit_route_align_spec *spec, int64_t num_tokens, int64_t *capacity)
 {
+    mj_error_clear();
     mj_route_align_shape s;
     mj_align_layout l;
     moejit_status st = sizes(spec, num_tokens, capacity, "moejit_route_align_capacity: capacity", &s, &l);
@@ -55,6 +56,7 @@ moejit_status moejit_route_align_capacity(const moejit_route_align_spec *spec, i
 
 moejit_status moejit_route_align_workspace_bytes(const moejit_route_align_spec *spec, int64_t num_tokens, size_t *bytes)
 {
+    mj_error_clear();
     mj_route_align_shape s;
     mj_align_layout l;
     moejit_status st = sizes(spec, num_tokens, bytes, "moejit_route_align_workspace_bytes: bytes", &s, &l);
@@ -64,6 +66,7 @@ moejit_status moejit_route_align_workspace_bytes(const moejit_route_align_spec *
 
 moejit_status moejit_route_align_fused_tokens(const moejit_route_align_spec *spec, int64_t *tokens)
 {
+    mj_error_clear();
     mj_route_align_shape s;
     mj_align_layout l;
     moejit_status st = sizes(spec, 0, tokens, "moejit_route_align_fused_tokens: tokens", &s, &l);
@@ -77,6 +80,7 @@ moejit_status moejit_route_align_fused_tokens(const moejit_route_align_spec *spe
 moejit_status moejit_route_align(moejit_ctx *ctx, const moejit_route_align_spec *spec,
                                  const moejit_route_align_args *args, moejit_stream stream)
 {
+    mj_error_clear();
     if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_route_align: ctx is NULL");
     mj_kernel_id id;
     memset(&id, 0, sizeof id);
@@ -84,6 +88,7 @@ moejit_status moejit_route_align(moejit_ctx *ctx, const moejit_route_align_spec 
     moejit_status st = mj_route_align_normalize(spec, &id.u.route_align);
     if (st != MOEJIT_OK) return st;
     if (!args) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route_align args: args is NULL");
+    if ((st = MJ_CHECK_RESERVED("route_align args", args)) != MOEJIT_OK) return st;
     const mj_route_align_shape *s = &id.u.route_align;
     mj_route_align_params p;
     mj_align_layout l;

@@ -45,6 +45,7 @@ moejit_status mj_permute_check_args(const mj_permute_shape *s, const moejit_perm
     *nothing = 1;
     if (!a) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "permute args: args is NULL");
     moejit_status st;
+    if ((st = MJ_CHECK_RESERVED("permute args", a)) != MOEJIT_OK) return st;
     if ((st = check_rows("permute", "num_tokens", a->num_tokens, s->hidden, s->dtype)) != MOEJIT_OK) return st;
     if ((st = check_rows("permute", "num_rows", a->num_rows, s->hidden, s->dtype)) != MOEJIT_OK) return st;
     if (a->topk < 1) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "permute args: topk = %d must be >= 1", a->topk);
@@ -75,10 +76,12 @@ moejit_status mj_combine_check_args(const mj_combine_shape *s, const moejit_comb
     *nothing = 1;
     if (!a) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "combine args: args is NULL");
     moejit_status st;
+    if ((st = MJ_CHECK_RESERVED("combine args", a)) != MOEJIT_OK) return st;
     if ((st = check_rows("combine", "num_tokens", a->num_tokens, s->hidden, s->dtype)) != MOEJIT_OK) return st;
     if ((st = check_rows("combine", "num_rows", a->num_rows, s->hidden, s->dtype)) != MOEJIT_OK) return st;
     if (a->topk < 1) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "combine args: topk = %d must be >= 1", a->topk);
-    if (a->reserved) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "combine args: reserved = %d must be 0", a->reserved);
+    if ((st = mj_check_reserved("combine args", "reserved0", &a->reserved0, 1, sizeof a->reserved0)) != MOEJIT_OK)
+        return st;
     if (a->num_tokens > INT64_MAX / a->topk)
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "combine args: num_tokens = %lld times topk = %d overflows",
                        (long long)a->num_tokens, a->topk);
@@ -95,6 +98,7 @@ moejit_status mj_combine_check_args(const mj_combine_shape *s, const moejit_comb
 moejit_status moejit_permute(moejit_ctx *ctx, const moejit_permute_spec *spec, const moejit_permute_args *args,
                              moejit_stream stream)
 {
+    mj_error_clear();
     if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_permute: ctx is NULL");
     mj_kernel_id id;
     memset(&id, 0, sizeof id);
@@ -122,6 +126,7 @@ moejit_status moejit_permute(moejit_ctx *ctx, const moejit_permute_spec *spec, c
 moejit_status moejit_combine(moejit_ctx *ctx, const moejit_combine_spec *spec, const moejit_combine_args *args,
                              moejit_stream stream)
 {
+    mj_error_clear();
     if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_combine: ctx is NULL");
     mj_kernel_id id;
     memset(&id, 0, sizeof id);

@@ -8,12 +8,14 @@
 
 moejit_status moejit_validate(const moejit_kernel_desc *desc)
 {
+    mj_error_clear();
     mj_kernel_id id;
     return mj_kernel_id_from_desc(desc, &id);
 }
 
 moejit_status moejit_source(moejit_ctx *ctx, const moejit_kernel_desc *desc, char **src, size_t *len)
 {
+    mj_error_clear();
     (void)ctx; /* the source depends on the descriptor alone */
     if (!src) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_source: src is NULL");
     *src = NULL;
@@ -29,6 +31,7 @@ moejit_status moejit_source(moejit_ctx *ctx, const moejit_kernel_desc *desc, cha
 
 moejit_status moejit_kernel_name(const moejit_kernel_desc *desc, char *buf, size_t cap)
 {
+    mj_error_clear();
     if (!buf || cap == 0) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_kernel_name: buffer is NULL or empty");
     mj_kernel_id id;
     moejit_status st = mj_kernel_id_from_desc(desc, &id);

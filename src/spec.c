@@ -58,6 +58,8 @@ moejit_status mj_kernel_id_from_desc(const moejit_kernel_desc *desc, mj_kernel_i
     memset(out, 0, sizeof *out);
     const mj_op *op = mj_op_get((int)desc->op);
     if (!op) return mj_fail(MOEJIT_ERR_INVALID_SPEC, "kernel descriptor: op = %d is not a moejit_op", (int)desc->op);
+    moejit_status st = mj_check_reserved("kernel descriptor", "reserved", &desc->reserved, 1, sizeof desc->reserved);
+    if (st != MOEJIT_OK) return st;
     out->op = (int32_t)desc->op;
     return op->normalize(desc, out);
 }

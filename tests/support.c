@@ -165,7 +165,7 @@ void mjt_sync(void) { CU_CHECK(driver()->ctx_synchronize()); }
 void mjt_expect_nothing_ran(moejit_ctx *ctx, const char *dir)
 {
     moejit_stats stats;
-    assert_int_equal(moejit_get_stats(ctx, &stats), MOEJIT_OK);
+    assert_int_equal(moejit_ctx_stats(ctx, &stats), MOEJIT_OK);
     assert_int_equal(stats.compiles, 0);
     assert_int_equal(stats.launches, 0);
     assert_int_equal(mjt_count_files(dir), 0);
@@ -371,8 +371,10 @@ static void reference_rows(int64_t b, int64_t e, void *user)
 {
     const reference_job *j = user;
     const int W = j->spec->topk + j->spec->shared_slots, elem = j->spec->dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
-    moejit_route_reference(j->spec, j->logits + (size_t)(b * j->stride) * (size_t)elem, e - b, j->stride, j->bias,
-                           j->ids + b * W, j->w + b * W);
+    const moejit_route_args a = {.logits = j->logits + (size_t)(b * j->stride) * (size_t)elem, .bias = j->bias,
+                                 .ids = j->ids + b * W, .weights = j->w + b * W, .num_tokens = e - b,
+                                 .row_stride = j->stride};
+    moejit_route_reference(j->spec, &a);
 }
 
 void mjt_route_reference_parallel(const moejit_route_spec *spec, const void *logits, int64_t T, int64_t stride,
@@ -544,39 +546,39 @@ void mjt_align_compare(const mjt_align_bufs *dev, const mjt_align_bufs *ref, con
 
 const moejit_route_align_spec mjt_route_align_shapes[] = {
     /* DeepSeek-V3 exactly: 8 groups, the best 4 by top2_sum */
-    {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .num_groups = 8, .topk_groups = 4,
+    {.route = {.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .num_groups = 8, .topk_groups = 4,
       .group_score = MOEJIT_GROUP_SCORE_TOP2_SUM, .has_bias = 1, .renormalize = 1, .scale_output = 1,
       .routed_scaling_factor = 2.5f},
-     64},
+     .block_size = 64},
     /* DeepSeek-V3's scoring without groups, one shared slot; Kimi-K2 */
-    {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .has_bias = 1, .renormalize = 1,
+    {.route = {.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .has_bias = 1, .renormalize = 1,
       .scale_output = 1, .routed_scaling_factor = 2.5f, .shared_slots = 1},
-     64},
-    {{.num_experts = 384, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .dtype = MOEJIT_DTYPE_BF16, .has_bias = 1,
+     .block_size = 64},
+    {.route = {.num_experts = 384, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .dtype = MOEJIT_DTYPE_BF16, .has_bias = 1,
       .renormalize = 1, .scale_output = 1, .routed_scaling_factor = 2.827f},
-     16},
+     .block_size = 16},
     /* groups, a shared slot, renormalised and scaled: the shared weight is 1.0 (issue 12) */
-    {{.num_experts = 128, .topk = 4, .score = MOEJIT_SCORE_SIGMOID, .num_groups = 4, .topk_groups = 2,
+    {.route = {.num_experts = 128, .topk = 4, .score = MOEJIT_SCORE_SIGMOID, .num_groups = 4, .topk_groups = 2,
       .has_bias = 1, .renormalize = 1, .scale_output = 1, .routed_scaling_factor = 2.5f, .shared_slots = 1},
-     32},
+     .block_size = 32},
     /* gpt-oss, Llama-4 (top-k, then the score) */
-    {{.num_experts = 128, .topk = 4, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16}, 16},
-    {{.num_experts = 16, .topk = 1, .score = MOEJIT_SCORE_SIGMOID, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16},
-     128},
+    {.route = {.num_experts = 128, .topk = 4, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16}, .block_size = 16},
+    {.route = {.num_experts = 16, .topk = 1, .score = MOEJIT_SCORE_SIGMOID, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16},
+     .block_size = 128},
     /* Qwen3 (f16), Qwen3-Next with a shared slot, sqrt-softplus with the widest slot rows */
-    {{.num_experts = 128, .topk = 8, .renormalize = 1, .dtype = MOEJIT_DTYPE_F16}, 64},
-    {{.num_experts = 512, .topk = 10, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16, .shared_slots = 1}, 128},
-    {{.num_experts = 1024, .topk = 32, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .shared_slots = 32}, 32},
+    {.route = {.num_experts = 128, .topk = 8, .renormalize = 1, .dtype = MOEJIT_DTYPE_F16}, .block_size = 64},
+    {.route = {.num_experts = 512, .topk = 10, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16, .shared_slots = 1}, .block_size = 128},
+    {.route = {.num_experts = 1024, .topk = 32, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .shared_slots = 32}, .block_size = 32},
     /* a soft cap (GLM-4.5's size), Mixtral */
-    {{.num_experts = 160, .topk = 6, .softcap = 30.0f, .renormalize = 1}, 256},
-    {{.num_experts = 8, .topk = 2, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16}, 16},
+    {.route = {.num_experts = 160, .topk = 6, .softcap = 30.0f, .renormalize = 1}, .block_size = 256},
+    {.route = {.num_experts = 8, .topk = 2, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16}, .block_size = 16},
     /* the extreme block sizes on both of the fused kernel's align paths: the small one (E+S <=
      * 1024) at B = 1 (a block a row) and B = 1024 (mostly padding), the one-block one (E+S > 1024) */
-    {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .has_bias = 1, .renormalize = 1,
+    {.route = {.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .has_bias = 1, .renormalize = 1,
       .scale_output = 1, .routed_scaling_factor = 2.5f, .shared_slots = 1},
-     1},
-    {{.num_experts = 8, .topk = 2, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16}, 1024},
-    {{.num_experts = 1024, .topk = 8, .dtype = MOEJIT_DTYPE_BF16, .shared_slots = 1}, 1},
-    {{.num_experts = 1024, .topk = 32, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .shared_slots = 32}, 1024},
+     .block_size = 1},
+    {.route = {.num_experts = 8, .topk = 2, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16}, .block_size = 1024},
+    {.route = {.num_experts = 1024, .topk = 8, .dtype = MOEJIT_DTYPE_BF16, .shared_slots = 1}, .block_size = 1},
+    {.route = {.num_experts = 1024, .topk = 32, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .shared_slots = 32}, .block_size = 1024},
 };
 const size_t mjt_route_align_shape_count = sizeof mjt_route_align_shapes / sizeof mjt_route_align_shapes[0];

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "moejit.h"
+#include "moejit_reference.h"
 
 /* ---- files ---- */
 /* Create a fresh directory under $TMPDIR (or /tmp); path must hold 4096 bytes. */

@@ -109,7 +109,7 @@ static void test_hit_and_miss(void **state)
     moejit_prewarm_result c = prewarm(ctx, desc_e(97)); /* another shape: a miss */
     assert_int_equal(c.outcome, MOEJIT_PREWARM_COMPILED);
     moejit_stats s;
-    moejit_get_stats(ctx, &s);
+    moejit_ctx_stats(ctx, &s);
     assert_int_equal(s.disk_hits, 1);
     assert_int_equal(s.disk_misses, 1);
     assert_int_equal(s.compiles, 1);
@@ -199,7 +199,7 @@ static void test_corrupt_entries(void **state)
         moejit_prewarm_result again = prewarm(ctx, desc_e(128));
         if (again.outcome != MOEJIT_PREWARM_COMPILED) fail_msg("%s: damaged entry was used", cases[i].what);
         moejit_stats s;
-        moejit_get_stats(ctx, &s);
+        moejit_ctx_stats(ctx, &s);
         if (s.bad_entries != 1) fail_msg("%s: bad_entries = %llu", cases[i].what, (unsigned long long)s.bad_entries);
         moejit_close(ctx);
         mj_cache_blob blob;
@@ -244,7 +244,7 @@ static void test_cache_modes(void **state)
     moejit_close(ctx);
     /* off: neither */
     ctx = open_ctx(dir, MOEJIT_CACHE_OFF);
-    assert_string_equal(moejit_cache_dir(ctx), "");
+    assert_string_equal(moejit_ctx_cache_dir(ctx), "");
     expect_not_stored(ctx, desc_e(64), "the disk cache is off (moejit_config.cache_mode)");
     expect_not_stored(ctx, desc_e(65), "the disk cache is off");
     moejit_close(ctx);
@@ -260,7 +260,7 @@ static void test_cache_modes(void **state)
     expect_not_stored(ctx, desc_e(66), why);
     expect_not_stored(ctx, desc_e(67), why); /* the store stopped writing: the first failure is the reason */
     moejit_stats s;
-    moejit_get_stats(ctx, &s);
+    moejit_ctx_stats(ctx, &s);
     assert_int_equal(s.disk_writes, 0);
     assert_int_equal(s.compiles, 2);
     moejit_close(ctx);

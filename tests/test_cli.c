@@ -215,8 +215,10 @@ static void test_list_values(void **state)
         {{"--experts", "64", "--topk", "8", "--shared-slots", "-1"}, 0, MOEJIT_MAX_TOPK, "--shared-slots", "-1"},
         {{"--experts", "64", "--topk", "8", "--groups", "0"}, 1, MOEJIT_MAX_EXPERTS, "--groups", "0"},
         {{"--op", "align", "--experts", "0", "--block-size", "16"}, 1, MOEJIT_MAX_ALIGN_EXPERTS, "--experts", "0"},
-        {{"--op", "align", "--experts", "64", "--block-size", "8"}, MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK,
-         "--block-size", "8"},
+        {{"--op", "align", "--experts", "64", "--block-size", "0"}, MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK,
+         "--block-size", "0"},
+        {{"--op", "align", "--experts", "64", "--block-size", "2048"}, MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK,
+         "--block-size", "2048"},
         {{"--op", "permute", "--hidden", "0"}, 1, MOEJIT_MAX_HIDDEN, "--hidden", "0"},
         {{"--op", "mx_scales", "--cols", "100000"}, 1, MOEJIT_MAX_MX_COLS, "--cols", "100000"},
     };

@@ -131,14 +131,14 @@ static void test_sweep_compiles(void **state)
     assert_int_equal(s.n, 420);
     moejit_prewarm_result *res = prewarm_and_verify(ctx, dir, &s);
     moejit_stats stats;
-    moejit_get_stats(ctx, &stats);
+    moejit_ctx_stats(ctx, &stats);
     assert_int_equal(stats.compiles, s.n);
     assert_int_equal(stats.disk_writes, s.n);
 
     /* A second prewarm compiles nothing. */
     assert_int_equal(moejit_prewarm(ctx, s.descs, (size_t)s.n, "sm_90a", res), MOEJIT_OK);
     for (int i = 0; i < s.n; i++) assert_int_equal(res[i].outcome, MOEJIT_PREWARM_CACHED);
-    moejit_get_stats(ctx, &stats);
+    moejit_ctx_stats(ctx, &stats);
     assert_int_equal(stats.compiles, s.n);
     free(res);
     free(s.descs);

@@ -146,7 +146,7 @@ static int race_child(int index, void *user)
         mj_built_free(&b);
     }
     moejit_stats s;
-    moejit_get_stats(ctx, &s);
+    moejit_ctx_stats(ctx, &s);
     rep->compiles = s.compiles, rep->disk_hits = s.disk_hits, rep->disk_writes = s.disk_writes;
     rep->lock_waits = s.lock_waits, rep->lock_timeouts = s.lock_timeouts, rep->lock_failures = s.lock_failures;
     moejit_close(ctx);
@@ -283,7 +283,7 @@ static void test_lock_timeout(void **state)
     const double waited = mjt_now() - t0;
     assert_int_equal(r.outcome, MOEJIT_PREWARM_COMPILED);
     moejit_stats s;
-    moejit_get_stats(ctx, &s);
+    moejit_ctx_stats(ctx, &s);
     assert_int_equal(s.lock_waits, 1);
     assert_int_equal(s.lock_timeouts, 1);
     assert_int_equal(s.compiles, 1);
@@ -304,7 +304,7 @@ static void test_lock_timeout(void **state)
     assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK); /* 0: no lock */
     d = small_kernel(8, 4);
     assert_int_equal(moejit_prewarm(ctx, &d, 1, ARCH, &r), MOEJIT_OK);
-    moejit_get_stats(ctx, &s);
+    moejit_ctx_stats(ctx, &s);
     assert_int_equal(s.lock_waits + s.lock_failures + s.lock_timeouts, 0);
     moejit_close(ctx);
     unsetenv("MOEJIT_CACHE_LOCK_TIMEOUT_MS");
@@ -369,7 +369,7 @@ static void run_thread_race(int nctx, int salt)
     uint64_t compiles = 0, hits = 0, waits = 0, lock_waits = 0;
     for (int i = 0; i < nctx; i++) {
         moejit_stats s;
-        moejit_get_stats(r->ctx[i], &s);
+        moejit_ctx_stats(r->ctx[i], &s);
         compiles += s.compiles, hits += s.disk_hits, waits += s.build_waits, lock_waits += s.lock_waits;
         assert_int_equal(s.lock_timeouts, 0);
         moejit_close(r->ctx[i]);

@@ -103,9 +103,9 @@ static int build(fixture *f)
 static void expect_replaced(fixture *f, const char *what, int counted_bad)
 {
     moejit_stats s0, s1;
-    moejit_get_stats(f->ctx, &s0);
+    moejit_ctx_stats(f->ctx, &s0);
     if (build(f)) fail_msg("%s: the damaged entry was loaded", what);
-    moejit_get_stats(f->ctx, &s1);
+    moejit_ctx_stats(f->ctx, &s1);
     if (s1.bad_entries - s0.bad_entries != (uint64_t)counted_bad)
         fail_msg("%s: %llu bad entries counted", what, (unsigned long long)(s1.bad_entries - s0.bad_entries));
     assert_int_equal(s1.compiles - s0.compiles, 1);

@@ -151,7 +151,7 @@ static int build_child(void *user)
         snprintf(j->why, sizeof j->why, "moejit_open: %s", moejit_last_error(NULL));
         return 2;
     }
-    snprintf(j->cache_dir, sizeof j->cache_dir, "%s", moejit_cache_dir(ctx));
+    snprintf(j->cache_dir, sizeof j->cache_dir, "%s", moejit_ctx_cache_dir(ctx));
     for (int round = 0; round < (j->rounds ? j->rounds : 1); round++)
         for (int i = j->first; i < j->first + j->count; i++) {
             moejit_kernel_desc d = kernel_n(i);
@@ -170,7 +170,7 @@ static int build_child(void *user)
             j->from_disk += b.from_disk;
             mj_built_free(&b);
         }
-    moejit_get_stats(ctx, &j->stats);
+    moejit_ctx_stats(ctx, &j->stats);
     moejit_close(ctx);
     j->faults_injected = mj_fault_injected();
     mj_fault_clear(); /* the census reads the directory as it is */

@@ -163,7 +163,7 @@ static void test_gpu_threads(void **state)
     for (int t = 0; t < THREADS; t++)
         for (int k = 0; k < SHAPES; k++) free(r->ids[t][k]), free(r->w[t][k]);
     moejit_stats s;
-    moejit_get_stats(r->ctx, &s);
+    moejit_ctx_stats(r->ctx, &s);
     assert_int_equal(s.compiles, SHAPES); /* cold cache: one compile per kernel */
     assert_int_equal(s.kernels, SHAPES);
     assert_int_equal(s.launches, threads * SHAPES);
@@ -250,7 +250,7 @@ static void test_two_gpus(void **state)
     for (int i = 0; i < 2; i++) check_device(&runs[i], "concurrent");
 
     moejit_stats s;
-    moejit_get_stats(ctx, &s);
+    moejit_ctx_stats(ctx, &s);
     const int archs = ccs[0] == ccs[1] ? 1 : 2;
     /* compiled and loaded once per arch, not per device or per launch */
     assert_int_equal(s.compiles, DEV_SHAPES * archs);

@@ -118,7 +118,7 @@ static void test_route_sweep(void **state)
             route_and_check(&rng, &descs[i].route, ts[t], stride, ts[t] == 128 ? 1 : 0);
         }
     moejit_stats s;
-    moejit_get_stats(g_ctx, &s);
+    moejit_ctx_stats(g_ctx, &s);
     int kept = 0;
     for (int i = 0; i < n; i++) kept += mjt_keep(i, 13);
     assert_int_equal(s.kernels, kept);
@@ -315,7 +315,7 @@ static int child_disk_hit(const char *cache)
     moejit_status st = moejit_route(ctx, &s, &a, NULL);
     mjt_sync();
     moejit_stats stats;
-    moejit_get_stats(ctx, &stats);
+    moejit_ctx_stats(ctx, &stats);
     printf("child: %s, compiles %llu, disk hits %llu\n", moejit_status_str(st), (unsigned long long)stats.compiles,
            (unsigned long long)stats.disk_hits);
     moejit_close(ctx);

@@ -89,7 +89,9 @@ static void check_batch(mjt_rng *rng, const moejit_route_align_spec *spec, int64
     float *w = malloc(4 * n + 4), *ref_w = malloc(4 * n + 4);
     mjt_d2h(ids, fused.ids, 4 * n);
     mjt_d2h(w, fused.w, 4 * n);
-    assert_int_equal(moejit_route_reference(r, logits, T, E, bias, ref_ids, ref_w), MOEJIT_OK);
+    const moejit_route_args ref_args = {.logits = logits, .bias = bias, .ids = ref_ids, .weights = ref_w,
+                                        .num_tokens = T, .row_stride = E};
+    assert_int_equal(moejit_route_reference(r, &ref_args), MOEJIT_OK);
     mjt_check_route(r, T, ref_ids, ref_w, ids, w, r->softcap > 0 ? 1e-5 : 1e-6, what);
     mjt_align_bufs ref = mjt_align_bufs_new(E + S, B, cap, (int64_t)n, 0);
     moejit_align_args host = {.ids = ids, .num_tokens = T, .topk = W, .out = mjt_align_select(&ref, MJT_ALIGN_ALL, cap)};
@@ -129,7 +131,7 @@ static void test_fused_is_one_launch(void **state)
     const moejit_route_align_spec *spec = &mjt_route_align_shapes[0];
     check_batch(&rng, spec, 4); /* loads the module */
     moejit_stats before, after;
-    assert_int_equal(moejit_get_stats(mjt_gpu_ctx, &before), MOEJIT_OK);
+    assert_int_equal(moejit_ctx_stats(mjt_gpu_ctx, &before), MOEJIT_OK);
     const int E = spec->route.num_experts, W = spec->route.topk + spec->route.shared_slots;
     int64_t cap;
     assert_int_equal(moejit_route_align_capacity(spec, 4, &cap), MOEJIT_OK);
@@ -143,7 +145,7 @@ static void test_fused_is_one_launch(void **state)
                                  .align = mjt_align_select(&maps, MJT_ALIGN_ALL, cap)};
     assert_int_equal(moejit_route_align(mjt_gpu_ctx, spec, &a, NULL), MOEJIT_OK);
     mjt_sync();
-    assert_int_equal(moejit_get_stats(mjt_gpu_ctx, &after), MOEJIT_OK);
+    assert_int_equal(moejit_ctx_stats(mjt_gpu_ctx, &after), MOEJIT_OK);
     assert_int_equal(after.launches - before.launches, 1);
     assert_int_equal(after.compiles, before.compiles);
     mjt_align_bufs_free(&maps);

@@ -13,7 +13,8 @@
 static void route_rows(const moejit_route_spec *s, const float *logits, int T, const float *bias, int32_t *ids,
                        float *w)
 {
-    moejit_status st = moejit_route_reference(s, logits, T, 0, bias, ids, w);
+    const moejit_route_args a = {.logits = logits, .bias = bias, .ids = ids, .weights = w, .num_tokens = T};
+    moejit_status st = moejit_route_reference(s, &a);
     if (st != MOEJIT_OK) fail_msg("moejit_route_reference: %s: %s", moejit_status_str(st), moejit_last_error(NULL));
 }
 

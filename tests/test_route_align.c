@@ -10,10 +10,10 @@
 /* DeepSeek-V3's scoring without groups, one shared slot. */
 static moejit_route_align_spec dsv3_like(void)
 {
-    return (moejit_route_align_spec){{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .has_bias = 1,
-                                      .renormalize = 1, .scale_output = 1, .routed_scaling_factor = 2.5f,
-                                      .shared_slots = 1},
-                                     64};
+    return (moejit_route_align_spec){.route = {.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID,
+                                               .has_bias = 1, .renormalize = 1, .scale_output = 1,
+                                               .routed_scaling_factor = 2.5f, .shared_slots = 1},
+                                     .block_size = 64};
 }
 
 static void test_specs_and_names(void **state)
@@ -156,7 +156,9 @@ static void check_reference(mjt_rng *rng, int B)
     moejit_route_align_args a = {.route = {.logits = logits, .bias = bias, .ids = ids, .weights = w, .num_tokens = T},
                                  .align = mjt_align_select(&got, MJT_ALIGN_ALL, cap)};
     assert_int_equal(moejit_route_align_reference(&s, &a), MOEJIT_OK);
-    assert_int_equal(moejit_route_reference(&s.route, logits, T, E, bias, ref_ids, ref_w), MOEJIT_OK);
+    const moejit_route_args ref_args = {.logits = logits, .bias = bias, .ids = ref_ids, .weights = ref_w,
+                                        .num_tokens = T, .row_stride = E};
+    assert_int_equal(moejit_route_reference(&s.route, &ref_args), MOEJIT_OK);
     assert_memory_equal(ids, ref_ids, 4 * T * W);
     assert_memory_equal(w, ref_w, 4 * T * W);
     const moejit_align_spec as = {.num_experts = E + S, .block_size = B};

@@ -77,8 +77,10 @@ static void test_bad_args(void **state)
     moejit_combine_args ca = {.y = x, .slot_of = slot, .weights = w, .out = out, .num_tokens = 2, .topk = 2, .num_rows = 4};
     assert_int_equal(moejit_combine_reference(&cs, &ca), MOEJIT_OK);
     moejit_combine_args b = ca;
-    b.reserved = 1;
-    expect_error(moejit_combine_reference(&cs, &b), MOEJIT_ERR_INVALID_ARGUMENT, "combine args: reserved = 1 must be 0");
+    b.reserved0 = 1;
+    expect_error(moejit_combine_reference(&cs, &b), MOEJIT_ERR_UNSUPPORTED, "combine args: reserved0 = 0x1 must be 0");
+    b = ca, b.reserved[8] = 7;
+    expect_error(moejit_combine_reference(&cs, &b), MOEJIT_ERR_UNSUPPORTED, "combine args: reserved[8] = 0x7 must be 0");
     b = ca, b.weights = NULL;
     expect_error(moejit_combine_reference(&cs, &b), MOEJIT_ERR_INVALID_ARGUMENT, "combine args: weights is NULL");
     b = ca, b.num_tokens = -2;
@@ -95,7 +97,7 @@ static void test_bad_args(void **state)
     a = pa, a.topk = -1;
     expect_error(moejit_permute(ctx, &ps, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "topk = -1");
     moejit_stats s;
-    moejit_get_stats(ctx, &s);
+    moejit_ctx_stats(ctx, &s);
     assert_int_equal(s.compiles + s.launches, 0);
     moejit_close(ctx);
 }

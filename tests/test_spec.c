@@ -187,7 +187,7 @@ static void test_bad_route_args(void **state)
     assert_int_equal(moejit_route(ctx, &s, &empty, NULL), MOEJIT_OK);
 
     moejit_stats stats;
-    assert_int_equal(moejit_get_stats(ctx, &stats), MOEJIT_OK);
+    assert_int_equal(moejit_ctx_stats(ctx, &stats), MOEJIT_OK);
     assert_int_equal(stats.compiles, 0);
     assert_int_equal(stats.launches, 0);
     assert_int_equal(stats.kernels, 0);
@@ -211,7 +211,7 @@ static void test_no_driver_status(void **state)
     assert_true(st == MOEJIT_ERR_NO_DRIVER || st == MOEJIT_ERR_NO_DEVICE);
     assert_true(strlen(moejit_last_error(ctx)) > 10);
     char arch[16];
-    assert_int_equal(moejit_device_arch(ctx, arch, sizeof arch), st);
+    assert_int_equal(moejit_ctx_device_arch(ctx, arch, sizeof arch), st);
     /* Source generation keeps working without a driver. */
     moejit_kernel_desc d = {.op = MOEJIT_OP_ROUTE, .route = s};
     char *src;
@@ -239,25 +239,25 @@ static void test_config_errors(void **state)
     /* Relative cache directories are made absolute. */
     cfg = (moejit_config){.cache_dir = "relative/dir"};
     assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
-    assert_true(moejit_cache_dir(ctx)[0] == '/');
-    assert_non_null(strstr(moejit_cache_dir(ctx), "/relative/dir"));
+    assert_true(moejit_ctx_cache_dir(ctx)[0] == '/');
+    assert_non_null(strstr(moejit_ctx_cache_dir(ctx), "/relative/dir"));
     moejit_close(ctx);
     /* XDG_CACHE_HOME, then HOME. */
     unsetenv("MOEJIT_CACHE_DIR");
     setenv("XDG_CACHE_HOME", "/somewhere/xdg", 1);
     assert_int_equal(moejit_open(NULL, &ctx), MOEJIT_OK);
-    assert_string_equal(moejit_cache_dir(ctx), "/somewhere/xdg/moejit");
+    assert_string_equal(moejit_ctx_cache_dir(ctx), "/somewhere/xdg/moejit");
     moejit_close(ctx);
     unsetenv("XDG_CACHE_HOME");
     setenv("HOME", "/home/someone", 1);
     assert_int_equal(moejit_open(NULL, &ctx), MOEJIT_OK);
-    assert_string_equal(moejit_cache_dir(ctx), "/home/someone/.cache/moejit");
+    assert_string_equal(moejit_ctx_cache_dir(ctx), "/home/someone/.cache/moejit");
     moejit_close(ctx);
 }
 
 /* The Python binding (python/moejit.py) mirrors moejit_config, moejit_stats, moejit_kernel_desc and
  * the route structs with ctypes: a size that differs makes the library read or write past the
- * Python object (moejit_get_stats writes every counter). Skips without python3, and in sanitizer
+ * Python object (moejit_ctx_stats writes every counter). Skips without python3, and in sanitizer
  * builds (an instrumented library cannot be loaded into an uninstrumented python). */
 static void test_python_binding_layout(void **state)
 {

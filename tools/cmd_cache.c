@@ -393,14 +393,14 @@ int cmd_cache(int argc, char **argv)
         cli_report(NULL, st);
         return CLI_USAGE; /* bad configuration (environment or flags) */
     }
-    if (!moejit_cache_dir(ctx)[0]) {
+    if (!moejit_ctx_cache_dir(ctx)[0]) {
         cli_error("the disk cache is off (MOEJIT_CACHE=off)");
         moejit_close(ctx);
         return CLI_FAILED;
     }
     if (!max_text) max_bytes = ctx->cache_max_bytes; /* MOEJIT_CACHE_MAX_BYTES */
     mj_cache *store;
-    st = mj_cache_open(moejit_cache_dir(ctx), ctx->cache_mode, &store);
+    st = mj_cache_open(moejit_ctx_cache_dir(ctx), ctx->cache_mode, &store);
     moejit_close(ctx);
     if (st != MOEJIT_OK) return fail(NULL, st);
 

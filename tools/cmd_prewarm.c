@@ -186,7 +186,7 @@ int cmd_prewarm(int argc, char **argv)
     }
     char device_arch[16];
     if (n_archs == 0) {
-        st = moejit_device_arch(ctx, device_arch, sizeof device_arch);
+        st = moejit_ctx_device_arch(ctx, device_arch, sizeof device_arch);
         if (st != MOEJIT_OK) {
             cli_error("no --arch given and no GPU to take it from (%s); pass --arch sm_90a", moejit_last_error(ctx));
             moejit_close(ctx);
@@ -212,7 +212,7 @@ int cmd_prewarm(int argc, char **argv)
     if (p.not_stored) snprintf(not_stored, sizeof not_stored, " (%d not stored in the cache)", p.not_stored);
     printf("prewarm: %zu kernel%s for %d arch%s: %d compiled, %d already cached, %d failed%s in %.2f s (cache: %s%s)",
            n + (size_t)invalid, n + (size_t)invalid == 1 ? "" : "s", n_archs, n_archs == 1 ? "" : "s", p.compiled,
-           p.cached, failed, not_stored, now_seconds() - p.t0, moejit_cache_dir(ctx)[0] ? moejit_cache_dir(ctx) : "off",
+           p.cached, failed, not_stored, now_seconds() - p.t0, moejit_ctx_cache_dir(ctx)[0] ? moejit_ctx_cache_dir(ctx) : "off",
            ctx->no_compile ? "; MOEJIT_NO_COMPILE=1: nothing compiled" : "");
     if (items.duplicates) printf(" [%zu duplicate%s skipped]", items.duplicates, items.duplicates == 1 ? "" : "s");
     printf("\n");

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "moejit.h"
+#include "moejit_reference.h"
 #include "spec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -42,7 +43,9 @@ static void route_reference(const moejit_route_spec *spec, const uint8_t *rest, 
         for (int k = 0; k < 4; k++) b[k] = rest_len ? rest[(size_t)(4 * e + k + 7) % rest_len] : 0;
         memcpy(&bias[e], b, 4);
     }
-    check(moejit_route_reference(spec, logits, T, stride, bias, ids, w) == MOEJIT_OK);
+    const moejit_route_args a = {.logits = logits, .bias = bias, .ids = ids, .weights = w, .num_tokens = T,
+                                 .row_stride = stride};
+    check(moejit_route_reference(spec, &a) == MOEJIT_OK);
     for (int64_t i = 0; i < T * W; i++) check(ids[i] >= 0 && ids[i] < E + spec->shared_slots);
     free(logits), free(bias), free(ids), free(w);
 }
