@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "driver.h"
+#include "jit/driver.h"
 #include "moejit.h"
 #include "moejit_reference.h"
 

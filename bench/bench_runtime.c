@@ -12,13 +12,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "codegen.h"
-#include "context.h"
-#include "driver.h"
-#include "jit.h"
+#include "jit/codegen.h"
+#include "jit/context.h"
+#include "jit/driver.h"
+#include "jit/build.h"
 #include "moejit.h"
-#include "registry.h"
-#include "route_launch.h"
+#include "jit/registry.h"
+#include "common/dtype.h"
+#include "jit/loader.h"
+#include "ops/route/route.h"
 
 #include "bench_common.h"
 
@@ -29,6 +31,7 @@ typedef struct bench {
     moejit_ctx *ctx;
     moejit_route_spec spec;
     moejit_route_args args;
+    mj_route_shape shape;
     mj_kernel_id id;
     const mj_kernel *k;
     mj_route_params params;
@@ -110,15 +113,14 @@ static void section_lookup(bench *b)
     for (int c = 0; c < 3; c++) {
         /* Fill with other READY shapes (E beyond any real kernel; they are never launched). */
         for (; registered < counts[c]; registered++) {
-            mj_lookup_key lk;
-            memset(&lk, 0, sizeof lk);
-            lk.id = b->id;
-            lk.id.u.route.experts = 100000 + registered;
-            lk.cc = b->k->lookup.cc;
-            int created;
-            mj_kernel *k = mj_registry_insert(&b->ctx->registry, &lk, mj_lookup_hash(&lk), &created);
+            mj_route_shape r = b->shape;
+            r.experts = 100000 + registered;
+            mj_kernel *k = calloc(1, sizeof *k);
+            mj_kernel_id_set(&k->lookup.id, &mj_op_route, &r, sizeof r);
+            k->lookup.cc = b->k->lookup.cc;
+            k->hash = mj_lookup_hash(&k->lookup);
             k->plan = b->k->plan;
-            atomic_store(&k->state, MJ_KERNEL_READY);
+            mj_registry_insert(&b->ctx->registry, k);
         }
         const int n = 2000000;
         mj_lookup_key lk = b->k->lookup;
@@ -320,9 +322,8 @@ int main(int argc, char **argv)
     CU(d->memset_d8(in, 0x3c, (size_t)T * E * 4));
     b.args = (moejit_route_args){.logits = (void *)in, .ids = (int32_t *)ids, .weights = (float *)w, .num_tokens = T};
     CHECK(moejit_route(b.ctx, &b.spec, &b.args, (moejit_stream)stream)); /* compile + load */
-    memset(&b.id, 0, sizeof b.id);
-    b.id.op = MOEJIT_OP_ROUTE;
-    CHECK(mj_route_normalize(&b.spec, &b.id.u.route));
+    CHECK(mj_route_normalize(&b.spec, &b.shape));
+    mj_kernel_id_set(&b.id, &mj_op_route, &b.shape, sizeof b.shape);
     CHECK(mj_jit_kernel(b.ctx, &b.id, &b.k));
     b.params = (mj_route_params){(void *)in, NULL, (int32_t *)ids, (float *)w, T, E};
     printf("moejit runtime benchmark: %s, T=%d, arch %s\n", b.k->plan.module, T, arch);

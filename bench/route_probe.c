@@ -9,12 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "compiler.h"
-#include "driver.h"
+#include "jit/nvrtc.h"
+#include "jit/driver.h"
 #include "moejit.h"
-#include "nvrtc_locate.h"
-#include "numeric.h"
-#include "spec.h"
+#include "jit/nvrtc_locate.h"
+#include "common/numeric.h"
+#include "api/ops.h"
+#include "common/dtype.h"
+#include "jit/codegen.h"
+#include "ops/route/route.h"
 
 #include "bench_common.h"
 

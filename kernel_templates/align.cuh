@@ -25,20 +25,8 @@
 
 namespace mj {
 
-// Kernel parameters; the host passes the same layout (src/align_launch.h).
-struct AlignParams {
-    const int *ids;     // [n] flat ids t*K+k
-    int n;              // N = T*K
-    int capacity;       // entries of sorted_ids; block_expert has capacity / B
-    int *counts;        // each output may be null
-    int *offsets;
-    int *sorted_ids;
-    int *block_expert;
-    int *total_padded;
-    int *slot_of;
-    int *ws;            // multi-launch workspace: tile [P][E], counts [E], offsets [E+1], pad_begin [E]
-    int num_tiles;      // P
-};
+// AlignParams (ids, n = T·K, capacity, the six outputs, the workspace ws and num_tiles) is emitted
+// by codegen in front of this file from MJ_ALIGN_PARAMS in src/ops/align/align.h.
 
 extern __shared__ __align__(16) int mj_align_smem[];
 

@@ -7,6 +7,15 @@
 
 namespace mj {
 
+// offsetof for the layout checks of the emitted parameter structs: NVRTC has neither <cstddef>
+// nor __builtin_offsetof, and __INTADDR__ is how its front end (EDG, nvcc's too) spells it.
+#define MJ_OFFSETOF(T, member) __INTADDR__(&((T *)0)->member)
+
+// The C types of the kernel parameter structs codegen emits (src/ops/*/: one table, two languages).
+typedef int int32_t;
+typedef long long int64_t;
+typedef unsigned char uint8_t;
+
 typedef unsigned int u32;
 typedef unsigned short u16;
 typedef unsigned long long u64;

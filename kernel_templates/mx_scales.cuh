@@ -21,18 +21,8 @@
 
 namespace mj {
 
-// Kernel parameters; the host passes the same layout (src/mx_scales_launch.h).
-struct MxParams {
-    const unsigned char *in;  // plain (to blocked) or blocked (from blocked)
-    unsigned char *out;       // the other one
-    i64 groups;               // G
-    i64 rows;                 // 3D: R per group; 2D: M
-    const int *group_ends;    // 2D: [G]
-    i64 row_stride;           // plain, bytes
-    i64 group_stride;         // plain 3D, bytes
-    i64 row_blocks;           // 3D: ceil(R/128) per group; 2D: blocked rows / 128
-    i64 units;                // work units in all
-};
+// MxParams is emitted by codegen in front of this file from MJ_MX_PARAMS in
+// src/ops/mx_scales/mx_scales.h.
 
 template <class Cfg>
 struct MxScales {

@@ -23,18 +23,9 @@
 
 namespace mj {
 
-enum { kScoreSoftmax = 0, kScoreSigmoid = 1, kScoreSqrtSoftplus = 2 };
-enum { kGroupMax = 0, kGroupTop2Sum = 1 };
-
-// Kernel parameters; the host passes the same layout (src/route.c).
-struct RouteParams {
-    const void *logits;
-    const float *bias;
-    int *ids;
-    float *weights;
-    i64 num_tokens;
-    i64 row_stride;
-};
+// RouteParams is emitted by codegen in front of this file from MJ_ROUTE_PARAMS in
+// src/ops/route/route.h, and so are kScore* and kGroup* (the values of moejit_score and
+// moejit_group_score) that Cfg::kScore and Cfg::kGroupScore hold.
 
 // ---- scores -------------------------------------------------------------------------------------
 

@@ -13,11 +13,8 @@
 
 namespace mj {
 
-// Kernel parameters; the host passes the same layout (src/route_align.c).
-struct RouteAlignParams {
-    RouteParams route;
-    AlignParams align; // align.n = T·(K+S); align.ids is not read
-};
+// RouteAlignParams (route, align; align.n = T·(K+S), align.ids is not read) is emitted by codegen
+// from MJ_ROUTE_ALIGN_PARAMS in src/ops/route_align/route_align.h.
 
 template <class RouteCfg, class AlignCfg>
 __device__ __forceinline__ void route_align_fused(const RouteAlignParams &p)

@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "maintenance.h"
-#include "store.h"
+#include "cache/maintenance.h"
+#include "cache/store.h"
 
 #ifndef TMPFS_MAGIC
 #define TMPFS_MAGIC 0x01021994

@@ -14,9 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "driver.h"
-#include "numeric.h"
-#include "reference.h"
+#include "jit/driver.h"
+#include "common/numeric.h"
+#include "ops/route/route.h"
+#include "ops/align/align.h"
 
 /* ---- files ---- */
 

@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "entry.h"
-#include "store.h"
+#include "cache/entry.h"
+#include "cache/store.h"
 #include "support.h"
 
 static moejit_kernel_desc desc_e(int experts)

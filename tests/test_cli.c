@@ -7,7 +7,7 @@
 
 #include "support.h"
 
-static char g_out[1 << 16];
+static char g_out[1 << 18]; /* a whole route_align source fits */
 
 /* Run the CLI with a NULL-terminated argument list; output in g_out. */
 #define cli(...) mjt_cli(NULL, g_out, sizeof g_out, __VA_ARGS__)

@@ -12,8 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fault.h"
-#include "store.h"
+#include "cache/fault.h"
+#include "cache/store.h"
 #include "support.h"
 
 static char g_out[1 << 17];

@@ -6,8 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codegen.h"
-#include "store.h"
+#include "api/ops.h"
+#include "jit/codegen.h"
+#include "cache/store.h"
 #include "support.h"
 
 static void test_source_is_specialised(void **state)

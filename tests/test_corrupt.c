@@ -11,13 +11,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "entry.h"
-#include "jit.h"
-#include "key.h"
-#include "maintenance.h"
-#include "spec.h"
-#include "store.h"
-#include "strbuf.h"
+#include "cache/entry.h"
+#include "jit/build.h"
+#include "jit/key.h"
+#include "cache/maintenance.h"
+#include "api/ops.h"
+#include "common/dtype.h"
+#include "jit/codegen.h"
+#include "ops/route/route.h"
+#include "cache/store.h"
+#include "common/strbuf.h"
 #include "stress.h"
 
 #define ARCH "sm_90a"
@@ -220,7 +223,7 @@ static mj_key forged_key(const mj_key *key, int which, const char *value)
     assert_true(mj_sb_ok(&sb));
     mj_key k;
     k.record = (uint8_t *)mj_sb_take(&sb, &k.record_len);
-    mj_key_hex_of(k.record, k.record_len, k.hex);
+    mj_entry_key_of(k.record, k.record_len, k.hex);
     return k;
 }
 

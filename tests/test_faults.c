@@ -21,11 +21,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fault.h"
-#include "jit.h"
-#include "key.h"
-#include "spec.h"
-#include "store.h"
+#include "cache/fault.h"
+#include "jit/build.h"
+#include "jit/key.h"
+#include "api/ops.h"
+#include "common/dtype.h"
+#include "jit/codegen.h"
+#include "ops/route/route.h"
+#include "cache/store.h"
 #include "stress.h"
 
 #define ARCH "sm_90a"

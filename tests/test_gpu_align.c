@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "driver.h"
+#include "jit/driver.h"
 #include "support.h"
 
 /* How the ids of a batch are drawn. */

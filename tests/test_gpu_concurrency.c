@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "driver.h"
+#include "jit/driver.h"
 #include "stress.h"
 
 enum { THREADS = 32, SHAPES = 20, TOKENS = 97 };

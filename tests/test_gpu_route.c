@@ -6,8 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "numeric.h"
-#include "reference.h"
+#include "common/numeric.h"
+#include "ops/route/route.h"
 #include "support.h"
 
 /* Under compute-sanitizer (MOEJIT_TEST_QUICK=1) batches stop here: every code path, fewer tokens. */

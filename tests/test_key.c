@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "key.h"
+#include "jit/key.h"
 #include "support.h"
 
 static mj_nvrtc_identity identity(const char *version, const char *build_id)
@@ -22,7 +22,7 @@ static void key_of(const char *source, const char *arch, const char *flags, cons
     assert_int_equal(mj_compile_options_build(arch, flags, &opt), MOEJIT_OK);
     mj_key k;
     assert_int_equal(mj_key_build(source, strlen(source), &opt, arch, nv, &k), MOEJIT_OK);
-    assert_true(mj_key_hex_valid(k.hex));
+    assert_true(mj_entry_key_valid(k.hex));
     memcpy(hex, k.hex, 33);
     mj_key_free(&k);
 }

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "numeric.h"
-#include "store.h"
+#include "common/numeric.h"
+#include "cache/store.h"
 #include "support.h"
 
 static void expect_error(moejit_status got, moejit_status want, const char *needle)

@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spec.h"
+#include "api/ops.h"
+#include "common/dtype.h"
+#include "jit/codegen.h"
+#include "ops/route/route.h"
 #include "support.h"
 
 static moejit_route_spec valid_spec(void)

@@ -8,10 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "entry.h"
-#include "key.h"
-#include "maintenance.h"
-#include "store.h"
+#include "cache/entry.h"
+#include "jit/key.h"
+#include "cache/maintenance.h"
+#include "cache/store.h"
 #include "support.h"
 
 /* Publish a synthetic entry whose key record is "record <i>" and whose cubin is `cubin_len` bytes
@@ -24,7 +24,7 @@ static void plant(mj_cache *c, int i, size_t cubin_len, char *key)
     uint8_t *cubin = calloc(1, cubin_len);
     assert_non_null(cubin);
     memcpy(cubin, "\x7f" "ELF", 4);
-    mj_key_hex_of(record, strlen(record), key);
+    mj_entry_key_of(record, strlen(record), key);
     mj_entry_view v = {.key_record = (const uint8_t *)record, .key_record_len = strlen(record), .meta = meta,
                        .meta_len = strlen(meta), .source = "src", .source_len = 3, .cubin = cubin,
                        .cubin_len = cubin_len, .created = 1};
@@ -159,7 +159,7 @@ static void test_verify(void **state)
     /* A valid frame and checksum, but the cubin is not an ELF image. */
     char record[] = "not elf";
     char bad_key[33];
-    mj_key_hex_of(record, strlen(record), bad_key);
+    mj_entry_key_of(record, strlen(record), bad_key);
     mj_entry_view v = {.key_record = (const uint8_t *)record, .key_record_len = strlen(record), .meta = "entry=x\n",
                        .meta_len = 8, .source = "", .source_len = 0, .cubin = (const uint8_t *)"PTX!", .cubin_len = 4};
     assert_int_equal(mj_cache_publish(c, bad_key, &v), MOEJIT_OK);

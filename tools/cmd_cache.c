@@ -9,11 +9,11 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "context.h"
-#include "entry.h"
-#include "key.h"
-#include "maintenance.h"
-#include "store.h"
+#include "jit/context.h"
+#include "cache/entry.h"
+#include "jit/key.h"
+#include "cache/maintenance.h"
+#include "cache/store.h"
 
 static const char cache_help[] =
     "usage: moejit cache [--cache-dir DIR] <subcommand> [options]\n"
@@ -398,9 +398,9 @@ int cmd_cache(int argc, char **argv)
         moejit_close(ctx);
         return CLI_FAILED;
     }
-    if (!max_text) max_bytes = ctx->cache_max_bytes; /* MOEJIT_CACHE_MAX_BYTES */
+    if (!max_text) max_bytes = ctx->cfg.cache_max_bytes; /* MOEJIT_CACHE_MAX_BYTES */
     mj_cache *store;
-    st = mj_cache_open(moejit_ctx_cache_dir(ctx), ctx->cache_mode, &store);
+    st = mj_cache_open(moejit_ctx_cache_dir(ctx), ctx->cfg.cache_mode, &store);
     moejit_close(ctx);
     if (st != MOEJIT_OK) return fail(NULL, st);
 

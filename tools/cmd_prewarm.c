@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "context.h"
+#include "jit/context.h"
 
 static void help(FILE *f)
 {
@@ -213,7 +213,7 @@ int cmd_prewarm(int argc, char **argv)
     printf("prewarm: %zu kernel%s for %d arch%s: %d compiled, %d already cached, %d failed%s in %.2f s (cache: %s%s)",
            n + (size_t)invalid, n + (size_t)invalid == 1 ? "" : "s", n_archs, n_archs == 1 ? "" : "s", p.compiled,
            p.cached, failed, not_stored, now_seconds() - p.t0, moejit_ctx_cache_dir(ctx)[0] ? moejit_ctx_cache_dir(ctx) : "off",
-           ctx->no_compile ? "; MOEJIT_NO_COMPILE=1: nothing compiled" : "");
+           ctx->cfg.no_compile ? "; MOEJIT_NO_COMPILE=1: nothing compiled" : "");
     if (items.duplicates) printf(" [%zu duplicate%s skipped]", items.duplicates, items.duplicates == 1 ? "" : "s");
     printf("\n");
     const int status = (failed || !res) ? CLI_FAILED : CLI_OK;

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "store.h"
+#include "cache/store.h"
 
 static void help(FILE *f)
 {

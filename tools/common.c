@@ -10,7 +10,10 @@
 #include <string.h>
 
 #include "cli.h"
-#include "spec.h"
+#include "api/ops.h"
+#include "common/dtype.h"
+#include "jit/codegen.h"
+#include "ops/route/route.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)

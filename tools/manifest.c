@@ -15,7 +15,10 @@
 #include <sys/stat.h>
 
 #include "manifest.h"
-#include "spec.h"
+#include "api/ops.h"
+#include "common/dtype.h"
+#include "jit/codegen.h"
+#include "ops/route/route.h"
 
 /* Where a "model" entry's preset goes (NULL: the op takes no model). */
 static moejit_route_spec *route_of(moejit_kernel_desc *d) { return &d->route; }

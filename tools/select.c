@@ -5,7 +5,10 @@
 #include <string.h>
 
 #include "cli.h"
-#include "spec.h"
+#include "api/ops.h"
+#include "common/dtype.h"
+#include "jit/codegen.h"
+#include "ops/route/route.h"
 
 enum { OPT_MODEL = 1500, OPT_MANIFEST, OPT_LIST_MODELS };
 
@@ -243,11 +246,9 @@ void print_models(FILE *f)
         const char *name = moejit_route_preset_name(i);
         moejit_kernel_desc d = {.op = MOEJIT_OP_ROUTE};
         moejit_route_preset(name, &d.route);
-        mj_kernel_id id;
-        memset(&id, 0, sizeof id);
-        id.op = MOEJIT_OP_ROUTE;
+        mj_route_shape r;
         char shape[512] = "?";
-        if (mj_route_normalize(&d.route, &id.u.route) == MOEJIT_OK) mj_kernel_describe(&id, shape, sizeof shape);
+        if (mj_route_normalize(&d.route, &r) == MOEJIT_OK) mj_route_describe(&r, shape, sizeof shape);
         /* the dtype is chosen per run: leave it out of the description */
         char *dt = strstr(shape, " dtype=");
         if (dt) memmove(dt, dt + strlen(" dtype=bf16"), strlen(dt + strlen(" dtype=bf16")) + 1);

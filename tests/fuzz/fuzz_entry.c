@@ -10,10 +10,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "entry.h"
-#include "key.h"
-#include "maintenance.h"
-#include "store.h"
+#include "cache/entry.h"
+#include "jit/key.h"
+#include "cache/maintenance.h"
+#include "cache/store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* as a file in a store: the key is its record's when it decodes (so it can be a hit) */
     char key[33];
-    if (decoded) mj_key_hex_of(v.key_record, v.key_record_len, key);
+    if (decoded) mj_entry_key_of(v.key_record, v.key_record_len, key);
     else snprintf(key, sizeof key, "0123456789abcdef0123456789abcdef");
     mj_cache *c;
     if (mj_cache_open(g_root, MOEJIT_CACHE_RW, &c) != MOEJIT_OK) abort();

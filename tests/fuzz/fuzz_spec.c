@@ -11,7 +11,10 @@
 
 #include "moejit.h"
 #include "moejit_reference.h"
-#include "spec.h"
+#include "api/ops.h"
+#include "common/dtype.h"
+#include "jit/codegen.h"
+#include "ops/route/route.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

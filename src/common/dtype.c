@@ -1,0 +1,27 @@
+#include "common/dtype.h"
+
+#include <string.h>
+
+static const char *const k_dtype_names[] = {"f32", "bf16", "f16"};
+
+#define COUNT_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+const char *mj_dtype_name(int d) { return d >= 0 && d < COUNT_OF(k_dtype_names) ? k_dtype_names[d] : NULL; }
+
+int mj_dtype_bytes(int d) { return d == MOEJIT_DTYPE_F32 ? 4 : 2; }
+
+int mj_name_index(const char *s, const char *const *names, int n)
+{
+    if (!s) return -1;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(s, names[i])) return i;
+    return -1;
+}
+
+int mj_dtype_parse(const char *s)
+{
+    if (s && (!strcmp(s, "float32") || !strcmp(s, "fp32"))) return MOEJIT_DTYPE_F32;
+    if (s && !strcmp(s, "bfloat16")) return MOEJIT_DTYPE_BF16;
+    if (s && (!strcmp(s, "float16") || !strcmp(s, "fp16") || !strcmp(s, "half"))) return MOEJIT_DTYPE_F16;
+    return mj_name_index(s, k_dtype_names, COUNT_OF(k_dtype_names));
+}

@@ -1,0 +1,57 @@
+/* The C reference of align (DESIGN §2.2): the definition GPU results are checked against,
+ * written as the plain counting sort it is. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "moejit_reference.h"
+#include "ops/align/align.h"
+
+moejit_status mj_align_reference_run(int experts, int block_size, const mj_align_params *p)
+{
+    const int E = experts, B = block_size, N = p->n;
+    int32_t *counts = calloc((size_t)E, sizeof *counts), *off = malloc(sizeof *off * (size_t)(E + 1)),
+            *next = malloc(sizeof *next * (size_t)E);
+    if (!counts || !off || !next) {
+        free(counts), free(off), free(next);
+        return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "align reference: out of memory");
+    }
+    /* Counts, then offsets: each expert's rows padded to a multiple of B. */
+    for (int i = 0; i < N; i++)
+        if (p->ids[i] >= 0 && p->ids[i] < E) counts[p->ids[i]]++;
+    off[0] = 0;
+    for (int e = 0; e < E; e++) off[e + 1] = off[e] + (counts[e] + B - 1) / B * B;
+    const int total = off[E];
+    /* Flat indices in ascending order: each goes to the next free row of its expert. */
+    memcpy(next, off, sizeof *next * (size_t)E);
+    for (int i = 0; i < N; i++) {
+        const int e = p->ids[i];
+        const int slot = e >= 0 && e < E ? next[e]++ : -1;
+        if (slot >= 0 && p->sorted_ids) p->sorted_ids[slot] = i;
+        if (p->slot_of) p->slot_of[i] = slot;
+    }
+    for (int e = 0; e < E; e++) {
+        if (p->sorted_ids)
+            for (int q = off[e] + counts[e]; q < off[e + 1]; q++) p->sorted_ids[q] = N;
+        if (p->block_expert)
+            for (int b = off[e] / B; b < off[e + 1] / B; b++) p->block_expert[b] = e;
+        if (p->counts) p->counts[e] = counts[e];
+        if (p->offsets) p->offsets[e] = off[e];
+    }
+    if (p->block_expert)
+        for (int b = total / B; b < p->capacity / B; b++) p->block_expert[b] = -1;
+    if (p->offsets) p->offsets[E] = total;
+    if (p->total_padded) *p->total_padded = total;
+    free(counts), free(off), free(next);
+    return MOEJIT_OK;
+}
+
+moejit_status moejit_align_reference(const moejit_align_spec *spec, const moejit_align_args *args)
+{
+    mj_error_clear();
+    mj_align_shape a;
+    mj_align_layout l;
+    mj_align_params p;
+    moejit_status st = mj_align_check_call(spec, args, 0, &a, &l, &p); /* the launch's own checks */
+    return st == MOEJIT_OK ? mj_align_reference_run(a.experts, a.block_size, &p) : st;
+}

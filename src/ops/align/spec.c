@@ -1,0 +1,196 @@
+/* align's spec and arguments: validation and normalisation, the geometry of its kernels, the
+ * layout of a batch (one launch or three, decided from sizes alone so launches are capturable),
+ * and the argument checks the launch and the reference share. */
+#include "ops/align/align.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/error.h"
+
+enum {
+    ALIGN_THREADS = 512,
+    ALIGN_TILE = 4096, /* ids a block ranks at once; also the largest one-launch batch */
+    /* Each counting warp keeps a histogram row of E ints: 16 warps up to E = 1024, 4 at 4096. */
+    ALIGN_HIST_BUDGET = 64 * 1024,
+    /* The small path ranks on one warp, 32 ids a step, one step after another: up to this many
+     * ids it beats the counting warps' histograms (bench_ops, BENCHMARKS.md). */
+    ALIGN_SMALL_IDS = 128,
+    /* A lane of the small path's ranking warp scans a run of E/32 counts. */
+    ALIGN_SMALL_MAX_EXPERTS = 1024,
+};
+
+#define SPEC_ERR(status, ...) mj_fail(status, "align spec: " __VA_ARGS__)
+
+moejit_status mj_align_check_block(const char *spec_name, int b)
+{
+    if (b < MOEJIT_ALIGN_MIN_BLOCK || b > MOEJIT_ALIGN_MAX_BLOCK || (b & (b - 1)))
+        return mj_fail(MOEJIT_ERR_INVALID_SPEC, "%s: block_size = %d must be a power of two in [%d, %d]", spec_name, b,
+                       MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK);
+    return MOEJIT_OK;
+}
+
+moejit_status mj_align_normalize(const moejit_align_spec *spec, mj_align_shape *out)
+{
+    if (!spec) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "align spec: spec is NULL");
+    memset(out, 0, sizeof *out);
+    moejit_status st = MJ_CHECK_RESERVED("align spec", spec);
+    if (st != MOEJIT_OK) return st;
+    const int e = spec->num_experts, b = spec->block_size;
+    if (e < 1) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "num_experts = %d must be >= 1", e);
+    if (e > MOEJIT_MAX_ALIGN_EXPERTS)
+        return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "num_experts = %d exceeds the maximum %d", e, MOEJIT_MAX_ALIGN_EXPERTS);
+    st = mj_align_check_block("align spec", b);
+    if (st != MOEJIT_OK) return st;
+    out->experts = e;
+    out->block_size = b;
+    return MOEJIT_OK;
+}
+
+void mj_align_geom_make(int experts, int block_size, int threads, int hist_budget, int tile, int small_ids,
+                        mj_align_geom *g)
+{
+    g->experts = experts;
+    g->block_size = block_size;
+    g->threads = threads;
+    g->count_warps = threads / 32;
+    while (g->count_warps > 1 && (long)g->count_warps * experts * 4 > hist_budget) g->count_warps /= 2;
+    g->tile = tile;
+    g->expert_bits = 1;
+    while ((1 << g->expert_bits) < experts) g->expert_bits++;
+    g->small_ids = experts <= ALIGN_SMALL_MAX_EXPERTS ? (small_ids + 31) / 32 * 32 : 0;
+}
+
+void mj_align_geom_default(int experts, int block_size, mj_align_geom *g)
+{
+    mj_align_geom_make(experts, block_size, ALIGN_THREADS, ALIGN_HIST_BUDGET, ALIGN_TILE, ALIGN_SMALL_IDS, g);
+}
+
+/* align.cuh's kSmallSmemInts: counts and offsets at padded indices, each block's expert. */
+int mj_align_small_smem_ints(const mj_align_geom *g)
+{
+    const int run = (g->experts + 31) / 32;
+    /* Blocks holding rows, for n ids over k experts that have some: at most k + (n - k) / B, the
+     * most when k = min(n, E), so at most n (B = 1: a block a row) (align.cuh's kSmallBlocks). */
+    const int used = g->small_ids < g->experts ? g->small_ids : g->experts;
+    const int blocks = used + (g->small_ids - used) / g->block_size;
+    return g->small_ids ? 2 * (32 * run + run + 1) + blocks : 0;
+}
+
+int mj_align_smem_ints(const mj_align_geom *g)
+{
+    const int block = g->count_warps * g->experts + (g->experts + 1) + g->experts + g->tile + g->threads / 32;
+    const int small = mj_align_small_smem_ints(g);
+    return block > small ? block : small;
+}
+
+/* One launch takes a batch of up to a tile of ids whose capacity is at most this: beyond it, the
+ * padding alone is worth spreading over a grid. */
+#define SINGLE_MAX_CAPACITY 131072
+
+moejit_status mj_align_layout_for(const char *op, int experts, int block_size, int64_t num_tokens, int64_t topk,
+                                  mj_align_layout *out)
+{
+    memset(out, 0, sizeof *out);
+    if (num_tokens < 0)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: num_tokens = %lld must be >= 0", op, (long long)num_tokens);
+    if (topk < 1) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: topk = %lld must be >= 1", op, (long long)topk);
+    if (num_tokens > INT32_MAX / topk)
+        return mj_fail(MOEJIT_ERR_UNSUPPORTED,
+                       "%s args: num_tokens = %lld × topk = %lld ids exceed %d (positions are int32)", op,
+                       (long long)num_tokens, (long long)topk, INT32_MAX);
+    const int64_t n = num_tokens * topk;
+    const int64_t used = n < experts ? n : experts; /* experts that can have rows */
+    out->n = n;
+    out->capacity = n + used * (block_size - 1);
+    if (out->capacity > INT32_MAX)
+        return mj_fail(MOEJIT_ERR_UNSUPPORTED,
+                       "%s args: %lld ids over %d experts can need %lld padded rows, more than %d (positions are "
+                       "int32)", op, (long long)n, experts, (long long)out->capacity, INT32_MAX);
+    mj_align_geom g;
+    mj_align_geom_default(experts, block_size, &g);
+    out->multi = !(n <= g.tile && out->capacity <= SINGLE_MAX_CAPACITY);
+    out->small = !out->multi && g.small_ids > 0 && n <= g.small_ids;
+    if (out->multi) {
+        out->tiles = (int)((n + g.tile - 1) / g.tile);
+        /* tile prefixes [P][E], counts [E], offsets [E+1], padding starts [E] (align.cuh) */
+        out->ws_bytes = 4 * ((size_t)out->tiles * (size_t)experts + 3 * (size_t)experts + 1);
+        /* Every warp of the scatter grid fills (padding, block_expert) at most one window of 32
+         * experts, so the grid has at least that many warps, whatever the number of tiles. */
+        const int fill_blocks = ((experts + 31) / 32 + g.threads / 32 - 1) / (g.threads / 32);
+        out->scatter_blocks = out->tiles > fill_blocks ? out->tiles : fill_blocks;
+    }
+    return MOEJIT_OK;
+}
+
+/* An optional int32 output: NULL is fine, a misaligned pointer is not. */
+static moejit_status check_optional(const char *op, const char *name, const void *p)
+{
+    return p ? mj_check_pointer(op, name, p, 4) : MOEJIT_OK;
+}
+
+moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, const int32_t *ids,
+                                     const moejit_align_outputs *o, int check_workspace, mj_align_params *p)
+{
+    memset(p, 0, sizeof *p);
+    moejit_status st;
+    if ((st = MJ_CHECK_RESERVED("align outputs", o)) != MOEJIT_OK) return st;
+    if (l->n > 0 && (st = mj_check_pointer(op, "ids", ids, 4)) != MOEJIT_OK) return st;
+    if ((st = check_optional(op, "counts", o->counts)) != MOEJIT_OK ||
+        (st = check_optional(op, "offsets", o->offsets)) != MOEJIT_OK ||
+        (st = check_optional(op, "sorted_ids", o->sorted_ids)) != MOEJIT_OK ||
+        (st = check_optional(op, "block_expert", o->block_expert)) != MOEJIT_OK ||
+        (st = check_optional(op, "total_padded", o->total_padded)) != MOEJIT_OK ||
+        (st = check_optional(op, "slot_of", o->slot_of)) != MOEJIT_OK)
+        return st;
+    int64_t cap = o->sorted_capacity ? o->sorted_capacity : l->capacity;
+    if (cap < l->capacity)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT,
+                       "%s args: sorted_capacity = %lld is smaller than the %lld entries %lld ids can need "
+                       "(moejit_align_capacity)", op, (long long)o->sorted_capacity, (long long)l->capacity,
+                       (long long)l->n);
+    if (cap > INT32_MAX) cap = INT32_MAX; /* positions are int32: nothing is ever placed beyond */
+    const int wanted = o->counts || o->offsets || o->sorted_ids || o->block_expert || o->total_padded || o->slot_of;
+    if (check_workspace && l->multi && wanted) {
+        if (o->workspace_bytes < l->ws_bytes)
+            return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT,
+                           "%s args: workspace_bytes = %zu is smaller than the %zu bytes a batch of %lld ids needs "
+                           "(moejit_align_workspace_bytes)", op, o->workspace_bytes, l->ws_bytes, (long long)l->n);
+        if ((st = mj_check_pointer(op, "workspace", o->workspace, 4)) != MOEJIT_OK) return st;
+    }
+    p->ids = ids;
+    p->n = (int32_t)l->n;
+    p->capacity = (int32_t)cap;
+    p->counts = o->counts;
+    p->offsets = o->offsets;
+    p->sorted_ids = o->sorted_ids;
+    p->block_expert = o->block_expert;
+    p->total_padded = o->total_padded;
+    p->slot_of = o->slot_of;
+    p->ws = l->multi ? o->workspace : NULL;
+    p->num_tiles = l->tiles;
+    return MOEJIT_OK;
+}
+
+moejit_status mj_align_check_call(const moejit_align_spec *spec, const moejit_align_args *args, int check_workspace,
+                                  mj_align_shape *shape, mj_align_layout *l, mj_align_params *p)
+{
+    moejit_status st = mj_align_normalize(spec, shape);
+    if (st != MOEJIT_OK) return st;
+    if (!args) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "align args: args is NULL");
+    if ((st = mj_align_check_args_reserved(args)) != MOEJIT_OK) return st;
+    if ((st = mj_align_layout_for("align", shape->experts, shape->block_size, args->num_tokens, args->topk, l)) != MOEJIT_OK)
+        return st;
+    return mj_align_check_outputs("align", l, args->ids, &args->out, check_workspace, p);
+}
+
+moejit_status mj_align_check_args_reserved(const moejit_align_args *a)
+{
+    moejit_status st = mj_check_reserved("align args", "reserved0", &a->reserved0, 1, sizeof a->reserved0);
+    return st == MOEJIT_OK ? MJ_CHECK_RESERVED("align args", a) : st;
+}
+
+int mj_align_wants_output(const mj_align_params *p)
+{
+    return p->counts || p->offsets || p->sorted_ids || p->block_expert || p->total_padded || p->slot_of;
+}

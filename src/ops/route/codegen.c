@@ -1,0 +1,139 @@
+/* route's codegen: the launch plan, the parameter struct, the Cfg and the entry point — where a
+ * route shape becomes CUDA source (kernel_templates/route.cuh is the code it configures). */
+#include "ops/route/route.h"
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "jit/codegen.h"
+
+extern const char mj_template_route_cuh[];
+
+enum { ROUTE_WARP_MAX_EXPERTS = 1024 };
+
+/* Lanes routing one token: a whole warp from 32 experts up, else the next power of two, so that a
+ * warp takes several small tokens at once (route.cuh reads it as Cfg::kLanesPerToken). */
+static int lanes_per_token(int experts)
+{
+    int lanes = 1;
+    while (lanes < experts && lanes < 32) lanes *= 2;
+    return lanes;
+}
+
+static mj_route_shape shape_of(const mj_kernel_id *id)
+{
+    mj_route_shape r;
+    mj_kernel_id_shape(id, &r, sizeof r);
+    return r;
+}
+
+static moejit_status route_normalize_desc(const moejit_kernel_desc *desc, mj_kernel_id *id)
+{
+    mj_route_shape r;
+    moejit_status st = mj_route_normalize(&desc->route, &r);
+    if (st == MOEJIT_OK) mj_kernel_id_set(id, &mj_op_route, &r, sizeof r);
+    return st;
+}
+
+static int route_module_name(const mj_kernel_id *id, char *buf, size_t cap)
+{
+    const mj_route_shape r = shape_of(id);
+    return mj_route_module_name(&r, buf, cap);
+}
+
+static int route_describe(const mj_kernel_id *id, char *buf, size_t cap)
+{
+    const mj_route_shape r = shape_of(id);
+    return mj_route_describe(&r, buf, cap);
+}
+
+static void route_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
+{
+    const int experts = shape_of(id).experts;
+    plan->n_entries = 1;
+    mj_entry_plan *e = &plan->entry[0];
+    snprintf(e->name, sizeof e->name, "%s", plan->module);
+    e->threads = 32 * MJ_ROUTE_WARPS_PER_BLOCK;
+    /* tokens per block: segments of a warp each, or one token per block above 1024 experts */
+    e->items_per_block =
+        experts <= ROUTE_WARP_MAX_EXPERTS ? MJ_ROUTE_WARPS_PER_BLOCK * (32 / lanes_per_token(experts)) : 1;
+    e->smem_bytes = 0; /* the kernels' shared memory is static */
+}
+
+static const mj_param_layout k_params = MJ_PARAM_LAYOUT(mj_route_params, "RouteParams", MJ_ROUTE_PARAMS);
+
+/* The enum values route.cuh compares Cfg::kScore and Cfg::kGroupScore with. */
+static const mj_enum_value k_enums[] = {
+    {"kScoreSoftmax", MOEJIT_SCORE_SOFTMAX},
+    {"kScoreSigmoid", MOEJIT_SCORE_SIGMOID},
+    {"kScoreSqrtSoftplus", MOEJIT_SCORE_SQRT_SOFTPLUS},
+    {"kGroupMax", MOEJIT_GROUP_SCORE_MAX},
+    {"kGroupTop2Sum", MOEJIT_GROUP_SCORE_TOP2_SUM},
+};
+
+static void emit_cfg(mj_strbuf *sb, const mj_route_shape *r)
+{
+    char cap[48], factor[48];
+    mj_float_literal(cap, sizeof cap, r->softcap);
+    mj_float_literal(factor, sizeof factor, r->scaling_factor);
+    mj_sb_printf(sb,
+                 "struct MoejitRouteCfg {\n"
+                 "    typedef %s Dtype;\n"
+                 "    static constexpr int kExperts = %d;\n"
+                 "    static constexpr int kTopK = %d;\n"
+                 "    static constexpr int kScore = %d; // %s\n"
+                 "    static constexpr int kGroups = %d;\n"
+                 "    static constexpr int kTopkGroups = %d;\n"
+                 "    static constexpr int kGroupScore = %d;\n"
+                 "    static constexpr bool kHasBias = %s;\n"
+                 "    static constexpr float kSoftcap = %s;\n"
+                 "    static constexpr bool kScoreAfterTopk = %s;\n"
+                 "    static constexpr bool kRenormalize = %s;\n"
+                 "    static constexpr bool kScaleOutput = %s;\n"
+                 "    static constexpr float kScalingFactor = %s;\n"
+                 "    static constexpr int kSharedSlots = %d;\n"
+                 "    static constexpr int kLanesPerToken = %d;\n"
+                 "    static constexpr int kWarpsPerBlock = %d;\n"
+                 "};\n\n",
+                 mj_dtype_struct(r->dtype), r->experts, r->topk, r->score, mj_score_name(r->score), r->groups,
+                 r->topk_groups, r->group_score, r->has_bias ? "true" : "false", cap,
+                 r->score_after_topk ? "true" : "false", r->renormalize ? "true" : "false",
+                 r->scale_output ? "true" : "false", factor, r->shared_slots, lanes_per_token(r->experts),
+                 MJ_ROUTE_WARPS_PER_BLOCK);
+}
+
+void mj_route_emit_entry(mj_strbuf *sb, const char *name)
+{
+    mj_sb_printf(sb,
+                 "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::RouteParams p)\n"
+                 "{\n"
+                 "    mj::route_kernel<MoejitRouteCfg>(p);\n"
+                 "}\n",
+                 32 * MJ_ROUTE_WARPS_PER_BLOCK, name);
+}
+
+void mj_route_emit_module(mj_strbuf *sb, const mj_route_shape *r)
+{
+    mj_emit_params(sb, &k_params);
+    mj_emit_enum(sb, k_enums, sizeof k_enums / sizeof k_enums[0]);
+    mj_sb_puts(sb, mj_template_route_cuh);
+    mj_sb_puts(sb, "\n// ---- this kernel's shape -------------------------------------------------\n");
+    emit_cfg(sb, r);
+}
+
+static void route_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan *plan)
+{
+    const mj_route_shape r = shape_of(id);
+    mj_route_emit_module(sb, &r);
+    mj_route_emit_entry(sb, plan->entry[0].name);
+}
+
+const mj_op mj_op_route = {
+    .op = MOEJIT_OP_ROUTE,
+    .name = "route",
+    .normalize = route_normalize_desc,
+    .module_name = route_module_name,
+    .describe = route_describe,
+    .plan = route_plan,
+    .emit = route_emit,
+};

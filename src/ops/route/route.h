@@ -1,0 +1,87 @@
+/* route — gating and top-k selection (moejit.h Operation 1, docs/DESIGN.md §2.1).
+ *
+ * The op's one header: its normalised shape, its kernel parameters (one table for C and CUDA),
+ * the argument checks shared by the launch and the reference, and what route_align reuses.
+ * Plain C: the reference includes it without any CUDA header.
+ *   spec.c       validate and normalise a spec, name and describe a shape
+ *   codegen.c    the launch plan, the Cfg and entry points: where a shape becomes CUDA source
+ *   launch.c     moejit_route: checks, the per-thread memo, one launch
+ *   reference.c  moejit_route_reference: the definition, in double
+ *   presets.c    the model presets */
+#ifndef MOEJIT_OPS_ROUTE_H
+#define MOEJIT_OPS_ROUTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/params.h"
+#include "moejit.h"
+
+/* Route spec after normalisation: fixed-size fields only, padding-free, compared with memcmp. */
+typedef struct mj_route_shape {
+    int32_t experts;          /* E */
+    int32_t topk;             /* K */
+    int32_t score;            /* moejit_score */
+    int32_t dtype;            /* moejit_dtype */
+    int32_t groups;           /* G >= 1 */
+    int32_t topk_groups;      /* TG, 1..G (== G when ungrouped) */
+    int32_t group_score;      /* 0 when G == 1 */
+    int32_t has_bias;         /* 0/1 */
+    float softcap;            /* 0 = off */
+    int32_t score_after_topk; /* 0/1 */
+    int32_t renormalize;      /* 0/1 */
+    int32_t scale_output;     /* 0/1, 0 when the factor is 1 */
+    float scaling_factor;     /* 1.0 unless it matters (scale_output or shared slots) */
+    int32_t shared_slots;     /* S */
+} mj_route_shape;
+
+/* Validate a route spec and write its normalised shape. Errors name the field and value. */
+moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *out);
+
+/* Module name ("moejit_route_sigmoid_e384_k8_bf16") and human-readable shape ("E=384 K=8
+ * score=sigmoid dtype=bf16") of a shape; both return the length (route_align builds on them). */
+int mj_route_module_name(const mj_route_shape *r, char *buf, size_t cap);
+#define MJ_ROUTE_NAME_CAP 256 /* holds any route module name in full (they are shortened later) */
+int mj_route_describe(const mj_route_shape *r, char *buf, size_t cap);
+
+/* "softmax", "sigmoid", "sqrt_softplus" / "max", "top2_sum", or NULL; parsers return -1 if unknown. */
+const char *mj_score_name(int score);
+const char *mj_group_score_name(int group_score);
+int mj_score_parse(const char *s);
+int mj_group_score_parse(const char *s);
+
+/* The kernel's parameters (mj::RouteParams in route.cuh is emitted from this table). */
+#define MJ_ROUTE_PARAMS(X, S)                                                                              \
+    X(S, const void *, logits)                                                                            \
+    X(S, const float *, bias)                                                                             \
+    X(S, int32_t *, ids)                                                                                  \
+    X(S, float *, weights)                                                                                \
+    X(S, int64_t, num_tokens)                                                                             \
+    X(S, int64_t, row_stride)
+typedef struct mj_route_params {
+    MJ_ROUTE_PARAMS(MJ_PARAM_DECL, _)
+} mj_route_params;
+
+/* Check route arguments against a shape and fill the kernel parameters (pointers: not NULL,
+ * aligned; sizes: no overflow). `op` names the caller in messages ("route", "route_align"). */
+moejit_status mj_route_check_args(const char *op, const mj_route_shape *r, const moejit_route_args *a,
+                                  mj_route_params *p);
+
+/* Route kernels run one warp per token (or a segment of one), this many warps a block. */
+enum { MJ_ROUTE_WARPS_PER_BLOCK = 4 };
+
+struct mj_strbuf;
+/* What route_align emits of route: the parameter struct, the template, the Cfg, an entry. */
+void mj_route_emit_module(struct mj_strbuf *sb, const mj_route_shape *r);
+void mj_route_emit_entry(struct mj_strbuf *sb, const char *name);
+
+/* The smallest relative gap, in one row of E logits (already f32), between a choice the routing
+ * makes and the best choice it does not make — at the group boundary (TG-th vs next group score)
+ * and at the expert boundary (K-th vs next selection value among kept experts). Tests draw inputs
+ * with a margin well above f32 rounding, so that kernel and reference must agree exactly. */
+double mj_route_row_margin(const mj_route_shape *r, const float *logits, const float *bias);
+
+struct mj_op;
+extern const struct mj_op mj_op_route;
+
+#endif

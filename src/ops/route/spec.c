@@ -1,0 +1,194 @@
+/* route's spec and arguments: validation and normalisation, the names of its enums and shapes,
+ * and the argument checks the launch and the reference share. */
+#include "ops/route/route.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/dtype.h"
+#include "common/error.h"
+#include "common/strbuf.h"
+
+static const char *const k_score_names[] = {"softmax", "sigmoid", "sqrt_softplus"};
+static const char *const k_group_score_names[] = {"max", "top2_sum"};
+#define COUNT_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+const char *mj_score_name(int s) { return s >= 0 && s < COUNT_OF(k_score_names) ? k_score_names[s] : NULL; }
+const char *mj_group_score_name(int g)
+{
+    return g >= 0 && g < COUNT_OF(k_group_score_names) ? k_group_score_names[g] : NULL;
+}
+int mj_score_parse(const char *s) { return mj_name_index(s, k_score_names, COUNT_OF(k_score_names)); }
+int mj_group_score_parse(const char *s) { return mj_name_index(s, k_group_score_names, COUNT_OF(k_group_score_names)); }
+
+#define SPEC_ERR(status, ...) mj_fail(status, "route spec: " __VA_ARGS__)
+
+moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *out)
+{
+    if (!spec) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route spec: spec is NULL");
+    if (!out) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route spec: output is NULL");
+    memset(out, 0, sizeof *out);
+    moejit_status st;
+    if ((st = MJ_CHECK_RESERVED("route spec", spec)) != MOEJIT_OK) return st;
+
+    const int e = spec->num_experts, k = spec->topk;
+    if (e < 1) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "num_experts = %d must be >= 1", e);
+    if (e > MOEJIT_MAX_EXPERTS)
+        return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "num_experts = %d exceeds the maximum %d", e, MOEJIT_MAX_EXPERTS);
+    if (k < 1) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "topk = %d must be >= 1", k);
+    if (k > e) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "topk = %d exceeds num_experts = %d", k, e);
+    if (k > MOEJIT_MAX_TOPK)
+        return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "topk = %d exceeds the maximum %d", k, MOEJIT_MAX_TOPK);
+    if (!mj_score_name((int)spec->score))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "score = %d is not a moejit_score (0 softmax, 1 sigmoid, 2 sqrt_softplus)",
+                        (int)spec->score);
+    if (!mj_dtype_name((int)spec->dtype))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "dtype = %d is not a moejit_dtype (0 f32, 1 bf16, 2 f16)",
+                        (int)spec->dtype);
+
+    int g = spec->num_groups;
+    if (g < 0) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "num_groups = %d must be >= 0", g);
+    if (g == 0) g = 1;
+    if (g > e) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "num_groups = %d exceeds num_experts = %d", g, e);
+    if (e % g) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "num_groups = %d does not divide num_experts = %d", g, e);
+    int tg = spec->topk_groups;
+    if (tg < 0) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "topk_groups = %d must be >= 0", tg);
+    if (tg == 0) tg = g;
+    if (tg > g) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "topk_groups = %d exceeds num_groups = %d", tg, g);
+    if ((int64_t)k > (int64_t)tg * (e / g))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC,
+                        "topk = %d exceeds the %d experts of the topk_groups = %d kept groups (%d experts each)", k,
+                        tg * (e / g), tg, e / g);
+    if (g > 1 && !mj_group_score_name((int)spec->group_score))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "group_score = %d is not a moejit_group_score (0 max, 1 top2_sum)",
+                        (int)spec->group_score);
+    if (g > 1 && spec->group_score == MOEJIT_GROUP_SCORE_TOP2_SUM && e / g < 2)
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "group_score = top2_sum needs >= 2 experts per group, got %d", e / g);
+
+    /* Subnormal values are rejected: nobody means them, and dividing by one overflows. */
+    const float cap = spec->softcap;
+    if (!(cap >= 0.0f) || isinf(cap) || (cap > 0.0f && cap < FLT_MIN))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "softcap = %g must be 0 (off) or a finite positive normal float",
+                        (double)cap);
+    float factor = spec->routed_scaling_factor;
+    if (factor == 0.0f) factor = 1.0f;
+    if (!(factor >= FLT_MIN) || isinf(factor))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC,
+                        "routed_scaling_factor = %g must be a finite positive normal float (0 means 1.0)",
+                        (double)spec->routed_scaling_factor);
+    const int s = spec->shared_slots;
+    if (s < 0) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "shared_slots = %d must be >= 0", s);
+    if (s > MOEJIT_MAX_TOPK)
+        return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "shared_slots = %d exceeds the maximum %d", s, MOEJIT_MAX_TOPK);
+
+    out->experts = e;
+    out->topk = k;
+    out->score = (int32_t)spec->score;
+    out->dtype = (int32_t)spec->dtype;
+    /* Keeping all groups selects nothing: one kernel with the ungrouped shape. */
+    const int grouped = g > 1 && tg < g;
+    out->groups = grouped ? g : 1;
+    out->topk_groups = grouped ? tg : 1;
+    out->group_score = grouped ? (int32_t)spec->group_score : 0;
+    out->has_bias = spec->has_bias != 0;
+    out->softcap = cap;
+    out->score_after_topk = spec->score_after_topk != 0;
+    out->renormalize = spec->renormalize != 0;
+    /* Scaling by exactly 1 is the identity: one kernel, not two. */
+    out->scale_output = spec->scale_output != 0 && factor != 1.0f;
+    out->scaling_factor = (out->scale_output || s > 0) ? factor : 1.0f;
+    out->shared_slots = s;
+    return MOEJIT_OK;
+}
+
+
+/* "2.5" → "2p5" so that numbers can appear in C identifiers. */
+static void number_token(float v, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%g", (double)v);
+    for (char *p = buf; *p; p++) {
+        if (*p == '.') *p = 'p';
+        else if (*p == '-') *p = 'm';
+        else if (*p == '+') *p = 'x';
+    }
+}
+
+int mj_route_module_name(const mj_route_shape *r, char *buf, size_t cap)
+{
+    char tmp[32];
+    int n = 0;
+    mj_appendf(buf, cap, &n, "moejit_route_%s_e%d_k%d", mj_score_name(r->score), r->experts, r->topk);
+    if (r->groups > 1) {
+        mj_appendf(buf, cap, &n, "_g%d_tg%d", r->groups, r->topk_groups);
+        if (r->group_score == MOEJIT_GROUP_SCORE_TOP2_SUM) mj_appendf(buf, cap, &n, "_top2sum");
+    }
+    if (r->has_bias) mj_appendf(buf, cap, &n, "_bias");
+    if (r->softcap > 0.0f) {
+        number_token(r->softcap, tmp, sizeof tmp);
+        mj_appendf(buf, cap, &n, "_cap%s", tmp);
+    }
+    if (r->score_after_topk) mj_appendf(buf, cap, &n, "_after");
+    if (r->renormalize) mj_appendf(buf, cap, &n, "_renorm");
+    if (r->scale_output || r->shared_slots) {
+        number_token(r->scaling_factor, tmp, sizeof tmp);
+        /* "u": the factor only feeds the shared slots, the routed weights stay unscaled */
+        mj_appendf(buf, cap, &n, "_x%s%s", tmp, r->scale_output ? "" : "u");
+    }
+    if (r->shared_slots) mj_appendf(buf, cap, &n, "_s%d", r->shared_slots);
+    mj_appendf(buf, cap, &n, "_%s", mj_dtype_name(r->dtype));
+    return n;
+}
+
+int mj_route_describe(const mj_route_shape *r, char *buf, size_t cap)
+{
+    int n = 0;
+    mj_appendf(buf, cap, &n, "E=%d K=%d score=%s dtype=%s", r->experts, r->topk, mj_score_name(r->score),
+               mj_dtype_name(r->dtype));
+    if (r->groups > 1)
+        mj_appendf(buf, cap, &n, " G=%d TG=%d group_score=%s", r->groups, r->topk_groups,
+                   mj_group_score_name(r->group_score));
+    if (r->has_bias) mj_appendf(buf, cap, &n, " bias");
+    if (r->softcap > 0.0f) mj_appendf(buf, cap, &n, " softcap=%g", (double)r->softcap);
+    if (r->score_after_topk) mj_appendf(buf, cap, &n, " score_after_topk");
+    if (r->renormalize) mj_appendf(buf, cap, &n, " renormalize");
+    if (r->scale_output) mj_appendf(buf, cap, &n, " scale=%g", (double)r->scaling_factor);
+    if (r->shared_slots) mj_appendf(buf, cap, &n, " shared_slots=%d factor=%g", r->shared_slots, (double)r->scaling_factor);
+    return n;
+}
+
+moejit_status mj_route_check_args(const char *op, const mj_route_shape *r, const moejit_route_args *a,
+                                  mj_route_params *p)
+{
+    if (!a) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: args is NULL", op);
+    moejit_status st;
+    if ((st = MJ_CHECK_RESERVED("route args", a)) != MOEJIT_OK) return st;
+    if (a->num_tokens < 0)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: num_tokens = %lld must be >= 0", op,
+                       (long long)a->num_tokens);
+    const int64_t stride = a->row_stride ? a->row_stride : r->experts;
+    if (stride < r->experts)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: row_stride = %lld is smaller than num_experts = %d", op,
+                       (long long)a->row_stride, r->experts);
+    const int elem = mj_dtype_bytes(r->dtype);
+    int64_t bytes; /* a checked multiply: no division on the launch path */
+    if (__builtin_mul_overflow(a->num_tokens, stride * elem, &bytes))
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: num_tokens = %lld with row_stride = %lld overflows", op,
+                       (long long)a->num_tokens, (long long)stride);
+    *p = (mj_route_params){
+        .logits = a->logits,
+        .bias = r->has_bias ? a->bias : NULL,
+        .ids = a->ids,
+        .weights = a->weights,
+        .num_tokens = a->num_tokens,
+        .row_stride = stride,
+    };
+    if (a->num_tokens == 0) return MOEJIT_OK; /* empty batch: pointers may be NULL, nothing runs */
+    if ((st = mj_check_pointer(op, "logits", a->logits, (size_t)elem)) != MOEJIT_OK) return st;
+    if ((st = mj_check_pointer(op, "ids", a->ids, 4)) != MOEJIT_OK) return st;
+    if ((st = mj_check_pointer(op, "weights", a->weights, 4)) != MOEJIT_OK) return st;
+    if (r->has_bias && (st = mj_check_pointer(op, "bias (spec.has_bias = 1)", a->bias, 4)) != MOEJIT_OK)
+        return st;
+    return MOEJIT_OK;
+}

@@ -1,0 +1,90 @@
+/* route_align's codegen: the launch plan, the parameter structs, the Cfgs and the entry points
+ * (the fused kernel's, route's and align's) — where a route_align shape becomes CUDA source
+ * (kernel_templates/route_align.cuh, on route.cuh and align.cuh). */
+#include "ops/route_align/route_align.h"
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "jit/codegen.h"
+
+extern const char mj_template_route_align_cuh[];
+
+static const mj_param_layout k_params =
+    MJ_PARAM_LAYOUT(mj_route_align_params, "RouteAlignParams", MJ_ROUTE_ALIGN_PARAMS);
+
+static mj_route_align_shape shape_of(const mj_kernel_id *id)
+{
+    mj_route_align_shape s;
+    mj_kernel_id_shape(id, &s, sizeof s);
+    return s;
+}
+
+static moejit_status route_align_normalize_desc(const moejit_kernel_desc *desc, mj_kernel_id *id)
+{
+    mj_route_align_shape s;
+    moejit_status st = mj_route_align_normalize(&desc->route_align, &s);
+    if (st == MOEJIT_OK) mj_kernel_id_set(id, &mj_op_route_align, &s, sizeof s);
+    return st;
+}
+
+static int route_align_module_name(const mj_kernel_id *id, char *buf, size_t cap)
+{
+    const mj_route_align_shape s = shape_of(id);
+    return mj_route_align_module_name(&s, buf, cap);
+}
+
+static int route_align_describe(const mj_kernel_id *id, char *buf, size_t cap)
+{
+    const mj_route_align_shape s = shape_of(id);
+    return mj_route_align_describe(&s, buf, cap);
+}
+
+static void route_align_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
+{
+    const mj_route_align_shape s = shape_of(id);
+    mj_route_align_fused f;
+    mj_route_align_fused_for(&s, &f);
+    mj_plan_entry(plan, MJ_RA_FUSED, "_fused", f.align.threads, f.max_tokens, f.smem_bytes);
+    mj_plan_entry(plan, MJ_RA_ROUTE, "_route", 32 * MJ_ROUTE_WARPS_PER_BLOCK, MJ_ROUTE_WARPS_PER_BLOCK, 0);
+    mj_align_geom g;
+    mj_align_geom_default(s.route.experts + s.route.shared_slots, s.block_size, &g);
+    mj_align_plan_entries(plan, MJ_RA_ALIGN, &g);
+}
+
+static void route_align_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan *plan)
+{
+    const mj_route_align_shape s = shape_of(id);
+    mj_route_align_fused f;
+    mj_route_align_fused_for(&s, &f);
+    mj_align_geom g;
+    mj_align_geom_default(s.route.experts + s.route.shared_slots, s.block_size, &g);
+    mj_route_emit_module(sb, &s.route); /* route's template and MoejitRouteCfg */
+    mj_align_emit_template(sb);
+    mj_emit_params(sb, &k_params);
+    mj_sb_puts(sb, mj_template_route_align_cuh);
+    mj_sb_printf(sb, "\n// ---- align in this module: fused up to %d tokens --------------------------------\n",
+                 f.max_tokens);
+    mj_align_emit_cfg(sb, "MoejitAlignCfg", &g);
+    mj_align_emit_cfg(sb, "MoejitFusedAlignCfg", &f.align);
+    const mj_entry_plan *e = &plan->entry[MJ_RA_FUSED];
+    mj_sb_printf(sb,
+                 "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::RouteAlignParams p)\n"
+                 "{\n"
+                 "    mj::route_align_fused<MoejitRouteCfg, MoejitFusedAlignCfg>(p);\n"
+                 "}\n\n",
+                 e->threads, e->name);
+    mj_route_emit_entry(sb, plan->entry[MJ_RA_ROUTE].name);
+    mj_sb_puts(sb, "\n");
+    mj_align_emit_entries(sb, plan, MJ_RA_ALIGN, "MoejitAlignCfg");
+}
+
+const mj_op mj_op_route_align = {
+    .op = MOEJIT_OP_ROUTE_ALIGN,
+    .name = "route_align",
+    .normalize = route_align_normalize_desc,
+    .module_name = route_align_module_name,
+    .describe = route_align_describe,
+    .plan = route_align_plan,
+    .emit = route_align_emit,
+};
