@@ -171,7 +171,7 @@ MOEJIT_API void moejit_close(moejit_ctx *ctx);
 MOEJIT_API const char *moejit_ctx_cache_dir(const moejit_ctx *ctx);
 
 /*-************************************************************************************************
- *  Operation 1: route — gating and top-k selection (DESIGN §2.1)
+ *  Operation 1: route — gating and top-k selection (docs/DESIGN.md §2.1)
  *
  *  In:  logits [T, row_stride] (f32, bf16 or f16), optional bias [E] (f32).
  *  Out: ids [T, K+S] int32 and weights [T, K+S] f32, row-major, contiguous.
@@ -261,7 +261,7 @@ MOEJIT_API moejit_status moejit_route_preset(const char *model, moejit_route_spe
 MOEJIT_API const char *moejit_route_preset_name(size_t i);
 
 /*-************************************************************************************************
- *  Operation 2: align — token→expert dispatch maps (DESIGN §2.2)
+ *  Operation 2: align — token→expert dispatch maps (docs/DESIGN.md §2.2)
  *
  *  In:  ids [T, K] int32, row-major (the ids of route, or any top-k). An id outside [0, E) means
  *       "not on this rank" (expert parallelism: E counts the local experts) and is dropped.
@@ -339,7 +339,7 @@ MOEJIT_API moejit_status moejit_align_workspace_bytes(const moejit_align_spec *s
                                                       int32_t topk, size_t *bytes);
 
 /*-************************************************************************************************
- *  Operation 3: route_align — route, then align, in one launch for decode batches (DESIGN §2.3)
+ *  Operation 3: route_align — route, then align, in one launch for decode batches (docs/DESIGN.md §2.3)
  *
  *  Exactly moejit_route() followed by moejit_align() over the route output: ids [T, K+S] with
  *  E+S experts (the shared slots' ids E..E+S-1 are aligned like any expert, so their rows get
@@ -371,7 +371,7 @@ MOEJIT_API moejit_status moejit_route_align_workspace_bytes(const moejit_route_a
                                                             int64_t num_tokens, size_t *bytes);
 
 /*-************************************************************************************************
- *  Operation 4: mx_scales — mxfp8 e8m0 scales to the blocked (swizzled) layout (DESIGN §2.4)
+ *  Operation 4: mx_scales — mxfp8 e8m0 scales to the blocked (swizzled) layout (docs/DESIGN.md §2.5)
  *
  *  The layout tcgen05 / cuBLAS read block scales in, as torchao's to_blocked(): a matrix of
  *  [rows, C] uint8 scales is padded with zeros to [Rp, Cp] = [round_up(rows, 128), round_up(C, 4)]
@@ -429,7 +429,7 @@ MOEJIT_API moejit_status moejit_mx_scales_blocked_bytes(const moejit_mx_scales_s
 /*-************************************************************************************************
  *  Operations: permute and combine — moving hidden states to and from expert order
  *
- *  The two ends of a MoE layer around the experts, using the maps align produces (DESIGN §2.2):
+ *  The two ends of a MoE layer around the experts, using the maps align produces (docs/DESIGN.md §2.2):
  *  sorted_ids [R] holds, for each row r of the expert-ordered buffer, the flat index t*K+k of the
  *  (token, slot) it carries, or a padding value (anything outside [0, T*K); align writes T*K);
  *  slot_of [T, K] holds the row where (t, k) landed.

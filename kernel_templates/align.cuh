@@ -1,4 +1,4 @@
-// moejit kernel_templates/align.cuh — token→expert dispatch maps (DESIGN §2.2).
+// moejit kernel_templates/align.cuh — token→expert dispatch maps (docs/DESIGN.md §2.2).
 //
 // The order inside an expert is the flat index order, and it must not depend on timing, so no
 // position is ever taken with a global atomic. A tile of ids (up to kTile) is ranked in shared
@@ -55,7 +55,7 @@ struct Align {
     static_assert(kSmallIds % 32 == 0 && (kSmallIds == 0 || E <= 1024), "single_small: up to 1024 experts");
     static __device__ __forceinline__ int skewed(int e) { return e + (e >> 5); }
 
-    // Shared memory, in ints: what the host sizes the launch with (src/op_align.c).
+    // Shared memory, in ints: what the host sizes the launch with (src/ops/align/spec.c).
     static constexpr int kBlockSmemInts = kCountWarps * E + (E + 1) + E + kTile + kWarps;
     // Blocks holding rows (owner[]): n ids over k experts that have some fill at most
     // k + (n - k) / B, the most when k = min(n, E); at most n (B = 1: a block a row).

@@ -1,5 +1,5 @@
 // moejit kernel_templates/mx_scales.cuh — mxfp8 e8m0 scales to and from the blocked layout
-// (DESIGN §2.4; torchao's to_blocked). Scale (r, c) of a [rows, C] matrix lands in 128×4 tile
+// (docs/DESIGN.md §2.5; torchao's to_blocked). Scale (r, c) of a [rows, C] matrix lands in 128×4 tile
 // (r/128, c/4), tiles row-major by tile, at byte (r%32)·16 + ((r%128)/32)·4 + c%4 of its tile.
 //
 // What is a constant and what is not: C (scales per row) is compile-time. It is fixed by the

@@ -1,4 +1,4 @@
-// moejit kernel_templates/rows.cuh — moving whole rows of hidden states to and from expert order:
+// moejit kernel_templates/permute_combine.cuh — moving whole rows of hidden states to and from expert order:
 // permute (gather rows by sorted_ids, optionally scaled per expert) and combine (weighted sum of
 // each token's expert rows through slot_of). See include/moejit.h for the exact meaning.
 //
@@ -16,7 +16,7 @@ namespace mj {
 // MJ_PERMUTE_PARAMS and MJ_COMBINE_PARAMS in src/ops/permute_combine/permute_combine.h.
 
 
-// ---- f32 → storage, round to nearest even, bit for bit as the host reference (src/numeric.c) ----
+// ---- f32 → storage, round to nearest even, bit for bit as the host reference (src/common/numeric.c) -
 
 template <class D>
 struct Store;

@@ -1,4 +1,4 @@
-// moejit kernel_templates/route.cuh — gating and top-k selection (DESIGN §2.1).
+// moejit kernel_templates/route.cuh — gating and top-k selection (docs/DESIGN.md §2.1).
 //
 // Layout. Up to 1024 experts, a token is routed by a segment of LANES lanes of one warp (LANES =
 // 32, or fewer for small E so that a warp takes several tokens); lane L of the segment holds the
@@ -16,7 +16,7 @@
 // Weights. The rounds carry only keys and expert numbers; the K chosen scores are recovered at
 // the end (exactly, from the key, without a bias; else recomputed from the logit).
 //
-// Expects a Cfg struct (emitted by codegen, src/op_route.c) with:
+// Expects a Cfg struct (emitted by codegen, src/ops/route/codegen.c) with:
 //   Dtype (mj::F32 / mj::BF16 / mj::F16), kExperts, kTopK, kScore, kGroups, kTopkGroups,
 //   kGroupScore, kHasBias, kSoftcap, kScoreAfterTopk, kRenormalize, kScaleOutput, kScalingFactor,
 //   kSharedSlots, kLanesPerToken (warp path), kWarpsPerBlock.

@@ -1,4 +1,4 @@
-// moejit kernel_templates/route_align.cuh — route then align in one block (DESIGN §2.3).
+// moejit kernel_templates/route_align.cuh — route then align in one block (docs/DESIGN.md §2.3).
 //
 // Decode batches: one block routes every token (a warp a token, RouteWarp::route_row, at most a
 // few tokens per warp) with the ids landing in shared memory and the weights in global memory,

@@ -4,7 +4,7 @@
  * disks, failing fsync and rename, a cache "directory" that is a file, no HOME: one warning, then
  * memory only, and every build still works; MOEJIT_CACHE=ro on a prewarmed read-only image.
  *
- * Failures are injected with the store's test-only fault hooks (cache/fault.h): this runs as
+ * Failures are injected with the store's test-only fault hooks (src/cache/fault.h): this runs as
  * root in CI, where chmod stops nothing and mounts may be refused. Where the machine allows it
  * the same cases also run on real filesystems: a tiny tmpfs that fills up, a tmpfs remounted
  * read-only (private mount namespaces), and chmod when not root. Each case runs in a forked child

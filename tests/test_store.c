@@ -1,4 +1,4 @@
-/* Store maintenance (cache/maintenance.c): key-prefix lookup, verify, least-recently-used gc,
+/* Store maintenance (src/cache/maintenance.c): key-prefix lookup, verify, least-recently-used gc,
  * stale temp files, clear, size parsing, and the MOEJIT_CACHE_MAX_BYTES limit applied after a
  * publish. Synthetic entries (no NVRTC) except for the last test. */
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* Find the libnvrtc that a compile would load, and its identity, without loading it.
  *
- * The cache key must name the exact NVRTC build (DESIGN §4), but dlopen()ing the 100 MB library
+ * The cache key must name the exact NVRTC build (docs/DESIGN.md §1), but dlopen()ing the 100 MB library
  * costs milliseconds, far more than a whole disk-cache hit. So we resolve the file ourselves —
  * MOEJIT_NVRTC_PATH, then the dynamic loader's search order (LD_LIBRARY_PATH, /etc/ld.so.cache,
  * the default directories), then $CUDA_HOME, $CUDA_PATH and /usr/local/cuda — read its GNU build

@@ -1,4 +1,4 @@
-/* The C reference of align (DESIGN §2.2): the definition GPU results are checked against,
+/* The C reference of align (docs/DESIGN.md §2.2): the definition GPU results are checked against,
  * written as the plain counting sort it is. */
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* The C reference of mx_scales (DESIGN §2.4): torchao's to_blocked, element by element, and its
+/* The C reference of mx_scales (docs/DESIGN.md §2.5): torchao's to_blocked, element by element, and its
  * inverse. */
 #include <string.h>
 

@@ -1,5 +1,5 @@
-/* permute and combine — moving token rows [T, H] into expert order and back (moejit.h, DESIGN
- * §2.4): the two ends of the expert computation, two ops sharing their validation, vector plan
+/* permute and combine — moving token rows [T, H] into expert order and back (moejit.h,
+ * docs/DESIGN.md §2.4): the two ends of the expert computation, two ops sharing their validation, vector plan
  * and template (kernel_templates/permute_combine.cuh).
  *
  * The ops' one header: normalised shapes, parameters (one table each for C and CUDA) and the

@@ -1,4 +1,4 @@
-/* The C reference of route_align (DESIGN §2.3): by definition route's reference, then align's on
+/* The C reference of route_align (docs/DESIGN.md §2.3): by definition route's reference, then align's on
  * its ids, over E+S experts. */
 #include "common/error.h"
 #include "moejit_reference.h"
