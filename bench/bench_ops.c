@@ -158,10 +158,10 @@ static void bench_route_align(void)
 {
     static const int64_t ts[] = {1, 4, 8, 16, 32, 64, 128, 1024};
     const int nt = (int)(sizeof ts / sizeof ts[0]);
-    ra_case c = {.spec = {{.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .dtype = MOEJIT_DTYPE_BF16,
-                           .has_bias = 1, .renormalize = 1, .scale_output = 1, .routed_scaling_factor = 2.5f,
-                           .shared_slots = 1},
-                          64}};
+    ra_case c = {.spec = {.route = {.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID,
+                                    .dtype = MOEJIT_DTYPE_BF16, .has_bias = 1, .renormalize = 1, .scale_output = 1,
+                                    .routed_scaling_factor = 2.5f, .shared_slots = 1},
+                          .block_size = 64}};
     c.align_spec = (moejit_align_spec){.num_experts = 257, .block_size = 64};
     int64_t fused;
     CHECK(moejit_route_align_fused_tokens(&c.spec, &fused));

@@ -279,6 +279,10 @@ static void permute_case(moejit_ctx *ctx, mjt_rng *rng, int hidden, moejit_dtype
 
 static void combine_case(moejit_ctx *ctx, mjt_rng *rng, int hidden, moejit_dtype dtype, int64_t T, int K, size_t offset)
 {
+    if (T < 0 || K < 1) { /* (the compiler cannot see that callers pass sizes) */
+        fail_msg("combine_case: T = %lld, K = %d", (long long)T, K);
+        return;
+    }
     const size_t elem = dtype == MOEJIT_DTYPE_F32 ? 4 : 2, row = (size_t)hidden * elem;
     const int64_t R = T * K + 8;
     void *y = random_rows(rng, R, hidden, dtype);
