@@ -36,8 +36,23 @@ static inline void mj_kernel_id_set(mj_kernel_id *id, const mj_op *op, const voi
     memcpy(id->shape, shape, n);
 }
 
-/* The shape struct of an id (the op that made it knows its type). */
-static inline void mj_kernel_id_shape(const mj_kernel_id *id, void *shape, size_t n) { memcpy(shape, id->shape, n); }
+/* For an op's normalize: on success, the id of the normalised shape. Returns st. */
+static inline moejit_status mj_kernel_id_result(moejit_status st, mj_kernel_id *id, const mj_op *op, const void *shape,
+                                                size_t n)
+{
+    if (st == MOEJIT_OK) mj_kernel_id_set(id, op, shape, n);
+    return st;
+}
+
+/* `static type name(const mj_kernel_id *id)`: an op's shape struct, copied out of the id's bytes
+ * (each op reads its own; copying keeps C's aliasing rules). */
+#define MJ_DEFINE_SHAPE_OF(name, type)                                                                     \
+    static type name(const mj_kernel_id *id)                                                              \
+    {                                                                                                     \
+        type s_;                                                                                          \
+        memcpy(&s_, id->shape, sizeof s_);                                                                \
+        return s_;                                                                                        \
+    }
 
 /* How the host launches one entry point of a module. */
 typedef struct mj_entry_plan {

@@ -11,12 +11,7 @@ extern const char mj_template_align_cuh[];
 
 static const mj_param_layout k_params = MJ_PARAM_LAYOUT(mj_align_params, "AlignParams", MJ_ALIGN_PARAMS);
 
-static mj_align_shape shape_of(const mj_kernel_id *id)
-{
-    mj_align_shape a;
-    mj_kernel_id_shape(id, &a, sizeof a);
-    return a;
-}
+MJ_DEFINE_SHAPE_OF(shape_of, mj_align_shape)
 
 void mj_align_plan_entries(mj_kernel_plan *plan, int first, const mj_align_geom *g)
 {
@@ -67,9 +62,7 @@ void mj_align_emit_template(mj_strbuf *sb)
 static moejit_status align_normalize_desc(const moejit_kernel_desc *desc, mj_kernel_id *id)
 {
     mj_align_shape a;
-    moejit_status st = mj_align_normalize(&desc->align, &a);
-    if (st == MOEJIT_OK) mj_kernel_id_set(id, &mj_op_align, &a, sizeof a);
-    return st;
+    return mj_kernel_id_result(mj_align_normalize(&desc->align, &a), id, &mj_op_align, &a, sizeof a);
 }
 
 static int align_module_name(const mj_kernel_id *id, char *buf, size_t cap)

@@ -11,19 +11,12 @@ extern const char mj_template_mx_scales_cuh[];
 
 static const mj_param_layout k_params = MJ_PARAM_LAYOUT(mj_mx_params, "MxParams", MJ_MX_PARAMS);
 
-static mj_mx_scales_shape shape_of(const mj_kernel_id *id)
-{
-    mj_mx_scales_shape s;
-    mj_kernel_id_shape(id, &s, sizeof s);
-    return s;
-}
+MJ_DEFINE_SHAPE_OF(shape_of, mj_mx_scales_shape)
 
 static moejit_status mx_normalize_desc(const moejit_kernel_desc *desc, mj_kernel_id *id)
 {
     mj_mx_scales_shape s;
-    moejit_status st = mj_mx_scales_normalize(&desc->mx_scales, &s);
-    if (st == MOEJIT_OK) mj_kernel_id_set(id, &mj_op_mx_scales, &s, sizeof s);
-    return st;
+    return mj_kernel_id_result(mj_mx_scales_normalize(&desc->mx_scales, &s), id, &mj_op_mx_scales, &s, sizeof s);
 }
 
 static int mx_module_name(const mj_kernel_id *id, char *buf, size_t cap)

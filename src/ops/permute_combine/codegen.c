@@ -13,34 +13,20 @@ extern const char mj_template_permute_combine_cuh[];
 static const mj_param_layout k_permute_params = MJ_PARAM_LAYOUT(mj_permute_params, "PermuteParams", MJ_PERMUTE_PARAMS);
 static const mj_param_layout k_combine_params = MJ_PARAM_LAYOUT(mj_combine_params, "CombineParams", MJ_COMBINE_PARAMS);
 
-static mj_permute_shape permute_shape(const mj_kernel_id *id)
-{
-    mj_permute_shape s;
-    mj_kernel_id_shape(id, &s, sizeof s);
-    return s;
-}
+MJ_DEFINE_SHAPE_OF(permute_shape, mj_permute_shape)
 
-static mj_combine_shape combine_shape(const mj_kernel_id *id)
-{
-    mj_combine_shape s;
-    mj_kernel_id_shape(id, &s, sizeof s);
-    return s;
-}
+MJ_DEFINE_SHAPE_OF(combine_shape, mj_combine_shape)
 
 static moejit_status permute_normalize_desc(const moejit_kernel_desc *desc, mj_kernel_id *id)
 {
     mj_permute_shape s;
-    moejit_status st = mj_permute_normalize(&desc->permute, &s);
-    if (st == MOEJIT_OK) mj_kernel_id_set(id, &mj_op_permute, &s, sizeof s);
-    return st;
+    return mj_kernel_id_result(mj_permute_normalize(&desc->permute, &s), id, &mj_op_permute, &s, sizeof s);
 }
 
 static moejit_status combine_normalize_desc(const moejit_kernel_desc *desc, mj_kernel_id *id)
 {
     mj_combine_shape s;
-    moejit_status st = mj_combine_normalize(&desc->combine, &s);
-    if (st == MOEJIT_OK) mj_kernel_id_set(id, &mj_op_combine, &s, sizeof s);
-    return st;
+    return mj_kernel_id_result(mj_combine_normalize(&desc->combine, &s), id, &mj_op_combine, &s, sizeof s);
 }
 
 static int permute_module_name(const mj_kernel_id *id, char *buf, size_t cap)

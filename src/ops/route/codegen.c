@@ -20,19 +20,12 @@ static int lanes_per_token(int experts)
     return lanes;
 }
 
-static mj_route_shape shape_of(const mj_kernel_id *id)
-{
-    mj_route_shape r;
-    mj_kernel_id_shape(id, &r, sizeof r);
-    return r;
-}
+MJ_DEFINE_SHAPE_OF(shape_of, mj_route_shape)
 
 static moejit_status route_normalize_desc(const moejit_kernel_desc *desc, mj_kernel_id *id)
 {
     mj_route_shape r;
-    moejit_status st = mj_route_normalize(&desc->route, &r);
-    if (st == MOEJIT_OK) mj_kernel_id_set(id, &mj_op_route, &r, sizeof r);
-    return st;
+    return mj_kernel_id_result(mj_route_normalize(&desc->route, &r), id, &mj_op_route, &r, sizeof r);
 }
 
 static int route_module_name(const mj_kernel_id *id, char *buf, size_t cap)

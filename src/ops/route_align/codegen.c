@@ -13,19 +13,12 @@ extern const char mj_template_route_align_cuh[];
 static const mj_param_layout k_params =
     MJ_PARAM_LAYOUT(mj_route_align_params, "RouteAlignParams", MJ_ROUTE_ALIGN_PARAMS);
 
-static mj_route_align_shape shape_of(const mj_kernel_id *id)
-{
-    mj_route_align_shape s;
-    mj_kernel_id_shape(id, &s, sizeof s);
-    return s;
-}
+MJ_DEFINE_SHAPE_OF(shape_of, mj_route_align_shape)
 
 static moejit_status route_align_normalize_desc(const moejit_kernel_desc *desc, mj_kernel_id *id)
 {
     mj_route_align_shape s;
-    moejit_status st = mj_route_align_normalize(&desc->route_align, &s);
-    if (st == MOEJIT_OK) mj_kernel_id_set(id, &mj_op_route_align, &s, sizeof s);
-    return st;
+    return mj_kernel_id_result(mj_route_align_normalize(&desc->route_align, &s), id, &mj_op_route_align, &s, sizeof s);
 }
 
 static int route_align_module_name(const mj_kernel_id *id, char *buf, size_t cap)
