@@ -167,6 +167,90 @@ static char *why_not_writable(const moejit_ctx *ctx)
 }
 
 /* Disk, then (under the per-key lock, after looking again) NVRTC and publish. */
+/* strict mode's miss: the kernel, its shape and key, and how to prewarm it. */
+static moejit_status strict_miss(const moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, const mj_key *key,
+                                 const mj_built *out)
+{
+    char shape[512];
+    mj_kernel_describe(id, shape, sizeof shape);
+    return mj_fail(MOEJIT_ERR_CACHE_MISS,
+                   "MOEJIT_NO_COMPILE=1 and kernel %s (%s %s, %s) is not in the cache %s: key %s; prewarm it "
+                   "with `moejit prewarm --arch %s …` at deployment",
+                   out->plan.module, id->op->name, shape, arch, ctx->cfg.cache_dir[0] ? ctx->cfg.cache_dir : "(off)",
+                   key->hex, arch);
+}
+
+/* Another process may be compiling this key into the same cache: wait for its per-key lock
+ * (bounded), then look again. Returns 1 when that look found the entry (the lock is released);
+ * else the caller compiles — holding the lock, or without it (disabled, unavailable, timed out:
+ * a duplicate compile costs time, never correctness). */
+static int lock_and_look_again(moejit_ctx *ctx, const mj_key *key, mj_built *out, mj_cache_lock *lock)
+{
+    if (mj_cache_lock_key(ctx->cache, key->hex, ctx->cfg.lock_timeout_ms, lock)) {
+        if (lock->waited) atomic_fetch_add(&ctx->n_lock_waits, 1);
+        const double t = now_seconds();
+        const moejit_status again = load_from_disk(ctx, key, out, 0);
+        out->t_disk += now_seconds() - t;
+        if (again != MOEJIT_OK) return 0;
+        mj_cache_unlock_key(lock);
+        return 1;
+    }
+    if (lock->timed_out) {
+        atomic_fetch_add(&ctx->n_lock_waits, 1);
+        atomic_fetch_add(&ctx->n_lock_timeouts, 1);
+    } else if (lock->failed) {
+        atomic_fetch_add(&ctx->n_lock_failures, 1);
+    }
+    return 0;
+}
+
+/* NVRTC, in one of the context's compile slots; the cubin into out. A failed compile's source
+ * and log go to files its detail names. */
+static moejit_status compile(moejit_ctx *ctx, const char *source, const mj_compile_options *options, const mj_key *key,
+                             mj_built *out)
+{
+    mj_nvrtc *nv;
+    moejit_status st = mj_ctx_nvrtc(ctx, &nv);
+    if (st != MOEJIT_OK) return st;
+    char program[sizeof out->plan.module + 8];
+    snprintf(program, sizeof program, "%s.cu", out->plan.module);
+    mj_compile_output co;
+    mj_ctx_compile_slot_acquire(ctx);
+    const double t = now_seconds();
+    st = mj_nvrtc_compile(nv, source, program, options, &co);
+    out->t_nvrtc = now_seconds() - t;
+    mj_ctx_compile_slot_release(ctx);
+    const int dumped = mj_dump_compile(ctx, out->plan.module, key->hex, source, options, &co);
+    if (st == MOEJIT_ERR_COMPILE)
+        mj_report_failed_compile(ctx, out->plan.module, key->hex, source, co.log ? co.log : "", dumped);
+    else if (st != MOEJIT_OK)
+        mj_error_append("\nkey: %s", key->hex);
+    if (st == MOEJIT_OK) {
+        atomic_fetch_add(&ctx->n_compiles, 1);
+        out->cubin = co.cubin;
+        out->cubin_len = co.cubin_len;
+        co.cubin = NULL;
+    }
+    mj_compile_output_free(&co);
+    return st;
+}
+
+/* Store a fresh cubin. A failed publish is not a failed build (launches go on from memory);
+ * prewarm, whose job is the disk entry, looks at out->stored and out->store_error. */
+static void store(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, const mj_key *key, const char *source,
+                  size_t source_len, mj_built *out)
+{
+    if (!mj_cache_writable(ctx->cache)) {
+        out->store_error = why_not_writable(ctx);
+    } else if (publish(ctx, id, arch, key, &out->plan, source, source_len, out) == MOEJIT_OK) {
+        atomic_fetch_add(&ctx->n_disk_writes, 1);
+        out->stored = 1;
+    } else {
+        out->store_error = strdup(mj_error_text());
+    }
+}
+
+/* Disk, then (under the per-key lock, after looking again) NVRTC and publish. */
 static moejit_status build_keyed(moejit_ctx *ctx, const mj_kernel_id *id, const char *arch, int skip_disk,
                                  const char *source, size_t source_len, const mj_compile_options *options,
                                  const mj_key *key, mj_built *out, double t0)
@@ -176,82 +260,20 @@ static moejit_status build_keyed(moejit_ctx *ctx, const mj_kernel_id *id, const 
     const moejit_status found = use_disk ? load_from_disk(ctx, key, out, 1) : MOEJIT_ERR_NOT_FOUND;
     out->t_disk = now_seconds() - t;
     if (found == MOEJIT_OK) return MOEJIT_OK;
+    if (ctx->cfg.no_compile) return strict_miss(ctx, id, arch, key, out);
 
-    if (ctx->cfg.no_compile) {
-        char shape[512];
-        mj_kernel_describe(id, shape, sizeof shape);
-        return mj_fail(MOEJIT_ERR_CACHE_MISS,
-                       "MOEJIT_NO_COMPILE=1 and kernel %s (%s %s, %s) is not in the cache %s: key %s; prewarm it "
-                       "with `moejit prewarm --arch %s …` at deployment",
-                       out->plan.module, id->op->name, shape, arch,
-                       ctx->cfg.cache_dir[0] ? ctx->cfg.cache_dir : "(off)", key->hex, arch);
-    }
-
-    /* Another process may be compiling this key into the same cache: wait for it (bounded), then
-     * look again. Without the lock (disabled, unavailable, timed out) we compile: a duplicate
-     * costs time, never correctness. */
     mj_cache_lock lock = {.fd = -1};
-    if (use_disk && mj_cache_lock_key(ctx->cache, key->hex, ctx->cfg.lock_timeout_ms, &lock)) {
-        if (lock.waited) atomic_fetch_add(&ctx->n_lock_waits, 1);
+    if (use_disk && lock_and_look_again(ctx, key, out, &lock)) return MOEJIT_OK;
+    moejit_status st = compile(ctx, source, options, key, out);
+    if (st == MOEJIT_OK) {
+        mj_debug("compiled %s (%s) in %.0f ms", out->plan.module, key->hex, (now_seconds() - t0) * 1e3);
         t = now_seconds();
-        const moejit_status again = load_from_disk(ctx, key, out, 0);
-        out->t_disk += now_seconds() - t;
-        if (again == MOEJIT_OK) {
-            mj_cache_unlock_key(&lock);
-            return MOEJIT_OK;
-        }
-    } else if (lock.timed_out) {
-        atomic_fetch_add(&ctx->n_lock_waits, 1);
-        atomic_fetch_add(&ctx->n_lock_timeouts, 1);
-    } else if (lock.failed) {
-        atomic_fetch_add(&ctx->n_lock_failures, 1);
-    }
-
-    mj_nvrtc *nv;
-    moejit_status st = mj_ctx_nvrtc(ctx, &nv);
-    if (st != MOEJIT_OK) {
-        mj_cache_unlock_key(&lock);
-        return st;
-    }
-    char program[sizeof out->plan.module + 8];
-    snprintf(program, sizeof program, "%s.cu", out->plan.module);
-    mj_compile_output co;
-    mj_ctx_compile_slot_acquire(ctx);
-    t = now_seconds();
-    st = mj_nvrtc_compile(nv, source, program, options, &co);
-    out->t_nvrtc = now_seconds() - t;
-    mj_ctx_compile_slot_release(ctx);
-    const int dumped = mj_dump_compile(ctx, out->plan.module, key->hex, source, options, &co);
-    if (st != MOEJIT_OK) {
-        mj_cache_unlock_key(&lock);
-        if (st == MOEJIT_ERR_COMPILE)
-            mj_report_failed_compile(ctx, out->plan.module, key->hex, source, co.log ? co.log : "", dumped);
-        else
-            mj_error_append("\nkey: %s", key->hex);
-        mj_compile_output_free(&co);
-        return st;
-    }
-    atomic_fetch_add(&ctx->n_compiles, 1);
-    out->cubin = co.cubin;
-    out->cubin_len = co.cubin_len;
-    co.cubin = NULL;
-    mj_compile_output_free(&co);
-    mj_debug("compiled %s (%s) in %.0f ms", out->plan.module, key->hex, (now_seconds() - t0) * 1e3);
-    t = now_seconds();
-    if (!mj_cache_writable(ctx->cache)) {
-        out->store_error = why_not_writable(ctx);
-    } else if (publish(ctx, id, arch, key, &out->plan, source, source_len, out) == MOEJIT_OK) {
-        atomic_fetch_add(&ctx->n_disk_writes, 1);
-        out->stored = 1;
-    } else {
-        out->store_error = strdup(mj_error_text());
+        store(ctx, id, arch, key, source, source_len, out);
     }
     mj_cache_unlock_key(&lock); /* after the publish: a waiter that looks again finds the entry */
     if (out->stored) enforce_size_limit(ctx, key->hex);
     out->t_publish = now_seconds() - t;
-    /* A failed publish is not a failed build (launches go on from memory); prewarm, whose job is
-     * the disk entry, looks at out->stored. */
-    return MOEJIT_OK;
+    return st;
 }
 
 /* A flight's value for its waiters: the leader's mj_built, its cubin's bytes, then its store
