@@ -175,8 +175,9 @@ MOEJIT_API const char *moejit_ctx_cache_dir(const moejit_ctx *ctx);
  *
  *  In:  logits [T, row_stride] (f32, bf16 or f16), optional bias [E] (f32).
  *  Out: ids [T, K+S] int32 and weights [T, K+S] f32, row-major, contiguous.
- *  0. With a soft cap, logits become softcap·tanh(x/softcap). Then, for scoring, a NaN logit reads
- *     as -inf and ±inf as ±FLT_MAX, so that every score and every weight is finite for any input.
+ *  0. With a soft cap, logits become softcap·tanh(x/softcap). Weights, and softmax scores, read a
+ *     NaN logit as -inf and ±inf as ±FLT_MAX, so that every weight is finite for any input; the
+ *     other scores rank the logits as they are (±inf the extremes, NaN below every number).
  *  1. s = score(logits): softmax over the row, sigmoid or sqrt(softplus) per element (f32 math).
  *  2. sel = s + bias (the bias changes the selection only, never the weights).
  *  3. Groups (G > 1): the E experts form G consecutive groups of E/G; a group scores the best

@@ -268,9 +268,10 @@ struct RouteFinish {
     static constexpr int S = Cfg::kSharedSlots;
     static constexpr int kOut = K + S;
     static constexpr int kSlots = (kOut + LANES - 1) / LANES; // output slots per lane
-    // Without a bias the selection key is the score itself (exactly invertible), unless the
-    // score was ranked with the fast sigmoid; otherwise the score is recomputed from the logit.
-    static constexpr bool kKeyIsWeight = !Cfg::kHasBias && (Cfg::kScoreAfterTopk || Cfg::kScore != kScoreSigmoid);
+    // Without a bias the selection key is the softmax score, or the logit with score_after_topk,
+    // exactly invertible; otherwise (a bias, the fast sigmoid, sqrt_softplus of a raw +inf) the
+    // score is recomputed from the finite logit.
+    static constexpr bool kKeyIsWeight = !Cfg::kHasBias && (Cfg::kScoreAfterTopk || Cfg::kScore == kScoreSoftmax);
 
     // The score of expert e from its logit, exactly as the row pass computes it.
     static __device__ float score_of(const Storage *row, int e, float softmax_max, float softmax_inv)
@@ -283,12 +284,12 @@ struct RouteFinish {
         else return score_elementwise<Cfg::kScore>(x);
     }
 
-    // The weight input of a chosen key: key 1 is a NaN logit, read as -inf (a logit, with
-    // score_after_topk) or scored 0.
+    // The weight input of a chosen key: with score_after_topk the logit made finite (key 1, a NaN
+    // logit, reads as -inf); with softmax the score (key 1 weighs 0).
     static __device__ float key_weight(u32 k)
     {
-        if (k <= 1u) return Cfg::kScoreAfterTopk ? -__int_as_float(kInfBits) : 0.0f;
-        return key_value(k);
+        if constexpr (Cfg::kScoreAfterTopk) return finite_logit(key_value(k));
+        else return k <= 1u ? 0.0f : key_value(k);
     }
 
     // Every lane gets the K routed values of the token, in slot order: through shared memory for
@@ -429,18 +430,24 @@ __device__ __forceinline__ void row_keys(const typename Cfg::Dtype::Storage *row
 #pragma unroll
         for (int i = 0; i < N; i++) x[i] = Cfg::kSoftcap * tanhf(x[i] / Cfg::kSoftcap);
     }
+    // Ranking reads the logits as they are (order_key puts NaN below every number and keeps ±inf
+    // the extremes), except softmax, whose sum needs them finite: NaN as -inf (weight 0, the NaN
+    // key), ±inf as ±FLT_MAX. Weights always read them finite (RouteFinish).
+    constexpr bool kSoftmax = !Cfg::kScoreAfterTopk && Cfg::kScore == kScoreSoftmax;
     bool is_nan[N];
+    if constexpr (kSoftmax) {
 #pragma unroll
-    for (int i = 0; i < N; i++) {
-        is_nan[i] = x[i] != x[i];
-        x[i] = finite_logit(x[i]);
+        for (int i = 0; i < N; i++) {
+            is_nan[i] = x[i] != x[i];
+            x[i] = finite_logit(x[i]);
+        }
     }
     float val[N];
     softmax_max = 0.0f, softmax_inv = 0.0f;
     if constexpr (Cfg::kScoreAfterTopk) {
 #pragma unroll
         for (int i = 0; i < N; i++) val[i] = x[i];
-    } else if constexpr (Cfg::kScore == kScoreSoftmax) {
+    } else if constexpr (kSoftmax) {
         float m = x[0];
 #pragma unroll
         for (int i = 1; i < N; i++) m = fmaxf(m, x[i]);
@@ -463,7 +470,10 @@ __device__ __forceinline__ void row_keys(const typename Cfg::Dtype::Storage *row
         for (int i = 0; i < N; i++) val[i] += b[i];
     }
 #pragma unroll
-    for (int i = 0; i < N; i++) key[i] = i < mine ? (is_nan[i] ? 1u : order_key(val[i])) : 0u;
+    for (int i = 0; i < N; i++) {
+        if constexpr (kSoftmax) key[i] = i < mine ? (is_nan[i] ? 1u : order_key(val[i])) : 0u;
+        else key[i] = i < mine ? order_key(val[i]) : 0u;
+    }
 }
 
 // ---- up to 1024 experts: a segment of a warp per token --------------------------------------------

@@ -58,7 +58,8 @@ static int argmax(const float *v, const unsigned char *allowed, int n)
 }
 
 typedef struct row_work {
-    double *x;              /* soft-capped logits, made finite (finite_logit) */
+    double *raw;            /* soft-capped logits, as they are: what elementwise scores rank */
+    double *x;              /* the same made finite (finite_logit): what softmax and weights read */
     double *exact;          /* scratch: exact scores */
     unsigned char *is_nan;  /* the soft-capped logit was NaN: ranks below every number */
     float *val, *sel;       /* f32 score and selection value per expert */
@@ -76,15 +77,17 @@ static double softcapped(const mj_route_shape *r, float x)
 static void row_values(const mj_route_shape *r, const float *logits, const float *bias, row_work *w)
 {
     const int E = r->experts;
+    const int softmax = !r->score_after_topk && r->score == MOEJIT_SCORE_SOFTMAX;
     for (int e = 0; e < E; e++) {
-        const double x = softcapped(r, logits[e]);
-        w->is_nan[e] = isnan(x) != 0;
-        w->x[e] = finite_logit(x);
+        w->raw[e] = softcapped(r, logits[e]);
+        w->is_nan[e] = isnan(w->raw[e]) != 0;
+        w->x[e] = finite_logit(w->raw[e]);
     }
+    /* Ranking reads the logits as they are (±inf the extremes, NaN below every number), except
+     * softmax, whose sum needs them finite. */
     for (int e = 0; e < E; e++)
-        w->exact[e] = r->score_after_topk || r->score == MOEJIT_SCORE_SOFTMAX ? w->x[e]
-                                                                              : score_elementwise(r->score, w->x[e]);
-    if (!r->score_after_topk && r->score == MOEJIT_SCORE_SOFTMAX) softmax_exact(w->exact, E);
+        w->exact[e] = r->score_after_topk ? w->raw[e] : softmax ? w->x[e] : score_elementwise(r->score, w->raw[e]);
+    if (softmax) softmax_exact(w->exact, E);
     for (int e = 0; e < E; e++) w->val[e] = (float)w->exact[e];
     for (int e = 0; e < E; e++)
         w->sel[e] = w->is_nan[e] ? NAN : r->has_bias ? w->val[e] + bias[e] : w->val[e];
@@ -127,7 +130,10 @@ static void route_row(const mj_route_shape *r, row_work *w, const float *logits,
         const int e = argmax(w->sel, w->allowed, E);
         w->allowed[e] = 0;
         ids[k] = e;
-        wt[k] = r->score_after_topk ? w->x[e] : (double)w->val[e];
+        /* weights read the finite logit (the score rounded to f32, as the ranking's is) */
+        wt[k] = r->score_after_topk                   ? w->x[e]
+                : r->score == MOEJIT_SCORE_SOFTMAX    ? (double)w->val[e]
+                                                      : (double)(float)score_elementwise(r->score, w->x[e]);
     }
     if (r->score_after_topk) {
         if (r->score == MOEJIT_SCORE_SOFTMAX) {
@@ -156,6 +162,7 @@ static void route_row(const mj_route_shape *r, row_work *w, const float *logits,
 static int work_alloc(row_work *w, int E)
 {
     const size_t n = (size_t)E;
+    w->raw = malloc(n * sizeof(double));
     w->x = malloc(n * sizeof(double));
     w->exact = malloc(n * sizeof(double));
     w->is_nan = malloc(n);
@@ -164,12 +171,12 @@ static int work_alloc(row_work *w, int E)
     w->gscore = malloc(n * sizeof(float));
     w->allowed = malloc(n);
     w->gallowed = malloc(n);
-    return w->x && w->exact && w->is_nan && w->val && w->sel && w->gscore && w->allowed && w->gallowed;
+    return w->raw && w->x && w->exact && w->is_nan && w->val && w->sel && w->gscore && w->allowed && w->gallowed;
 }
 
 static void work_free(row_work *w)
 {
-    free(w->x), free(w->exact), free(w->is_nan), free(w->val), free(w->sel), free(w->gscore), free(w->allowed), free(w->gallowed);
+    free(w->raw), free(w->x), free(w->exact), free(w->is_nan), free(w->val), free(w->sel), free(w->gscore), free(w->allowed), free(w->gallowed);
 }
 
 moejit_status moejit_route_reference(const moejit_route_spec *spec, const moejit_route_args *a)
