@@ -4,8 +4,7 @@
   tests the installed one.
 - Kernels go to $MOEJIT_CACHE_DIR, by default a per-user directory under $TMPDIR that survives
   runs (the first GPU run compiles every shape once; later runs load them).
-- Markers: needs_torch (torch >= 2.4 with torch.library.custom_op) and needs_gpu (also a CUDA
-  device); without them the test is skipped with the reason.
+- Modules that need torch >= 2.4 or a GPU skip themselves with the reason.
 """
 import os
 import sys
@@ -32,19 +31,6 @@ def _gpu_status():
 
 
 GPU, NO_GPU = _gpu_status()
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "needs_torch: needs torch >= 2.4 (torch.library.custom_op)")
-    config.addinivalue_line("markers", "needs_gpu: needs torch >= 2.4 and a CUDA device")
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if "needs_gpu" in item.keywords and not GPU:
-            item.add_marker(pytest.mark.skip(reason=f"GPU test: {NO_GPU}"))
-        elif "needs_torch" in item.keywords and not moejit.TORCH_OPS:
-            item.add_marker(pytest.mark.skip(reason=f"torch test: {moejit.TORCH_UNAVAILABLE}"))
 
 
 def pytest_report_header(config):
