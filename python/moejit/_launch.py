@@ -41,22 +41,28 @@ def _ptr(t):
     return t.data_ptr() if t is not None else None
 
 
-def _device(t):
-    """A context manager making t's device current (nothing when it already is)."""
-    idx = t.get_device()
-    return _null if idx == torch.cuda.current_device() else torch.cuda.device(idx)
+_get_device = getattr(torch._C, "_cuda_getDevice", None) or torch.cuda.current_device
+Tensor = torch.Tensor
 
 
-def _stream(t, stream):
+def _stream(idx, stream):
     if stream is None:
-        idx = t.get_device()
         return _raw_stream(idx) if _raw_stream is not None else torch.cuda.current_stream(idx).cuda_stream
     return stream.cuda_stream if hasattr(stream, "cuda_stream") else int(stream)
 
 
 def _call(fn, ctx, spec, args, anchor, stream, what):
-    with _device(anchor):
-        C.check(fn(ctx._ctx, _byref(spec), _byref(args), _stream(anchor, stream)), what)
+    """fn(ctx, spec, args, stream) with anchor's device current, on its current stream (or `stream`)."""
+    idx = anchor.get_device()
+    if idx < 0:
+        raise ValueError(f"{what}: the tensors are on {anchor.device}; moejit runs on CUDA tensors")
+    if idx == _get_device():
+        status = fn(ctx._ctx, _byref(spec), _byref(args), _stream(idx, stream))
+    else:
+        with torch.cuda.device(idx):
+            status = fn(ctx._ctx, _byref(spec), _byref(args), _stream(idx, stream))
+    if status:
+        C.check(status, what)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -87,7 +93,70 @@ def check_route_out(logits, ids, weights, T, slots):
 
 def route_spec_for(logits, bias, params):
     """The validated C spec for a call: dtype and has_bias from the tensors, the rest plain."""
+    if type(logits) is not Tensor:
+        chk.tensor("logits", logits, FLOATS, 2)
     return core.route_spec_c(dtype_of("logits", logits), bias is not None, *params)
+
+
+def route_align_spec_for(logits, bias, block_size, params):
+    """The validated C route_align spec for a call."""
+    route_spec_for(logits, bias, params)
+    return core.route_align_spec_c((dtype_of("logits", logits), int(bias is not None)) + tuple(params), block_size)
+
+
+_TORCH_DTYPE = {C.DTYPES["f32"]: _F32, C.DTYPES["bf16"]: _BF16, C.DTYPES["f16"]: _F16}
+
+
+def check_route_spec(spec_c, logits, bias):
+    """The tensors match a (validated) C route spec: logits' dtype, bias exactly when has_bias."""
+    if dtype_of("logits", logits) != core.dtype_name(spec_c.dtype):
+        raise TypeError(f"logits has dtype {logits.dtype}, the spec's dtype is {core.dtype_name(spec_c.dtype)} "
+                        f"(make the spec with dtype={logits.dtype})")
+    if bool(spec_c.has_bias) != (bias is not None):
+        raise ValueError("bias is required: the spec has has_bias=True" if spec_c.has_bias else
+                         "bias was given but the spec has has_bias=False: it would be ignored")
+
+
+def _fast_out(t, dtype, dev, shape):
+    """The common case of an output check, in a few attribute reads (else the full check runs)."""
+    return type(t) is Tensor and t.dtype is dtype and t.get_device() == dev and t.shape == shape and t.is_contiguous()
+
+
+def _fast_route_inputs(spec_c, logits, bias, E):
+    try:
+        dev = logits.get_device()
+        T = logits.shape[0]
+        ok = (type(logits) is Tensor and dev >= 0 and logits.dtype is _TORCH_DTYPE[spec_c.dtype] and logits.dim() == 2
+              and logits.shape[1] == E and (E == 1 or logits.stride(1) == 1) and (T <= 1 or logits.stride(0) >= E))
+        if ok:
+            if spec_c.has_bias:
+                ok = (type(bias) is Tensor and bias.dtype is _F32 and bias.shape == (E,) and (E == 1 or bias.stride(0) == 1)
+                      and bias.get_device() == dev)
+            else:
+                ok = bias is None
+        return ok
+    except (AttributeError, TypeError, KeyError, RuntimeError):
+        return False
+
+
+def route_run(ctx, spec_c, logits, bias, out=None, stream=None):
+    """route on real tensors: every check (a fast path for the common case, else the full checks,
+    which raise naming the argument), then one launch. Returns (ids, weights)."""
+    E, S = spec_c.num_experts, spec_c.topk + spec_c.shared_slots
+    if not _fast_route_inputs(spec_c, logits, bias, E):
+        check_route(logits, bias, E, spec_c.topk, spec_c.shared_slots)
+        check_route_spec(spec_c, logits, bias)
+    T = logits.shape[0]
+    if out is None:
+        ids = torch.empty((T, S), dtype=_I32, device=logits.device)
+        weights = torch.empty((T, S), dtype=_F32, device=logits.device)
+    else:
+        ids, weights = out
+        dev = logits.get_device()
+        if not (_fast_out(ids, _I32, dev, (T, S)) and _fast_out(weights, _F32, dev, (T, S))):
+            check_route_out(logits, ids, weights, T, S)
+    launch_route(ctx, spec_c, logits, bias, ids, weights, stream)
+    return ids, weights
 
 
 def launch_route(ctx, spec_c, logits, bias, ids, weights, stream=None):
@@ -95,7 +164,7 @@ def launch_route(ctx, spec_c, logits, bias, ids, weights, stream=None):
     if T == 0:
         return
     args = C.RouteArgs(logits.data_ptr(), _ptr(bias), ids.data_ptr(), weights.data_ptr(), T,
-                       chk.rows("logits", logits, spec_c.num_experts))
+                       logits.stride(0) if T > 1 else spec_c.num_experts)
     _call(C.lib.moejit_route, ctx, spec_c, args, logits, stream, "route")
 
 
@@ -158,6 +227,57 @@ def ids_int32(ids, num_experts):
     return ids.clamp(-1, num_experts).to(_I32)
 
 
+def _fast_align_out(outs, E, B, T, K, cap, dev):
+    try:
+        return _fast_align_out_(outs, E, B, T, K, cap, dev)
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+def _fast_align_out_(outs, E, B, T, K, cap, dev):
+    counts, offsets, sorted_ids, block_expert, total_padded, slot_of = outs
+    for t, shape in ((counts, (E,)), (offsets, (E + 1,)), (total_padded, (1,)), (slot_of, (T, K))):
+        if t is not None and not _fast_out(t, _I32, dev, shape):
+            return False
+    sorted_cap = cap
+    if sorted_ids is not None:
+        if not (_fast_out(sorted_ids, _I32, dev, sorted_ids.shape) and sorted_ids.dim() == 1
+                and sorted_ids.shape[0] >= cap):
+            return False
+        sorted_cap = sorted_ids.shape[0]
+    if block_expert is not None:
+        if not (_fast_out(block_expert, _I32, dev, block_expert.shape) and block_expert.dim() == 1
+                and block_expert.shape[0] >= sorted_cap // B):
+            return False
+    return True
+
+
+def align_run(ctx, spec_c, ids, out=None, workspace=None, stream=None):
+    """align on real tensors (int32 or int64 ids): checks, then the launch(es). Returns the six
+    outputs (allocated when out is None: sorted_ids then holds N past the padded total, as vLLM)."""
+    E, B = spec_c.num_experts, spec_c.block_size
+    try:
+        T, K = ids.shape
+        ok = (type(ids) is Tensor and (ids.dtype is _I32 or ids.dtype is _I64) and ids.get_device() >= 0 and K >= 1
+              and ids.is_contiguous() and T * K <= chk.INT32_MAX)
+    except (AttributeError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        T, K = check_align_ids(ids, E, B)
+    cap, ws = align_sizes(E, B, T, K)
+    dev = ids.get_device()
+    if out is None:
+        new = lambda *shape: torch.empty(shape, dtype=_I32, device=ids.device)  # noqa: E731
+        out = (new(E), new(E + 1), torch.full((cap,), T * K, dtype=_I32, device=ids.device), new(cap // B), new(1),
+               new(T, K))
+    elif not _fast_align_out(out, E, B, T, K, cap, dev) or (
+            workspace is not None and not (type(workspace) is Tensor and workspace.dtype is _U8
+                                           and workspace.get_device() == dev and workspace.is_contiguous())):
+        check_align_out(ids, E, B, T, K, *out, workspace, cap)
+    launch_align(ctx, spec_c, ids_int32(ids, E), T, K, *out, workspace, stream, ws)
+    return out
+
+
 def launch_align(ctx, spec_c, ids32, T, K, counts, offsets, sorted_ids, block_expert, total_padded, slot_of,
                  workspace=None, stream=None, workspace_bytes=None):
     E, B = spec_c.num_experts, spec_c.block_size
@@ -167,10 +287,6 @@ def launch_align(ctx, spec_c, ids32, T, K, counts, offsets, sorted_ids, block_ex
             if workspace is not None:
                 raise ValueError(f"workspace has {workspace.numel()} bytes, align needs {ws} for {T}·{K} ids")
             workspace = torch.empty(ws, dtype=_U8, device=ids32.device)
-    for name, t in (("counts", counts), ("offsets", offsets), ("sorted_ids", sorted_ids),
-                    ("block_expert", block_expert), ("total_padded", total_padded), ("slot_of", slot_of)):
-        if t is not None and t.numel():
-            chk.aligned(name, t, 4)
     if workspace is not None and ws:
         chk.aligned("workspace", workspace, 16)
     outs = C.AlignOutputs(_ptr(counts), _ptr(offsets), _ptr(sorted_ids), sorted_ids.numel() if sorted_ids is not None else 0,
@@ -182,6 +298,37 @@ def launch_align(ctx, spec_c, ids32, T, K, counts, offsets, sorted_ids, block_ex
 # -------------------------------------------------------------------------------------------------
 # route_align
 # -------------------------------------------------------------------------------------------------
+def route_align_run(ctx, spec_c, logits, bias, out=None, workspace=None, stream=None):
+    """route_align on real tensors: checks, then the launch(es). Returns the eight outputs."""
+    r = spec_c.route
+    E, S, B = r.num_experts, r.topk + r.shared_slots, spec_c.block_size
+    if not _fast_route_inputs(r, logits, bias, E):
+        check_route(logits, bias, E, r.topk, r.shared_slots)
+        check_route_spec(r, logits, bias)
+    T = logits.shape[0]
+    ES = E + r.shared_slots
+    cap, _ = align_sizes(ES, B, T, S)
+    dev = logits.get_device()
+    if out is None:
+        new = lambda *shape: torch.empty(shape, dtype=_I32, device=logits.device)  # noqa: E731
+        out = (new(T, S), torch.empty((T, S), dtype=_F32, device=logits.device), new(ES), new(ES + 1),
+               torch.full((cap,), T * S, dtype=_I32, device=logits.device), new(cap // B), new(1), new(T, S))
+    elif not (_fast_out(out[0], _I32, dev, (T, S)) and _fast_out(out[1], _F32, dev, (T, S))
+              and all(t is not None for t in out) and _fast_align_out(out[2:], ES, B, T, S, cap, dev)):
+        check_route_out(logits, out[0], out[1], T, S)
+        check_align_out(logits, ES, B, T, S, *out[2:], workspace, cap)
+        if any(t is None for t in out):
+            raise ValueError("route_align writes every output: pass all eight tensors")
+    if workspace is not None:
+        check_align_out(logits, ES, B, T, S, None, None, None, None, None, None, workspace, cap)
+    if T == 0:  # nothing to route: empty maps
+        for t in (out[2], out[3], out[6]):
+            t.zero_()
+        return out
+    launch_route_align(ctx, spec_c, logits, bias, *out, workspace=workspace, stream=stream)
+    return out
+
+
 def launch_route_align(ctx, spec_c, logits, bias, ids, weights, counts, offsets, sorted_ids, block_expert,
                        total_padded, slot_of, workspace=None, stream=None):
     r = spec_c.route
@@ -192,8 +339,8 @@ def launch_route_align(ctx, spec_c, logits, bias, ids, weights, counts, offsets,
         if workspace is not None:
             raise ValueError(f"workspace has {workspace.numel()} bytes, route_align needs {ws} for {T}·{K} ids")
         workspace = torch.empty(ws, dtype=_U8, device=logits.device)
-    route = C.RouteArgs(logits.data_ptr() if T else None, _ptr(bias), ids.data_ptr() if T else None,
-                        weights.data_ptr() if T else None, T, chk.rows("logits", logits, r.num_experts))
+    route = C.RouteArgs(logits.data_ptr(), _ptr(bias), ids.data_ptr(), weights.data_ptr(), T,
+                        logits.stride(0) if T > 1 else r.num_experts)
     align = C.AlignOutputs(_ptr(counts), _ptr(offsets), _ptr(sorted_ids), sorted_ids.numel(), _ptr(block_expert),
                            _ptr(total_padded), _ptr(slot_of), _ptr(workspace) if ws else None, ws)
     args = C.RouteAlignArgs(route, align)
@@ -227,6 +374,28 @@ def check_rows_out(name, out, dev, anchor, shape, dtype):
     chk.contiguous(name, chk.tensor(name, out, (dtype,), 2, dev, anchor, shape))
 
 
+def permute_run(ctx, x, sorted_ids, topk, ids, scale, out=None, stream=None):
+    """permute on real tensors: checks, then one launch. Returns out [R, H]."""
+    try:
+        dev = x.get_device()
+        T, H = x.shape
+        ok = (type(x) is Tensor and dev >= 0 and _NAME_OF.get(x.dtype) is not None and x.is_contiguous()
+              and type(sorted_ids) is Tensor and sorted_ids.dtype is _I32 and sorted_ids.dim() == 1
+              and sorted_ids.get_device() == dev and sorted_ids.is_contiguous() and ids is None and scale is None
+              and type(topk) is int and 1 <= topk and T * topk <= chk.INT32_MAX)
+    except (AttributeError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        T, H, _, _ = check_permute(x, sorted_ids, topk, ids, scale)
+    R = sorted_ids.shape[0]
+    if out is None:
+        out = torch.empty((R, H), dtype=x.dtype, device=x.device)
+    elif not _fast_out(out, x.dtype, x.get_device(), (R, H)):
+        check_rows_out("out", out, x.device, "x", (R, H), x.dtype)
+    launch_permute(ctx, x, sorted_ids, topk, ids, scale, out, stream)
+    return out
+
+
 def launch_permute(ctx, x, sorted_ids, topk, ids, scale, out, stream=None):
     T, H = x.shape
     R = sorted_ids.shape[0]
@@ -253,6 +422,27 @@ def check_combine(y, slot_of, weights):
         raise ValueError(f"slot_of has shape {tuple(slot_of.shape)}: it needs at least one column")
     chk.contiguous("weights", chk.tensor("weights", weights, (_F32,), 2, dev, "y", (T, K)))
     return T, y.shape[1], K
+
+
+def combine_run(ctx, y, slot_of, weights, out=None, stream=None):
+    """combine on real tensors: checks, then one launch. Returns out [T, H]."""
+    try:
+        dev = y.get_device()
+        T, K = slot_of.shape
+        ok = (type(y) is Tensor and dev >= 0 and _NAME_OF.get(y.dtype) is not None and y.dim() == 2
+              and y.is_contiguous() and K >= 1 and _fast_out(slot_of, _I32, dev, (T, K))
+              and _fast_out(weights, _F32, dev, (T, K)))
+    except (AttributeError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        check_combine(y, slot_of, weights)
+    T, H = slot_of.shape[0], y.shape[1]
+    if out is None:
+        out = torch.empty((T, H), dtype=y.dtype, device=y.device)
+    elif not _fast_out(out, y.dtype, y.get_device(), (T, H)):
+        check_rows_out("out", out, y.device, "y", (T, H), y.dtype)
+    launch_combine(ctx, y, slot_of, weights, out, stream)
+    return out
 
 
 def launch_combine(ctx, y, slot_of, weights, out, stream=None):
@@ -297,7 +487,8 @@ def check_mx_plain(name, t, group_ends):
     grouped = group_ends is not None
     chk.tensor(name, t, (_U8,), 2 if grouped else 3)
     C_ = t.shape[-1]
-    chk.integer(f"{name}.shape[-1] (cols)", C_, 1, C.LIMITS["MOEJIT_MAX_MX_COLS"])
+    if not 1 <= C_ <= C.LIMITS["MOEJIT_MAX_MX_COLS"]:
+        raise ValueError(f"cols = {C_} ({name}.shape[-1]) is out of range [1, {C.LIMITS['MOEJIT_MAX_MX_COLS']}]")
     _plain_strides(name, t, grouped)
     if grouped:
         chk.contiguous("group_ends", chk.tensor("group_ends", group_ends, (_I32,), 1, t.device, name))
@@ -334,22 +525,10 @@ def launch_mx(ctx, inverse, plain, blocked, group_ends, stream=None):
 def route_call(ctx, spec, logits, bias, out, stream):
     if not isinstance(spec, core.RouteSpec):
         raise TypeError(f"spec must be a moejit.RouteSpec, got {type(spec).__name__}")
-    T, slots = check_route(logits, bias, spec.num_experts, spec.topk, spec.shared_slots)
-    if dtype_of("logits", logits) != spec.dtype_name:
-        raise TypeError(f"logits has dtype {logits.dtype}, the spec's dtype is {spec.dtype_name}")
-    if bool(spec.has_bias) != (bias is not None):
-        raise ValueError("bias is required: the spec has has_bias" if spec.has_bias else
-                         "bias was given but the spec has no bias (has_bias=False): it would be ignored")
-    if out is None:
-        ids = torch.empty((T, slots), dtype=_I32, device=logits.device)
-        weights = torch.empty((T, slots), dtype=_F32, device=logits.device)
-    else:
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            raise TypeError("out must be a pair (ids, weights)")
-        ids, weights = out
-        check_route_out(logits, ids, weights, T, slots)
-    launch_route(ctx, spec._c, logits, bias, ids, weights, stream)
-    return ids, weights
+    if out is not None and (not isinstance(out, (tuple, list)) or len(out) != 2):
+        raise TypeError("out must be a pair (ids, weights)")
+    ids, weights = route_run(ctx, spec._c, logits, bias, out, stream)
+    return out if out is not None else (ids, weights)
 
 
 class AlignMaps:
@@ -381,10 +560,8 @@ def align_maps_call(ctx, maps, topk_ids, stream):
     if (T, K) != (maps.num_tokens, maps.topk):
         raise ValueError(f"topk_ids has shape {tuple(topk_ids.shape)}, the maps are for "
                          f"[{maps.num_tokens}, {maps.topk}]")
-    check_align_out(topk_ids, maps.num_experts, maps.block_size, T, K, maps.counts, maps.offsets, maps.sorted_ids,
-                    maps.block_expert, maps.total_padded, maps.slot_of, maps.workspace, maps.capacity)
-    launch_align(ctx, maps._spec, ids_int32(topk_ids, maps.num_experts), T, K, maps.counts, maps.offsets,
-                 maps.sorted_ids, maps.block_expert, maps.total_padded, maps.slot_of, maps.workspace, stream)
+    align_run(ctx, maps._spec, topk_ids, (maps.counts, maps.offsets, maps.sorted_ids, maps.block_expert,
+                                          maps.total_padded, maps.slot_of), maps.workspace, stream)
     return maps
 
 

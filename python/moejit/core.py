@@ -580,29 +580,29 @@ class Context:
 
 
 _lock = threading.Lock()
-_contexts = {}        # config items → Context; never closed (launches may still be queued)
-_config = {}          # the process configuration (configure())
+_contexts = {}          # config items → Context; never closed (launches may still be queued on them)
+_config = {}            # the process configuration (configure())
+_current = [None, None]  # the contexts of _config: [normal, strict]
 _strict = threading.local()
 
 
 def _context_for(strict_mode):
-    cfg = dict(_config)
-    if strict_mode:
-        cfg["no_compile"] = True
-    key = tuple(sorted(cfg.items()))
-    ctx = _contexts.get(key)
+    ctx = _current[strict_mode]
     if ctx is None:
         with _lock:
+            cfg = dict(_config, no_compile=True) if strict_mode else dict(_config)
+            key = tuple(sorted(cfg.items()))
             ctx = _contexts.get(key)
             if ctx is None:
                 ctx = _contexts[key] = Context(**cfg)
+            _current[strict_mode] = ctx
     return ctx
 
 
 def get_context():
     """The process context the torch ops launch through (made at first use from the MOEJIT_*
     environment and :func:`configure`; strict inside :func:`strict`)."""
-    return _context_for(getattr(_strict, "on", False))
+    return _context_for(1 if getattr(_strict, "on", False) else 0)
 
 
 def configure(**config):
@@ -613,6 +613,7 @@ def configure(**config):
     Context(**config).close()  # validate every argument before switching
     with _lock:
         _config = {k: v for k, v in config.items()}
+        _current[0] = _current[1] = None
     return get_context()
 
 

@@ -11,6 +11,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from . import _launch as L
+from . import core
 from .core import RouteSpec
 
 __all__ = ["route", "align", "route_align", "permute", "combine", "mx_scales", "mx_scales_inverse", "AlignResult",
@@ -18,6 +19,23 @@ __all__ = ["route", "align", "route_align", "permute", "combine", "mx_scales", "
 
 Tensor = torch.Tensor
 _ops = torch.ops.moejit
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None) or (lambda: False)
+_dispatch_modes = getattr(torch._C, "_len_torch_dispatch_stack", None)
+_grad_enabled = torch.is_grad_enabled
+
+
+def _eager(*tensors):
+    """True when a call may go straight to the implementation rather than through the dispatcher:
+    not traced (torch.compile, export), no dispatch mode, plain tensors, no gradient wanted. It is
+    the same implementation (every check, one launch) without the dispatcher's and custom_op's
+    host cost; anything else takes torch.ops.moejit.* (and e.g. fails cleanly in backward)."""
+    if _is_compiling() or (_dispatch_modes is not None and _dispatch_modes()):
+        return False
+    grad = _grad_enabled()
+    for t in tensors:
+        if t is not None and (type(t) is not Tensor or (grad and t.requires_grad)):
+            return False
+    return True
 
 
 class AlignResult(NamedTuple):
@@ -43,15 +61,28 @@ class RouteAlignResult(NamedTuple):
     slot_of: Tensor
 
 
-def _spec_matches(spec, logits, bias):
-    if not isinstance(spec, RouteSpec):
+def _spec(spec):
+    if type(spec) is not RouteSpec and not isinstance(spec, RouteSpec):
         raise TypeError(f"spec must be a moejit.RouteSpec, got {type(spec).__name__}")
-    if isinstance(logits, Tensor) and L.dtype_of("logits", logits) != spec.dtype_name:
-        raise TypeError(f"logits has dtype {logits.dtype}, the spec's dtype is {spec.dtype_name} "
-                        f"(make the spec with dtype={logits.dtype})")
-    if bool(spec.has_bias) != (bias is not None):
-        raise ValueError("bias is required: the spec has has_bias=True" if spec.has_bias else
-                         "bias was given but the spec has has_bias=False: it would be ignored")
+    return spec
+
+
+def _pair(out):
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise TypeError(f"out must be a pair (ids, weights), got {type(out).__name__}")
+    return out
+
+
+def route_params(logits, bias, params, out=None):
+    """route with plain parameters (ROUTE_PARAMS order: what the adapters have), eager fast path
+    or torch op. Returns (ids, weights), or out."""
+    if _eager(logits, bias):
+        res = L.route_run(core.get_context(), L.route_spec_for(logits, bias, params), logits, bias, out)
+        return res if out is None else out
+    if out is None:
+        return _ops.route(logits, bias, *params)
+    _ops.route_out(logits, bias, out[0], out[1], *params)
+    return out
 
 
 def route(logits, spec, bias=None, *, out=None):
@@ -67,7 +98,16 @@ def route(logits, spec, bias=None, *, out=None):
     Returns:
         (ids, weights): int32 and float32 [T, K+S], experts in descending order of score.
     """
-    _spec_matches(spec, logits, bias)
+    _spec(spec)
+    if out is not None:
+        _pair(out)
+    if _eager(logits, bias):
+        res = L.route_run(core.get_context(), spec._c, logits, bias, out)
+        return res if out is None else out
+    if isinstance(logits, Tensor):
+        L.check_route_spec(spec._c, logits, bias)
+    elif bool(spec.has_bias) != (bias is not None):
+        L.check_route_spec(spec._c, logits, bias)
     if out is None:
         return _ops.route(logits, bias, *spec.params)
     ids, weights = out
@@ -91,9 +131,13 @@ def align(topk_ids, num_experts, block_size, *, out=None, workspace=None):
     Returns:
         AlignResult.
     """
+    if out is not None:
+        out = AlignResult(*out)
+    if _eager(topk_ids, workspace) and (out is None or _eager(*out)):
+        res = L.align_run(core.get_context(), core.align_spec_c(num_experts, block_size), topk_ids, out, workspace)
+        return AlignResult(*res) if out is None else out
     if out is None:
         return AlignResult(*_ops.align(topk_ids, num_experts, block_size))
-    out = AlignResult(*out)
     _ops.align_out(topk_ids, num_experts, block_size, *out, workspace)
     return out
 
@@ -106,10 +150,17 @@ def route_align(logits, spec, block_size, bias=None, *, out=None, workspace=None
     Returns:
         RouteAlignResult.
     """
-    _spec_matches(spec, logits, bias)
+    _spec(spec)
+    if out is not None:
+        out = RouteAlignResult(*out)
+    if _eager(logits, bias, workspace) and (out is None or _eager(*out)):
+        spec_c = core.route_align_spec_c(core.spec_key(spec._c), block_size)
+        res = L.route_align_run(core.get_context(), spec_c, logits, bias, out, workspace)
+        return RouteAlignResult(*res) if out is None else out
+    if isinstance(logits, Tensor) or bool(spec.has_bias) != (bias is not None):
+        L.check_route_spec(spec._c, logits, bias)
     if out is None:
         return RouteAlignResult(*_ops.route_align(logits, bias, block_size, *spec.params))
-    out = RouteAlignResult(*out)
     _ops.route_align_out(logits, bias, block_size, *out, workspace, *spec.params)
     return out
 
@@ -128,6 +179,8 @@ def permute(x, sorted_ids, topk, ids=None, scale=None, *, out=None):
     Returns:
         Tensor [R, H].
     """
+    if _eager(x, sorted_ids, ids, scale, out):
+        return L.permute_run(core.get_context(), x, sorted_ids, topk, ids, scale, out)
     if out is None:
         return _ops.permute(x, sorted_ids, topk, ids, scale)
     _ops.permute_out(x, sorted_ids, topk, ids, scale, out)
@@ -147,6 +200,8 @@ def combine(y, slot_of, weights, *, out=None):
     Returns:
         Tensor [T, H].
     """
+    if _eager(y, slot_of, weights, out):
+        return L.combine_run(core.get_context(), y, slot_of, weights, out)
     if out is None:
         return _ops.combine(y, slot_of, weights)
     _ops.combine_out(y, slot_of, weights, out)

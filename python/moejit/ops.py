@@ -92,12 +92,7 @@ def route(logits: Tensor, bias: Optional[Tensor], num_experts: int, topk: int, s
           scale_output: bool, routed_scaling_factor: float, shared_slots: int) -> Tuple[Tensor, Tensor]:
     params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
               scale_output, routed_scaling_factor, shared_slots)
-    T, slots = _route_common(logits, bias, num_experts, topk, shared_slots)
-    spec_c = L.route_spec_for(logits, bias, params)
-    ids = torch.empty((T, slots), dtype=_I32, device=logits.device)
-    weights = torch.empty((T, slots), dtype=_F32, device=logits.device)
-    L.launch_route(_ctx(), spec_c, logits, bias, ids, weights)
-    return ids, weights
+    return L.route_run(_ctx(), L.route_spec_for(logits, bias, params), logits, bias)
 
 
 @route.register_fake
@@ -115,9 +110,7 @@ def route_out(logits: Tensor, bias: Optional[Tensor], ids: Tensor, weights: Tens
               renormalize: bool, scale_output: bool, routed_scaling_factor: float, shared_slots: int) -> None:
     params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
               scale_output, routed_scaling_factor, shared_slots)
-    T, slots = _route_common(logits, bias, num_experts, topk, shared_slots)
-    L.check_route_out(logits, ids, weights, T, slots)
-    L.launch_route(_ctx(), L.route_spec_for(logits, bias, params), logits, bias, ids, weights)
+    L.route_run(_ctx(), L.route_spec_for(logits, bias, params), logits, bias, (ids, weights))
 
 
 @route_out.register_fake
@@ -140,13 +133,7 @@ def _align_shapes(topk_ids, num_experts, block_size):
 @_op()
 def align(topk_ids: Tensor, num_experts: int, block_size: int
           ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    T, K = L.check_align_ids(topk_ids, num_experts, block_size)
-    spec_c = core.align_spec_c(num_experts, block_size)
-    cap, _ = L.align_sizes(num_experts, block_size, T, K)
-    new = lambda *shape: torch.empty(shape, dtype=_I32, device=topk_ids.device)  # noqa: E731
-    outs = (new(num_experts), new(num_experts + 1), new(cap), new(cap // block_size), new(1), new(T, K))
-    L.launch_align(_ctx(), spec_c, L.ids_int32(topk_ids, num_experts), T, K, *outs)
-    return outs
+    return tuple(L.align_run(_ctx(), core.align_spec_c(num_experts, block_size), topk_ids))
 
 
 @align.register_fake
@@ -160,13 +147,8 @@ def _(topk_ids, num_experts, block_size):
 def align_out(topk_ids: Tensor, num_experts: int, block_size: int, counts: Optional[Tensor], offsets: Optional[Tensor],
               sorted_ids: Optional[Tensor], block_expert: Optional[Tensor], total_padded: Optional[Tensor],
               slot_of: Optional[Tensor], workspace: Optional[Tensor]) -> None:
-    T, K = L.check_align_ids(topk_ids, num_experts, block_size)
-    spec_c = core.align_spec_c(num_experts, block_size)
-    cap, _ = L.align_sizes(num_experts, block_size, T, K)
-    L.check_align_out(topk_ids, num_experts, block_size, T, K, counts, offsets, sorted_ids, block_expert, total_padded,
-                      slot_of, workspace, cap)
-    L.launch_align(_ctx(), spec_c, L.ids_int32(topk_ids, num_experts), T, K, counts, offsets, sorted_ids,
-                   block_expert, total_padded, slot_of, workspace)
+    L.align_run(_ctx(), core.align_spec_c(num_experts, block_size), topk_ids,
+                (counts, offsets, sorted_ids, block_expert, total_padded, slot_of), workspace)
 
 
 @align_out.register_fake
@@ -177,25 +159,13 @@ def _(topk_ids, num_experts, block_size, counts, offsets, sorted_ids, block_expe
 
 
 # ---- route_align ---------------------------------------------------------------------------------
-def _route_align_shapes(logits, bias, block_size, params, real):
-    """Checks; returns (spec_c, T, K+S, E+S, capacity)."""
+def _route_align_shapes(logits, bias, block_size, params):
+    """The fakes' checks; returns (T, K+S, E+S, capacity), the capacity symbolic under torch.compile."""
     num_experts, topk, shared_slots = params[0], params[1], params[-1]
     T, slots = _route_common(logits, bias, num_experts, topk, shared_slots)
-    route_key = (L.dtype_of("logits", logits), int(bias is not None)) + tuple(params)
-    spec_c = core.route_align_spec_c(route_key, block_size)
+    L.route_align_spec_for(logits, bias, block_size, params)
     E = num_experts + shared_slots
-    cap = L.align_sizes(E, block_size, T, slots)[0] if real else L.align_capacity_sym(E, block_size, T * slots)
-    return spec_c, T, slots, E, cap
-
-
-def _route_align_launch(spec_c, logits, bias, outs, workspace):
-    T = logits.shape[0]
-    if T == 0:  # nothing to route: empty maps
-        for t in (outs[2], outs[3], outs[6]):  # counts, offsets, total_padded
-            if t is not None:
-                t.zero_()
-        return
-    L.launch_route_align(_ctx(), spec_c, logits, bias, *outs, workspace=workspace)
+    return T, slots, E, L.align_capacity_sym(E, block_size, T * slots)
 
 
 @_op()
@@ -205,12 +175,7 @@ def route_align(logits: Tensor, bias: Optional[Tensor], block_size: int, num_exp
                 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
               scale_output, routed_scaling_factor, shared_slots)
-    spec_c, T, slots, E, cap = _route_align_shapes(logits, bias, block_size, params, True)
-    new = lambda *shape, dtype=_I32: torch.empty(shape, dtype=dtype, device=logits.device)  # noqa: E731
-    outs = (new(T, slots), new(T, slots, dtype=_F32), new(E), new(E + 1), new(cap), new(cap // block_size), new(1),
-            new(T, slots))
-    _route_align_launch(spec_c, logits, bias, outs, None)
-    return outs
+    return tuple(L.route_align_run(_ctx(), L.route_align_spec_for(logits, bias, block_size, params), logits, bias))
 
 
 @route_align.register_fake
@@ -218,7 +183,7 @@ def _(logits, bias, block_size, num_experts, topk, score, num_groups, topk_group
       score_after_topk, renormalize, scale_output, routed_scaling_factor, shared_slots):
     params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
               scale_output, routed_scaling_factor, shared_slots)
-    _, T, slots, E, cap = _route_align_shapes(logits, bias, block_size, params, False)
+    T, slots, E, cap = _route_align_shapes(logits, bias, block_size, params)
     new = lambda *shape, dtype=_I32: logits.new_empty(shape, dtype=dtype)  # noqa: E731
     return (new(T, slots), new(T, slots, dtype=_F32), new(E), new(E + 1), new(cap), new(cap // block_size), new(1),
             new(T, slots))
@@ -240,10 +205,8 @@ def route_align_out(logits: Tensor, bias: Optional[Tensor], block_size: int, ids
                     renormalize: bool, scale_output: bool, routed_scaling_factor: float, shared_slots: int) -> None:
     params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
               scale_output, routed_scaling_factor, shared_slots)
-    spec_c, T, slots, E, cap = _route_align_shapes(logits, bias, block_size, params, True)
-    outs = (ids, weights, counts, offsets, sorted_ids, block_expert, total_padded, slot_of)
-    _check_route_align_out(logits, T, slots, E, block_size, cap, outs, workspace)
-    _route_align_launch(spec_c, logits, bias, outs, workspace)
+    L.route_align_run(_ctx(), L.route_align_spec_for(logits, bias, block_size, params), logits, bias,
+                      (ids, weights, counts, offsets, sorted_ids, block_expert, total_padded, slot_of), workspace)
 
 
 @route_align_out.register_fake
@@ -252,24 +215,30 @@ def _(logits, bias, block_size, ids, weights, counts, offsets, sorted_ids, block
       renormalize, scale_output, routed_scaling_factor, shared_slots):
     params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
               scale_output, routed_scaling_factor, shared_slots)
-    _, T, slots, E, cap = _route_align_shapes(logits, bias, block_size, params, False)
+    T, slots, E, cap = _route_align_shapes(logits, bias, block_size, params)
     _check_route_align_out(logits, T, slots, E, block_size, cap,
                            (ids, weights, counts, offsets, sorted_ids, block_expert, total_padded, slot_of), workspace)
 
 
 # ---- permute and combine -------------------------------------------------------------------------
+def _hidden(H):
+    """Validate H like the library when it is a plain int; a symbolic H (dynamic shapes) gets the
+    range check as guards."""
+    if type(H) is not int and not 1 <= H <= core.C.LIMITS["MOEJIT_MAX_HIDDEN"]:
+        raise ValueError(f"hidden = {H} is out of range [1, {core.C.LIMITS['MOEJIT_MAX_HIDDEN']}]")
+    return type(H) is int
+
+
 def _permute_check(x, sorted_ids, topk, ids, scale):
     T, H, R, has_scale = L.check_permute(x, sorted_ids, topk, ids, scale)
-    core.permute_spec_c(H, L.dtype_of("x", x), int(has_scale))
+    if _hidden(H):
+        core.permute_spec_c(H, L.dtype_of("x", x), int(has_scale))
     return R, H
 
 
 @_op()
 def permute(x: Tensor, sorted_ids: Tensor, topk: int, ids: Optional[Tensor], scale: Optional[Tensor]) -> Tensor:
-    R, H = _permute_check(x, sorted_ids, topk, ids, scale)
-    out = torch.empty((R, H), dtype=x.dtype, device=x.device)
-    L.launch_permute(_ctx(), x, sorted_ids, topk, ids, scale, out)
-    return out
+    return L.permute_run(_ctx(), x, sorted_ids, topk, ids, scale)
 
 
 @permute.register_fake
@@ -281,9 +250,7 @@ def _(x, sorted_ids, topk, ids, scale):
 @_op(mutates=("out",))
 def permute_out(x: Tensor, sorted_ids: Tensor, topk: int, ids: Optional[Tensor], scale: Optional[Tensor],
                 out: Tensor) -> None:
-    R, H = _permute_check(x, sorted_ids, topk, ids, scale)
-    L.check_rows_out("out", out, x.device, "x", (R, H), x.dtype)
-    L.launch_permute(_ctx(), x, sorted_ids, topk, ids, scale, out)
+    L.permute_run(_ctx(), x, sorted_ids, topk, ids, scale, out)
 
 
 @permute_out.register_fake
@@ -294,16 +261,14 @@ def _(x, sorted_ids, topk, ids, scale, out):
 
 def _combine_check(y, slot_of, weights):
     T, H, K = L.check_combine(y, slot_of, weights)
-    core.combine_spec_c(H, L.dtype_of("y", y))
+    if _hidden(H):
+        core.combine_spec_c(H, L.dtype_of("y", y))
     return T, H
 
 
 @_op()
 def combine(y: Tensor, slot_of: Tensor, weights: Tensor) -> Tensor:
-    T, H = _combine_check(y, slot_of, weights)
-    out = torch.empty((T, H), dtype=y.dtype, device=y.device)
-    L.launch_combine(_ctx(), y, slot_of, weights, out)
-    return out
+    return L.combine_run(_ctx(), y, slot_of, weights)
 
 
 @combine.register_fake
@@ -314,9 +279,7 @@ def _(y, slot_of, weights):
 
 @_op(mutates=("out",))
 def combine_out(y: Tensor, slot_of: Tensor, weights: Tensor, out: Tensor) -> None:
-    T, H = _combine_check(y, slot_of, weights)
-    L.check_rows_out("out", out, y.device, "y", (T, H), y.dtype)
-    L.launch_combine(_ctx(), y, slot_of, weights, out)
+    L.combine_run(_ctx(), y, slot_of, weights, out)
 
 
 @combine_out.register_fake
@@ -328,7 +291,8 @@ def _(y, slot_of, weights, out):
 # ---- mx_scales -----------------------------------------------------------------------------------
 def _mx_blocked_shape(scales, group_ends):
     layout, G, rows, cols = L.check_mx_plain("scales", scales, group_ends)
-    core.mx_spec_c(cols)
+    if type(cols) is int:
+        core.mx_spec_c(cols)
     cp = (cols + 3) // 4 * 4
     if layout == 1:
         return (L.mx_blocked_numel(cols, G, rows, True) // cp, cp)

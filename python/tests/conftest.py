@@ -10,8 +10,6 @@ import os
 import sys
 import tempfile
 
-import pytest
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 if os.environ.get("MOEJIT_TEST_INSTALLED") != "1":
     sys.path.insert(0, os.path.dirname(HERE))

@@ -4,8 +4,7 @@ route parameters (ROUTE_PARAMS order) from the engines' arguments."""
 import torch
 
 from .. import _checks as chk
-
-_ops = torch.ops.moejit
+from ..functional import route_params
 
 
 def params(num_experts, topk, score, num_groups=0, topk_groups=0, group_score="max", renormalize=False,
@@ -42,8 +41,8 @@ def route_into(weights_out, ids_out, logits, bias, p, weights_name="topk_weights
                          f"[{T}, {p[1] + p[-1]}] for {T} tokens")
     if (ids_out.dtype == torch.int32 and weights_out.dtype == torch.float32 and ids_out.is_contiguous()
             and weights_out.is_contiguous()):
-        _ops.route_out(logits, bias, ids_out, weights_out, *p)
+        route_params(logits, bias, p, (ids_out, weights_out))
     else:
-        ids, weights = _ops.route(logits, bias, *p)
+        ids, weights = route_params(logits, bias, p)
         ids_out.copy_(ids)
         weights_out.copy_(weights)

@@ -18,12 +18,11 @@ from typing import Optional
 import torch
 
 from .. import _checks as chk
-from ..functional import align
+from ..functional import align, combine, route_params
 from ._common import f32_bias, logits_2d, params, route_into
 
 __all__ = ["moe_fused_gate", "kimi_k2_moe_fused_gate", "topk_softmax", "topk_sigmoid", "moe_align_block_size",
            "moe_sum"]
-_ops = torch.ops.moejit
 
 
 def moe_fused_gate(input_tensor: torch.Tensor, bias: Optional[torch.Tensor], num_expert_group: int, topk_group: int,
@@ -52,7 +51,7 @@ def moe_fused_gate(input_tensor: torch.Tensor, bias: Optional[torch.Tensor], num
     G = chk.integer("num_expert_group", num_expert_group, 1, chk.INT32_MAX)
     p = params(E, K, "sigmoid", G if G > 1 else 0, chk.integer("topk_group", topk_group, 1, chk.INT32_MAX) if G > 1 else 0,
                "top2_sum", True, bool(apply_routed_scaling_factor_on_output), factor if factor > 0 else 0.0, S)
-    ids, weights = _ops.route(input_tensor, f32_bias("bias", bias, E), *p)
+    ids, weights = route_params(input_tensor, f32_bias("bias", bias, E), p)
     return [weights, ids]
 
 
@@ -74,7 +73,7 @@ def kimi_k2_moe_fused_gate(input_tensor: torch.Tensor, bias: Optional[torch.Tens
     scale = bool(apply_routed_scaling_factor_on_output) and factor != 1.0
     p = params(E, chk.integer("topk", topk, 1, chk.INT32_MAX), "sigmoid", renormalize=renormalize, scale_output=scale,
                routed_scaling_factor=factor if scale else 0.0)
-    ids, weights = _ops.route(input_tensor, f32_bias("bias", bias, E), *p)
+    ids, weights = route_params(input_tensor, f32_bias("bias", bias, E), p)
     return weights, ids
 
 
@@ -148,6 +147,6 @@ def moe_sum(input_tensor: torch.Tensor, output_tensor: torch.Tensor) -> None:
     weights = torch.ones((T, K), device=dev, dtype=torch.float32)
     y = input_tensor.reshape(T * K, H).contiguous()
     if output_tensor.is_contiguous():
-        _ops.combine_out(y, slot_of, weights, output_tensor)
+        combine(y, slot_of, weights, out=output_tensor)
     else:
-        output_tensor.copy_(_ops.combine(y, slot_of, weights))
+        output_tensor.copy_(combine(y, slot_of, weights))

@@ -19,12 +19,11 @@ import torch
 
 from .. import _checks as chk
 from .. import core
-from ..functional import align
+from ..functional import align, route_params
 from ._common import f32_bias, logits_2d, params, route_into
 
 __all__ = ["topk_softmax", "topk_sigmoid", "fused_topk", "grouped_topk", "moe_align_block_size",
            "batched_moe_align_block_size"]
-_ops = torch.ops.moejit
 
 
 def _token_expert_indices(out, T, K):
@@ -76,7 +75,7 @@ def fused_topk(hidden_states: torch.Tensor, gating_output: torch.Tensor, topk: i
     T, E = gating_output.shape
     K = chk.integer("topk", topk, 1, chk.INT32_MAX)
     bias = f32_bias("e_score_correction_bias", e_score_correction_bias, E)
-    ids, weights = _ops.route(gating_output, bias, *params(E, K, scoring_func, renormalize=renormalize))
+    ids, weights = route_params(gating_output, bias, params(E, K, scoring_func, renormalize=renormalize))
     if indices_type is not None and indices_type != torch.int32:
         ids = ids.to(indices_type)
     tei = torch.empty((T, K), dtype=torch.int32, device=gating_output.device)
@@ -107,7 +106,7 @@ def grouped_topk(hidden_states: torch.Tensor, gating_output: torch.Tensor, topk:
     p = params(E, chk.integer("topk", topk, 1, chk.INT32_MAX), scoring_func, G if G > 1 else 0,
                chk.integer("topk_group", topk_group, 0, chk.INT32_MAX) if G > 1 else 0,
                "top2_sum" if bias is not None else "max", renormalize, factor != 1.0, factor if factor != 1.0 else 0.0)
-    ids, weights = _ops.route(gating_output, bias, *p)
+    ids, weights = route_params(gating_output, bias, p)
     return weights, ids
 
 
