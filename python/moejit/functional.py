@@ -67,6 +67,15 @@ def _spec(spec):
     return spec
 
 
+def _spec_matches(spec, logits, bias):
+    """The tensors match the spec (pure Python on the spec's attributes: traced by torch.compile)."""
+    if isinstance(logits, Tensor) and logits.dtype != L._TORCH_DTYPE[spec.dtype]:
+        raise TypeError(f"logits has dtype {logits.dtype}, the spec's dtype is {L._TORCH_DTYPE[spec.dtype]}")
+    if bool(spec.has_bias) != (bias is not None):
+        raise ValueError("bias is required: the spec has has_bias=True" if spec.has_bias else
+                         "bias was given but the spec has has_bias=False: it would be ignored")
+
+
 def _pair(out):
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise TypeError(f"out must be a pair (ids, weights), got {type(out).__name__}")
@@ -104,10 +113,7 @@ def route(logits, spec, bias=None, *, out=None):
     if _eager(logits, bias):
         res = L.route_run(core.get_context(), spec._c, logits, bias, out)
         return res if out is None else out
-    if isinstance(logits, Tensor):
-        L.check_route_spec(spec._c, logits, bias)
-    elif bool(spec.has_bias) != (bias is not None):
-        L.check_route_spec(spec._c, logits, bias)
+    _spec_matches(spec, logits, bias)
     if out is None:
         return _ops.route(logits, bias, *spec.params)
     ids, weights = out
@@ -157,8 +163,7 @@ def route_align(logits, spec, block_size, bias=None, *, out=None, workspace=None
         spec_c = core.route_align_spec_c(core.spec_key(spec._c), block_size)
         res = L.route_align_run(core.get_context(), spec_c, logits, bias, out, workspace)
         return RouteAlignResult(*res) if out is None else out
-    if isinstance(logits, Tensor) or bool(spec.has_bias) != (bias is not None):
-        L.check_route_spec(spec._c, logits, bias)
+    _spec_matches(spec, logits, bias)
     if out is None:
         return RouteAlignResult(*_ops.route_align(logits, bias, block_size, *spec.params))
     _ops.route_align_out(logits, bias, block_size, *out, workspace, *spec.params)

@@ -26,10 +26,17 @@ The implementations check every tensor (dtype, device, shape, strides, alignment
 before anything is launched, make the tensors' device current and launch on its current stream
 through the process context (moejit.get_context()).
 
-Registration: ``torch.library.custom_op``, or with MOEJIT_TORCH_REGISTRATION=direct a plain
-``torch.library.Library`` definition whose implementation the dispatcher calls without
-custom_op's Python wrappers (vLLM's direct_register_custom_op; cheaper on the host, and no
-autograd kernel: backward through a weight output warns instead of raising).
+Registration (MOEJIT_TORCH_REGISTRATION, read at import):
+  direct (default)  a torch.library.Library definition from the inferred schema, the
+                    implementation registered for CUDA (and CPU, to reject CPU tensors by name) and
+                    the fake with torch.library.register_fake — vLLM's direct_register_custom_op:
+                    the dispatcher calls the implementation with no Python wrapper around it.
+                    These are inference operators with no autograd formula: a backward through
+                    their float outputs gets PyTorch's autograd-fallback warning.
+  custom_op         torch.library.custom_op: the same operators wrapped by custom_op's autograd
+                    and aliasing layers (a backward raises "no autograd formula"); costs about
+                    35 µs more per call through the dispatcher (BENCHMARKS.md).
+moejit's Python functions (moejit.route etc.) skip the dispatcher in eager mode either way.
 """
 
 import os
@@ -43,7 +50,7 @@ from . import core
 
 Tensor = torch.Tensor
 _I32, _F32, _U8 = torch.int32, torch.float32, torch.uint8
-REGISTRATION = os.environ.get("MOEJIT_TORCH_REGISTRATION", "custom_op")
+REGISTRATION = os.environ.get("MOEJIT_TORCH_REGISTRATION", "direct")
 if REGISTRATION not in ("custom_op", "direct"):
     raise ImportError(f"MOEJIT_TORCH_REGISTRATION = {REGISTRATION!r} must be 'custom_op' or 'direct'")
 _lib = torch.library.Library("moejit", "FRAGMENT")
@@ -61,7 +68,8 @@ def _op(mutates=()):
             return op
         schema = torch.library.infer_schema(fn, mutates_args=tuple(mutates))
         _lib.define(name + schema)
-        _lib.impl(name, fn, "CompositeExplicitAutograd")
+        _lib.impl(name, fn, "CUDA")
+        _lib.impl(name, fn, "CPU")  # only to reject CPU tensors with a message naming them
 
         class _Direct:
             @staticmethod
@@ -332,16 +340,21 @@ def _(scales, group_ends, out):
 
 
 def _mx_plain_shape(blocked, groups, rows, cols, group_ends):
-    chk.integer("cols", cols, 1, core.C.LIMITS["MOEJIT_MAX_MX_COLS"])
-    chk.integer("rows", rows, 0, 2**62)
-    core.mx_spec_c(cols)
+    if type(cols) is int:  # sizes from an out= tensor are symbolic under dynamic shapes
+        chk.integer("cols", cols, 1, core.C.LIMITS["MOEJIT_MAX_MX_COLS"])
+        core.mx_spec_c(cols)
+    elif not 1 <= cols <= core.C.LIMITS["MOEJIT_MAX_MX_COLS"]:
+        raise ValueError(f"cols = {cols} is out of range [1, {core.C.LIMITS['MOEJIT_MAX_MX_COLS']}]")
+    if type(rows) is int:
+        chk.integer("rows", rows, 0, 2**62)
     if group_ends is not None:
         chk.contiguous("group_ends", chk.tensor("group_ends", group_ends, (_I32,), 1, blocked.device, "blocked"))
         if groups != group_ends.shape[0]:
             raise ValueError(f"groups = {groups} but group_ends has {group_ends.shape[0]} entries")
         shape, numel = (rows, cols), L.mx_blocked_numel(cols, groups, rows, True)
     else:
-        chk.integer("groups", groups, 0, 2**62)
+        if type(groups) is int:
+            chk.integer("groups", groups, 0, 2**62)
         shape, numel = (groups, rows, cols), L.mx_blocked_numel(cols, groups, rows, False)
     _check_blocked("blocked", blocked, blocked.device if isinstance(blocked, Tensor) else None, "blocked", numel)
     return shape
