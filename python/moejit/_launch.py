@@ -10,7 +10,6 @@ unless every check passed.
 Also the tensor-level entry points of Context (route, align with AlignMaps, mx_scales).
 """
 
-import contextlib
 import ctypes
 import functools
 
@@ -25,7 +24,6 @@ FLOATS = (_F32, _BF16, _F16)
 IDS = (_I32, _I64)
 _NAME_OF = {_F32: "f32", _BF16: "bf16", _F16: "f16"}
 _byref = ctypes.byref
-_null = contextlib.nullcontext()
 _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
 
@@ -363,7 +361,7 @@ def check_permute(x, sorted_ids, topk, ids, scale):
     if (ids is None) != (scale is None):
         raise ValueError("ids and scale go together: pass both (a per-expert scale) or neither")
     if scale is not None:
-        chk.contiguous("ids", chk.tensor("ids", ids, (_I32,), 2, dev, "x", (T, K)))
+        chk.contiguous("ids", chk.tensor("ids", ids, IDS, 2, dev, "x", (T, K)))
         chk.contiguous("scale", chk.tensor("scale", scale, (_F32,), 1, dev, "x"))
         if scale.shape[0] < 1:
             raise ValueError("scale must have one entry per expert, got an empty tensor")
@@ -406,6 +404,8 @@ def launch_permute(ctx, x, sorted_ids, topk, ids, scale, out, stream=None):
         out.zero_()
         return
     spec_c = core.permute_spec_c(H, dtype_of("x", x), int(has_scale))
+    if has_scale:  # int64 ids: clamped and converted as align's (an id outside [0, E) gives a zero row)
+        ids = ids_int32(ids, scale.shape[0])
     args = C.PermuteArgs(x.data_ptr(), sorted_ids.data_ptr(), _ptr(ids), _ptr(scale), out.data_ptr(), T, topk,
                          scale.shape[0] if has_scale else 0, R)
     _call(C.lib.moejit_permute, ctx, spec_c, args, x, stream, "permute")
@@ -494,13 +494,6 @@ def check_mx_plain(name, t, group_ends):
         chk.contiguous("group_ends", chk.tensor("group_ends", group_ends, (_I32,), 1, t.device, name))
         return 1, group_ends.shape[0], t.shape[0], C_
     return 0, t.shape[0], t.shape[1], C_
-
-
-def check_mx_blocked(name, t, dev, anchor, numel):
-    chk.tensor(name, t, (_U8,), t.dim() if t is not None and hasattr(t, "dim") else 1, dev, anchor)
-    chk.contiguous(name, t)
-    if t.numel() != numel:
-        raise ValueError(f"{name} has {t.numel()} bytes, the blocked layout needs {numel}")
 
 
 def launch_mx(ctx, inverse, plain, blocked, group_ends, stream=None):

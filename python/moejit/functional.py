@@ -178,7 +178,8 @@ def permute(x, sorted_ids, topk, ids=None, scale=None, *, out=None):
         x (Tensor): [T, H] float32/bfloat16/float16, contiguous.
         sorted_ids (Tensor): [R] int32 (align's sorted_ids; values outside [0, T·K) are padding).
         topk (int): K, slots per token in sorted_ids' flat indices.
-        ids, scale (Tensor, optional): routing ids [T, K] int32 and a per-expert float32 scale [E].
+        ids, scale (Tensor, optional): routing ids [T, K] (int32, or int64 converted after a range
+            clamp as in :func:`align`) and a per-expert float32 scale [E].
         out (Tensor, optional): [R, H] of x's dtype.
 
     Returns:

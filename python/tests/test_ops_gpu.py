@@ -205,6 +205,21 @@ def test_permute_combine(dtype, H, scaled):
     assert torch.equal(out, o)
 
 
+def test_permute_int64_ids():
+    """Routing ids for the scale may be int64: converted after a range clamp, never misread."""
+    E, B, T, K, H = 16, 8, 30, 2, 64
+    x = torch.randn(T, H, device=DEV)
+    ids = random_ids(T, K, E)
+    maps = moejit.align(ids, E, B)
+    scale = torch.rand(E, device=DEV) + 0.5
+    wide = ids.long()
+    wide[0, 0] = 2**32 + 1                     # its low half is a valid expert: must give a zero row
+    narrow = ids.clone()
+    narrow[0, 0] = -1
+    got = moejit.permute(x, maps.sorted_ids, K, wide, scale)
+    assert torch.equal(got.cpu(), refs.permute(x, maps.sorted_ids, K, narrow, scale))
+
+
 def test_permute_combine_empty():
     x = torch.randn(0, 64, device=DEV)
     sorted_ids = torch.zeros(32, dtype=torch.int32, device=DEV)  # every row padding
