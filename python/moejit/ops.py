@@ -1,0 +1,387 @@
+"""moejit's operations as PyTorch operators: ``torch.ops.moejit.*``.
+
+Every operation has a functional form that allocates its outputs and an ``_out`` form that writes
+preallocated tensors (declared as mutated: for CUDA graphs and for engines that own their buffers).
+Each has a fake implementation that gives output shapes and dtypes from the input shapes and the
+plain arguments alone (no data-dependent sizes), so ``torch.compile(fullgraph=True)`` traces
+through them without a graph break, and the spec travels as plain ints, floats, bools and strings
+that torch.compile guards on.
+
+    torch.ops.moejit.route(logits, bias, num_experts, topk, score, num_groups, topk_groups, group_score,
+                           softcap, score_after_topk, renormalize, scale_output, routed_scaling_factor,
+                           shared_slots) -> (ids int32 [T, K+S], weights f32 [T, K+S])
+    torch.ops.moejit.align(topk_ids, num_experts, block_size)
+        -> (counts [E], offsets [E+1], sorted_ids [cap], block_expert [cap/B], total_padded [1], slot_of [T, K])
+    torch.ops.moejit.route_align(logits, bias, block_size, <route spec>) -> route's two outputs, then align's six
+    torch.ops.moejit.permute(x, sorted_ids, topk, ids, scale) -> out [R, H]
+    torch.ops.moejit.combine(y, slot_of, weights) -> out [T, H]
+    torch.ops.moejit.mx_scales(scales, group_ends) -> blocked uint8 ([G, Rp·Cp] 3D, [Mp, Cp] 2D)
+    torch.ops.moejit.mx_scales_inverse(blocked, groups, rows, cols, group_ends) -> plain uint8
+
+and route_out, align_out, route_align_out, permute_out, combine_out, mx_scales_out,
+mx_scales_inverse_out. The Python functions in moejit (moejit.route(logits, spec, …) etc.) call
+these with a RouteSpec unpacked; use them unless you need the raw operators.
+
+The implementations check every tensor (dtype, device, shape, strides, alignment, int ranges)
+before anything is launched, make the tensors' device current and launch on its current stream
+through the process context (moejit.get_context()).
+
+Registration (MOEJIT_TORCH_REGISTRATION, read at import):
+  direct (default)  a torch.library.Library definition from the inferred schema, the
+                    implementation registered for CUDA (and CPU, to reject CPU tensors by name) and
+                    the fake with torch.library.register_fake — vLLM's direct_register_custom_op:
+                    the dispatcher calls the implementation with no Python wrapper around it.
+                    These are inference operators with no autograd formula: a backward through
+                    their float outputs gets PyTorch's autograd-fallback warning.
+  custom_op         torch.library.custom_op: the same operators wrapped by custom_op's autograd
+                    and aliasing layers (a backward raises "no autograd formula"); costs about
+                    35 µs more per call through the dispatcher (BENCHMARKS.md).
+moejit's Python functions (moejit.route etc.) skip the dispatcher in eager mode either way.
+"""
+
+import os
+from typing import Optional, Tuple
+
+import torch
+
+from . import _checks as chk
+from . import _launch as L
+from . import core
+
+Tensor = torch.Tensor
+_I32, _F32, _U8 = torch.int32, torch.float32, torch.uint8
+REGISTRATION = os.environ.get("MOEJIT_TORCH_REGISTRATION", "direct")
+if REGISTRATION not in ("custom_op", "direct"):
+    raise ImportError(f"MOEJIT_TORCH_REGISTRATION = {REGISTRATION!r} must be 'custom_op' or 'direct'")
+_lib = torch.library.Library("moejit", "FRAGMENT")
+OPS = {}
+
+
+def _op(mutates=()):
+    """Register fn as torch.ops.moejit.<fn name>; the returned object takes .register_fake(fake)."""
+
+    def wrap(fn):
+        name = fn.__name__
+        if REGISTRATION == "custom_op":
+            op = torch.library.custom_op(f"moejit::{name}", fn, mutates_args=tuple(mutates))
+            OPS[name] = op
+            return op
+        schema = torch.library.infer_schema(fn, mutates_args=tuple(mutates))
+        _lib.define(name + schema)
+        _lib.impl(name, fn, "CUDA")
+        _lib.impl(name, fn, "CPU")  # only to reject CPU tensors with a message naming them
+
+        class _Direct:
+            @staticmethod
+            def register_fake(fake):
+                torch.library.register_fake(f"moejit::{name}", fake, lib=_lib)
+                return fake
+
+        OPS[name] = _Direct
+        return _Direct
+
+    return wrap
+
+
+def _ctx():
+    return core.get_context()
+
+
+# ---- route ---------------------------------------------------------------------------------------
+def _route_common(logits, bias, num_experts, topk, shared_slots):
+    T, slots = L.check_route(logits, bias, num_experts, topk, shared_slots)
+    L.dtype_of("logits", logits)
+    return T, slots
+
+
+@_op()
+def route(logits: Tensor, bias: Optional[Tensor], num_experts: int, topk: int, score: str, num_groups: int,
+          topk_groups: int, group_score: str, softcap: float, score_after_topk: bool, renormalize: bool,
+          scale_output: bool, routed_scaling_factor: float, shared_slots: int) -> Tuple[Tensor, Tensor]:
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    return L.route_run(_ctx(), L.route_spec_for(logits, bias, params), logits, bias)
+
+
+@route.register_fake
+def _(logits, bias, num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk,
+      renormalize, scale_output, routed_scaling_factor, shared_slots):
+    T, slots = _route_common(logits, bias, num_experts, topk, shared_slots)
+    L.route_spec_for(logits, bias, (num_experts, topk, score, num_groups, topk_groups, group_score, softcap,
+                                    score_after_topk, renormalize, scale_output, routed_scaling_factor, shared_slots))
+    return logits.new_empty((T, slots), dtype=_I32), logits.new_empty((T, slots), dtype=_F32)
+
+
+@_op(mutates=("ids", "weights"))
+def route_out(logits: Tensor, bias: Optional[Tensor], ids: Tensor, weights: Tensor, num_experts: int, topk: int,
+              score: str, num_groups: int, topk_groups: int, group_score: str, softcap: float, score_after_topk: bool,
+              renormalize: bool, scale_output: bool, routed_scaling_factor: float, shared_slots: int) -> None:
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    L.route_run(_ctx(), L.route_spec_for(logits, bias, params), logits, bias, (ids, weights))
+
+
+@route_out.register_fake
+def _(logits, bias, ids, weights, num_experts, topk, score, num_groups, topk_groups, group_score, softcap,
+      score_after_topk, renormalize, scale_output, routed_scaling_factor, shared_slots):
+    T, slots = _route_common(logits, bias, num_experts, topk, shared_slots)
+    L.check_route_out(logits, ids, weights, T, slots)
+    L.route_spec_for(logits, bias, (num_experts, topk, score, num_groups, topk_groups, group_score, softcap,
+                                    score_after_topk, renormalize, scale_output, routed_scaling_factor, shared_slots))
+
+
+# ---- align ---------------------------------------------------------------------------------------
+def _align_shapes(topk_ids, num_experts, block_size):
+    """(T, K, capacity) — capacity symbolic under torch.compile, from the C library otherwise."""
+    T, K = L.check_align_ids(topk_ids, num_experts, block_size)
+    core.align_spec_c(num_experts, block_size)
+    return T, K, L.align_capacity_sym(num_experts, block_size, T * K)
+
+
+@_op()
+def align(topk_ids: Tensor, num_experts: int, block_size: int
+          ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return tuple(L.align_run(_ctx(), core.align_spec_c(num_experts, block_size), topk_ids))
+
+
+@align.register_fake
+def _(topk_ids, num_experts, block_size):
+    T, K, cap = _align_shapes(topk_ids, num_experts, block_size)
+    new = lambda *shape: topk_ids.new_empty(shape, dtype=_I32)  # noqa: E731
+    return new(num_experts), new(num_experts + 1), new(cap), new(cap // block_size), new(1), new(T, K)
+
+
+@_op(mutates=("counts", "offsets", "sorted_ids", "block_expert", "total_padded", "slot_of", "workspace"))
+def align_out(topk_ids: Tensor, num_experts: int, block_size: int, counts: Optional[Tensor], offsets: Optional[Tensor],
+              sorted_ids: Optional[Tensor], block_expert: Optional[Tensor], total_padded: Optional[Tensor],
+              slot_of: Optional[Tensor], workspace: Optional[Tensor]) -> None:
+    L.align_run(_ctx(), core.align_spec_c(num_experts, block_size), topk_ids,
+                (counts, offsets, sorted_ids, block_expert, total_padded, slot_of), workspace)
+
+
+@align_out.register_fake
+def _(topk_ids, num_experts, block_size, counts, offsets, sorted_ids, block_expert, total_padded, slot_of, workspace):
+    T, K, cap = _align_shapes(topk_ids, num_experts, block_size)
+    L.check_align_out(topk_ids, num_experts, block_size, T, K, counts, offsets, sorted_ids, block_expert, total_padded,
+                      slot_of, workspace, cap)
+
+
+# ---- route_align ---------------------------------------------------------------------------------
+def _route_align_shapes(logits, bias, block_size, params):
+    """The fakes' checks; returns (T, K+S, E+S, capacity), the capacity symbolic under torch.compile."""
+    num_experts, topk, shared_slots = params[0], params[1], params[-1]
+    T, slots = _route_common(logits, bias, num_experts, topk, shared_slots)
+    L.route_align_spec_for(logits, bias, block_size, params)
+    E = num_experts + shared_slots
+    return T, slots, E, L.align_capacity_sym(E, block_size, T * slots)
+
+
+@_op()
+def route_align(logits: Tensor, bias: Optional[Tensor], block_size: int, num_experts: int, topk: int, score: str,
+                num_groups: int, topk_groups: int, group_score: str, softcap: float, score_after_topk: bool,
+                renormalize: bool, scale_output: bool, routed_scaling_factor: float, shared_slots: int
+                ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    return tuple(L.route_align_run(_ctx(), L.route_align_spec_for(logits, bias, block_size, params), logits, bias))
+
+
+@route_align.register_fake
+def _(logits, bias, block_size, num_experts, topk, score, num_groups, topk_groups, group_score, softcap,
+      score_after_topk, renormalize, scale_output, routed_scaling_factor, shared_slots):
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    T, slots, E, cap = _route_align_shapes(logits, bias, block_size, params)
+    new = lambda *shape, dtype=_I32: logits.new_empty(shape, dtype=dtype)  # noqa: E731
+    return (new(T, slots), new(T, slots, dtype=_F32), new(E), new(E + 1), new(cap), new(cap // block_size), new(1),
+            new(T, slots))
+
+
+def _check_route_align_out(logits, T, slots, E, block_size, cap, outs, workspace):
+    ids, weights, counts, offsets, sorted_ids, block_expert, total_padded, slot_of = outs
+    L.check_route_out(logits, ids, weights, T, slots)
+    L.check_align_out(logits, E, block_size, T, slots, counts, offsets, sorted_ids, block_expert, total_padded,
+                      slot_of, workspace, cap)
+
+
+@_op(mutates=("ids", "weights", "counts", "offsets", "sorted_ids", "block_expert", "total_padded", "slot_of",
+              "workspace"))
+def route_align_out(logits: Tensor, bias: Optional[Tensor], block_size: int, ids: Tensor, weights: Tensor,
+                    counts: Tensor, offsets: Tensor, sorted_ids: Tensor, block_expert: Tensor, total_padded: Tensor,
+                    slot_of: Tensor, workspace: Optional[Tensor], num_experts: int, topk: int, score: str,
+                    num_groups: int, topk_groups: int, group_score: str, softcap: float, score_after_topk: bool,
+                    renormalize: bool, scale_output: bool, routed_scaling_factor: float, shared_slots: int) -> None:
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    L.route_align_run(_ctx(), L.route_align_spec_for(logits, bias, block_size, params), logits, bias,
+                      (ids, weights, counts, offsets, sorted_ids, block_expert, total_padded, slot_of), workspace)
+
+
+@route_align_out.register_fake
+def _(logits, bias, block_size, ids, weights, counts, offsets, sorted_ids, block_expert, total_padded, slot_of,
+      workspace, num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk,
+      renormalize, scale_output, routed_scaling_factor, shared_slots):
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    T, slots, E, cap = _route_align_shapes(logits, bias, block_size, params)
+    _check_route_align_out(logits, T, slots, E, block_size, cap,
+                           (ids, weights, counts, offsets, sorted_ids, block_expert, total_padded, slot_of), workspace)
+
+
+# ---- permute and combine -------------------------------------------------------------------------
+def _hidden(H):
+    """Validate H like the library when it is a plain int; a symbolic H (dynamic shapes) gets the
+    range check as guards."""
+    if type(H) is not int and not 1 <= H <= core.C.LIMITS["MOEJIT_MAX_HIDDEN"]:
+        raise ValueError(f"hidden = {H} is out of range [1, {core.C.LIMITS['MOEJIT_MAX_HIDDEN']}]")
+    return type(H) is int
+
+
+def _permute_check(x, sorted_ids, topk, ids, scale):
+    T, H, R, has_scale = L.check_permute(x, sorted_ids, topk, ids, scale)
+    if _hidden(H):
+        core.permute_spec_c(H, L.dtype_of("x", x), int(has_scale))
+    return R, H
+
+
+@_op()
+def permute(x: Tensor, sorted_ids: Tensor, topk: int, ids: Optional[Tensor], scale: Optional[Tensor]) -> Tensor:
+    return L.permute_run(_ctx(), x, sorted_ids, topk, ids, scale)
+
+
+@permute.register_fake
+def _(x, sorted_ids, topk, ids, scale):
+    R, H = _permute_check(x, sorted_ids, topk, ids, scale)
+    return x.new_empty((R, H))
+
+
+@_op(mutates=("out",))
+def permute_out(x: Tensor, sorted_ids: Tensor, topk: int, ids: Optional[Tensor], scale: Optional[Tensor],
+                out: Tensor) -> None:
+    L.permute_run(_ctx(), x, sorted_ids, topk, ids, scale, out)
+
+
+@permute_out.register_fake
+def _(x, sorted_ids, topk, ids, scale, out):
+    R, H = _permute_check(x, sorted_ids, topk, ids, scale)
+    L.check_rows_out("out", out, x.device, "x", (R, H), x.dtype)
+
+
+def _combine_check(y, slot_of, weights):
+    T, H, K = L.check_combine(y, slot_of, weights)
+    if _hidden(H):
+        core.combine_spec_c(H, L.dtype_of("y", y))
+    return T, H
+
+
+@_op()
+def combine(y: Tensor, slot_of: Tensor, weights: Tensor) -> Tensor:
+    return L.combine_run(_ctx(), y, slot_of, weights)
+
+
+@combine.register_fake
+def _(y, slot_of, weights):
+    T, H = _combine_check(y, slot_of, weights)
+    return y.new_empty((T, H))
+
+
+@_op(mutates=("out",))
+def combine_out(y: Tensor, slot_of: Tensor, weights: Tensor, out: Tensor) -> None:
+    L.combine_run(_ctx(), y, slot_of, weights, out)
+
+
+@combine_out.register_fake
+def _(y, slot_of, weights, out):
+    T, H = _combine_check(y, slot_of, weights)
+    L.check_rows_out("out", out, y.device, "y", (T, H), y.dtype)
+
+
+# ---- mx_scales -----------------------------------------------------------------------------------
+def _mx_blocked_shape(scales, group_ends):
+    layout, G, rows, cols = L.check_mx_plain("scales", scales, group_ends)
+    if type(cols) is int:
+        core.mx_spec_c(cols)
+    cp = (cols + 3) // 4 * 4
+    if layout == 1:
+        return (L.mx_blocked_numel(cols, G, rows, True) // cp, cp)
+    return (G, L.mx_blocked_numel(cols, 1, rows, False))
+
+
+def _check_blocked(name, t, dev, anchor, numel):
+    chk.tensor(name, t, (_U8,), t.dim() if isinstance(t, Tensor) else 1, dev, anchor)
+    chk.contiguous(name, t)
+    if t.numel() != numel:
+        raise ValueError(f"{name} has {t.numel()} bytes, the blocked layout needs {numel}")
+
+
+@_op()
+def mx_scales(scales: Tensor, group_ends: Optional[Tensor]) -> Tensor:
+    out = torch.empty(_mx_blocked_shape(scales, group_ends), dtype=_U8, device=scales.device)
+    L.launch_mx(_ctx(), False, scales, out, group_ends)
+    return out
+
+
+@mx_scales.register_fake
+def _(scales, group_ends):
+    return scales.new_empty(_mx_blocked_shape(scales, group_ends))
+
+
+@_op(mutates=("out",))
+def mx_scales_out(scales: Tensor, group_ends: Optional[Tensor], out: Tensor) -> None:
+    a, b = _mx_blocked_shape(scales, group_ends)
+    _check_blocked("out", out, scales.device, "scales", a * b)
+    L.launch_mx(_ctx(), False, scales, out, group_ends)
+
+
+@mx_scales_out.register_fake
+def _(scales, group_ends, out):
+    a, b = _mx_blocked_shape(scales, group_ends)
+    _check_blocked("out", out, scales.device, "scales", a * b)
+
+
+def _mx_plain_shape(blocked, groups, rows, cols, group_ends):
+    if type(cols) is int:  # sizes from an out= tensor are symbolic under dynamic shapes
+        chk.integer("cols", cols, 1, core.C.LIMITS["MOEJIT_MAX_MX_COLS"])
+        core.mx_spec_c(cols)
+    elif not 1 <= cols <= core.C.LIMITS["MOEJIT_MAX_MX_COLS"]:
+        raise ValueError(f"cols = {cols} is out of range [1, {core.C.LIMITS['MOEJIT_MAX_MX_COLS']}]")
+    if type(rows) is int:
+        chk.integer("rows", rows, 0, 2**62)
+    if group_ends is not None:
+        chk.contiguous("group_ends", chk.tensor("group_ends", group_ends, (_I32,), 1, blocked.device, "blocked"))
+        if groups != group_ends.shape[0]:
+            raise ValueError(f"groups = {groups} but group_ends has {group_ends.shape[0]} entries")
+        shape, numel = (rows, cols), L.mx_blocked_numel(cols, groups, rows, True)
+    else:
+        if type(groups) is int:
+            chk.integer("groups", groups, 0, 2**62)
+        shape, numel = (groups, rows, cols), L.mx_blocked_numel(cols, groups, rows, False)
+    _check_blocked("blocked", blocked, blocked.device if isinstance(blocked, Tensor) else None, "blocked", numel)
+    return shape
+
+
+@_op()
+def mx_scales_inverse(blocked: Tensor, groups: int, rows: int, cols: int, group_ends: Optional[Tensor]) -> Tensor:
+    shape = _mx_plain_shape(blocked, groups, rows, cols, group_ends)
+    # 2D: rows after the last group belong to no group and are not written: zeros, not garbage
+    out = (torch.zeros if group_ends is not None else torch.empty)(shape, dtype=_U8, device=blocked.device)
+    L.launch_mx(_ctx(), True, out, blocked, group_ends)
+    return out
+
+
+@mx_scales_inverse.register_fake
+def _(blocked, groups, rows, cols, group_ends):
+    return blocked.new_empty(_mx_plain_shape(blocked, groups, rows, cols, group_ends))
+
+
+@_op(mutates=("out",))
+def mx_scales_inverse_out(blocked: Tensor, group_ends: Optional[Tensor], out: Tensor) -> None:
+    layout, G, rows, cols = L.check_mx_plain("out", out, group_ends)
+    _mx_plain_shape(blocked, G, rows, cols, group_ends)
+    L.launch_mx(_ctx(), True, out, blocked, group_ends)
+
+
+@mx_scales_inverse_out.register_fake
+def _(blocked, group_ends, out):
+    layout, G, rows, cols = L.check_mx_plain("out", out, group_ends)
+    _mx_plain_shape(blocked, G, rows, cols, group_ends)

@@ -1,0 +1,257 @@
+"""The ctypes layer without torch or a GPU: version, library selection, specs and their
+validation (integer ranges, no silent wrap), presets, kernel descriptors, names, source, size
+formulas, prewarm (for an explicit arch: NVRTC only), strict mode, contexts, the status → exception
+map and the 0.1 compatibility shim."""
+import ctypes
+import os
+import subprocess
+import sys
+
+import pytest
+
+import moejit
+from moejit import _capi as C
+from moejit import _legacy, core
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+# ---- version and library -------------------------------------------------------------------------
+def test_version_is_the_libraries():
+    assert moejit.__version__ == C.library_version == C.lib.moejit_version_string().decode()
+    header = os.path.join(REPO, "include", "moejit.h")
+    if os.path.exists(header):
+        from moejit._header import version_from_header
+        assert moejit.__version__ == version_from_header(header)
+
+
+def _import_with(env):
+    code = "import moejit, sys; sys.stdout.write(moejit.library_path)"
+    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(moejit.__file__)))
+
+
+def test_moejit_library_overrides():
+    r = _import_with({"MOEJIT_LIBRARY": C.library_path})
+    assert r.returncode == 0, r.stderr
+    assert os.path.realpath(r.stdout) == os.path.realpath(C.library_path)
+
+
+def test_moejit_library_missing_is_an_import_error():
+    r = _import_with({"MOEJIT_LIBRARY": "/nonexistent/libmoejit.so"})
+    assert r.returncode != 0
+    assert "ImportError" in r.stderr and "/nonexistent/libmoejit.so" in r.stderr and "MOEJIT_LIBRARY" in r.stderr
+
+
+# ---- specs -----------------------------------------------------------------------------------------
+def test_route_spec_fields_and_names():
+    s = moejit.RouteSpec(256, 8, score="sigmoid", dtype="bf16", num_groups=8, topk_groups=4, group_score="top2_sum",
+                         has_bias=True, renormalize=True, scale_output=True, routed_scaling_factor=2.5, shared_slots=1)
+    assert (s.num_experts, s.topk, s.score, s.dtype, s.group_score) == (256, 8, 1, 1, 1)
+    assert (s.score_name, s.dtype_name, s.group_score_name, s.outputs) == ("sigmoid", "bf16", "top2_sum", 9)
+    assert s.kernel_name.startswith("moejit_route_sigmoid_e256_k8")
+    assert moejit.RouteSpec(num_experts=256, topk=8, score=C.SCORES["sigmoid"], dtype=1, num_groups=8, topk_groups=4,
+                            group_score="top2_sum", has_bias=True, renormalize=True, scale_output=True,
+                            routed_scaling_factor=2.5, shared_slots=1) == s
+    assert s.replace(topk=4).topk == 4 and s.replace(topk=4) != s
+    with pytest.raises(AttributeError, match="immutable"):
+        s.topk = 4
+
+
+@pytest.mark.parametrize("kw, exc, words", [
+    (dict(num_experts=2**32 + 64), ValueError, ["num_experts", "4294967360"]),
+    (dict(num_experts=-1), ValueError, ["num_experts", "-1"]),
+    (dict(topk=2**31), ValueError, ["topk", "2147483648"]),
+    (dict(topk=8.0), TypeError, ["topk", "8.0"]),
+    (dict(num_experts=True), TypeError, ["num_experts", "bool"]),
+    (dict(shared_slots=-3), ValueError, ["shared_slots", "-3"]),
+    (dict(num_groups=2**40), ValueError, ["num_groups"]),
+    (dict(score="tanh"), ValueError, ["score", "tanh"]),
+    (dict(group_score="sum"), ValueError, ["group_score", "sum"]),
+    (dict(dtype="f64"), ValueError, ["dtype", "f64"]),
+    (dict(renormalize=2), TypeError, ["renormalize"]),
+    (dict(softcap="1"), TypeError, ["softcap"]),
+    (dict(topk=80), ValueError, ["topk", "80"]),                       # the library's validator
+    (dict(num_experts=5000), ValueError, ["num_experts", "5000"]),
+    (dict(num_groups=7), ValueError, ["num_groups", "7"]),
+    (dict(routed_scaling_factor=float("nan")), ValueError, ["routed_scaling_factor"]),
+    (dict(softcap=-1.0), ValueError, ["softcap"]),
+])
+def test_route_spec_rejects(kw, exc, words):
+    args = dict(num_experts=64, topk=8)
+    args.update(kw)
+    with pytest.raises(exc) as e:
+        moejit.RouteSpec(**args)
+    for w in words:
+        assert w in str(e.value), f"{w!r} not in {e.value}"
+
+
+def test_library_errors_are_value_errors_with_status():
+    with pytest.raises(moejit.MoejitValueError) as e:
+        moejit.RouteSpec(64, 80)
+    assert isinstance(e.value, ValueError) and isinstance(e.value, moejit.MoejitError)
+    assert e.value.status == "MOEJIT_ERR_INVALID_SPEC" and e.value.code == 2
+
+
+def test_presets():
+    names = moejit.preset_names()
+    assert {"mixtral", "qwen3-moe", "deepseek-v3", "kimi-k2", "gpt-oss", "llama-4"} <= set(names)
+    for name in names:
+        for dtype in ("f32", "bf16", "f16"):
+            s = moejit.RouteSpec.preset(name, dtype=dtype)
+            assert s.dtype_name == dtype
+            assert moejit.RouteSpec(dtype=dtype, has_bias=bool(s.has_bias), **dict(zip(core.ROUTE_PARAMS, s.params))) == s
+    ds = moejit.RouteSpec.preset("deepseek-v3", dtype="f32")
+    assert (ds.num_experts, ds.topk, ds.num_groups, ds.topk_groups, ds.score_name) == (256, 8, 8, 4, "sigmoid")
+    with pytest.raises(ValueError, match="'gpt-5'"):
+        moejit.RouteSpec.preset("gpt-5")
+
+
+# ---- kernels: names, source, validation -----------------------------------------------------------
+def test_kernels_of_every_op():
+    spec = moejit.RouteSpec.preset("kimi-k2", dtype="bf16")
+    kernels = [moejit.Kernel.route(spec), moejit.Kernel.align(384, 64), moejit.Kernel.route_align(spec, 16),
+               moejit.Kernel.mx_scales(224), moejit.Kernel.permute(7168, "bf16", has_scale=True),
+               moejit.Kernel.combine(7168, "f16")]
+    names = [k.name for k in kernels]
+    assert len(set(names)) == 6 and all(n.startswith("moejit_") for n in names)
+    assert names[1] == "moejit_align_e384_b64"
+    for k in kernels:
+        src = k.source()
+        assert k.name in src and 'extern "C"' in src
+    layer = moejit.Kernel.moe_layer(spec, 64, 7168, "bf16")
+    assert [k.op for k in layer] == ["route", "align", "permute", "combine", "route_align"]
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: moejit.Kernel.align(256, 48), ["block_size", "48"]),
+    (lambda: moejit.Kernel.align(0, 64), ["num_experts"]),
+    (lambda: moejit.Kernel.align(2**33, 64), ["num_experts", str(2**33)]),
+    (lambda: moejit.Kernel.mx_scales(0), ["cols"]),
+    (lambda: moejit.Kernel.permute(70000, "bf16"), ["hidden", "70000"]),
+    (lambda: moejit.Kernel.combine(128, "f64"), ["dtype", "f64"]),
+])
+def test_bad_kernels(make, words):
+    with pytest.raises(ValueError) as e:
+        make()
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_size_formulas_match_the_library():
+    for E in (1, 3, 64, 256, 4096):
+        for B in (1, 4, 16, 64, 1024):
+            for T, K in ((0, 1), (1, 8), (3, 8), (100, 6), (5000, 8)):
+                assert core.align_capacity_formula(E, B, T * K) == moejit.align_capacity(E, B, T, K)
+    for cols in (1, 3, 4, 224, 1000):
+        for groups, rows in ((0, 0), (1, 1), (2, 256), (7, 1000), (33, 5)):
+            for grouped in (False, True):
+                assert core.mx_blocked_numel(cols, groups, rows, grouped) == \
+                    moejit.mx_scales_blocked_bytes(cols, groups, rows, grouped)
+
+
+def test_align_workspace():
+    assert moejit.align_workspace_bytes(256, 64, 16, 8) == 0
+    assert moejit.align_workspace_bytes(256, 64, 100000, 8) > 0
+    with pytest.raises(ValueError, match="num_tokens"):
+        moejit.align_capacity(256, 64, -1, 8)
+
+
+# ---- contexts, strict mode, prewarm ---------------------------------------------------------------
+def test_context_arguments():
+    with pytest.raises(ValueError, match="cache_mode"):
+        moejit.Context(cache_mode="rwx")
+    with pytest.raises(ValueError, match="device"):
+        moejit.Context(device=-1)
+    with pytest.raises(TypeError, match="no_compile"):
+        moejit.Context(no_compile="yes")
+    with pytest.raises(TypeError, match="cache_dir"):
+        moejit.Context(cache_dir=3)
+    with moejit.Context(cache_mode="off") as ctx:
+        assert ctx.cache_dir == "" and set(ctx.stats()) >= {"kernels", "compiles", "launches", "disk_hits"}
+
+
+def test_strict_mode_is_per_thread_and_scoped():
+    assert not moejit.get_context().strict
+    with moejit.strict() as ctx:
+        assert ctx.strict and moejit.get_context() is ctx
+        with moejit.strict(False):
+            assert not moejit.get_context().strict
+    assert not moejit.get_context().strict
+
+
+def test_configure(tmp_path):
+    before = moejit.get_context()
+    try:
+        ctx = moejit.configure(cache_dir=str(tmp_path))
+        assert ctx.cache_dir == str(tmp_path) and moejit.get_context() is ctx
+        with pytest.raises(ValueError):
+            moejit.configure(cache_mode="bad")
+        assert moejit.get_context() is ctx
+    finally:
+        moejit.configure()
+    assert moejit.get_context() is before
+
+
+def test_prewarm_without_gpu(tmp_path):
+    """Compiles for explicit archs (NVRTC only, no driver needed), then finds the entries."""
+    ctx = moejit.Context(cache_dir=str(tmp_path))
+    kernels = [moejit.Kernel.align(8, 16), moejit.Kernel.mx_scales(4)]
+    seen = []
+    try:
+        results = moejit.prewarm(kernels, ["sm_90a", "sm_80"], context=ctx,
+                                 progress=lambda r, done, total: seen.append((r.kernel, done, total)))
+    except moejit.MoejitError as e:
+        if e.status == "MOEJIT_ERR_NO_NVRTC":
+            pytest.skip(f"no NVRTC here: {e}")
+        raise
+    assert [(r.arch, r.kernel) for r in results] == [(a, k.name) for a in ("sm_90a", "sm_80") for k in kernels]
+    assert all(r.outcome == "compiled" and r.ok and len(r.key) == 32 and r.error == "" for r in results)
+    assert sorted(d for _, d, _ in seen) == [1, 2, 3, 4] and {t for _, _, t in seen} == {4}
+    again = moejit.prewarm(kernels, "sm_90a", context=ctx)
+    assert [r.outcome for r in again] == ["cached", "cached"]
+    # strict: a kernel missing from the cache fails with its status; nothing is compiled
+    strict_ctx = moejit.Context(cache_dir=str(tmp_path / "empty"), no_compile=True)
+    with pytest.raises(moejit.MoejitError) as e:
+        moejit.prewarm([moejit.Kernel.align(8, 32)], ["sm_90a"], context=strict_ctx)
+    assert e.value.status == "MOEJIT_ERR_CACHE_MISS" and "moejit_align_e8_b32" in str(e.value)
+    r = moejit.prewarm([moejit.Kernel.align(8, 32)], ["sm_90a"], context=strict_ctx, check=False)
+    assert r[0].outcome == "failed" and r[0].status == "MOEJIT_ERR_CACHE_MISS"
+    assert strict_ctx.stats()["compiles"] == 0
+    with pytest.raises(TypeError, match=r"kernels\[0\]"):
+        moejit.prewarm(["align"], ["sm_90a"], context=ctx)
+    with pytest.raises(ValueError, match=r"archs\[1\]"):
+        moejit.prewarm(kernels, ["sm_90a", ""], context=ctx)
+
+
+# ---- the 0.1 shim the peers' harness uses ----------------------------------------------------------
+def test_legacy_align_arguments_are_converted():
+    o = moejit._AlignOutputs(None, None, 0x1000, 77, 0x2000, 0x3000, None, 0x4000, 123)
+    args = moejit._AlignArgs(0x5000, 3, 8, o)
+    ref, new = _legacy._upgrade(ctypes.byref(args))
+    assert isinstance(new, C.AlignArgs) and ref._obj is new
+    assert (new.ids, new.num_tokens, new.topk, new.reserved0) == (0x5000, 3, 8, 0)
+    assert (new.out.sorted_ids, new.out.sorted_capacity, new.out.block_expert, new.out.total_padded,
+            new.out.workspace, new.out.workspace_bytes) == (0x1000, 77, 0x2000, 0x3000, 0x4000, 123)
+    assert not any(new.out.reserved) and not any(new.reserved)
+    real = C.AlignArgs()
+    assert _legacy._upgrade(ctypes.byref(real))[0]._obj is real  # 0.2 structs pass through
+
+
+def test_legacy_library_call_validates_through_the_shim():
+    ctx = moejit.Context(cache_mode="off")
+    spec = core.align_spec_c(128, 64)
+    args = moejit._AlignArgs(None, 4, 0, moejit._AlignOutputs())  # topk = 0: rejected before any launch
+    status = moejit.library.moejit_align(ctx._ctx, ctypes.byref(spec), ctypes.byref(args), None)
+    assert status == C.STATUS["MOEJIT_ERR_INVALID_ARGUMENT"]
+    with pytest.raises(moejit.MoejitValueError, match="topk"):
+        moejit._check(status, ctx._ctx)
+    assert moejit.library.moejit_version_number() == C.lib.moejit_version_number()
+
+
+def test_torch_names_say_why_without_torch():
+    if moejit.TORCH_OPS:
+        assert callable(moejit.route)
+    else:
+        with pytest.raises(AttributeError, match="needs torch"):
+            moejit.route
