@@ -89,11 +89,8 @@ static moejit_status resolve_cache_dir(const moejit_config *cfg, mj_config *ctx)
     return absolute_path(base, "cache directory", ctx->cache_dir, sizeof ctx->cache_dir);
 }
 
-moejit_status mj_config_resolve(const moejit_config *cfg, mj_config *ctx)
+static moejit_status resolve_log(const moejit_config *cfg)
 {
-    memset(ctx, 0, sizeof *ctx);
-    moejit_status st;
-    if (cfg && (st = MJ_CHECK_RESERVED("moejit_config", cfg)) != MOEJIT_OK) return st;
     moejit_log_level level = cfg ? cfg->log_level : MOEJIT_LOG_FROM_ENV;
     if (level == MOEJIT_LOG_FROM_ENV) {
         const char *v = env("MOEJIT_LOG");
@@ -104,7 +101,11 @@ moejit_status mj_config_resolve(const moejit_config *cfg, mj_config *ctx)
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_config.log_level = %d is not a moejit_log_level", (int)level);
     }
     mj_log_set_level(level);
+    return MOEJIT_OK;
+}
 
+static moejit_status resolve_cache_mode(const moejit_config *cfg, mj_config *ctx)
+{
     ctx->cache_mode = cfg ? cfg->cache_mode : MOEJIT_CACHE_FROM_ENV;
     ctx->cache_mode_from = "moejit_config.cache_mode";
     if (ctx->cache_mode == MOEJIT_CACHE_FROM_ENV) {
@@ -117,13 +118,12 @@ moejit_status mj_config_resolve(const moejit_config *cfg, mj_config *ctx)
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_config.cache_mode = %d is not a moejit_cache_mode",
                        (int)ctx->cache_mode);
     }
-    if ((st = resolve_cache_dir(cfg, ctx)) != MOEJIT_OK) return st;
+    return MOEJIT_OK;
+}
 
-    if ((st = env_bool("MOEJIT_NO_COMPILE", &ctx->no_compile)) != MOEJIT_OK) return st;
-    if ((st = env_bool("MOEJIT_ALWAYS_COMPILE", &ctx->always_compile)) != MOEJIT_OK) return st;
-    if (cfg && cfg->no_compile) ctx->no_compile = 1;
-    if (cfg && cfg->always_compile) ctx->always_compile = 1;
-
+/* The size limit and the per-key lock's timeout. */
+static moejit_status resolve_cache_limits(const moejit_config *cfg, mj_config *ctx)
+{
     ctx->cache_max_bytes = cfg ? cfg->cache_max_bytes : 0;
     const char *max_bytes = env("MOEJIT_CACHE_MAX_BYTES");
     if (!ctx->cache_max_bytes && max_bytes && mj_parse_size(max_bytes, &ctx->cache_max_bytes) != 0)
@@ -144,6 +144,17 @@ moejit_status mj_config_resolve(const moejit_config *cfg, mj_config *ctx)
     }
     if (ctx->lock_timeout_ms == 0) ctx->lock_timeout_ms = MJ_DEFAULT_LOCK_TIMEOUT_MS;
     if (ctx->lock_timeout_ms < 0) ctx->lock_timeout_ms = 0;
+    return MOEJIT_OK;
+}
+
+/* Strict mode, forced compiles, dumps, extra NVRTC flags, the device, the compile jobs. */
+static moejit_status resolve_compiles(const moejit_config *cfg, mj_config *ctx)
+{
+    moejit_status st;
+    if ((st = env_bool("MOEJIT_NO_COMPILE", &ctx->no_compile)) != MOEJIT_OK) return st;
+    if ((st = env_bool("MOEJIT_ALWAYS_COMPILE", &ctx->always_compile)) != MOEJIT_OK) return st;
+    if (cfg && cfg->no_compile) ctx->no_compile = 1;
+    if (cfg && cfg->always_compile) ctx->always_compile = 1;
 
     const char *dump = (cfg && cfg->dump_dir && *cfg->dump_dir) ? cfg->dump_dir : env("MOEJIT_DUMP_DIR");
     if (dump && (st = absolute_path(dump, "MOEJIT_DUMP_DIR", ctx->dump_dir, sizeof ctx->dump_dir)) != MOEJIT_OK)
@@ -167,4 +178,16 @@ moejit_status mj_config_resolve(const moejit_config *cfg, mj_config *ctx)
         ctx->compile_jobs = jobs < 1 ? 1 : (int)jobs;
     }
     return MOEJIT_OK;
+}
+
+moejit_status mj_config_resolve(const moejit_config *cfg, mj_config *ctx)
+{
+    memset(ctx, 0, sizeof *ctx);
+    moejit_status st = cfg ? MJ_CHECK_RESERVED("moejit_config", cfg) : MOEJIT_OK;
+    if (st == MOEJIT_OK) st = resolve_log(cfg);
+    if (st == MOEJIT_OK) st = resolve_cache_mode(cfg, ctx);
+    if (st == MOEJIT_OK) st = resolve_cache_dir(cfg, ctx);
+    if (st == MOEJIT_OK) st = resolve_cache_limits(cfg, ctx);
+    if (st == MOEJIT_OK) st = resolve_compiles(cfg, ctx);
+    return st;
 }
