@@ -13,17 +13,9 @@ if not torch.cuda.is_available():
     pytest.skip("GPU test: torch sees no CUDA device", allow_module_level=True)
 
 from moejit.compat import vllm  # noqa: E402
+from refs import spaced  # noqa: E402
 
 DEV = "cuda"
-
-
-def spaced(T, E, dtype=torch.float32):
-    """Distinct, evenly spaced logits in [-4, 4], shuffled per row: no score saturates and no
-    selection hinges on a few ulp."""
-    if T == 0:
-        return torch.empty(0, E, device=DEV, dtype=dtype)
-    step = min(0.05, 8.0 / E)
-    return (torch.rand(T, E, device=DEV).argsort(-1).float() * step - E * step / 2).to(dtype)
 
 
 def ref_topk(logits, K, score, renormalize, bias=None):
