@@ -193,6 +193,28 @@ MOEJIT_API const char *moejit_ctx_cache_dir(const moejit_ctx *ctx);
  *  7. scale_output: every slot, shared ones included, is multiplied by routed_scaling_factor (so
  *     with renormalisation a shared weight is 1.0). Weights are clamped to FLT_MAX (reached only
  *     with extreme factors).
+ *  Serving options (each off by default, each a compile-time part of the shape):
+ *  8. Padded batches (spec.padded): args.num_valid points at a device int32 n read by the kernel
+ *     itself, so a CUDA graph captured once serves every n. Rows t >= clamp(n, 0, T) read no
+ *     logits: every slot gets id -1 and weight 0 (logical id -1, no load counted). align, permute,
+ *     combine and dispatch_layout skip -1 ids.
+ *  9. Routing replay (spec.replay): RECORD also writes the logical ids (what step 4 chose, the
+ *     shared slots E+j) to args.logical_ids [T, K+S] in spec.logical_id_dtype. GIVEN reads the
+ *     routed ids from the first K columns of each row of args.logical_ids instead of choosing:
+ *     the row's scores, renormalisation, scaling and shared slots follow steps 0-7 exactly, so the
+ *     weights are bit-identical to those route gave when it chose the same ids in the same order.
+ *     A given id outside [0, E) gets id -1 and weight 0 and adds nothing to the sums.
+ * 10. Expert placement with redundant experts (spec.max_replicas = R > 0, EPLB): logical expert e
+ *     has c = replica_count[e] replicas (read clamped to [1, R]) whose physical ids are
+ *     logical_to_physical[e·R + 0 .. c-1]; routed slot k of token t goes to replica (t·K + k) mod c
+ *     (vLLM's rule: consecutive slots of the batch cycle through a hot expert's replicas,
+ *     deterministic and stateless). ids then hold physical ids in [0, P), P =
+ *     spec.num_physical_experts; a map entry outside [0, P) gives -1 (dropped downstream, weight
+ *     kept). Shared slot j gets id P + j.
+ * 11. Load counters (spec.load_counter): args.expert_load[id] += 1 (int32 or int64, integer adds,
+ *     so exact and order-free) for every routed slot of a valid row whose final id is in [0, P)
+ *     (P = E without placement) — the statistic EPLB rebalances from. The caller zeroes it.
+ * 12. ids are written in spec.id_dtype: int32, int64 (torch.topk's and DeepEP's) or int16.
  *  Non-finite logits, in short: a NaN expert weighs 0 and is chosen only when fewer than K
  *  experts have a number; a row of nothing but NaN gets ids 0..K-1 (by index) and zero weights;
  *  +inf experts share a softmax row's weight evenly (each reads as FLT_MAX).
@@ -217,6 +239,27 @@ typedef enum moejit_group_score {
     MOEJIT_GROUP_SCORE_TOP2_SUM = 1  /* a group scores the sum of its two best (DeepSeek-V3) */
 } moejit_group_score;
 
+/* Integer types of id arrays. */
+typedef enum moejit_index_dtype {
+    MOEJIT_INDEX_INT32 = 0,
+    MOEJIT_INDEX_INT64 = 1,
+    MOEJIT_INDEX_INT16 = 2
+} moejit_index_dtype;
+
+/* Routing replay (route step 9). */
+typedef enum moejit_replay {
+    MOEJIT_REPLAY_OFF = 0,
+    MOEJIT_REPLAY_RECORD = 1, /* also write the logical ids to args.logical_ids */
+    MOEJIT_REPLAY_GIVEN = 2   /* take the routed ids from args.logical_ids, compute their weights */
+} moejit_replay;
+
+/* Per-expert load counters (route step 11). */
+typedef enum moejit_load_counter {
+    MOEJIT_LOAD_NONE = 0,
+    MOEJIT_LOAD_INT32 = 1,
+    MOEJIT_LOAD_INT64 = 2
+} moejit_load_counter;
+
 typedef struct moejit_route_spec {
     int32_t num_experts;           /* E, 1..MOEJIT_MAX_EXPERTS */
     int32_t topk;                  /* K, 1..min(E, MOEJIT_MAX_TOPK) */
@@ -232,17 +275,30 @@ typedef struct moejit_route_spec {
     int32_t scale_output;          /* 1: every weight (shared slots too) *= routed_scaling_factor */
     float routed_scaling_factor;   /* 0 means 1.0; else a finite positive normal float */
     int32_t shared_slots;          /* S fused shared-expert slots appended to each row */
-    uint32_t reserved[18];         /* 0 */
+    int32_t padded;                /* 1: args.num_valid bounds the rows routed (step 8) */
+    moejit_index_dtype id_dtype;   /* of args.ids; default int32 (step 12) */
+    int32_t max_replicas;          /* R > 0: expert placement with args.logical_to_physical (step 10) */
+    int32_t num_physical_experts;  /* P: physical ids are in [0, P); required with placement, else 0 */
+    moejit_load_counter load_counter; /* count each expert's routed slots in args.expert_load (step 11) */
+    moejit_replay replay;          /* record or replay the logical ids (step 9) */
+    moejit_index_dtype logical_id_dtype; /* of args.logical_ids with replay; default int32 */
+    uint32_t reserved[11];         /* 0 */
 } moejit_route_spec;
 
 typedef struct moejit_route_args {
     const void *logits;   /* device [T, row_stride] of spec.dtype, aligned to the element size */
     const float *bias;    /* device [E]; required when spec.has_bias, else ignored */
-    int32_t *ids;         /* device [T, K+S] */
+    void *ids;            /* device [T, K+S] of spec.id_dtype (int32 by default) */
     float *weights;       /* device [T, K+S] */
     int64_t num_tokens;   /* T >= 0; T == 0 launches nothing */
     int64_t row_stride;   /* elements between consecutive rows of logits; 0 means E; must be >= E */
-    uint64_t reserved[10]; /* 0 */
+    const int32_t *num_valid;           /* spec.padded: device [1], the rows to route (step 8) */
+    const int32_t *logical_to_physical; /* spec.max_replicas = R: device [E, R] (step 10) */
+    const int32_t *replica_count;       /* spec.max_replicas: device [E] */
+    void *expert_load;    /* spec.load_counter: device [P] (P = E without placement), added to */
+    void *logical_ids;    /* spec.replay: device [T, K+S] of spec.logical_id_dtype, written (RECORD)
+                             or read (GIVEN: the first K columns) */
+    uint64_t reserved[5]; /* 0 */
 } moejit_route_args;
 
 /* Route a batch on `stream`. The first call for a shape generates, compiles (or loads from the
@@ -264,8 +320,15 @@ MOEJIT_API const char *moejit_route_preset_name(size_t i);
 /*-************************************************************************************************
  *  Operation 2: align — token→expert dispatch maps (docs/DESIGN.md §2.2)
  *
- *  In:  ids [T, K] int32, row-major (the ids of route, or any top-k). An id outside [0, E) means
- *       "not on this rank" (expert parallelism: E counts the local experts) and is dropped.
+ *  In:  ids [T, K] of spec.id_dtype (int32, int64 or int16), row-major (the ids of route, or any
+ *       top-k). Expert parallelism: E counts this rank's (local) experts, and each id becomes a
+ *       local expert id or is dropped ("not on this rank"; -1, route's padding, always is):
+ *         no map (default): local = id - args.first_expert (TensorRT-LLM's local_expert_offset,
+ *                          0 by default), dropped unless in [0, E);
+ *         spec.global_experts = Eg > 0: local = args.expert_map[id] (vLLM's expert_map, global →
+ *                          local, -1 = not on this rank), dropped when id is outside [0, Eg) or the
+ *                          entry outside [0, E).
+ *       Every output below speaks of local experts.
  *  Out (each optional: NULL = not wanted), with N = T·K and the flat index i = t·K + k:
  *    counts [E]          valid (t, k) per expert.
  *    offsets [E+1]       offsets[e] = Σ_{j<e} round_up(counts[j], B); offsets[E] = total_padded.
@@ -293,9 +356,11 @@ MOEJIT_API const char *moejit_route_preset_name(size_t i);
  *      num_rows_unpadded = N, num_rows_dense = T, num_experts_per_token = K.
  **************************************************************************************************/
 typedef struct moejit_align_spec {
-    int32_t num_experts; /* E, 1..MOEJIT_MAX_ALIGN_EXPERTS */
+    int32_t num_experts; /* E (local experts), 1..MOEJIT_MAX_ALIGN_EXPERTS */
     int32_t block_size;  /* B: a power of two in [MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK] */
-    uint32_t reserved[6]; /* 0 */
+    moejit_index_dtype id_dtype; /* of args.ids; default int32 */
+    int32_t global_experts; /* Eg > 0: ids are global, mapped by args.expert_map [Eg]; 0: no map */
+    uint32_t reserved[4]; /* 0 */
 } moejit_align_spec;
 
 /* The outputs of align (device memory, int32, 4-byte aligned). Shared by align and route_align. */
@@ -313,12 +378,13 @@ typedef struct moejit_align_outputs {
 } moejit_align_outputs;
 
 typedef struct moejit_align_args {
-    const int32_t *ids;       /* device [T, K] int32; may be NULL when T == 0 */
+    const void *ids;          /* device [T, K] of spec.id_dtype; may be NULL when T == 0 */
     int64_t num_tokens;       /* T >= 0 */
     int32_t topk;             /* K >= 1: columns of ids */
-    uint32_t reserved0;       /* 0 */
+    int32_t first_expert;     /* without a map: the global id of local expert 0 (default 0) */
     moejit_align_outputs out;
-    uint64_t reserved[6];     /* 0 */
+    const int32_t *expert_map; /* spec.global_experts = Eg: device [Eg], global → local or -1 */
+    uint64_t reserved[5];     /* 0 */
 } moejit_align_args;
 
 /* Build the dispatch maps on `stream`. T·K and the capacity must fit in int32 (the maps hold
@@ -348,7 +414,9 @@ MOEJIT_API moejit_status moejit_align_workspace_bytes(const moejit_align_spec *s
  *  fewer for very wide rows; one block routes them, a warp a token, and aligns them in shared
  *  memory) it is one launch; beyond it, transparently, the route kernel then align's launches,
  *  with identical results: one block on one SM routes slower than route's grid as soon as the
- *  batch grows. Every scoring mode of route is supported.
+ *  batch grows. Every scoring mode and serving option of route is supported; with placement the
+ *  ids are physical and align covers P+S experts (P = spec.route.num_physical_experts). Padded
+ *  rows (-1) are dropped by align.
  **************************************************************************************************/
 typedef struct moejit_route_align_spec {
     moejit_route_spec route;
@@ -428,6 +496,44 @@ MOEJIT_API moejit_status moejit_mx_scales_blocked_bytes(const moejit_mx_scales_s
                                                         int64_t groups, int64_t rows, size_t *bytes);
 
 /*-************************************************************************************************
+ *  Operation 5: dispatch_layout — what an all-to-all needs to know, from routing ids
+ *
+ *  DeepEP's get_dispatch_layout, for R ranks holding E/R consecutive experts each (expert e lives
+ *  on rank e / (E/R)). In: ids [T, K] of spec.id_dtype; an id outside [0, E) (-1: padding,
+ *  dropped) is skipped. Out (each optional: NULL = not wanted):
+ *    tokens_per_rank [R]        tokens with at least one id on rank r;
+ *    tokens_per_node [R / ranks_per_node]  tokens with at least one id on a rank of node n (DeepEP's
+ *                               num_tokens_per_rdma_rank; nodes of spec.ranks_per_node ranks, 8
+ *                               by default, DeepEP's NUM_MAX_NVL_PEERS);
+ *    tokens_per_expert [E]      (t, k) whose id is e;
+ *    is_token_in_rank [T, R]    1 byte each (torch.bool): 1 when token t has an id on rank r.
+ *  Every output is fully written (no zeroing needed), in one launch, deterministically (integer
+ *  counts). moejit does not communicate: these feed DeepEP's dispatch or NCCL's all_to_all.
+ **************************************************************************************************/
+typedef struct moejit_dispatch_layout_spec {
+    int32_t num_experts;         /* E, 1..MOEJIT_MAX_EXPERTS + MOEJIT_MAX_TOPK (physical, shared slots included) */
+    int32_t num_ranks;           /* R >= 1, dividing E */
+    int32_t topk;                /* K, 1..MOEJIT_MAX_TOPK*2: columns of ids */
+    moejit_index_dtype id_dtype; /* of args.ids; default int32 */
+    int32_t ranks_per_node;      /* ranks of a node for tokens_per_node; 0 means 8; must divide R */
+    uint32_t reserved[3];        /* 0 */
+} moejit_dispatch_layout_spec;
+
+typedef struct moejit_dispatch_layout_args {
+    const void *ids;             /* device [T, K] of spec.id_dtype; may be NULL when T == 0 */
+    int64_t num_tokens;          /* T >= 0 */
+    int32_t *tokens_per_rank;    /* device [R] or NULL */
+    int32_t *tokens_per_node;    /* device [R / ranks_per_node] or NULL */
+    int32_t *tokens_per_expert;  /* device [E] or NULL */
+    uint8_t *is_token_in_rank;   /* device [T, R] or NULL */
+    uint64_t reserved[8];        /* 0 */
+} moejit_dispatch_layout_args;
+
+/* Compute the dispatch layout on `stream`. T == 0 still writes the counts (zeros). */
+MOEJIT_API moejit_status moejit_dispatch_layout(moejit_ctx *ctx, const moejit_dispatch_layout_spec *spec,
+                                                const moejit_dispatch_layout_args *args, moejit_stream stream);
+
+/*-************************************************************************************************
  *  Operations: permute and combine — moving hidden states to and from expert order
  *
  *  The two ends of a MoE layer around the experts, using the maps align produces (docs/DESIGN.md §2.2):
@@ -500,6 +606,7 @@ typedef enum moejit_op {
     MOEJIT_OP_ALIGN = 2,
     MOEJIT_OP_ROUTE_ALIGN = 3, /* one module holds the fused kernel and the fallback's kernels */
     MOEJIT_OP_MX_SCALES = 4,   /* one module per C holds both layouts and both directions */
+    MOEJIT_OP_DISPATCH_LAYOUT = 5,
     MOEJIT_OP_PERMUTE = 10,
     MOEJIT_OP_COMBINE = 11
 } moejit_op;
@@ -512,6 +619,7 @@ typedef struct moejit_kernel_desc {
         moejit_align_spec align;             /* MOEJIT_OP_ALIGN */
         moejit_route_align_spec route_align; /* MOEJIT_OP_ROUTE_ALIGN */
         moejit_mx_scales_spec mx_scales;     /* MOEJIT_OP_MX_SCALES */
+        moejit_dispatch_layout_spec dispatch_layout; /* MOEJIT_OP_DISPATCH_LAYOUT */
         moejit_permute_spec permute;         /* MOEJIT_OP_PERMUTE */
         moejit_combine_spec combine;         /* MOEJIT_OP_COMBINE */
     };

@@ -21,7 +21,8 @@ extern "C" {
 #endif
 
 /* route (moejit.h, Operation 1). args->logits is host memory of spec->dtype; args->bias may be
- * NULL unless spec->has_bias. */
+ * NULL unless spec->has_bias; num_valid, the placement maps, expert_load and logical_ids are host
+ * memory too. */
 MOEJIT_API moejit_status moejit_route_reference(const moejit_route_spec *spec, const moejit_route_args *host_args);
 
 /* align (Operation 2). */
@@ -38,6 +39,10 @@ MOEJIT_API moejit_status moejit_mx_scales_reference(const moejit_mx_scales_spec 
                                                     const moejit_mx_scales_args *host_args);
 MOEJIT_API moejit_status moejit_mx_scales_inverse_reference(const moejit_mx_scales_spec *spec,
                                                             const moejit_mx_scales_args *host_args);
+
+/* dispatch_layout (Operation 5). */
+MOEJIT_API moejit_status moejit_dispatch_layout_reference(const moejit_dispatch_layout_spec *spec,
+                                                          const moejit_dispatch_layout_args *host_args);
 
 /* permute and combine. */
 MOEJIT_API moejit_status moejit_permute_reference(const moejit_permute_spec *spec,

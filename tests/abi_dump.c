@@ -37,17 +37,25 @@ int main(void)
     FIELD(moejit_route_spec, has_bias, 0); FIELD(moejit_route_spec, softcap, 0);
     FIELD(moejit_route_spec, score_after_topk, 0); FIELD(moejit_route_spec, renormalize, 0);
     FIELD(moejit_route_spec, scale_output, 0); FIELD(moejit_route_spec, routed_scaling_factor, 0);
-    FIELD(moejit_route_spec, shared_slots, 0); FIELD(moejit_route_spec, reserved, 1);
+    FIELD(moejit_route_spec, shared_slots, 0); FIELD(moejit_route_spec, padded, 0);
+    FIELD(moejit_route_spec, id_dtype, 0); FIELD(moejit_route_spec, max_replicas, 0);
+    FIELD(moejit_route_spec, num_physical_experts, 0); FIELD(moejit_route_spec, load_counter, 0);
+    FIELD(moejit_route_spec, replay, 0); FIELD(moejit_route_spec, logical_id_dtype, 0);
+    FIELD(moejit_route_spec, reserved, 1);
     END();
 
     BEGIN(moejit_route_args);
     FIELD(moejit_route_args, logits, 0); FIELD(moejit_route_args, bias, 0); FIELD(moejit_route_args, ids, 0);
     FIELD(moejit_route_args, weights, 0); FIELD(moejit_route_args, num_tokens, 0);
-    FIELD(moejit_route_args, row_stride, 0); FIELD(moejit_route_args, reserved, 1);
+    FIELD(moejit_route_args, row_stride, 0); FIELD(moejit_route_args, num_valid, 0);
+    FIELD(moejit_route_args, logical_to_physical, 0); FIELD(moejit_route_args, replica_count, 0);
+    FIELD(moejit_route_args, expert_load, 0); FIELD(moejit_route_args, logical_ids, 0);
+    FIELD(moejit_route_args, reserved, 1);
     END();
 
     BEGIN(moejit_align_spec);
     FIELD(moejit_align_spec, num_experts, 0); FIELD(moejit_align_spec, block_size, 0);
+    FIELD(moejit_align_spec, id_dtype, 0); FIELD(moejit_align_spec, global_experts, 0);
     FIELD(moejit_align_spec, reserved, 1);
     END();
 
@@ -61,7 +69,8 @@ int main(void)
 
     BEGIN(moejit_align_args);
     FIELD(moejit_align_args, ids, 0); FIELD(moejit_align_args, num_tokens, 0); FIELD(moejit_align_args, topk, 0);
-    FIELD(moejit_align_args, reserved0, 0); FIELD(moejit_align_args, out, 0); FIELD(moejit_align_args, reserved, 1);
+    FIELD(moejit_align_args, first_expert, 0); FIELD(moejit_align_args, out, 0);
+    FIELD(moejit_align_args, expert_map, 0); FIELD(moejit_align_args, reserved, 1);
     END();
 
     BEGIN(moejit_route_align_spec);

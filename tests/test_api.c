@@ -28,8 +28,8 @@ static void test_reserved_words(void **state)
     moejit_ctx *ctx = mjt_open_tmp(dir);
     const moejit_route_spec route = {.num_experts = 64, .topk = 8};
     moejit_route_spec r = route;
-    r.reserved[17] = 1;
-    mjt_expect_error(moejit_route(ctx, &r, NULL, NULL), MOEJIT_ERR_UNSUPPORTED, "route spec: reserved[17] = 0x1 must be 0");
+    r.reserved[10] = 1;
+    mjt_expect_error(moejit_route(ctx, &r, NULL, NULL), MOEJIT_ERR_UNSUPPORTED, "route spec: reserved[10] = 0x1 must be 0");
     moejit_route_args ra = {.num_tokens = 0};
     ra.reserved[0] = 5;
     mjt_expect_error(moejit_route(ctx, &route, &ra, NULL), MOEJIT_ERR_UNSUPPORTED, "route args: reserved[0] = 0x5");
@@ -39,9 +39,10 @@ static void test_reserved_words(void **state)
     mjt_expect_error(moejit_align(ctx, &as, NULL, NULL), MOEJIT_ERR_UNSUPPORTED, "align spec: reserved[2] = 0x9");
     as.reserved[2] = 0;
     moejit_align_args aa = {.num_tokens = 0, .topk = 1};
-    aa.reserved0 = 3;
-    mjt_expect_error(moejit_align(ctx, &as, &aa, NULL), MOEJIT_ERR_UNSUPPORTED, "align args: reserved0 = 0x3");
-    aa.reserved0 = 0, aa.out.reserved[6] = 2;
+    aa.reserved[4] = 3;
+    mjt_expect_error(moejit_align(ctx, &as, &aa, NULL), MOEJIT_ERR_UNSUPPORTED, "align args: reserved[4] = 0x3");
+    aa.reserved[4] = 0;
+    aa.out.reserved[6] = 2;
     mjt_expect_error(moejit_align(ctx, &as, &aa, NULL), MOEJIT_ERR_UNSUPPORTED, "align outputs: reserved[6] = 0x2");
 
     moejit_route_align_spec ras = {.route = route, .block_size = 16};

@@ -102,16 +102,20 @@ class RouteSpec(ctypes.Structure):
     _fields_ = [("num_experts", _i32), ("topk", _i32), ("score", _enum), ("dtype", _enum), ("num_groups", _i32),
                 ("topk_groups", _i32), ("group_score", _enum), ("has_bias", _i32), ("softcap", _f32),
                 ("score_after_topk", _i32), ("renormalize", _i32), ("scale_output", _i32),
-                ("routed_scaling_factor", _f32), ("shared_slots", _i32), ("reserved", _u32 * 18)]
+                ("routed_scaling_factor", _f32), ("shared_slots", _i32), ("padded", _i32),
+                ("id_dtype", _enum), ("max_replicas", _i32), ("num_physical_experts", _i32),
+                ("load_counter", _enum), ("replay", _enum), ("logical_id_dtype", _enum), ("reserved", _u32 * 11)]
 
 
 class RouteArgs(ctypes.Structure):
     _fields_ = [("logits", _ptr), ("bias", _ptr), ("ids", _ptr), ("weights", _ptr), ("num_tokens", _i64),
-                ("row_stride", _i64), ("reserved", _u64 * 10)]
+                ("row_stride", _i64), ("num_valid", _ptr), ("logical_to_physical", _ptr),
+                ("replica_count", _ptr), ("expert_load", _ptr), ("logical_ids", _ptr), ("reserved", _u64 * 5)]
 
 
 class AlignSpec(ctypes.Structure):
-    _fields_ = [("num_experts", _i32), ("block_size", _i32), ("reserved", _u32 * 6)]
+    _fields_ = [("num_experts", _i32), ("block_size", _i32), ("id_dtype", _enum), ("global_experts", _i32),
+                ("reserved", _u32 * 4)]
 
 
 class AlignOutputs(ctypes.Structure):
@@ -121,8 +125,8 @@ class AlignOutputs(ctypes.Structure):
 
 
 class AlignArgs(ctypes.Structure):
-    _fields_ = [("ids", _ptr), ("num_tokens", _i64), ("topk", _i32), ("reserved0", _u32), ("out", AlignOutputs),
-                ("reserved", _u64 * 6)]
+    _fields_ = [("ids", _ptr), ("num_tokens", _i64), ("topk", _i32), ("first_expert", _i32), ("out", AlignOutputs),
+                ("expert_map", _ptr), ("reserved", _u64 * 5)]
 
 
 class RouteAlignSpec(ctypes.Structure):

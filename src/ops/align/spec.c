@@ -186,8 +186,7 @@ moejit_status mj_align_check_call(const moejit_align_spec *spec, const moejit_al
 
 moejit_status mj_align_check_args_reserved(const moejit_align_args *a)
 {
-    moejit_status st = mj_check_reserved("align args", "reserved0", &a->reserved0, 1, sizeof a->reserved0);
-    return st == MOEJIT_OK ? MJ_CHECK_RESERVED("align args", a) : st;
+    return MJ_CHECK_RESERVED("align args", a);
 }
 
 int mj_align_wants_output(const mj_align_params *p)
