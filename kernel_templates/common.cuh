@@ -13,6 +13,7 @@ namespace mj {
 
 // The C types of the kernel parameter structs codegen emits (src/ops/*/: one table, two languages).
 typedef int int32_t;
+typedef short int16_t;
 typedef long long int64_t;
 typedef unsigned char uint8_t;
 
