@@ -325,7 +325,7 @@ int main(int argc, char **argv)
     CHECK(mj_route_normalize(&b.spec, &b.shape));
     mj_kernel_id_set(&b.id, &mj_op_route, &b.shape, sizeof b.shape);
     CHECK(mj_jit_kernel(b.ctx, &b.id, &b.k));
-    b.params = (mj_route_params){(void *)in, NULL, (int32_t *)ids, (float *)w, T, E};
+    b.params = (mj_route_params){.logits = (void *)in, .ids = (void *)ids, .weights = (float *)w, .num_tokens = T, .row_stride = E};
     printf("moejit runtime benchmark: %s, T=%d, arch %s\n", b.k->plan.module, T, arch);
     section_launch(&b);
     section_lookup(&b);

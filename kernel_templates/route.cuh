@@ -19,7 +19,13 @@
 // Expects a Cfg struct (emitted by codegen, src/ops/route/codegen.c) with:
 //   Dtype (mj::F32 / mj::BF16 / mj::F16), kExperts, kTopK, kScore, kGroups, kTopkGroups,
 //   kGroupScore, kHasBias, kSoftcap, kScoreAfterTopk, kRenormalize, kScaleOutput, kScalingFactor,
-//   kSharedSlots, kLanesPerToken (warp path), kWarpsPerBlock.
+//   kSharedSlots, kLanesPerToken (warp path), kWarpsPerBlock, and the serving options kPadded,
+//   IdT, kMaxReplicas, kPhysicalExperts, kLoadCounter, kReplay, LogicalIdT.
+//
+// Serving (moejit.h route steps 8-12). Padded rows are written by a flat loop of the whole grid
+// and never routed; GIVEN replay takes the K picks from logical_ids instead of the selection and
+// recomputes their weights with the code that weighs the selection's picks (hence bit-identical);
+// placement, load counting and the id type only change how RouteFinish writes a pick.
 
 namespace mj {
 
@@ -268,10 +274,42 @@ struct RouteFinish {
     static constexpr int S = Cfg::kSharedSlots;
     static constexpr int kOut = K + S;
     static constexpr int kSlots = (kOut + LANES - 1) / LANES; // output slots per lane
+    static constexpr bool kGiven = Cfg::kReplay == kReplayGiven;
     // Without a bias the selection key is the softmax score, or the logit with score_after_topk,
-    // exactly invertible; otherwise (a bias, the fast sigmoid, sqrt_softplus of a raw +inf) the
-    // score is recomputed from the finite logit.
-    static constexpr bool kKeyIsWeight = !Cfg::kHasBias && (Cfg::kScoreAfterTopk || Cfg::kScore == kScoreSoftmax);
+    // exactly invertible; otherwise (a bias, the fast sigmoid, sqrt_softplus of a raw +inf, given
+    // ids) the score is recomputed from the finite logit — the same value, bit for bit.
+    static constexpr bool kKeyIsWeight =
+        !kGiven && !Cfg::kHasBias && (Cfg::kScoreAfterTopk || Cfg::kScore == kScoreSoftmax);
+    typedef typename Cfg::IdT IdT;
+    typedef typename Cfg::LogicalIdT LogicalIdT;
+    static constexpr int R = Cfg::kMaxReplicas;
+    static constexpr int P = Cfg::kPhysicalExperts;
+
+    // Step 10: the physical id of logical expert e at routed slot `slot` of `token`: replica
+    // (token·K + slot) mod c of its c = clamp(replica_count[e], 1, R); a map entry outside [0, P)
+    // and a missing pick (e < 0) give -1.
+    static __device__ __forceinline__ int place(const RouteParams &p, int e, i64 token, int slot)
+    {
+        if constexpr (R == 0) {
+            return e;
+        } else {
+            if (e < 0) return -1;
+            int c = p.replica_count[e];
+            c = c < 1 ? 1 : (c > R ? R : c);
+            const u64 pos = (u64)token * K + (u64)slot;
+            const int r = pos <= 0xffffffffull ? (int)((u32)pos % (u32)c) : (int)(pos % (u64)c); /* 32-bit divide when it can */
+            const int ph = p.logical_to_physical[(i64)e * R + r];
+            return ph >= 0 && ph < P ? ph : -1;
+        }
+    }
+
+    // Step 11: integer adds, so the totals are exact whatever the order.
+    static __device__ __forceinline__ void count_load(const RouteParams &p, int id)
+    {
+        if constexpr (Cfg::kLoadCounter == 1) atomicAdd(static_cast<int *>(p.expert_load) + id, 1);
+        else if constexpr (Cfg::kLoadCounter == 2)
+            atomicAdd(static_cast<unsigned long long *>(p.expert_load) + id, 1ull);
+    }
 
     // The score of expert e from its logit, exactly as the row pass computes it.
     static __device__ float score_of(const Storage *row, int e, float softmax_max, float softmax_inv)
@@ -326,20 +364,26 @@ struct RouteFinish {
         }
     }
 
-    // pick_id[k] / pick_key[k] (k < K): the k-th chosen expert and its selection key; scratch
-    // holds K floats of the segment's shared memory.
+    // pick_id[k] / pick_key[k] (k < K): the k-th chosen expert (-1: a given id outside [0, E))
+    // and its selection key; scratch holds K floats of the segment's shared memory. The results
+    // go to row `token` of p's outputs, the ids to ids_smem instead when it is not NULL (int32:
+    // the fused route_align aligns them from shared memory).
     static __device__ void run(const Segment<LANES> &seg, bool active, const Storage *row, float softmax_max,
                                float softmax_inv, const int *pick_id, const u32 *pick_key, float *scratch,
-                               int *ids_out, float *w_out)
+                               const RouteParams &p, i64 token, int *ids_smem)
     {
         int id[kSlots];
         float w[kSlots];
+        // What a missing pick weighs: nothing, as a logit (score_after_topk) or as a score.
+        const float none = Cfg::kScoreAfterTopk ? -__int_as_float(kInfBits) : 0.0f;
 #pragma unroll
         for (int j = 0; j < kSlots; j++) {
             const int slot = seg.lane + LANES * j;
             const bool routed = slot < K;
             id[j] = routed ? pick_id[slot] : 0;
             if constexpr (kKeyIsWeight) w[j] = routed ? key_weight(pick_key[slot]) : 0.0f;
+            else if constexpr (kGiven)
+                w[j] = !routed ? 0.0f : (active && id[j] >= 0) ? score_of(row, id[j], softmax_max, softmax_inv) : none;
             else w[j] = (routed && active) ? score_of(row, id[j], softmax_max, softmax_inv) : 0.0f;
         }
         if constexpr (Cfg::kScoreAfterTopk) { /* w holds logits: score the K chosen */
@@ -389,16 +433,62 @@ struct RouteFinish {
             for (int j = 0; j < kSlots; j++) w[j] = fminf(w[j], kFloatMax);
         }
         if (!active) return;
+        const i64 at = token * kOut;
 #pragma unroll
         for (int j = 0; j < kSlots; j++) {
             const int slot = seg.lane + LANES * j;
             if (slot < kOut) {
-                ids_out[slot] = id[j];
-                w_out[slot] = w[j];
+                if constexpr (Cfg::kReplay == kReplayRecord) static_cast<LogicalIdT *>(p.logical_ids)[at + slot] = (LogicalIdT)id[j];
+                const int out_id = slot < K ? place(p, id[j], token, slot) : P + (slot - K);
+                if constexpr (Cfg::kLoadCounter != 0)
+                    if (slot < K && out_id >= 0) count_load(p, out_id);
+                if (ids_smem) ids_smem[slot] = out_id;
+                else static_cast<IdT *>(p.ids)[at + slot] = (IdT)out_id;
+                p.weights[at + slot] = w[j];
             }
         }
     }
 };
+
+// Step 9, GIVEN: the K given ids of `token` into pick_id, -1 for one outside [0, E); every lane
+// of the segment (or block) with index `lane` of `lanes` takes its share.
+template <class Cfg>
+__device__ __forceinline__ void load_given(const RouteParams &p, i64 token, bool active, int lane, int lanes, int *pick_id)
+{
+    constexpr int K = Cfg::kTopK, kOut = K + Cfg::kSharedSlots;
+    const typename Cfg::LogicalIdT *given = static_cast<const typename Cfg::LogicalIdT *>(p.logical_ids) + token * kOut;
+    for (int k = lane; k < K; k += lanes) {
+        const i64 e = active ? (i64)given[k] : -1;
+        pick_id[k] = e >= 0 && e < Cfg::kExperts ? (int)e : -1;
+    }
+}
+
+// Step 8: rows at or past the device count; the rest of the batch gets no logits read.
+template <class Cfg>
+__device__ __forceinline__ i64 valid_rows(const RouteParams &p)
+{
+    if constexpr (!Cfg::kPadded) {
+        return p.num_tokens;
+    } else {
+        const i64 n = *p.num_valid;
+        return n < 0 ? 0 : (n < p.num_tokens ? n : p.num_tokens);
+    }
+}
+
+// Rows [first, T): every slot id -1, weight 0 (and logical id -1 when recording), by the whole grid.
+template <class Cfg>
+__device__ __forceinline__ void write_padding(const RouteParams &p, i64 first)
+{
+    constexpr int kOut = Cfg::kTopK + Cfg::kSharedSlots;
+    const i64 n = (p.num_tokens - first) * kOut, step = (i64)gridDim.x * blockDim.x;
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
+        const i64 at = first * kOut + i;
+        static_cast<typename Cfg::IdT *>(p.ids)[at] = (typename Cfg::IdT)-1;
+        p.weights[at] = 0.0f;
+        if constexpr (Cfg::kReplay == kReplayRecord)
+            static_cast<typename Cfg::LogicalIdT *>(p.logical_ids)[at] = (typename Cfg::LogicalIdT)-1;
+    }
+}
 
 // Load the n <= N elements [first, first+n) of a row into v (the rest read as NaN, hence as -inf
 // scores): vector loads for a whole span, element loads at the ragged end.
@@ -569,49 +659,56 @@ struct RouteSegment {
         __syncwarp(); /* the next token reuses the buffers */
     }
 
-    // Route one token (the segment's lanes together). active = false: participate, write nothing.
-    static __device__ void route(const Segment<LANES> &seg, bool active, const Storage *row, const float *bias,
-                                 int *ids_out, float *w_out)
+    // Route row `token` of p (the segment's lanes together); its ids go to ids_smem when not NULL
+    // (see RouteFinish::run). active = false: participate, write nothing.
+    static __device__ void route(const Segment<LANES> &seg, bool active, const RouteParams &p, i64 token,
+                                 int *ids_smem)
     {
         __shared__ int s_pick_id[kSegmentsPerBlock][K];
         __shared__ u32 s_pick_key[kSegmentsPerBlock][K];
         __shared__ float s_scratch[kSegmentsPerBlock][K];
+        const Storage *row = static_cast<const Storage *>(p.logits) + token * p.row_stride;
         const int slot = (threadIdx.x >> 5) * (32 / LANES) + ((threadIdx.x & 31) / LANES);
         const int first = seg.lane * VPT;
         const int mine = first >= E ? 0 : (E - first < VPT ? E - first : VPT); /* real experts of this lane */
-        // 1-3. Logits (absent experts and inactive tokens read as -inf), scores, keys.
+        // 1-3. Logits (absent experts and inactive tokens read as -inf), scores, keys. Given ids
+        // need the row only for softmax's maximum and sum.
         u32 key[VPT];
-        float softmax_max, softmax_inv;
-        row_keys<Cfg, VPT>(row, bias, first, active ? mine : 0, seg, key, softmax_max, softmax_inv);
-        // 4. Groups: keep the TG best, clear the others' experts.
-        if constexpr (kGroupsOnLanes) mask_groups_on_lanes(seg, key);
-        else if constexpr (kGrouped) mask_groups_shared(seg, key);
-        // 5. K rounds; each winner records its pick.
-        select_top_k<K>(key, seg, [&](int k, int e, u32 top) {
-            s_pick_id[slot][k] = e;
-            if constexpr (Finish::kKeyIsWeight) s_pick_key[slot][k] = top;
-        });
+        float softmax_max = 0.0f, softmax_inv = 0.0f;
+        if constexpr (!Finish::kGiven || (!Cfg::kScoreAfterTopk && Cfg::kScore == kScoreSoftmax))
+            row_keys<Cfg, VPT>(row, p.bias, first, active ? mine : 0, seg, key, softmax_max, softmax_inv);
+        if constexpr (Finish::kGiven) {
+            load_given<Cfg>(p, token, active, seg.lane, LANES, s_pick_id[slot]);
+        } else {
+            // 4. Groups: keep the TG best, clear the others' experts.
+            if constexpr (kGroupsOnLanes) mask_groups_on_lanes(seg, key);
+            else if constexpr (kGrouped) mask_groups_shared(seg, key);
+            // 5. K rounds; each winner records its pick.
+            select_top_k<K>(key, seg, [&](int k, int e, u32 top) {
+                s_pick_id[slot][k] = e;
+                if constexpr (Finish::kKeyIsWeight) s_pick_key[slot][k] = top;
+            });
+        }
         __syncwarp();
         // 6. Weights, shared slots, write.
-        Finish::run(seg, active, row, softmax_max, softmax_inv, s_pick_id[slot], s_pick_key[slot], s_scratch[slot],
-                    ids_out, w_out);
+        Finish::run(seg, active, row, softmax_max, softmax_inv, s_pick_id[slot], s_pick_key[slot], s_scratch[slot], p,
+                    token, ids_smem);
         __syncwarp(); /* the picks are reused by the next token */
     }
 };
 
 // Route one token with the whole warp (any E up to 1024): the device interface other kernels
-// (the fused route+align) build on. row points at its E logits; kOut ids and weights go to
-// ids_out / w_out (global or shared memory). All 32 lanes call it together; any warp of a block
-// of up to kWarps warps may.
+// (the fused route+align) build on. Row `token` of p is routed with every option of the shape;
+// its kOut int32 ids go to ids_smem (shared memory), everything else to p's outputs. All 32
+// lanes call it together; any warp of a block of up to kWarps warps may.
 template <class Cfg, int kWarps = 32>
 struct RouteWarp {
     static_assert(Cfg::kExperts <= 1024, "a warp routes up to 1024 experts");
     typedef RouteSegment<Cfg, 32, kWarps> Segment32;
     static constexpr int kOut = Segment32::kOut;
-    static __device__ void route_row(const typename Cfg::Dtype::Storage *row, const float *bias, int lane,
-                                     int *ids_out, float *w_out)
+    static __device__ void route_row(const RouteParams &p, i64 token, int lane, int *ids_smem)
     {
-        Segment32::route(Segment<32>(lane), true, row, bias, ids_out, w_out);
+        Segment32::route(Segment<32>(lane), true, p, token, ids_smem);
     }
 };
 
@@ -695,13 +792,25 @@ struct RouteBlock {
             if (present(t, i) && s.groups[(first + i) / GS] != 0u) key[i] = 0u;
     }
 
-    static __device__ void route(Shared &s, const Storage *row, const float *bias, int *ids_out, float *w_out)
+    static __device__ void route(Shared &s, const RouteParams &p, i64 token)
     {
+        const Storage *row = static_cast<const Storage *>(p.logits) + token * p.row_stride;
         const int t = threadIdx.x, warp = t >> 5, lane = t & 31, first = t * VPT;
         const int mine = first >= E ? 0 : (E - first < VPT ? E - first : VPT);
         u32 key[VPT];
-        float softmax_max, softmax_inv;
-        row_keys<Cfg, VPT>(row, bias, first, mine, BlockReduce{s, warp, lane}, key, softmax_max, softmax_inv);
+        float softmax_max = 0.0f, softmax_inv = 0.0f;
+        if constexpr (!Finish::kGiven || (!Cfg::kScoreAfterTopk && Cfg::kScore == kScoreSoftmax))
+            row_keys<Cfg, VPT>(row, p.bias, first, mine, BlockReduce{s, warp, lane}, key, softmax_max, softmax_inv);
+        if constexpr (Finish::kGiven) { /* step 9: the given ids replace the selection */
+            if (warp == 0) {
+                load_given<Cfg>(p, token, true, lane, 32, s.pick_id);
+                __syncwarp();
+                Finish::run(Segment<32>(lane), true, row, softmax_max, softmax_inv, s.pick_id, s.pick_key, s.scratch,
+                            p, token, nullptr);
+            }
+            __syncthreads(); /* shared memory is reused by the next token */
+            return;
+        }
         if constexpr (kGrouped) mask_groups(s, key, t, warp, lane);
 
         // Each warp's top-K of its tile (tiles are contiguous: candidate order = expert order).
@@ -726,7 +835,7 @@ struct RouteBlock {
                 }
             }
             __syncwarp();
-            Finish::run(seg, true, row, softmax_max, softmax_inv, s.pick_id, s.pick_key, s.scratch, ids_out, w_out);
+            Finish::run(seg, true, row, softmax_max, softmax_inv, s.pick_id, s.pick_key, s.scratch, p, token, nullptr);
         }
         __syncthreads(); /* shared memory is reused by the next token */
     }
@@ -737,28 +846,24 @@ struct RouteBlock {
 template <class Cfg>
 __device__ __forceinline__ void route_kernel(const RouteParams &p)
 {
-    typedef typename Cfg::Dtype::Storage Storage;
-    constexpr int kOut = Cfg::kTopK + Cfg::kSharedSlots;
-    const Storage *logits = static_cast<const Storage *>(p.logits);
+    const i64 valid = valid_rows<Cfg>(p);
     if constexpr (Cfg::kExperts <= 1024) {
         constexpr int LANES = Cfg::kLanesPerToken, kPerWarp = 32 / LANES;
         const Segment<LANES> seg(threadIdx.x & 31);
         const i64 per_step = (i64)gridDim.x * Cfg::kWarpsPerBlock * kPerWarp;
         const i64 mine = ((i64)blockIdx.x * Cfg::kWarpsPerBlock + (threadIdx.x >> 5)) * kPerWarp + seg.base / LANES;
         // The loop bound is uniform per warp: a segment past the end still joins the shuffles.
-        for (i64 base = mine - seg.base / LANES; base < p.num_tokens; base += per_step) {
+        for (i64 base = mine - seg.base / LANES; base < valid; base += per_step) {
             const i64 token = base + seg.base / LANES;
-            const bool active = token < p.num_tokens;
-            const i64 t = active ? token : 0;
-            RouteSegment<Cfg, LANES, Cfg::kWarpsPerBlock * kPerWarp>::route(
-                seg, active, logits + t * p.row_stride, p.bias, p.ids + t * kOut, p.weights + t * kOut);
+            const bool active = token < valid;
+            RouteSegment<Cfg, LANES, Cfg::kWarpsPerBlock * kPerWarp>::route(seg, active, p, active ? token : 0,
+                                                                             nullptr);
         }
     } else {
         __shared__ typename RouteBlock<Cfg>::Shared s;
-        for (i64 token = blockIdx.x; token < p.num_tokens; token += gridDim.x)
-            RouteBlock<Cfg>::route(s, logits + token * p.row_stride, p.bias, p.ids + token * kOut,
-                                   p.weights + token * kOut);
+        for (i64 token = blockIdx.x; token < valid; token += gridDim.x) RouteBlock<Cfg>::route(s, p, token);
     }
+    if constexpr (Cfg::kPadded) write_padding<Cfg>(p, valid);
 }
 
 } // namespace mj

@@ -24,16 +24,20 @@ __device__ __forceinline__ void route_align_fused(const RouteAlignParams &p)
     } else {
     typedef RouteWarp<RouteCfg, AlignCfg::kThreads / 32> R;
     typedef Align<AlignCfg> A;
-    static_assert(AlignCfg::kExperts == RouteCfg::kExperts + RouteCfg::kSharedSlots, "align covers the shared slots");
+    static_assert(AlignCfg::kExperts == RouteCfg::kPhysicalExperts + RouteCfg::kSharedSlots,
+                  "align covers the (physical) experts and the shared slots");
     int *ids = mj_align_smem + A::kSmemInts;
     const int lane = threadIdx.x & 31;
     const int tokens = (int)p.route.num_tokens;
-    const typename RouteCfg::Dtype::Storage *logits = static_cast<const typename RouteCfg::Dtype::Storage *>(p.route.logits);
-    for (int t = threadIdx.x >> 5; t < tokens; t += A::kWarps)
-        R::route_row(logits + (i64)t * p.route.row_stride, p.route.bias, lane, ids + t * R::kOut,
-                     p.route.weights + (i64)t * R::kOut);
+    const int valid = (int)valid_rows<RouteCfg>(p.route);
+    for (int t = threadIdx.x >> 5; t < valid; t += A::kWarps) R::route_row(p.route, t, lane, ids + t * R::kOut);
+    if constexpr (RouteCfg::kPadded) { /* padded rows: id -1, which align drops */
+        for (int i = valid * R::kOut + threadIdx.x; i < tokens * R::kOut; i += A::kThreads) ids[i] = -1;
+        write_padding<RouteCfg>(p.route, valid);
+    }
     __syncthreads();
-    for (int i = threadIdx.x; i < p.align.n; i += A::kThreads) p.route.ids[i] = ids[i];
+    typedef typename RouteCfg::IdT IdT;
+    for (int i = threadIdx.x; i < valid * R::kOut; i += A::kThreads) static_cast<IdT *>(p.route.ids)[i] = (IdT)ids[i];
     if constexpr (A::kSmallIds > 0) {
         A::single_small(ids, mj_align_smem, p.align); /* the batch fits by construction */
     } else {

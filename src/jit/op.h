@@ -14,7 +14,7 @@
 #include "common/strbuf.h"
 #include "moejit.h"
 
-#define MJ_SHAPE_BYTES 64 /* the largest normalised shape (route_align's) fits */
+#define MJ_SHAPE_BYTES 128 /* the largest normalised shape (route_align's) fits */
 /* route_align holds its fused kernel plus the route and align kernels of its fallback (7). */
 #define MJ_MAX_ENTRIES 8
 #define MJ_NAME_MAX 96

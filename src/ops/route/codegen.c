@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "common/dtype.h"
 #include "jit/codegen.h"
 
 extern const char mj_template_route_cuh[];
@@ -55,13 +56,15 @@ static void route_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
 
 static const mj_param_layout k_params = MJ_PARAM_LAYOUT(mj_route_params, "RouteParams", MJ_ROUTE_PARAMS);
 
-/* The enum values route.cuh compares Cfg::kScore and Cfg::kGroupScore with. */
+/* The enum values route.cuh compares Cfg::kScore, Cfg::kGroupScore and Cfg::kReplay with. */
 static const mj_enum_value k_enums[] = {
     {"kScoreSoftmax", MOEJIT_SCORE_SOFTMAX},
     {"kScoreSigmoid", MOEJIT_SCORE_SIGMOID},
     {"kScoreSqrtSoftplus", MOEJIT_SCORE_SQRT_SOFTPLUS},
     {"kGroupMax", MOEJIT_GROUP_SCORE_MAX},
     {"kGroupTop2Sum", MOEJIT_GROUP_SCORE_TOP2_SUM},
+    {"kReplayRecord", MOEJIT_REPLAY_RECORD},
+    {"kReplayGiven", MOEJIT_REPLAY_GIVEN},
 };
 
 static void emit_cfg(mj_strbuf *sb, const mj_route_shape *r)
@@ -87,12 +90,22 @@ static void emit_cfg(mj_strbuf *sb, const mj_route_shape *r)
                  "    static constexpr int kSharedSlots = %d;\n"
                  "    static constexpr int kLanesPerToken = %d;\n"
                  "    static constexpr int kWarpsPerBlock = %d;\n"
+                 "    // serving options\n"
+                 "    static constexpr bool kPadded = %s;\n"
+                 "    typedef mj::%s IdT;\n"
+                 "    static constexpr int kMaxReplicas = %d;\n"
+                 "    static constexpr int kPhysicalExperts = %d;\n"
+                 "    static constexpr int kLoadCounter = %d; // 0 none, 1 int32, 2 int64\n"
+                 "    static constexpr int kReplay = %d; // 0 off, 1 record, 2 given\n"
+                 "    typedef mj::%s LogicalIdT;\n"
                  "};\n\n",
                  mj_dtype_struct(r->dtype), r->experts, r->topk, r->score, mj_score_name(r->score), r->groups,
                  r->topk_groups, r->group_score, r->has_bias ? "true" : "false", cap,
                  r->score_after_topk ? "true" : "false", r->renormalize ? "true" : "false",
                  r->scale_output ? "true" : "false", factor, r->shared_slots, lanes_per_token(r->experts),
-                 MJ_ROUTE_WARPS_PER_BLOCK);
+                 MJ_ROUTE_WARPS_PER_BLOCK, r->padded ? "true" : "false", mj_index_dtype_ctype(r->id_dtype),
+                 r->max_replicas, r->physical_experts, r->load_counter, r->replay,
+                 mj_index_dtype_ctype(r->logical_id_dtype));
 }
 
 void mj_route_emit_entry(mj_strbuf *sb, const char *name)

@@ -118,20 +118,28 @@ static void choose_groups(const mj_route_shape *r, row_work *w)
     }
 }
 
-static void route_row(const mj_route_shape *r, row_work *w, const float *logits, const float *bias, int32_t *ids,
-                      float *weights)
+/* Step 4: the top-K of the row in descending order of sel, ties to the lower index. */
+static void choose(const mj_route_shape *r, row_work *w, int *picks)
+{
+    for (int k = 0; k < r->topk; k++) {
+        const int e = argmax(w->sel, w->allowed, r->experts);
+        w->allowed[e] = 0;
+        picks[k] = e;
+    }
+}
+
+/* Steps 4 (weights) to 7: the K+S weights of the picks (a pick of -1, a given id outside [0, E),
+ * weighs nothing) and the shared slots' logical ids. row_values has run on the row. */
+static void weigh(const mj_route_shape *r, const row_work *w, const int *picks, int32_t *ids, float *weights)
 {
     const int E = r->experts, K = r->topk, S = r->shared_slots;
-    row_values(r, logits, bias, w);
-    choose_groups(r, w);
-    /* Step 4: top-K in descending order of sel, ties to the lower index. */
     double wt[2 * MOEJIT_MAX_TOPK];
     for (int k = 0; k < K; k++) {
-        const int e = argmax(w->sel, w->allowed, E);
-        w->allowed[e] = 0;
+        const int e = picks[k];
         ids[k] = e;
         /* weights read the finite logit (the score rounded to f32, as the ranking's is) */
-        wt[k] = r->score_after_topk                   ? w->x[e]
+        wt[k] = e < 0                                 ? (r->score_after_topk ? -INFINITY : 0.0)
+                : r->score_after_topk                 ? w->x[e]
                 : r->score == MOEJIT_SCORE_SOFTMAX    ? (double)w->val[e]
                                                       : (double)(float)score_elementwise(r->score, w->x[e]);
     }
@@ -139,7 +147,7 @@ static void route_row(const mj_route_shape *r, row_work *w, const float *logits,
         if (r->score == MOEJIT_SCORE_SOFTMAX) {
             softmax_exact(wt, K);
         } else {
-            for (int k = 0; k < K; k++) wt[k] = score_elementwise(r->score, wt[k]);
+            for (int k = 0; k < K; k++) wt[k] = wt[k] == -INFINITY ? 0.0 : score_elementwise(r->score, wt[k]);
         }
     }
     /* Step 5: renormalise (never by zero), then shared slots, then scaling of every slot. */
@@ -157,6 +165,45 @@ static void route_row(const mj_route_shape *r, row_work *w, const float *logits,
         for (int j = 0; j < K + S; j++) wt[j] *= (double)r->scaling_factor;
     /* Finite for any input: only an extreme factor could pass FLT_MAX. */
     for (int j = 0; j < K + S; j++) weights[j] = (float)fmin(wt[j], (double)FLT_MAX);
+}
+
+/* Step 10: the physical id of routed slot k of token t whose logical expert is e. */
+static int64_t place(const mj_route_shape *r, const mj_route_params *p, int e, int64_t t, int k)
+{
+    if (!r->max_replicas || e < 0) return e;
+    int64_t c = p->replica_count[e];
+    c = c < 1 ? 1 : c > r->max_replicas ? r->max_replicas : c;
+    const int64_t replica = (int64_t)(((uint64_t)t * (uint64_t)r->topk + (uint64_t)k) % (uint64_t)c);
+    const int64_t ph = p->logical_to_physical[(int64_t)e * r->max_replicas + replica];
+    return ph >= 0 && ph < r->physical_experts ? ph : -1;
+}
+
+static void store_index(void *base, int dtype, int64_t at, int64_t v)
+{
+    if (dtype == MOEJIT_INDEX_INT64) ((int64_t *)base)[at] = v;
+    else if (dtype == MOEJIT_INDEX_INT16) ((int16_t *)base)[at] = (int16_t)v;
+    else ((int32_t *)base)[at] = (int32_t)v;
+}
+
+static int64_t load_index(const void *base, int dtype, int64_t at)
+{
+    if (dtype == MOEJIT_INDEX_INT64) return ((const int64_t *)base)[at];
+    if (dtype == MOEJIT_INDEX_INT16) return ((const int16_t *)base)[at];
+    return ((const int32_t *)base)[at];
+}
+
+/* Steps 9-12 for one routed row: record, place, count, write ids in their type. */
+static void write_row(const mj_route_shape *r, const mj_route_params *p, int64_t t, const int32_t *logical)
+{
+    const int K = r->topk, out = K + r->shared_slots;
+    for (int j = 0; j < out; j++) {
+        const int64_t at = t * out + j;
+        if (r->replay == MOEJIT_REPLAY_RECORD) store_index(p->logical_ids, r->logical_id_dtype, at, logical[j]);
+        const int64_t id = j < K ? place(r, p, logical[j], t, j) : (int64_t)r->physical_experts + (j - K);
+        if (j < K && id >= 0 && r->load_counter == MOEJIT_LOAD_INT32) ((int32_t *)p->expert_load)[id] += 1;
+        if (j < K && id >= 0 && r->load_counter == MOEJIT_LOAD_INT64) ((int64_t *)p->expert_load)[id] += 1;
+        store_index(p->ids, r->id_dtype, at, id);
+    }
 }
 
 static int work_alloc(row_work *w, int E)
@@ -194,11 +241,32 @@ moejit_status moejit_route_reference(const moejit_route_spec *spec, const moejit
         free(row);
         return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "route reference: out of memory");
     }
-    const int elem = mj_dtype_bytes(r.dtype), out_w = r.topk + r.shared_slots;
-    for (int64_t t = 0; t < p.num_tokens; t++) {
+    const int elem = mj_dtype_bytes(r.dtype), K = r.topk, out = K + r.shared_slots;
+    /* Step 8: rows at or past the count read nothing */
+    int64_t valid = p.num_tokens;
+    if (r.padded) valid = *p.num_valid < 0 ? 0 : *p.num_valid < valid ? *p.num_valid : valid;
+    for (int64_t t = 0; t < valid; t++) {
         const char *src = (const char *)p.logits + (size_t)(t * p.row_stride) * (size_t)elem;
         for (int e = 0; e < r.experts; e++) row[e] = mj_load_as_f32(src, r.dtype, e);
-        route_row(&r, &w, row, p.bias, p.ids + t * out_w, p.weights + t * out_w);
+        row_values(&r, row, p.bias, &w);
+        int picks[MOEJIT_MAX_TOPK];
+        if (r.replay == MOEJIT_REPLAY_GIVEN) { /* step 9: the given ids replace the selection */
+            for (int k = 0; k < K; k++) {
+                const int64_t e = load_index(p.logical_ids, r.logical_id_dtype, t * out + k);
+                picks[k] = e >= 0 && e < r.experts ? (int)e : -1;
+            }
+        } else {
+            choose_groups(&r, &w);
+            choose(&r, &w, picks);
+        }
+        int32_t logical[2 * MOEJIT_MAX_TOPK];
+        weigh(&r, &w, picks, logical, p.weights + t * out);
+        write_row(&r, &p, t, logical);
+    }
+    for (int64_t i = valid * out; i < p.num_tokens * out; i++) {
+        store_index(p.ids, r.id_dtype, i, -1);
+        p.weights[i] = 0.0f;
+        if (r.replay == MOEJIT_REPLAY_RECORD) store_index(p.logical_ids, r.logical_id_dtype, i, -1);
     }
     work_free(&w);
     free(row);

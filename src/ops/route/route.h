@@ -33,6 +33,14 @@ typedef struct mj_route_shape {
     int32_t scale_output;     /* 0/1, 0 when the factor is 1 */
     float scaling_factor;     /* 1.0 unless it matters (scale_output or shared slots) */
     int32_t shared_slots;     /* S */
+    /* serving options (moejit.h route steps 8-12) */
+    int32_t padded;           /* 0/1: a device count bounds the rows */
+    int32_t id_dtype;         /* moejit_index_dtype of ids */
+    int32_t max_replicas;     /* R, 0 = no placement */
+    int32_t physical_experts; /* P: ids are in [0, P); E without placement */
+    int32_t load_counter;     /* moejit_load_counter */
+    int32_t replay;           /* moejit_replay */
+    int32_t logical_id_dtype; /* moejit_index_dtype of logical_ids; 0 without replay */
 } mj_route_shape;
 
 /* Validate a route spec and write its normalised shape. Errors name the field and value. */
@@ -49,15 +57,25 @@ const char *mj_score_name(int score);
 const char *mj_group_score_name(int group_score);
 int mj_score_parse(const char *s);
 int mj_group_score_parse(const char *s);
+/* "off", "record", "given" / "none", "int32", "int64" (moejit_replay / moejit_load_counter). */
+const char *mj_replay_name(int replay);
+const char *mj_load_counter_name(int load_counter);
+int mj_replay_parse(const char *s);
+int mj_load_counter_parse(const char *s);
 
 /* The kernel's parameters (mj::RouteParams in route.cuh is emitted from this table). */
 #define MJ_ROUTE_PARAMS(X, S)                                                                              \
     X(S, const void *, logits)                                                                            \
     X(S, const float *, bias)                                                                             \
-    X(S, int32_t *, ids)                                                                                  \
+    X(S, void *, ids)                                                                                     \
     X(S, float *, weights)                                                                                \
     X(S, int64_t, num_tokens)                                                                             \
-    X(S, int64_t, row_stride)
+    X(S, int64_t, row_stride)                                                                             \
+    X(S, const int32_t *, num_valid)                                                                      \
+    X(S, const int32_t *, logical_to_physical)                                                            \
+    X(S, const int32_t *, replica_count)                                                                  \
+    X(S, void *, expert_load)                                                                             \
+    X(S, void *, logical_ids)
 typedef struct mj_route_params {
     MJ_ROUTE_PARAMS(MJ_PARAM_DECL, _)
 } mj_route_params;
@@ -66,6 +84,12 @@ typedef struct mj_route_params {
  * aligned; sizes: no overflow). `op` names the caller in messages ("route", "route_align"). */
 moejit_status mj_route_check_args(const char *op, const mj_route_shape *r, const moejit_route_args *a,
                                   mj_route_params *p);
+
+/* The most replicas a logical expert may have, and the most physical experts (route step 10). */
+enum { MJ_ROUTE_MAX_REPLICAS = 1024, MJ_ROUTE_MAX_PHYSICAL_EXPERTS = 1 << 20 };
+
+/* Experts the ids of a shape address: P + S (P = E without placement). */
+static inline int mj_route_id_space(const mj_route_shape *r) { return r->physical_experts + r->shared_slots; }
 
 /* Route kernels run one warp per token (or a segment of one), this many warps a block. */
 enum { MJ_ROUTE_WARPS_PER_BLOCK = 4 };

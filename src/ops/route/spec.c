@@ -25,6 +25,61 @@ int mj_group_score_parse(const char *s) { return mj_name_index(s, k_group_score_
 
 #define SPEC_ERR(status, ...) mj_fail(status, "route spec: " __VA_ARGS__)
 
+static const char *const k_replay_names[] = {"off", "record", "given"};
+static const char *const k_load_names[] = {"none", "int32", "int64"};
+const char *mj_replay_name(int m) { return m >= 0 && m < COUNT_OF(k_replay_names) ? k_replay_names[m] : NULL; }
+const char *mj_load_counter_name(int m) { return m >= 0 && m < COUNT_OF(k_load_names) ? k_load_names[m] : NULL; }
+int mj_replay_parse(const char *s) { return mj_name_index(s, k_replay_names, COUNT_OF(k_replay_names)); }
+int mj_load_counter_parse(const char *s) { return mj_name_index(s, k_load_names, COUNT_OF(k_load_names)); }
+
+/* The serving options (steps 8-12) of a spec whose E and S are valid. */
+static moejit_status normalize_serving(const moejit_route_spec *spec, int shared_slots, mj_route_shape *out)
+{
+    const int e = spec->num_experts;
+    if (!mj_index_dtype_name((int)spec->id_dtype))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "id_dtype = %d is not a moejit_index_dtype (0 int32, 1 int64, 2 int16)",
+                        (int)spec->id_dtype);
+    const int replicas = spec->max_replicas, physical = spec->num_physical_experts;
+    if (replicas < 0 || replicas > MJ_ROUTE_MAX_REPLICAS)
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "max_replicas = %d must be 0 (no placement) or 1..%d", replicas,
+                        MJ_ROUTE_MAX_REPLICAS);
+    if (replicas > 0 && (physical < 1 || physical > MJ_ROUTE_MAX_PHYSICAL_EXPERTS))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC,
+                        "num_physical_experts = %d must be 1..%d with placement (max_replicas = %d)", physical,
+                        MJ_ROUTE_MAX_PHYSICAL_EXPERTS, replicas);
+    if (replicas == 0 && physical != 0 && physical != e)
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC,
+                        "num_physical_experts = %d without placement (max_replicas = 0) must be 0 or num_experts = %d",
+                        physical, e);
+    out->max_replicas = replicas;
+    out->physical_experts = replicas > 0 ? physical : e;
+    /* the largest id written is P + S - 1 (a shared slot) */
+    const int64_t top_id = (int64_t)out->physical_experts + shared_slots - 1;
+    if (top_id > mj_index_dtype_max((int)spec->id_dtype))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "id_dtype = %s cannot hold id %lld (%d experts + %d shared slots)",
+                        mj_index_dtype_name((int)spec->id_dtype), (long long)top_id, out->physical_experts,
+                        shared_slots);
+    out->id_dtype = (int32_t)spec->id_dtype;
+    if (!mj_load_counter_name((int)spec->load_counter))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "load_counter = %d is not a moejit_load_counter (0 none, 1 int32, 2 int64)",
+                        (int)spec->load_counter);
+    out->load_counter = (int32_t)spec->load_counter;
+    if (!mj_replay_name((int)spec->replay))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "replay = %d is not a moejit_replay (0 off, 1 record, 2 given)",
+                        (int)spec->replay);
+    out->replay = (int32_t)spec->replay;
+    if (!mj_index_dtype_name((int)spec->logical_id_dtype))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC,
+                        "logical_id_dtype = %d is not a moejit_index_dtype (0 int32, 1 int64, 2 int16)",
+                        (int)spec->logical_id_dtype);
+    if (spec->replay != MOEJIT_REPLAY_OFF && (int64_t)e + shared_slots - 1 > mj_index_dtype_max((int)spec->logical_id_dtype))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "logical_id_dtype = %s cannot hold id %d (%d experts + %d shared slots)",
+                        mj_index_dtype_name((int)spec->logical_id_dtype), e + shared_slots - 1, e, shared_slots);
+    out->logical_id_dtype = spec->replay != MOEJIT_REPLAY_OFF ? (int32_t)spec->logical_id_dtype : 0;
+    out->padded = spec->padded != 0;
+    return MOEJIT_OK;
+}
+
 moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *out)
 {
     if (!spec) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route spec: spec is NULL");
@@ -83,6 +138,7 @@ moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *
     if (s > MOEJIT_MAX_TOPK)
         return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "shared_slots = %d exceeds the maximum %d", s, MOEJIT_MAX_TOPK);
 
+    if ((st = normalize_serving(spec, s, out)) != MOEJIT_OK) return st;
     out->experts = e;
     out->topk = k;
     out->score = (int32_t)spec->score;
@@ -137,6 +193,13 @@ int mj_route_module_name(const mj_route_shape *r, char *buf, size_t cap)
         mj_appendf(buf, cap, &n, "_x%s%s", tmp, r->scale_output ? "" : "u");
     }
     if (r->shared_slots) mj_appendf(buf, cap, &n, "_s%d", r->shared_slots);
+    if (r->padded) mj_appendf(buf, cap, &n, "_pad");
+    if (r->max_replicas) mj_appendf(buf, cap, &n, "_r%dp%d", r->max_replicas, r->physical_experts);
+    if (r->load_counter) mj_appendf(buf, cap, &n, "_load%s", r->load_counter == MOEJIT_LOAD_INT64 ? "64" : "32");
+    if (r->replay)
+        mj_appendf(buf, cap, &n, "_%s%s", r->replay == MOEJIT_REPLAY_GIVEN ? "given" : "rec",
+                   r->logical_id_dtype ? mj_index_dtype_name(r->logical_id_dtype) + 3 : "");
+    if (r->id_dtype) mj_appendf(buf, cap, &n, "_ids%s", mj_index_dtype_name(r->id_dtype) + 3);
     mj_appendf(buf, cap, &n, "_%s", mj_dtype_name(r->dtype));
     return n;
 }
@@ -155,6 +218,13 @@ int mj_route_describe(const mj_route_shape *r, char *buf, size_t cap)
     if (r->renormalize) mj_appendf(buf, cap, &n, " renormalize");
     if (r->scale_output) mj_appendf(buf, cap, &n, " scale=%g", (double)r->scaling_factor);
     if (r->shared_slots) mj_appendf(buf, cap, &n, " shared_slots=%d factor=%g", r->shared_slots, (double)r->scaling_factor);
+    if (r->padded) mj_appendf(buf, cap, &n, " padded");
+    if (r->max_replicas) mj_appendf(buf, cap, &n, " replicas=%d physical=%d", r->max_replicas, r->physical_experts);
+    if (r->load_counter) mj_appendf(buf, cap, &n, " load=%s", mj_load_counter_name(r->load_counter));
+    if (r->replay)
+        mj_appendf(buf, cap, &n, " replay=%s logical_ids=%s", mj_replay_name(r->replay),
+                   mj_index_dtype_name(r->logical_id_dtype));
+    if (r->id_dtype) mj_appendf(buf, cap, &n, " ids=%s", mj_index_dtype_name(r->id_dtype));
     return n;
 }
 
@@ -176,6 +246,10 @@ moejit_status mj_route_check_args(const char *op, const mj_route_shape *r, const
     if (__builtin_mul_overflow(a->num_tokens, stride * elem, &bytes))
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: num_tokens = %lld with row_stride = %lld overflows", op,
                        (long long)a->num_tokens, (long long)stride);
+    const int64_t out_slots = r->topk + r->shared_slots;
+    if (__builtin_mul_overflow(a->num_tokens, out_slots * 8, &bytes))
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: num_tokens = %lld overflows the outputs", op,
+                       (long long)a->num_tokens);
     *p = (mj_route_params){
         .logits = a->logits,
         .bias = r->has_bias ? a->bias : NULL,
@@ -183,12 +257,32 @@ moejit_status mj_route_check_args(const char *op, const mj_route_shape *r, const
         .weights = a->weights,
         .num_tokens = a->num_tokens,
         .row_stride = stride,
+        .num_valid = r->padded ? a->num_valid : NULL,
+        .logical_to_physical = r->max_replicas ? a->logical_to_physical : NULL,
+        .replica_count = r->max_replicas ? a->replica_count : NULL,
+        .expert_load = r->load_counter ? a->expert_load : NULL,
+        .logical_ids = r->replay ? a->logical_ids : NULL,
     };
     if (a->num_tokens == 0) return MOEJIT_OK; /* empty batch: pointers may be NULL, nothing runs */
+    /* In GIVEN replay the logits are still read: the weights are computed from them. */
     if ((st = mj_check_pointer(op, "logits", a->logits, (size_t)elem)) != MOEJIT_OK) return st;
-    if ((st = mj_check_pointer(op, "ids", a->ids, 4)) != MOEJIT_OK) return st;
+    if ((st = mj_check_pointer(op, "ids", a->ids, (size_t)mj_index_dtype_bytes(r->id_dtype))) != MOEJIT_OK) return st;
     if ((st = mj_check_pointer(op, "weights", a->weights, 4)) != MOEJIT_OK) return st;
     if (r->has_bias && (st = mj_check_pointer(op, "bias (spec.has_bias = 1)", a->bias, 4)) != MOEJIT_OK)
+        return st;
+    if (r->padded && (st = mj_check_pointer(op, "num_valid (spec.padded = 1)", a->num_valid, 4)) != MOEJIT_OK)
+        return st;
+    if (r->max_replicas &&
+        ((st = mj_check_pointer(op, "logical_to_physical (spec.max_replicas > 0)", a->logical_to_physical, 4)) !=
+             MOEJIT_OK ||
+         (st = mj_check_pointer(op, "replica_count (spec.max_replicas > 0)", a->replica_count, 4)) != MOEJIT_OK))
+        return st;
+    if (r->load_counter &&
+        (st = mj_check_pointer(op, "expert_load (spec.load_counter)", a->expert_load,
+                               r->load_counter == MOEJIT_LOAD_INT64 ? 8 : 4)) != MOEJIT_OK)
+        return st;
+    if (r->replay && (st = mj_check_pointer(op, "logical_ids (spec.replay)", a->logical_ids,
+                                            (size_t)mj_index_dtype_bytes(r->logical_id_dtype))) != MOEJIT_OK)
         return st;
     return MOEJIT_OK;
 }

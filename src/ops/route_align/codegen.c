@@ -41,7 +41,7 @@ static void route_align_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
     mj_plan_entry(plan, MJ_RA_FUSED, "_fused", f.align.threads, f.max_tokens, f.smem_bytes);
     mj_plan_entry(plan, MJ_RA_ROUTE, "_route", 32 * MJ_ROUTE_WARPS_PER_BLOCK, MJ_ROUTE_WARPS_PER_BLOCK, 0);
     mj_align_geom g;
-    mj_align_geom_default(s.route.experts + s.route.shared_slots, s.block_size, &g);
+    mj_align_geom_default(mj_route_id_space(&s.route), s.block_size, &g);
     mj_align_plan_entries(plan, MJ_RA_ALIGN, &g);
 }
 
@@ -51,7 +51,7 @@ static void route_align_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_ker
     mj_route_align_fused f;
     mj_route_align_fused_for(&s, &f);
     mj_align_geom g;
-    mj_align_geom_default(s.route.experts + s.route.shared_slots, s.block_size, &g);
+    mj_align_geom_default(mj_route_id_space(&s.route), s.block_size, &g);
     mj_route_emit_module(sb, &s.route); /* route's template and MoejitRouteCfg */
     mj_align_emit_template(sb);
     mj_emit_params(sb, &k_params);

@@ -13,7 +13,7 @@
 static moejit_status batch_layout(const mj_route_align_shape *s, int64_t num_tokens, mj_align_layout *l, int *fused)
 {
     const mj_route_shape *r = &s->route;
-    moejit_status st = mj_align_layout_for("route_align", r->experts + r->shared_slots, s->block_size, num_tokens,
+    moejit_status st = mj_align_layout_for("route_align", mj_route_id_space(r), s->block_size, num_tokens,
                                            r->topk + r->shared_slots, l);
     if (st != MOEJIT_OK) return st;
     mj_route_align_fused f;

@@ -14,7 +14,7 @@ moejit_status moejit_route_align_reference(const moejit_route_align_spec *spec, 
     if ((st = MJ_CHECK_RESERVED("route_align args", args)) != MOEJIT_OK) return st;
     const mj_route_shape *r = &s.route;
     const moejit_route_args *ra = &args->route;
-    const int experts = r->experts + r->shared_slots;
+    const int experts = mj_route_id_space(r);
     mj_align_layout l;
     mj_align_params p;
     if ((st = mj_align_layout_for("route_align", experts, s.block_size, ra->num_tokens, r->topk + r->shared_slots,

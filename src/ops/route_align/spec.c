@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/dtype.h"
 #include "common/error.h"
 #include "common/strbuf.h"
 
@@ -28,6 +29,9 @@ moejit_status mj_route_align_normalize(const moejit_route_align_spec *spec, mj_r
     /* route's own checks, including what its kernel does not implement yet */
     moejit_status st = mj_route_normalize(&spec->route, &out->route);
     if (st == MOEJIT_OK) st = mj_align_check_block("route_align spec", spec->block_size);
+    if (st == MOEJIT_OK && out->route.id_dtype != MOEJIT_INDEX_INT32) /* align's side reads int32 ids */
+        st = mj_fail(MOEJIT_ERR_UNSUPPORTED, "route_align spec: route.id_dtype = %s is not supported (int32 only)",
+                     mj_index_dtype_name(out->route.id_dtype));
     if (st != MOEJIT_OK) return st;
     out->block_size = spec->block_size;
     return MOEJIT_OK;
@@ -49,7 +53,7 @@ void mj_route_align_fused_for(const mj_route_align_shape *s, mj_route_align_fuse
     const int slots = r->topk + r->shared_slots;
     /* a warp a token; the block's other threads join in align's small path */
     const int threads = 32 * FUSED_MAX_TOKENS;
-    mj_align_geom_make(r->experts + r->shared_slots, s->block_size, threads, FUSED_HIST_BUDGET, 0,
+    mj_align_geom_make(mj_route_id_space(r), s->block_size, threads, FUSED_HIST_BUDGET, 0,
                        FUSED_MAX_TOKENS * slots, &f->align);
     int tokens = FUSED_MAX_TOKENS;
     while (tokens > 1 && fit_fused_batch(&f->align, tokens, slots) > FUSED_SMEM_BUDGET) tokens--;
