@@ -308,7 +308,16 @@ typedef struct input_job {
     const float *bias;
     int64_t stride;
     uint64_t seed;
+    int ordered; /* rows are permutations of an evenly spaced grid (mjt_route_inputs_ordered) */
 } input_job;
+
+/* Value k (0..E-1) of an ordered row: evenly spaced, exactly representable in the dtype, spaced
+ * so that consecutive scores (sigmoid included) differ by > 1e-5 relative. */
+static float grid_value(int k, int E, int dtype)
+{
+    const double step = dtype == MOEJIT_DTYPE_F32 ? 8.0 / E : 1.0 / 16; /* bf16/f16 hold k/16 up to |8| */
+    return (float)((k - E / 2) * step);
+}
 
 /* Rows [b, e): each from its own generator (seed + row), so the result does not depend on threads. */
 static void make_rows(int64_t b, int64_t e, void *user)
@@ -324,8 +333,14 @@ static void make_rows(int64_t b, int64_t e, void *user)
                 fprintf(stderr, "no input without near-ties after 1000 draws\n");
                 abort();
             }
+            if (j->ordered) /* a random permutation of the grid */
+                for (int k = 0; k < E; k++) {
+                    const int o = (int)(mjt_next(&rng) % (uint64_t)(k + 1));
+                    x[k] = x[o];
+                    x[o] = grid_value(k, E, j->spec->dtype);
+                }
             for (int k = 0; k < E; k++) {
-                float v = (float)(2.0 * mjt_normal(&rng));
+                float v = j->ordered ? x[k] : (float)(2.0 * mjt_normal(&rng));
                 if (j->spec->dtype == MOEJIT_DTYPE_BF16) ((uint16_t *)row)[k] = mj_f32_to_bf16(v);
                 else if (j->spec->dtype == MOEJIT_DTYPE_F16) ((uint16_t *)row)[k] = mj_f32_to_f16(v);
                 else ((float *)row)[k] = v;
@@ -338,18 +353,33 @@ static void make_rows(int64_t b, int64_t e, void *user)
     free(x);
 }
 
+static void *route_inputs(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, float **bias_out,
+                          int ordered);
+
 void *mjt_route_inputs(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, float **bias_out)
+{
+    return route_inputs(rng, spec, T, stride, bias_out, 0);
+}
+
+void *mjt_route_inputs_ordered(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, float **bias_out)
+{
+    return route_inputs(rng, spec, T, stride, bias_out, 1);
+}
+
+static void *route_inputs(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, float **bias_out,
+                          int ordered)
 {
     const int E = spec->num_experts, elem = spec->dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
     unsigned char *logits = malloc((size_t)(T * stride) * (size_t)elem + 16);
     float *bias = NULL;
     assert_non_null(logits);
-    input_job j = {.spec = spec, .logits = logits, .stride = stride, .seed = mjt_next(rng)};
+    input_job j = {.spec = spec, .logits = logits, .stride = stride, .seed = mjt_next(rng), .ordered = ordered};
     assert_int_equal(mj_route_normalize(spec, &j.shape), MOEJIT_OK);
     if (spec->has_bias) {
         bias = malloc(sizeof(float) * (size_t)E);
         assert_non_null(bias);
-        for (int e = 0; e < E; e++) bias[e] = (float)(0.2 * (mjt_uniform(rng) - 0.5));
+        /* ordered rows: a bias far below the gaps between scores, so that it cannot reorder them */
+        for (int e = 0; e < E; e++) bias[e] = (float)((ordered ? 1e-8 : 0.2) * (mjt_uniform(rng) - 0.5));
     }
     j.bias = bias;
     /* Padding between rows holds garbage that must never be read as logits. */

@@ -87,6 +87,10 @@ int mjt_cli(const char *const env_overrides[], char *out, size_t cap, const char
  * in the last bit of an exp). */
 void *mjt_route_inputs(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, float **bias);
 
+/* The same with rows that are random permutations of an evenly spaced grid and a negligible bias:
+ * the order of the picks, not only their set, is clear of rounding (placement depends on it). */
+void *mjt_route_inputs_ordered(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int64_t stride, float **bias);
+
 /* moejit_route_reference over row chunks on all cores. */
 void mjt_route_reference_parallel(const moejit_route_spec *spec, const void *logits, int64_t T, int64_t stride,
                                   const float *bias, int32_t *ids, float *w);

@@ -44,7 +44,8 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-/* Fresh inputs for spec: logits with margins (kernel and reference choose alike), maps whose
+/* Fresh inputs for spec: ordered logits (kernel and reference choose alike, in the same order:
+ * a pick's slot decides its replica), maps whose
  * replica counts stray outside [1, R] and whose entries include -1 and ids >= P, counters with
  * earlier counts, given ids that include duplicates, -1 and ids >= E. */
 static serving_batch batch_new(mjt_rng *rng, const moejit_route_spec *spec, int64_t T, int32_t num_valid)
@@ -53,7 +54,7 @@ static serving_batch batch_new(mjt_rng *rng, const moejit_route_spec *spec, int6
     b.R = spec->max_replicas;
     b.P = b.R ? spec->num_physical_experts : b.E;
     b.num_valid = num_valid;
-    b.logits = mjt_route_inputs(rng, spec, T, b.E, &b.bias);
+    b.logits = mjt_route_inputs_ordered(rng, spec, T, b.E, &b.bias);
     b.id_bytes = (size_t)(T * b.W) * (size_t)index_bytes(spec->id_dtype);
     b.logical_bytes = (size_t)(T * b.W) * (size_t)index_bytes(spec->logical_id_dtype);
     if (b.R) {
