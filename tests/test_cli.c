@@ -434,6 +434,33 @@ static void test_source(void **state)
     EXPECT_OUTPUT("moejit source: --experts: \"5000\" is not an integer in 1..4096");
 }
 
+/* route's serving options by flags and by manifest fields: the same kernel either way. */
+static void test_serving_options(void **state)
+{
+    (void)state;
+    assert_int_equal(CLI("source", "--experts", "64", "--topk", "4", "--padded", "--replicas", "2", "--physical-experts",
+                         "80", "--load-counter", "int32", "--replay", "given", "--id-dtype", "int64"),
+                     0);
+    EXPECT_OUTPUT("moejit_route_softmax_e64_k4_pad_r2p80_load32_given_ids64_f32(const mj::RouteParams p)");
+    EXPECT_OUTPUT("kPhysicalExperts = 80;");
+    assert_int_equal(CLI("source", "--experts", "64", "--topk", "4", "--replay", "sometimes"), 2);
+    EXPECT_OUTPUT("moejit source: --replay: \"sometimes\" is not one of off, record, given");
+    assert_int_equal(CLI("source", "--experts", "64", "--topk", "4", "--replicas", "2"), 2);
+    EXPECT_OUTPUT("num_physical_experts = 0 must be 1..");
+    char dir[4096], manifest[4200];
+    mjt_tmpdir(dir);
+    snprintf(manifest, sizeof manifest, "%s/m.json", dir);
+    write_text(manifest, "[{\"op\": \"route\", \"num_experts\": 64, \"topk\": 4, \"padded\": true, "
+                         "\"max_replicas\": 2, \"num_physical_experts\": 80, \"load_counter\": \"int32\", "
+                         "\"replay\": \"given\", \"id_dtype\": \"int64\"}]");
+    assert_int_equal(CLI("source", "--manifest", manifest), 0);
+    EXPECT_OUTPUT("moejit_route_softmax_e64_k4_pad_r2p80_load32_given_ids64_f32(const mj::RouteParams p)");
+    write_text(manifest, "[{\"op\": \"route\", \"num_experts\": 64, \"topk\": 4, \"load_counter\": \"int8\"}]");
+    assert_int_equal(CLI("source", "--manifest", manifest), 1); /* as any bad manifest entry */
+    EXPECT_OUTPUT("field \"load_counter\": expected one of \"none\", \"int32\", \"int64\", got a string \"int8\"");
+    mjt_rmtree(dir);
+}
+
 static void test_prewarm_and_ls(void **state)
 {
     (void)state;
@@ -517,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_float_values),
         cmocka_unit_test(test_compile_failure_report),
         cmocka_unit_test(test_source),
+        cmocka_unit_test(test_serving_options),
         cmocka_unit_test(test_prewarm_and_ls),
         cmocka_unit_test(test_prewarm_needs_arch_without_gpu),
         cmocka_unit_test(test_readme_matches_ci),

@@ -221,8 +221,9 @@ int cli_parse_dtypes(const char *flag, const char *text, int *dtypes, int cap)
 enum {
     OPT_OP = 1000, OPT_EXPERTS, OPT_TOPK, OPT_SCORE, OPT_DTYPE, OPT_GROUPS, OPT_TOPK_GROUPS, OPT_GROUP_SCORE,
     OPT_BIAS, OPT_SOFTCAP, OPT_AFTER, OPT_RENORM, OPT_SCALE_OUTPUT, OPT_FACTOR, OPT_SHARED, OPT_HIDDEN, OPT_ROW_SCALE,
-    OPT_BLOCK_SIZE, OPT_COLS,
-    OPT_LAST = OPT_COLS
+    OPT_BLOCK_SIZE, OPT_COLS, OPT_PADDED, OPT_ID_DTYPE, OPT_REPLICAS, OPT_PHYSICAL, OPT_LOAD, OPT_REPLAY,
+    OPT_LOGICAL_ID_DTYPE,
+    OPT_LAST = OPT_LOGICAL_ID_DTYPE
 };
 #define FLAG(id) (1u << ((id) - OPT_OP))
 
@@ -246,6 +247,13 @@ const struct option spec_long_options[SPEC_OPTION_COUNT] = {
     {"row-scale", no_argument, NULL, OPT_ROW_SCALE},
     {"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
     {"cols", required_argument, NULL, OPT_COLS},
+    {"padded", no_argument, NULL, OPT_PADDED},
+    {"id-dtype", required_argument, NULL, OPT_ID_DTYPE},
+    {"replicas", required_argument, NULL, OPT_REPLICAS},
+    {"physical-experts", required_argument, NULL, OPT_PHYSICAL},
+    {"load-counter", required_argument, NULL, OPT_LOAD},
+    {"replay", required_argument, NULL, OPT_REPLAY},
+    {"logical-id-dtype", required_argument, NULL, OPT_LOGICAL_ID_DTYPE},
 };
 
 const char spec_options_help[] =
@@ -267,6 +275,14 @@ const char spec_options_help[] =
     "  --scale-output              weights *= the scaling factor\n"
     "  --scaling-factor X          routed scaling factor, a finite positive normal float (default 1)\n"
     "  --shared-slots S            fused shared-expert slots per row, 0.." STR(MOEJIT_MAX_TOPK) "\n"
+    "  serving (moejit.h route steps 8-12):\n"
+    "  --padded                    a device count of valid rows is passed at launch (CUDA graphs)\n"
+    "  --id-dtype int32|int64|int16  type of the ids written (default int32)\n"
+    "  --replicas R --physical-experts P  expert placement: up to R replicas per expert, P physical\n"
+    "                              experts (EPLB)\n"
+    "  --load-counter int32|int64  count each physical expert's routed slots\n"
+    "  --replay record|given       write the logical ids too, or take them as given\n"
+    "  --logical-id-dtype int32|int64|int16  type of the logical ids (default int32)\n"
     " permute, combine:\n"
     "  --hidden H[,H…]             elements per row, 1.." STR(MOEJIT_MAX_HIDDEN) " (required)\n"
     "  --row-scale                 permute: rows are scaled per expert\n"
@@ -281,7 +297,8 @@ const char spec_options_help[] =
 #define ROUTE_FLAGS                                                                                        \
     (FLAG(OPT_EXPERTS) | FLAG(OPT_TOPK) | FLAG(OPT_SCORE) | FLAG(OPT_GROUPS) | FLAG(OPT_TOPK_GROUPS) |     \
      FLAG(OPT_GROUP_SCORE) | FLAG(OPT_BIAS) | FLAG(OPT_SOFTCAP) | FLAG(OPT_AFTER) | FLAG(OPT_RENORM) |     \
-     FLAG(OPT_SCALE_OUTPUT) | FLAG(OPT_FACTOR) | FLAG(OPT_SHARED))
+     FLAG(OPT_SCALE_OUTPUT) | FLAG(OPT_FACTOR) | FLAG(OPT_SHARED) | FLAG(OPT_PADDED) | FLAG(OPT_ID_DTYPE) |     \
+     FLAG(OPT_REPLICAS) | FLAG(OPT_PHYSICAL) | FLAG(OPT_LOAD) | FLAG(OPT_REPLAY) | FLAG(OPT_LOGICAL_ID_DTYPE))
 static const struct {
     const char *op;
     moejit_op id;
@@ -322,6 +339,12 @@ static const char **value_slot(spec_options *o, int id)
     case OPT_HIDDEN: return &o->hidden;
     case OPT_BLOCK_SIZE: return &o->block_size;
     case OPT_COLS: return &o->cols;
+    case OPT_ID_DTYPE: return &o->id_dtype;
+    case OPT_REPLICAS: return &o->replicas;
+    case OPT_PHYSICAL: return &o->physical_experts;
+    case OPT_LOAD: return &o->load_counter;
+    case OPT_REPLAY: return &o->replay;
+    case OPT_LOGICAL_ID_DTYPE: return &o->logical_id_dtype;
     default: return NULL;
     }
 }
@@ -341,6 +364,7 @@ int spec_options_take(spec_options *o, int id, const char *arg)
     case OPT_RENORM: o->renormalize = 1; break;
     case OPT_SCALE_OUTPUT: o->scale_output = 1; break;
     case OPT_ROW_SCALE: o->row_scale = 1; break;
+    case OPT_PADDED: o->padded = 1; break;
     default: break;
     }
     o->given |= FLAG(id);
@@ -372,6 +396,21 @@ static int scalar_count(const char *flag, const char *text, long min, long max, 
     return 0;
 }
 
+#define INDEX_CHOICES "int32, int64, int16"
+
+/* A single enum flag's value into *out (left alone without the flag). */
+static int parse_one_enum(const char *flag, const char *text, int (*parse)(const char *), const char *choices, int *out)
+{
+    if (!text) return 0;
+    const int v = parse(text);
+    if (v < 0) {
+        cli_error("%s: \"%s\" is not one of %s", flag, text, choices);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
 /* route: --experts × --topk × --score × --dtype over the scalar flags, by hand (preset NULL) or
  * refining a preset (a flag not given keeps the preset's value, as a manifest field does). */
 static int build_route(const spec_options *o, const char *op, const moejit_route_spec *preset, moejit_kernel_desc **out)
@@ -400,6 +439,17 @@ static int build_route(const spec_options *o, const char *op, const moejit_route
     }
     if (!rc && o->softcap) rc = parse_float("--softcap", o->softcap, 1, &base.softcap);
     if (!rc && o->scaling_factor) rc = parse_float("--scaling-factor", o->scaling_factor, 0, &base.routed_scaling_factor);
+    if (!rc) rc = scalar_count("--replicas", o->replicas, 1, MJ_ROUTE_MAX_REPLICAS, &base.max_replicas);
+    if (!rc) rc = scalar_count("--physical-experts", o->physical_experts, 1, MJ_ROUTE_MAX_PHYSICAL_EXPERTS,
+                               &base.num_physical_experts);
+    if (!rc) rc = parse_one_enum("--id-dtype", o->id_dtype, mj_index_dtype_parse, INDEX_CHOICES, (int *)&base.id_dtype);
+    if (!rc)
+        rc = parse_one_enum("--logical-id-dtype", o->logical_id_dtype, mj_index_dtype_parse, INDEX_CHOICES,
+                            (int *)&base.logical_id_dtype);
+    if (!rc) rc = parse_one_enum("--load-counter", o->load_counter, mj_load_counter_parse, "none, int32, int64",
+                                 (int *)&base.load_counter);
+    if (!rc) rc = parse_one_enum("--replay", o->replay, mj_replay_parse, "off, record, given", (int *)&base.replay);
+    if (o->padded) base.padded = 1;
     if (o->bias) base.has_bias = 1;
     if (o->score_after_topk) base.score_after_topk = 1;
     if (o->renormalize) base.renormalize = 1;

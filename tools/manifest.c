@@ -139,6 +139,30 @@ int mf_group_score(mf_entry *e, const char *name, moejit_group_score *out)
     return 0;
 }
 
+int mf_index_dtype(mf_entry *e, const char *name, moejit_index_dtype *out)
+{
+    int x = (int)*out;
+    if (mf_enum(e, name, &x, mj_index_dtype_parse, "one of \"int32\", \"int64\", \"int16\"")) return -1;
+    *out = (moejit_index_dtype)x;
+    return 0;
+}
+
+int mf_load_counter(mf_entry *e, const char *name, moejit_load_counter *out)
+{
+    int x = (int)*out;
+    if (mf_enum(e, name, &x, mj_load_counter_parse, "one of \"none\", \"int32\", \"int64\"")) return -1;
+    *out = (moejit_load_counter)x;
+    return 0;
+}
+
+int mf_replay(mf_entry *e, const char *name, moejit_replay *out)
+{
+    int x = (int)*out;
+    if (mf_enum(e, name, &x, mj_replay_parse, "one of \"off\", \"record\", \"given\"")) return -1;
+    *out = (moejit_replay)x;
+    return 0;
+}
+
 #define DTYPE_CHOICES "one of \"f32\", \"bf16\", \"f16\" (or a list of them)"
 
 int mf_dtype(mf_entry *e, const char *name, moejit_dtype *out)

@@ -12,7 +12,11 @@ static int route_fields(mf_entry *e, moejit_route_spec *s)
         mf_flag(e, "score_after_topk", &s->score_after_topk) || mf_flag(e, "renormalize", &s->renormalize) ||
         mf_flag(e, "scale_output", &s->scale_output) ||
         mf_float(e, "routed_scaling_factor", 0, &s->routed_scaling_factor) ||
-        mf_int(e, "shared_slots", &s->shared_slots))
+        mf_int(e, "shared_slots", &s->shared_slots) || mf_flag(e, "padded", &s->padded) ||
+        mf_index_dtype(e, "id_dtype", &s->id_dtype) || mf_int(e, "max_replicas", &s->max_replicas) ||
+        mf_int(e, "num_physical_experts", &s->num_physical_experts) ||
+        mf_load_counter(e, "load_counter", &s->load_counter) || mf_replay(e, "replay", &s->replay) ||
+        mf_index_dtype(e, "logical_id_dtype", &s->logical_id_dtype))
         return -1;
     return 0;
 }
