@@ -230,7 +230,7 @@ def test_legacy_align_arguments_are_converted():
     args = moejit._AlignArgs(0x5000, 3, 8, o)
     ref, new = _legacy._upgrade(ctypes.byref(args))
     assert isinstance(new, C.AlignArgs) and ref._obj is new
-    assert (new.ids, new.num_tokens, new.topk, new.reserved0) == (0x5000, 3, 8, 0)
+    assert (new.ids, new.num_tokens, new.topk, new.first_expert, new.expert_map) == (0x5000, 3, 8, 0, None)
     assert (new.out.sorted_ids, new.out.sorted_capacity, new.out.block_expert, new.out.total_padded,
             new.out.workspace, new.out.workspace_bytes) == (0x1000, 77, 0x2000, 0x3000, 0x4000, 123)
     assert not any(new.out.reserved) and not any(new.reserved)
