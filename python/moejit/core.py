@@ -309,10 +309,44 @@ def _validated(op, field, c):
 
 
 @functools.lru_cache(maxsize=1024)
-def align_spec_c(num_experts, block_size):
-    """A validated moejit_align_spec."""
+def align_spec_c(num_experts, block_size, id_dtype="int32", global_experts=0):
+    """A validated moejit_align_spec: E local experts, blocks of B, ids of id_dtype (a name, enum
+    value or torch dtype), global_experts = Eg > 0 when the ids go through an expert_map [Eg]."""
     return _validated("align", "align", C.AlignSpec(chk.integer("num_experts", num_experts, 1, chk.INT32_MAX),
-                                                    chk.integer("block_size", block_size, 1, chk.INT32_MAX)))
+                                                    chk.integer("block_size", block_size, 1, chk.INT32_MAX),
+                                                    C.INDEX_DTYPES[index_dtype_name(id_dtype)],
+                                                    chk.integer("global_experts", global_experts, 0, chk.INT32_MAX)))
+
+
+DEFAULT_RANKS_PER_NODE = 8  # DeepEP's NUM_MAX_NVL_PEERS; moejit_dispatch_layout_spec's 0
+
+
+def dispatch_layout_nodes(num_ranks, ranks_per_node=DEFAULT_RANKS_PER_NODE):
+    """(ranks_per_node for the spec, nodes) for R ranks: one node (nodes = 0: no tokens_per_node,
+    as DeepEP's None for num_tokens_per_rdma_rank) when R <= ranks_per_node, else R / ranks_per_node
+    nodes, which must divide evenly."""
+    R = chk.integer("num_ranks", num_ranks, 1, chk.INT32_MAX)
+    rpn = chk.integer("ranks_per_node", ranks_per_node, 1, chk.INT32_MAX)
+    if R <= rpn:
+        return R, 0
+    if R % rpn:
+        raise ValueError(f"ranks_per_node = {rpn} must divide num_ranks = {R} (nodes of ranks_per_node ranks)")
+    return rpn, R // rpn
+
+
+@functools.lru_cache(maxsize=1024)
+def dispatch_layout_spec_c(num_experts, num_ranks, topk, id_dtype="int32", ranks_per_node=DEFAULT_RANKS_PER_NODE):
+    """A validated moejit_dispatch_layout_spec: E experts (physical, shared slots included) on R
+    ranks of E/R consecutive experts each, ids [T, K] of id_dtype; ranks_per_node as
+    dispatch_layout_nodes() gives it for the spec."""
+    E = chk.integer("num_experts", num_experts, 1, chk.INT32_MAX)
+    R = chk.integer("num_ranks", num_ranks, 1, chk.INT32_MAX)
+    K = chk.integer("topk", topk, 1, chk.INT32_MAX)
+    if E % R:
+        raise ValueError(f"num_ranks = {R} must divide num_experts = {E} (every rank holds E / R consecutive experts)")
+    rpn, _ = dispatch_layout_nodes(R, ranks_per_node)
+    return _validated("dispatch_layout", "dispatch_layout",
+                      C.DispatchLayoutSpec(E, R, K, C.INDEX_DTYPES[index_dtype_name(id_dtype)], rpn))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -434,9 +468,17 @@ class Kernel:
         return cls("route", "route", c)
 
     @classmethod
-    def align(cls, num_experts, block_size):
-        """moejit.align over E experts in blocks of B."""
-        return cls("align", "align", align_spec_c(num_experts, block_size))
+    def align(cls, num_experts, block_size, id_dtype="int32", expert_map_size=0):
+        """moejit.align over E experts in blocks of B, ids of id_dtype (int32, int64, int16;
+        names or torch dtypes), through an expert_map of expert_map_size entries when > 0."""
+        return cls("align", "align", align_spec_c(num_experts, block_size, index_dtype_name(id_dtype),
+                                                  expert_map_size))
+
+    @classmethod
+    def dispatch_layout(cls, num_experts, num_ranks, topk, id_dtype="int32", ranks_per_node=DEFAULT_RANKS_PER_NODE):
+        """moejit.dispatch_layout of ids [T, topk] of id_dtype over E experts on R ranks."""
+        return cls("dispatch_layout", "dispatch_layout",
+                   dispatch_layout_spec_c(num_experts, num_ranks, topk, index_dtype_name(id_dtype), ranks_per_node))
 
     @classmethod
     def route_align(cls, spec, block_size):
