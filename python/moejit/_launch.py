@@ -727,6 +727,9 @@ def launch_mx(ctx, inverse, plain, blocked, group_ends, stream=None):
 def route_call(ctx, spec, logits, bias, out, stream):
     if not isinstance(spec, core.RouteSpec):
         raise TypeError(f"spec must be a moejit.RouteSpec, got {type(spec).__name__}")
+    if spec.has_serving:
+        raise ValueError(f"Context.route takes no serving options (the spec has {spec.serving}): use moejit.route "
+                         f"with num_valid=, logical_to_physical=, expert_load=, … instead")
     if out is not None and (not isinstance(out, (tuple, list)) or len(out) != 2):
         raise TypeError("out must be a pair (ids, weights)")
     ids, weights = route_run(ctx, spec._c, logits, bias, out, stream)

@@ -715,8 +715,8 @@ class Context:
         return _launch.route_call(self, spec, logits, bias, out, stream)
 
     def align(self, maps, topk_ids, stream=None):
-        """Build dispatch maps of topk_ids [T, K] (int32, or int64 converted after a range check)
-        into `maps` (an :class:`AlignMaps` of the same T and K). Returns maps."""
+        """Build dispatch maps of topk_ids [T, K] (int32, int64 or int16) into `maps` (an
+        :class:`AlignMaps` of the same T and K). Returns maps."""
         from . import _launch
         return _launch.align_maps_call(self, maps, topk_ids, stream)
 
