@@ -94,6 +94,19 @@ int main(void)
     FIELD(moejit_mx_scales_args, group_stride, 0); FIELD(moejit_mx_scales_args, reserved, 1);
     END();
 
+    BEGIN(moejit_dispatch_layout_spec);
+    FIELD(moejit_dispatch_layout_spec, num_experts, 0); FIELD(moejit_dispatch_layout_spec, num_ranks, 0);
+    FIELD(moejit_dispatch_layout_spec, topk, 0); FIELD(moejit_dispatch_layout_spec, id_dtype, 0);
+    FIELD(moejit_dispatch_layout_spec, ranks_per_node, 0); FIELD(moejit_dispatch_layout_spec, reserved, 1);
+    END();
+
+    BEGIN(moejit_dispatch_layout_args);
+    FIELD(moejit_dispatch_layout_args, ids, 0); FIELD(moejit_dispatch_layout_args, num_tokens, 0);
+    FIELD(moejit_dispatch_layout_args, tokens_per_rank, 0); FIELD(moejit_dispatch_layout_args, tokens_per_node, 0);
+    FIELD(moejit_dispatch_layout_args, tokens_per_expert, 0);
+    FIELD(moejit_dispatch_layout_args, is_token_in_rank, 0); FIELD(moejit_dispatch_layout_args, reserved, 1);
+    END();
+
     BEGIN(moejit_permute_spec);
     FIELD(moejit_permute_spec, hidden, 0); FIELD(moejit_permute_spec, dtype, 0);
     FIELD(moejit_permute_spec, has_scale, 0); FIELD(moejit_permute_spec, reserved, 1);
@@ -123,7 +136,8 @@ int main(void)
     BEGIN(moejit_kernel_desc);
     FIELD(moejit_kernel_desc, op, 0); FIELD(moejit_kernel_desc, reserved, 0); FIELD(moejit_kernel_desc, route, 0);
     FIELD(moejit_kernel_desc, align, 0); FIELD(moejit_kernel_desc, route_align, 0);
-    FIELD(moejit_kernel_desc, mx_scales, 0); FIELD(moejit_kernel_desc, permute, 0);
+    FIELD(moejit_kernel_desc, mx_scales, 0); FIELD(moejit_kernel_desc, dispatch_layout, 0);
+    FIELD(moejit_kernel_desc, permute, 0);
     FIELD(moejit_kernel_desc, combine, 1);
     END();
 
@@ -155,7 +169,11 @@ int main(void)
     ENUM(MOEJIT_SCORE_SOFTMAX); ENUM(MOEJIT_SCORE_SIGMOID); ENUM(MOEJIT_SCORE_SQRT_SOFTPLUS);
     ENUM(MOEJIT_GROUP_SCORE_MAX); ENUM(MOEJIT_GROUP_SCORE_TOP2_SUM);
     ENUM(MOEJIT_MX_3D); ENUM(MOEJIT_MX_2D_GROUPS);
+    ENUM(MOEJIT_INDEX_INT32); ENUM(MOEJIT_INDEX_INT64); ENUM(MOEJIT_INDEX_INT16);
+    ENUM(MOEJIT_REPLAY_OFF); ENUM(MOEJIT_REPLAY_RECORD); ENUM(MOEJIT_REPLAY_GIVEN);
+    ENUM(MOEJIT_LOAD_NONE); ENUM(MOEJIT_LOAD_INT32); ENUM(MOEJIT_LOAD_INT64);
     ENUM(MOEJIT_OP_ROUTE); ENUM(MOEJIT_OP_ALIGN); ENUM(MOEJIT_OP_ROUTE_ALIGN); ENUM(MOEJIT_OP_MX_SCALES);
+    ENUM(MOEJIT_OP_DISPATCH_LAYOUT);
     ENUM(MOEJIT_OP_PERMUTE); ENUM(MOEJIT_OP_COMBINE);
     ENUM(MOEJIT_PREWARM_FAILED); ENUM(MOEJIT_PREWARM_COMPILED); ENUM(MOEJIT_PREWARM_CACHED);
     ENUM(MOEJIT_PREWARM_NOT_STORED);

@@ -8,6 +8,11 @@
     ...
     out = moejit.combine(expert_out, maps.slot_of, weights)
 
+Serving: moejit.route(..., num_valid=, logical_to_physical=, replica_count=, num_physical_experts=,
+expert_load=, record=, logical_ids=, ids_dtype=) (padded batches, EPLB placement, load counters,
+routing replay, int64/int16 ids); moejit.align(..., expert_map=, first_expert=) for expert
+parallelism; moejit.dispatch_layout(ids, E, ranks) for the all-to-all (DeepEP's layout).
+
 The operations are PyTorch operators (torch.ops.moejit.*, moejit.ops) with fake implementations:
 they compile with torch.compile(fullgraph=True) and capture in CUDA graphs. Adapters with the
 engines' own signatures: moejit.compat.vllm, moejit.compat.sglang.
@@ -22,7 +27,8 @@ import os as _os
 import warnings as _warnings
 
 from . import _capi
-from ._capi import DTYPES, GROUP_SCORES, SCORES, MoejitError, MoejitValueError, library_path
+from ._capi import (DTYPES, GROUP_SCORES, INDEX_DTYPES, LOAD_COUNTERS, REPLAYS, SCORES, MoejitError, MoejitValueError,
+                    library_path)
 from ._header import version_from_header as _version_from_header, version_tuple as _version_tuple
 from ._legacy import _AlignArgs, _AlignOutputs, _check, library
 from .core import (Context, Kernel, PrewarmResult, RouteSpec, align_capacity, align_workspace_bytes, configure,
@@ -64,13 +70,13 @@ def _torch_status():
 
 
 TORCH_OPS, TORCH_UNAVAILABLE = _torch_status()
-_TORCH_NAMES = ("route", "align", "route_align", "permute", "combine", "mx_scales", "mx_scales_inverse",
-                "AlignResult", "RouteAlignResult", "AlignMaps", "ops", "compat")
+_TORCH_NAMES = ("route", "align", "route_align", "dispatch_layout", "permute", "combine", "mx_scales",
+                "mx_scales_inverse", "AlignResult", "RouteAlignResult", "DispatchLayout", "AlignMaps", "ops", "compat")
 if TORCH_OPS:
     from . import ops  # registers torch.ops.moejit.*
     from ._launch import AlignMaps
-    from .functional import (AlignResult, RouteAlignResult, align, combine, mx_scales, mx_scales_inverse, permute,
-                             route, route_align)
+    from .functional import (AlignResult, DispatchLayout, RouteAlignResult, align, combine, dispatch_layout, mx_scales,
+                             mx_scales_inverse, permute, route, route_align)
     from . import compat
 
 

@@ -63,11 +63,15 @@ GROUP_SCORES = {"max": 0, "top2_sum": 1}
 CACHE_MODES = {"from_env": 0, "rw": 1, "ro": 2, "off": 3}
 LOG_LEVELS = {"from_env": 0, "silent": 1, "warn": 2, "info": 3, "debug": 4}
 MX_LAYOUTS = {"3d": 0, "2d_groups": 1}
-OPS = {"route": 1, "align": 2, "route_align": 3, "mx_scales": 4, "permute": 10, "combine": 11}
+INDEX_DTYPES = {"int32": 0, "int64": 1, "int16": 2}
+REPLAYS = {"off": 0, "record": 1, "given": 2}
+LOAD_COUNTERS = {"none": 0, "int32": 1, "int64": 2}
+OPS = {"route": 1, "align": 2, "route_align": 3, "mx_scales": 4, "dispatch_layout": 5, "permute": 10, "combine": 11}
 PREWARM_OUTCOMES = {"failed": 0, "compiled": 1, "cached": 2, "not_stored": 3}
 
 _ENUM_PREFIXES = ((DTYPES, "MOEJIT_DTYPE_"), (SCORES, "MOEJIT_SCORE_"), (GROUP_SCORES, "MOEJIT_GROUP_SCORE_"),
                   (CACHE_MODES, "MOEJIT_CACHE_"), (LOG_LEVELS, "MOEJIT_LOG_"), (MX_LAYOUTS, "MOEJIT_MX_"),
+                  (INDEX_DTYPES, "MOEJIT_INDEX_"), (REPLAYS, "MOEJIT_REPLAY_"), (LOAD_COUNTERS, "MOEJIT_LOAD_"),
                   (OPS, "MOEJIT_OP_"), (PREWARM_OUTCOMES, "MOEJIT_PREWARM_"))
 
 # Limits of this build (moejit.h "Limits of this build" and the op sections).
@@ -146,6 +150,16 @@ class MxScalesArgs(ctypes.Structure):
                 ("group_ends", _ptr), ("row_stride", _i64), ("group_stride", _i64), ("reserved", _u64 * 8)]
 
 
+class DispatchLayoutSpec(ctypes.Structure):
+    _fields_ = [("num_experts", _i32), ("num_ranks", _i32), ("topk", _i32), ("id_dtype", _enum),
+                ("ranks_per_node", _i32), ("reserved", _u32 * 3)]
+
+
+class DispatchLayoutArgs(ctypes.Structure):
+    _fields_ = [("ids", _ptr), ("num_tokens", _i64), ("tokens_per_rank", _ptr), ("tokens_per_node", _ptr),
+                ("tokens_per_expert", _ptr), ("is_token_in_rank", _ptr), ("reserved", _u64 * 8)]
+
+
 class PermuteSpec(ctypes.Structure):
     _fields_ = [("hidden", _i32), ("dtype", _enum), ("has_scale", _i32), ("reserved", _u32 * 5)]
 
@@ -167,7 +181,8 @@ class CombineArgs(ctypes.Structure):
 
 class _KernelDescBody(ctypes.Union):
     _fields_ = [("route", RouteSpec), ("align", AlignSpec), ("route_align", RouteAlignSpec),
-                ("mx_scales", MxScalesSpec), ("permute", PermuteSpec), ("combine", CombineSpec)]
+                ("mx_scales", MxScalesSpec), ("dispatch_layout", DispatchLayoutSpec), ("permute", PermuteSpec),
+                ("combine", CombineSpec)]
 
 
 class KernelDesc(ctypes.Structure):
@@ -195,6 +210,7 @@ STRUCTS = {"moejit_config": Config, "moejit_route_spec": RouteSpec, "moejit_rout
            "moejit_align_spec": AlignSpec, "moejit_align_outputs": AlignOutputs, "moejit_align_args": AlignArgs,
            "moejit_route_align_spec": RouteAlignSpec, "moejit_route_align_args": RouteAlignArgs,
            "moejit_mx_scales_spec": MxScalesSpec, "moejit_mx_scales_args": MxScalesArgs,
+           "moejit_dispatch_layout_spec": DispatchLayoutSpec, "moejit_dispatch_layout_args": DispatchLayoutArgs,
            "moejit_permute_spec": PermuteSpec, "moejit_permute_args": PermuteArgs,
            "moejit_combine_spec": CombineSpec, "moejit_combine_args": CombineArgs,
            "moejit_kernel_desc": KernelDesc, "moejit_prewarm_result": PrewarmResult, "moejit_stats": Stats}
@@ -225,6 +241,7 @@ _PROTOTYPES = {
     "moejit_mx_scales": (_st, [_ptr, _P(MxScalesSpec), _P(MxScalesArgs), _ptr]),
     "moejit_mx_scales_inverse": (_st, [_ptr, _P(MxScalesSpec), _P(MxScalesArgs), _ptr]),
     "moejit_mx_scales_blocked_bytes": (_st, [_P(MxScalesSpec), _enum, _i64, _i64, _P(ctypes.c_size_t)]),
+    "moejit_dispatch_layout": (_st, [_ptr, _P(DispatchLayoutSpec), _P(DispatchLayoutArgs), _ptr]),
     "moejit_permute": (_st, [_ptr, _P(PermuteSpec), _P(PermuteArgs), _ptr]),
     "moejit_combine": (_st, [_ptr, _P(CombineSpec), _P(CombineArgs), _ptr]),
     "moejit_validate": (_st, [_P(KernelDesc)]),
@@ -244,11 +261,36 @@ _PROTOTYPES = {
     "moejit_route_align_reference": (_st, [_P(RouteAlignSpec), _P(RouteAlignArgs)]),
     "moejit_mx_scales_reference": (_st, [_P(MxScalesSpec), _P(MxScalesArgs)]),
     "moejit_mx_scales_inverse_reference": (_st, [_P(MxScalesSpec), _P(MxScalesArgs)]),
+    "moejit_dispatch_layout_reference": (_st, [_P(DispatchLayoutSpec), _P(DispatchLayoutArgs)]),
     "moejit_permute_reference": (_st, [_P(PermuteSpec), _P(PermuteArgs)]),
     "moejit_combine_reference": (_st, [_P(CombineSpec), _P(CombineArgs)]),
 }
+# Functions a library built from an older 0.2 tree may lack (added with issue 15's dispatch_layout):
+# the binding still loads; calling one raises NotImplementedError naming the library.
+_NEWER = frozenset(("moejit_dispatch_layout", "moejit_dispatch_layout_reference"))
+missing = []
+
+
+class _Missing:
+    """Stands for a function this library does not export."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __call__(self, *args):
+        raise NotImplementedError(f"moejit: {library_path} has no {self.name} (a library older than this binding's "
+                                  f"moejit.h; rebuild it, or set MOEJIT_LIBRARY to a current one)")
+
+
 for _name, (_res, _args) in _PROTOTYPES.items():
-    _fn = getattr(lib, _name)
+    try:
+        _fn = getattr(lib, _name)
+    except AttributeError:
+        if _name not in _NEWER:
+            raise
+        missing.append(_name)
+        setattr(lib, _name, _Missing(_name))
+        continue
     _fn.restype, _fn.argtypes = _res, _args
 
 # -------------------------------------------------------------------------------------------------

@@ -20,9 +20,13 @@ from . import _checks as chk
 from . import core
 
 _F32, _BF16, _F16, _I32, _I64, _U8 = torch.float32, torch.bfloat16, torch.float16, torch.int32, torch.int64, torch.uint8
+_I16, _BOOL = torch.int16, torch.bool
 FLOATS = (_F32, _BF16, _F16)
-IDS = (_I32, _I64)
+IDS = (_I32, _I64, _I16)
+LOADS = (_I32, _I64)
 _NAME_OF = {_F32: "f32", _BF16: "bf16", _F16: "f16"}
+_INDEX_OF = {_I32: "int32", _I64: "int64", _I16: "int16"}
+TORCH_INDEX = {"int32": _I32, "int64": _I64, "int16": _I16}
 _byref = ctypes.byref
 _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None)
 
@@ -32,6 +36,14 @@ def dtype_of(name, t):
     n = _NAME_OF.get(t.dtype)
     if n is None:
         raise TypeError(f"{name} has dtype {t.dtype}, expected float32, bfloat16 or float16")
+    return n
+
+
+def index_dtype_of(name, t):
+    """'int32' / 'int64' / 'int16' of an id tensor; TypeError naming the argument otherwise."""
+    n = _INDEX_OF.get(t.dtype)
+    if n is None:
+        raise TypeError(f"{name} has dtype {t.dtype}, expected int32, int64 or int16")
     return n
 
 
@@ -82,11 +94,71 @@ def check_route(logits, bias, num_experts, topk, shared_slots):
     return logits.shape[0], slots
 
 
-def check_route_out(logits, ids, weights, T, slots):
-    """Checks route's output tensors."""
+def check_route_out(logits, ids, weights, T, slots, ids_dtypes=(_I32,)):
+    """Checks route's output tensors (ids of one of ids_dtypes: int32 unless the serving forms)."""
     dev = logits.device
-    chk.contiguous("ids", chk.tensor("ids", ids, (_I32,), 2, dev, "logits", (T, slots)))
+    chk.contiguous("ids", chk.tensor("ids", ids, ids_dtypes, 2, dev, "logits", (T, slots)))
     chk.contiguous("weights", chk.tensor("weights", weights, (_F32,), 2, dev, "logits", (T, slots)))
+
+
+def check_route_serving(logits, T, num_experts, slots, num_valid, logical_to_physical, replica_count,
+                        num_physical_experts, expert_load, logical_ids):
+    """Checks route's serving inputs (each may be None: off). Returns what they make of the spec:
+    (padded, max_replicas, num_physical_experts, load counter name, given logical ids' dtype name
+    or None)."""
+    dev = logits.device
+    E = num_experts
+    if num_valid is not None:
+        chk.tensor("num_valid", num_valid, (_I32,), 1, dev, "logits", (1,))
+    if (logical_to_physical is None) != (replica_count is None):
+        raise ValueError("logical_to_physical and replica_count go together (expert placement): pass both or neither")
+    R = P = 0
+    if logical_to_physical is not None:
+        chk.contiguous("logical_to_physical", chk.tensor("logical_to_physical", logical_to_physical, (_I32,), 2, dev,
+                                                         "logits", (E, None)))
+        R = int(logical_to_physical.shape[1])  # a compile-time size of the kernel (specialised under dynamic shapes)
+        if R < 1:
+            raise ValueError(f"logical_to_physical has shape {tuple(logical_to_physical.shape)}: it needs at least one "
+                             f"column (max_replicas >= 1)")
+        chk.contiguous("replica_count", chk.tensor("replica_count", replica_count, (_I32,), 1, dev, "logits", (E,)))
+        if num_physical_experts is None or num_physical_experts == 0:
+            raise ValueError("num_physical_experts is required with logical_to_physical (physical ids are in "
+                             "[0, num_physical_experts))")
+        P = chk.integer("num_physical_experts", num_physical_experts, 1, chk.INT32_MAX)
+    elif num_physical_experts:
+        raise ValueError(f"num_physical_experts = {num_physical_experts} is given without logical_to_physical and "
+                         f"replica_count (expert placement)")
+    load = "none"
+    if expert_load is not None:
+        n = P if R else E
+        chk.contiguous("expert_load", chk.tensor("expert_load", expert_load, LOADS, 1, dev, "logits", (n,)))
+        load = _INDEX_OF[expert_load.dtype]
+    given = None
+    if logical_ids is not None:
+        chk.contiguous("logical_ids", chk.tensor("logical_ids", logical_ids, IDS, 2, dev, "logits", (T, slots)))
+        given = _INDEX_OF[logical_ids.dtype]
+    return num_valid is not None, R, P, load, given
+
+
+def route_serving_spec_for(logits, bias, params, num_valid, logical_to_physical, replica_count, num_physical_experts,
+                           expert_load, logical_ids, ids_dtype, record_dtype):
+    """Every check of a serving route call's inputs, then its validated C spec: the plain params,
+    the serving options the tensors imply, ids of ids_dtype and, when record_dtype is not "",
+    recorded logical ids of that dtype. Returns (spec, T, K+S)."""
+    num_experts, topk, shared_slots = params[0], params[1], params[-1]
+    T, slots = check_route(logits, bias, num_experts, topk, shared_slots)
+    padded, R, P, load, given = check_route_serving(logits, T, num_experts, slots, num_valid, logical_to_physical,
+                                                    replica_count, num_physical_experts, expert_load, logical_ids)
+    if ids_dtype not in TORCH_INDEX:
+        raise ValueError(f"ids_dtype = {ids_dtype!r} must be 'int32', 'int64' or 'int16'")
+    if record_dtype and record_dtype not in TORCH_INDEX:
+        raise ValueError(f"record_dtype = {record_dtype!r} must be '' (no record), 'int32', 'int64' or 'int16'")
+    if record_dtype and given:
+        raise ValueError("logical ids are either recorded or given: pass record or logical_ids, not both")
+    replay = "given" if given else ("record" if record_dtype else "off")
+    serving = core.serving_c(padded, ids_dtype, R, P, load, replay, given or record_dtype or "int32")
+    spec_c = core.route_spec_c(dtype_of("logits", logits), bias is not None, *params, serving)
+    return spec_c, T, slots
 
 
 def route_spec_for(logits, bias, params):
@@ -157,13 +229,51 @@ def route_run(ctx, spec_c, logits, bias, out=None, stream=None):
     return ids, weights
 
 
-def launch_route(ctx, spec_c, logits, bias, ids, weights, stream=None):
+def launch_route(ctx, spec_c, logits, bias, ids, weights, stream=None, serving=None):
+    """serving: (num_valid, logical_to_physical, replica_count, expert_load, logical_ids) or None."""
     T = logits.shape[0]
     if T == 0:
         return
     args = C.RouteArgs(logits.data_ptr(), _ptr(bias), ids.data_ptr(), weights.data_ptr(), T,
                        logits.stride(0) if T > 1 else spec_c.num_experts)
+    if serving is not None:
+        num_valid, l2p, rc, load, logical = serving
+        for name, t in (("num_valid", num_valid), ("logical_to_physical", l2p), ("replica_count", rc),
+                        ("expert_load", load), ("logical_ids", logical)):
+            if t is not None:
+                chk.aligned(name, t, t.element_size())
+                setattr(args, name, t.data_ptr())
     _call(C.lib.moejit_route, ctx, spec_c, args, logits, stream, "route")
+
+
+def route_serving_run(ctx, spec_c, logits, bias, num_valid=None, logical_to_physical=None, replica_count=None,
+                      expert_load=None, logical_ids=None, out=None, stream=None):
+    """route with serving options on real tensors, after route_serving_spec_for() (which checked
+    the inputs and made spec_c). out: (ids, weights, recorded logical ids or None), checked here,
+    or None to allocate them (ids of the spec's id_dtype; logical ids when it records). Returns
+    (ids, weights, recorded logical ids or None)."""
+    T = logits.shape[0]
+    slots = spec_c.topk + spec_c.shared_slots
+    ids_dtype = TORCH_INDEX[core.index_dtype_name(spec_c.id_dtype)]
+    record = spec_c.replay == C.REPLAYS["record"]
+    rec_dtype = TORCH_INDEX[core.index_dtype_name(spec_c.logical_id_dtype)]
+    if out is None:
+        ids = torch.empty((T, slots), dtype=ids_dtype, device=logits.device)
+        weights = torch.empty((T, slots), dtype=_F32, device=logits.device)
+        recorded = torch.empty((T, slots), dtype=rec_dtype, device=logits.device) if record else None
+    else:
+        ids, weights, recorded = out
+        check_route_out(logits, ids, weights, T, slots, (ids_dtype,))
+        if record:
+            if recorded is None:
+                raise ValueError("the spec records logical ids (replay = 'record'): pass a tensor for them")
+            chk.contiguous("logical_ids_out", chk.tensor("logical_ids_out", recorded, (rec_dtype,), 2, logits.device,
+                                                         "logits", (T, slots)))
+        elif recorded is not None:
+            raise ValueError("logical_ids_out was given but the call records nothing (replay is not 'record')")
+    launch_route(ctx, spec_c, logits, bias, ids, weights, stream,
+                 (num_valid, logical_to_physical, replica_count, expert_load, recorded if record else logical_ids))
+    return ids, weights, recorded
 
 
 # -------------------------------------------------------------------------------------------------
@@ -177,7 +287,7 @@ def align_sizes(num_experts, block_size, num_tokens, topk):
 
 
 def check_align_ids(ids, num_experts, block_size, name="topk_ids"):
-    """Checks align's ids ([T, K] int32 or int64, contiguous); returns (T, K)."""
+    """Checks align's ids ([T, K] int32, int64 or int16, contiguous); returns (T, K)."""
     chk.tensor(name, ids, IDS, 2)
     chk.integer("num_experts", num_experts, 1, chk.INT32_MAX)
     chk.integer("block_size", block_size, 1, chk.INT32_MAX)
@@ -188,6 +298,30 @@ def check_align_ids(ids, num_experts, block_size, name="topk_ids"):
     if T * K > chk.INT32_MAX:
         raise ValueError(f"{name} has {T * K} ids; align takes fewer than 2^31 (T·K must fit in int32)")
     return T, K
+
+
+def check_expert_map(expert_map, first_expert, anchor, name="topk_ids"):
+    """Checks align's expert-parallel options; returns the map's size Eg (0 without a map)."""
+    first = chk.integer("first_expert", first_expert, 0, chk.INT32_MAX)
+    if expert_map is None:
+        return 0
+    chk.contiguous("expert_map", chk.tensor("expert_map", expert_map, (_I32, _I64), 1, anchor.device, name))
+    if expert_map.shape[0] < 1:
+        raise ValueError("expert_map is empty: it needs one entry per global expert")
+    if expert_map.shape[0] > chk.INT32_MAX:
+        raise ValueError(f"expert_map has {expert_map.shape[0]} entries, more than 2^31 - 1")
+    if first:
+        raise ValueError(f"first_expert = {first} applies only without expert_map (the map gives every global id "
+                         f"its local one)")
+    return expert_map.shape[0]
+
+
+def expert_map_int32(expert_map, num_experts):
+    """An int32 expert_map for the library. int64 entries are clamped to [-1, E] first (an entry
+    outside [0, E) stays outside: the id is dropped either way), then converted."""
+    if expert_map is None or expert_map.dtype == _I32:
+        return expert_map
+    return expert_map.clamp(-1, num_experts).to(_I32)
 
 
 def align_capacity_sym(num_experts, block_size, n):
@@ -250,18 +384,24 @@ def _fast_align_out_(outs, E, B, T, K, cap, dev):
     return True
 
 
-def align_run(ctx, spec_c, ids, out=None, workspace=None, stream=None):
-    """align on real tensors (int32 or int64 ids): checks, then the launch(es). Returns the six
+def align_run(ctx, spec_c, ids, out=None, workspace=None, stream=None, expert_map=None, first_expert=0):
+    """align on real tensors (int32, int64 or int16 ids, read as they are): checks, then the
+    launch(es). spec_c gives E and B (its id dtype and map size are the call's). Returns the six
     outputs (allocated when out is None: sorted_ids then holds N past the padded total, as vLLM)."""
     E, B = spec_c.num_experts, spec_c.block_size
     try:
         T, K = ids.shape
-        ok = (type(ids) is Tensor and (ids.dtype is _I32 or ids.dtype is _I64) and ids.get_device() >= 0 and K >= 1
-              and ids.is_contiguous() and T * K <= chk.INT32_MAX)
+        ok = (type(ids) is Tensor and (ids.dtype is _I32 or ids.dtype is _I64 or ids.dtype is _I16)
+              and ids.get_device() >= 0 and K >= 1 and ids.is_contiguous() and T * K <= chk.INT32_MAX)
     except (AttributeError, TypeError, ValueError):
         ok = False
     if not ok:
         T, K = check_align_ids(ids, E, B)
+    Eg = 0
+    if expert_map is not None or first_expert:
+        Eg = check_expert_map(expert_map, first_expert, ids)
+    if spec_c.id_dtype != C.INDEX_DTYPES[_INDEX_OF[ids.dtype]] or spec_c.global_experts != Eg:
+        spec_c = core.align_spec_c(E, B, _INDEX_OF[ids.dtype], Eg)
     cap, ws = align_sizes(E, B, T, K)
     dev = ids.get_device()
     if out is None:
@@ -272,25 +412,28 @@ def align_run(ctx, spec_c, ids, out=None, workspace=None, stream=None):
             workspace is not None and not (type(workspace) is Tensor and workspace.dtype is _U8
                                            and workspace.get_device() == dev and workspace.is_contiguous())):
         check_align_out(ids, E, B, T, K, *out, workspace, cap)
-    launch_align(ctx, spec_c, ids_int32(ids, E), T, K, *out, workspace, stream, ws)
+    launch_align(ctx, spec_c, ids, T, K, *out, workspace, stream, ws, expert_map_int32(expert_map, E), first_expert)
     return out
 
 
-def launch_align(ctx, spec_c, ids32, T, K, counts, offsets, sorted_ids, block_expert, total_padded, slot_of,
-                 workspace=None, stream=None, workspace_bytes=None):
+def launch_align(ctx, spec_c, ids, T, K, counts, offsets, sorted_ids, block_expert, total_padded, slot_of,
+                 workspace=None, stream=None, workspace_bytes=None, expert_map=None, first_expert=0):
+    """ids: of spec_c.id_dtype; expert_map: int32 [spec_c.global_experts] when the spec has one."""
     E, B = spec_c.num_experts, spec_c.block_size
     _, ws = align_sizes(E, B, T, K) if workspace_bytes is None else (None, workspace_bytes)
     if ws:
         if workspace is None or workspace.numel() < ws:
             if workspace is not None:
                 raise ValueError(f"workspace has {workspace.numel()} bytes, align needs {ws} for {T}·{K} ids")
-            workspace = torch.empty(ws, dtype=_U8, device=ids32.device)
+            workspace = torch.empty(ws, dtype=_U8, device=ids.device)
     if workspace is not None and ws:
         chk.aligned("workspace", workspace, 16)
     outs = C.AlignOutputs(_ptr(counts), _ptr(offsets), _ptr(sorted_ids), sorted_ids.numel() if sorted_ids is not None else 0,
                           _ptr(block_expert), _ptr(total_padded), _ptr(slot_of), _ptr(workspace) if ws else None, ws)
-    args = C.AlignArgs(ids32.data_ptr() if T else None, T, K, 0, outs)
-    _call(C.lib.moejit_align, ctx, spec_c, args, ids32, stream, "align")
+    if T:
+        chk.aligned("topk_ids", ids, ids.element_size())
+    args = C.AlignArgs(ids.data_ptr() if T else None, T, K, first_expert, outs, _ptr(expert_map))
+    _call(C.lib.moejit_align, ctx, spec_c, args, ids, stream, "align")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -343,6 +486,72 @@ def launch_route_align(ctx, spec_c, logits, bias, ids, weights, counts, offsets,
                            _ptr(total_padded), _ptr(slot_of), _ptr(workspace) if ws else None, ws)
     args = C.RouteAlignArgs(route, align)
     _call(C.lib.moejit_route_align, ctx, spec_c, args, logits, stream, "route_align")
+
+
+# -------------------------------------------------------------------------------------------------
+# dispatch_layout
+# -------------------------------------------------------------------------------------------------
+def check_dispatch_layout(ids, num_experts, num_ranks, ranks_per_node):
+    """Checks dispatch_layout's inputs; returns (T, K, ranks_per_node for the spec, nodes: 0 for
+    one node, which has no tokens_per_node)."""
+    chk.contiguous("ids", chk.tensor("ids", ids, IDS, 2))
+    T, K = ids.shape
+    if K < 1:
+        raise ValueError(f"ids has shape {tuple(ids.shape)}: it needs at least one column")
+    K = int(K)  # a compile-time size of the kernel (specialised under dynamic shapes)
+    E = chk.integer("num_experts", num_experts, 1, chk.INT32_MAX)
+    R = chk.integer("num_ranks", num_ranks, 1, chk.INT32_MAX)
+    if E % R:
+        raise ValueError(f"num_ranks = {R} must divide num_experts = {E} (every rank holds E / R consecutive experts)")
+    rpn, nodes = core.dispatch_layout_nodes(R, ranks_per_node)
+    return T, K, rpn, nodes
+
+
+def check_dispatch_layout_out(ids, num_experts, num_ranks, nodes, T, tokens_per_rank, tokens_per_node,
+                              tokens_per_expert, is_token_in_rank):
+    """Checks dispatch_layout's output tensors (each may be None: not wanted)."""
+    dev = ids.device
+    for name, t, shape in (("tokens_per_rank", tokens_per_rank, (num_ranks,)),
+                           ("tokens_per_expert", tokens_per_expert, (num_experts,))):
+        if t is not None:
+            chk.contiguous(name, chk.tensor(name, t, (_I32,), 1, dev, "ids", shape))
+    if tokens_per_node is not None:
+        if not nodes:
+            raise ValueError(f"tokens_per_node was given, but num_ranks = {num_ranks} ranks are one node "
+                             f"(num_ranks <= ranks_per_node): there are no per-node counts; pass None")
+        chk.contiguous("tokens_per_node", chk.tensor("tokens_per_node", tokens_per_node, (_I32,), 1, dev, "ids",
+                                                     (nodes,)))
+    if is_token_in_rank is not None:
+        chk.contiguous("is_token_in_rank", chk.tensor("is_token_in_rank", is_token_in_rank, (_BOOL,), 2, dev, "ids",
+                                                      (T, num_ranks)))
+
+
+def dispatch_layout_run(ctx, ids, num_experts, num_ranks, ranks_per_node=core.DEFAULT_RANKS_PER_NODE, out=None,
+                        stream=None):
+    """dispatch_layout on real tensors: checks, then one launch. Returns (tokens_per_rank,
+    tokens_per_node or None (one node), tokens_per_expert, is_token_in_rank), allocated when out is
+    None, else out (whose entries may be None: not computed)."""
+    T, K, rpn, nodes = check_dispatch_layout(ids, num_experts, num_ranks, ranks_per_node)
+    spec_c = core.dispatch_layout_spec_c(num_experts, num_ranks, K, _INDEX_OF[ids.dtype], rpn)
+    if out is None:
+        new = lambda *shape: torch.empty(shape, dtype=_I32, device=ids.device)  # noqa: E731
+        out = (new(num_ranks), new(nodes) if nodes else None, new(num_experts),
+               torch.empty((T, num_ranks), dtype=_BOOL, device=ids.device))
+    else:
+        check_dispatch_layout_out(ids, num_experts, num_ranks, nodes, T, *out)
+    launch_dispatch_layout(ctx, spec_c, ids, T, *out, stream=stream)
+    return out
+
+
+def launch_dispatch_layout(ctx, spec_c, ids, T, tokens_per_rank, tokens_per_node, tokens_per_expert, is_token_in_rank,
+                           stream=None):
+    if tokens_per_rank is None and tokens_per_node is None and tokens_per_expert is None and is_token_in_rank is None:
+        return
+    if T:
+        chk.aligned("ids", ids, ids.element_size())
+    args = C.DispatchLayoutArgs(ids.data_ptr() if T else None, T, _ptr(tokens_per_rank), _ptr(tokens_per_node),
+                                _ptr(tokens_per_expert), _ptr(is_token_in_rank) if T else None)
+    _call(C.lib.moejit_dispatch_layout, ctx, spec_c, args, ids, stream, "dispatch_layout")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -518,6 +727,9 @@ def launch_mx(ctx, inverse, plain, blocked, group_ends, stream=None):
 def route_call(ctx, spec, logits, bias, out, stream):
     if not isinstance(spec, core.RouteSpec):
         raise TypeError(f"spec must be a moejit.RouteSpec, got {type(spec).__name__}")
+    if spec.has_serving:
+        raise ValueError(f"Context.route takes no serving options (the spec has {spec.serving}): use moejit.route "
+                         f"with num_valid=, logical_to_physical=, expert_load=, … instead")
     if out is not None and (not isinstance(out, (tuple, list)) or len(out) != 2):
         raise TypeError("out must be a pair (ids, weights)")
     ids, weights = route_run(ctx, spec._c, logits, bias, out, stream)

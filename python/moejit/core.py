@@ -28,6 +28,29 @@ def dtype_name(dtype, name="dtype"):
     return names[str(dtype)]
 
 
+def index_dtype_name(value, name="id_dtype"):
+    """'int32' / 'int64' / 'int16' from a name, a moejit_index_dtype value or a torch dtype."""
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return chk.choice(name, value, C.INDEX_DTYPES)
+    names = {"torch.int32": "int32", "torch.int64": "int64", "torch.int16": "int16"}
+    if str(value) not in names:
+        raise TypeError(f"{name} = {value} must be torch.int32, torch.int64 or torch.int16 (or 'int32', 'int64', "
+                        f"'int16')")
+    return names[str(value)]
+
+
+def load_counter_name(value, name="load_counter"):
+    """'none' / 'int32' / 'int64' from a name, a moejit_load_counter value, a torch dtype or None."""
+    if value is None or value is False:
+        return "none"
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return chk.choice(name, value, C.LOAD_COUNTERS)
+    names = {"torch.int32": "int32", "torch.int64": "int64"}
+    if str(value) not in names:
+        raise TypeError(f"{name} = {value} must be torch.int32, torch.int64 or None (or 'int32', 'int64', 'none')")
+    return names[str(value)]
+
+
 # -------------------------------------------------------------------------------------------------
 # Route specs
 # -------------------------------------------------------------------------------------------------
@@ -35,13 +58,50 @@ def dtype_name(dtype, name="dtype"):
 # come from the tensors).
 ROUTE_PARAMS = ("num_experts", "topk", "score", "num_groups", "topk_groups", "group_score", "softcap",
                 "score_after_topk", "renormalize", "scale_output", "routed_scaling_factor", "shared_slots")
+# The serving options of a route spec (moejit.h Operation 1, steps 8-12), in moejit_route_spec's
+# order. Every one is off (0) by default; the torch ops derive them from the tensors they are given.
+SERVING_PARAMS = ("padded", "id_dtype", "max_replicas", "num_physical_experts", "load_counter", "replay",
+                  "logical_id_dtype")
+SERVING_OFF = (0, 0, 0, 0, 0, 0, 0)
+_INT16_IDS = 2**15  # ids of an int16 array are below this
+
+
+@functools.lru_cache(maxsize=1024)
+def serving_c(padded=False, id_dtype="int32", max_replicas=0, num_physical_experts=0, load_counter="none",
+              replay="off", logical_id_dtype="int32"):
+    """The serving fields of a route spec as C values (a SERVING_PARAMS-ordered tuple), from names,
+    enum values or torch dtypes. TypeError / ValueError name the field."""
+    R = chk.integer("max_replicas", max_replicas, 0, chk.INT32_MAX)
+    P = chk.integer("num_physical_experts", num_physical_experts, 0, chk.INT32_MAX)
+    if R and not P:
+        raise ValueError(f"num_physical_experts is required with expert placement (max_replicas = {R}): the "
+                         f"physical ids are in [0, num_physical_experts)")
+    if P and not R:
+        raise ValueError(f"num_physical_experts = {P} is set but expert placement is off (max_replicas = 0)")
+    rp = chk.choice("replay", replay, C.REPLAYS)
+    lid = index_dtype_name(logical_id_dtype, "logical_id_dtype")
+    if rp == "off" and lid != "int32":
+        raise ValueError(f"logical_id_dtype = {lid!r} applies only with replay ('record' or 'given')")
+    return (chk.flag("padded", padded), C.INDEX_DTYPES[index_dtype_name(id_dtype)], R, P,
+            C.LOAD_COUNTERS[load_counter_name(load_counter)], C.REPLAYS[rp], C.INDEX_DTYPES[lid])
+
+
+def serving_names(serving):
+    """A SERVING_PARAMS-ordered tuple of C values as a dict of readable values."""
+    padded, ids, R, P, load, replay, lid = serving
+    return dict(padded=bool(padded), id_dtype=chk.choice("id_dtype", ids, C.INDEX_DTYPES), max_replicas=R,
+                num_physical_experts=P, load_counter=chk.choice("load_counter", load, C.LOAD_COUNTERS),
+                replay=chk.choice("replay", replay, C.REPLAYS),
+                logical_id_dtype=chk.choice("logical_id_dtype", lid, C.INDEX_DTYPES))
 
 
 @functools.lru_cache(maxsize=4096)
 def route_spec_c(dtype, has_bias, num_experts, topk, score, num_groups, topk_groups, group_score, softcap,
-                 score_after_topk, renormalize, scale_output, routed_scaling_factor, shared_slots):
-    """A validated moejit_route_spec for plain parameters (cached: one validation per shape).
-    TypeError / ValueError (MoejitValueError from the library's validator) name the field."""
+                 score_after_topk, renormalize, scale_output, routed_scaling_factor, shared_slots,
+                 serving=SERVING_OFF):
+    """A validated moejit_route_spec for plain parameters and the serving fields (a serving_c()
+    tuple; cached: one validation per shape). TypeError / ValueError (MoejitValueError from the
+    library's validator) name the field."""
     c = C.RouteSpec(
         chk.integer("num_experts", num_experts, 1, chk.INT32_MAX), chk.integer("topk", topk, 1, chk.INT32_MAX),
         C.SCORES[chk.choice("score", score, C.SCORES)], C.DTYPES[dtype_name(dtype)],
@@ -51,6 +111,17 @@ def route_spec_c(dtype, has_bias, num_experts, topk, score, num_groups, topk_gro
         chk.flag("renormalize", renormalize), chk.flag("scale_output", scale_output),
         chk.real("routed_scaling_factor", routed_scaling_factor),
         chk.integer("shared_slots", shared_slots, 0, chk.INT32_MAX))
+    if len(serving) != len(SERVING_PARAMS):
+        raise ValueError(f"serving must hold the {len(SERVING_PARAMS)} fields {SERVING_PARAMS}, got {serving!r}")
+    for name, value in zip(SERVING_PARAMS, serving):
+        setattr(c, name, value)
+    # ids (physical with placement, shared slots after them) and logical ids must fit their type
+    top = (c.num_physical_experts if c.max_replicas else c.num_experts) + c.shared_slots
+    if c.id_dtype == C.INDEX_DTYPES["int16"] and top > _INT16_IDS:
+        raise ValueError(f"id_dtype = 'int16' holds ids below {_INT16_IDS}, but this routing writes ids up to {top - 1}")
+    if c.replay and c.logical_id_dtype == C.INDEX_DTYPES["int16"] and c.num_experts + c.shared_slots > _INT16_IDS:
+        raise ValueError(f"logical_id_dtype = 'int16' holds ids below {_INT16_IDS}, but the logical ids reach "
+                         f"{c.num_experts + c.shared_slots - 1}")
     desc = C.KernelDesc(op=C.OPS["route"], route=c)
     C.check(C.lib.moejit_validate(ctypes.byref(desc)))
     return c
@@ -75,23 +146,42 @@ class RouteSpec:
         routed_scaling_factor (float): 0 means 1.
         shared_slots (int): S fused shared-expert slots appended to each row.
 
+    Serving options (keyword only, each off by default; moejit.h Operation 1 steps 8-12). The
+    torch functions (:func:`moejit.route`) set them from the tensors they are given, so a spec
+    needs them only to name or prewarm the kernel of such a call (``Kernel.route(spec)``); a call
+    whose tensors disagree with a spec's serving option raises ValueError naming it.
+        padded (bool): a device count ``num_valid`` bounds the rows routed.
+        id_dtype: of the ids: ``torch.int32`` (default), ``torch.int64`` or ``torch.int16``.
+        max_replicas (int): R > 0 turns on expert placement (``logical_to_physical`` [E, R]).
+        num_physical_experts (int): P, required with placement (physical ids in [0, P)).
+        load_counter: ``torch.int32`` / ``torch.int64`` (or ``"int32"``/``"int64"``): count the
+            routed slots per expert in ``expert_load``; None / ``"none"`` is off.
+        replay (str): ``"off"``, ``"record"`` (also write the logical ids) or ``"given"`` (route
+            the logical ids given).
+        logical_id_dtype: of the recorded / given logical ids (with replay), default int32.
+
     Attributes hold the C values (enums as ints: ``spec.score == moejit.SCORES["sigmoid"]``);
-    ``score_name``, ``group_score_name`` and ``dtype_name`` give the names. A spec is immutable and
-    validated when made: a bad field raises ValueError naming it. Raises TypeError for a non-integer
-    count and ValueError for one out of range (never a silent wrap).
+    ``score_name``, ``group_score_name``, ``dtype_name`` and :attr:`serving` give the names. A spec
+    is immutable and validated when made: a bad field raises ValueError naming it. Raises
+    TypeError for a non-integer count and ValueError for one out of range (never a silent wrap).
     """
 
     __slots__ = ("num_experts", "topk", "score", "dtype", "num_groups", "topk_groups", "group_score", "has_bias",
                  "softcap", "score_after_topk", "renormalize", "scale_output", "routed_scaling_factor",
-                 "shared_slots", "_c", "_params")
+                 "shared_slots") + SERVING_PARAMS + ("_c", "_params", "_serving")
 
     def __init__(self, num_experts, topk, score="softmax", dtype="f32", num_groups=0, topk_groups=0,
                  group_score="max", has_bias=False, softcap=0.0, score_after_topk=False, renormalize=False,
-                 scale_output=False, routed_scaling_factor=0.0, shared_slots=0):
+                 scale_output=False, routed_scaling_factor=0.0, shared_slots=0, *, padded=False, id_dtype="int32",
+                 max_replicas=0, num_physical_experts=0, load_counter="none", replay="off",
+                 logical_id_dtype="int32"):
+        serving = serving_c(chk.flag("padded", padded), index_dtype_name(id_dtype), max_replicas,
+                            num_physical_experts, load_counter_name(load_counter), chk.choice("replay", replay, C.REPLAYS),
+                            index_dtype_name(logical_id_dtype, "logical_id_dtype"))
         c = route_spec_c(dtype_name(dtype), chk.flag("has_bias", has_bias), num_experts, topk,
                          chk.choice("score", score, C.SCORES), num_groups, topk_groups,
                          chk.choice("group_score", group_score, C.GROUP_SCORES), softcap, score_after_topk,
-                         renormalize, scale_output, routed_scaling_factor, shared_slots)
+                         renormalize, scale_output, routed_scaling_factor, shared_slots, serving)
         self._set(c)
 
     def _set(self, c):
@@ -102,6 +192,7 @@ class RouteSpec:
             c.num_experts, c.topk, chk.choice("score", c.score, C.SCORES), c.num_groups, c.topk_groups,
             chk.choice("group_score", c.group_score, C.GROUP_SCORES), float(c.softcap), bool(c.score_after_topk),
             bool(c.renormalize), bool(c.scale_output), float(c.routed_scaling_factor), c.shared_slots))
+        object.__setattr__(self, "_serving", tuple(getattr(c, name) for name in SERVING_PARAMS))
 
     def __setattr__(self, name, value):
         raise AttributeError(f"RouteSpec is immutable; use spec.replace({name}=...)")
@@ -121,11 +212,12 @@ class RouteSpec:
         return spec
 
     def replace(self, **fields):
-        """A copy with some fields changed (names as the constructor's)."""
+        """A copy with some fields changed (names as the constructor's, serving options included)."""
         kw = {name: getattr(self, name) for name in ROUTE_PARAMS}
         kw.update(dtype=self.dtype, has_bias=bool(self.has_bias))
         for name in ("score_after_topk", "renormalize", "scale_output"):
             kw[name] = bool(kw[name])
+        kw.update(self.serving)
         kw.update(fields)
         return RouteSpec(**kw)
 
@@ -140,6 +232,17 @@ class RouteSpec:
     @property
     def dtype_name(self):
         return dtype_name(self.dtype)
+
+    @property
+    def serving(self):
+        """The serving options as a dict (SERVING_PARAMS), enums by name: ``{"padded": False,
+        "id_dtype": "int32", …, "replay": "off", …}``."""
+        return serving_names(self._serving)
+
+    @property
+    def has_serving(self):
+        """True when any serving option is on (id_dtype other than int32 included)."""
+        return self._serving != SERVING_OFF
 
     @property
     def outputs(self):
@@ -163,19 +266,22 @@ class RouteSpec:
         return hash(bytes(self._c))
 
     def __repr__(self):
+        serving = "".join(f", {k}={v!r}" for (k, v), off in zip(self.serving.items(), serving_names(SERVING_OFF).values())
+                          if v != off)
         return (f"RouteSpec(num_experts={self.num_experts}, topk={self.topk}, score={self.score_name!r}, "
                 f"dtype={self.dtype_name!r}, num_groups={self.num_groups}, topk_groups={self.topk_groups}, "
                 f"group_score={self.group_score_name!r}, has_bias={bool(self.has_bias)}, softcap={self.softcap}, "
                 f"score_after_topk={bool(self.score_after_topk)}, renormalize={bool(self.renormalize)}, "
                 f"scale_output={bool(self.scale_output)}, routed_scaling_factor={self.routed_scaling_factor}, "
-                f"shared_slots={self.shared_slots})")
+                f"shared_slots={self.shared_slots}{serving})")
 
 
 def spec_key(c):
     """route_spec_c's arguments for a C route spec."""
     return (dtype_name(c.dtype), c.has_bias, c.num_experts, c.topk, chk.choice("score", c.score, C.SCORES),
             c.num_groups, c.topk_groups, chk.choice("group_score", c.group_score, C.GROUP_SCORES), c.softcap,
-            c.score_after_topk, c.renormalize, c.scale_output, c.routed_scaling_factor, c.shared_slots)
+            c.score_after_topk, c.renormalize, c.scale_output, c.routed_scaling_factor, c.shared_slots,
+            tuple(getattr(c, name) for name in SERVING_PARAMS))
 
 
 def preset_names():
@@ -203,10 +309,44 @@ def _validated(op, field, c):
 
 
 @functools.lru_cache(maxsize=1024)
-def align_spec_c(num_experts, block_size):
-    """A validated moejit_align_spec."""
+def align_spec_c(num_experts, block_size, id_dtype="int32", global_experts=0):
+    """A validated moejit_align_spec: E local experts, blocks of B, ids of id_dtype (a name, enum
+    value or torch dtype), global_experts = Eg > 0 when the ids go through an expert_map [Eg]."""
     return _validated("align", "align", C.AlignSpec(chk.integer("num_experts", num_experts, 1, chk.INT32_MAX),
-                                                    chk.integer("block_size", block_size, 1, chk.INT32_MAX)))
+                                                    chk.integer("block_size", block_size, 1, chk.INT32_MAX),
+                                                    C.INDEX_DTYPES[index_dtype_name(id_dtype)],
+                                                    chk.integer("global_experts", global_experts, 0, chk.INT32_MAX)))
+
+
+DEFAULT_RANKS_PER_NODE = 8  # DeepEP's NUM_MAX_NVL_PEERS; moejit_dispatch_layout_spec's 0
+
+
+def dispatch_layout_nodes(num_ranks, ranks_per_node=DEFAULT_RANKS_PER_NODE):
+    """(ranks_per_node for the spec, nodes) for R ranks: one node (nodes = 0: no tokens_per_node,
+    as DeepEP's None for num_tokens_per_rdma_rank) when R <= ranks_per_node, else R / ranks_per_node
+    nodes, which must divide evenly."""
+    R = chk.integer("num_ranks", num_ranks, 1, chk.INT32_MAX)
+    rpn = chk.integer("ranks_per_node", ranks_per_node, 1, chk.INT32_MAX)
+    if R <= rpn:
+        return R, 0
+    if R % rpn:
+        raise ValueError(f"ranks_per_node = {rpn} must divide num_ranks = {R} (nodes of ranks_per_node ranks)")
+    return rpn, R // rpn
+
+
+@functools.lru_cache(maxsize=1024)
+def dispatch_layout_spec_c(num_experts, num_ranks, topk, id_dtype="int32", ranks_per_node=DEFAULT_RANKS_PER_NODE):
+    """A validated moejit_dispatch_layout_spec: E experts (physical, shared slots included) on R
+    ranks of E/R consecutive experts each, ids [T, K] of id_dtype; ranks_per_node as
+    dispatch_layout_nodes() gives it for the spec."""
+    E = chk.integer("num_experts", num_experts, 1, chk.INT32_MAX)
+    R = chk.integer("num_ranks", num_ranks, 1, chk.INT32_MAX)
+    K = chk.integer("topk", topk, 1, chk.INT32_MAX)
+    if E % R:
+        raise ValueError(f"num_ranks = {R} must divide num_experts = {E} (every rank holds E / R consecutive experts)")
+    rpn, _ = dispatch_layout_nodes(R, ranks_per_node)
+    return _validated("dispatch_layout", "dispatch_layout",
+                      C.DispatchLayoutSpec(E, R, K, C.INDEX_DTYPES[index_dtype_name(id_dtype)], rpn))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -323,13 +463,22 @@ class Kernel:
     @classmethod
     def route(cls, spec, has_bias=None):
         """moejit.route with `spec` (has_bias: the spec's unless given)."""
-        c = spec._c if has_bias is None else route_spec_c(*((spec.dtype_name, int(bool(has_bias))) + spec.params))
+        c = spec._c if has_bias is None else \
+            route_spec_c(*((spec.dtype_name, int(bool(has_bias))) + spec.params + (spec._serving,)))
         return cls("route", "route", c)
 
     @classmethod
-    def align(cls, num_experts, block_size):
-        """moejit.align over E experts in blocks of B."""
-        return cls("align", "align", align_spec_c(num_experts, block_size))
+    def align(cls, num_experts, block_size, id_dtype="int32", expert_map_size=0):
+        """moejit.align over E experts in blocks of B, ids of id_dtype (int32, int64, int16;
+        names or torch dtypes), through an expert_map of expert_map_size entries when > 0."""
+        return cls("align", "align", align_spec_c(num_experts, block_size, index_dtype_name(id_dtype),
+                                                  expert_map_size))
+
+    @classmethod
+    def dispatch_layout(cls, num_experts, num_ranks, topk, id_dtype="int32", ranks_per_node=DEFAULT_RANKS_PER_NODE):
+        """moejit.dispatch_layout of ids [T, topk] of id_dtype over E experts on R ranks."""
+        return cls("dispatch_layout", "dispatch_layout",
+                   dispatch_layout_spec_c(num_experts, num_ranks, topk, index_dtype_name(id_dtype), ranks_per_node))
 
     @classmethod
     def route_align(cls, spec, block_size):
@@ -566,8 +715,8 @@ class Context:
         return _launch.route_call(self, spec, logits, bias, out, stream)
 
     def align(self, maps, topk_ids, stream=None):
-        """Build dispatch maps of topk_ids [T, K] (int32, or int64 converted after a range check)
-        into `maps` (an :class:`AlignMaps` of the same T and K). Returns maps."""
+        """Build dispatch maps of topk_ids [T, K] (int32, int64 or int16) into `maps` (an
+        :class:`AlignMaps` of the same T and K). Returns maps."""
         from . import _launch
         return _launch.align_maps_call(self, maps, topk_ids, stream)
 

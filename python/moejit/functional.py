@@ -10,12 +10,13 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from . import _capi as C
 from . import _launch as L
 from . import core
 from .core import RouteSpec
 
-__all__ = ["route", "align", "route_align", "permute", "combine", "mx_scales", "mx_scales_inverse", "AlignResult",
-           "RouteAlignResult"]
+__all__ = ["route", "align", "route_align", "dispatch_layout", "permute", "combine", "mx_scales", "mx_scales_inverse",
+           "AlignResult", "RouteAlignResult", "DispatchLayout"]
 
 Tensor = torch.Tensor
 _ops = torch.ops.moejit
@@ -61,6 +62,16 @@ class RouteAlignResult(NamedTuple):
     slot_of: Tensor
 
 
+class DispatchLayout(NamedTuple):
+    """dispatch_layout's outputs (DeepEP's get_dispatch_layout): tokens_per_rank int32 [R],
+    tokens_per_node int32 [R / ranks_per_node] or None (one node: DeepEP's None
+    num_tokens_per_rdma_rank), tokens_per_expert int32 [E], is_token_in_rank bool [T, R]."""
+    tokens_per_rank: Optional[Tensor]
+    tokens_per_node: Optional[Tensor]
+    tokens_per_expert: Optional[Tensor]
+    is_token_in_rank: Optional[Tensor]
+
+
 def _spec(spec):
     if type(spec) is not RouteSpec and not isinstance(spec, RouteSpec):
         raise TypeError(f"spec must be a moejit.RouteSpec, got {type(spec).__name__}")
@@ -76,12 +87,6 @@ def _spec_matches(spec, logits, bias):
                          "bias was given but the spec has has_bias=False: it would be ignored")
 
 
-def _pair(out):
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise TypeError(f"out must be a pair (ids, weights), got {type(out).__name__}")
-    return out
-
-
 def route_params(logits, bias, params, out=None):
     """route with plain parameters (ROUTE_PARAMS order: what the adapters have), eager fast path
     or torch op. Returns (ids, weights), or out."""
@@ -94,57 +99,197 @@ def route_params(logits, bias, params, out=None):
     return out
 
 
-def route(logits, spec, bias=None, *, out=None):
-    """Gating and top-k: moejit_route (moejit.h, Operation 1).
+_INDEX_BY_C = {v: k for k, v in C.INDEX_DTYPES.items()}
+
+
+def _index_name(dtype, name):
+    """'int32' / 'int64' / 'int16' of a torch dtype (or that name); plain comparisons, traced by
+    torch.compile."""
+    if dtype == torch.int32 or dtype == "int32":
+        return "int32"
+    if dtype == torch.int64 or dtype == "int64":
+        return "int64"
+    if dtype == torch.int16 or dtype == "int16":
+        return "int16"
+    raise TypeError(f"{name} = {dtype} must be torch.int32, torch.int64 or torch.int16")
+
+
+def route_serving_params(logits, bias, params, *, num_valid=None, logical_to_physical=None, replica_count=None,
+                         num_physical_experts=0, expert_load=None, logical_ids=None, ids_dtype="int32", record_dtype="",
+                         out=None):
+    """route with plain parameters (ROUTE_PARAMS order) and serving options (what the adapters
+    have), eager fast path or torch op. ids_dtype / record_dtype are names ("" records nothing);
+    out = (ids, weights, recorded logical ids or None). Returns (ids, weights, recorded logical ids
+    or None), or out."""
+    P = num_physical_experts or 0
+    if _eager(logits, bias, num_valid, logical_to_physical, replica_count, expert_load, logical_ids) and (
+            out is None or _eager(*out)):
+        spec_c, _, _ = L.route_serving_spec_for(logits, bias, params, num_valid, logical_to_physical, replica_count, P,
+                                                expert_load, logical_ids, ids_dtype, record_dtype)
+        res = L.route_serving_run(core.get_context(), spec_c, logits, bias, num_valid, logical_to_physical,
+                                  replica_count, expert_load, logical_ids, out)
+        return res if out is None else out
+    if out is None:
+        ids, weights, recorded = _ops.route_serving(logits, bias, num_valid, logical_to_physical, replica_count,
+                                                    expert_load, logical_ids, *params, P, ids_dtype, record_dtype)
+        return ids, weights, (recorded if record_dtype else None)
+    _ops.route_serving_out(logits, bias, out[0], out[1], num_valid, logical_to_physical, replica_count, expert_load,
+                           logical_ids, out[2], *params, P)
+    return out
+
+
+def _check_spec_serving(spec, call):
+    """A spec's serving options, where set, must be the call's (pure Python: traced by torch.compile)."""
+    wanted = spec._serving
+    for i, name in enumerate(core.SERVING_PARAMS):
+        if wanted[i] != 0 and wanted[i] != call[i]:
+            have, got = core.serving_names(wanted)[name], core.serving_names(call)[name]
+            raise ValueError(f"the spec has {name} = {have!r} but this call's arguments make it {got!r}: "
+                             f"{_SERVING_HINTS[name]}")
+
+
+_SERVING_HINTS = {
+    "padded": "pass num_valid (an int32 [1] device count of the rows to route)",
+    "id_dtype": "pass ids_dtype= (or out= ids) of the spec's id_dtype",
+    "max_replicas": "pass logical_to_physical [E, max_replicas] and replica_count [E]",
+    "num_physical_experts": "pass num_physical_experts= with logical_to_physical",
+    "load_counter": "pass expert_load of the spec's load_counter dtype",
+    "replay": "pass record=True to record the logical ids, logical_ids= to route given ones",
+    "logical_id_dtype": "pass logical ids (given, or out= for the recorded ones) of the spec's logical_id_dtype",
+}
+
+
+def route(logits, spec, bias=None, *, out=None, num_valid=None, logical_to_physical=None, replica_count=None,
+          num_physical_experts=None, expert_load=None, record=False, logical_ids=None, ids_dtype=None):
+    """Gating and top-k: moejit_route (moejit.h, Operation 1), with the serving options.
 
     Args:
         logits (Tensor): [T, E] float32/bfloat16/float16 on a CUDA device (rows may be strided,
             elements contiguous); its dtype must be the spec's.
         spec (RouteSpec): the routing.
         bias (Tensor, optional): [E] float32 selection bias, required exactly when spec.has_bias.
-        out (tuple, optional): preallocated (ids int32 [T, K+S], weights float32 [T, K+S]).
+        out (tuple, optional): preallocated (ids [T, K+S], weights float32 [T, K+S]), and with
+            ``record=True`` a third tensor for the logical ids (its dtype is theirs).
+
+    Serving options (keyword only; each off unless given; moejit.h Operation 1 steps 8-12):
+        num_valid (Tensor): int32 [1] on the device: only rows t < clamp(n, 0, T) are routed; the
+            others get id -1 and weight 0 (and count nothing). The kernel reads n itself, so a CUDA
+            graph captured once serves every n (update it with ``num_valid.fill_(n)`` or
+            ``copy_``).
+        logical_to_physical (Tensor), replica_count (Tensor), num_physical_experts (int): expert
+            placement (EPLB, redundant experts): logical expert e has c = replica_count[e]
+            replicas (int32 [E], read clamped to [1, R]) whose physical ids are
+            logical_to_physical[e, :c] (int32 [E, R]); routed slot k of token t goes to replica
+            (t·K + k) mod c (vLLM's rule). ids are then physical, in [0, P) for
+            P = num_physical_experts (a map entry outside gives -1); shared slot j gets P + j.
+        expert_load (Tensor): int32 or int64 [P] (P = E without placement), *added to* in place:
+            +1 per routed slot of a routed row whose id is in [0, P) (exact, order-free). Zero it
+            yourself between the windows you measure.
+        record (bool): also return the logical ids [T, K+S] (what the selection chose, shared slots
+            E+j, -1 for padded rows), of the ids' dtype, or out[2]'s.
+        logical_ids (Tensor): [T, K+S] int32/int64/int16: route these logical ids (their first K
+            columns) instead of choosing: weights, renormalisation, scaling and shared slots follow
+            as if route had chosen them — bit-identical to the recording run's weights. An id
+            outside [0, E) gets id -1 and weight 0 and adds nothing to the sums.
+        ids_dtype (torch.dtype): of the ids: torch.int32 (default: the spec's, int32 unless set),
+            torch.int64 (torch.topk's, DeepEP's) or torch.int16.
 
     Returns:
-        (ids, weights): int32 and float32 [T, K+S], experts in descending order of score.
+        (ids, weights), ids of ids_dtype and weights float32 [T, K+S], experts in descending order
+        of score; (ids, weights, logical_ids) with record=True; out when given.
     """
     _spec(spec)
     if out is not None:
-        _pair(out)
-    if _eager(logits, bias):
-        res = L.route_run(core.get_context(), spec._c, logits, bias, out)
-        return res if out is None else out
+        if not isinstance(out, (tuple, list)) or len(out) != (3 if record else 2):
+            raise TypeError(f"out must be (ids, weights{', logical_ids' if record else ''}), got "
+                            f"{type(out).__name__} of {len(out) if isinstance(out, (tuple, list)) else '?'}")
+    plain = (num_valid is None and logical_to_physical is None and replica_count is None and not num_physical_experts
+             and expert_load is None and not record and logical_ids is None and not spec.has_serving
+             and (ids_dtype is None or ids_dtype == torch.int32 or ids_dtype == "int32")
+             and (out is None or getattr(out[0], "dtype", torch.int32) == torch.int32))
+    if plain:
+        if _eager(logits, bias):
+            res = L.route_run(core.get_context(), spec._c, logits, bias, out)
+            return res if out is None else out
+        _spec_matches(spec, logits, bias)
+        if out is None:
+            return _ops.route(logits, bias, *spec.params)
+        ids, weights = out
+        _ops.route_out(logits, bias, ids, weights, *spec.params)
+        return out
+    # ---- serving options: the spec's (where set) must be what the tensors say
     _spec_matches(spec, logits, bias)
-    if out is None:
-        return _ops.route(logits, bias, *spec.params)
-    ids, weights = out
-    _ops.route_out(logits, bias, ids, weights, *spec.params)
-    return out
+    if out is not None and isinstance(out[0], Tensor):
+        ids_name = _index_name(out[0].dtype, "out[0] (ids)")
+        if ids_dtype is not None and _index_name(ids_dtype, "ids_dtype") != ids_name:
+            raise ValueError(f"ids_dtype = {ids_dtype} but out's ids have dtype {out[0].dtype}")
+    elif ids_dtype is not None:
+        ids_name = _index_name(ids_dtype, "ids_dtype")
+    else:
+        ids_name = _INDEX_BY_C[spec.id_dtype]
+    if record and logical_ids is not None:
+        raise ValueError("record=True records the logical ids route chooses, logical_ids= routes given ones: "
+                         "pass one of them")
+    if record and out is not None and out[2] is None:
+        raise ValueError("out[2] is None: with record=True, out holds (ids, weights, logical_ids)")
+    record_name = ""
+    if record:
+        if out is not None and isinstance(out[2], Tensor):
+            record_name = _index_name(out[2].dtype, "out[2] (logical ids)")
+        elif spec.replay == C.REPLAYS["record"]:
+            record_name = _INDEX_BY_C[spec.logical_id_dtype]
+        else:
+            record_name = ids_name
+    if logical_to_physical is not None and num_physical_experts is None:
+        num_physical_experts = spec.num_physical_experts
+    R = logical_to_physical.shape[1] if isinstance(logical_to_physical, Tensor) and logical_to_physical.dim() == 2 else 0
+    load = _index_name(expert_load.dtype, "expert_load") if isinstance(expert_load, Tensor) else "none"
+    given = _index_name(logical_ids.dtype, "logical_ids") if isinstance(logical_ids, Tensor) else ""
+    call = (int(num_valid is not None), C.INDEX_DTYPES[ids_name], R, num_physical_experts or 0,
+            C.LOAD_COUNTERS.get(load, 0), C.REPLAYS["given" if given else ("record" if record else "off")],
+            C.INDEX_DTYPES[given or record_name or "int32"])
+    _check_spec_serving(spec, call)
+    res = route_serving_params(logits, bias, spec.params, num_valid=num_valid, logical_to_physical=logical_to_physical,
+                               replica_count=replica_count, num_physical_experts=num_physical_experts or 0,
+                               expert_load=expert_load, logical_ids=logical_ids, ids_dtype=ids_name,
+                               record_dtype=record_name, out=None if out is None else (out[0], out[1],
+                                                                                      out[2] if record else None))
+    if out is not None:
+        return out
+    return res if record else res[:2]
 
 
-def align(topk_ids, num_experts, block_size, *, out=None, workspace=None):
+def align(topk_ids, num_experts, block_size, *, out=None, workspace=None, expert_map=None, first_expert=0):
     """Token→expert dispatch maps: moejit_align (Operation 2), deterministic.
 
     Args:
-        topk_ids (Tensor): [T, K] int32, or int64 (clamped to [-1, E] and converted: an id outside
-            [0, E) stays outside and is dropped, never misread). Contiguous.
-        num_experts (int): E, the local experts (ids outside [0, E) are other ranks' and dropped).
+        topk_ids (Tensor): [T, K] int32, int64 or int16 (read in their own type: an int64 id is
+            never truncated), contiguous. -1 (padding) is always dropped.
+        num_experts (int): E, the local experts: an id becomes local expert ``id - first_expert``
+            (or ``expert_map[id]``) and is dropped (another rank's) unless that is in [0, E).
         block_size (int): B, a power of two in [1, 1024].
         out (AlignResult, optional): preallocated outputs; any field may be None (not wanted).
             sorted_ids needs at least N + min(E, N)·(B−1) entries, block_expert numel(sorted_ids)/B.
         workspace (Tensor, optional): uint8 scratch for large batches
             (moejit.align_workspace_bytes()); allocated per call when needed and not given.
+        expert_map (Tensor, optional): vLLM's expert_map, int32 (or int64, clamped and converted)
+            [Eg]: global id → local expert, -1 when not on this rank. Ids outside [0, Eg) are
+            dropped.
+        first_expert (int): without expert_map, the global id of local expert 0 (this rank holds
+            experts first_expert .. first_expert + E - 1; TensorRT-LLM's local_expert_offset).
 
     Returns:
-        AlignResult.
+        AlignResult, over the E local experts.
     """
     if out is not None:
         out = AlignResult(*out)
-    if _eager(topk_ids, workspace) and (out is None or _eager(*out)):
-        res = L.align_run(core.get_context(), core.align_spec_c(num_experts, block_size), topk_ids, out, workspace)
+    if _eager(topk_ids, workspace, expert_map) and (out is None or _eager(*out)):
+        res = L.align_run(core.get_context(), core.align_spec_c(num_experts, block_size), topk_ids, out, workspace,
+                          None, expert_map, first_expert)
         return AlignResult(*res) if out is None else out
     if out is None:
-        return AlignResult(*_ops.align(topk_ids, num_experts, block_size))
-    _ops.align_out(topk_ids, num_experts, block_size, *out, workspace)
+        return AlignResult(*_ops.align(topk_ids, num_experts, block_size, expert_map, first_expert))
+    _ops.align_out(topk_ids, num_experts, block_size, *out, workspace, expert_map, first_expert)
     return out
 
 
@@ -157,6 +302,10 @@ def route_align(logits, spec, block_size, bias=None, *, out=None, workspace=None
         RouteAlignResult.
     """
     _spec(spec)
+    if spec.has_serving:
+        raise ValueError("route_align's Python form takes no serving options (the spec has "
+                         f"{ {k: v for k, v in spec.serving.items() if v not in (False, 0, 'int32', 'none', 'off')} }): "
+                         "call moejit.route with them, then moejit.align")
     if out is not None:
         out = RouteAlignResult(*out)
     if _eager(logits, bias, workspace) and (out is None or _eager(*out)):
@@ -167,6 +316,38 @@ def route_align(logits, spec, block_size, bias=None, *, out=None, workspace=None
     if out is None:
         return RouteAlignResult(*_ops.route_align(logits, bias, block_size, *spec.params))
     _ops.route_align_out(logits, bias, block_size, *out, workspace, *spec.params)
+    return out
+
+
+def dispatch_layout(ids, num_experts, num_ranks, ranks_per_node=core.DEFAULT_RANKS_PER_NODE, *, out=None):
+    """What an all-to-all needs to know, from routing ids: moejit_dispatch_layout (Operation 5),
+    DeepEP's get_dispatch_layout. num_ranks ranks hold num_experts / num_ranks consecutive experts
+    each (expert e lives on rank e // (E / R)); ids outside [0, E) (-1: padding) are skipped.
+
+    Args:
+        ids (Tensor): [T, K] int32, int64 or int16, contiguous (route's ids: physical ones with
+            placement, so E is then the physical count P, plus S with shared slots).
+        num_experts (int): E, divisible by num_ranks.
+        num_ranks (int): R.
+        ranks_per_node (int): ranks of a node for tokens_per_node (DeepEP's NUM_MAX_NVL_PEERS, 8);
+            with R <= ranks_per_node there is one node and tokens_per_node is None.
+        out (DispatchLayout, optional): preallocated outputs, any of them None (not wanted):
+            int32 [R], int32 [R / ranks_per_node] (None for one node), int32 [E], bool [T, R].
+
+    Returns:
+        DispatchLayout(tokens_per_rank, tokens_per_node, tokens_per_expert, is_token_in_rank):
+        tokens with at least one id on rank r (the all-to-all's send counts), the same per node,
+        (t, k) per expert, and whether token t goes to rank r. Deterministic integer counts.
+    """
+    if out is not None:
+        out = DispatchLayout(*out)
+    if _eager(ids) and (out is None or _eager(*out)):
+        res = L.dispatch_layout_run(core.get_context(), ids, num_experts, num_ranks, ranks_per_node, out)
+        return DispatchLayout(*res) if out is None else out
+    if out is None:
+        tpr, tpn, tpe, itr = _ops.dispatch_layout(ids, num_experts, num_ranks, ranks_per_node)
+        return DispatchLayout(tpr, tpn if num_ranks > ranks_per_node else None, tpe, itr)
+    _ops.dispatch_layout_out(ids, num_experts, num_ranks, ranks_per_node, *out)
     return out
 
 

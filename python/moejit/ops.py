@@ -12,15 +12,24 @@ that torch.compile guards on.
                            shared_slots) -> (ids int32 [T, K+S], weights f32 [T, K+S])
     torch.ops.moejit.align(topk_ids, num_experts, block_size)
         -> (counts [E], offsets [E+1], sorted_ids [cap], block_expert [cap/B], total_padded [1], slot_of [T, K])
+    torch.ops.moejit.route_serving(logits, bias, num_valid, logical_to_physical, replica_count, expert_load,
+                                   logical_ids, <route spec>, num_physical_experts, ids_dtype, record_dtype)
+        -> (ids [T, K+S] of ids_dtype, weights f32 [T, K+S], recorded logical ids [T, K+S] of record_dtype,
+            or an empty int32 [0, K+S] when record_dtype is "")        (expert_load is added to in place)
+    torch.ops.moejit.align(topk_ids, num_experts, block_size, expert_map=None, first_expert=0)
     torch.ops.moejit.route_align(logits, bias, block_size, <route spec>) -> route's two outputs, then align's six
+    torch.ops.moejit.dispatch_layout(ids, num_experts, num_ranks, ranks_per_node)
+        -> (tokens_per_rank [R], tokens_per_node [R / ranks_per_node] (empty for one node), tokens_per_expert [E],
+            is_token_in_rank bool [T, R])
     torch.ops.moejit.permute(x, sorted_ids, topk, ids, scale) -> out [R, H]
     torch.ops.moejit.combine(y, slot_of, weights) -> out [T, H]
     torch.ops.moejit.mx_scales(scales, group_ends) -> blocked uint8 ([G, Rp·Cp] 3D, [Mp, Cp] 2D)
     torch.ops.moejit.mx_scales_inverse(blocked, groups, rows, cols, group_ends) -> plain uint8
 
-and route_out, align_out, route_align_out, permute_out, combine_out, mx_scales_out,
-mx_scales_inverse_out. The Python functions in moejit (moejit.route(logits, spec, …) etc.) call
-these with a RouteSpec unpacked; use them unless you need the raw operators.
+and route_out, route_serving_out, align_out, route_align_out, dispatch_layout_out, permute_out,
+combine_out, mx_scales_out, mx_scales_inverse_out. The Python functions in moejit
+(moejit.route(logits, spec, …) etc.) call these with a RouteSpec unpacked (route_serving when a
+serving option is given); use them unless you need the raw operators.
 
 The implementations check every tensor (dtype, device, shape, strides, alignment, int ranges)
 before anything is launched, make the tensors' device current and launch on its current stream
@@ -130,23 +139,105 @@ def _(logits, bias, ids, weights, num_experts, topk, score, num_groups, topk_gro
                                     score_after_topk, renormalize, scale_output, routed_scaling_factor, shared_slots))
 
 
+# ---- route with serving options (moejit.h Operation 1, steps 8-12) --------------------------------
+# The options come from the tensors: num_valid (padded rows), logical_to_physical + replica_count
+# (placement, with num_physical_experts), expert_load (counters, added to: a mutated argument),
+# logical_ids (replay GIVEN); ids_dtype names the ids' dtype and record_dtype, when not "", asks for
+# the logical ids (replay RECORD) in that dtype.
+@_op(mutates=("expert_load",))
+def route_serving(logits: Tensor, bias: Optional[Tensor], num_valid: Optional[Tensor],
+                  logical_to_physical: Optional[Tensor], replica_count: Optional[Tensor],
+                  expert_load: Optional[Tensor], logical_ids: Optional[Tensor], num_experts: int, topk: int, score: str,
+                  num_groups: int, topk_groups: int, group_score: str, softcap: float, score_after_topk: bool,
+                  renormalize: bool, scale_output: bool, routed_scaling_factor: float, shared_slots: int,
+                  num_physical_experts: int, ids_dtype: str, record_dtype: str) -> Tuple[Tensor, Tensor, Tensor]:
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    spec_c, T, slots = L.route_serving_spec_for(logits, bias, params, num_valid, logical_to_physical, replica_count,
+                                                num_physical_experts, expert_load, logical_ids, ids_dtype, record_dtype)
+    ids, weights, recorded = L.route_serving_run(_ctx(), spec_c, logits, bias, num_valid, logical_to_physical,
+                                                 replica_count, expert_load, logical_ids)
+    if recorded is None:
+        recorded = logits.new_empty((0, slots), dtype=_I32)
+    return ids, weights, recorded
+
+
+@route_serving.register_fake
+def _(logits, bias, num_valid, logical_to_physical, replica_count, expert_load, logical_ids, num_experts, topk, score,
+      num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize, scale_output,
+      routed_scaling_factor, shared_slots, num_physical_experts, ids_dtype, record_dtype):
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    _, T, slots = L.route_serving_spec_for(logits, bias, params, num_valid, logical_to_physical, replica_count,
+                                           num_physical_experts, expert_load, logical_ids, ids_dtype, record_dtype)
+    recorded = logits.new_empty((T, slots), dtype=L.TORCH_INDEX[record_dtype]) if record_dtype else \
+        logits.new_empty((0, slots), dtype=_I32)
+    return (logits.new_empty((T, slots), dtype=L.TORCH_INDEX[ids_dtype]), logits.new_empty((T, slots), dtype=_F32),
+            recorded)
+
+
+def _route_serving_out_spec(logits, bias, ids, weights, num_valid, logical_to_physical, replica_count, expert_load,
+                            logical_ids, logical_ids_out, params, num_physical_experts):
+    """The checks of route_serving_out (ids' and the recorded ids' dtypes from the tensors);
+    returns the C spec."""
+    ids_dtype = L.index_dtype_of("ids", chk.tensor("ids", ids, L.IDS, 2))
+    record = L.index_dtype_of("logical_ids_out", chk.tensor("logical_ids_out", logical_ids_out, L.IDS, 2)) \
+        if logical_ids_out is not None else ""
+    spec_c, T, slots = L.route_serving_spec_for(logits, bias, params, num_valid, logical_to_physical, replica_count,
+                                                num_physical_experts, expert_load, logical_ids, ids_dtype, record)
+    L.check_route_out(logits, ids, weights, T, slots, L.IDS)
+    if logical_ids_out is not None:
+        chk.contiguous("logical_ids_out", chk.tensor("logical_ids_out", logical_ids_out, L.IDS, 2, logits.device,
+                                                     "logits", (T, slots)))
+    return spec_c
+
+
+@_op(mutates=("ids", "weights", "expert_load", "logical_ids_out"))
+def route_serving_out(logits: Tensor, bias: Optional[Tensor], ids: Tensor, weights: Tensor, num_valid: Optional[Tensor],
+                      logical_to_physical: Optional[Tensor], replica_count: Optional[Tensor],
+                      expert_load: Optional[Tensor], logical_ids: Optional[Tensor], logical_ids_out: Optional[Tensor],
+                      num_experts: int, topk: int, score: str, num_groups: int, topk_groups: int, group_score: str,
+                      softcap: float, score_after_topk: bool, renormalize: bool, scale_output: bool,
+                      routed_scaling_factor: float, shared_slots: int, num_physical_experts: int) -> None:
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    spec_c = _route_serving_out_spec(logits, bias, ids, weights, num_valid, logical_to_physical, replica_count,
+                                     expert_load, logical_ids, logical_ids_out, params, num_physical_experts)
+    L.route_serving_run(_ctx(), spec_c, logits, bias, num_valid, logical_to_physical, replica_count, expert_load,
+                        logical_ids, (ids, weights, logical_ids_out))
+
+
+@route_serving_out.register_fake
+def _(logits, bias, ids, weights, num_valid, logical_to_physical, replica_count, expert_load, logical_ids,
+      logical_ids_out, num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk,
+      renormalize, scale_output, routed_scaling_factor, shared_slots, num_physical_experts):
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    _route_serving_out_spec(logits, bias, ids, weights, num_valid, logical_to_physical, replica_count, expert_load,
+                            logical_ids, logical_ids_out, params, num_physical_experts)
+
+
 # ---- align ---------------------------------------------------------------------------------------
-def _align_shapes(topk_ids, num_experts, block_size):
+def _align_shapes(topk_ids, num_experts, block_size, expert_map=None, first_expert=0):
     """(T, K, capacity) — capacity symbolic under torch.compile, from the C library otherwise."""
     T, K = L.check_align_ids(topk_ids, num_experts, block_size)
-    core.align_spec_c(num_experts, block_size)
+    Eg = L.check_expert_map(expert_map, first_expert, topk_ids)
+    core.align_spec_c(num_experts, block_size, L.index_dtype_of("topk_ids", topk_ids), int(Eg))
     return T, K, L.align_capacity_sym(num_experts, block_size, T * K)
 
 
+# expert_map (global → local ids, vLLM's) and first_expert (the global id of local expert 0) come
+# last with defaults: callers of the earlier schema keep working.
 @_op()
-def align(topk_ids: Tensor, num_experts: int, block_size: int
-          ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    return tuple(L.align_run(_ctx(), core.align_spec_c(num_experts, block_size), topk_ids))
+def align(topk_ids: Tensor, num_experts: int, block_size: int, expert_map: Optional[Tensor] = None,
+          first_expert: int = 0) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    return tuple(L.align_run(_ctx(), core.align_spec_c(num_experts, block_size), topk_ids, None, None, None,
+                             expert_map, first_expert))
 
 
 @align.register_fake
-def _(topk_ids, num_experts, block_size):
-    T, K, cap = _align_shapes(topk_ids, num_experts, block_size)
+def _(topk_ids, num_experts, block_size, expert_map=None, first_expert=0):
+    T, K, cap = _align_shapes(topk_ids, num_experts, block_size, expert_map, first_expert)
     new = lambda *shape: topk_ids.new_empty(shape, dtype=_I32)  # noqa: E731
     return new(num_experts), new(num_experts + 1), new(cap), new(cap // block_size), new(1), new(T, K)
 
@@ -154,14 +245,17 @@ def _(topk_ids, num_experts, block_size):
 @_op(mutates=("counts", "offsets", "sorted_ids", "block_expert", "total_padded", "slot_of", "workspace"))
 def align_out(topk_ids: Tensor, num_experts: int, block_size: int, counts: Optional[Tensor], offsets: Optional[Tensor],
               sorted_ids: Optional[Tensor], block_expert: Optional[Tensor], total_padded: Optional[Tensor],
-              slot_of: Optional[Tensor], workspace: Optional[Tensor]) -> None:
+              slot_of: Optional[Tensor], workspace: Optional[Tensor], expert_map: Optional[Tensor] = None,
+              first_expert: int = 0) -> None:
     L.align_run(_ctx(), core.align_spec_c(num_experts, block_size), topk_ids,
-                (counts, offsets, sorted_ids, block_expert, total_padded, slot_of), workspace)
+                (counts, offsets, sorted_ids, block_expert, total_padded, slot_of), workspace, None, expert_map,
+                first_expert)
 
 
 @align_out.register_fake
-def _(topk_ids, num_experts, block_size, counts, offsets, sorted_ids, block_expert, total_padded, slot_of, workspace):
-    T, K, cap = _align_shapes(topk_ids, num_experts, block_size)
+def _(topk_ids, num_experts, block_size, counts, offsets, sorted_ids, block_expert, total_padded, slot_of, workspace,
+      expert_map=None, first_expert=0):
+    T, K, cap = _align_shapes(topk_ids, num_experts, block_size, expert_map, first_expert)
     L.check_align_out(topk_ids, num_experts, block_size, T, K, counts, offsets, sorted_ids, block_expert, total_padded,
                       slot_of, workspace, cap)
 
@@ -226,6 +320,39 @@ def _(logits, bias, block_size, ids, weights, counts, offsets, sorted_ids, block
     T, slots, E, cap = _route_align_shapes(logits, bias, block_size, params)
     _check_route_align_out(logits, T, slots, E, block_size, cap,
                            (ids, weights, counts, offsets, sorted_ids, block_expert, total_padded, slot_of), workspace)
+
+
+# ---- dispatch_layout -----------------------------------------------------------------------------
+@_op()
+def dispatch_layout(ids: Tensor, num_experts: int, num_ranks: int, ranks_per_node: int
+                    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    tpr, tpn, tpe, itr = L.dispatch_layout_run(_ctx(), ids, num_experts, num_ranks, ranks_per_node)
+    return tpr, tpn if tpn is not None else ids.new_empty((0,), dtype=_I32), tpe, itr
+
+
+@dispatch_layout.register_fake
+def _(ids, num_experts, num_ranks, ranks_per_node):
+    T, K, rpn, nodes = L.check_dispatch_layout(ids, num_experts, num_ranks, ranks_per_node)
+    core.dispatch_layout_spec_c(num_experts, num_ranks, K, L.index_dtype_of("ids", ids), rpn)
+    new = lambda *shape: ids.new_empty(shape, dtype=_I32)  # noqa: E731
+    return new(num_ranks), new(nodes), new(num_experts), ids.new_empty((T, num_ranks), dtype=torch.bool)
+
+
+@_op(mutates=("tokens_per_rank", "tokens_per_node", "tokens_per_expert", "is_token_in_rank"))
+def dispatch_layout_out(ids: Tensor, num_experts: int, num_ranks: int, ranks_per_node: int,
+                        tokens_per_rank: Optional[Tensor], tokens_per_node: Optional[Tensor],
+                        tokens_per_expert: Optional[Tensor], is_token_in_rank: Optional[Tensor]) -> None:
+    L.dispatch_layout_run(_ctx(), ids, num_experts, num_ranks, ranks_per_node,
+                          (tokens_per_rank, tokens_per_node, tokens_per_expert, is_token_in_rank))
+
+
+@dispatch_layout_out.register_fake
+def _(ids, num_experts, num_ranks, ranks_per_node, tokens_per_rank, tokens_per_node, tokens_per_expert,
+      is_token_in_rank):
+    T, K, rpn, nodes = L.check_dispatch_layout(ids, num_experts, num_ranks, ranks_per_node)
+    core.dispatch_layout_spec_c(num_experts, num_ranks, K, L.index_dtype_of("ids", ids), rpn)
+    L.check_dispatch_layout_out(ids, num_experts, num_ranks, nodes, T, tokens_per_rank, tokens_per_node,
+                                tokens_per_expert, is_token_in_rank)
 
 
 # ---- permute and combine -------------------------------------------------------------------------

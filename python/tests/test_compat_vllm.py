@@ -181,3 +181,51 @@ def test_batched_moe_align_block_size(M, E, B, empty):
     if empty:
         nt[torch.randperm(E)[:max(1, E // 2)]] = 0
     assert_same(vllm.batched_moe_align_block_size(M, B, nt.to(DEV)), ref_batched(M, B, nt))
+
+
+def vllm_eplb_map_to_physical_and_record(topk_ids, expert_load_view, logical_to_physical_map, logical_replica_count):
+    """vLLM's eplb_map_to_physical_and_record (fused_moe/layer.py), as written there."""
+    topk_ids_long = topk_ids.long()
+    replica_count = logical_replica_count[topk_ids_long]
+    pos_indices = torch.arange(topk_ids.numel(), device=topk_ids.device, dtype=torch.long).reshape_as(topk_ids)
+    replica_indices = (pos_indices % replica_count).unsqueeze(-1)
+    physical_ids = logical_to_physical_map[topk_ids_long].gather(-1, replica_indices).squeeze(-1)
+    flat = physical_ids.flatten()
+    expert_load_view.scatter_add_(dim=0, index=flat.long(), src=torch.ones_like(flat).to(expert_load_view))
+    return physical_ids
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("indices_type", [None, torch.int64])
+@pytest.mark.parametrize("load_dtype", [torch.int32, torch.int64])
+@pytest.mark.parametrize("T", [0, 1, 77])
+def test_select_experts_with_eplb(grouped, indices_type, load_dtype, T):
+    """select_experts(enable_eplb=True): vLLM's routing, then its logical → physical map and load
+    recording — one launch here — against vLLM's two steps written in torch."""
+    E, K, P, R = 64, 6, 80, 2
+    x = spaced(T, E)
+    bias = (torch.rand(E, device=DEV) - 0.5) * 0.05 if grouped else None
+    l2p = torch.full((E, R), -1, dtype=torch.int64, device=DEV)     # vLLM's maps: int64, padded with -1
+    l2p[:, 0] = torch.randperm(E, device=DEV)
+    l2p[torch.arange(P - E, device=DEV), 1] = torch.arange(E, P, device=DEV)
+    rc = torch.ones(E, dtype=torch.int64, device=DEV)
+    rc[:P - E] = 2
+    kw = dict(topk_group=4, num_expert_group=8, scoring_func="sigmoid", routed_scaling_factor=2.5) if grouped else {}
+    load = torch.full((P,), 3, dtype=load_dtype, device=DEV)
+    w, ids = vllm.select_experts(torch.empty(T, 16, device=DEV), x, K, grouped, True, e_score_correction_bias=bias,
+                                 indices_type=indices_type, enable_eplb=True, expert_load_view=load,
+                                 logical_to_physical_map=l2p, logical_replica_count=rc, **kw)
+    if grouped:
+        rw, rids = vllm.grouped_topk(torch.empty(T, 16, device=DEV), x, K, True, 8, 4, "sigmoid", 2.5, bias)
+    else:
+        rw, rids, _ = vllm.fused_topk(torch.empty(T, 16, device=DEV), x, K, True)
+    ref_load = torch.full((P,), 3, dtype=load_dtype, device=DEV)
+    ref_ids = vllm_eplb_map_to_physical_and_record(rids, ref_load, l2p, rc)
+    assert ids.dtype == (indices_type or torch.int32) and ids.shape == (T, K)
+    assert torch.equal(ids.long(), ref_ids)
+    torch.testing.assert_close(w, rw, rtol=1e-6, atol=1e-7)
+    assert torch.equal(load, ref_load)
+    # without EPLB: the plain routing
+    w2, ids2 = vllm.select_experts(torch.empty(T, 16, device=DEV), x, K, grouped, True, e_score_correction_bias=bias,
+                                   indices_type=indices_type, **kw)
+    assert torch.equal(ids2.long(), rids.long()) and ids2.dtype == (indices_type or torch.int32)

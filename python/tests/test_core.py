@@ -230,7 +230,7 @@ def test_legacy_align_arguments_are_converted():
     args = moejit._AlignArgs(0x5000, 3, 8, o)
     ref, new = _legacy._upgrade(ctypes.byref(args))
     assert isinstance(new, C.AlignArgs) and ref._obj is new
-    assert (new.ids, new.num_tokens, new.topk, new.reserved0) == (0x5000, 3, 8, 0)
+    assert (new.ids, new.num_tokens, new.topk, new.first_expert, new.expert_map) == (0x5000, 3, 8, 0, None)
     assert (new.out.sorted_ids, new.out.sorted_capacity, new.out.block_expert, new.out.total_padded,
             new.out.workspace, new.out.workspace_bytes) == (0x1000, 77, 0x2000, 0x3000, 0x4000, 123)
     assert not any(new.out.reserved) and not any(new.reserved)
@@ -255,3 +255,108 @@ def test_torch_names_say_why_without_torch():
     else:
         with pytest.raises(AttributeError, match="needs torch"):
             moejit.route
+
+
+# ---- serving options of route specs (issue 15), align's id dtypes and maps, dispatch_layout ---------
+def test_route_spec_serving_fields():
+    s = moejit.RouteSpec(64, 4, score="sigmoid", padded=True, id_dtype="int64", max_replicas=2,
+                         num_physical_experts=72, load_counter="int32", replay="record", logical_id_dtype="int16")
+    assert (s.padded, s.id_dtype, s.max_replicas, s.num_physical_experts, s.load_counter, s.replay,
+            s.logical_id_dtype) == (1, C.INDEX_DTYPES["int64"], 2, 72, C.LOAD_COUNTERS["int32"],
+                                    C.REPLAYS["record"], C.INDEX_DTYPES["int16"])
+    assert s.serving == dict(padded=True, id_dtype="int64", max_replicas=2, num_physical_experts=72,
+                             load_counter="int32", replay="record", logical_id_dtype="int16")
+    assert s.has_serving and not moejit.RouteSpec(64, 4).has_serving
+    assert s.params == moejit.RouteSpec(64, 4, score="sigmoid").params      # the ops' plain arguments
+    assert s != moejit.RouteSpec(64, 4, score="sigmoid")
+    assert s.replace(topk=2).serving == s.serving and s.replace(padded=False).padded == 0
+    assert "id_dtype='int64'" in repr(s) and "padded" not in repr(moejit.RouteSpec(64, 4))
+    assert C.RouteSpec.from_buffer_copy(bytes(s._c)).replay == C.REPLAYS["record"]
+    # enum values and the C struct's fields are the same thing
+    assert moejit.RouteSpec(64, 4, id_dtype=C.INDEX_DTYPES["int16"], load_counter=C.LOAD_COUNTERS["int64"]) == \
+        moejit.RouteSpec(64, 4, id_dtype="int16", load_counter="int64")
+    assert moejit.RouteSpec.preset("deepseek-v3").replace(padded=True).padded == 1
+
+
+@pytest.mark.parametrize("kw, exc, words", [
+    (dict(max_replicas=2), ValueError, ["num_physical_experts", "max_replicas = 2"]),
+    (dict(num_physical_experts=80), ValueError, ["num_physical_experts = 80", "placement"]),
+    (dict(max_replicas=-1, num_physical_experts=8), ValueError, ["max_replicas", "-1"]),
+    (dict(max_replicas=2**31, num_physical_experts=8), ValueError, ["max_replicas", str(2**31)]),
+    (dict(max_replicas=2, num_physical_experts=2.5), TypeError, ["num_physical_experts", "2.5"]),
+    (dict(id_dtype="int8"), ValueError, ["id_dtype", "int8"]),
+    (dict(id_dtype=3), ValueError, ["id_dtype", "3"]),
+    (dict(logical_id_dtype="uint32", replay="given"), ValueError, ["logical_id_dtype", "uint32"]),
+    (dict(logical_id_dtype="int64"), ValueError, ["logical_id_dtype", "replay"]),
+    (dict(load_counter="int16"), ValueError, ["load_counter", "int16"]),
+    (dict(replay="replay"), ValueError, ["replay", "'replay'"]),
+    (dict(padded=2), TypeError, ["padded"]),
+    (dict(num_experts=4096, topk=4, shared_slots=2, id_dtype="int16", max_replicas=1, num_physical_experts=32767),
+     ValueError, ["int16", "32768"]),
+])
+def test_route_spec_serving_rejects(kw, exc, words):
+    args = dict(num_experts=64, topk=4)
+    args.update(kw)
+    with pytest.raises(exc) as e:
+        moejit.RouteSpec(**args)
+    for w in words:
+        assert w in str(e.value), f"{w!r} not in {e.value}"
+
+
+def test_align_kernels_of_id_dtypes_and_maps():
+    k = moejit.Kernel.align(64, 16)
+    assert moejit.Kernel.align(64, 16, "int32").desc.align.id_dtype == 0 and k.desc.align.global_experts == 0
+    k64 = moejit.Kernel.align(64, 16, "int64", expert_map_size=256)
+    assert (k64.desc.align.id_dtype, k64.desc.align.global_experts) == (C.INDEX_DTYPES["int64"], 256)
+    with pytest.raises(ValueError, match="id_dtype"):
+        moejit.Kernel.align(64, 16, "uint8")
+    with pytest.raises(ValueError, match="global_experts"):
+        moejit.Kernel.align(64, 16, expert_map_size=-1)
+
+
+@pytest.mark.parametrize("args, words", [
+    ((60, 8, 2), ["num_ranks = 8", "num_experts = 60"]),
+    ((64, 0, 2), ["num_ranks", "0"]),
+    ((64, 16, 2, "int32", 3), ["ranks_per_node = 3", "num_ranks = 16"]),
+    ((64, 16, 2, "int32", 0), ["ranks_per_node", "0"]),
+    ((0, 1, 2), ["num_experts"]),
+    ((64, 8, 0), ["topk"]),
+    ((64, 8, 2, "float"), ["id_dtype"]),
+])
+def test_dispatch_layout_specs_rejected_in_python(args, words):
+    with pytest.raises(ValueError) as e:
+        core.dispatch_layout_spec_c(*args)
+    for w in words:
+        assert w in str(e.value), f"{w!r} not in {e.value}"
+
+
+def test_dispatch_layout_nodes():
+    assert core.dispatch_layout_nodes(1) == (1, 0) and core.dispatch_layout_nodes(8) == (8, 0)
+    assert core.dispatch_layout_nodes(16) == (8, 2) and core.dispatch_layout_nodes(12, 4) == (4, 3)
+    with pytest.raises(ValueError, match="ranks_per_node = 8 must divide num_ranks = 12"):
+        core.dispatch_layout_nodes(12)
+
+
+def _library_has_dispatch_layout():
+    d = C.KernelDesc(op=C.OPS["dispatch_layout"])
+    d.dispatch_layout = C.DispatchLayoutSpec(8, 2, 2, 0, 2)
+    return "moejit_dispatch_layout" not in C.missing and C.lib.moejit_validate(ctypes.byref(d)) == 0
+
+
+@pytest.mark.skipif(not _library_has_dispatch_layout(),
+                    reason="this libmoejit predates dispatch_layout (Operation 5 of moejit.h)")
+def test_dispatch_layout_kernel():
+    k = moejit.Kernel.dispatch_layout(256, 8, 8, "int64")
+    d = k.desc.dispatch_layout
+    assert (d.num_experts, d.num_ranks, d.topk, d.id_dtype, d.ranks_per_node) == (256, 8, 8, 1, 8)
+    assert k.name.startswith("moejit_") and k.name in k.source()
+    assert moejit.Kernel.dispatch_layout(256, 16, 8).desc.dispatch_layout.ranks_per_node == 8
+    assert moejit.Kernel.dispatch_layout(256, 4, 8).desc.dispatch_layout.ranks_per_node == 4  # one node
+    assert k.name != moejit.Kernel.dispatch_layout(256, 8, 8, "int32").name
+
+
+def test_missing_functions_raise_clearly():
+    if not C.missing:
+        pytest.skip("this libmoejit exports every function of the binding")
+    with pytest.raises(NotImplementedError, match=C.missing[0]):
+        getattr(C.lib, C.missing[0])()

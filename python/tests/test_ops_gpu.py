@@ -309,8 +309,31 @@ def _opcheck_cases():
     ends = torch.tensor([100, 300], dtype=torch.int32, device=DEV)
     b3, b2 = moejit.mx_scales(s3), moejit.mx_scales(s2, ends)
     ra = moejit.route_align(x, spec, B, b)
+    # serving options: placement on P = 288 physical experts, padding, counters, replay, id dtypes
+    P, R, EL = 288, 2, 32
+    l2p = (torch.arange(256 * R, device=DEV) % P).int().view(256, R)
+    rc = torch.full((256,), R, dtype=torch.int32, device=DEV)
+    nv = torch.tensor([7], dtype=torch.int32, device=DEV)
+    load = torch.zeros(P, dtype=torch.int64, device=DEV)
+    logical = moejit.route(x, spec, b, record=True)[2]
+    emap = torch.full((256,), -1, dtype=torch.int32, device=DEV)
+    emap[100:100 + EL] = torch.arange(EL, dtype=torch.int32, device=DEV)
+    cap_l = moejit.align_capacity(EL, B, 9, 8)
     o = torch.ops.moejit
     return {
+        "route_serving": (o.route_serving.default, (x, b, nv, l2p, rc, load, None, *p, P, "int64", "int32")),
+        "route_serving_int64_given": (o.route_serving.default, (x, b, None, None, None, None, logical.long(), *p, 0,
+                                                                "int32", "")),
+        "route_serving_out": (o.route_serving_out.default, (x, b, torch.empty(9, 8, dtype=torch.int64, device=DEV),
+                                                            torch.empty(9, 8, device=DEV), nv, l2p, rc, load, None,
+                                                            torch.empty(9, 8, dtype=torch.int16, device=DEV), *p, P)),
+        "align_int64_expert_map": (o.align.default, (ids.long(), EL, B, emap, 0)),
+        "align_out_int64_first_expert": (o.align_out.default, (ids.long(), EL, B, i32(EL), i32(EL + 1), i32(cap_l),
+                                                               i32(cap_l // B), i32(1), i32(9, 8), None, None, 64)),
+        "dispatch_layout": (o.dispatch_layout.default, (ids, 256, 16, 8)),
+        "dispatch_layout_int64": (o.dispatch_layout.default, (ids.long(), 256, 4, 8)),
+        "dispatch_layout_out": (o.dispatch_layout_out.default, (ids, 256, 16, 8, i32(16), i32(2), i32(256),
+                                                                torch.empty(9, 16, dtype=torch.bool, device=DEV))),
         "route": (o.route.default, (x, b, *p)),
         "route_out": (o.route_out.default, (x, b, i32(9, 8), torch.empty(9, 8, device=DEV), *p)),
         "align": (o.align.default, (ids, E2, B)),
@@ -332,7 +355,9 @@ def _opcheck_cases():
     }
 
 
-OPCHECK = ["route", "route_out", "align", "align_int64", "align_out", "route_align", "route_align_out", "permute",
+OPCHECK = ["route", "route_out", "route_serving", "route_serving_int64_given", "route_serving_out", "align", "align_int64",
+           "align_int64_expert_map", "align_out", "align_out_int64_first_expert", "dispatch_layout",
+           "dispatch_layout_int64", "dispatch_layout_out", "route_align", "route_align_out", "permute",
            "permute_out", "combine", "combine_out", "mx_scales_3d", "mx_scales_2d", "mx_scales_out",
            "mx_scales_inverse_3d", "mx_scales_inverse_2d", "mx_scales_inverse_out"]
 
