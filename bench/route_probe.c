@@ -3,8 +3,11 @@
  *
  *   route_probe --model deepseek-v3 [--dtype f32|bf16] [--tokens 1,128,16384]
  *   route_probe --experts 512 --topk 8 --score sigmoid [--bias] [--renormalize] …
+ *   route_probe --serving --model kimi-k2 …   the serving options' cost (moejit.h route steps 8-12)
  *
- * Prints one line per T: kernel, T, µs per launch, multiple of the empty-kernel floor, GB/s moved. */
+ * Prints one line per T: kernel, T, µs per launch, multiple of the empty-kernel floor, GB/s moved;
+ * with --serving one line per T and option: µs per launch and its cost over plain route (each
+ * variant timed twice, interleaved, the lower kept). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +96,7 @@ typedef struct route_run {
     moejit_ctx *ctx;
     moejit_route_spec spec;
     moejit_route_args args[ROTATE];
+    int serving; /* --serving */
 } route_run;
 
 static void launch_route(int i, void *user)
@@ -105,7 +109,7 @@ static void launch_route(int i, void *user)
     }
 }
 
-static int parse_args(int argc, char **argv, moejit_route_spec *s, char *tokens, size_t cap)
+static int parse_args(int argc, char **argv, moejit_route_spec *s, char *tokens, size_t cap, int *serving)
 {
     const char *model = NULL;
     for (int i = 1; i < argc; i++) {
@@ -121,6 +125,7 @@ static int parse_args(int argc, char **argv, moejit_route_spec *s, char *tokens,
         else if (!strcmp(a, "--renormalize")) s->renormalize = 1;
         else if (!strcmp(a, "--tokens")) snprintf(tokens, cap, "%s", v), i++;
         else if (!strcmp(a, "--dtype")) s->dtype = (moejit_dtype)mj_dtype_parse(v), i++;
+        else if (!strcmp(a, "--serving")) *serving = 1;
         else {
             fprintf(stderr, "route_probe: unknown argument %s\n", a);
             return -1;
@@ -137,11 +142,90 @@ static int parse_args(int argc, char **argv, moejit_route_spec *s, char *tokens,
     return 0;
 }
 
+/* ---- --serving: each option of route steps 8-12 over plain route, on the same inputs ---- */
+
+enum { N_VARIANTS = 8, SERVE_REPLICAS = 4, SERVE_EXTRA = 32 };
+static const char *const k_variant_names[N_VARIANTS] = {
+    "plain",          "padded (count = T)",   "placement (R=4, P=E+32)", "load counters (int32)",
+    "replay: record", "replay: given",        "int64 ids",               "padded+placement+record+load",
+};
+
+static moejit_route_spec variant_spec(const moejit_route_spec *base, int v)
+{
+    moejit_route_spec s = *base;
+    const int placed = v == 2 || v == 7, P = s.num_experts + SERVE_EXTRA;
+    if (v == 1 || v == 7) s.padded = 1;
+    if (placed) s.max_replicas = SERVE_REPLICAS, s.num_physical_experts = P;
+    if (v == 3 || v == 7) s.load_counter = MOEJIT_LOAD_INT32;
+    if (v == 4 || v == 7) s.replay = MOEJIT_REPLAY_RECORD;
+    if (v == 5) s.replay = MOEJIT_REPLAY_GIVEN;
+    if (v == 6) s.id_dtype = MOEJIT_INDEX_INT64;
+    return s;
+}
+
+/* The option buffers beside run->args (already holding logits, ids (room for int64), weights). */
+static void serving_buffers(route_run *run, long T, CUdeviceptr *extra, int *n_extra)
+{
+    const int E = run->spec.num_experts, W = run->spec.topk + run->spec.shared_slots, P = E + SERVE_EXTRA;
+    int32_t *map = malloc(sizeof(int32_t) * (size_t)E * SERVE_REPLICAS), *rc = malloc(sizeof(int32_t) * (size_t)E);
+    for (int e = 0; e < E; e++) rc[e] = 1 + e % SERVE_REPLICAS;
+    for (int i = 0; i < E * SERVE_REPLICAS; i++) map[i] = (int32_t)((i * 7919) % P);
+    const int32_t count = (int32_t)T;
+    CUdeviceptr d_count, d_map, d_rc, d_load;
+    CU(d->mem_alloc(&d_count, 4));
+    CU(d->memcpy_htod(d_count, &count, 4));
+    CU(d->mem_alloc(&d_map, sizeof(int32_t) * (size_t)E * SERVE_REPLICAS));
+    CU(d->memcpy_htod(d_map, map, sizeof(int32_t) * (size_t)E * SERVE_REPLICAS));
+    CU(d->mem_alloc(&d_rc, sizeof(int32_t) * (size_t)E));
+    CU(d->memcpy_htod(d_rc, rc, sizeof(int32_t) * (size_t)E));
+    CU(d->mem_alloc(&d_load, sizeof(int64_t) * (size_t)P));
+    CU(d->memset_d8(d_load, 0, sizeof(int64_t) * (size_t)P));
+    *n_extra = 0;
+    extra[(*n_extra)++] = d_count, extra[(*n_extra)++] = d_map, extra[(*n_extra)++] = d_rc, extra[(*n_extra)++] = d_load;
+    for (int r = 0; r < ROTATE; r++) {
+        CUdeviceptr logical;
+        CU(d->mem_alloc(&logical, sizeof(int32_t) * (size_t)T * (size_t)W));
+        extra[(*n_extra)++] = logical;
+        moejit_route_args *a = &run->args[r];
+        a->num_valid = (const int32_t *)d_count;
+        a->logical_to_physical = (const int32_t *)d_map;
+        a->replica_count = (const int32_t *)d_rc;
+        a->expert_load = (void *)d_load;
+        a->logical_ids = (void *)logical;
+    }
+    free(map), free(rc);
+}
+
+static void serving_table(route_run *run, const char *name, long T, float floor)
+{
+    const moejit_route_spec base = run->spec;
+    CUdeviceptr extra[4 + ROTATE];
+    int n_extra;
+    serving_buffers(run, T, extra, &n_extra);
+    run->spec = variant_spec(&base, 4); /* the given ids of variant 5: what record writes */
+    for (int r = 0; r < ROTATE; r++) launch_route(r, run);
+    float us[N_VARIANTS];
+    for (int v = 0; v < N_VARIANTS; v++) us[v] = 1e30f;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < N_VARIANTS; i++) {
+            const int v = pass ? N_VARIANTS - 1 - i : i; /* forth, then back: drift cancels */
+            run->spec = variant_spec(&base, v);
+            const float t = graph_us(launch_route, run);
+            if (t < us[v]) us[v] = t;
+        }
+    run->spec = base;
+    printf("%s (%s) T=%ld\n", name, mj_dtype_name(base.dtype), T);
+    for (int v = 0; v < N_VARIANTS; v++)
+        printf("  %-30s %8.2f us  %+6.2f us  %+6.1f%%  %5.2fx floor\n", k_variant_names[v], us[v], us[v] - us[0],
+               100.0 * (us[v] - us[0]) / us[0], us[v] / floor);
+    for (int i = 0; i < n_extra; i++) d->mem_free(extra[i]);
+}
+
 int main(int argc, char **argv)
 {
     route_run run = {0};
     char tokens[256] = "1,16,128,1024,4096,16384";
-    if (parse_args(argc, argv, &run.spec, tokens, sizeof tokens)) return 2;
+    if (parse_args(argc, argv, &run.spec, tokens, sizeof tokens, &run.serving)) return 2;
     if (mj_driver_get(&d) != MOEJIT_OK) {
         fprintf(stderr, "route_probe: %s\n", moejit_last_error(NULL));
         return 1;
@@ -179,16 +263,20 @@ int main(int argc, char **argv)
                 else ((uint16_t *)host)[i] = run.spec.dtype == MOEJIT_DTYPE_BF16 ? mj_f32_to_bf16(v) : mj_f32_to_f16(v);
             }
             CU(d->mem_alloc(&in[r], in_bytes));
-            CU(d->mem_alloc(&ids[r], (size_t)T * W * 4));
+            CU(d->mem_alloc(&ids[r], (size_t)T * W * 8)); /* room for int64 ids */
             CU(d->mem_alloc(&w[r], (size_t)T * W * 4));
             CU(d->memcpy_htod(in[r], host, in_bytes));
             run.args[r] = (moejit_route_args){.logits = (void *)in[r], .bias = (float *)bias, .ids = (int32_t *)ids[r],
                                                 .weights = (float *)w[r], .num_tokens = T};
         }
-        const float us = graph_us(launch_route, &run);
-        const double moved = (double)in_bytes + (double)T * W * 8;
-        printf("%-58s %-5s T=%-6ld %8.2f us  %5.2fx floor  %7.0f GB/s\n", name, mj_dtype_name(run.spec.dtype), T, us,
-               us / floor, moved / (us * 1e-6) / 1e9);
+        if (run.serving) {
+            serving_table(&run, name, T, floor);
+        } else {
+            const float us = graph_us(launch_route, &run);
+            const double moved = (double)in_bytes + (double)T * W * 8;
+            printf("%-58s %-5s T=%-6ld %8.2f us  %5.2fx floor  %7.0f GB/s\n", name, mj_dtype_name(run.spec.dtype), T,
+                   us, us / floor, moved / (us * 1e-6) / 1e9);
+        }
         fflush(stdout);
         for (int r = 0; r < ROTATE; r++) d->mem_free(in[r]), d->mem_free(ids[r]), d->mem_free(w[r]);
         free(host);
