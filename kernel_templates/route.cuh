@@ -294,11 +294,25 @@ struct RouteFinish {
             return e;
         } else {
             if (e < 0) return -1;
+            const int32_t *row = p.logical_to_physical + (i64)e * R;
+            // Up to 8 replicas the whole map row is loaded beside the count, so that the decode
+            // path waits for one memory round trip, not two dependent ones.
+            constexpr int kEager = R <= 8 ? R : 1;
+            int m[kEager];
+#pragma unroll
+            for (int q = 0; q < kEager; q++) m[q] = row[q];
             int c = p.replica_count[e];
             c = c < 1 ? 1 : (c > R ? R : c);
             const u64 pos = (u64)token * K + (u64)slot;
             const int r = pos <= 0xffffffffull ? (int)((u32)pos % (u32)c) : (int)(pos % (u64)c); /* 32-bit divide when it can */
-            const int ph = p.logical_to_physical[(i64)e * R + r];
+            int ph;
+            if constexpr (R <= 8) {
+                ph = m[0];
+#pragma unroll
+                for (int q = 1; q < kEager; q++) ph = r == q ? m[q] : ph;
+            } else {
+                ph = row[r];
+            }
             return ph >= 0 && ph < P ? ph : -1;
         }
     }
