@@ -10,6 +10,19 @@ const char *mj_dtype_name(int d) { return d >= 0 && d < COUNT_OF(k_dtype_names) 
 
 int mj_dtype_bytes(int d) { return d == MOEJIT_DTYPE_F32 ? 4 : 2; }
 
+/* Indexed by moejit_index_dtype. */
+static const char *const k_index_names[] = {"int32", "int64", "int16"};
+static const char *const k_index_ctypes[] = {"int", "long long", "short"};
+static const int k_index_bytes[] = {4, 8, 2};
+
+const char *mj_index_dtype_name(int d) { return d >= 0 && d < COUNT_OF(k_index_names) ? k_index_names[d] : NULL; }
+
+int mj_index_dtype_bytes(int d) { return d >= 0 && d < COUNT_OF(k_index_bytes) ? k_index_bytes[d] : 4; }
+
+const char *mj_index_dtype_ctype(int d) { return d >= 0 && d < COUNT_OF(k_index_ctypes) ? k_index_ctypes[d] : NULL; }
+
+int mj_index_dtype_parse(const char *s) { return mj_name_index(s, k_index_names, COUNT_OF(k_index_names)); }
+
 int mj_name_index(const char *s, const char *const *names, int n)
 {
     if (!s) return -1;

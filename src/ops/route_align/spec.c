@@ -33,6 +33,13 @@ moejit_status mj_route_align_normalize(const moejit_route_align_spec *spec, mj_r
     return MOEJIT_OK;
 }
 
+mj_align_shape mj_route_align_fallback_shape(const mj_route_align_shape *s)
+{
+    const mj_route_shape *r = &s->route;
+    return (mj_align_shape){.experts = r->experts + r->shared_slots, .block_size = s->block_size,
+                            .id_dtype = MOEJIT_INDEX_INT32};
+}
+
 /* Fit align's geometry inside the fused kernel to a batch of `tokens` (its tile and, where E+S
  * allows the small path, the small batch) and return the kernel's shared memory: align's, then
  * an id per slot. */
