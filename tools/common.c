@@ -201,6 +201,7 @@ static int parse_enums(const char *flag, const char *text, int (*parse)(const ch
 
 #define SCORE_CHOICES "softmax, sigmoid, sqrt_softplus"
 #define DTYPE_CHOICES "f32, bf16, f16"
+#define INDEX_DTYPE_CHOICES "int32, int64, int16"
 
 int cli_parse_dtypes(const char *flag, const char *text, int *dtypes, int cap)
 {
@@ -221,8 +222,8 @@ int cli_parse_dtypes(const char *flag, const char *text, int *dtypes, int cap)
 enum {
     OPT_OP = 1000, OPT_EXPERTS, OPT_TOPK, OPT_SCORE, OPT_DTYPE, OPT_GROUPS, OPT_TOPK_GROUPS, OPT_GROUP_SCORE,
     OPT_BIAS, OPT_SOFTCAP, OPT_AFTER, OPT_RENORM, OPT_SCALE_OUTPUT, OPT_FACTOR, OPT_SHARED, OPT_HIDDEN, OPT_ROW_SCALE,
-    OPT_BLOCK_SIZE, OPT_COLS,
-    OPT_LAST = OPT_COLS
+    OPT_BLOCK_SIZE, OPT_COLS, OPT_ID_DTYPE, OPT_GLOBAL_EXPERTS,
+    OPT_LAST = OPT_GLOBAL_EXPERTS
 };
 #define FLAG(id) (1u << ((id) - OPT_OP))
 
@@ -246,6 +247,8 @@ const struct option spec_long_options[SPEC_OPTION_COUNT] = {
     {"row-scale", no_argument, NULL, OPT_ROW_SCALE},
     {"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
     {"cols", required_argument, NULL, OPT_COLS},
+    {"id-dtype", required_argument, NULL, OPT_ID_DTYPE},
+    {"global-experts", required_argument, NULL, OPT_GLOBAL_EXPERTS},
 };
 
 const char spec_options_help[] =
@@ -274,6 +277,9 @@ const char spec_options_help[] =
     "  --experts E[,E…]            local experts, 1.." STR(MOEJIT_MAX_ALIGN_EXPERTS) " (required)\n"
     "  --block-size B[,B…]         rows per block, a power of two in " STR(MOEJIT_ALIGN_MIN_BLOCK) ".." STR(
         MOEJIT_ALIGN_MAX_BLOCK) " (required; also route_align)\n"
+    "  --id-dtype T[,T…]           int32 (default), int64, int16: the type of the ids read\n"
+    "  --global-experts EG[,EG…]   global ids, mapped to local experts by an expert map of EG entries,\n"
+    "                              1.." STR(MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS) "; 0 (default): no map, local = id - first_expert\n"
     " mx_scales:\n"
     "  --cols C[,C…]               e8m0 scales per row (K / 32), 1.." STR(MOEJIT_MAX_MX_COLS) " (required)\n";
 
@@ -282,6 +288,7 @@ const char spec_options_help[] =
     (FLAG(OPT_EXPERTS) | FLAG(OPT_TOPK) | FLAG(OPT_SCORE) | FLAG(OPT_GROUPS) | FLAG(OPT_TOPK_GROUPS) |     \
      FLAG(OPT_GROUP_SCORE) | FLAG(OPT_BIAS) | FLAG(OPT_SOFTCAP) | FLAG(OPT_AFTER) | FLAG(OPT_RENORM) |     \
      FLAG(OPT_SCALE_OUTPUT) | FLAG(OPT_FACTOR) | FLAG(OPT_SHARED))
+#define ALIGN_FLAGS (FLAG(OPT_EXPERTS) | FLAG(OPT_BLOCK_SIZE) | FLAG(OPT_ID_DTYPE) | FLAG(OPT_GLOBAL_EXPERTS))
 static const struct {
     const char *op;
     moejit_op id;
@@ -289,7 +296,7 @@ static const struct {
     int takes_dtype;
 } k_spec_ops[] = {
     {"route", MOEJIT_OP_ROUTE, ROUTE_FLAGS, 1},
-    {"align", MOEJIT_OP_ALIGN, FLAG(OPT_EXPERTS) | FLAG(OPT_BLOCK_SIZE), 0},
+    {"align", MOEJIT_OP_ALIGN, ALIGN_FLAGS, 0},
     {"route_align", MOEJIT_OP_ROUTE_ALIGN, ROUTE_FLAGS | FLAG(OPT_BLOCK_SIZE), 1},
     {"mx_scales", MOEJIT_OP_MX_SCALES, FLAG(OPT_COLS), 0},
     {"permute", MOEJIT_OP_PERMUTE, FLAG(OPT_HIDDEN) | FLAG(OPT_ROW_SCALE), 1},
@@ -322,6 +329,8 @@ static const char **value_slot(spec_options *o, int id)
     case OPT_HIDDEN: return &o->hidden;
     case OPT_BLOCK_SIZE: return &o->block_size;
     case OPT_COLS: return &o->cols;
+    case OPT_ID_DTYPE: return &o->id_dtype;
+    case OPT_GLOBAL_EXPERTS: return &o->global_experts;
     default: return NULL;
     }
 }
@@ -460,22 +469,29 @@ static int build_rows(const spec_options *o, const char *op, moejit_op id, moeji
     return (int)n;
 }
 
-/* align: --experts × --block-size. */
+/* align: --experts × --block-size × --id-dtype × --global-experts. */
 static int build_align(const spec_options *o, moejit_kernel_desc **out)
 {
-    int_list es = {0}, bs = {0};
+    int_list es = {0}, bs = {0}, ids = {0}, gs = {0};
     int rc = required_counts("align", "--experts", o->experts, 1, MOEJIT_MAX_ALIGN_EXPERTS, &es);
     if (!rc)
         rc = required_counts("align", "--block-size", o->block_size, MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK, &bs);
-    const size_t n = es.n * bs.n;
+    if (!rc)
+        rc = parse_enums("--id-dtype", o->id_dtype, mj_index_dtype_parse, INDEX_DTYPE_CHOICES, MOEJIT_INDEX_INT32, &ids);
+    if (!rc) rc = parse_counts("--global-experts", o->global_experts, 0, MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS, 0, &gs);
+    const size_t n = es.n * bs.n * ids.n * gs.n;
     moejit_kernel_desc *descs = rc ? NULL : alloc_descs(n);
     if (descs)
         for (size_t a = 0, i = 0; a < es.n; a++)
-            for (size_t b = 0; b < bs.n; b++, i++) {
-                descs[i].op = MOEJIT_OP_ALIGN;
-                descs[i].align = (moejit_align_spec){.num_experts = es.v[a], .block_size = bs.v[b]};
-            }
-    int_list_free(&es), int_list_free(&bs);
+            for (size_t b = 0; b < bs.n; b++)
+                for (size_t c = 0; c < ids.n; c++)
+                    for (size_t g = 0; g < gs.n; g++, i++) {
+                        descs[i].op = MOEJIT_OP_ALIGN;
+                        descs[i].align = (moejit_align_spec){.num_experts = es.v[a], .block_size = bs.v[b],
+                                                             .id_dtype = (moejit_index_dtype)ids.v[c],
+                                                             .global_experts = gs.v[g]};
+                    }
+    int_list_free(&es), int_list_free(&bs), int_list_free(&ids), int_list_free(&gs);
     if (!descs) return -1;
     *out = descs;
     return (int)n;

@@ -139,6 +139,14 @@ int mf_group_score(mf_entry *e, const char *name, moejit_group_score *out)
     return 0;
 }
 
+int mf_index_dtype(mf_entry *e, const char *name, moejit_index_dtype *out)
+{
+    int x = (int)*out;
+    if (mf_enum(e, name, &x, mj_index_dtype_parse, "one of \"int32\", \"int64\", \"int16\"")) return -1;
+    *out = (moejit_index_dtype)x;
+    return 0;
+}
+
 #define DTYPE_CHOICES "one of \"f32\", \"bf16\", \"f16\" (or a list of them)"
 
 int mf_dtype(mf_entry *e, const char *name, moejit_dtype *out)
