@@ -353,7 +353,8 @@ MOEJIT_API const char *moejit_route_preset_name(size_t i);
  *    vLLM moe_align_block_size(topk_ids, E, B, sorted_token_ids, experts_ids, num_tokens_post_pad)
  *      sorted_token_ids = sorted_ids, experts_ids = block_expert, num_tokens_post_pad =
  *      total_padded; its buffer size numel + E·(B-1) (capped at numel·B) is moejit_align_capacity().
- *      An expert_map (global → local id, -1 elsewhere) becomes ids already mapped to local experts.
+ *      Its expert_map (global → local, -1 elsewhere) is args.expert_map with spec.global_experts
+ *      = its length, as with ignore_invalid_experts: the maps are over the local experts.
  *    Fast-LLM SparseMap (pad_to_multiple = B): sparse_rows = slot_of, expert_ends[e] =
  *      offsets[e+1], expert_pad_begins[e] = offsets[e] + counts[e], num_rows = total_padded,
  *      num_rows_unpadded = N, num_rows_dense = T, num_experts_per_token = K.

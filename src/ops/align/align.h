@@ -21,7 +21,7 @@ struct mj_strbuf;
 struct mj_kernel;
 
 /* Align spec after normalisation: padding-free, compared with memcmp. route_align builds one
- * over E+S experts for its fallback (no map; the ids of its route, of route's id dtype). */
+ * over E+S experts for its fallback (mj_route_align_fallback_shape: no map, route's ids). */
 typedef struct mj_align_shape {
     int32_t experts;        /* E (local experts) */
     int32_t block_size;     /* B */
