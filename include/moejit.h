@@ -112,6 +112,7 @@ MOEJIT_API const char *moejit_version_string(void);    /* "0.2.0" */
 #define MOEJIT_MAX_EXPERTS 4096 /* E: a warp per token up to 1024, a block per token above */
 #define MOEJIT_MAX_TOPK 64      /* K, and the most shared slots S */
 #define MOEJIT_MAX_ALIGN_EXPERTS 4096 /* E of align (local experts) */
+#define MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS 1048576 /* Eg of align's expert_map (global experts), 2^20 */
 #define MOEJIT_ALIGN_MIN_BLOCK 1      /* align block sizes: powers of two in [1, 1024] */
 #define MOEJIT_ALIGN_MAX_BLOCK 1024
 #define MOEJIT_MAX_MX_COLS 65536      /* C of mx_scales (scales per row) */
@@ -327,8 +328,10 @@ MOEJIT_API const char *moejit_route_preset_name(size_t i);
  *                          0 by default), dropped unless in [0, E);
  *         spec.global_experts = Eg > 0: local = args.expert_map[id] (vLLM's expert_map, global →
  *                          local, -1 = not on this rank), dropped when id is outside [0, Eg) or the
- *                          entry outside [0, E).
- *       Every output below speaks of local experts.
+ *                          entry outside [0, E). first_expert must then be 0, and a map without
+ *                          spec.global_experts is an error (never read as local ids).
+ *       An id is never truncated: an int64 id beyond int32 (or any negative id) is outside both
+ *       ranges, so it is dropped. Every output below speaks of local experts.
  *  Out (each optional: NULL = not wanted), with N = T·K and the flat index i = t·K + k:
  *    counts [E]          valid (t, k) per expert.
  *    offsets [E+1]       offsets[e] = Σ_{j<e} round_up(counts[j], B); offsets[E] = total_padded.
@@ -350,7 +353,8 @@ MOEJIT_API const char *moejit_route_preset_name(size_t i);
  *    vLLM moe_align_block_size(topk_ids, E, B, sorted_token_ids, experts_ids, num_tokens_post_pad)
  *      sorted_token_ids = sorted_ids, experts_ids = block_expert, num_tokens_post_pad =
  *      total_padded; its buffer size numel + E·(B-1) (capped at numel·B) is moejit_align_capacity().
- *      An expert_map (global → local id, -1 elsewhere) becomes ids already mapped to local experts.
+ *      Its expert_map (global → local, -1 elsewhere) is args.expert_map with spec.global_experts
+ *      = its length, as with ignore_invalid_experts: the maps are over the local experts.
  *    Fast-LLM SparseMap (pad_to_multiple = B): sparse_rows = slot_of, expert_ends[e] =
  *      offsets[e+1], expert_pad_begins[e] = offsets[e] + counts[e], num_rows = total_padded,
  *      num_rows_unpadded = N, num_rows_dense = T, num_experts_per_token = K.
@@ -359,7 +363,8 @@ typedef struct moejit_align_spec {
     int32_t num_experts; /* E (local experts), 1..MOEJIT_MAX_ALIGN_EXPERTS */
     int32_t block_size;  /* B: a power of two in [MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK] */
     moejit_index_dtype id_dtype; /* of args.ids; default int32 */
-    int32_t global_experts; /* Eg > 0: ids are global, mapped by args.expert_map [Eg]; 0: no map */
+    int32_t global_experts; /* Eg in 1..MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS: ids are global, mapped by
+                               args.expert_map [Eg]; 0: no map */
     uint32_t reserved[4]; /* 0 */
 } moejit_align_spec;
 
@@ -378,12 +383,13 @@ typedef struct moejit_align_outputs {
 } moejit_align_outputs;
 
 typedef struct moejit_align_args {
-    const void *ids;          /* device [T, K] of spec.id_dtype; may be NULL when T == 0 */
+    const void *ids;          /* device [T, K] of spec.id_dtype, aligned to its size; may be NULL when T == 0 */
     int64_t num_tokens;       /* T >= 0 */
     int32_t topk;             /* K >= 1: columns of ids */
     int32_t first_expert;     /* without a map: the global id of local expert 0 (default 0) */
     moejit_align_outputs out;
-    const int32_t *expert_map; /* spec.global_experts = Eg: device [Eg], global → local or -1 */
+    const int32_t *expert_map; /* spec.global_experts = Eg: device [Eg], global → local or -1
+                                  (may be NULL when T == 0); NULL without a map */
     uint64_t reserved[5];     /* 0 */
 } moejit_align_args;
 

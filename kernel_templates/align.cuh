@@ -8,6 +8,10 @@
 // per-expert scan over the warps' rows then turns ranks into positions. Shared-memory atomics
 // appear only where the result is a count, which is the same whatever the order.
 //
+// Ids are read in the caller's integer type (Cfg::Id) and turned into local experts as they are
+// read (local_expert: through the expert map, or id - first_expert); everything after speaks of
+// local experts, -1 (kDropped in rank codes) for an id of another rank.
+//
 //   one launch  (N <= kSmallIds, E <= 1024): single_small — decode batches: one warp ranks with
 //                         no per-warp histogram, then the block places, pads and labels.
 //   one launch  (N <= kTile, small capacity): single — rank, expert offsets, scatter, fill.
@@ -21,12 +25,14 @@
 //   kExperts (E), kBlockSize (B, a power of two), kThreads (block size), kCountWarps (warps that
 //   rank; kCountWarps·E ints of histogram must fit shared memory), kTile (ids per tile),
 //   kExpertBits (bits holding an expert id in a rank code), kSmallIds (the largest N of
-//   single_small, a multiple of 32; 0 where it is not built).
+//   single_small, a multiple of 32; 0 where it is not built), Id (the C type of p.ids: int, long
+//   long or short), kGlobalExperts (Eg > 0: ids go through p.expert_map [Eg]; 0: no map).
 
 namespace mj {
 
-// AlignParams (ids, n = T·K, capacity, the six outputs, the workspace ws and num_tiles) is emitted
-// by codegen in front of this file from MJ_ALIGN_PARAMS in src/ops/align/align.h.
+// AlignParams (ids, expert_map, n = T·K, capacity, the six outputs, the workspace ws, num_tiles
+// and first_expert) is emitted by codegen in front of this file from MJ_ALIGN_PARAMS in
+// src/ops/align/align.h.
 
 extern __shared__ __align__(16) int mj_align_smem[];
 
@@ -38,6 +44,8 @@ struct Align {
     static constexpr int kWarps = kThreads / 32;
     static constexpr int kCountWarps = Cfg::kCountWarps;
     static constexpr int kTile = Cfg::kTile;
+    typedef typename Cfg::Id Id;
+    static constexpr int kGlobalExperts = Cfg::kGlobalExperts;
     static constexpr int kWindows = (E + 31) / 32;                         // experts in groups of 32
     static constexpr int kWindowsPerWarp = (kWindows + kWarps - 1) / kWarps; // for the offsets scan
     static constexpr u32 kExpertMask = (1u << Cfg::kExpertBits) - 1;
@@ -83,6 +91,26 @@ struct Align {
         return s;
     }
 
+    static __device__ __forceinline__ const Id *ids_of(const AlignParams &p) { return static_cast<const Id *>(p.ids); }
+
+    // The local expert of an id of any integer type, or -1 when it is dropped: through the map
+    // (entries outside [0, E) drop too), or id - first_expert, compared in 64 bits. Never
+    // truncated: an int64 id beyond int32 is outside both ranges.
+    template <class T>
+    static __device__ __forceinline__ int local_expert(T id, const AlignParams &p)
+    {
+        const i64 x = (i64)id;
+        if constexpr (kGlobalExperts > 0) {
+            if ((u64)x >= (u64)kGlobalExperts) return -1; // negative ids too
+            const int e = __ldg(p.expert_map + x);
+            return (unsigned)e < (unsigned)E ? e : -1;
+        } else {
+            if (x < p.first_expert) return -1;
+            const u64 e = (u64)x - (u64)(i64)p.first_expert; // exact once x >= first_expert
+            return e < (u64)E ? (int)e : -1;
+        }
+    }
+
     static __device__ __forceinline__ int warp_id() { return threadIdx.x >> 5; }
     static __device__ __forceinline__ int lane_id() { return threadIdx.x & 31; }
 
@@ -111,11 +139,13 @@ struct Align {
     }
 
     // 1. Rank the tile ids[begin, begin+len): s.hist holds each warp's per-expert counts and
-    //    s.code[i] the rank code of id begin+i (its rank inside its warp's run).
-    static __device__ void rank_tile(const int *ids, int begin, int len, const Smem &s)
+    //    s.code[i] the rank code of id begin+i (its rank inside its warp's run). The tile's local
+    //    experts wait in s.code meanwhile.
+    template <class T>
+    static __device__ void rank_tile(const T *ids, int begin, int len, const Smem &s, const AlignParams &p)
     {
         for (int i = threadIdx.x; i < kCountWarps * E; i += kThreads) s.hist[i] = 0;
-        for (int i = threadIdx.x; i < len; i += kThreads) s.code[i] = (u32)ids[begin + i];
+        for (int i = threadIdx.x; i < len; i += kThreads) s.code[i] = (u32)local_expert(ids[begin + i], p);
         __syncthreads();
         const int warp = warp_id(), lane = lane_id();
         if (warp < kCountWarps) {
@@ -230,10 +260,12 @@ struct Align {
         }
     }
 
-    // The whole of align in one block: ids[0, n) (global or shared memory).
-    static __device__ void single(const int *ids, const Smem &s, const AlignParams &p)
+    // The whole of align in one block: ids[0, n) (global memory, or route_align's int ids in
+    // shared memory).
+    template <class T>
+    static __device__ void single(const T *ids, const Smem &s, const AlignParams &p)
     {
-        rank_tile(ids, 0, p.n, s);
+        rank_tile(ids, 0, p.n, s, p);
         for (int e = threadIdx.x; e < E; e += kThreads) {
             int c = 0;
 #pragma unroll
@@ -247,13 +279,14 @@ struct Align {
         fill(s, p, 0, 1);
     }
 
-    static __device__ void single_launch(const AlignParams &p) { single(p.ids, carve(mj_align_smem), p); }
+    static __device__ void single_launch(const AlignParams &p) { single(ids_of(p), carve(mj_align_smem), p); }
 
     // The whole of align for a decode batch, n <= kSmallIds, by the whole block: warp 0 ranks
     // and scans with no block barrier and no per-warp histogram (32 ids a step, as rank_tile
-    // does), then places the ids; the block pads and labels. ids[0, n): global or shared memory;
-    // smem: kSmallSmemInts ints.
-    static __device__ void single_small(const int *ids, int *smem, const AlignParams &p)
+    // does), then places the ids; the block pads and labels. ids[0, n): global memory, or
+    // route_align's int ids in shared memory; smem: kSmallSmemInts ints.
+    template <class T>
+    static __device__ void single_small(const T *ids, int *smem, const AlignParams &p)
     {
         if constexpr (kSmallIds > 0) {
             constexpr int kSteps = kSmallIds / 32;
@@ -261,11 +294,15 @@ struct Align {
             int *cnt = smem, *off = smem + kPaddedE, *owner = off + kPaddedE; // owner: the expert of each block
             int expert[kSteps], rank[kSteps];
             if (warp_id() == 0) {
+                T raw[kSteps];
 #pragma unroll
                 for (int s = 0; s < kSteps; s++) { // every load in flight before the first is used
                     const int i = s * 32 + lane;
-                    expert[s] = i < n ? ids[i] : -1;
+                    raw[s] = i < n ? ids[i] : T(0);
                 }
+#pragma unroll
+                for (int s = 0; s < kSteps; s++) // …and every map entry (lanes past n: -1)
+                    expert[s] = s * 32 + lane < n ? local_expert(raw[s], p) : -1;
                 for (int e = lane; e < 32 * kRunE; e += 32) cnt[skewed(e)] = 0;
                 __syncwarp();
 #pragma unroll
@@ -331,7 +368,7 @@ struct Align {
         }
     }
 
-    static __device__ void small_launch(const AlignParams &p) { single_small(p.ids, mj_align_smem, p); }
+    static __device__ void small_launch(const AlignParams &p) { single_small(ids_of(p), mj_align_smem, p); }
 
     // Workspace views (int offsets, 64-bit: P·E may pass 2^31 for huge batches).
     static __device__ __forceinline__ int *ws_tile(const AlignParams &p, int tile) { return p.ws + (i64)tile * E; }
@@ -347,9 +384,10 @@ struct Align {
         __syncthreads();
         // the last tile may end at INT32_MAX: neither its end nor the step past it may wrap
         const int begin = blockIdx.x * kTile, end = begin + min(p.n - begin, kTile);
+        const Id *ids = ids_of(p);
         for (u32 i = begin + threadIdx.x; i < (u32)end; i += kThreads) {
-            const int e = __ldg(p.ids + i);
-            if ((unsigned)e < (unsigned)E) atomicAdd(hist + e, 1);
+            const int e = local_expert(__ldg(ids + i), p);
+            if (e >= 0) atomicAdd(hist + e, 1);
         }
         __syncthreads();
         int *out = ws_tile(p, blockIdx.x);
@@ -395,7 +433,7 @@ struct Align {
         // rank_tile() begins and ends with a barrier, so s.off / s.padb are complete below.
         if ((int)blockIdx.x < p.num_tiles) {
             const int begin = blockIdx.x * kTile, len = min(p.n - begin, kTile);
-            rank_tile(p.ids, begin, len, s);
+            rank_tile(ids_of(p), begin, len, s, p);
             run_bases(s, ws_tile(p, blockIdx.x));
             scatter(begin, len, s, p);
         } else {

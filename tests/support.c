@@ -558,6 +558,91 @@ moejit_align_outputs mjt_align_select(const mjt_align_bufs *b, unsigned want, in
                                   .block_expert = p[3], .total_padded = p[4], .slot_of = p[5]};
 }
 
+int mjt_index_bytes(moejit_index_dtype t) { return t == MOEJIT_INDEX_INT64 ? 8 : t == MOEJIT_INDEX_INT16 ? 2 : 4; }
+
+int64_t mjt_index_get(const void *ids, moejit_index_dtype t, int64_t i)
+{
+    if (t == MOEJIT_INDEX_INT64) return ((const int64_t *)ids)[i];
+    if (t == MOEJIT_INDEX_INT16) return ((const int16_t *)ids)[i];
+    return ((const int32_t *)ids)[i];
+}
+
+int64_t mjt_index_min(moejit_index_dtype t)
+{
+    return t == MOEJIT_INDEX_INT64 ? INT64_MIN : t == MOEJIT_INDEX_INT16 ? INT16_MIN : INT32_MIN;
+}
+
+int64_t mjt_index_max(moejit_index_dtype t)
+{
+    return t == MOEJIT_INDEX_INT64 ? INT64_MAX : t == MOEJIT_INDEX_INT16 ? INT16_MAX : INT32_MAX;
+}
+
+int32_t *mjt_align_draw_map(mjt_rng *rng, int E, int Eg)
+{
+    int32_t *map = malloc(sizeof *map * (size_t)Eg);
+    assert_non_null(map);
+    for (int g = 0; g < Eg; g++) {
+        const uint64_t r = mjt_next(rng);
+        const int32_t small = (int32_t)((r >> 20) % 5);
+        switch (r % 20) {
+        case 0:
+        case 1:
+        case 2:
+        case 3:
+        case 4: map[g] = -1; break;
+        case 5: map[g] = E + small; break;  /* past the local experts */
+        case 6: map[g] = -2 - small; break; /* negative, not -1 */
+        case 7: map[g] = (r >> 8) % 2 ? INT32_MAX : INT32_MIN; break;
+        default: map[g] = (int32_t)((r >> 8) % (uint64_t)E); break;
+        }
+    }
+    return map;
+}
+
+void *mjt_align_draw_ids(mjt_rng *rng, const moejit_align_spec *spec, int32_t first_expert, int64_t N)
+{
+    const moejit_index_dtype t = spec->id_dtype;
+    const int64_t lo = mjt_index_min(t), hi = mjt_index_max(t);
+    /* the range of ids that are not dropped for lack of a local expert: [base, base + width) */
+    const int64_t base = spec->global_experts ? 0 : first_expert;
+    const int64_t width = spec->global_experts ? spec->global_experts : spec->num_experts;
+    void *ids = malloc((size_t)mjt_index_bytes(t) * (size_t)(N ? N : 1));
+    assert_non_null(ids);
+    for (int64_t i = 0; i < N; i++) {
+        const uint64_t r = mjt_next(rng);
+        const int64_t in = base + (int64_t)((r >> 16) % (uint64_t)width), small = (int64_t)((r >> 8) % 4);
+        int64_t v;
+        switch (r % 20) {
+        case 0: v = base - 1 - small; break;
+        case 1: v = base + width + small; break;
+        case 2: v = -1; break;
+        case 3: v = (r >> 7) % 2 ? lo : hi; break;
+        case 4:
+        case 5: { /* int64: in range once truncated to 32 bits, and still dropped */
+            const int64_t wraps = (r >> 40) % 2 ? 1 : -(int64_t)((r >> 41) % 9 + 1);
+            v = t == MOEJIT_INDEX_INT64 ? in + wraps * ((int64_t)1 << 32) : in;
+            break;
+        }
+        default: v = in; break;
+        }
+        v = v < lo ? lo : v > hi ? hi : v; /* what the type can hold (first_expert near its edges) */
+        if (t == MOEJIT_INDEX_INT64) ((int64_t *)ids)[i] = v;
+        else if (t == MOEJIT_INDEX_INT16) ((int16_t *)ids)[i] = (int16_t)v;
+        else ((int32_t *)ids)[i] = (int32_t)v;
+    }
+    return ids;
+}
+
+int mjt_align_expected_local(const moejit_align_spec *spec, int32_t first_expert, const int32_t *map, int64_t id)
+{
+    const int E = spec->num_experts;
+    if (spec->global_experts) {
+        if (id < 0 || id >= spec->global_experts) return -1;
+        return map[id] >= 0 && map[id] < E ? map[id] : -1;
+    }
+    return id >= first_expert && id < (int64_t)first_expert + E ? (int)(id - first_expert) : -1;
+}
+
 void mjt_align_compare(const mjt_align_bufs *dev, const mjt_align_bufs *ref, const char *what)
 {
     for (int i = 0; i < 6; i++) {

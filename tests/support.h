@@ -139,4 +139,21 @@ extern const size_t mjt_route_align_shape_count;
 /* Every int32 of device outputs equal to the host reference's; fails naming the first difference. */
 void mjt_align_compare(const mjt_align_bufs *dev, const mjt_align_bufs *ref, const char *what);
 
+/* ---- align ids of any type, through first_expert or an expert map ---- */
+int mjt_index_bytes(moejit_index_dtype t); /* 4, 8 or 2 */
+int64_t mjt_index_get(const void *ids, moejit_index_dtype t, int64_t i);
+/* The values an id of type t can hold. */
+int64_t mjt_index_min(moejit_index_dtype t);
+int64_t mjt_index_max(moejit_index_dtype t);
+/* An expert map [Eg] (malloc'ed) of local ids in [0, E), -1 (not on this rank), and entries out
+ * of range on both sides, which align must drop too. */
+int32_t *mjt_align_draw_map(mjt_rng *rng, int E, int Eg);
+/* N ids of spec->id_dtype (malloc'ed): mostly ids of local experts (through first_expert, or the
+ * map's range [0, Eg) with spec->global_experts), the rest just outside on both sides, -1, the
+ * type's extremes and, for int64, ids that a truncation to 32 bits would bring into range. */
+void *mjt_align_draw_ids(mjt_rng *rng, const moejit_align_spec *spec, int32_t first_expert, int64_t N);
+/* The local expert of an id, or -1, written from moejit.h's definition: with a map, map[id] for
+ * id in [0, Eg) when in [0, E); without, id - first_expert when first_expert <= id < first_expert + E. */
+int mjt_align_expected_local(const moejit_align_spec *spec, int32_t first_expert, const int32_t *map, int64_t id);
+
 #endif

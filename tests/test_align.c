@@ -175,15 +175,16 @@ static void test_bad_args(void **state)
     mjt_expect_nothing_ran(ctx, dir);
 }
 
-/* align's meaning, checked directly on reference outputs. */
-static void check_invariants(const int32_t *ids, int E, int B, int64_t T, int K, int64_t cap, const int32_t *counts,
+/* align's meaning, checked directly on reference outputs: `local` is the local expert of each flat
+ * index, worked out by the test (any value outside [0, E): dropped). */
+static void check_invariants(const int32_t *local, int E, int B, int64_t T, int K, int64_t cap, const int32_t *counts,
                              const int32_t *off, const int32_t *sorted, const int32_t *block_expert,
                              int32_t total, const int32_t *slot_of)
 {
     const int N = (int)(T * K);
     int32_t *hist = calloc((size_t)E, sizeof *hist);
     for (int i = 0; i < N; i++)
-        if (ids[i] >= 0 && ids[i] < E) hist[ids[i]]++;
+        if (local[i] >= 0 && local[i] < E) hist[local[i]]++;
     assert_int_equal(off[0], 0);
     for (int e = 0; e < E; e++) {
         assert_int_equal(counts[e], hist[e]);
@@ -193,7 +194,7 @@ static void check_invariants(const int32_t *ids, int E, int B, int64_t T, int K,
             const int r = q - off[e];
             if (r < counts[e]) {
                 assert_true(sorted[q] >= 0 && sorted[q] < N);
-                assert_int_equal(ids[sorted[q]], e);
+                assert_int_equal(local[sorted[q]], e);
                 assert_int_equal(slot_of[sorted[q]], q);
                 if (r > 0) assert_true(sorted[q] > sorted[q - 1]);
             } else {
@@ -208,7 +209,7 @@ static void check_invariants(const int32_t *ids, int E, int B, int64_t T, int K,
     for (int64_t b = total / B; b < cap / B; b++) assert_int_equal(block_expert[b], -1);
     /* every id exactly once: valid ones where sorted_ids says, dropped ones nowhere */
     for (int i = 0; i < N; i++) {
-        if (ids[i] >= 0 && ids[i] < E) assert_int_equal(sorted[slot_of[i]], i);
+        if (local[i] >= 0 && local[i] < E) assert_int_equal(sorted[slot_of[i]], i);
         else assert_int_equal(slot_of[i], -1);
     }
     free(hist);
@@ -286,6 +287,223 @@ static void test_reference_invariants(void **state)
             }
 }
 
+/* Id dtypes and expert maps in the spec: checked like every field, named only away from the
+ * defaults (so int32 kernels keep their names), and without effect on the sizes. */
+static void test_id_dtype_and_map_specs(void **state)
+{
+    (void)state;
+    moejit_kernel_desc d = {.op = MOEJIT_OP_ALIGN, .align = {.num_experts = 384, .block_size = 64}};
+    d.align.id_dtype = (moejit_index_dtype)3;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC,
+                     "align spec: id_dtype = 3 is not a moejit_index_dtype (0 int32, 1 int64, 2 int16)");
+    d.align.id_dtype = (moejit_index_dtype)-1;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "align spec: id_dtype = -1 is not");
+    d.align.id_dtype = MOEJIT_INDEX_INT32;
+    d.align.global_experts = -1;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "align spec: global_experts = -1 must be >= 0");
+    d.align.global_experts = MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS + 1;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_UNSUPPORTED,
+                     "align spec: global_experts = 1048577 exceeds the maximum 1048576");
+    d.align.global_experts = INT32_MIN;
+    mjt_expect_error(moejit_validate(&d), MOEJIT_ERR_INVALID_SPEC, "global_experts = -2147483648 must be >= 0");
+
+    static const struct {
+        moejit_index_dtype t;
+        int32_t eg;
+        const char *name, *id_type;
+    } shapes[] = {
+        {MOEJIT_INDEX_INT32, 0, "moejit_align_e384_b64", "typedef int Id;"},
+        {MOEJIT_INDEX_INT64, 0, "moejit_align_e384_b64_i64", "typedef long long Id;"},
+        {MOEJIT_INDEX_INT16, 0, "moejit_align_e384_b64_i16", "typedef short Id;"},
+        {MOEJIT_INDEX_INT32, 512, "moejit_align_e384_b64_g512", "typedef int Id;"},
+        {MOEJIT_INDEX_INT16, 1, "moejit_align_e384_b64_i16_g1", "typedef short Id;"},
+        {MOEJIT_INDEX_INT64, MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS, "moejit_align_e384_b64_i64_g1048576", "typedef long long Id;"},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        d.align = (moejit_align_spec){.num_experts = 384, .block_size = 64, .id_dtype = shapes[i].t,
+                                      .global_experts = shapes[i].eg};
+        assert_int_equal(moejit_validate(&d), MOEJIT_OK);
+        char name[96], line[64], *src;
+        assert_int_equal(moejit_kernel_name(&d, name, sizeof name), MOEJIT_OK);
+        assert_string_equal(name, shapes[i].name);
+        assert_int_equal(moejit_source(NULL, &d, &src, NULL), MOEJIT_OK);
+        assert_non_null(strstr(src, shapes[i].id_type));
+        snprintf(line, sizeof line, "static constexpr int kGlobalExperts = %d;", shapes[i].eg);
+        assert_non_null(strstr(src, line));
+        moejit_free(src);
+        /* the sizes are the int32 ones */
+        int64_t cap;
+        size_t ws;
+        assert_int_equal(moejit_align_capacity(&d.align, 16384, 8, &cap), MOEJIT_OK);
+        assert_int_equal(cap, 16384 * 8 + 384 * 63);
+        assert_int_equal(moejit_align_workspace_bytes(&d.align, 16384, 8, &ws), MOEJIT_OK);
+        assert_int_equal(ws, 4 * (32 * 384 + 3 * 384 + 1));
+    }
+}
+
+/* Bad ids or maps: the right status and the fields in the message, from the launch and the
+ * reference alike, and nothing compiled or launched. */
+static void test_bad_id_and_map_args(void **state)
+{
+    (void)state;
+    char dir[4096];
+    moejit_ctx *ctx = mjt_open_tmp(dir);
+    int32_t *const dev = (int32_t *)0x10000; /* plausible device pointers, never dereferenced */
+    const moejit_align_spec plain = {.num_experts = 64, .block_size = 16},
+                            i64 = {.num_experts = 64, .block_size = 16, .id_dtype = MOEJIT_INDEX_INT64},
+                            i16 = {.num_experts = 64, .block_size = 16, .id_dtype = MOEJIT_INDEX_INT16},
+                            mapped = {.num_experts = 64, .block_size = 16, .global_experts = 256};
+    const moejit_align_outputs out = {.sorted_ids = dev + 64};
+    const struct {
+        const moejit_align_spec *spec;
+        moejit_align_args args;
+        const char *needle;
+    } cases[] = {
+        {&i64, {.ids = (void *)0x10004, .num_tokens = 100, .topk = 4, .out = out},
+         "align args: ids = 0x10004 is not aligned to 8 bytes"},
+        {&i16, {.ids = (void *)0x10001, .num_tokens = 100, .topk = 4, .out = out},
+         "align args: ids = 0x10001 is not aligned to 2 bytes"},
+        {&i16, {.ids = NULL, .num_tokens = 1, .topk = 1, .out = out}, "align args: ids is NULL"},
+        {&mapped, {.ids = dev, .num_tokens = 100, .topk = 4, .first_expert = 3, .expert_map = dev, .out = out},
+         "align args: first_expert = 3 with expert_map (spec.global_experts = 256)"},
+        {&mapped, {.ids = dev, .num_tokens = 0, .topk = 4, .first_expert = -7, .expert_map = dev, .out = out},
+         "align args: first_expert = -7 with expert_map"},
+        {&mapped, {.ids = dev, .num_tokens = 100, .topk = 4, .out = out},
+         "align args: expert_map is NULL, but spec.global_experts = 256 needs a map"},
+        {&mapped, {.ids = dev, .num_tokens = 100, .topk = 4, .expert_map = (int32_t *)0x20002, .out = out},
+         "align args: expert_map = 0x20002 is not aligned to 4 bytes"},
+        {&plain, {.ids = dev, .num_tokens = 100, .topk = 4, .expert_map = (int32_t *)0x20000, .out = out},
+         "align args: expert_map = 0x20000 is given but spec.global_experts = 0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const moejit_status st = moejit_align(ctx, cases[i].spec, &cases[i].args, NULL);
+        if (st != MOEJIT_ERR_INVALID_ARGUMENT || !strstr(moejit_last_error(ctx), cases[i].needle))
+            fail_msg("case %zu: %s: %s (wanted \"%s\")", i, moejit_status_str(st), moejit_last_error(ctx),
+                     cases[i].needle);
+        mjt_expect_error(moejit_align_reference(cases[i].spec, &cases[i].args), MOEJIT_ERR_INVALID_ARGUMENT,
+                         cases[i].needle);
+    }
+    /* No ids, no map needed; an int16 id array may be 2-byte aligned; nothing wanted runs nothing. */
+    int32_t counts[64], offsets[65], total = -1;
+    moejit_align_args none = {.num_tokens = 0, .topk = 8, .out = {.counts = counts, .offsets = offsets, .total_padded = &total}};
+    assert_int_equal(moejit_align_reference(&mapped, &none), MOEJIT_OK);
+    assert_int_equal(total, 0);
+    assert_int_equal(offsets[64], 0);
+    const moejit_align_args odd16 = {.ids = (void *)0x10002, .num_tokens = 100, .topk = 4};
+    assert_int_equal(moejit_align(ctx, &i16, &odd16, NULL), MOEJIT_OK);
+    mjt_expect_nothing_ran(ctx, dir);
+}
+
+/* The local expert of each flat index of a B = 1 reference run: with a row per block,
+ * block_expert[slot_of[i]] is the expert of id i. Also checks align's invariants. */
+static void run_locals(const moejit_align_spec *spec, const void *ids, int64_t T, int K, int32_t first_expert,
+                       const int32_t *map, int32_t *local_out)
+{
+    const int E = spec->num_experts, B = spec->block_size;
+    const int64_t N = T * K;
+    int64_t cap;
+    assert_int_equal(moejit_align_capacity(spec, T, K, &cap), MOEJIT_OK);
+    mjt_align_bufs o = mjt_align_bufs_new(E, B, cap, N, 0);
+    moejit_align_args a = {.ids = ids, .num_tokens = T, .topk = K, .first_expert = first_expert, .expert_map = map,
+                           .out = mjt_align_select(&o, MJT_ALIGN_ALL, cap)};
+    const moejit_status st = moejit_align_reference(spec, &a);
+    if (st != MOEJIT_OK) fail_msg("reference: %s", moejit_last_error(NULL));
+    int32_t *want = malloc(sizeof *want * (size_t)(N ? N : 1));
+    for (int64_t i = 0; i < N; i++)
+        want[i] = mjt_align_expected_local(spec, first_expert, map, mjt_index_get(ids, spec->id_dtype, i));
+    check_invariants(want, E, B, T, K, cap, o.buf[0], o.buf[1], o.buf[2], o.buf[3], o.buf[4][0], o.buf[5]);
+    if (local_out)
+        for (int64_t i = 0; i < N; i++) local_out[i] = o.buf[5][i] < 0 ? -1 : o.buf[3][o.buf[5][i] / B];
+    free(want);
+    mjt_align_bufs_free(&o);
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+#define EXPECT_LOCALS(spec, ids, first, map, ...)                                                          \
+    do {                                                                                                  \
+        static const int32_t want_[] = {__VA_ARGS__};                                                     \
+        int32_t got_[COUNT(want_)];                                                                       \
+        assert_int_equal(COUNT(ids), COUNT(want_));                                                       \
+        run_locals(spec, ids, (int64_t)COUNT(want_), 1, first, map, got_);                                \
+        assert_memory_equal(got_, want_, sizeof want_);                                                   \
+    } while (0)
+
+/* By hand, E = 4 local experts: ids are never truncated (an int64 id past int32 is dropped, not
+ * wrapped into range), first_expert shifts them without overflow, the map drops -1, entries
+ * outside [0, E) and ids outside [0, Eg). */
+static void test_reference_ids_by_hand(void **state)
+{
+    (void)state;
+    const int64_t two32 = (int64_t)1 << 32;
+    moejit_align_spec s64 = {.num_experts = 4, .block_size = 1, .id_dtype = MOEJIT_INDEX_INT64};
+    static const int64_t wide[] = {3, ((int64_t)1 << 33) + 3, -1, (int64_t)1 << 32, INT64_MIN, 2, INT64_MAX,
+                                   -((int64_t)1 << 32) + 1, 0, -((int64_t)1 << 33) + 1};
+    EXPECT_LOCALS(&s64, wide, 0, NULL, 3, -1, -1, -1, -1, 2, -1, -1, 0, -1);
+    const int64_t shifted[] = {103, 100 + two32, 99, 101, INT64_MAX, INT64_MIN, 104, 100 - two32, 100};
+    EXPECT_LOCALS(&s64, shifted, 100, NULL, 3, -1, -1, 1, -1, -1, -1, -1, 0);
+    /* first_expert at the edges of int32: id - first_expert needs 64 bits */
+    const int64_t low[] = {INT32_MIN, (int64_t)INT32_MIN - 1, (int64_t)INT32_MIN + 3, INT64_MIN, INT64_MAX, 0};
+    EXPECT_LOCALS(&s64, low, INT32_MIN, NULL, 0, -1, 3, -1, -1, -1);
+    const int64_t high[] = {INT32_MAX, (int64_t)INT32_MAX + 3, (int64_t)INT32_MAX + 4, INT64_MAX, -1, INT32_MAX - 1};
+    EXPECT_LOCALS(&s64, high, INT32_MAX, NULL, 0, 3, -1, -1, -1, -1);
+    const int64_t below[] = {-5, -2, INT64_MAX, INT64_MIN, -6, -1};
+    EXPECT_LOCALS(&s64, below, -5, NULL, 0, 3, -1, -1, -1, -1);
+
+    moejit_align_spec s16 = {.num_experts = 4, .block_size = 1, .id_dtype = MOEJIT_INDEX_INT16};
+    static const int16_t narrow[] = {-1, 3, INT16_MIN, INT16_MAX, 2, 4};
+    EXPECT_LOCALS(&s16, narrow, 0, NULL, -1, 3, -1, -1, 2, -1);
+    static const int16_t top[] = {32767, 32764, 32765, INT16_MIN, -1, 32766};
+    EXPECT_LOCALS(&s16, top, 32764, NULL, 3, 0, 1, -1, -1, 2);
+    static const int16_t neg[] = {-32768, -32765, -32764, 0, 32767};
+    EXPECT_LOCALS(&s16, neg, -32768, NULL, 0, 3, -1, -1, -1);
+
+    /* a map of 6 global experts: 1 and 5 elsewhere (-1, -2), 2 past the local experts (7) */
+    static const int32_t map[] = {2, -1, 7, 0, 3, -2};
+    moejit_align_spec m32 = {.num_experts = 4, .block_size = 1, .global_experts = 6};
+    static const int32_t gids[] = {0, 1, 2, 3, 4, 5, 6, -1, 4, 0, INT32_MAX, INT32_MIN};
+    EXPECT_LOCALS(&m32, gids, 0, map, 2, -1, -1, 0, 3, -1, -1, -1, 3, 2, -1, -1);
+    moejit_align_spec m64 = m32;
+    m64.id_dtype = MOEJIT_INDEX_INT64;
+    const int64_t gwide[] = {4, 4 + two32, 3 - two32, 0, (int64_t)1 << 40, -1, 3};
+    EXPECT_LOCALS(&m64, gwide, 0, map, 3, -1, -1, 2, -1, -1, 0);
+    moejit_align_spec m16 = m32;
+    m16.id_dtype = MOEJIT_INDEX_INT16;
+    static const int16_t gnarrow[] = {3, -1, 6, INT16_MAX, INT16_MIN, 0};
+    EXPECT_LOCALS(&m16, gnarrow, 0, map, 0, -1, -1, -1, -1, 2);
+}
+
+/* Random batches of every id type, without a map (first_expert from 0 to the edges of int32) and
+ * with one (maps with -1 and out-of-range entries, shorter and longer than E), on align's
+ * invariants against local experts the test works out from moejit.h's definition. */
+static void test_reference_ids_and_maps(void **state)
+{
+    (void)state;
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    static const moejit_index_dtype types[] = {MOEJIT_INDEX_INT32, MOEJIT_INDEX_INT64, MOEJIT_INDEX_INT16};
+    static const int32_t firsts[] = {0, 7, -3, 1000000, INT32_MAX - 100, INT32_MAX, INT32_MIN, 32700};
+    static const int es[] = {1, 5, 64, 257, 4096};
+    static const int bs[] = {1, 16, 256};
+    for (int t = 0; t < 3; t++)
+        for (int e = 0; e < 5; e++)
+            for (int mode = 0; mode < 2 + (int)COUNT(firsts); mode++) {
+                const int E = es[e], B = bs[(t + e + mode) % 3];
+                const int64_t T = 1 + (int64_t)(mjt_next(&rng) % 300);
+                const int K = 1 + (int)(mjt_next(&rng) % 8);
+                moejit_align_spec s = {.num_experts = E, .block_size = B, .id_dtype = types[t]};
+                int32_t first = 0, *map = NULL;
+                if (mode < 2) { /* a map: shorter than E (some locals never used) or longer */
+                    s.global_experts = mode == 0 ? 1 + E / 2 : 3 * E + 70000 * (e == 2);
+                    map = mjt_align_draw_map(&rng, E, s.global_experts);
+                } else {
+                    first = firsts[mode - 2];
+                }
+                void *ids = mjt_align_draw_ids(&rng, &s, first, T * K);
+                run_locals(&s, ids, T, K, first, map, NULL);
+                free(ids), free(map);
+            }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +512,10 @@ int main(void)
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_reference_by_hand),
         cmocka_unit_test(test_reference_invariants),
+        cmocka_unit_test(test_id_dtype_and_map_specs),
+        cmocka_unit_test(test_bad_id_and_map_args),
+        cmocka_unit_test(test_reference_ids_by_hand),
+        cmocka_unit_test(test_reference_ids_and_maps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

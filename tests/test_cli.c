@@ -81,7 +81,8 @@ static void test_help(void **state)
                                              "--topk-groups", "--group-score", "--bias", "--softcap",
                                              "--score-after-topk", "--renormalize", "--scale-output",
                                              "--scaling-factor", "--shared-slots", "--hidden", "--row-scale",
-                                             "--block-size", "--cols", "--model", "--manifest", "--list-models"};
+                                             "--block-size", "--id-dtype", "--global-experts", "--cols", "--model",
+                                             "--manifest", "--list-models"};
     for (int c = 0; c < 2; c++) {
         assert_int_equal(CLI(c ? "prewarm" : "source", "--help"), 0);
         for (size_t i = 0; i < sizeof spec_flags / sizeof spec_flags[0]; i++) EXPECT_OUTPUT(spec_flags[i]);
@@ -219,6 +220,10 @@ static void test_list_values(void **state)
          "--block-size", "0"},
         {{"--op", "align", "--experts", "64", "--block-size", "2048"}, MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK,
          "--block-size", "2048"},
+        {{"--op", "align", "--experts", "64", "--block-size", "16", "--global-experts", "-1"}, 0,
+         MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS, "--global-experts", "-1"},
+        {{"--op", "align", "--experts", "64", "--block-size", "16", "--global-experts", "1048577"}, 0,
+         MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS, "--global-experts", "1048577"},
         {{"--op", "permute", "--hidden", "0"}, 1, MOEJIT_MAX_HIDDEN, "--hidden", "0"},
         {{"--op", "mx_scales", "--cols", "100000"}, 1, MOEJIT_MAX_MX_COLS, "--cols", "100000"},
     };
@@ -461,6 +466,50 @@ static void test_serving_options(void **state)
     mjt_rmtree(dir);
 }
 
+/* align's id dtypes and expert maps: flags (lists, like the others) and manifest fields give the
+ * same kernels; bad values are named. */
+static void test_align_ids_and_maps(void **state)
+{
+    (void)state;
+    assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "16", "--id-dtype", "int64",
+                         "--global-experts", "300"),
+                     0);
+    EXPECT_OUTPUT("moejit_align_e64_b16_i64_g300_single(const mj::AlignParams p)");
+    EXPECT_OUTPUT("typedef long long Id;");
+    EXPECT_OUTPUT("static constexpr int kGlobalExperts = 300;");
+    assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "16", "--id-dtype", "int8"), 2);
+    EXPECT_OUTPUT("moejit source: --id-dtype: \"int8\" is not one of int32, int64, int16\n");
+    assert_int_equal(CLI("source", "--op", "route_align", "--model", "mixtral", "--block-size", "16", "--global-experts",
+                         "16"),
+                     2);
+    EXPECT_OUTPUT("moejit source: --global-experts does not apply to --op route_align");
+
+    char dir[4096], manifest[4200], file[4400];
+    mjt_tmpdir(dir);
+    assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "16", "--id-dtype", "int32,int16",
+                         "--global-experts", "0,8", "--out", dir),
+                     0);
+    EXPECT_OUTPUT("source: wrote 4 files to");
+    static const char *const names[] = {"moejit_align_e64_b16", "moejit_align_e64_b16_g8", "moejit_align_e64_b16_i16",
+                                        "moejit_align_e64_b16_i16_g8"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(file, sizeof file, "%s/%s.cu", dir, names[i]);
+        if (access(file, R_OK)) fail_msg("%s was not written", file);
+    }
+    snprintf(manifest, sizeof manifest, "%s/m.json", dir);
+    write_text(manifest, "[{\"op\": \"align\", \"num_experts\": 64, \"block_size\": 16, \"id_dtype\": \"int16\", "
+                         "\"global_experts\": 8}]");
+    assert_int_equal(CLI("source", "--manifest", manifest), 0);
+    EXPECT_OUTPUT("moejit_align_e64_b16_i16_g8_single(const mj::AlignParams p)");
+    write_text(manifest, "[{\"op\": \"align\", \"num_experts\": 64, \"block_size\": 16, \"id_dtype\": \"int8\"},"
+                         " {\"op\": \"align\", \"num_experts\": 64, \"block_size\": 16, \"global_experts\": -1}]");
+    assert_int_equal(CLI("source", "--manifest", manifest, "--out", dir), 1);
+    EXPECT_OUTPUT("m.json: [0] (align): field \"id_dtype\": expected one of \"int32\", \"int64\", \"int16\", got "
+                  "a string \"int8\"");
+    EXPECT_OUTPUT("m.json: [1]: MOEJIT_ERR_INVALID_SPEC: align spec: global_experts = -1 must be >= 0");
+    mjt_rmtree(dir);
+}
+
 static void test_prewarm_and_ls(void **state)
 {
     (void)state;
@@ -545,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_compile_failure_report),
         cmocka_unit_test(test_source),
         cmocka_unit_test(test_serving_options),
+        cmocka_unit_test(test_align_ids_and_maps),
         cmocka_unit_test(test_prewarm_and_ls),
         cmocka_unit_test(test_prewarm_needs_arch_without_gpu),
         cmocka_unit_test(test_readme_matches_ci),

@@ -193,13 +193,22 @@ static void test_edge_sweep_and_presets_compile(void **state)
     mjt_rmtree(dir);
 }
 
-/* align, route_align (the GPU suite's shapes) and mx_scales. */
+/* align (with every id dtype and a map on a few shapes, the small path's E and beyond it),
+ * route_align (the GPU suite's shapes) and mx_scales. */
 static sweep ops_sweep(void)
 {
     static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
     static const int bs[] = {1, 4, 8, 16, 64, 256, 1024};
     static const int cs[] = {1, 7, 20, 64, 160, 224, 225, 576};
-    sweep s = {calloc(8 * 7 + 8 + mjt_route_align_shape_count, sizeof(moejit_kernel_desc)), 0};
+    static const moejit_align_spec ids[] = {
+        {.num_experts = 256, .block_size = 64, .id_dtype = MOEJIT_INDEX_INT64},
+        {.num_experts = 256, .block_size = 64, .id_dtype = MOEJIT_INDEX_INT16},
+        {.num_experts = 256, .block_size = 64, .global_experts = 1024},
+        {.num_experts = 4096, .block_size = 16, .id_dtype = MOEJIT_INDEX_INT64, .global_experts = 16384},
+        {.num_experts = 1000, .block_size = 1, .id_dtype = MOEJIT_INDEX_INT16, .global_experts = 5},
+    };
+    const int n_ids = (int)(sizeof ids / sizeof ids[0]);
+    sweep s = {calloc(8 * 7 + (size_t)n_ids + 8 + mjt_route_align_shape_count, sizeof(moejit_kernel_desc)), 0};
     assert_non_null(s.descs);
     for (int e = 0; e < 8; e++)
         for (int b = 0; b < 7; b++) {
@@ -207,6 +216,11 @@ static sweep ops_sweep(void)
             x->op = MOEJIT_OP_ALIGN;
             x->align = (moejit_align_spec){.num_experts = es[e], .block_size = bs[b]};
         }
+    for (int i = 0; i < n_ids; i++) {
+        moejit_kernel_desc *x = &s.descs[s.n++];
+        x->op = MOEJIT_OP_ALIGN;
+        x->align = ids[i];
+    }
     for (int c = 0; c < 8; c++) {
         moejit_kernel_desc *x = &s.descs[s.n++];
         x->op = MOEJIT_OP_MX_SCALES;

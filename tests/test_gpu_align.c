@@ -1,8 +1,8 @@
 /* GPU: align against its C reference on fresh random ids, with every output poisoned first and
  * compared in full (so a write past the padded total, or a missing one, is caught): decode and
  * prefill batches, the one-launch and the three-launch paths, block sizes from 1 to 1024, dropped
- * ids, skewed batches, partial output sets, and a CUDA-graph replay. Every test skips without a
- * device. */
+ * ids, skewed batches, partial output sets, int64 and int16 ids, first_expert and expert maps,
+ * and a CUDA-graph replay. Every test skips without a device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,6 +369,136 @@ static void test_align_graph_capture(void **state)
     mjt_align_bufs_free(&dev), mjt_dev_free(d_ids), mjt_dev_free(ws);
 }
 
+/* One batch of ids of spec->id_dtype, through first_expert or (spec->global_experts) a fresh
+ * expert map, on the path `tiled` says (checked through the workspace), against the reference. */
+static void map_and_check(mjt_rng *rng, const moejit_align_spec *spec, int32_t first_expert, int64_t T, int K,
+                          int tiled)
+{
+    const int E = spec->num_experts, B = spec->block_size, Eg = spec->global_experts;
+    const int64_t N = T * K;
+    int64_t cap;
+    size_t ws_bytes;
+    assert_int_equal(moejit_align_capacity(spec, T, K, &cap), MOEJIT_OK);
+    assert_int_equal(moejit_align_workspace_bytes(spec, T, K, &ws_bytes), MOEJIT_OK);
+    char what[160];
+    snprintf(what, sizeof what, "align E=%d B=%d T=%lld K=%d ids=%s Eg=%d first_expert=%d", E, B, (long long)T, K,
+             spec->id_dtype == MOEJIT_INDEX_INT64 ? "int64" : spec->id_dtype == MOEJIT_INDEX_INT16 ? "int16" : "int32",
+             Eg, first_expert);
+    if ((ws_bytes > 0) != tiled) fail_msg("%s: workspace %zu bytes, wanted the %s path", what, ws_bytes,
+                                          tiled ? "tiled" : "one-launch");
+    int32_t *map = Eg ? mjt_align_draw_map(rng, E, Eg) : NULL;
+    void *ids = mjt_align_draw_ids(rng, spec, first_expert, N);
+    const size_t id_bytes = (size_t)mjt_index_bytes(spec->id_dtype) * (size_t)N;
+    void *d_ids = mjt_dev_alloc(id_bytes);
+    mjt_h2d(d_ids, ids, id_bytes);
+    int32_t *d_map = NULL;
+    if (map) {
+        d_map = mjt_dev_alloc(4 * (size_t)Eg);
+        mjt_h2d(d_map, map, 4 * (size_t)Eg);
+    }
+    mjt_align_bufs dev = mjt_align_bufs_new(E, B, cap, N, 1), ref = mjt_align_bufs_new(E, B, cap, N, 0);
+    void *ws = ws_bytes ? mjt_dev_alloc(ws_bytes) : NULL;
+    if (ws) mjt_dev_fill(ws, MJT_POISON, ws_bytes);
+    moejit_align_args args = {.ids = d_ids, .num_tokens = T, .topk = K, .first_expert = first_expert,
+                              .expert_map = d_map, .out = mjt_align_select(&dev, MJT_ALIGN_ALL, cap)};
+    args.out.workspace = ws, args.out.workspace_bytes = ws_bytes;
+    const moejit_status st = moejit_align(mjt_gpu_ctx, spec, &args, NULL);
+    if (st != MOEJIT_OK) fail_msg("%s: %s: %s", what, moejit_status_str(st), moejit_last_error(mjt_gpu_ctx));
+    mjt_sync();
+    moejit_align_args host = {.ids = ids, .num_tokens = T, .topk = K, .first_expert = first_expert, .expert_map = map,
+                              .out = mjt_align_select(&ref, MJT_ALIGN_ALL, cap)};
+    assert_int_equal(moejit_align_reference(spec, &host), MOEJIT_OK);
+    mjt_align_compare(&dev, &ref, what);
+    mjt_align_bufs_free(&dev), mjt_align_bufs_free(&ref);
+    mjt_dev_free(d_ids), mjt_dev_free(d_map), mjt_dev_free(ws), free(ids), free(map);
+}
+
+/* Every path (one warp, one block, three launches over tiles) × every id type × {no map,
+ * first_expert != 0, an expert map}: dropped ids of every kind (-1, just outside the range, the
+ * type's extremes, int64 ids that truncation would bring into range, map entries -1 or out of
+ * range). One shape per type and map serves the three paths, so few kernels are compiled. */
+static void test_align_id_dtypes_and_maps(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    static const moejit_index_dtype types[] = {MOEJIT_INDEX_INT32, MOEJIT_INDEX_INT64, MOEJIT_INDEX_INT16};
+    static const struct {
+        int E, B;
+        int64_t T;
+        int K, tiled;
+    } paths[] = {
+        {384, 64, 16, 8, 0},   /* 128 ids: the small path (one warp ranks) */
+        {384, 64, 400, 8, 0},  /* 3200 ids: one block */
+        {384, 64, 5000, 8, 1}, /* 40000 ids: three launches over 10 tiles */
+        {4096, 16, 40, 8, 0},  /* E past the small path's 1024: one block */
+        {4096, 16, 700, 8, 1}, /* …and three launches */
+    };
+    int i = 0;
+    for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++)
+        for (int t = 0; t < 3; t++)
+            for (int mode = 0; mode < 3; mode++, i++) {
+                if (!mjt_keep(i, 4)) continue;
+                const int E = paths[p].E;
+                /* in quick mode fewer ids, still past a tile of 4096 on the tiled path */
+                const int64_t T = paths[p].tiled ? mjt_quick_cap(paths[p].T, 520) : paths[p].T;
+                moejit_align_spec spec = {.num_experts = E, .block_size = paths[p].B, .id_dtype = types[t]};
+                int32_t first = 0;
+                if (mode == 1) /* the top of int32, negative ids (int64), inside int16's range */
+                    first = types[t] == MOEJIT_INDEX_INT32 ? INT32_MAX - E + 1
+                            : types[t] == MOEJIT_INDEX_INT64 ? INT32_MIN + 7
+                                                             : -1000;
+                if (mode == 2) spec.global_experts = types[t] == MOEJIT_INDEX_INT16 ? 3 * E : 2 * E + 1000;
+                map_and_check(&rng, &spec, first, T, paths[p].K, paths[p].tiled);
+            }
+}
+
+/* Edges of the mapping: a map of one entry, a map onto one local expert, and a batch of int64 ids
+ * whose every low half is a local expert but none of which is one. */
+static void test_align_map_edges(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    moejit_align_spec one = {.num_experts = 64, .block_size = 16, .global_experts = 1};
+    map_and_check(&rng, &one, 0, 100, 4, 0);
+    map_and_check(&rng, &one, 0, mjt_quick_cap(3000, 1100), 4, 1);
+
+    const int E = 64, Eg = 4096, T = 600, K = 8; /* every global expert onto local expert 5 */
+    const moejit_align_spec spec = {.num_experts = E, .block_size = 32, .id_dtype = MOEJIT_INDEX_INT64,
+                                    .global_experts = Eg};
+    int32_t *map = malloc(4 * (size_t)Eg);
+    int64_t *ids = malloc(8 * (size_t)(T * K));
+    for (int g = 0; g < Eg; g++) map[g] = 5;
+    for (int64_t n = 0; n < T * K; n++) ids[n] = (int64_t)(mjt_next(&rng) % Eg) + ((int64_t)1 << 32) * (n % 2 ? 1 : -1);
+    ids[7] = 3; /* one kept */
+    int64_t cap;
+    size_t ws_bytes;
+    assert_int_equal(moejit_align_capacity(&spec, T, K, &cap), MOEJIT_OK);
+    assert_int_equal(moejit_align_workspace_bytes(&spec, T, K, &ws_bytes), MOEJIT_OK);
+    int64_t *d_ids = mjt_dev_alloc(8 * (size_t)(T * K));
+    int32_t *d_map = mjt_dev_alloc(4 * (size_t)Eg);
+    mjt_h2d(d_ids, ids, 8 * (size_t)(T * K));
+    mjt_h2d(d_map, map, 4 * (size_t)Eg);
+    void *ws = ws_bytes ? mjt_dev_alloc(ws_bytes) : NULL;
+    mjt_align_bufs dev = mjt_align_bufs_new(E, 32, cap, T * K, 1), ref = mjt_align_bufs_new(E, 32, cap, T * K, 0);
+    moejit_align_args a = {.ids = d_ids, .num_tokens = T, .topk = K, .expert_map = d_map,
+                           .out = mjt_align_select(&dev, MJT_ALIGN_ALL, cap)};
+    a.out.workspace = ws, a.out.workspace_bytes = ws_bytes;
+    assert_int_equal(moejit_align(mjt_gpu_ctx, &spec, &a, NULL), MOEJIT_OK);
+    mjt_sync();
+    moejit_align_args h = {.ids = ids, .num_tokens = T, .topk = K, .expert_map = map,
+                           .out = mjt_align_select(&ref, MJT_ALIGN_ALL, cap)};
+    assert_int_equal(moejit_align_reference(&spec, &h), MOEJIT_OK);
+    assert_int_equal(ref.buf[0][5], 1); /* the reference itself: only ids[7] counted */
+    assert_int_equal(ref.buf[4][0], 32);
+    mjt_align_compare(&dev, &ref, "int64 ids whose low halves are in range");
+    mjt_align_bufs_free(&dev), mjt_align_bufs_free(&ref);
+    mjt_dev_free(d_ids), mjt_dev_free(d_map), mjt_dev_free(ws), free(ids), free(map);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -378,6 +508,8 @@ int main(void)
         cmocka_unit_test(test_align_partial_outputs),
         cmocka_unit_test(test_align_repeat_and_capacity),
         cmocka_unit_test(test_align_graph_capture),
+        cmocka_unit_test(test_align_id_dtypes_and_maps),
+        cmocka_unit_test(test_align_map_edges),
         cmocka_unit_test(test_align_int32_limit),
     };
     return mjt_gpu_suite_status(cmocka_run_group_tests(tests, mjt_gpu_setup, mjt_gpu_teardown));

@@ -189,7 +189,7 @@ static void test_names_and_source(void **state)
     char *src;
     assert_int_equal(moejit_source(ctx, &d, &src, NULL), MOEJIT_OK);
     assert_non_null(strstr(src, "kPadded = true"));
-    assert_non_null(strstr(src, "typedef mj::int64_t IdT"));
+    assert_non_null(strstr(src, "typedef long long IdT"));
     assert_non_null(strstr(src, "kMaxReplicas = 4"));
     assert_non_null(strstr(src, "kPhysicalExperts = 96"));
     moejit_free(src);

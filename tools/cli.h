@@ -37,13 +37,13 @@ typedef struct spec_options {
     const char *groups, *topk_groups, *group_score;
     const char *softcap, *scaling_factor, *shared_slots;
     const char *hidden;
-    const char *block_size, *cols;
-    const char *id_dtype, *replicas, *physical_experts, *load_counter, *replay, *logical_id_dtype;
+    const char *block_size, *cols, *id_dtype, *global_experts;
+    const char *replicas, *physical_experts, *load_counter, *replay, *logical_id_dtype;
     int bias, score_after_topk, renormalize, scale_output, row_scale, padded;
 } spec_options;
 
 /* getopt_long option table entries for the spec flags (ids >= 1000), NULL-terminated by caller. */
-#define SPEC_OPTION_COUNT 26
+#define SPEC_OPTION_COUNT 27
 extern const struct option spec_long_options[SPEC_OPTION_COUNT];
 
 /* Handle one getopt result: 1 taken, 0 not a spec flag, -1 bad (a value flag given twice; message

@@ -201,6 +201,7 @@ static int parse_enums(const char *flag, const char *text, int (*parse)(const ch
 
 #define SCORE_CHOICES "softmax, sigmoid, sqrt_softplus"
 #define DTYPE_CHOICES "f32, bf16, f16"
+#define INDEX_DTYPE_CHOICES "int32, int64, int16"
 
 int cli_parse_dtypes(const char *flag, const char *text, int *dtypes, int cap)
 {
@@ -221,8 +222,8 @@ int cli_parse_dtypes(const char *flag, const char *text, int *dtypes, int cap)
 enum {
     OPT_OP = 1000, OPT_EXPERTS, OPT_TOPK, OPT_SCORE, OPT_DTYPE, OPT_GROUPS, OPT_TOPK_GROUPS, OPT_GROUP_SCORE,
     OPT_BIAS, OPT_SOFTCAP, OPT_AFTER, OPT_RENORM, OPT_SCALE_OUTPUT, OPT_FACTOR, OPT_SHARED, OPT_HIDDEN, OPT_ROW_SCALE,
-    OPT_BLOCK_SIZE, OPT_COLS, OPT_PADDED, OPT_ID_DTYPE, OPT_REPLICAS, OPT_PHYSICAL, OPT_LOAD, OPT_REPLAY,
-    OPT_LOGICAL_ID_DTYPE,
+    OPT_BLOCK_SIZE, OPT_COLS, OPT_ID_DTYPE, OPT_GLOBAL_EXPERTS, OPT_PADDED, OPT_REPLICAS, OPT_PHYSICAL, OPT_LOAD,
+    OPT_REPLAY, OPT_LOGICAL_ID_DTYPE,
     OPT_LAST = OPT_LOGICAL_ID_DTYPE
 };
 #define FLAG(id) (1u << ((id) - OPT_OP))
@@ -247,8 +248,9 @@ const struct option spec_long_options[SPEC_OPTION_COUNT] = {
     {"row-scale", no_argument, NULL, OPT_ROW_SCALE},
     {"block-size", required_argument, NULL, OPT_BLOCK_SIZE},
     {"cols", required_argument, NULL, OPT_COLS},
-    {"padded", no_argument, NULL, OPT_PADDED},
     {"id-dtype", required_argument, NULL, OPT_ID_DTYPE},
+    {"global-experts", required_argument, NULL, OPT_GLOBAL_EXPERTS},
+    {"padded", no_argument, NULL, OPT_PADDED},
     {"replicas", required_argument, NULL, OPT_REPLICAS},
     {"physical-experts", required_argument, NULL, OPT_PHYSICAL},
     {"load-counter", required_argument, NULL, OPT_LOAD},
@@ -290,6 +292,9 @@ const char spec_options_help[] =
     "  --experts E[,E…]            local experts, 1.." STR(MOEJIT_MAX_ALIGN_EXPERTS) " (required)\n"
     "  --block-size B[,B…]         rows per block, a power of two in " STR(MOEJIT_ALIGN_MIN_BLOCK) ".." STR(
         MOEJIT_ALIGN_MAX_BLOCK) " (required; also route_align)\n"
+    "  --id-dtype T[,T…]           int32 (default), int64, int16: the type of the ids read\n"
+    "  --global-experts EG[,EG…]   global ids, mapped to local experts by an expert map of EG entries,\n"
+    "                              1.." STR(MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS) "; 0 (default): no map, local = id - first_expert\n"
     " mx_scales:\n"
     "  --cols C[,C…]               e8m0 scales per row (K / 32), 1.." STR(MOEJIT_MAX_MX_COLS) " (required)\n";
 
@@ -299,6 +304,7 @@ const char spec_options_help[] =
      FLAG(OPT_GROUP_SCORE) | FLAG(OPT_BIAS) | FLAG(OPT_SOFTCAP) | FLAG(OPT_AFTER) | FLAG(OPT_RENORM) |     \
      FLAG(OPT_SCALE_OUTPUT) | FLAG(OPT_FACTOR) | FLAG(OPT_SHARED) | FLAG(OPT_PADDED) | FLAG(OPT_ID_DTYPE) |     \
      FLAG(OPT_REPLICAS) | FLAG(OPT_PHYSICAL) | FLAG(OPT_LOAD) | FLAG(OPT_REPLAY) | FLAG(OPT_LOGICAL_ID_DTYPE))
+#define ALIGN_FLAGS (FLAG(OPT_EXPERTS) | FLAG(OPT_BLOCK_SIZE) | FLAG(OPT_ID_DTYPE) | FLAG(OPT_GLOBAL_EXPERTS))
 static const struct {
     const char *op;
     moejit_op id;
@@ -306,7 +312,7 @@ static const struct {
     int takes_dtype;
 } k_spec_ops[] = {
     {"route", MOEJIT_OP_ROUTE, ROUTE_FLAGS, 1},
-    {"align", MOEJIT_OP_ALIGN, FLAG(OPT_EXPERTS) | FLAG(OPT_BLOCK_SIZE), 0},
+    {"align", MOEJIT_OP_ALIGN, ALIGN_FLAGS, 0},
     {"route_align", MOEJIT_OP_ROUTE_ALIGN, ROUTE_FLAGS | FLAG(OPT_BLOCK_SIZE), 1},
     {"mx_scales", MOEJIT_OP_MX_SCALES, FLAG(OPT_COLS), 0},
     {"permute", MOEJIT_OP_PERMUTE, FLAG(OPT_HIDDEN) | FLAG(OPT_ROW_SCALE), 1},
@@ -340,6 +346,7 @@ static const char **value_slot(spec_options *o, int id)
     case OPT_BLOCK_SIZE: return &o->block_size;
     case OPT_COLS: return &o->cols;
     case OPT_ID_DTYPE: return &o->id_dtype;
+    case OPT_GLOBAL_EXPERTS: return &o->global_experts;
     case OPT_REPLICAS: return &o->replicas;
     case OPT_PHYSICAL: return &o->physical_experts;
     case OPT_LOAD: return &o->load_counter;
@@ -396,7 +403,6 @@ static int scalar_count(const char *flag, const char *text, long min, long max, 
     return 0;
 }
 
-#define INDEX_CHOICES "int32, int64, int16"
 
 /* A single enum flag's value into *out (left alone without the flag). */
 static int parse_one_enum(const char *flag, const char *text, int (*parse)(const char *), const char *choices, int *out)
@@ -442,9 +448,9 @@ static int build_route(const spec_options *o, const char *op, const moejit_route
     if (!rc) rc = scalar_count("--replicas", o->replicas, 1, MJ_ROUTE_MAX_REPLICAS, &base.max_replicas);
     if (!rc) rc = scalar_count("--physical-experts", o->physical_experts, 1, MJ_ROUTE_MAX_PHYSICAL_EXPERTS,
                                &base.num_physical_experts);
-    if (!rc) rc = parse_one_enum("--id-dtype", o->id_dtype, mj_index_dtype_parse, INDEX_CHOICES, (int *)&base.id_dtype);
+    if (!rc) rc = parse_one_enum("--id-dtype", o->id_dtype, mj_index_dtype_parse, INDEX_DTYPE_CHOICES, (int *)&base.id_dtype);
     if (!rc)
-        rc = parse_one_enum("--logical-id-dtype", o->logical_id_dtype, mj_index_dtype_parse, INDEX_CHOICES,
+        rc = parse_one_enum("--logical-id-dtype", o->logical_id_dtype, mj_index_dtype_parse, INDEX_DTYPE_CHOICES,
                             (int *)&base.logical_id_dtype);
     if (!rc) rc = parse_one_enum("--load-counter", o->load_counter, mj_load_counter_parse, "none, int32, int64",
                                  (int *)&base.load_counter);
@@ -510,22 +516,29 @@ static int build_rows(const spec_options *o, const char *op, moejit_op id, moeji
     return (int)n;
 }
 
-/* align: --experts × --block-size. */
+/* align: --experts × --block-size × --id-dtype × --global-experts. */
 static int build_align(const spec_options *o, moejit_kernel_desc **out)
 {
-    int_list es = {0}, bs = {0};
+    int_list es = {0}, bs = {0}, ids = {0}, gs = {0};
     int rc = required_counts("align", "--experts", o->experts, 1, MOEJIT_MAX_ALIGN_EXPERTS, &es);
     if (!rc)
         rc = required_counts("align", "--block-size", o->block_size, MOEJIT_ALIGN_MIN_BLOCK, MOEJIT_ALIGN_MAX_BLOCK, &bs);
-    const size_t n = es.n * bs.n;
+    if (!rc)
+        rc = parse_enums("--id-dtype", o->id_dtype, mj_index_dtype_parse, INDEX_DTYPE_CHOICES, MOEJIT_INDEX_INT32, &ids);
+    if (!rc) rc = parse_counts("--global-experts", o->global_experts, 0, MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS, 0, &gs);
+    const size_t n = es.n * bs.n * ids.n * gs.n;
     moejit_kernel_desc *descs = rc ? NULL : alloc_descs(n);
     if (descs)
         for (size_t a = 0, i = 0; a < es.n; a++)
-            for (size_t b = 0; b < bs.n; b++, i++) {
-                descs[i].op = MOEJIT_OP_ALIGN;
-                descs[i].align = (moejit_align_spec){.num_experts = es.v[a], .block_size = bs.v[b]};
-            }
-    int_list_free(&es), int_list_free(&bs);
+            for (size_t b = 0; b < bs.n; b++)
+                for (size_t c = 0; c < ids.n; c++)
+                    for (size_t g = 0; g < gs.n; g++, i++) {
+                        descs[i].op = MOEJIT_OP_ALIGN;
+                        descs[i].align = (moejit_align_spec){.num_experts = es.v[a], .block_size = bs.v[b],
+                                                             .id_dtype = (moejit_index_dtype)ids.v[c],
+                                                             .global_experts = gs.v[g]};
+                    }
+    int_list_free(&es), int_list_free(&bs), int_list_free(&ids), int_list_free(&gs);
     if (!descs) return -1;
     *out = descs;
     return (int)n;

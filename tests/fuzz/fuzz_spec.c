@@ -3,7 +3,8 @@
  * bytes as logits (NaN, infinities and subnormals included), and align's reference on hostile ids.
  *
  * Input: byte 0 picks the op (any op, or an invalid value), then the raw bytes of the spec struct;
- * what follows is logits and bias (route, route_align) or ids (align: the align reference). */
+ * what follows is logits and bias (route, route_align) or ids, first_expert and map (align: the
+ * align reference). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,30 +54,45 @@ static void route_reference(const moejit_route_spec *spec, const uint8_t *rest, 
     free(logits), free(bias), free(ids), free(w);
 }
 
-/* align's reference on hostile ids (negative, out of range, repeated): the maps stay consistent. */
+/* align's reference on hostile ids (negative, out of range, repeated, past int32, of the spec's
+ * id dtype) through first_expert or an expert map with hostile entries: the maps stay consistent. */
 static void align_reference(const moejit_align_spec *spec, const uint8_t *rest, size_t rest_len)
 {
     const int64_t T = rest_len > 0 ? rest[0] % 64 : 1;
-    const int32_t K = rest_len > 1 ? 1 + rest[1] % 8 : 1, E = spec->num_experts;
+    const int32_t K = rest_len > 1 ? 1 + rest[1] % 8 : 1, E = spec->num_experts, Eg = spec->global_experts;
+    if (Eg > 65536) return; /* a map that large costs more time than it finds */
+#define BYTE(j) (rest_len ? rest[(size_t)(j) % rest_len] : 0)
+    const int elem = mj_index_dtype_bytes(spec->id_dtype);
+    const int32_t first = Eg ? 0 : (int8_t)BYTE(2) * 1000; /* ±128000: the int16 range and beyond */
     int64_t cap = 0;
     check(moejit_align_capacity(spec, T, K, &cap) == MOEJIT_OK && cap >= T * K);
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(T * K + 1));
+    uint8_t *ids = malloc((size_t)elem * (size_t)(T * K) + 8);
+    int32_t *map = malloc(sizeof(int32_t) * (size_t)(Eg + 1));
     int32_t *counts = malloc(sizeof(int32_t) * (size_t)E), *offsets = malloc(sizeof(int32_t) * (size_t)(E + 1));
     int32_t *sorted = malloc(sizeof(int32_t) * (size_t)(cap + 1)), *blocks = malloc(sizeof(int32_t) * (size_t)(cap / spec->block_size + 1));
     int32_t *slot_of = malloc(sizeof(int32_t) * (size_t)(T * K + 1)), total = -1;
-    if (!ids || !counts || !offsets || !sorted || !blocks || !slot_of) abort();
+    if (!ids || !map || !counts || !offsets || !sorted || !blocks || !slot_of) abort();
+    for (int32_t g = 0; g < Eg; g++) map[g] = (int32_t)(BYTE(g + 3) % (uint32_t)(E + 3)) - 2; /* -2, -1, locals, E */
+    const int64_t width = Eg ? Eg : E, base = Eg ? 0 : first;
     for (int64_t i = 0; i < T * K; i++) {
-        int32_t v = 0;
-        for (int b = 0; b < 4; b++) v = (int32_t)((uint32_t)v << 8 | (rest_len ? rest[(size_t)(4 * i + b + 2) % rest_len] : 0));
-        ids[i] = (i % 3) ? (int32_t)((uint32_t)v % (uint32_t)(E + 2)) - 1 : v; /* mostly in range, some not */
+        uint64_t raw = 0;
+        for (int b = 0; b < 8; b++) raw = raw << 8 | BYTE(8 * i + b + 3);
+        /* mostly in range (or just outside), the rest raw bytes: any value of the type */
+        const int64_t v = (i % 3) ? base + (int64_t)(raw % (uint64_t)(width + 2)) - 1 : (int64_t)raw;
+        const int16_t v16 = (int16_t)v;
+        const int32_t v32 = (int32_t)v;
+        memcpy(ids + (size_t)elem * (size_t)i, elem == 8 ? (const void *)&v : elem == 2 ? (const void *)&v16 : (const void *)&v32,
+               (size_t)elem);
     }
-    moejit_align_args a = {.ids = ids, .num_tokens = T, .topk = K,
+#undef BYTE
+    moejit_align_args a = {.ids = ids, .num_tokens = T, .topk = K, .first_expert = first, .expert_map = Eg ? map : NULL,
                            .out = {.counts = counts, .offsets = offsets, .sorted_ids = sorted, .sorted_capacity = cap,
                                    .block_expert = blocks, .total_padded = &total, .slot_of = slot_of}};
     check(moejit_align_reference(spec, &a) == MOEJIT_OK);
     check(offsets[0] == 0 && offsets[E] == total && total <= cap && total % spec->block_size == 0);
     for (int e = 0; e < E; e++) check(offsets[e + 1] >= offsets[e] + counts[e]);
-    free(ids), free(counts), free(offsets), free(sorted), free(blocks), free(slot_of);
+    for (int64_t i = 0; i < T * K; i++) check(slot_of[i] == -1 || (slot_of[i] >= 0 && slot_of[i] < total));
+    free(ids), free(map), free(counts), free(offsets), free(sorted), free(blocks), free(slot_of);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

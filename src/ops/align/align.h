@@ -20,10 +20,13 @@ struct mj_kernel_plan;
 struct mj_strbuf;
 struct mj_kernel;
 
-/* Align spec after normalisation: padding-free, compared with memcmp. */
+/* Align spec after normalisation: padding-free, compared with memcmp. route_align builds one
+ * over E+S experts for its fallback (mj_route_align_fallback_shape: no map, route's ids). */
 typedef struct mj_align_shape {
-    int32_t experts;    /* E */
-    int32_t block_size; /* B */
+    int32_t experts;        /* E (local experts) */
+    int32_t block_size;     /* B */
+    int32_t id_dtype;       /* moejit_index_dtype of the ids */
+    int32_t global_experts; /* Eg > 0: ids go through expert_map [Eg]; 0: id - first_expert */
 } mj_align_shape;
 
 /* Validate an align spec and write its normalised shape. Errors name the field and value. */
@@ -35,19 +38,22 @@ moejit_status mj_align_check_block(const char *spec_name, int block_size);
 
 /* How an align Cfg is laid out (the constants of align.cuh's Cfg contract). */
 typedef struct mj_align_geom {
-    int experts;     /* E (E + S inside route_align) */
-    int block_size;  /* B */
-    int threads;     /* block size of every align entry */
-    int count_warps; /* warps that rank a tile; their histogram rows fit the histogram budget */
-    int tile;        /* ids per tile */
-    int expert_bits; /* bits of an expert id in a rank code */
-    int small_ids;   /* the largest batch of the small entry (0: E too large for it) */
+    int experts;        /* E (E + S inside route_align) */
+    int block_size;     /* B */
+    int id_dtype;       /* moejit_index_dtype of ids in global memory (Cfg::Id) */
+    int global_experts; /* Eg of the expert map, 0 without one */
+    int threads;        /* block size of every align entry */
+    int count_warps;    /* warps that rank a tile; their histogram rows fit the histogram budget */
+    int tile;           /* ids per tile */
+    int expert_bits;    /* bits of an expert id in a rank code */
+    int small_ids;      /* the largest batch of the small entry (0: E too large for it) */
 } mj_align_geom;
 
-/* The geometry of align's kernels for E experts and block size B (route_align's fallback too). */
-void mj_align_geom_default(int experts, int block_size, mj_align_geom *g);
+/* The geometry of align's kernels for a shape (route_align's fallback too). */
+void mj_align_geom_for(const mj_align_shape *s, mj_align_geom *g);
 /* Any geometry: `threads` per block, histogram rows within hist_budget bytes, `tile` ids a tile,
- * up to `small_ids` ids (rounded up to 32) on the small path where E allows it. */
+ * up to `small_ids` ids (rounded up to 32) on the small path where E allows it; int32 ids and no
+ * map (set id_dtype and global_experts after). */
 void mj_align_geom_make(int experts, int block_size, int threads, int hist_budget, int tile, int small_ids,
                         mj_align_geom *g);
 /* Shared memory in ints of the single and scatter kernels, enough for the small path too
@@ -75,9 +81,12 @@ void mj_align_emit_cfg(struct mj_strbuf *sb, const char *cfg, const mj_align_geo
 /* The extern "C" entries first .. first+4 of plan, on Cfg `cfg`. */
 void mj_align_emit_entries(struct mj_strbuf *sb, const struct mj_kernel_plan *plan, int first, const char *cfg);
 
-/* The kernels' parameters (mj::AlignParams in align.cuh is emitted from this table). */
+/* The kernels' parameters (mj::AlignParams in align.cuh is emitted from this table). ids are of
+ * the shape's id dtype; expert_map is read only with a map, first_expert only without one (0
+ * inside route_align). */
 #define MJ_ALIGN_PARAMS(X, S)                                                                              \
-    X(S, const int32_t *, ids)                                                                            \
+    X(S, const void *, ids)                                                                               \
+    X(S, const int32_t *, expert_map)                                                                     \
     X(S, int32_t, n)                                                                                      \
     X(S, int32_t, capacity)                                                                               \
     X(S, int32_t *, counts)                                                                               \
@@ -87,7 +96,8 @@ void mj_align_emit_entries(struct mj_strbuf *sb, const struct mj_kernel_plan *pl
     X(S, int32_t *, total_padded)                                                                         \
     X(S, int32_t *, slot_of)                                                                              \
     X(S, int32_t *, ws)                                                                                   \
-    X(S, int32_t, num_tiles)
+    X(S, int32_t, num_tiles)                                                                              \
+    X(S, int32_t, first_expert)
 typedef struct mj_align_params {
     MJ_ALIGN_PARAMS(MJ_PARAM_DECL, _)
 } mj_align_params;
@@ -109,9 +119,10 @@ typedef struct mj_align_layout {
 moejit_status mj_align_layout_for(const char *op, int experts, int block_size, int64_t num_tokens, int64_t topk,
                                   mj_align_layout *out);
 
-/* Check ids (when N > 0) and the outputs against a layout, and fill the kernel parameters.
- * `check_workspace` is 0 for the reference, which needs none. */
-moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, const int32_t *ids,
+/* Check ids of `id_dtype` (when N > 0: not NULL, aligned to their size) and the outputs against
+ * a layout, and fill the kernel parameters (no map, first_expert 0). `check_workspace` is 0 for
+ * the reference, which needs none. */
+moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, const void *ids, int id_dtype,
                                      const moejit_align_outputs *o, int check_workspace, mj_align_params *p);
 
 /* Every check of a moejit_align call (the launch's and the reference's): the spec normalised into
@@ -131,9 +142,10 @@ int mj_align_wants_output(const mj_align_params *p);
 moejit_status mj_align_run(moejit_ctx *ctx, const struct mj_kernel *k, int first, const mj_align_layout *l,
                            const mj_align_params *p, moejit_stream stream);
 
-/* align's counting sort over `experts` experts with block size `block_size`, on host memory
- * described by checked kernel parameters (route_align's reference runs it over E+S experts). */
-moejit_status mj_align_reference_run(int experts, int block_size, const mj_align_params *p);
+/* align's counting sort for a shape, on host memory described by checked kernel parameters
+ * (ids of s->id_dtype, expert_map a host pointer; route_align's reference runs it over E+S
+ * experts). */
+moejit_status mj_align_reference_run(const mj_align_shape *s, const mj_align_params *p);
 
 struct mj_op;
 extern const struct mj_op mj_op_align;

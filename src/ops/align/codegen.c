@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "common/dtype.h"
 #include "jit/codegen.h"
 
 extern const char mj_template_align_cuh[];
@@ -34,8 +35,11 @@ void mj_align_emit_cfg(mj_strbuf *sb, const char *cfg, const mj_align_geom *g)
                  "    static constexpr int kTile = %d;\n"
                  "    static constexpr int kExpertBits = %d;\n"
                  "    static constexpr int kSmallIds = %d;\n"
+                 "    typedef %s Id;\n"
+                 "    static constexpr int kGlobalExperts = %d;\n"
                  "};\n\n",
-                 cfg, g->experts, g->block_size, g->threads, g->count_warps, g->tile, g->expert_bits, g->small_ids);
+                 cfg, g->experts, g->block_size, g->threads, g->count_warps, g->tile, g->expert_bits, g->small_ids,
+                 mj_index_dtype_ctype(g->id_dtype), g->global_experts);
 }
 
 void mj_align_emit_entries(mj_strbuf *sb, const mj_kernel_plan *plan, int first, const char *cfg)
@@ -65,23 +69,31 @@ static moejit_status align_normalize_desc(const moejit_kernel_desc *desc, mj_ker
     return mj_kernel_id_result(mj_align_normalize(&desc->align, &a), id, &mj_op_align, &a, sizeof a);
 }
 
+/* Names gain a part only away from the defaults (int32 ids, no map), so the names of the
+ * shapes that existed before id dtypes and maps stay what they were. */
 static int align_module_name(const mj_kernel_id *id, char *buf, size_t cap)
 {
     const mj_align_shape a = shape_of(id);
-    return snprintf(buf, cap, "moejit_align_e%d_b%d", a.experts, a.block_size);
+    static const char *const suffix[] = {"", "_i64", "_i16"};
+    int n = snprintf(buf, cap, "moejit_align_e%d_b%d%s", a.experts, a.block_size, suffix[a.id_dtype]);
+    if (a.global_experts) mj_appendf(buf, cap, &n, "_g%d", a.global_experts);
+    return n;
 }
 
 static int align_describe(const mj_kernel_id *id, char *buf, size_t cap)
 {
     const mj_align_shape a = shape_of(id);
-    return snprintf(buf, cap, "E=%d B=%d", a.experts, a.block_size);
+    int n = snprintf(buf, cap, "E=%d B=%d", a.experts, a.block_size);
+    if (a.id_dtype != MOEJIT_INDEX_INT32) mj_appendf(buf, cap, &n, " ids=%s", mj_index_dtype_name(a.id_dtype));
+    if (a.global_experts) mj_appendf(buf, cap, &n, " Eg=%d", a.global_experts);
+    return n;
 }
 
 static void align_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
 {
     const mj_align_shape a = shape_of(id);
     mj_align_geom g;
-    mj_align_geom_default(a.experts, a.block_size, &g);
+    mj_align_geom_for(&a, &g);
     mj_align_plan_entries(plan, 0, &g);
 }
 
@@ -89,7 +101,7 @@ static void align_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_pl
 {
     const mj_align_shape a = shape_of(id);
     mj_align_geom g;
-    mj_align_geom_default(a.experts, a.block_size, &g);
+    mj_align_geom_for(&a, &g);
     mj_align_emit_template(sb);
     mj_sb_puts(sb, "\n// ---- this kernel's shape -------------------------------------------------\n");
     mj_align_emit_cfg(sb, "MoejitAlignCfg", &g);

@@ -7,26 +7,51 @@
 #include "moejit_reference.h"
 #include "ops/align/align.h"
 
-moejit_status mj_align_reference_run(int experts, int block_size, const mj_align_params *p)
+/* Id i of the batch, whatever its type, as the int64 it is (never truncated). */
+static int64_t id_at(const void *ids, int id_dtype, int i)
 {
-    const int E = experts, B = block_size, N = p->n;
+    switch (id_dtype) {
+    case MOEJIT_INDEX_INT64: return ((const int64_t *)ids)[i];
+    case MOEJIT_INDEX_INT16: return ((const int16_t *)ids)[i];
+    default: return ((const int32_t *)ids)[i];
+    }
+}
+
+/* The local expert of an id, or -1 when it is dropped (moejit.h, Operation 2). */
+static int local_expert(const mj_align_shape *s, const mj_align_params *p, int64_t id)
+{
+    if (s->global_experts) {
+        const int32_t e = id >= 0 && id < s->global_experts ? p->expert_map[id] : -1;
+        return e >= 0 && e < s->experts ? e : -1;
+    }
+    if (id < p->first_expert) return -1;
+    /* id - first_expert, exact in uint64 once id >= first_expert (int64 could overflow) */
+    const uint64_t e = (uint64_t)id - (uint64_t)(int64_t)p->first_expert;
+    return e < (uint64_t)s->experts ? (int)e : -1;
+}
+
+moejit_status mj_align_reference_run(const mj_align_shape *s, const mj_align_params *p)
+{
+    const int E = s->experts, B = s->block_size, N = p->n;
     int32_t *counts = calloc((size_t)E, sizeof *counts), *off = malloc(sizeof *off * (size_t)(E + 1)),
             *next = malloc(sizeof *next * (size_t)E);
     if (!counts || !off || !next) {
         free(counts), free(off), free(next);
         return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "align reference: out of memory");
     }
-    /* Counts, then offsets: each expert's rows padded to a multiple of B. */
-    for (int i = 0; i < N; i++)
-        if (p->ids[i] >= 0 && p->ids[i] < E) counts[p->ids[i]]++;
+    /* Counts of the local experts, then offsets: each expert's rows padded to a multiple of B. */
+    for (int i = 0; i < N; i++) {
+        const int e = local_expert(s, p, id_at(p->ids, s->id_dtype, i));
+        if (e >= 0) counts[e]++;
+    }
     off[0] = 0;
     for (int e = 0; e < E; e++) off[e + 1] = off[e] + (counts[e] + B - 1) / B * B;
     const int total = off[E];
     /* Flat indices in ascending order: each goes to the next free row of its expert. */
     memcpy(next, off, sizeof *next * (size_t)E);
     for (int i = 0; i < N; i++) {
-        const int e = p->ids[i];
-        const int slot = e >= 0 && e < E ? next[e]++ : -1;
+        const int e = local_expert(s, p, id_at(p->ids, s->id_dtype, i));
+        const int slot = e >= 0 ? next[e]++ : -1;
         if (slot >= 0 && p->sorted_ids) p->sorted_ids[slot] = i;
         if (p->slot_of) p->slot_of[i] = slot;
     }
@@ -53,5 +78,5 @@ moejit_status moejit_align_reference(const moejit_align_spec *spec, const moejit
     mj_align_layout l;
     mj_align_params p;
     moejit_status st = mj_align_check_call(spec, args, 0, &a, &l, &p); /* the launch's own checks */
-    return st == MOEJIT_OK ? mj_align_reference_run(a.experts, a.block_size, &p) : st;
+    return st == MOEJIT_OK ? mj_align_reference_run(&a, &p) : st;
 }

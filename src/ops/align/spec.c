@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/dtype.h"
 #include "common/error.h"
 
 enum {
@@ -42,8 +43,18 @@ moejit_status mj_align_normalize(const moejit_align_spec *spec, mj_align_shape *
         return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "num_experts = %d exceeds the maximum %d", e, MOEJIT_MAX_ALIGN_EXPERTS);
     st = mj_align_check_block("align spec", b);
     if (st != MOEJIT_OK) return st;
+    if (!mj_index_dtype_name((int)spec->id_dtype))
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "id_dtype = %d is not a moejit_index_dtype (0 int32, 1 int64, 2 int16)",
+                        (int)spec->id_dtype);
+    const int eg = spec->global_experts;
+    if (eg < 0) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "global_experts = %d must be >= 0 (0: no expert map)", eg);
+    if (eg > MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS)
+        return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "global_experts = %d exceeds the maximum %d", eg,
+                        MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS);
     out->experts = e;
     out->block_size = b;
+    out->id_dtype = (int32_t)spec->id_dtype;
+    out->global_experts = eg;
     return MOEJIT_OK;
 }
 
@@ -52,6 +63,8 @@ void mj_align_geom_make(int experts, int block_size, int threads, int hist_budge
 {
     g->experts = experts;
     g->block_size = block_size;
+    g->id_dtype = MOEJIT_INDEX_INT32;
+    g->global_experts = 0;
     g->threads = threads;
     g->count_warps = threads / 32;
     while (g->count_warps > 1 && (long)g->count_warps * experts * 4 > hist_budget) g->count_warps /= 2;
@@ -61,9 +74,11 @@ void mj_align_geom_make(int experts, int block_size, int threads, int hist_budge
     g->small_ids = experts <= ALIGN_SMALL_MAX_EXPERTS ? (small_ids + 31) / 32 * 32 : 0;
 }
 
-void mj_align_geom_default(int experts, int block_size, mj_align_geom *g)
+void mj_align_geom_for(const mj_align_shape *s, mj_align_geom *g)
 {
-    mj_align_geom_make(experts, block_size, ALIGN_THREADS, ALIGN_HIST_BUDGET, ALIGN_TILE, ALIGN_SMALL_IDS, g);
+    mj_align_geom_make(s->experts, s->block_size, ALIGN_THREADS, ALIGN_HIST_BUDGET, ALIGN_TILE, ALIGN_SMALL_IDS, g);
+    g->id_dtype = s->id_dtype;
+    g->global_experts = s->global_experts;
 }
 
 /* align.cuh's kSmallSmemInts: counts and offsets at padded indices, each block's expert. */
@@ -107,8 +122,8 @@ moejit_status mj_align_layout_for(const char *op, int experts, int block_size, i
         return mj_fail(MOEJIT_ERR_UNSUPPORTED,
                        "%s args: %lld ids over %d experts can need %lld padded rows, more than %d (positions are "
                        "int32)", op, (long long)n, experts, (long long)out->capacity, INT32_MAX);
-    mj_align_geom g;
-    mj_align_geom_default(experts, block_size, &g);
+    mj_align_geom g; /* the sizes do not depend on the ids' type or their map */
+    mj_align_geom_for(&(mj_align_shape){.experts = experts, .block_size = block_size}, &g);
     out->multi = !(n <= g.tile && out->capacity <= SINGLE_MAX_CAPACITY);
     out->small = !out->multi && g.small_ids > 0 && n <= g.small_ids;
     if (out->multi) {
@@ -129,13 +144,14 @@ static moejit_status check_optional(const char *op, const char *name, const void
     return p ? mj_check_pointer(op, name, p, 4) : MOEJIT_OK;
 }
 
-moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, const int32_t *ids,
+moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, const void *ids, int id_dtype,
                                      const moejit_align_outputs *o, int check_workspace, mj_align_params *p)
 {
     memset(p, 0, sizeof *p);
     moejit_status st;
     if ((st = MJ_CHECK_RESERVED("align outputs", o)) != MOEJIT_OK) return st;
-    if (l->n > 0 && (st = mj_check_pointer(op, "ids", ids, 4)) != MOEJIT_OK) return st;
+    if (l->n > 0 && (st = mj_check_pointer(op, "ids", ids, (size_t)mj_index_dtype_bytes(id_dtype))) != MOEJIT_OK)
+        return st;
     if ((st = check_optional(op, "counts", o->counts)) != MOEJIT_OK ||
         (st = check_optional(op, "offsets", o->offsets)) != MOEJIT_OK ||
         (st = check_optional(op, "sorted_ids", o->sorted_ids)) != MOEJIT_OK ||
@@ -172,6 +188,36 @@ moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, c
     return MOEJIT_OK;
 }
 
+/* How ids become local experts: expert_map with spec.global_experts, else first_expert, never
+ * both (a map already gives local ids), and never a map the spec does not announce (its ids would
+ * be read as local ones). */
+static moejit_status check_mapping(const mj_align_shape *s, const moejit_align_args *a, const mj_align_layout *l,
+                                   mj_align_params *p)
+{
+    if (!s->global_experts) {
+        if (a->expert_map)
+            return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT,
+                           "align args: expert_map = %p is given but spec.global_experts = 0 (set it to the map's "
+                           "length, the number of global experts)", (const void *)a->expert_map);
+        p->first_expert = a->first_expert;
+        return MOEJIT_OK;
+    }
+    if (a->first_expert)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT,
+                       "align args: first_expert = %d with expert_map (spec.global_experts = %d): the map gives "
+                       "local ids already; first_expert must be 0", a->first_expert, s->global_experts);
+    if (l->n > 0 && !a->expert_map)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT,
+                       "align args: expert_map is NULL, but spec.global_experts = %d needs a map of that many entries",
+                       s->global_experts);
+    if (a->expert_map) {
+        moejit_status st = mj_check_pointer("align", "expert_map", a->expert_map, 4);
+        if (st != MOEJIT_OK) return st;
+    }
+    p->expert_map = a->expert_map;
+    return MOEJIT_OK;
+}
+
 moejit_status mj_align_check_call(const moejit_align_spec *spec, const moejit_align_args *args, int check_workspace,
                                   mj_align_shape *shape, mj_align_layout *l, mj_align_params *p)
 {
@@ -181,7 +227,8 @@ moejit_status mj_align_check_call(const moejit_align_spec *spec, const moejit_al
     if ((st = mj_align_check_args_reserved(args)) != MOEJIT_OK) return st;
     if ((st = mj_align_layout_for("align", shape->experts, shape->block_size, args->num_tokens, args->topk, l)) != MOEJIT_OK)
         return st;
-    return mj_align_check_outputs("align", l, args->ids, &args->out, check_workspace, p);
+    st = mj_align_check_outputs("align", l, args->ids, shape->id_dtype, &args->out, check_workspace, p);
+    return st == MOEJIT_OK ? check_mapping(shape, args, l, p) : st;
 }
 
 moejit_status mj_align_check_args_reserved(const moejit_align_args *a)

@@ -92,12 +92,12 @@ static void emit_cfg(mj_strbuf *sb, const mj_route_shape *r)
                  "    static constexpr int kWarpsPerBlock = %d;\n"
                  "    // serving options\n"
                  "    static constexpr bool kPadded = %s;\n"
-                 "    typedef mj::%s IdT;\n"
+                 "    typedef %s IdT;\n"
                  "    static constexpr int kMaxReplicas = %d;\n"
                  "    static constexpr int kPhysicalExperts = %d;\n"
                  "    static constexpr int kLoadCounter = %d; // 0 none, 1 int32, 2 int64\n"
                  "    static constexpr int kReplay = %d; // 0 off, 1 record, 2 given\n"
-                 "    typedef mj::%s LogicalIdT;\n"
+                 "    typedef %s LogicalIdT;\n"
                  "};\n\n",
                  mj_dtype_struct(r->dtype), r->experts, r->topk, r->score, mj_score_name(r->score), r->groups,
                  r->topk_groups, r->group_score, r->has_bias ? "true" : "false", cap,

@@ -40,8 +40,9 @@ static void route_align_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
     mj_route_align_fused_for(&s, &f);
     mj_plan_entry(plan, MJ_RA_FUSED, "_fused", f.align.threads, f.max_tokens, f.smem_bytes);
     mj_plan_entry(plan, MJ_RA_ROUTE, "_route", 32 * MJ_ROUTE_WARPS_PER_BLOCK, MJ_ROUTE_WARPS_PER_BLOCK, 0);
+    const mj_align_shape fallback = mj_route_align_fallback_shape(&s);
     mj_align_geom g;
-    mj_align_geom_default(mj_route_id_space(&s.route), s.block_size, &g);
+    mj_align_geom_for(&fallback, &g);
     mj_align_plan_entries(plan, MJ_RA_ALIGN, &g);
 }
 
@@ -50,8 +51,9 @@ static void route_align_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_ker
     const mj_route_align_shape s = shape_of(id);
     mj_route_align_fused f;
     mj_route_align_fused_for(&s, &f);
+    const mj_align_shape fallback = mj_route_align_fallback_shape(&s);
     mj_align_geom g;
-    mj_align_geom_default(mj_route_id_space(&s.route), s.block_size, &g);
+    mj_align_geom_for(&fallback, &g);
     mj_route_emit_module(sb, &s.route); /* route's template and MoejitRouteCfg */
     mj_align_emit_template(sb);
     mj_emit_params(sb, &k_params);

@@ -87,7 +87,8 @@ moejit_status moejit_route_align(moejit_ctx *ctx, const moejit_route_align_spec 
     int fused;
     if ((st = mj_route_check_args("route_align", &s->route, &args->route, &p.route)) != MOEJIT_OK ||
         (st = batch_layout(s, args->route.num_tokens, &l, &fused)) != MOEJIT_OK ||
-        (st = mj_align_check_outputs("route_align", &l, args->route.ids, &args->align, 1, &p.align)) != MOEJIT_OK)
+        (st = mj_align_check_outputs("route_align", &l, args->route.ids, mj_route_align_fallback_shape(s).id_dtype,
+                                     &args->align, 1, &p.align)) != MOEJIT_OK)
         return st;
     const int64_t tokens = args->route.num_tokens;
     if (tokens == 0 && !mj_align_wants_output(&p.align)) return MOEJIT_OK;

@@ -14,13 +14,13 @@ moejit_status moejit_route_align_reference(const moejit_route_align_spec *spec, 
     if ((st = MJ_CHECK_RESERVED("route_align args", args)) != MOEJIT_OK) return st;
     const mj_route_shape *r = &s.route;
     const moejit_route_args *ra = &args->route;
-    const int experts = mj_route_id_space(r);
+    const mj_align_shape a = mj_route_align_fallback_shape(&s);
     mj_align_layout l;
     mj_align_params p;
-    if ((st = mj_align_layout_for("route_align", experts, s.block_size, ra->num_tokens, r->topk + r->shared_slots,
+    if ((st = mj_align_layout_for("route_align", a.experts, a.block_size, ra->num_tokens, r->topk + r->shared_slots,
                                   &l)) != MOEJIT_OK ||
-        (st = mj_align_check_outputs("route_align", &l, ra->ids, &args->align, 0, &p)) != MOEJIT_OK)
+        (st = mj_align_check_outputs("route_align", &l, ra->ids, a.id_dtype, &args->align, 0, &p)) != MOEJIT_OK)
         return st;
     st = moejit_route_reference(&spec->route, ra);
-    return st == MOEJIT_OK ? mj_align_reference_run(experts, s.block_size, &p) : st;
+    return st == MOEJIT_OK ? mj_align_reference_run(&a, &p) : st;
 }

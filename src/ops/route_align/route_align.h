@@ -20,6 +20,11 @@ typedef struct mj_route_align_shape {
 /* Validate a route_align spec (route's checks, then the block size) and normalise it. */
 moejit_status mj_route_align_normalize(const moejit_route_align_spec *spec, mj_route_align_shape *out);
 
+/* The align shape of the fallback's align launches (and of the reference): E+S experts, no map,
+ * the ids as route writes them (int32). The fused kernel aligns route's int ids in shared memory
+ * whatever this says. */
+mj_align_shape mj_route_align_fallback_shape(const mj_route_align_shape *s);
+
 /* The fused kernel: align's geometry inside it (threads = the block, tile = max_tokens·(K+S)),
  * the token limit and its shared memory. */
 typedef struct mj_route_align_fused {

@@ -29,12 +29,16 @@ moejit_status mj_route_align_normalize(const moejit_route_align_spec *spec, mj_r
     /* route's own checks, including what its kernel does not implement yet */
     moejit_status st = mj_route_normalize(&spec->route, &out->route);
     if (st == MOEJIT_OK) st = mj_align_check_block("route_align spec", spec->block_size);
-    if (st == MOEJIT_OK && out->route.id_dtype != MOEJIT_INDEX_INT32) /* align's side reads int32 ids */
-        st = mj_fail(MOEJIT_ERR_UNSUPPORTED, "route_align spec: route.id_dtype = %s is not supported (int32 only)",
-                     mj_index_dtype_name(out->route.id_dtype));
     if (st != MOEJIT_OK) return st;
     out->block_size = spec->block_size;
     return MOEJIT_OK;
+}
+
+mj_align_shape mj_route_align_fallback_shape(const mj_route_align_shape *s)
+{
+    const mj_route_shape *r = &s->route;
+    /* align reads route's ids as route wrote them: physical ids (P + S experts), route's type */
+    return (mj_align_shape){.experts = mj_route_id_space(r), .block_size = s->block_size, .id_dtype = r->id_dtype};
 }
 
 /* Fit align's geometry inside the fused kernel to a batch of `tokens` (its tile and, where E+S
