@@ -169,6 +169,44 @@ static void test_other_archs(void **state)
     mjt_rmtree(dir);
 }
 
+/* Blackwell (sm_100a) and consumer Blackwell (sm_120a) get every preset, in f32 and bf16, and one
+ * kernel of each other op and of route's serving options: no Hopper-only instruction without a
+ * fallback (they cannot be run here, only compiled). */
+static void test_presets_compile_for_blackwell(void **state)
+{
+    (void)state;
+    moejit_kernel_desc descs[32];
+    int n = 0;
+    for (size_t p = 0; moejit_route_preset_name(p); p++)
+        for (int dt = 0; dt < 2; dt++) {
+            descs[n] = (moejit_kernel_desc){.op = MOEJIT_OP_ROUTE};
+            assert_int_equal(moejit_route_preset(moejit_route_preset_name(p), &descs[n].route), MOEJIT_OK);
+            descs[n++].route.dtype = dt ? MOEJIT_DTYPE_BF16 : MOEJIT_DTYPE_F32;
+        }
+    moejit_route_spec serving = descs[8].route; /* deepseek-v3 or whichever preset sits there */
+    serving.padded = 1, serving.max_replicas = 4, serving.num_physical_experts = serving.num_experts + 32;
+    serving.load_counter = MOEJIT_LOAD_INT64, serving.replay = MOEJIT_REPLAY_RECORD, serving.id_dtype = MOEJIT_INDEX_INT64;
+    descs[n++] = (moejit_kernel_desc){.op = MOEJIT_OP_ROUTE, .route = serving};
+    descs[n++] = (moejit_kernel_desc){.op = MOEJIT_OP_ALIGN, .align = {.num_experts = 256, .block_size = 64}};
+    descs[n++] = (moejit_kernel_desc){.op = MOEJIT_OP_ROUTE_ALIGN, .route_align = {.route = serving, .block_size = 16}};
+    descs[n++] = (moejit_kernel_desc){.op = MOEJIT_OP_MX_SCALES, .mx_scales = {.cols = 224}};
+    descs[n++] = (moejit_kernel_desc){.op = MOEJIT_OP_PERMUTE, .permute = {.hidden = 7168, .dtype = MOEJIT_DTYPE_BF16}};
+    descs[n++] = (moejit_kernel_desc){.op = MOEJIT_OP_COMBINE, .combine = {.hidden = 7168, .dtype = MOEJIT_DTYPE_BF16}};
+    char dir[4096];
+    moejit_ctx *ctx = mjt_open_tmp(dir);
+    static const char *const archs[] = {"sm_100a", "sm_120a"};
+    moejit_prewarm_result *r = calloc((size_t)n * 2, sizeof *r);
+    assert_non_null(r);
+    const moejit_status st = moejit_prewarm_archs(ctx, descs, (size_t)n, archs, 2, r, NULL, NULL);
+    for (int i = 0; i < 2 * n; i++)
+        if (r[i].status != MOEJIT_OK) fail_msg("%s for %s: %s", r[i].name, r[i].arch, r[i].error);
+    assert_int_equal(st, MOEJIT_OK);
+    printf("[ info     ] %d kernels compiled for sm_100a and sm_120a\n", n);
+    free(r);
+    moejit_close(ctx);
+    mjt_rmtree(dir);
+}
+
 /* Every preset and the issue-4 edge sweep compile, with the real options. */
 static void test_edge_sweep_and_presets_compile(void **state)
 {
@@ -252,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_source_is_specialised),
         cmocka_unit_test(test_sweep_compiles),
         cmocka_unit_test(test_other_archs),
+        cmocka_unit_test(test_presets_compile_for_blackwell),
         cmocka_unit_test(test_edge_sweep_and_presets_compile),
         cmocka_unit_test(test_ops_sweep_compiles),
     };
