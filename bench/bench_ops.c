@@ -4,7 +4,10 @@
  * align uses vLLM's measured shapes (E128/E256, K=8, B=64); route_align is timed beside route
  * followed by align; mx_scales reports GB/s (bytes read + written) to compare with the copy floor
  * the benchmark harness measures in the same run.
- *   bench_ops [align|route_align|mx]   (default: all) */
+ *   bench_ops [align|route_align|mx] [--no-pdl | --pdl-both]   (default: all ops, PDL as MOEJIT_PDL says)
+ * Prints whether programmatic dependent launch (PDL: moejit_config.pdl, MOEJIT_PDL; on by default)
+ * is used. --no-pdl turns it off; --pdl-both times every row with it on and off (two contexts,
+ * interleaved forth and back, the lower of two medians kept each), one row each. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +19,10 @@
 #include "bench_common.h"
 
 static const mj_driver *d;
-static moejit_ctx *ctx;
+static moejit_ctx *ctx; /* the context the call functions use: ctxs[c] while timing row c */
+static moejit_ctx *ctxs[2];
+static const char *labels[2] = {"", ""};
+static int n_ctx = 1;
 static CUstream stream;
 
 static void *dev_alloc(size_t bytes, unsigned char fill)
@@ -78,6 +84,23 @@ static void time_it(call_fn f, const void *arg, double out[2])
     d->event_destroy(a), d->event_destroy(b), d->graph_exec_destroy(exec), d->graph_destroy(g);
 }
 
+/* time_it of f(arg) with each context: out[c] for ctxs[c]; with two, on, off, then off, on (drift
+ * cancels), the lower of each kept. */
+static void time_each(call_fn f, const void *arg, double out[2][2])
+{
+    for (int c = 0; c < n_ctx; c++) out[c][0] = out[c][1] = 1e30;
+    for (int pass = 0; pass < n_ctx; pass++)
+        for (int i = 0; i < n_ctx; i++) {
+            const int c = pass ? n_ctx - 1 - i : i;
+            ctx = ctxs[c];
+            double r[2];
+            time_it(f, arg, r);
+            for (int k = 0; k < 2; k++)
+                if (r[k] < out[c][k]) out[c][k] = r[k];
+        }
+    ctx = ctxs[0];
+}
+
 /* ---- align ---- */
 
 typedef struct align_case {
@@ -115,9 +138,10 @@ static void bench_align(void)
                         .sorted_ids = dev_alloc(4 * (size_t)cap, 0), .block_expert = dev_alloc(4 * (size_t)(cap / 64), 0),
                         .total_padded = dev_alloc(4, 0), .slot_of = dev_alloc(4 * (size_t)N, 0),
                         .workspace = ws ? dev_alloc(ws, 0) : NULL, .workspace_bytes = ws}};
-            double r[2];
-            time_it(call_align, &c, r);
-            printf("E=%-26d %7lld %11.2f %11.2f\n", es[e], (long long)T, r[0], r[1]);
+            double r[2][2];
+            time_each(call_align, &c, r);
+            for (int k = 0; k < n_ctx; k++)
+                printf("E=%-26d %7lld %11.2f %11.2f%s\n", es[e], (long long)T, r[k][0], r[k][1], labels[k]);
             const moejit_align_outputs *o = &c.args.out;
             dev_free(d_ids), dev_free(o->counts), dev_free(o->offsets), dev_free(o->sorted_ids);
             dev_free(o->block_expert), dev_free(o->total_padded), dev_free(o->slot_of), dev_free(o->workspace);
@@ -183,12 +207,14 @@ static void bench_route_align(void)
             .block_expert = dev_alloc(4 * (size_t)(cap / 64), 0), .total_padded = dev_alloc(4, 0),
             .slot_of = dev_alloc(4 * (size_t)(T * W), 0), .workspace = ws ? dev_alloc(ws, 0) : NULL,
             .workspace_bytes = ws};
-        double fused_t[2], plain_t[2], route_t[2];
-        time_it(call_route_align, &c, fused_t);
-        time_it(call_route_then_align, &c, plain_t);
-        time_it(call_route_only, &c, route_t);
-        printf("%-44s %6lld %11.2f %11.2f %13.2f %13.2f %11.2f %7.2fx\n", T <= fused ? "  (fused)" : "  (fallback)",
-               (long long)T, fused_t[0], fused_t[1], plain_t[0], plain_t[1], route_t[0], fused_t[0] / route_t[0]);
+        double fused_t[2][2], plain_t[2][2], route_t[2][2];
+        time_each(call_route_align, &c, fused_t);
+        time_each(call_route_then_align, &c, plain_t);
+        time_each(call_route_only, &c, route_t);
+        for (int k = 0; k < n_ctx; k++)
+            printf("%-44s %6lld %11.2f %11.2f %13.2f %13.2f %11.2f %7.2fx%s\n",
+                   T <= fused ? "  (fused)" : "  (fallback)", (long long)T, fused_t[k][0], fused_t[k][1], plain_t[k][0], plain_t[k][1], route_t[k][0],
+                   fused_t[k][0] / route_t[k][0], labels[k]);
         const moejit_route_args *r = &c.args.route;
         const moejit_align_outputs *o = &c.args.align;
         dev_free((void *)r->logits), dev_free((void *)r->bias), dev_free(r->ids), dev_free(r->weights);
@@ -237,32 +263,60 @@ static void bench_mx(void)
             c.args.group_ends = dev_alloc(4 * (size_t)cases[i].g, 0);
             CU(d->memcpy_htod((CUdeviceptr)(uintptr_t)c.args.group_ends, ends, 4 * (size_t)cases[i].g));
         }
-        double r[2];
-        time_it(call_mx, &c, r);
+        double r[2][2];
+        time_each(call_mx, &c, r);
         char shape[64];
         snprintf(shape, sizeof shape, "%s (%lld, %lld, %d)", cases[i].grouped ? "2D G,M,C" : "3D G,R,C",
                  (long long)cases[i].g, (long long)cases[i].r, cases[i].c);
-        printf("%-36s %11.2f %11.2f %9.0f\n", shape, r[0], r[1], (double)(in_bytes + out_bytes) / (r[0] * 1e3));
+        for (int k = 0; k < n_ctx; k++)
+            printf("%-36s %11.2f %11.2f %9.0f%s\n", shape, r[k][0], r[k][1],
+                   (double)(in_bytes + out_bytes) / (r[k][0] * 1e3), labels[k]);
         dev_free((void *)c.args.in), dev_free(c.args.out), dev_free((void *)c.args.group_ends), free(ends);
     }
 }
 
 int main(int argc, char **argv)
 {
-    const char *only = argc > 1 ? argv[1] : NULL;
+    const char *only = NULL;
+    int pdl_off = 0, pdl_both = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--no-pdl")) pdl_off = 1;
+        else if (!strcmp(argv[i], "--pdl-both")) pdl_both = 1;
+        else if (!only && (!strcmp(argv[i], "align") || !strcmp(argv[i], "route_align") || !strcmp(argv[i], "mx")))
+            only = argv[i];
+        else {
+            fprintf(stderr, "usage: bench_ops [align|route_align|mx] [--no-pdl | --pdl-both]\n");
+            return 2;
+        }
+    }
     CHECK(mj_driver_get(&d));
     CUdevice dev;
     int retained;
     CHECK(mj_driver_current_device(d, 0, &dev, &retained));
     CU(d->stream_create(&stream, CU_STREAM_NON_BLOCKING));
-    CHECK(moejit_open(NULL, &ctx));
+    if (pdl_both) {
+        const moejit_config on = {.pdl = 1}, off = {.pdl = 2};
+        CHECK(moejit_open(&on, &ctxs[0]));
+        CHECK(moejit_open(&off, &ctxs[1]));
+        labels[0] = "  [PDL on]", labels[1] = "  [PDL off]", n_ctx = 2;
+    } else {
+        const moejit_config cfg = {.pdl = pdl_off ? 2 : 0};
+        CHECK(moejit_open(&cfg, &ctxs[0]));
+    }
+    ctx = ctxs[0];
     char arch[16];
     CHECK(moejit_ctx_device_arch(ctx, arch, sizeof arch));
-    printf("moejit %s on %s\n", MOEJIT_VERSION_STRING, arch);
+    printf("moejit %s on %s, driver %d\n", MOEJIT_VERSION_STRING, arch, d->version);
+    for (int c = 0; c < n_ctx; c++) {
+        int requested, active;
+        CHECK(moejit_ctx_pdl(ctxs[c], &requested, &active));
+        printf("PDL (programmatic dependent launch)%s: %s, %s\n", labels[c], requested ? "requested" : "off",
+               active ? "used" : requested ? "not used (needs sm_90+ and a 12.3+ driver)" : "not used");
+    }
     if (!only || !strcmp(only, "align")) bench_align();
     if (!only || !strcmp(only, "route_align")) bench_route_align();
     if (!only || !strcmp(only, "mx")) bench_mx();
-    moejit_close(ctx);
+    for (int c = 0; c < n_ctx; c++) moejit_close(ctxs[c]);
     d->stream_destroy(stream);
     return 0;
 }

@@ -4,10 +4,15 @@
  *   route_probe --model deepseek-v3 [--dtype f32|bf16] [--tokens 1,128,16384]
  *   route_probe --experts 512 --topk 8 --score sigmoid [--bias] [--renormalize] …
  *   route_probe --serving --model kimi-k2 …   the serving options' cost (moejit.h route steps 8-12)
+ *   route_probe … --no-pdl | --pdl-both       programmatic dependent launch off, or both ways
  *
- * Prints one line per T: kernel, T, µs per launch, multiple of the empty-kernel floor, GB/s moved;
- * with --serving one line per T and option: µs per launch and its cost over plain route (each
- * variant timed twice, interleaved, the lower kept). */
+ * Prints whether programmatic dependent launch (PDL: moejit_config.pdl, MOEJIT_PDL) is on, then one
+ * line per T: kernel, T, µs per launch, multiple of the empty-kernel floor, GB/s moved; with
+ * --serving one line per T and option: µs per launch and its cost over plain route (each variant
+ * timed twice, interleaved, the lower kept). --pdl-both times every line with PDL on and off
+ * (two contexts, interleaved forth and back, the lower of two kept each). Two floors: the empty
+ * kernel launched plainly, and launched with the PDL attribute running the generated kernels'
+ * prologue (mj::pdl_begin) — the floor a PDL launch of route is compared with. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +25,7 @@
 #include "api/ops.h"
 #include "common/dtype.h"
 #include "jit/codegen.h"
+#include "jit/templates.h"
 #include "ops/route/route.h"
 
 #include "bench_common.h"
@@ -61,14 +67,28 @@ static float graph_us(void (*launch)(int, void *), void *user)
     return (float)bench_median(t, REPLAYS);
 }
 
-static CUfunction g_empty;
+static CUfunction g_empty, g_empty_pdl;
+static int g_pdl_capable; /* the device and driver take PDL launches (mj_driver_pdl) */
 static void launch_empty(int i, void *user)
 {
     (void)i, (void)user;
     CU(d->launch_kernel(g_empty, 1, 1, 1, 32, 1, 1, 0, stream, NULL, NULL));
 }
 
-/* An empty kernel, compiled with the library's own NVRTC wrapper, for the floor. */
+/* The same launch with the attribute moejit's PDL launches carry (jit/launch.c), of an empty
+ * kernel that runs the generated entry points' prologue. */
+static void launch_empty_pdl(int i, void *user)
+{
+    (void)i, (void)user;
+    CUlaunchAttribute attr = {.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION};
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    const CUlaunchConfig cfg = {.gridDimX = 1, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 32, .blockDimY = 1,
+                                .blockDimZ = 1, .hStream = stream, .attrs = &attr, .numAttrs = 1};
+    CU(d->launch_kernel_ex(&cfg, g_empty_pdl, NULL, NULL));
+}
+
+/* Two empty kernels, compiled with the library's own NVRTC wrapper, for the floors: one bare, one
+ * with the generated entry points' prologue (kernel_templates/common.cuh's mj::pdl_begin). */
 static void load_empty_kernel(void)
 {
     mj_nvrtc_identity id;
@@ -82,14 +102,22 @@ static void load_empty_kernel(void)
     CU(mj_driver_current_device(d, 0, &dev, &retained) == MOEJIT_OK ? CUDA_SUCCESS : CUDA_ERROR_UNKNOWN);
     mj_driver_device_cc(d, dev, &cc);
     mj_arch_for_cc(cc, arch, sizeof arch);
-    if (mj_nvrtc_locate(&id) || mj_nvrtc_open(&id, &nv) || mj_compile_options_build(arch, NULL, &opt) ||
-        mj_nvrtc_compile(nv, "extern \"C\" __global__ void empty_kernel() {}\n", "empty.cu", &opt, &out)) {
+    g_pdl_capable = mj_driver_pdl(d, cc);
+    mj_strbuf src;
+    mj_sb_init(&src);
+    mj_sb_puts(&src, mj_template_common_cuh);
+    mj_sb_puts(&src, "extern \"C\" __global__ void empty_kernel() {}\n"
+                     "extern \"C\" __global__ void empty_pdl_kernel() { mj::pdl_begin(); }\n");
+    if (!mj_sb_ok(&src) || mj_nvrtc_locate(&id) || mj_nvrtc_open(&id, &nv) ||
+        mj_compile_options_build(arch, NULL, &opt) || mj_nvrtc_compile(nv, src.data, "empty.cu", &opt, &out)) {
         fprintf(stderr, "empty kernel: %s\n", moejit_last_error(NULL));
         exit(1);
     }
+    mj_sb_free(&src);
     CUmodule m;
     CU(d->module_load_data(&m, out.cubin));
     CU(d->module_get_function(&g_empty, m, "empty_kernel"));
+    CU(d->module_get_function(&g_empty_pdl, m, "empty_pdl_kernel"));
 }
 
 typedef struct route_run {
@@ -98,6 +126,9 @@ typedef struct route_run {
     moejit_route_args args[ROTATE];
     int serving; /* --serving */
 } route_run;
+
+/* PDL modes: the environment (MOEJIT_PDL, default on), --no-pdl, --pdl-both. */
+enum { PDL_ENV, PDL_OFF, PDL_BOTH };
 
 static void launch_route(int i, void *user)
 {
@@ -109,7 +140,8 @@ static void launch_route(int i, void *user)
     }
 }
 
-static int parse_args(int argc, char **argv, moejit_route_spec *s, char *tokens, size_t cap, int *serving)
+static int parse_args(int argc, char **argv, moejit_route_spec *s, char *tokens, size_t cap, int *serving,
+                      int *pdl_mode)
 {
     const char *model = NULL;
     for (int i = 1; i < argc; i++) {
@@ -126,6 +158,8 @@ static int parse_args(int argc, char **argv, moejit_route_spec *s, char *tokens,
         else if (!strcmp(a, "--tokens")) snprintf(tokens, cap, "%s", v), i++;
         else if (!strcmp(a, "--dtype")) s->dtype = (moejit_dtype)mj_dtype_parse(v), i++;
         else if (!strcmp(a, "--serving")) *serving = 1;
+        else if (!strcmp(a, "--no-pdl")) *pdl_mode = PDL_OFF;
+        else if (!strcmp(a, "--pdl-both")) *pdl_mode = PDL_BOTH;
         else {
             fprintf(stderr, "route_probe: unknown argument %s\n", a);
             return -1;
@@ -196,7 +230,7 @@ static void serving_buffers(route_run *run, long T, CUdeviceptr *extra, int *n_e
     free(map), free(rc);
 }
 
-static void serving_table(route_run *run, const char *name, long T, float floor)
+static void serving_table(route_run *run, const char *name, long T, float floor, const char *label)
 {
     const moejit_route_spec base = run->spec;
     CUdeviceptr extra[4 + ROTATE];
@@ -214,7 +248,7 @@ static void serving_table(route_run *run, const char *name, long T, float floor)
             if (t < us[v]) us[v] = t;
         }
     run->spec = base;
-    printf("%s (%s) T=%ld\n", name, mj_dtype_name(base.dtype), T);
+    printf("%s (%s) T=%ld%s\n", name, mj_dtype_name(base.dtype), T, label);
     for (int v = 0; v < N_VARIANTS; v++)
         printf("  %-30s %8.2f us  %+6.2f us  %+6.1f%%  %5.2fx floor\n", k_variant_names[v], us[v], us[v] - us[0],
                100.0 * (us[v] - us[0]) / us[0], us[v] / floor);
@@ -225,15 +259,37 @@ int main(int argc, char **argv)
 {
     route_run run = {0};
     char tokens[256] = "1,16,128,1024,4096,16384";
-    if (parse_args(argc, argv, &run.spec, tokens, sizeof tokens, &run.serving)) return 2;
+    int pdl_mode = PDL_ENV;
+    if (parse_args(argc, argv, &run.spec, tokens, sizeof tokens, &run.serving, &pdl_mode)) return 2;
     if (mj_driver_get(&d) != MOEJIT_OK) {
         fprintf(stderr, "route_probe: %s\n", moejit_last_error(NULL));
         return 1;
     }
     load_empty_kernel();
     CU(d->stream_create(&stream, 1 /* non-blocking */));
-    if (moejit_open(NULL, &run.ctx) != MOEJIT_OK) return 1;
+    /* One context, or two (PDL on, PDL off) timed side by side. */
+    moejit_ctx *ctxs[2] = {NULL, NULL};
+    const char *labels[2] = {"", ""};
+    int n_ctx = 1, active[2] = {0, 0};
+    if (pdl_mode == PDL_BOTH) {
+        const moejit_config on = {.pdl = 1}, off = {.pdl = 2};
+        CHECK(moejit_open(&on, &ctxs[0]));
+        CHECK(moejit_open(&off, &ctxs[1]));
+        labels[0] = "  [PDL on]", labels[1] = "  [PDL off]", n_ctx = 2;
+    } else {
+        const moejit_config cfg = {.pdl = pdl_mode == PDL_OFF ? 2 : 0};
+        CHECK(moejit_open(&cfg, &ctxs[0]));
+    }
+    for (int c = 0; c < n_ctx; c++) {
+        int requested;
+        CHECK(moejit_ctx_pdl(ctxs[c], &requested, &active[c]));
+        char arch[16];
+        CHECK(moejit_ctx_device_arch(ctxs[c], arch, sizeof arch));
+        printf("PDL (programmatic dependent launch)%s: %s, %s on %s with driver %d\n", labels[c],
+               requested ? "requested" : "off", active[c] ? "used" : "not used", arch, d->version);
+    }
     const float floor = graph_us(launch_empty, NULL);
+    const float floor_pdl = g_pdl_capable ? graph_us(launch_empty_pdl, NULL) : 0.0f;
     moejit_kernel_desc desc = {.op = MOEJIT_OP_ROUTE, .route = run.spec};
     char name[96];
     if (moejit_kernel_name(&desc, name, sizeof name) != MOEJIT_OK) {
@@ -270,18 +326,34 @@ int main(int argc, char **argv)
                                                 .weights = (float *)w[r], .num_tokens = T};
         }
         if (run.serving) {
-            serving_table(&run, name, T, floor);
+            for (int c = 0; c < n_ctx; c++) {
+                run.ctx = ctxs[c];
+                serving_table(&run, name, T, active[c] ? floor_pdl : floor, labels[c]);
+            }
         } else {
-            const float us = graph_us(launch_route, &run);
+            /* with two contexts: on, off, then off, on (drift cancels), the lower of each kept */
+            float us[2] = {1e30f, 1e30f};
+            for (int pass = 0; pass < n_ctx; pass++)
+                for (int i = 0; i < n_ctx; i++) {
+                    const int c = pass ? n_ctx - 1 - i : i;
+                    run.ctx = ctxs[c];
+                    const float t = graph_us(launch_route, &run);
+                    if (t < us[c]) us[c] = t;
+                }
             const double moved = (double)in_bytes + (double)T * W * 8;
-            printf("%-58s %-5s T=%-6ld %8.2f us  %5.2fx floor  %7.0f GB/s\n", name, mj_dtype_name(run.spec.dtype), T,
-                   us, us / floor, moved / (us * 1e-6) / 1e9);
+            for (int c = 0; c < n_ctx; c++)
+                printf("%-58s %-5s T=%-6ld %8.2f us  %5.2fx floor  %7.0f GB/s%s\n", name, mj_dtype_name(run.spec.dtype),
+                       T, us[c], us[c] / (active[c] ? floor_pdl : floor), moved / (us[c] * 1e-6) / 1e9, labels[c]);
         }
         fflush(stdout);
         for (int r = 0; r < ROTATE; r++) d->mem_free(in[r]), d->mem_free(ids[r]), d->mem_free(w[r]);
         free(host);
     }
     printf("%-58s floor (empty kernel, same graph method): %.2f us\n", "", floor);
-    moejit_close(run.ctx);
+    if (g_pdl_capable)
+        printf("%-58s floor with PDL (empty kernel + mj::pdl_begin, PDL launch): %.2f us\n", "", floor_pdl);
+    else
+        printf("%-58s floor with PDL: n/a (needs sm_90+ and a 12.3+ driver)\n", "");
+    for (int c = 0; c < n_ctx; c++) moejit_close(ctxs[c]);
     return 0;
 }

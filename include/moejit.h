@@ -157,7 +157,14 @@ typedef struct moejit_config {
                                     across processes are harmless, only slower). Best effort: where
                                     locks cannot be had (read-only cache, NFS without lockd) it
                                     compiles without one, and after the timeout it compiles too. */
-    uint64_t reserved[8];        /* 0 */
+    int pdl;                     /* programmatic dependent launch (PDL) on sm_90 and newer: each kernel may
+                                    be scheduled while the kernel before it on the stream finishes, and
+                                    waits for it on the GPU before touching memory (hides the gap between
+                                    dependent launches, eagerly and in CUDA graphs). 0: MOEJIT_PDL=0|1,
+                                    default on; 1: on; 2: off. Used where the device is sm_90+ and the
+                                    driver 12.3+ (else plain launches); results are identical either way. */
+    uint32_t reserved0;          /* 0 */
+    uint64_t reserved[7];        /* 0 */
 } moejit_config;
 
 /* Create a context. cfg may be NULL (everything from the environment). Never touches the GPU:
@@ -709,6 +716,14 @@ typedef struct moejit_stats {
 /* The counters of this context since moejit_open (disk_write_errors and temps_swept: of its
  * cache directory handle). */
 MOEJIT_API moejit_status moejit_ctx_stats(const moejit_ctx *ctx, moejit_stats *out);
+
+/* Programmatic dependent launch (moejit_config.pdl, MOEJIT_PDL): *requested is 1 when this
+ * context's configuration asks for it (the default), 0 when it was turned off; never touches the
+ * GPU. *active (may be NULL) is 1 when launches on the calling thread's current device use it
+ * (requested, a device of compute capability 9.0 or newer, a 12.3 or newer driver): asking for it
+ * loads the driver, so without one it is MOEJIT_ERR_NO_DRIVER / MOEJIT_ERR_NO_DEVICE (*requested
+ * is still set). */
+MOEJIT_API moejit_status moejit_ctx_pdl(moejit_ctx *ctx, int *requested, int *active);
 
 /* The arch string NVRTC targets for the current device (e.g. "sm_90a"), into buf (>= 16 bytes).
  * Loads the driver; MOEJIT_ERR_NO_DRIVER / MOEJIT_ERR_NO_DEVICE without one. */

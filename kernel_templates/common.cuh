@@ -24,6 +24,39 @@ typedef long long i64;
 
 constexpr u32 kFullMask = 0xffffffffu;
 
+// ---- programmatic dependent launch (PDL) -----------------------------------------------------
+//
+// Every generated entry point calls this first, before it reads or writes global memory.
+// On sm_90+ the library may launch a kernel with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_
+// SERIALIZATION (moejit_config.pdl, MOEJIT_PDL): its blocks may then be scheduled while the
+// kernel before it on the stream is still running.
+//  - griddepcontrol.wait "causes the executing thread to wait until all prerequisite grids in
+//    flight have completed and all the memory operations from the prerequisite grids are
+//    performed and made visible to the current grid" (PTX ISA, griddepcontrol): after it, the
+//    kernel sees memory exactly as after a plain stream-ordered launch. The "memory" clobber
+//    keeps the compiler from moving any load or store above it.
+//  - griddepcontrol.launch_dependents lets the kernel after this one (if launched with the
+//    attribute) be scheduled once every block of this grid has issued it or exited. Issuing it
+//    at the start is correct: a dependent still runs its own griddepcontrol.wait, which waits
+//    for this grid to complete and its writes to be visible; what it gains is that its launch
+//    and its blocks' start overlap this grid's work. It comes after the wait, not before: a
+//    dependent is then scheduled only once every block of this grid is past its own wait, so
+//    at most one kernel of a chain waits early and waiting blocks never pile up on the SMs.
+// Without the attribute both are no-ops: a plain launch has no prerequisite grid in flight (the
+// stream already ordered it after the previous kernel's completion) and no dependent designated
+// to react to launch_dependents ("specific dependents the runtime system designated", PTX ISA;
+// Triton documents its gdc_launch_dependents as "safe to execute when programmatic dependent
+// launch is disabled"). So the source does not depend on the switch and neither does the cache
+// key. Below sm_90 (no griddepcontrol; the library never sets the attribute there) it compiles
+// to nothing.
+__device__ __forceinline__ void pdl_begin()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 // ---- element types: storage and conversion to f32 -------------------------------------------
 
 struct F32 {

@@ -27,7 +27,8 @@ int main(void)
     FIELD(moejit_config, always_compile, 0); FIELD(moejit_config, dump_dir, 0);
     FIELD(moejit_config, extra_nvrtc_flags, 0); FIELD(moejit_config, log_level, 0); FIELD(moejit_config, device, 0);
     FIELD(moejit_config, compile_jobs, 0); FIELD(moejit_config, cache_max_bytes, 0);
-    FIELD(moejit_config, cache_lock_timeout_ms, 0); FIELD(moejit_config, reserved, 1);
+    FIELD(moejit_config, cache_lock_timeout_ms, 0); FIELD(moejit_config, pdl, 0);
+    FIELD(moejit_config, reserved0, 0); FIELD(moejit_config, reserved, 1);
     END();
 
     BEGIN(moejit_route_spec);

@@ -2,6 +2,7 @@
  * without breaking binaries, and the one rule for error detail. No GPU: every call here fails
  * before anything is compiled or launched, or needs no device. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "support.h"
@@ -107,12 +108,92 @@ static void test_error_detail_rule(void **state)
     assert_string_equal(moejit_last_error(NULL), "");
 }
 
+/* The programmatic-dependent-launch switch (moejit_config.pdl, MOEJIT_PDL): on by default; the
+ * field overrides the environment; bad values name the field or variable; reserved0 is checked.
+ * moejit_ctx_pdl reports it without a GPU (*active needs one: the GPU suite test_gpu_pdl). */
+static int pdl_requested(int field, const char *env)
+{
+    if (env) setenv("MOEJIT_PDL", env, 1);
+    else unsetenv("MOEJIT_PDL");
+    moejit_config cfg = {.cache_mode = MOEJIT_CACHE_OFF, .pdl = field};
+    moejit_ctx *ctx = NULL;
+    const moejit_status st = moejit_open(&cfg, &ctx);
+    unsetenv("MOEJIT_PDL");
+    if (st != MOEJIT_OK) fail_msg("moejit_open(pdl = %d, MOEJIT_PDL = %s): %s", field, env ? env : "unset",
+                                  moejit_last_error(NULL));
+    int requested = -1;
+    assert_int_equal(moejit_ctx_pdl(ctx, &requested, NULL), MOEJIT_OK);
+    assert_string_equal(moejit_last_error(NULL), "");
+    moejit_close(ctx);
+    return requested;
+}
+
+static void test_pdl_switch(void **state)
+{
+    (void)state;
+    assert_int_equal(pdl_requested(0, NULL), 1); /* default on */
+    assert_int_equal(pdl_requested(0, "0"), 0);
+    assert_int_equal(pdl_requested(0, "off"), 0);
+    assert_int_equal(pdl_requested(0, "1"), 1);
+    assert_int_equal(pdl_requested(1, NULL), 1);
+    assert_int_equal(pdl_requested(2, NULL), 0);
+    assert_int_equal(pdl_requested(2, "1"), 0); /* the field wins over the environment */
+    assert_int_equal(pdl_requested(1, "0"), 1);
+    /* a NULL config reads the environment too */
+    setenv("MOEJIT_PDL", "0", 1);
+    setenv("MOEJIT_CACHE", "off", 1);
+    moejit_ctx *ctx = NULL;
+    assert_int_equal(moejit_open(NULL, &ctx), MOEJIT_OK);
+    int requested = -1;
+    assert_int_equal(moejit_ctx_pdl(ctx, &requested, NULL), MOEJIT_OK);
+    assert_int_equal(requested, 0);
+    moejit_close(ctx);
+    unsetenv("MOEJIT_CACHE");
+
+    /* malformed values fail moejit_open, naming them */
+    setenv("MOEJIT_PDL", "sometimes", 1);
+    moejit_config cfg = {.cache_mode = MOEJIT_CACHE_OFF};
+    moejit_ctx *none = NULL;
+    mjt_expect_error(moejit_open(&cfg, &none), MOEJIT_ERR_INVALID_ARGUMENT, "MOEJIT_PDL = \"sometimes\"");
+    assert_null(none);
+    unsetenv("MOEJIT_PDL");
+    cfg.pdl = 3;
+    mjt_expect_error(moejit_open(&cfg, &none), MOEJIT_ERR_INVALID_ARGUMENT, "moejit_config.pdl = 3");
+    cfg.pdl = -1;
+    mjt_expect_error(moejit_open(&cfg, &none), MOEJIT_ERR_INVALID_ARGUMENT, "moejit_config.pdl = -1");
+    cfg.pdl = 0;
+    cfg.reserved0 = 7;
+    mjt_expect_error(moejit_open(&cfg, &none), MOEJIT_ERR_UNSUPPORTED, "moejit_config: reserved0 = 0x7");
+    assert_null(none);
+
+    /* the getter's arguments */
+    mjt_expect_error(moejit_ctx_pdl(NULL, &requested, NULL), MOEJIT_ERR_INVALID_ARGUMENT,
+                     "moejit_ctx_pdl: ctx is NULL");
+    cfg.reserved0 = 0;
+    assert_int_equal(moejit_open(&cfg, &ctx), MOEJIT_OK);
+    mjt_expect_error(moejit_ctx_pdl(ctx, NULL, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "requested is NULL");
+    /* *active asks the driver: without a GPU it says why, and *requested is still set */
+    int active = -1;
+    requested = -1;
+    const moejit_status st = moejit_ctx_pdl(ctx, &requested, &active);
+    assert_int_equal(requested, 1);
+    if (mjt_gpu_available()) {
+        assert_int_equal(st, MOEJIT_OK);
+        assert_true(active == 0 || active == 1);
+    } else {
+        assert_true(st == MOEJIT_ERR_NO_DRIVER || st == MOEJIT_ERR_NO_DEVICE);
+        assert_int_equal(active, 0);
+    }
+    moejit_close(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_version),
         cmocka_unit_test(test_reserved_words),
         cmocka_unit_test(test_error_detail_rule),
+        cmocka_unit_test(test_pdl_switch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,13 +88,14 @@ static int cubin_has_symbol(const uint8_t *cubin, size_t len, const char *name)
     return 0;
 }
 
-/* Prewarm a sweep for sm_90a into `dir`, then check each entry on disk: compiled now, a cubin for
- * sm_90 holding every entry point of the kernel's plan (a missing one would fail only at load time
+/* Prewarm a sweep for `arch` into `dir`, then check each entry on disk: compiled now, a cubin for
+ * sm_<sm> holding every entry point of the kernel's plan (a missing one would fail only at load time
  * on a GPU), shared memory within an H100's 227 KiB. Returns the results (free them). */
-static moejit_prewarm_result *prewarm_and_verify(moejit_ctx *ctx, const char *dir, const sweep *s)
+static moejit_prewarm_result *prewarm_and_verify_for(moejit_ctx *ctx, const char *dir, const sweep *s, const char *arch,
+                                                      int sm)
 {
     moejit_prewarm_result *res = calloc((size_t)s->n, sizeof *res);
-    moejit_status st = moejit_prewarm(ctx, s->descs, (size_t)s->n, "sm_90a", res);
+    moejit_status st = moejit_prewarm(ctx, s->descs, (size_t)s->n, arch, res);
     for (int i = 0; i < s->n; i++)
         if (res[i].status != MOEJIT_OK) fail_msg("%s: %s", res[i].name, res[i].error);
     assert_int_equal(st, MOEJIT_OK);
@@ -105,7 +106,7 @@ static moejit_prewarm_result *prewarm_and_verify(moejit_ctx *ctx, const char *di
         mj_cache_blob blob;
         if (mj_cache_load(c, res[i].key, NULL, 0, &blob) != MOEJIT_OK)
             fail_msg("%s: entry %s: %s", res[i].name, res[i].key, moejit_last_error(NULL));
-        check_cubin(blob.view.cubin, blob.view.cubin_len, 90, res[i].name);
+        check_cubin(blob.view.cubin, blob.view.cubin_len, sm, res[i].name);
         mj_kernel_id id;
         mj_kernel_plan plan;
         assert_int_equal(mj_kernel_id_from_desc(&s->descs[i], &id), MOEJIT_OK);
@@ -121,6 +122,11 @@ static moejit_prewarm_result *prewarm_and_verify(moejit_ctx *ctx, const char *di
     }
     mj_cache_close(c);
     return res;
+}
+
+static moejit_prewarm_result *prewarm_and_verify(moejit_ctx *ctx, const char *dir, const sweep *s)
+{
+    return prewarm_and_verify_for(ctx, dir, s, "sm_90a", 90);
 }
 
 static void test_sweep_compiles(void **state)
@@ -155,12 +161,14 @@ static void test_other_archs(void **state)
     moejit_ctx *ctx = mjt_open_tmp(dir);
     moejit_kernel_desc d = {.op = MOEJIT_OP_ROUTE};
     d.route.num_experts = 160, d.route.topk = 6, d.route.dtype = MOEJIT_DTYPE_BF16;
-    moejit_prewarm_result r90, r80, r100;
+    moejit_prewarm_result r90, r80, r100, r120;
     assert_int_equal(moejit_prewarm(ctx, &d, 1, "sm_90a", &r90), MOEJIT_OK);
     assert_int_equal(moejit_prewarm(ctx, &d, 1, "sm_80", &r80), MOEJIT_OK);
     assert_int_equal(moejit_prewarm(ctx, &d, 1, "sm_100a", &r100), MOEJIT_OK);
+    assert_int_equal(moejit_prewarm(ctx, &d, 1, "sm_120a", &r120), MOEJIT_OK);
     assert_string_not_equal(r90.key, r80.key);
     assert_string_not_equal(r90.key, r100.key);
+    assert_string_not_equal(r100.key, r120.key);
     /* A malformed arch is refused before anything runs. */
     moejit_prewarm_result bad;
     assert_int_equal(moejit_prewarm(ctx, &d, 1, "hopper", &bad), MOEJIT_ERR_INVALID_ARGUMENT);
@@ -169,9 +177,9 @@ static void test_other_archs(void **state)
     mjt_rmtree(dir);
 }
 
-/* Blackwell (sm_100a) and consumer Blackwell (sm_120a) get every preset, in f32 and bf16, and one
- * kernel of each other op and of route's serving options: no Hopper-only instruction without a
- * fallback (they cannot be run here, only compiled). */
+/* Blackwell (sm_100a) and consumer Blackwell (sm_120a) also get every preset, in f32 and bf16, and
+ * route's serving options (test_every_op_every_arch has one kernel of each op): no Hopper-only
+ * instruction without a fallback (they cannot be run here, only compiled). */
 static void test_presets_compile_for_blackwell(void **state)
 {
     (void)state;
@@ -187,11 +195,7 @@ static void test_presets_compile_for_blackwell(void **state)
     serving.padded = 1, serving.max_replicas = 4, serving.num_physical_experts = serving.num_experts + 32;
     serving.load_counter = MOEJIT_LOAD_INT64, serving.replay = MOEJIT_REPLAY_RECORD, serving.id_dtype = MOEJIT_INDEX_INT64;
     descs[n++] = (moejit_kernel_desc){.op = MOEJIT_OP_ROUTE, .route = serving};
-    descs[n++] = (moejit_kernel_desc){.op = MOEJIT_OP_ALIGN, .align = {.num_experts = 256, .block_size = 64}};
     descs[n++] = (moejit_kernel_desc){.op = MOEJIT_OP_ROUTE_ALIGN, .route_align = {.route = serving, .block_size = 16}};
-    descs[n++] = (moejit_kernel_desc){.op = MOEJIT_OP_MX_SCALES, .mx_scales = {.cols = 224}};
-    descs[n++] = (moejit_kernel_desc){.op = MOEJIT_OP_PERMUTE, .permute = {.hidden = 7168, .dtype = MOEJIT_DTYPE_BF16}};
-    descs[n++] = (moejit_kernel_desc){.op = MOEJIT_OP_COMBINE, .combine = {.hidden = 7168, .dtype = MOEJIT_DTYPE_BF16}};
     char dir[4096];
     moejit_ctx *ctx = mjt_open_tmp(dir);
     static const char *const archs[] = {"sm_100a", "sm_120a"};
@@ -284,12 +288,43 @@ static void test_ops_sweep_compiles(void **state)
     mjt_rmtree(dir);
 }
 
+/* One shape of every op compiles for every arch family the library targets, each to a cubin of
+ * its SM with every entry point: the entries' griddepcontrol prologue (programmatic dependent
+ * launch, kernel_templates/common.cuh) is behind its sm_90 guard, so sm_80 compiles too. */
+static void test_every_op_every_arch(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *arch;
+        int sm;
+    } archs[] = {{"sm_80", 80}, {"sm_90a", 90}, {"sm_100a", 100}, {"sm_120a", 120}};
+    moejit_kernel_desc descs[] = {
+        {.op = MOEJIT_OP_ROUTE, .route = {.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID,
+                                          .dtype = MOEJIT_DTYPE_BF16, .has_bias = 1, .renormalize = 1}},
+        {.op = MOEJIT_OP_ROUTE, .route = {.num_experts = 2048, .topk = 4}},
+        {.op = MOEJIT_OP_ALIGN, .align = {.num_experts = 128, .block_size = 64}},
+        {.op = MOEJIT_OP_ROUTE_ALIGN, .route_align = mjt_route_align_shapes[0]},
+        {.op = MOEJIT_OP_MX_SCALES, .mx_scales = {.cols = 160}},
+        {.op = MOEJIT_OP_PERMUTE, .permute = {.hidden = 2048, .dtype = MOEJIT_DTYPE_BF16, .has_scale = 1}},
+        {.op = MOEJIT_OP_COMBINE, .combine = {.hidden = 2048, .dtype = MOEJIT_DTYPE_BF16}},
+    };
+    const sweep s = {descs, (int)(sizeof descs / sizeof descs[0])};
+    for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++) {
+        char dir[4096];
+        moejit_ctx *ctx = mjt_open_tmp(dir);
+        free(prewarm_and_verify_for(ctx, dir, &s, archs[a].arch, archs[a].sm));
+        moejit_close(ctx);
+        mjt_rmtree(dir);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_source_is_specialised),
         cmocka_unit_test(test_sweep_compiles),
         cmocka_unit_test(test_other_archs),
+        cmocka_unit_test(test_every_op_every_arch),
         cmocka_unit_test(test_presets_compile_for_blackwell),
         cmocka_unit_test(test_edge_sweep_and_presets_compile),
         cmocka_unit_test(test_ops_sweep_compiles),

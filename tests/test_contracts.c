@@ -89,21 +89,101 @@ static void test_params_emitted_with_checks(void **state)
     free(src);
 }
 
-/* Compile `src` for sm_90a with the library's NVRTC; returns the status, the log in *log. */
-static moejit_status nvrtc_compile(const char *src, char **log)
+/* Compile `src` for `arch` with the library's NVRTC; returns the status, the log in *log. */
+static moejit_status nvrtc_compile_for(const char *src, const char *arch, char **log)
 {
     mj_nvrtc_identity id;
     mj_nvrtc *nv;
     mj_compile_options opts;
     assert_int_equal(mj_nvrtc_locate(&id), MOEJIT_OK);
     assert_int_equal(mj_nvrtc_open(&id, &nv), MOEJIT_OK);
-    assert_int_equal(mj_compile_options_build("sm_90a", NULL, &opts), MOEJIT_OK);
+    assert_int_equal(mj_compile_options_build(arch, NULL, &opts), MOEJIT_OK);
     mj_compile_output out;
     moejit_status st = mj_nvrtc_compile(nv, src, "contract.cu", &opts, &out);
     *log = out.log ? strdup(out.log) : strdup("");
     mj_compile_output_free(&out);
     mj_nvrtc_close(nv);
     return st;
+}
+
+static moejit_status nvrtc_compile(const char *src, char **log) { return nvrtc_compile_for(src, "sm_90a", log); }
+
+/* One shape of every op (route on both its paths, permute with and without a scale). */
+static const moejit_kernel_desc k_every_op[] = {
+    {.op = MOEJIT_OP_ROUTE, .route = {.num_experts = 64, .topk = 4}},
+    {.op = MOEJIT_OP_ROUTE, .route = {.num_experts = 2048, .topk = 8, .score = MOEJIT_SCORE_SIGMOID}},
+    {.op = MOEJIT_OP_ALIGN, .align = {.num_experts = 256, .block_size = 64}},
+    {.op = MOEJIT_OP_ROUTE_ALIGN, .route_align = {.route = {.num_experts = 64, .topk = 4}, .block_size = 16}},
+    {.op = MOEJIT_OP_MX_SCALES, .mx_scales = {.cols = 160}},
+    {.op = MOEJIT_OP_PERMUTE, .permute = {.hidden = 256, .dtype = MOEJIT_DTYPE_BF16}},
+    {.op = MOEJIT_OP_PERMUTE, .permute = {.hidden = 64, .has_scale = 1}},
+    {.op = MOEJIT_OP_COMBINE, .combine = {.hidden = 512, .dtype = MOEJIT_DTYPE_F16}},
+};
+#define N_EVERY_OP (sizeof k_every_op / sizeof k_every_op[0])
+
+/* Programmatic dependent launch (moejit_config.pdl): every extern "C" entry point of every op
+ * starts with mj::pdl_begin() — the kernel waits for the one before it before touching memory —
+ * and the helper's griddepcontrol instructions exist only behind the sm_90 guard. */
+static void test_every_entry_waits_for_the_previous_kernel(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N_EVERY_OP; i++) {
+        char *src, name[128];
+        source_of(&k_every_op[i], &src);
+        assert_int_equal(moejit_kernel_name(&k_every_op[i], name, sizeof name), MOEJIT_OK);
+        mj_kernel_id id;
+        mj_kernel_plan plan;
+        assert_int_equal(mj_kernel_id_from_desc(&k_every_op[i], &id), MOEJIT_OK);
+        mj_plan(&id, &plan);
+        /* every planned entry is emitted once, and its body opens with the prologue */
+        int entries = 0;
+        for (const char *p = strstr(src, "extern \"C\" __global__"); p; p = strstr(p + 1, "extern \"C\" __global__")) {
+            const char *body = strstr(p, ")\n{\n");
+            assert_non_null(body);
+            if (strncmp(body + 4, MJ_ENTRY_PROLOGUE, strlen(MJ_ENTRY_PROLOGUE)))
+                fail_msg("%s: entry %d does not start with mj::pdl_begin():\n%.200s", name, entries, p);
+            entries++;
+        }
+        assert_int_equal(entries, plan.n_entries);
+        assert_int_equal(count(src, MJ_ENTRY_PROLOGUE), plan.n_entries);
+        /* the helper: wait, then launch_dependents, both inside the sm_90 guard */
+        const char *helper = strstr(src, "__device__ __forceinline__ void pdl_begin()");
+        assert_non_null(helper);
+        const char *guard = strstr(helper, "#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900\n");
+        const char *wait = strstr(helper, "asm volatile(\"griddepcontrol.wait;\" ::: \"memory\");");
+        const char *launch = strstr(helper, "asm volatile(\"griddepcontrol.launch_dependents;\"");
+        const char *endif = strstr(helper, "#endif");
+        const char *end = strstr(helper, "\n}\n");
+        assert_true(guard && wait && launch && endif && end);
+        assert_true(guard < wait && wait < launch && launch < endif && endif < end);
+        assert_int_equal(count(src, "asm volatile(\"griddepcontrol"), 2); /* nowhere else */
+        free(src);
+    }
+}
+
+/* The guard is what keeps sm_80 compiling: the source as it is compiles for sm_80 (and sm_90a),
+ * the same source with the guard opened does not (griddepcontrol is an sm_90 instruction), so the
+ * instructions are really emitted where the guard lets them through. */
+static void test_pdl_guard_compiles_below_sm90(void **state)
+{
+    (void)state;
+    char *src, *log;
+    source_of(&(moejit_kernel_desc){.op = MOEJIT_OP_PERMUTE, .permute = {.hidden = 64}}, &src);
+    assert_int_equal(nvrtc_compile_for(src, "sm_80", &log), MOEJIT_OK);
+    free(log);
+    assert_int_equal(nvrtc_compile_for(src, "sm_90a", &log), MOEJIT_OK);
+    free(log);
+    char *guard = strstr(src, "#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900\n");
+    assert_non_null(guard);
+    const char open[] = "#if 1";
+    memcpy(guard, open, strlen(open));
+    memset(guard + strlen(open), ' ', strlen("#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900") - strlen(open));
+    assert_int_equal(nvrtc_compile_for(src, "sm_90a", &log), MOEJIT_OK);
+    free(log);
+    assert_int_equal(nvrtc_compile_for(src, "sm_80", &log), MOEJIT_ERR_COMPILE);
+    if (!strstr(log, "griddepcontrol")) fail_msg("the sm_80 failure does not name griddepcontrol:\n%s", log);
+    free(log);
+    free(src);
 }
 
 /* A device layout that differs from the host's (simulated by editing one checked offset) fails
@@ -134,6 +214,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_params_emitted_with_checks),
         cmocka_unit_test(test_layout_mismatch_stops_the_compile),
+        cmocka_unit_test(test_every_entry_waits_for_the_previous_kernel),
+        cmocka_unit_test(test_pdl_guard_compiles_below_sm90),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -99,7 +99,8 @@ class Config(ctypes.Structure):
     _fields_ = [("cache_dir", ctypes.c_char_p), ("cache_mode", _enum), ("no_compile", ctypes.c_int),
                 ("always_compile", ctypes.c_int), ("dump_dir", ctypes.c_char_p), ("extra_nvrtc_flags", ctypes.c_char_p),
                 ("log_level", _enum), ("device", ctypes.c_int), ("compile_jobs", ctypes.c_int),
-                ("cache_max_bytes", _u64), ("cache_lock_timeout_ms", ctypes.c_int), ("reserved", _u64 * 8)]
+                ("cache_max_bytes", _u64), ("cache_lock_timeout_ms", ctypes.c_int), ("pdl", ctypes.c_int),
+                ("reserved0", _u32), ("reserved", _u64 * 7)]
 
 
 class RouteSpec(ctypes.Structure):
@@ -252,6 +253,7 @@ _PROTOTYPES = {
     # experimental section
     "moejit_ctx_stats": (_st, [_ptr, _P(Stats)]),
     "moejit_ctx_device_arch": (_st, [_ptr, ctypes.c_char_p, ctypes.c_size_t]),
+    "moejit_ctx_pdl": (_st, [_ptr, _P(ctypes.c_int), _P(ctypes.c_int)]),
     "moejit_prewarm_archs": (_st, [_ptr, _P(KernelDesc), ctypes.c_size_t, _P(ctypes.c_char_p), ctypes.c_size_t,
                                    _P(PrewarmResult), PREWARM_FN, _ptr]),
     "moejit_route_align_fused_tokens": (_st, [_P(RouteAlignSpec), _P(_i64)]),
@@ -265,9 +267,10 @@ _PROTOTYPES = {
     "moejit_permute_reference": (_st, [_P(PermuteSpec), _P(PermuteArgs)]),
     "moejit_combine_reference": (_st, [_P(CombineSpec), _P(CombineArgs)]),
 }
-# Functions a library built from an older 0.2 tree may lack (added with issue 15's dispatch_layout):
-# the binding still loads; calling one raises NotImplementedError naming the library.
-_NEWER = frozenset(("moejit_dispatch_layout", "moejit_dispatch_layout_reference"))
+# Functions a library built from an older 0.2 tree may lack (added with issue 15's dispatch_layout,
+# issue 17's programmatic dependent launch): the binding still loads; calling one raises
+# NotImplementedError naming the library.
+_NEWER = frozenset(("moejit_dispatch_layout", "moejit_dispatch_layout_reference", "moejit_ctx_pdl"))
 missing = []
 
 

@@ -640,11 +640,12 @@ class Context:
         device (int): CUDA ordinal used when the calling thread has no current context.
         dump_dir, extra_nvrtc_flags (str), log_level (str: silent, warn, info, debug),
         compile_jobs (int), cache_max_bytes (int), cache_lock_timeout_ms (int): as moejit_config.
+        pdl (bool): programmatic dependent launch on sm_90+ (None: MOEJIT_PDL, default on).
     """
 
     def __init__(self, cache_dir=None, cache_mode=None, no_compile=False, always_compile=False, device=0,
                  dump_dir=None, extra_nvrtc_flags=None, log_level=None, compile_jobs=0, cache_max_bytes=0,
-                 cache_lock_timeout_ms=0):
+                 cache_lock_timeout_ms=0, pdl=None):
         self._ctx = None
         modes = {None: 0, **{k: v for k, v in C.CACHE_MODES.items() if k != "from_env"}}
         levels = {None: 0, **{k: v for k, v in C.LOG_LEVELS.items() if k != "from_env"}}
@@ -652,20 +653,23 @@ class Context:
             raise ValueError(f"cache_mode = {cache_mode!r} must be 'rw', 'ro', 'off' or None (environment)")
         if log_level not in levels:
             raise ValueError(f"log_level = {log_level!r} must be 'silent', 'warn', 'info', 'debug' or None")
+        if pdl not in (None, True, False):
+            raise ValueError(f"pdl = {pdl!r} must be True, False or None (MOEJIT_PDL)")
         for name, value in (("cache_dir", cache_dir), ("dump_dir", dump_dir), ("extra_nvrtc_flags", extra_nvrtc_flags)):
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be a str, got {type(value).__name__}")
         self.config = dict(cache_dir=cache_dir, cache_mode=cache_mode, no_compile=bool(no_compile),
                            always_compile=bool(always_compile), device=device, dump_dir=dump_dir,
                            extra_nvrtc_flags=extra_nvrtc_flags, log_level=log_level, compile_jobs=compile_jobs,
-                           cache_max_bytes=cache_max_bytes, cache_lock_timeout_ms=cache_lock_timeout_ms)
+                           cache_max_bytes=cache_max_bytes, cache_lock_timeout_ms=cache_lock_timeout_ms, pdl=pdl)
         enc = lambda s: s.encode() if s else None  # noqa: E731
         self._cfg = C.Config(enc(cache_dir), modes[cache_mode], chk.flag("no_compile", no_compile),
                              chk.flag("always_compile", always_compile), enc(dump_dir), enc(extra_nvrtc_flags),
                              levels[log_level], chk.integer("device", device, 0, chk.INT32_MAX),
                              chk.integer("compile_jobs", compile_jobs, 0, chk.INT32_MAX),
                              chk.integer("cache_max_bytes", cache_max_bytes, 0, 2**64 - 1),
-                             chk.integer("cache_lock_timeout_ms", cache_lock_timeout_ms, -2**31, chk.INT32_MAX))
+                             chk.integer("cache_lock_timeout_ms", cache_lock_timeout_ms, -2**31, chk.INT32_MAX),
+                             {None: 0, True: 1, False: 2}[pdl])
         handle = ctypes.c_void_p()
         C.check(C.lib.moejit_open(ctypes.byref(self._cfg), ctypes.byref(handle)), "moejit_open")
         self._ctx = handle  # a c_void_p: what the harness passes back to library.moejit_align
@@ -705,6 +709,14 @@ class Context:
     def device_arch(self):
         """The arch NVRTC targets for the current device ("sm_90a"); needs a driver and a GPU."""
         return _current_arch(self)
+
+    @property
+    def pdl(self):
+        """True when this context launches with programmatic dependent launch where the device allows
+        it (sm_90+, driver 12.3+): the pdl argument, else MOEJIT_PDL, else on. Needs no GPU."""
+        requested = ctypes.c_int()
+        C.check(C.lib.moejit_ctx_pdl(self._ctx, ctypes.byref(requested), None), "pdl")
+        return bool(requested.value)
 
     # Calls on torch tensors through this context (the torch ops use the process context).
     def route(self, spec, logits, bias=None, out=None, stream=None):

@@ -171,6 +171,22 @@ def test_context_arguments():
         assert ctx.cache_dir == "" and set(ctx.stats()) >= {"kernels", "compiles", "launches", "disk_hits"}
 
 
+def test_context_pdl(monkeypatch):
+    """Programmatic dependent launch: on by default, off by the argument or MOEJIT_PDL=0."""
+    monkeypatch.delenv("MOEJIT_PDL", raising=False)
+    with pytest.raises(ValueError, match="pdl"):
+        moejit.Context(pdl=2)
+    with moejit.Context(cache_mode="off") as ctx:
+        assert ctx.pdl
+    with moejit.Context(cache_mode="off", pdl=False) as ctx:
+        assert not ctx.pdl
+    monkeypatch.setenv("MOEJIT_PDL", "0")
+    with moejit.Context(cache_mode="off") as ctx:
+        assert not ctx.pdl
+    with moejit.Context(cache_mode="off", pdl=True) as ctx:
+        assert ctx.pdl
+
+
 def test_strict_mode_is_per_thread_and_scoped():
     assert not moejit.get_context().strict
     with moejit.strict() as ctx:

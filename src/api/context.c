@@ -57,6 +57,23 @@ moejit_status moejit_ctx_device_arch(moejit_ctx *ctx, char *buf, size_t cap)
     return st;
 }
 
+moejit_status moejit_ctx_pdl(moejit_ctx *ctx, int *requested, int *active)
+{
+    mj_error_clear();
+    if (!ctx || !requested)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_ctx_pdl: %s is NULL", ctx ? "requested" : "ctx");
+    *requested = ctx->cfg.pdl;
+    if (!active) return MOEJIT_OK;
+    *active = 0;
+    const mj_driver *d;
+    moejit_status st = mj_driver_get(&d);
+    CUdevice dev;
+    int cc;
+    if (st == MOEJIT_OK) st = mj_ctx_current_device(ctx, d, &dev, &cc);
+    if (st == MOEJIT_OK) *active = ctx->cfg.pdl && mj_driver_pdl(d, cc); /* what jit/loader.c decides */
+    return st;
+}
+
 const char *moejit_status_str(moejit_status status)
 {
     switch (status) {

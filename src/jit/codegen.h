@@ -25,6 +25,12 @@ void mj_plan(const mj_kernel_id *id, mj_kernel_plan *plan);
  * suffix of a module is the end of another. */
 void mj_plan_entry(mj_kernel_plan *plan, int i, const char *suffix, int threads, int items_per_block, int smem_bytes);
 
+/* The first statement of every extern "C" entry point an op emits, before anything touches
+ * memory: wait for the kernel before it on the stream and let the next one be scheduled
+ * (programmatic dependent launch; mj::pdl_begin in kernel_templates/common.cuh, a no-op when the
+ * launch did not ask for it and below sm_90). tests/test_contracts.c checks every entry has it. */
+#define MJ_ENTRY_PROLOGUE "    mj::pdl_begin();\n"
+
 /* Generate the source (malloc'ed, NUL-terminated) and its plan. */
 moejit_status mj_codegen(const mj_kernel_id *id, mj_kernel_plan *plan, char **src, size_t *len);
 

@@ -180,14 +180,32 @@ static moejit_status resolve_compiles(const moejit_config *cfg, mj_config *ctx)
     return MOEJIT_OK;
 }
 
+/* Programmatic dependent launch: moejit_config.pdl, else MOEJIT_PDL, else on. */
+static moejit_status resolve_pdl(const moejit_config *cfg, mj_config *ctx)
+{
+    const int pdl = cfg ? cfg->pdl : 0;
+    if (pdl < 0 || pdl > 2)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT,
+                       "moejit_config.pdl = %d must be 0 (the environment), 1 (on) or 2 (off)", pdl);
+    if (pdl == 0) {
+        ctx->pdl = 1;
+        return env_bool("MOEJIT_PDL", &ctx->pdl);
+    }
+    ctx->pdl = pdl == 1;
+    return MOEJIT_OK;
+}
+
 moejit_status mj_config_resolve(const moejit_config *cfg, mj_config *ctx)
 {
     memset(ctx, 0, sizeof *ctx);
     moejit_status st = cfg ? MJ_CHECK_RESERVED("moejit_config", cfg) : MOEJIT_OK;
+    if (st == MOEJIT_OK && cfg)
+        st = mj_check_reserved("moejit_config", "reserved0", &cfg->reserved0, 1, sizeof cfg->reserved0);
     if (st == MOEJIT_OK) st = resolve_log(cfg);
     if (st == MOEJIT_OK) st = resolve_cache_mode(cfg, ctx);
     if (st == MOEJIT_OK) st = resolve_cache_dir(cfg, ctx);
     if (st == MOEJIT_OK) st = resolve_cache_limits(cfg, ctx);
     if (st == MOEJIT_OK) st = resolve_compiles(cfg, ctx);
+    if (st == MOEJIT_OK) st = resolve_pdl(cfg, ctx);
     return st;
 }

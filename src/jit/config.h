@@ -25,6 +25,7 @@ typedef struct mj_config {
     int compile_jobs;
     uint64_t cache_max_bytes; /* 0: no limit */
     int lock_timeout_ms;      /* per-key cross-process lock; 0: no lock */
+    int pdl;                  /* 1: programmatic dependent launch where the device and driver allow it */
 } mj_config;
 
 /* Resolve cfg (may be NULL) and the environment into *out. Errors name the field or variable. */

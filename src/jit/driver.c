@@ -91,6 +91,19 @@ static void load_driver(void)
             return;
         }
     }
+    /* Optional entry points: a driver without them still serves, without the feature. */
+    struct {
+        void **slot;
+        const char *name;
+    } optional[] = {
+        {(void **)&d->launch_kernel_ex, "cuLaunchKernelEx"},
+    };
+    for (size_t i = 0; i < sizeof optional / sizeof optional[0]; i++) {
+        CUdriverProcAddressQueryResult q;
+        if (get_proc(optional[i].name, optional[i].slot, MJ_DRIVER_ABI, CU_GET_PROC_ADDRESS_DEFAULT, &q) !=
+            CUDA_SUCCESS)
+            *optional[i].slot = NULL;
+    }
     CUresult r = d->init(0);
     if (r != CUDA_SUCCESS) {
         const char *name = "?";
@@ -165,6 +178,11 @@ moejit_status mj_driver_device_cc(const mj_driver *d, CUdevice dev, int *cc)
     if (r != CUDA_SUCCESS) return mj_cuda_fail(d, r, "cuDeviceGetAttribute(compute capability)", NULL);
     *cc = major * 10 + minor;
     return MOEJIT_OK;
+}
+
+int mj_driver_pdl(const mj_driver *d, int cc)
+{
+    return d && d->launch_kernel_ex && d->version >= 12030 && cc >= 90;
 }
 
 void mj_arch_for_cc(int cc, char *buf, size_t cap) { snprintf(buf, cap, "sm_%d%s", cc, cc >= 90 ? "a" : ""); }

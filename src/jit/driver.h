@@ -30,6 +30,8 @@ typedef struct mj_driver {
     CUresult (*kernel_get_attribute)(int *, CUfunction_attribute, CUkernel, CUdevice);
     CUresult (*launch_kernel)(CUfunction, unsigned int, unsigned int, unsigned int, unsigned int, unsigned int,
                               unsigned int, unsigned int, CUstream, void **, void **);
+    /* Optional (NULL when the driver lacks it): programmatic dependent launch (mj_driver_pdl). */
+    CUresult (*launch_kernel_ex)(const CUlaunchConfig *, CUfunction, void **, void **);
     CUresult (*stream_is_capturing)(CUstream, CUstreamCaptureStatus *);
     CUresult (*get_error_name)(CUresult, const char **);
     CUresult (*get_error_string)(CUresult, const char **);
@@ -73,6 +75,12 @@ moejit_status mj_driver_current_device(const mj_driver *d, int fallback_ordinal,
 
 /* Compute capability as major*10+minor, e.g. 90. */
 moejit_status mj_driver_device_cc(const mj_driver *d, CUdevice dev, int *cc);
+
+/* Whether launches on a device of compute capability `cc` can use programmatic dependent launch
+ * (cuLaunchKernelEx with CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION): sm_90 or newer,
+ * and a 12.3 or newer driver that has cuLaunchKernelEx — 12.3 is the first whose graphs describe
+ * programmatic dependencies natively, so captured launches keep them (docs/DESIGN.md §1). */
+int mj_driver_pdl(const mj_driver *d, int cc);
 
 /* NVRTC target for a compute capability: "sm_90a" for 9.0 and newer (arch-specific features),
  * "sm_86" below. */

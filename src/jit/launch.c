@@ -15,9 +15,25 @@ moejit_status mj_launch(moejit_ctx *ctx, const mj_kernel *k, int entry, int64_t 
     if (blocks > INT32_MAX) blocks = INT32_MAX;
     if (blocks < 1) blocks = 1;
     void *argv[] = {params};
-    CUresult r = d->launch_kernel((CUfunction)k->kernels[entry], (unsigned)blocks, 1, 1, (unsigned)e->threads, 1, 1,
-                                  (unsigned)e->smem_bytes, (CUstream)stream, argv, NULL);
-    if (r != CUDA_SUCCESS) return mj_cuda_fail(d, r, "cuLaunchKernel", e->name);
+    CUresult r;
+    if (k->pdl) {
+        /* Programmatic dependent launch (decided when the kernel was registered: mj_driver_pdl and
+         * moejit_config.pdl): this grid may be scheduled before the previous kernel on the stream
+         * has finished; every entry point waits for it (griddepcontrol.wait in mj::pdl_begin,
+         * kernel_templates/common.cuh) before it reads or writes memory. */
+        CUlaunchAttribute attr = {.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION};
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        const CUlaunchConfig cfg = {.gridDimX = (unsigned)blocks, .gridDimY = 1, .gridDimZ = 1,
+                                    .blockDimX = (unsigned)e->threads, .blockDimY = 1, .blockDimZ = 1,
+                                    .sharedMemBytes = (unsigned)e->smem_bytes, .hStream = (CUstream)stream,
+                                    .attrs = &attr, .numAttrs = 1};
+        r = d->launch_kernel_ex(&cfg, (CUfunction)k->kernels[entry], argv, NULL);
+        if (r != CUDA_SUCCESS) return mj_cuda_fail(d, r, "cuLaunchKernelEx", e->name);
+    } else {
+        r = d->launch_kernel((CUfunction)k->kernels[entry], (unsigned)blocks, 1, 1, (unsigned)e->threads, 1, 1,
+                             (unsigned)e->smem_bytes, (CUstream)stream, argv, NULL);
+        if (r != CUDA_SUCCESS) return mj_cuda_fail(d, r, "cuLaunchKernel", e->name);
+    }
     atomic_fetch_add_explicit(&ctx->n_launches, 1, memory_order_relaxed);
     return MOEJIT_OK;
 }

@@ -77,6 +77,7 @@ static moejit_status register_new(moejit_ctx *ctx, const mj_driver *d, const mj_
     k->lookup = *lk;
     k->hash = hash;
     atomic_init(&k->devices_ready, 0);
+    k->pdl = ctx->cfg.pdl && mj_driver_pdl(d, lk->cc); /* the node is per (shape, arch): once per arch */
     moejit_status st = build_and_load(ctx, d, k);
     if (st != MOEJIT_OK && !permanent(st)) {
         free(k);

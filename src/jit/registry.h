@@ -31,6 +31,8 @@ typedef struct mj_kernel {
     CUkernel kernels[MJ_MAX_ENTRIES]; /* one per plan entry */
     char key_hex[33];
     atomic_ullong devices_ready;  /* bit d: per-device attributes set on device ordinal d */
+    int pdl;                      /* 1: launched with programmatic dependent launch (decided once, at
+                                     registration: the context's setting, the arch, the driver) */
 } mj_kernel;
 
 typedef struct mj_table mj_table;

@@ -50,7 +50,7 @@ void mj_align_emit_entries(mj_strbuf *sb, const mj_kernel_plan *plan, int first,
         const mj_entry_plan *e = &plan->entry[first + i];
         mj_sb_printf(sb,
                      "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::AlignParams p)\n"
-                     "{\n"
+                     "{\n" MJ_ENTRY_PROLOGUE
                      "    mj::Align<%s>::%s(p);\n"
                      "}\n\n",
                      e->threads, e->name, cfg, calls[i]);

@@ -57,7 +57,7 @@ static void mx_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan 
     for (int i = 0; i < 4; i++)
         mj_sb_printf(sb,
                      "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::MxParams p)\n"
-                     "{\n"
+                     "{\n" MJ_ENTRY_PROLOGUE
                      "    mj::MxScales<MoejitMxCfg>::run<%s>(p);\n"
                      "}\n\n",
                      plan->entry[i].threads, plan->entry[i].name, modes[i]);

@@ -94,7 +94,7 @@ static void rows_emit(mj_strbuf *sb, const char *cfg, int hidden, int dtype, con
                  "%s"
                  "};\n\n"
                  "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::%s p)\n"
-                 "{\n"
+                 "{\n" MJ_ENTRY_PROLOGUE
                  "    mj::%s<%s>(p);\n"
                  "}\n",
                  cfg, mj_dtype_struct(dtype), hidden, mj_rows_vec_bytes(hidden, dtype), e->threads, extra, e->threads,

@@ -112,7 +112,7 @@ void mj_route_emit_entry(mj_strbuf *sb, const char *name)
 {
     mj_sb_printf(sb,
                  "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::RouteParams p)\n"
-                 "{\n"
+                 "{\n" MJ_ENTRY_PROLOGUE
                  "    mj::route_kernel<MoejitRouteCfg>(p);\n"
                  "}\n",
                  32 * MJ_ROUTE_WARPS_PER_BLOCK, name);

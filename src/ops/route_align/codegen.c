@@ -65,7 +65,7 @@ static void route_align_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_ker
     const mj_entry_plan *e = &plan->entry[MJ_RA_FUSED];
     mj_sb_printf(sb,
                  "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::RouteAlignParams p)\n"
-                 "{\n"
+                 "{\n" MJ_ENTRY_PROLOGUE
                  "    mj::route_align_fused<MoejitRouteCfg, MoejitFusedAlignCfg>(p);\n"
                  "}\n\n",
                  e->threads, e->name);
