@@ -12,12 +12,14 @@
 // atomics, per-thread registers), so the result does not depend on timing or on the order of ids.
 //
 //   small (T <= MJ_DL_SMALL_TOKENS; one block, a thread a token): every output in one pass over the
-//         ids; E + R + N counters in shared memory, each token's ranks and nodes as 64-bit masks.
+//         ids; E + R + N counters in shared memory, each token's ranks and nodes as 64-bit masks
+//         counted a warp at a time (a ballot a group up to 32 groups).
 //   grid  (one role a block, by blockIdx; the host sizes the grid from T and the outputs wanted):
 //     expert blocks  each owns kExpertSlice experts and reads every id, flat, with 16-byte loads
 //                    where the base allows; per-warp histograms in shared memory.
 //     rank, node blocks  each owns up to kGroupSlice ranks (nodes): a thread a token builds the
-//                    token's mask over the slice and adds it to registers; the block sums them.
+//                    token's mask over the slice and adds it to byte counters in registers; the
+//                    block sums them.
 //     row blocks     kThreads tokens × kRowSlice ranks of is_token_in_rank, a thread a row segment.
 //
 // Ids are read as a u32 that is an expert exactly when it is below E: int16 and int32 ids sign-extend
@@ -173,8 +175,20 @@ struct DispatchLayout {
 
     // ---- masks and rows ------------------------------------------------------------------------
 
-    static __device__ __forceinline__ u32 bit32(u32 i) { return i < 32u ? 1u << i : 0u; }
-    static __device__ __forceinline__ u64 bit64(u32 i) { return i < 64u ? 1ull << i : 0ull; }
+    // 1 << i, and 0 when i is at or past the width: PTX's shl clamps the shift to the width (C++'s
+    // << would need a compare and a select more per id).
+    static __device__ __forceinline__ u32 bit32(u32 i)
+    {
+        u32 r;
+        asm("shl.b32 %0, %1, %2;" : "=r"(r) : "r"(1u), "r"(i));
+        return r;
+    }
+    static __device__ __forceinline__ u64 bit64(u32 i)
+    {
+        u64 r;
+        asm("shl.b64 %0, %1, %2;" : "=l"(r) : "l"(1ull), "r"(i));
+        return r;
+    }
 
     // The groups of kPer experts in [g0, g0 + 64) that token t has an id in, as bits of a mask.
     template <u32 kPer>
@@ -224,14 +238,26 @@ struct DispatchLayout {
         }
     }
 
-    // counts[g0 + b] += 1 for each set bit b of m with g0 + b < G (shared-memory atomics).
+    // counts[g0 + b] += the lanes of the warp whose m has bit b, for g0 + b < G. Warp-collective
+    // (every lane calls it, m = 0 on a lane without a token). Up to 32 groups a ballot a group
+    // (lane b adds its group's count: no two lanes of a warp hit one counter); more groups, too
+    // many ballots: a shared-memory atomic for each set bit.
     template <int G>
-    static __device__ __forceinline__ void add_bits(int *counts, u64 m, u32 g0)
+    static __device__ __forceinline__ void add_mask(int *counts, u64 m, u32 g0)
     {
-        while (m) {
-            const u32 b = (u32)__ffsll((long long)m) - 1u;
-            m &= m - 1;
-            if (g0 + b < (u32)G) atomicAdd(&counts[g0 + b], 1);
+        if constexpr (G <= 32) {
+            const int lane = threadIdx.x & 31;
+#pragma unroll
+            for (int b = 0; b < G; b++) {
+                const u32 v = __ballot_sync(kFullMask, (u32)(m >> b) & 1u);
+                if (lane == b && v) atomicAdd(&counts[b], __popc(v));
+            }
+        } else {
+            while (m) {
+                const u32 b = (u32)__ffsll((long long)m) - 1u;
+                m &= m - 1;
+                if (g0 + b < (u32)G) atomicAdd(&counts[g0 + b], 1);
+            }
         }
     }
 
@@ -243,11 +269,13 @@ struct DispatchLayout {
         for (int i = threadIdx.x; i < E + R + N; i += kSmallThreads) mj_dl_smem[i] = 0;
         __syncthreads();
         const Id *ids = static_cast<const Id *>(p.ids);
-        const int T = (int)p.num_tokens;
+        const int T = (int)p.num_tokens, lane = threadIdx.x & 31;
         const bool experts = p.tokens_per_expert != nullptr, ranks = p.tokens_per_rank != nullptr,
                    nodes = p.tokens_per_node != nullptr, rows = p.is_token_in_rank != nullptr;
         const int vec = rows ? row_vec(p.is_token_in_rank) : 1;
-        for (int t = threadIdx.x; t < T; t += kSmallThreads) {
+        for (int t0 = threadIdx.x - lane; t0 < T; t0 += kSmallThreads) { // uniform over the warp
+            const int t = t0 + lane;
+            const bool live = t < T;
             // One pass over the token's ids: its experts, its first 64 ranks and nodes.
             u64 rm = 0, nm = 0;
             auto f = [&](u32 e) {
@@ -255,21 +283,22 @@ struct DispatchLayout {
                 if (ranks || rows) rm |= bit64(e / kPerRank);
                 if (nodes) nm |= bit64(e / kPerNode);
             };
-            each_of_token(ids, t, f);
+            if (live) each_of_token(ids, t, f);
             if (ranks || rows) {
 #pragma unroll 1
                 for (int s = 0; s < kRowSlices; s++) { // beyond 64 ranks, a pass a slice
                     const u32 r0 = (u32)s * kRowSlice;
-                    if (s > 0) rm = mask64<kPerRank>(ids, t, r0);
-                    if (rows) write_row(p.is_token_in_rank + (long long)t * R + r0, rm, min(kRowSlice, R - (int)r0), vec);
-                    if (ranks) add_bits<R>(hr, rm, r0);
+                    if (s > 0) rm = live ? mask64<kPerRank>(ids, t, r0) : 0;
+                    if (rows && live)
+                        write_row(p.is_token_in_rank + (long long)t * R + r0, rm, min(kRowSlice, R - (int)r0), vec);
+                    if (ranks) add_mask<R>(hr, rm, r0);
                 }
             }
             if (nodes) {
 #pragma unroll 1
                 for (int s = 0; s < kNodeSlices; s++) {
-                    if (s > 0) nm = mask64<kPerNode>(ids, t, 64u * s);
-                    add_bits<N>(hn, nm, 64u * s);
+                    if (s > 0) nm = live ? mask64<kPerNode>(ids, t, 64u * s) : 0;
+                    add_mask<N>(hn, nm, 64u * s);
                 }
             }
         }
@@ -308,24 +337,35 @@ struct DispatchLayout {
     }
 
     // out[g0 .. g0 + W) for groups of kPer experts (ranks or nodes): a thread a token, its mask
-    // over the slice added to W register counters, then summed over the block.
+    // over the slice added to byte counters (four groups a register, a multiply spreading four mask
+    // bits to four bytes), which go to 32-bit counters every 255 tokens; the block then sums.
     template <int G, u32 kPer>
     static __device__ void count_groups(const DispatchLayoutParams &p, int slice, int *out)
     {
         constexpr int W = G < Cfg::kGroupSlice ? G : Cfg::kGroupSlice;
+        constexpr int kWords = (W + 3) / 4;
+        constexpr int kBatch = 255; // tokens a thread adds to byte counters before they could overflow
         __shared__ int part[kWarps * W];
         const u32 g0 = (u32)slice * W;
         const Id *ids = static_cast<const Id *>(p.ids);
-        const int T = (int)p.num_tokens;
+        const long long T = p.num_tokens;
         u32 c[W];
 #pragma unroll
         for (int j = 0; j < W; j++) c[j] = 0;
-        for (int t = threadIdx.x; t < T; t += kThreads) {
-            u32 m = 0;
-            auto f = [&](u32 e) { m |= bit32(e / kPer - g0); };
-            each_of_token(ids, t, f);
+        for (long long t0 = threadIdx.x; t0 < T; t0 += (long long)kBatch * kThreads) {
+            const long long end = min(T, t0 + (long long)kBatch * kThreads);
+            u32 acc[kWords];
 #pragma unroll
-            for (int j = 0; j < W; j++) c[j] += (m >> j) & 1u;
+            for (int q = 0; q < kWords; q++) acc[q] = 0;
+            for (long long t = t0; t < end; t += kThreads) {
+                u32 m = 0;
+                auto f = [&](u32 e) { m |= bit32(e / kPer - g0); }; // groups past the slice: bits >= W or 0
+                each_of_token(ids, (int)t, f);
+#pragma unroll
+                for (int q = 0; q < kWords; q++) acc[q] += bytes4(m >> (4 * q));
+            }
+#pragma unroll
+            for (int j = 0; j < W; j++) c[j] += (acc[j / 4] >> (8 * (j % 4))) & 0xffu;
         }
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
