@@ -38,11 +38,12 @@ typedef struct spec_options {
     const char *softcap, *scaling_factor, *shared_slots;
     const char *hidden;
     const char *block_size, *cols;
+    const char *ranks, *id_dtype, *ranks_per_node;
     int bias, score_after_topk, renormalize, scale_output, row_scale;
 } spec_options;
 
 /* getopt_long option table entries for the spec flags (ids >= 1000), NULL-terminated by caller. */
-#define SPEC_OPTION_COUNT 19
+#define SPEC_OPTION_COUNT 22
 extern const struct option spec_long_options[SPEC_OPTION_COUNT];
 
 /* Handle one getopt result: 1 taken, 0 not a spec flag, -1 bad (a value flag given twice; message

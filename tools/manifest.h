@@ -35,11 +35,13 @@ int mf_float(mf_entry *e, const char *field, int zero_ok, float *out); /* a fini
 int mf_score(mf_entry *e, const char *field, moejit_score *out);             /* "softmax"… */
 int mf_group_score(mf_entry *e, const char *field, moejit_group_score *out); /* "max", "top2_sum" */
 int mf_dtype(mf_entry *e, const char *field, moejit_dtype *out);             /* "bf16"… (lists: see manifest.c) */
+int mf_index_dtype(mf_entry *e, const char *field, moejit_index_dtype *out); /* "int32", "int64", "int16" */
 
 int manifest_route(mf_entry *e, moejit_kernel_desc *d);
 int manifest_route_align(mf_entry *e, moejit_kernel_desc *d);
 int manifest_align(mf_entry *e, moejit_kernel_desc *d);
 int manifest_mx_scales(mf_entry *e, moejit_kernel_desc *d);
+int manifest_dispatch_layout(mf_entry *e, moejit_kernel_desc *d);
 int manifest_permute(mf_entry *e, moejit_kernel_desc *d);
 int manifest_combine(mf_entry *e, moejit_kernel_desc *d);
 
