@@ -357,12 +357,18 @@ struct DispatchLayout {
             u32 acc[kWords];
 #pragma unroll
             for (int q = 0; q < kWords; q++) acc[q] = 0;
-            for (long long t = t0; t < end; t += kThreads) {
-                u32 m = 0;
-                auto f = [&](u32 e) { m |= bit32(e / kPer - g0); }; // groups past the slice: bits >= W or 0
-                each_of_token(ids, (int)t, f);
+            // Two tokens a step, both loaded unconditionally (the second is the first again past
+            // the end, then dropped) so that their loads are in flight together.
+            for (long long t = t0; t < end; t += 2LL * kThreads) {
+                const bool second = t + kThreads < end;
+                u32 m0 = 0, m1 = 0;
+                auto f0 = [&](u32 e) { m0 |= bit32(e / kPer - g0); }; // groups past the slice: bits >= W or 0
+                auto f1 = [&](u32 e) { m1 |= bit32(e / kPer - g0); };
+                each_of_token(ids, (int)t, f0);
+                each_of_token(ids, (int)(second ? t + kThreads : t), f1);
+                if (!second) m1 = 0;
 #pragma unroll
-                for (int q = 0; q < kWords; q++) acc[q] += bytes4(m >> (4 * q));
+                for (int q = 0; q < kWords; q++) acc[q] += bytes4(m0 >> (4 * q)) + bytes4(m1 >> (4 * q));
             }
 #pragma unroll
             for (int j = 0; j < W; j++) c[j] += (acc[j / 4] >> (8 * (j % 4))) & 0xffu;

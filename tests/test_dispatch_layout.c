@@ -130,8 +130,8 @@ static void test_source(void **state)
     expect_in(src, "static constexpr int kNodes = 4;");
     expect_in(src, "static constexpr int kTopK = 8;");
     expect_in(src, "typedef mj::int64_t Id;");
-    expect_in(src, "__launch_bounds__(128) moejit_dispatch_layout_e384_r64_k8_i64_rpn16_small(const mj::DispatchLayoutParams p)");
-    expect_in(src, "__launch_bounds__(1024) moejit_dispatch_layout_e384_r64_k8_i64_rpn16_grid(const mj::DispatchLayoutParams p)");
+    expect_in(src, "__launch_bounds__(128, 1) moejit_dispatch_layout_e384_r64_k8_i64_rpn16_small(const mj::DispatchLayoutParams p)");
+    expect_in(src, "__launch_bounds__(1024, 1) moejit_dispatch_layout_e384_r64_k8_i64_rpn16_grid(const mj::DispatchLayoutParams p)");
     char line[160];
     snprintf(line, sizeof line, "static_assert(sizeof(mj_dispatch_layout_params) == %zu,", sizeof(mj_dispatch_layout_params));
     expect_in(src, line);

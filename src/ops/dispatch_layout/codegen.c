@@ -64,11 +64,13 @@ static void dl_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan 
                  "};\n\n",
                  s.experts, s.ranks, mj_dl_nodes(&s), s.topk, mj_index_dtype_ctype(s.id_dtype), MJ_DL_SMALL_THREADS,
                  MJ_DL_THREADS, MJ_DL_EXPERT_SLICE, MJ_DL_GROUP_SLICE, MJ_DL_ROW_SLICE);
+    /* A minimum of one block an SM (the grids are a few dozen blocks): without it ptxas aims
+     * the 1024-thread entry at two blocks an SM, 32 registers, and spills. */
     static const char *const calls[MJ_DL_ENTRIES] = {"small", "grid"};
     for (int i = 0; i < MJ_DL_ENTRIES; i++) {
         const mj_entry_plan *e = &plan->entry[i];
         mj_sb_printf(sb,
-                     "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::DispatchLayoutParams p)\n"
+                     "extern \"C\" __global__ void __launch_bounds__(%d, 1) %s(const mj::DispatchLayoutParams p)\n"
                      "{\n"
                      "    mj::DispatchLayout<MoejitDispatchLayoutCfg>::%s(p);\n"
                      "}\n\n",
