@@ -1,18 +1,23 @@
-/* GPU times of align, route_align and mx_scales (needs a GPU). Per shape and batch:
+/* GPU times of align, route_align, mx_scales and dispatch_layout (needs a GPU). Per shape and batch:
  *   us/launch  GPU time per call: a CUDA graph of 20 calls replayed 50 times, median replay / 20
  *   us/call    one call between two events on the stream (host launch overhead included), median of 200
  * align uses vLLM's measured shapes (E128/E256, K=8, B=64); route_align is timed beside route
  * followed by align; mx_scales reports GB/s (bytes read + written) to compare with the copy floor
- * the benchmark harness measures in the same run.
- *   bench_ops [align|route_align|mx] [--no-pdl | --pdl-both]   (default: all ops, PDL as MOEJIT_PDL says)
+ * the benchmark harness measures in the same run; dispatch_layout (DeepEP's shapes, int64 ids,
+ * every output) is printed beside an empty kernel timed the same two ways (the launch floor).
+ *   bench_ops [align|route_align|mx|dispatch_layout] [--no-pdl | --pdl-both]   (default: all ops, PDL as
+ *   MOEJIT_PDL says)
  * Prints whether programmatic dependent launch (PDL: moejit_config.pdl, MOEJIT_PDL; on by default)
  * is used. --no-pdl turns it off; --pdl-both times every row with it on and off (two contexts,
- * interleaved forth and back, the lower of two medians kept each), one row each. */
+ * interleaved forth and back, the lower of two medians kept each), one row each (dispatch_layout:
+ * the first context only). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jit/driver.h"
+#include "jit/nvrtc.h"
+#include "jit/nvrtc_locate.h"
 #include "moejit.h"
 #include "moejit_reference.h"
 
@@ -275,6 +280,93 @@ static void bench_mx(void)
     }
 }
 
+/* ---- dispatch_layout beside the launch floor ---- */
+
+static CUfunction g_empty;
+
+static void call_empty(const void *p)
+{
+    (void)p;
+    CU(d->launch_kernel(g_empty, 1, 1, 1, 32, 1, 1, 0, stream, NULL, NULL));
+}
+
+/* An empty kernel, compiled with the library's own NVRTC wrapper for this device. */
+static void load_empty_kernel(void)
+{
+    mj_nvrtc_identity id;
+    mj_nvrtc *nv;
+    mj_compile_options opt;
+    mj_compile_output out;
+    char arch[16];
+    int cc, retained;
+    CUdevice dev;
+    CHECK(mj_driver_current_device(d, 0, &dev, &retained));
+    CHECK(mj_driver_device_cc(d, dev, &cc));
+    mj_arch_for_cc(cc, arch, sizeof arch);
+    CHECK(mj_nvrtc_locate(&id));
+    CHECK(mj_nvrtc_open(&id, &nv));
+    CHECK(mj_compile_options_build(arch, NULL, &opt));
+    CHECK(mj_nvrtc_compile(nv, "extern \"C\" __global__ void empty_kernel() {}\n", "empty.cu", &opt, &out));
+    CUmodule m;
+    CU(d->module_load_data(&m, out.cubin));
+    CU(d->module_get_function(&g_empty, m, "empty_kernel"));
+    mj_compile_output_free(&out);
+}
+
+typedef struct dl_case {
+    moejit_dispatch_layout_spec spec;
+    moejit_dispatch_layout_args args;
+} dl_case;
+
+static void call_dispatch_layout(const void *p)
+{
+    const dl_case *c = p;
+    CHECK(moejit_dispatch_layout(ctx, &c->spec, &c->args, (moejit_stream)stream));
+}
+
+static void bench_dispatch_layout(void)
+{
+    load_empty_kernel();
+    double floor_t[2];
+    time_it(call_empty, NULL, floor_t);
+    static const int shapes[][2] = {{256, 8}, {384, 16}};
+    static const int64_t ts[] = {1, 128, 4096, 16384};
+    printf("\n%-40s %7s %11s %11s %9s\n", "dispatch_layout (K=8, int64 ids, all out)", "T", "us/launch", "us/call",
+           "x floor");
+    printf("%-40s %7s %11.2f %11.2f %9s\n", "empty kernel (the launch floor)", "", floor_t[0], floor_t[1], "1.00x");
+    for (int s = 0; s < 2; s++)
+        for (size_t t = 0; t < sizeof ts / sizeof ts[0]; t++) {
+            const int E = shapes[s][0], R = shapes[s][1], K = 8;
+            const int64_t T = ts[t];
+            dl_case c = {.spec = {.num_experts = E, .num_ranks = R, .topk = K, .id_dtype = MOEJIT_INDEX_INT64}};
+            int64_t *ids = malloc(sizeof *ids * (size_t)(T * K));
+            uint64_t x = 0x9e3779b97f4a7c15ull;
+            for (int64_t i = 0; i < T; i++) /* K distinct experts a token, as route gives */
+                for (int k = 0; k < K; k++) {
+                    int again;
+                    do {
+                        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                        ids[i * K + k] = (int64_t)(x % (uint64_t)E);
+                        again = 0;
+                        for (int j = 0; j < k; j++) again |= ids[i * K + j] == ids[i * K + k];
+                    } while (again);
+                }
+            void *d_ids = dev_alloc(sizeof *ids * (size_t)(T * K), 0);
+            CU(d->memcpy_htod((CUdeviceptr)(uintptr_t)d_ids, ids, sizeof *ids * (size_t)(T * K)));
+            c.args = (moejit_dispatch_layout_args){
+                .ids = d_ids, .num_tokens = T, .tokens_per_rank = dev_alloc(4 * (size_t)R, 0),
+                .tokens_per_node = dev_alloc(4 * (size_t)(R / 8), 0), .tokens_per_expert = dev_alloc(4 * (size_t)E, 0),
+                .is_token_in_rank = dev_alloc((size_t)(T * R), 0)};
+            double r[2];
+            time_it(call_dispatch_layout, &c, r);
+            char shape[48];
+            snprintf(shape, sizeof shape, "E=%d R=%d", E, R);
+            printf("%-40s %7lld %11.2f %11.2f %8.2fx\n", shape, (long long)T, r[0], r[1], r[0] / floor_t[0]);
+            dev_free(d_ids), dev_free(c.args.tokens_per_rank), dev_free(c.args.tokens_per_node);
+            dev_free(c.args.tokens_per_expert), dev_free(c.args.is_token_in_rank), free(ids);
+        }
+}
+
 int main(int argc, char **argv)
 {
     const char *only = NULL;
@@ -282,10 +374,11 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--no-pdl")) pdl_off = 1;
         else if (!strcmp(argv[i], "--pdl-both")) pdl_both = 1;
-        else if (!only && (!strcmp(argv[i], "align") || !strcmp(argv[i], "route_align") || !strcmp(argv[i], "mx")))
+        else if (!only && (!strcmp(argv[i], "align") || !strcmp(argv[i], "route_align") || !strcmp(argv[i], "mx") ||
+                           !strcmp(argv[i], "dispatch_layout")))
             only = argv[i];
         else {
-            fprintf(stderr, "usage: bench_ops [align|route_align|mx] [--no-pdl | --pdl-both]\n");
+            fprintf(stderr, "usage: bench_ops [align|route_align|mx|dispatch_layout] [--no-pdl | --pdl-both]\n");
             return 2;
         }
     }
@@ -316,6 +409,7 @@ int main(int argc, char **argv)
     if (!only || !strcmp(only, "align")) bench_align();
     if (!only || !strcmp(only, "route_align")) bench_route_align();
     if (!only || !strcmp(only, "mx")) bench_mx();
+    if (!only || !strcmp(only, "dispatch_layout")) bench_dispatch_layout();
     for (int c = 0; c < n_ctx; c++) moejit_close(ctxs[c]);
     d->stream_destroy(stream);
     return 0;

@@ -509,17 +509,19 @@ MOEJIT_API moejit_status moejit_mx_scales_blocked_bytes(const moejit_mx_scales_s
                                                         int64_t groups, int64_t rows, size_t *bytes);
 
 /*-************************************************************************************************
- *  Operation 5: dispatch_layout — what an all-to-all needs to know, from routing ids
+ *  Operation 5: dispatch_layout — what an all-to-all needs to know, from routing ids (docs/DESIGN.md §2.6)
  *
  *  DeepEP's get_dispatch_layout, for R ranks holding E/R consecutive experts each (expert e lives
  *  on rank e / (E/R)). In: ids [T, K] of spec.id_dtype; an id outside [0, E) (-1: padding,
- *  dropped) is skipped. Out (each optional: NULL = not wanted):
+ *  dropped) is skipped (an int64 id is never truncated: 2^32 + 3 is not expert 3). Out (each
+ *  optional: NULL = not wanted):
  *    tokens_per_rank [R]        tokens with at least one id on rank r;
  *    tokens_per_node [R / ranks_per_node]  tokens with at least one id on a rank of node n (DeepEP's
- *                               num_tokens_per_rdma_rank; nodes of spec.ranks_per_node ranks, 8
- *                               by default, DeepEP's NUM_MAX_NVL_PEERS);
- *    tokens_per_expert [E]      (t, k) whose id is e;
- *    is_token_in_rank [T, R]    1 byte each (torch.bool): 1 when token t has an id on rank r.
+ *                               num_tokens_per_rdma_rank; nodes of spec.ranks_per_node consecutive
+ *                               ranks, 8 by default, DeepEP's NUM_MAX_NVL_PEERS);
+ *    tokens_per_expert [E]      (t, k) whose id is e: a token carrying an expert twice counts twice
+ *                               (route never does; DeepEP counts the same way);
+ *    is_token_in_rank [T, R]    1 byte each (torch.bool): 1 when token t has an id on rank r, else 0.
  *  Every output is fully written (no zeroing needed), in one launch, deterministically (integer
  *  counts). moejit does not communicate: these feed DeepEP's dispatch or NCCL's all_to_all.
  **************************************************************************************************/
@@ -528,21 +530,24 @@ typedef struct moejit_dispatch_layout_spec {
     int32_t num_ranks;           /* R >= 1, dividing E */
     int32_t topk;                /* K, 1..MOEJIT_MAX_TOPK*2: columns of ids */
     moejit_index_dtype id_dtype; /* of args.ids; default int32 */
-    int32_t ranks_per_node;      /* ranks of a node for tokens_per_node; 0 means 8; must divide R */
+    int32_t ranks_per_node;      /* ranks of a node for tokens_per_node, dividing R; 0 means 8, or R
+                                    when R < 8 (one node, as DeepEP) */
     uint32_t reserved[3];        /* 0 */
 } moejit_dispatch_layout_spec;
 
 typedef struct moejit_dispatch_layout_args {
-    const void *ids;             /* device [T, K] of spec.id_dtype; may be NULL when T == 0 */
-    int64_t num_tokens;          /* T >= 0 */
+    const void *ids;             /* device [T, K] of spec.id_dtype, aligned to its size; may be NULL when T == 0 */
+    int64_t num_tokens;          /* T >= 0, T·K < 2^31 */
     int32_t *tokens_per_rank;    /* device [R] or NULL */
     int32_t *tokens_per_node;    /* device [R / ranks_per_node] or NULL */
     int32_t *tokens_per_expert;  /* device [E] or NULL */
-    uint8_t *is_token_in_rank;   /* device [T, R] or NULL */
+    uint8_t *is_token_in_rank;   /* device [T, R] (any alignment) or NULL */
     uint64_t reserved[8];        /* 0 */
 } moejit_dispatch_layout_args;
 
-/* Compute the dispatch layout on `stream`. T == 0 still writes the counts (zeros). */
+/* Compute the dispatch layout on `stream`. T == 0 still writes the counts (zeros); nothing is
+ * launched when no output is wanted. Bad specs or arguments return an error before anything is
+ * compiled or launched. */
 MOEJIT_API moejit_status moejit_dispatch_layout(moejit_ctx *ctx, const moejit_dispatch_layout_spec *spec,
                                                 const moejit_dispatch_layout_args *args, moejit_stream stream);
 

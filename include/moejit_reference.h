@@ -40,7 +40,8 @@ MOEJIT_API moejit_status moejit_mx_scales_reference(const moejit_mx_scales_spec 
 MOEJIT_API moejit_status moejit_mx_scales_inverse_reference(const moejit_mx_scales_spec *spec,
                                                             const moejit_mx_scales_args *host_args);
 
-/* dispatch_layout (Operation 5). */
+/* dispatch_layout (Operation 5): ids and every output in host memory; written token by token, the
+ * definition the kernels are compared with byte for byte. */
 MOEJIT_API moejit_status moejit_dispatch_layout_reference(const moejit_dispatch_layout_spec *spec,
                                                           const moejit_dispatch_layout_args *host_args);
 

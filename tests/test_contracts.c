@@ -118,6 +118,9 @@ static const moejit_kernel_desc k_every_op[] = {
     {.op = MOEJIT_OP_PERMUTE, .permute = {.hidden = 256, .dtype = MOEJIT_DTYPE_BF16}},
     {.op = MOEJIT_OP_PERMUTE, .permute = {.hidden = 64, .has_scale = 1}},
     {.op = MOEJIT_OP_COMBINE, .combine = {.hidden = 512, .dtype = MOEJIT_DTYPE_F16}},
+    {.op = MOEJIT_OP_DISPATCH_LAYOUT, .dispatch_layout = {.num_experts = 256, .num_ranks = 8, .topk = 8}},
+    {.op = MOEJIT_OP_ROUTE, .route = {.num_experts = 64, .topk = 4, .padded = 1, .max_replicas = 2,
+                                      .num_physical_experts = 72, .replay = MOEJIT_REPLAY_GIVEN}},
 };
 #define N_EVERY_OP (sizeof k_every_op / sizeof k_every_op[0])
 

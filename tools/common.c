@@ -223,8 +223,8 @@ enum {
     OPT_OP = 1000, OPT_EXPERTS, OPT_TOPK, OPT_SCORE, OPT_DTYPE, OPT_GROUPS, OPT_TOPK_GROUPS, OPT_GROUP_SCORE,
     OPT_BIAS, OPT_SOFTCAP, OPT_AFTER, OPT_RENORM, OPT_SCALE_OUTPUT, OPT_FACTOR, OPT_SHARED, OPT_HIDDEN, OPT_ROW_SCALE,
     OPT_BLOCK_SIZE, OPT_COLS, OPT_ID_DTYPE, OPT_GLOBAL_EXPERTS, OPT_PADDED, OPT_REPLICAS, OPT_PHYSICAL, OPT_LOAD,
-    OPT_REPLAY, OPT_LOGICAL_ID_DTYPE,
-    OPT_LAST = OPT_LOGICAL_ID_DTYPE
+    OPT_REPLAY, OPT_LOGICAL_ID_DTYPE, OPT_RANKS, OPT_RANKS_PER_NODE,
+    OPT_LAST = OPT_RANKS_PER_NODE
 };
 #define FLAG(id) (1u << ((id) - OPT_OP))
 
@@ -256,11 +256,14 @@ const struct option spec_long_options[SPEC_OPTION_COUNT] = {
     {"load-counter", required_argument, NULL, OPT_LOAD},
     {"replay", required_argument, NULL, OPT_REPLAY},
     {"logical-id-dtype", required_argument, NULL, OPT_LOGICAL_ID_DTYPE},
+    {"ranks", required_argument, NULL, OPT_RANKS},
+    {"ranks-per-node", required_argument, NULL, OPT_RANKS_PER_NODE},
 };
 
 const char spec_options_help[] =
     "kernel spec (lists are comma separated; every combination is taken):\n"
-    "  --op OP                     route (default), align, route_align, mx_scales, permute, combine\n"
+    "  --op OP                     route (default), align, route_align, mx_scales, dispatch_layout,\n"
+    "                              permute, combine\n"
     "  --dtype D[,D…]              f32 (default; bf16,f32 with --model), bf16, f16: route's logits,\n"
     "                              permute's and combine's rows\n"
     " route (and route_align), by hand or refining the --model presets:\n"
@@ -296,7 +299,14 @@ const char spec_options_help[] =
     "  --global-experts EG[,EG…]   global ids, mapped to local experts by an expert map of EG entries,\n"
     "                              1.." STR(MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS) "; 0 (default): no map, local = id - first_expert\n"
     " mx_scales:\n"
-    "  --cols C[,C…]               e8m0 scales per row (K / 32), 1.." STR(MOEJIT_MAX_MX_COLS) " (required)\n";
+    "  --cols C[,C…]               e8m0 scales per row (K / 32), 1.." STR(MOEJIT_MAX_MX_COLS) " (required)\n"
+    " dispatch_layout:\n"
+    "  --experts E[,E…]            experts over all ranks (shared slots included), 1..4160 (required)\n"
+    "  --ranks R[,R…]              ranks, each holding E/R consecutive experts; R divides E (required)\n"
+    "  --topk K[,K…]               ids per token, 1..128 (required)\n"
+    "  --id-dtype T[,T…]           int32 (default), int64, int16: the ids' type\n"
+    "  --ranks-per-node N[,N…]     ranks of a node for tokens_per_node, dividing R (default 8, or R\n"
+    "                              below 8)\n";
 
 /* The flags that describe each op's kernels (beyond --op), and whether --dtype applies. */
 #define ROUTE_FLAGS                                                                                        \
@@ -315,10 +325,12 @@ static const struct {
     {"align", MOEJIT_OP_ALIGN, ALIGN_FLAGS, 0},
     {"route_align", MOEJIT_OP_ROUTE_ALIGN, ROUTE_FLAGS | FLAG(OPT_BLOCK_SIZE), 1},
     {"mx_scales", MOEJIT_OP_MX_SCALES, FLAG(OPT_COLS), 0},
+    {"dispatch_layout", MOEJIT_OP_DISPATCH_LAYOUT,
+     FLAG(OPT_EXPERTS) | FLAG(OPT_RANKS) | FLAG(OPT_TOPK) | FLAG(OPT_ID_DTYPE) | FLAG(OPT_RANKS_PER_NODE), 0},
     {"permute", MOEJIT_OP_PERMUTE, FLAG(OPT_HIDDEN) | FLAG(OPT_ROW_SCALE), 1},
     {"combine", MOEJIT_OP_COMBINE, FLAG(OPT_HIDDEN), 1},
 };
-#define SPEC_OP_NAMES "route, align, route_align, mx_scales, permute, combine"
+#define SPEC_OP_NAMES "route, align, route_align, mx_scales, dispatch_layout, permute, combine"
 
 static const char *flag_name(int id)
 {
@@ -352,6 +364,8 @@ static const char **value_slot(spec_options *o, int id)
     case OPT_LOAD: return &o->load_counter;
     case OPT_REPLAY: return &o->replay;
     case OPT_LOGICAL_ID_DTYPE: return &o->logical_id_dtype;
+    case OPT_RANKS: return &o->ranks;
+    case OPT_RANKS_PER_NODE: return &o->ranks_per_node;
     default: return NULL;
     }
 }
@@ -586,6 +600,39 @@ static int build_mx_scales(const spec_options *o, moejit_kernel_desc **out)
     return n;
 }
 
+#define INDEX_DTYPE_CHOICES "int32, int64, int16"
+
+/* dispatch_layout: --experts × --ranks × --topk × --id-dtype × --ranks-per-node. */
+static int build_dispatch_layout(const spec_options *o, moejit_kernel_desc **out)
+{
+    int_list es = {0}, rs = {0}, ks = {0}, dts = {0}, rpns = {0};
+    int rc = required_counts("dispatch_layout", "--experts", o->experts, 1, MOEJIT_MAX_EXPERTS + MOEJIT_MAX_TOPK, &es);
+    if (!rc) rc = required_counts("dispatch_layout", "--ranks", o->ranks, 1, MOEJIT_MAX_EXPERTS + MOEJIT_MAX_TOPK, &rs);
+    if (!rc) rc = required_counts("dispatch_layout", "--topk", o->topk, 1, 2 * MOEJIT_MAX_TOPK, &ks);
+    if (!rc)
+        rc = parse_enums("--id-dtype", o->id_dtype, mj_index_dtype_parse, INDEX_DTYPE_CHOICES, MOEJIT_INDEX_INT32, &dts);
+    if (!rc) rc = parse_counts("--ranks-per-node", o->ranks_per_node, 1, MOEJIT_MAX_EXPERTS + MOEJIT_MAX_TOPK, 0, &rpns);
+    const size_t n = es.n * rs.n * ks.n * dts.n * rpns.n;
+    moejit_kernel_desc *descs = rc ? NULL : alloc_descs(n);
+    if (descs) {
+        size_t i = 0;
+        for (size_t a = 0; a < es.n; a++)
+            for (size_t b = 0; b < rs.n; b++)
+                for (size_t c = 0; c < ks.n; c++)
+                    for (size_t d = 0; d < dts.n; d++)
+                        for (size_t r = 0; r < rpns.n; r++, i++) {
+                            descs[i].op = MOEJIT_OP_DISPATCH_LAYOUT;
+                            descs[i].dispatch_layout = (moejit_dispatch_layout_spec){
+                                .num_experts = es.v[a], .num_ranks = rs.v[b], .topk = ks.v[c],
+                                .id_dtype = (moejit_index_dtype)dts.v[d], .ranks_per_node = rpns.v[r]};
+                        }
+    }
+    int_list_free(&es), int_list_free(&rs), int_list_free(&ks), int_list_free(&dts), int_list_free(&rpns);
+    if (!descs) return -1;
+    *out = descs;
+    return (int)n;
+}
+
 int spec_options_build(const spec_options *o, const moejit_route_spec *preset, moejit_kernel_desc **out)
 {
     *out = NULL;
@@ -615,6 +662,7 @@ int spec_options_build(const spec_options *o, const moejit_route_spec *preset, m
     case MOEJIT_OP_ALIGN: return build_align(o, out);
     case MOEJIT_OP_ROUTE_ALIGN: return build_route_align(o, preset, out);
     case MOEJIT_OP_MX_SCALES: return build_mx_scales(o, out);
+    case MOEJIT_OP_DISPATCH_LAYOUT: return build_dispatch_layout(o, out);
     default: return build_rows(o, op, id, out);
     }
 }

@@ -3,7 +3,8 @@
  *   {"kernels": [ENTRY, …]}     or just     [ENTRY, …]
  *   ENTRY: {"op": "route", <fields of moejit_route_spec>}
  *        | {"op": "route_align", <fields of moejit_route_spec>, "block_size": B}
- *        | {"op": "align", …} | {"op": "mx_scales", …} | {"op": "permute", …} | {"op": "combine", …}
+ *        | {"op": "align", …} | {"op": "mx_scales", …} | {"op": "dispatch_layout", …}
+ *        | {"op": "permute", …} | {"op": "combine", …}
  *        | {"model": "kimi-k2", ["op": "route" or "route_align"], ["dtype": …],
  *           [route fields overriding the preset]}
  *
@@ -33,11 +34,12 @@ static const struct {
     {"route_align", manifest_route_align, route_align_route_of},
     {"align", manifest_align, NULL},
     {"mx_scales", manifest_mx_scales, NULL},
+    {"dispatch_layout", manifest_dispatch_layout, NULL},
     {"permute", manifest_permute, NULL},
     {"combine", manifest_combine, NULL},
 };
 
-#define OP_NAMES "route, route_align, align, mx_scales, permute, combine"
+#define OP_NAMES "route, route_align, align, mx_scales, dispatch_layout, permute, combine"
 
 /* ---- field readers -------------------------------------------------------------------------------- */
 

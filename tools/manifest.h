@@ -43,6 +43,7 @@ int manifest_route(mf_entry *e, moejit_kernel_desc *d);
 int manifest_route_align(mf_entry *e, moejit_kernel_desc *d);
 int manifest_align(mf_entry *e, moejit_kernel_desc *d);
 int manifest_mx_scales(mf_entry *e, moejit_kernel_desc *d);
+int manifest_dispatch_layout(mf_entry *e, moejit_kernel_desc *d);
 int manifest_permute(mf_entry *e, moejit_kernel_desc *d);
 int manifest_combine(mf_entry *e, moejit_kernel_desc *d);
 

@@ -2,13 +2,15 @@
 
 #include "common/error.h"
 #include "ops/align/align.h"
+#include "ops/dispatch_layout/dispatch_layout.h"
 #include "ops/mx_scales/mx_scales.h"
 #include "ops/permute_combine/permute_combine.h"
 #include "ops/route/route.h"
 #include "ops/route_align/route_align.h"
 
-static const mj_op *const k_ops[] = {&mj_op_route,     &mj_op_align,   &mj_op_route_align,
-                                     &mj_op_mx_scales, &mj_op_permute, &mj_op_combine};
+static const mj_op *const k_ops[] = {&mj_op_route,     &mj_op_align,           &mj_op_route_align,
+                                     &mj_op_mx_scales, &mj_op_dispatch_layout, &mj_op_permute,
+                                     &mj_op_combine};
 
 const mj_op *mj_op_for(int op)
 {

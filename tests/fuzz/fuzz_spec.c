@@ -1,10 +1,11 @@
 /* Fuzz the spec validator and what a valid spec reaches without a GPU: kernel names, the packed
  * id, the shape description, code generation, the route C reference on a row or two of the input's
- * bytes as logits (NaN, infinities and subnormals included), and align's reference on hostile ids.
+ * bytes as logits (NaN, infinities and subnormals included), and align's and dispatch_layout's
+ * references on hostile ids.
  *
  * Input: byte 0 picks the op (any op, or an invalid value), then the raw bytes of the spec struct;
- * what follows is logits and bias (route, route_align) or ids, first_expert and map (align: the
- * align reference). */
+ * what follows is logits and bias (route, route_align) or ids (align, with its first_expert and
+ * map; dispatch_layout: their references). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,44 @@ static void align_reference(const moejit_align_spec *spec, const uint8_t *rest, 
     free(ids), free(map), free(counts), free(offsets), free(sorted), free(blocks), free(slot_of);
 }
 
+/* dispatch_layout's reference on hostile ids of the spec's dtype: every row byte 0 or 1, every count
+ * the sum of what it counts. */
+static void dispatch_layout_reference(const moejit_dispatch_layout_spec *spec, const uint8_t *rest, size_t rest_len)
+{
+    const int64_t T = rest_len > 0 ? rest[0] % 40 : 1;
+    const int K = spec->topk, E = spec->num_experts, R = spec->num_ranks;
+    const int rpn = spec->ranks_per_node ? spec->ranks_per_node : R < 8 ? R : 8, N = R / rpn;
+    const size_t bytes = spec->id_dtype == MOEJIT_INDEX_INT64 ? 8 : spec->id_dtype == MOEJIT_INDEX_INT16 ? 2 : 4;
+    uint8_t *ids = malloc(bytes * (size_t)(T * K) + 1), *rows = malloc((size_t)(T * R) + 1);
+    int32_t *ranks = malloc(sizeof(int32_t) * (size_t)R), *nodes = malloc(sizeof(int32_t) * (size_t)N),
+            *experts = malloc(sizeof(int32_t) * (size_t)E);
+    if (!ids || !rows || !ranks || !nodes || !experts) abort();
+    for (size_t i = 0; i < bytes * (size_t)(T * K); i++) ids[i] = rest_len > 1 ? rest[1 + i % (rest_len - 1)] : (uint8_t)i;
+    const moejit_dispatch_layout_args a = {.ids = ids, .num_tokens = T, .tokens_per_rank = ranks,
+                                           .tokens_per_node = nodes, .tokens_per_expert = experts,
+                                           .is_token_in_rank = rows};
+    check(moejit_dispatch_layout_reference(spec, &a) == MOEJIT_OK);
+    int64_t in_rows = 0, sum_ranks = 0, sum_nodes = 0, sum_experts = 0;
+    for (int64_t i = 0; i < T * R; i++) {
+        check(rows[i] <= 1);
+        in_rows += rows[i];
+    }
+    for (int r = 0; r < R; r++) {
+        check(ranks[r] >= 0 && ranks[r] <= T);
+        sum_ranks += ranks[r];
+    }
+    for (int n = 0; n < N; n++) {
+        check(nodes[n] >= 0 && nodes[n] <= T);
+        sum_nodes += nodes[n];
+    }
+    for (int e = 0; e < E; e++) {
+        check(experts[e] >= 0);
+        sum_experts += experts[e];
+    }
+    check(in_rows == sum_ranks && sum_nodes <= sum_ranks && sum_ranks <= sum_experts && sum_experts <= T * K);
+    free(ids), free(rows), free(ranks), free(nodes), free(experts);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
@@ -143,5 +182,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (d.op == MOEJIT_OP_ROUTE_ALIGN && d.route_align.route.num_experts <= 1024)
         route_reference(&d.route_align.route, rest, rest_len);
     if (d.op == MOEJIT_OP_ALIGN) align_reference(&d.align, rest, rest_len);
+    if (d.op == MOEJIT_OP_DISPATCH_LAYOUT) dispatch_layout_reference(&d.dispatch_layout, rest, rest_len);
     return 0;
 }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# On the GPU machine, in two calls that each fit the device tool's 10 minutes:
+#   bench/device_round.sh tests   build, every GPU ctest suite, the Python package's GPU tests,
+#                                 the expert-parallel example (world size = the GPUs present)
+#   bench/device_round.sh bench   route's serving options, PDL on/off, the op benchmarks, the peers
+XX
+export MOEJIT_CACHE_DIR=${MOEJIT_CACHE_DIR:-/tmp/moejit-device-cache}
+cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release > "$O/cmake.log" 2>&1 || { tail -30 "$O/cmake.log"; exit 1; }
+cmake --build "$B" -j"$(nproc)" 2>&1 | grep -E "warning|error" | head -20
+export MOEJIT_LIBRARY=$PWD/$B/libmoejit.so
+
+if [ "$what" = tests ]; then
+  (cd "$B" && ctest -R 'gpu|example|test_rows|test_route|test_align|test_dispatch' -j6 --output-on-failure \
+      > "$O/ctest.log" 2>&1)
+  grep -E "tests passed|Test +#|\[  (PASSED|FAILED) \]|largest relative|ERROR:" "$O/ctest.log" | tail -40
+  python3 -m pytest -q -rs -x python/tests > "$O/pytest.log" 2>&1
+  tail -5 "$O/pytest.log"
+  MOEJIT_TORCH_REGISTRATION=custom_op python3 -m pytest -q python/tests/test_serving_gpu.py \
+      python/tests/test_ops_gpu.py > "$O/pytest_custom_op.log" 2>&1
+  tail -2 "$O/pytest_custom_op.log"
+  n=$(nvidia-smi -L | wc -l)
+  NCCL_NVLS_ENABLE=0 timeout 300 torchrun --nproc-per-node "$n" examples/ep_moe.py > "$O/ep_moe.log" 2>&1
+  echo "ep_moe with $n GPU(s): exit $?"; tail -4 "$O/ep_moe.log"
+  if [ "$n" -gt 1 ]; then
+    NCCL_NVLS_ENABLE=0 timeout 300 torchrun --nproc-per-node "$n" examples/ep_moe.py --redundant 2 --dtype bf16 \
+        > "$O/ep_moe_redundant.log" 2>&1
+    echo "ep_moe --redundant 2 --dtype bf16 with $n GPUs: exit $?"; tail -2 "$O/ep_moe_redundant.log"
+  fi
+else
+  for m in deepseek-v3 kimi-k2; do for dt in f32 bf16; do
+    "$B/bench/route_probe" --serving --model $m --dtype $dt --tokens 1,128,16384
+  done; done > "$O/serving.txt" 2>&1
+  for m in deepseek-v3 kimi-k2 qwen3-moe gpt-oss; do
+    "$B/bench/route_probe" --model $m --dtype bf16 --tokens 1,128,16384 --pdl-both
+  done > "$O/pdl.txt" 2>&1
+  "$B/bench/bench_ops" --pdl-both > "$O/bench_ops.txt" 2>&1
+  tail -3 "$O/serving.txt"; grep -cE "us" "$O/pdl.txt"
+  if [ -d .peers ]; then
+    mkdir -p "$O/peers"
+    OUT="$O/peers" timeout 400 bash .peers/run.sh --tokens 1,16,128,1024,4096,16384 > "$O/peers.txt" 2>&1
+  fi
+  tail -60 "$O/peers.txt" 2>/dev/null
+fi
+tar czf "${OUT:-.}/logs-$what.tgz" -C "$O" . 2>/dev/null
