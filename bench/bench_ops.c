@@ -243,24 +243,33 @@ static void call_mx(const void *p)
 
 static void bench_mx(void)
 {
-    /* torchao's 3D table (G, N, K/32) and its 2D M-groups case (131072 × 64, 8 groups) */
+    /* torchao's 3D table (G, N, K/32), its 2D M-groups case (131072 × 64, 8 groups) and a
+     * weight-gradient 2D K-groups case (8192 rows × K = 7168 cut into 8 expert groups: C = 224) */
     static const struct {
         int64_t g, r;
         int c;
-        int grouped;
-    } cases[] = {{1, 8192, 160, 0}, {16, 8192, 160, 0}, {1, 5120, 256, 0}, {16, 5120, 256, 0},
-                 {16, 2048, 224, 0}, {8, 131072, 64, 1}, {256, 16384, 224, 1}};
+        moejit_mx_layout layout;
+    } cases[] = {{1, 8192, 160, MOEJIT_MX_3D},         {16, 8192, 160, MOEJIT_MX_3D},
+                 {1, 5120, 256, MOEJIT_MX_3D},         {16, 5120, 256, MOEJIT_MX_3D},
+                 {16, 2048, 224, MOEJIT_MX_3D},        {8, 131072, 64, MOEJIT_MX_2D_GROUPS},
+                 {256, 16384, 224, MOEJIT_MX_2D_GROUPS}, {8, 8192, 224, MOEJIT_MX_2D_K_GROUPS}};
+    static const char *const names[] = {"3D G,R,C", "2D G,M,C", "2D K G,M,C"};
     printf("\n%-36s %11s %11s %9s\n", "mx_scales to blocked", "us/launch", "us/call", "GB/s");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         mx_case c = {.spec = {.cols = cases[i].c}};
-        const moejit_mx_layout layout = cases[i].grouped ? MOEJIT_MX_2D_GROUPS : MOEJIT_MX_3D;
+        const moejit_mx_layout layout = cases[i].layout;
+        const int grouped = layout != MOEJIT_MX_3D;
         size_t out_bytes;
         CHECK(moejit_mx_scales_blocked_bytes(&c.spec, layout, cases[i].g, cases[i].r, &out_bytes));
-        const size_t in_bytes = (size_t)((cases[i].grouped ? 1 : cases[i].g) * cases[i].r * cases[i].c);
+        const size_t in_bytes = (size_t)((grouped ? 1 : cases[i].g) * cases[i].r * cases[i].c);
         int32_t *ends = NULL;
-        if (cases[i].grouped) { /* even groups */
+        if (grouped) { /* even groups of rows; groups of columns moved by -1, 0 or +1 (sizes 26..30,
+                        * mostly not multiples of 4, as tokens per expert / 32 are) */
+            const int k = layout == MOEJIT_MX_2D_K_GROUPS;
+            const int64_t total = k ? cases[i].c : cases[i].r;
             ends = malloc(4 * (size_t)cases[i].g);
-            for (int64_t g = 0; g < cases[i].g; g++) ends[g] = (int32_t)((g + 1) * cases[i].r / cases[i].g);
+            for (int64_t g = 0; g < cases[i].g; g++)
+                ends[g] = (int32_t)((g + 1) * total / cases[i].g + (k && g + 1 < cases[i].g ? g % 3 - 1 : 0));
         }
         c.args = (moejit_mx_scales_args){.layout = layout, .in = dev_alloc(in_bytes, 0x7f), .out = dev_alloc(out_bytes, 0),
                                          .groups = cases[i].g, .rows = cases[i].r};
@@ -271,8 +280,8 @@ static void bench_mx(void)
         double r[2][2];
         time_each(call_mx, &c, r);
         char shape[64];
-        snprintf(shape, sizeof shape, "%s (%lld, %lld, %d)", cases[i].grouped ? "2D G,M,C" : "3D G,R,C",
-                 (long long)cases[i].g, (long long)cases[i].r, cases[i].c);
+        snprintf(shape, sizeof shape, "%s (%lld, %lld, %d)", names[layout], (long long)cases[i].g,
+                 (long long)cases[i].r, cases[i].c);
         for (int k = 0; k < n_ctx; k++)
             printf("%-36s %11.2f %11.2f %9.0f%s\n", shape, r[k][0], r[k][1],
                    (double)(in_bytes + out_bytes) / (r[k][0] * 1e3), labels[k]);

@@ -465,11 +465,21 @@ MOEJIT_API moejit_status moejit_route_align_workspace_bytes(const moejit_route_a
  *      each group blocked alone, padded to a multiple of 128 rows, the groups concatenated; an
  *      empty group takes no rows. out holds moejit_mx_scales_blocked_bytes(): every byte of it is
  *      written (zeros after the last group). Rows after group_ends[G-1] belong to no group.
+ *    2D with K groups: in [M, C] whose columns are split into G consecutive groups by group_ends
+ *      (weight gradients: C = total K / 32, K the contraction dimension cut by expert; group g is
+ *      columns group_ends[g-1] .. group_ends[g]-1, group_ends[-1] = 0) → each group's [M, C_g]
+ *      blocked alone as [Rp, round_up(C_g, 4)] (Rp = round_up(M, 128): every group has all M
+ *      rows), the groups concatenated: group g starts at byte Rp·Σ_{h<g} round_up(C_h, 4) and
+ *      holds its tiles (rb, cb) at (rb·round_up(C_g, 4)/4 + cb)·512; an empty group takes no
+ *      bytes. torchao's triton_mx_block_rearrange_2d_K_groups. out holds
+ *      moejit_mx_scales_blocked_bytes(): every byte of it is written (zeros after the last group).
+ *      Columns after group_ends[G-1] belong to no group.
  *  The inverse maps blocked back to plain (for checks): it writes only the rows and columns that
- *  exist in the plain tensor. Output is bit-identical to the reference.
+ *  exist in the plain tensor and belong to a group. Output is bit-identical to the reference.
  *  group_ends stays on the device (sizes are data-dependent), so the kernel cannot report bad
- *  offsets: it reads them as a running maximum clamped to [0, M] (decreasing ends make empty
- *  groups) and never touches memory outside the tensors; the reference rejects them.
+ *  offsets: it reads them as a running maximum clamped to [0, M] (M groups) or [0, C] (K groups)
+ *  (decreasing ends make empty groups) and never touches memory outside the tensors; the
+ *  reference rejects them.
  **************************************************************************************************/
 typedef struct moejit_mx_scales_spec {
     int32_t cols; /* C: scales per row (K / 32 for mxfp8), 1..MOEJIT_MAX_MX_COLS */
@@ -477,8 +487,9 @@ typedef struct moejit_mx_scales_spec {
 } moejit_mx_scales_spec;
 
 typedef enum moejit_mx_layout {
-    MOEJIT_MX_3D = 0,        /* [G, R, C], every group R rows (expert weights) */
-    MOEJIT_MX_2D_GROUPS = 1  /* [M, C], groups of rows given by group_ends (activations) */
+    MOEJIT_MX_3D = 0,          /* [G, R, C], every group R rows (expert weights) */
+    MOEJIT_MX_2D_GROUPS = 1,   /* [M, C], groups of rows given by group_ends (activations) */
+    MOEJIT_MX_2D_K_GROUPS = 2  /* [M, C], groups of columns given by group_ends (weight gradients) */
 } moejit_mx_layout;
 
 typedef struct moejit_mx_scales_args {
@@ -486,8 +497,9 @@ typedef struct moejit_mx_scales_args {
     const void *in;             /* moejit_mx_scales: plain; moejit_mx_scales_inverse: blocked */
     void *out;                  /* moejit_mx_scales: blocked; moejit_mx_scales_inverse: plain */
     int64_t groups;             /* G >= 0 */
-    int64_t rows;               /* 3D: R rows per group; 2D: M rows in all */
-    const int32_t *group_ends;  /* 2D: device [G] (host memory for the references), 4-byte aligned */
+    int64_t rows;               /* 3D: R rows per group; 2D: M rows in all (K groups: every group's rows) */
+    const int32_t *group_ends;  /* 2D: device [G] (host memory for the references), 4-byte aligned:
+                                   ends of row groups (M groups) or of column groups (K groups) */
     int64_t row_stride;         /* bytes between rows of the plain tensor; 0 means C; >= C */
     int64_t group_stride;       /* 3D: bytes between groups of the plain tensor; 0 means R·row_stride */
     uint64_t reserved[8];       /* 0 */
@@ -503,8 +515,10 @@ MOEJIT_API moejit_status moejit_mx_scales(moejit_ctx *ctx, const moejit_mx_scale
 MOEJIT_API moejit_status moejit_mx_scales_inverse(moejit_ctx *ctx, const moejit_mx_scales_spec *spec,
                                                   const moejit_mx_scales_args *args, moejit_stream stream);
 
-/* Size of the blocked tensor: 3D G·Rp·Cp; 2D the largest the groups can need,
- * round_down(M + 127·G, 128)·Cp (each group wastes at most 127 rows). */
+/* Size of the blocked tensor: 3D G·Rp·Cp; 2D the largest the groups can need: M groups
+ * round_down(M + 127·G, 128)·Cp (each group wastes at most 127 rows), K groups
+ * Rp·round_down(C + 3·G, 4) (each group wastes at most 3 columns; torchao allocates Rp·(C + 4·G),
+ * of which this is the prefix, the rest zeros). rows is M for both 2D layouts. */
 MOEJIT_API moejit_status moejit_mx_scales_blocked_bytes(const moejit_mx_scales_spec *spec, moejit_mx_layout layout,
                                                         int64_t groups, int64_t rows, size_t *bytes);
 
@@ -623,7 +637,7 @@ typedef enum moejit_op {
     MOEJIT_OP_ROUTE = 1,
     MOEJIT_OP_ALIGN = 2,
     MOEJIT_OP_ROUTE_ALIGN = 3, /* one module holds the fused kernel and the fallback's kernels */
-    MOEJIT_OP_MX_SCALES = 4,   /* one module per C holds both layouts and both directions */
+    MOEJIT_OP_MX_SCALES = 4,   /* one module per C holds every layout, both directions */
     MOEJIT_OP_DISPATCH_LAYOUT = 5,
     MOEJIT_OP_PERMUTE = 10,
     MOEJIT_OP_COMBINE = 11

@@ -1,8 +1,8 @@
 /* GPU: mx_scales against its C reference (torchao's to_blocked), byte for byte over the whole
- * poisoned output plus a poisoned margin after it: 3D and 2D-grouped layouts, rows and columns
- * that are not multiples of 128 and 4, padded strides, plain tensors with 16-, 4- and 1-byte
- * alignment, uneven and empty groups, and the inverse back to a poisoned plain tensor. Every test
- * skips without a device. */
+ * poisoned output plus a poisoned margin after it: 3D and 2D layouts grouped by rows (M) and by
+ * columns (K), rows and columns that are not multiples of 128 and 4, padded strides, plain tensors
+ * with 16-, 4- and 1-byte alignment, uneven and empty groups, and the inverse back to a poisoned
+ * plain tensor. Every test skips without a device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +37,7 @@ static void check(mjt_rng *rng, int C, moejit_mx_scales_args a, int offset, cons
     memset(blocked_ref, MJT_POISON, blocked_bytes + MARGIN);
     unsigned char *d_plain_base = mjt_dev_alloc(plain_bytes + 256), *d_plain = d_plain_base + offset;
     unsigned char *d_blocked = mjt_dev_alloc(blocked_bytes + MARGIN);
-    int32_t *d_ends = a.layout == MOEJIT_MX_2D_GROUPS && a.groups ? mjt_dev_alloc(4 * (size_t)a.groups) : NULL;
+    int32_t *d_ends = a.layout != MOEJIT_MX_3D && a.groups ? mjt_dev_alloc(4 * (size_t)a.groups) : NULL;
     if (d_ends) mjt_h2d(d_ends, ends, 4 * (size_t)a.groups);
     mjt_h2d(d_plain, plain, plain_bytes);
     mjt_dev_fill(d_blocked, MJT_POISON, blocked_bytes + MARGIN);
@@ -201,12 +201,108 @@ static void test_2d_bad_ends_stay_in_bounds(void **state)
     mjt_dev_free(d_plain), mjt_dev_free(d_out), mjt_dev_free(d_ends);
 }
 
+/* 2D K groups (weight gradients): groups of columns, every one with all M rows. */
+static void test_2d_k_groups(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    /* C = 224 is 7168 / 32 (DeepSeek-V3's hidden size); C = 4 with 16 groups is mostly empty groups */
+    static const int cs[] = {4, 160, 224};
+    static const int64_t ms[] = {1, 128, 1000, 8192};
+    static const int64_t gs[] = {1, 3, 8, 16};
+    char what[192];
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++)
+        for (size_t m = 0; m < sizeof ms / sizeof ms[0] && mjt_keep((int)m, 2); m++)
+            for (size_t g = 0; g < sizeof gs / sizeof gs[0]; g++)
+                for (int tail = 0; tail < 2; tail++) {
+                    const int64_t M = mjt_quick_cap(ms[m], 1000);
+                    /* random cuts: uneven sizes, most not multiples of 4, a third of them empty */
+                    int32_t *ends = random_ends(&rng, gs[g], cs[c], tail);
+                    moejit_mx_scales_args a = {.layout = MOEJIT_MX_2D_K_GROUPS, .groups = gs[g], .rows = M,
+                                               .group_ends = ends};
+                    if (tail) a.row_stride = cs[c] + 3; /* and an odd stride */
+                    int n = snprintf(what, sizeof what, "2D K G=%lld M=%lld C=%d%s, ends", (long long)gs[g],
+                                     (long long)M, cs[c], tail ? " cols after the last group, odd stride" : "");
+                    for (int64_t i = 0; i < gs[g] && n < (int)sizeof what - 12; i++)
+                        n += snprintf(what + n, sizeof what - (size_t)n, " %d", ends[i]);
+                    check(&rng, cs[c], a, 0, what);
+                    free(ends);
+                }
+    /* Plain tensors with 16-, 4- and 1-byte alignment; all groups empty; one group of every
+     * column; 64 groups (warp 0 walks them in two batches), many of them 1 or 2 columns. */
+    int32_t ends3[] = {50, 51, 224};
+    moejit_mx_scales_args a = {.layout = MOEJIT_MX_2D_K_GROUPS, .groups = 3, .rows = 300, .group_ends = ends3,
+                               .row_stride = 240};
+    check(&rng, 224, a, 0, "2D K 16-byte stride");
+    a.row_stride = 228;
+    check(&rng, 224, a, 4, "2D K 4-byte stride, base + 4");
+    a.row_stride = 225;
+    check(&rng, 224, a, 1, "2D K odd stride, base + 1");
+    int32_t zeros[8] = {0};
+    a = (moejit_mx_scales_args){.layout = MOEJIT_MX_2D_K_GROUPS, .groups = 8, .rows = 300, .group_ends = zeros};
+    check(&rng, 64, a, 0, "2D K all groups empty");
+    int32_t all[1] = {224};
+    a = (moejit_mx_scales_args){.layout = MOEJIT_MX_2D_K_GROUPS, .groups = 1, .rows = 4096, .group_ends = all};
+    check(&rng, 224, a, 0, "2D K one group");
+    int32_t *ends = random_ends(&rng, 64, 160, 0);
+    a = (moejit_mx_scales_args){.layout = MOEJIT_MX_2D_K_GROUPS, .groups = 64, .rows = 1000, .group_ends = ends};
+    check(&rng, 160, a, 0, "2D K G=64 M=1000 C=160");
+    free(ends);
+    ends = random_ends(&rng, 40, 576, 1);
+    a = (moejit_mx_scales_args){.layout = MOEJIT_MX_2D_K_GROUPS, .groups = 40, .rows = 700, .group_ends = ends};
+    check(&rng, 576, a, 0, "2D K G=40 M=700 C=576 (6 units across)");
+    free(ends);
+    int32_t small[] = {1, 1, 2, 5, 7};
+    a = (moejit_mx_scales_args){.layout = MOEJIT_MX_2D_K_GROUPS, .groups = 5, .rows = 129, .group_ends = small};
+    check(&rng, 7, a, 0, "2D K C=7 five groups");
+}
+
+/* K groups with ends the reference rejects: the kernel reads them as a running maximum clamped to
+ * [0, C], i.e. it equals the reference on the repaired ends, and stays inside its tensors. */
+static void test_2d_k_bad_ends_stay_in_bounds(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    const int C = 20;
+    const moejit_mx_scales_spec spec = {.cols = C};
+    const int32_t bad[] = {9, 3, 5000000, -3}, repaired[] = {9, 9, 20, 20};
+    const int64_t M = 300;
+    size_t bytes;
+    assert_int_equal(moejit_mx_scales_blocked_bytes(&spec, MOEJIT_MX_2D_K_GROUPS, 4, M, &bytes), MOEJIT_OK);
+    unsigned char *plain = malloc((size_t)M * C), *ref = malloc(bytes + MARGIN), *got = malloc(bytes + MARGIN);
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    for (int64_t i = 0; i < M * C; i++) plain[i] = (unsigned char)mjt_next(&rng);
+    memset(ref, MJT_POISON, bytes + MARGIN);
+    moejit_mx_scales_args h = {.layout = MOEJIT_MX_2D_K_GROUPS, .in = plain, .out = ref, .groups = 4, .rows = M,
+                               .group_ends = bad};
+    assert_int_equal(moejit_mx_scales_reference(&spec, &h), MOEJIT_ERR_INVALID_ARGUMENT);
+    h.group_ends = repaired;
+    assert_int_equal(moejit_mx_scales_reference(&spec, &h), MOEJIT_OK);
+    unsigned char *d_plain = mjt_dev_alloc((size_t)M * C), *d_out = mjt_dev_alloc(bytes + MARGIN);
+    int32_t *d_ends = mjt_dev_alloc(sizeof bad);
+    mjt_h2d(d_plain, plain, (size_t)M * C), mjt_h2d(d_ends, bad, sizeof bad);
+    mjt_dev_fill(d_out, MJT_POISON, bytes + MARGIN);
+    moejit_mx_scales_args d = {.layout = MOEJIT_MX_2D_K_GROUPS, .in = d_plain, .out = d_out, .groups = 4, .rows = M,
+                               .group_ends = d_ends};
+    assert_int_equal(moejit_mx_scales(mjt_gpu_ctx, &spec, &d, NULL), MOEJIT_OK);
+    mjt_sync();
+    mjt_d2h(got, d_out, bytes + MARGIN);
+    expect_same(got, ref, bytes + MARGIN, "K bad ends", "blocked");
+    free(plain), free(ref), free(got);
+    mjt_dev_free(d_plain), mjt_dev_free(d_out), mjt_dev_free(d_ends);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_3d),
         cmocka_unit_test(test_2d_groups),
         cmocka_unit_test(test_2d_bad_ends_stay_in_bounds),
+        cmocka_unit_test(test_2d_k_groups),
+        cmocka_unit_test(test_2d_k_bad_ends_stay_in_bounds),
     };
     return mjt_gpu_suite_status(cmocka_run_group_tests(tests, mjt_gpu_setup, mjt_gpu_teardown));
 }

@@ -1,4 +1,4 @@
-/* mx_scales' codegen: the launch plan, the parameter struct, the Cfg and the four entry points —
+/* mx_scales' codegen: the launch plan, the parameter struct, the Cfg and the six entry points —
  * where an mx_scales shape becomes CUDA source (kernel_templates/mx_scales.cuh). */
 #include "ops/mx_scales/mx_scales.h"
 
@@ -29,13 +29,17 @@ static int mx_describe(const mj_kernel_id *id, char *buf, size_t cap)
     return snprintf(buf, cap, "C=%d", shape_of(id).cols);
 }
 
-static const char *const k_entry_suffix[] = {"_to_blocked_3d", "_to_blocked_2d", "_from_blocked_3d", "_from_blocked_2d"};
+/* Indexed by MJ_MX_TO_BLOCKED_3D ..: the entry's name suffix and the call it makes. */
+static const char *const k_entry_suffix[MJ_MX_ENTRIES] = {"_to_blocked_3d",   "_to_blocked_2d",    "_from_blocked_3d",
+                                                          "_from_blocked_2d", "_to_blocked_2d_k", "_from_blocked_2d_k"};
+static const char *const k_entry_call[MJ_MX_ENTRIES] = {"run<true, false>",  "run<true, true>", "run<false, false>",
+                                                        "run<false, true>",  "run_k<true>",     "run_k<false>"};
 
 static void mx_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
 {
     mj_mx_geom g;
     mj_mx_geom_for(shape_of(id).cols, &g);
-    for (int i = 0; i < 4; i++) mj_plan_entry(plan, i, k_entry_suffix[i], 32 * g.segs, 1 /* unit */, 0);
+    for (int i = 0; i < MJ_MX_ENTRIES; i++) mj_plan_entry(plan, i, k_entry_suffix[i], 32 * g.segs, 1 /* unit */, 0);
 }
 
 static void mx_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan *plan)
@@ -53,14 +57,13 @@ static void mx_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan 
                  "    static constexpr int kChunks = %d;\n"
                  "};\n\n",
                  cols, g.segs, g.chunks);
-    static const char *const modes[] = {"true, false", "true, true", "false, false", "false, true"};
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < MJ_MX_ENTRIES; i++)
         mj_sb_printf(sb,
                      "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::MxParams p)\n"
                      "{\n" MJ_ENTRY_PROLOGUE
-                     "    mj::MxScales<MoejitMxCfg>::run<%s>(p);\n"
+                     "    mj::MxScales<MoejitMxCfg>::%s(p);\n"
                      "}\n\n",
-                     plan->entry[i].threads, plan->entry[i].name, modes[i]);
+                     plan->entry[i].threads, plan->entry[i].name, k_entry_call[i]);
 }
 
 const mj_op mj_op_mx_scales = {

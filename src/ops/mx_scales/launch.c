@@ -16,8 +16,8 @@ moejit_status moejit_mx_scales_blocked_bytes(const moejit_mx_scales_spec *spec, 
     moejit_status st = mj_mx_scales_normalize(spec, &s);
     if (st != MOEJIT_OK) return st;
     if (!bytes) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_mx_scales_blocked_bytes: bytes is NULL");
-    int64_t row_blocks;
-    return mj_mx_blocked_size("mx_scales", s.cols, layout, groups, rows, &row_blocks, bytes);
+    int64_t row_blocks, col_tiles;
+    return mj_mx_blocked_size("mx_scales", s.cols, layout, groups, rows, &row_blocks, &col_tiles, bytes);
 }
 
 static moejit_status mx_launch(moejit_ctx *ctx, const moejit_mx_scales_spec *spec, const moejit_mx_scales_args *args,
@@ -34,9 +34,12 @@ static moejit_status mx_launch(moejit_ctx *ctx, const moejit_mx_scales_spec *spe
     mj_kernel_id_set(&id, &mj_op_mx_scales, &shape, sizeof shape);
     const mj_kernel *k;
     if ((st = mj_jit_kernel(ctx, &id, &k)) != MOEJIT_OK) return st;
-    const int grouped = args->layout == MOEJIT_MX_2D_GROUPS;
-    const int entry = to_blocked ? (grouped ? MJ_MX_TO_BLOCKED_2D : MJ_MX_TO_BLOCKED_3D)
-                                 : (grouped ? MJ_MX_FROM_BLOCKED_2D : MJ_MX_FROM_BLOCKED_3D);
+    int entry;
+    switch (args->layout) {
+    case MOEJIT_MX_2D_GROUPS: entry = to_blocked ? MJ_MX_TO_BLOCKED_2D : MJ_MX_FROM_BLOCKED_2D; break;
+    case MOEJIT_MX_2D_K_GROUPS: entry = to_blocked ? MJ_MX_TO_BLOCKED_2D_K : MJ_MX_FROM_BLOCKED_2D_K; break;
+    default: entry = to_blocked ? MJ_MX_TO_BLOCKED_3D : MJ_MX_FROM_BLOCKED_3D; break;
+    }
     return mj_launch(ctx, k, entry, p.units, &p, stream);
 }
 

@@ -1,5 +1,5 @@
 /* mx_scales as a kernel family: spec validation and normalisation, names, plan and codegen. One
- * module per C holds both layouts in both directions. */
+ * module per C holds every layout in both directions. */
 #include "ops/mx_scales/mx_scales.h"
 
 #include <stdio.h>
@@ -32,13 +32,15 @@ void mj_mx_geom_for(int cols, mj_mx_geom *g)
 }
 
 moejit_status mj_mx_blocked_size(const char *op, int cols, moejit_mx_layout layout, int64_t groups, int64_t rows,
-                                 int64_t *row_blocks, size_t *bytes)
+                                 int64_t *row_blocks, int64_t *col_tiles, size_t *bytes)
 {
     *row_blocks = 0; /* defined on every path, failures included */
+    *col_tiles = 0;
     *bytes = 0;
-    if (layout != MOEJIT_MX_3D && layout != MOEJIT_MX_2D_GROUPS)
-        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: layout = %d is not a moejit_mx_layout (0 3D, 1 2D groups)",
-                       op, (int)layout);
+    if (layout != MOEJIT_MX_3D && layout != MOEJIT_MX_2D_GROUPS && layout != MOEJIT_MX_2D_K_GROUPS)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT,
+                       "%s args: layout = %d is not a moejit_mx_layout (0 3D, 1 2D groups, 2 2D K groups)", op,
+                       (int)layout);
     if (groups < 0) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: groups = %lld must be >= 0", op, (long long)groups);
     if (rows < 0) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: rows = %lld must be >= 0", op, (long long)rows);
     const int64_t row_block_bytes = (int64_t)((cols + 3) / 4) * 512;
@@ -49,13 +51,26 @@ moejit_status mj_mx_blocked_size(const char *op, int cols, moejit_mx_layout layo
                            "%s args: rows = %lld with groups = %lld pass %d blocked rows (group_ends are int32)", op,
                            (long long)rows, (long long)groups, INT32_MAX);
         *row_blocks = (rows + 127 * groups) / 128;
+        *bytes = (size_t)(*row_blocks * row_block_bytes);
+    } else if (layout == MOEJIT_MX_2D_K_GROUPS) {
+        /* Group ends and padded column numbers are int32 in the kernel. */
+        if (groups > (INT32_MAX - cols) / 3)
+            return mj_fail(MOEJIT_ERR_UNSUPPORTED,
+                           "%s args: groups = %lld with cols = %d pass %d padded columns (group_ends are int32)", op,
+                           (long long)groups, cols, INT32_MAX);
+        *row_blocks = (rows + 127) / 128;
+        *col_tiles = (cols + 3 * groups) / 4; /* each group wastes at most 3 columns */
+        if (*col_tiles && *row_blocks > INT64_MAX / 512 / *col_tiles)
+            return mj_fail(MOEJIT_ERR_UNSUPPORTED, "%s args: rows = %lld with groups = %lld overflows", op,
+                           (long long)rows, (long long)groups);
+        *bytes = (size_t)(*row_blocks * *col_tiles * 512);
     } else {
         *row_blocks = (rows + 127) / 128;
         if (groups && *row_blocks > INT64_MAX / row_block_bytes / groups)
             return mj_fail(MOEJIT_ERR_UNSUPPORTED, "%s args: groups = %lld × rows = %lld overflows", op,
                            (long long)groups, (long long)rows);
+        *bytes = (size_t)(*row_blocks * row_block_bytes * groups);
     }
-    *bytes = (size_t)(*row_blocks * row_block_bytes * (layout == MOEJIT_MX_3D ? groups : 1));
     return MOEJIT_OK;
 }
 
@@ -65,12 +80,13 @@ moejit_status mj_mx_check_args(const char *op, const mj_mx_scales_shape *s, cons
     memset(p, 0, sizeof *p);
     if (!a) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: args is NULL", op);
     size_t bytes;
-    int64_t row_blocks;
+    int64_t row_blocks, col_tiles;
     moejit_status st = MJ_CHECK_RESERVED("mx_scales args", a);
     if (st != MOEJIT_OK) return st;
-    st = mj_mx_blocked_size(op, s->cols, a->layout, a->groups, a->rows, &row_blocks, &bytes);
+    st = mj_mx_blocked_size(op, s->cols, a->layout, a->groups, a->rows, &row_blocks, &col_tiles, &bytes);
     if (st != MOEJIT_OK) return st;
-    const int grouped = a->layout == MOEJIT_MX_2D_GROUPS;
+    const int k_groups = a->layout == MOEJIT_MX_2D_K_GROUPS;
+    const int grouped = a->layout == MOEJIT_MX_2D_GROUPS || k_groups; /* group_ends, no group_stride */
     const int64_t row_stride = a->row_stride ? a->row_stride : s->cols;
     if (row_stride < s->cols)
         return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: row_stride = %lld is smaller than cols = %d", op,
@@ -91,6 +107,7 @@ moejit_status mj_mx_check_args(const char *op, const mj_mx_scales_shape *s, cons
     }
     mj_mx_geom g;
     mj_mx_geom_for(s->cols, &g);
+    const int64_t unit_tiles = mj_mx_k_unit_tiles(&g);
     *p = (mj_mx_params){
         .in = a->in,
         .out = a->out,
@@ -100,7 +117,9 @@ moejit_status mj_mx_check_args(const char *op, const mj_mx_scales_shape *s, cons
         .row_stride = row_stride,
         .group_stride = group_stride,
         .row_blocks = row_blocks,
-        .units = row_blocks * (grouped ? 1 : a->groups) * g.chunks,
+        .col_tiles = col_tiles,
+        .units = k_groups ? row_blocks * ((col_tiles + unit_tiles - 1) / unit_tiles)
+                          : row_blocks * (grouped ? 1 : a->groups) * g.chunks,
     };
     if (p->units == 0 || (!to_blocked && grouped && a->groups == 0)) {
         p->units = 0; /* nothing to read or write */
@@ -110,7 +129,8 @@ moejit_status mj_mx_check_args(const char *op, const mj_mx_scales_shape *s, cons
         (st = mj_check_pointer(op, to_blocked ? "out (blocked)" : "out", a->out, to_blocked ? 16 : 1)) != MOEJIT_OK)
         return st;
     if (grouped && a->groups > 0 &&
-        (st = mj_check_pointer(op, "group_ends (layout = 2D groups)", a->group_ends, 4)) != MOEJIT_OK)
+        (st = mj_check_pointer(op, k_groups ? "group_ends (layout = 2D K groups)" : "group_ends (layout = 2D groups)",
+                               a->group_ends, 4)) != MOEJIT_OK)
         return st;
     return MOEJIT_OK;
 }
