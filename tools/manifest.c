@@ -4,6 +4,7 @@
  *   ENTRY: {"op": "route", <fields of moejit_route_spec>}
  *        | {"op": "route_align", <fields of moejit_route_spec>, "block_size": B}
  *        | {"op": "align", …} | {"op": "mx_scales", …} | {"op": "permute", …} | {"op": "combine", …}
+ *        | {"op": "permute_backward", …} | {"op": "combine_backward", …}
  *        | {"model": "kimi-k2", ["op": "route" or "route_align"], ["dtype": …],
  *           [route fields overriding the preset]}
  *
@@ -35,9 +36,11 @@ static const struct {
     {"mx_scales", manifest_mx_scales, NULL},
     {"permute", manifest_permute, NULL},
     {"combine", manifest_combine, NULL},
+    {"permute_backward", manifest_permute_backward, NULL},
+    {"combine_backward", manifest_combine_backward, NULL},
 };
 
-#define OP_NAMES "route, route_align, align, mx_scales, permute, combine"
+#define OP_NAMES "route, route_align, align, mx_scales, permute, combine, permute_backward, combine_backward"
 
 /* ---- field readers -------------------------------------------------------------------------------- */
 
