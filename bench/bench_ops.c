@@ -1,16 +1,18 @@
-/* GPU times of align, route_align, mx_scales and dispatch_layout (needs a GPU). Per shape and batch:
+/* GPU times of align, route_align, mx_scales, dispatch_layout, and permute / combine with their
+ * backward (needs a GPU). Per shape and batch:
  *   us/launch  GPU time per call: a CUDA graph of 20 calls replayed 50 times, median replay / 20
  *   us/call    one call between two events on the stream (host launch overhead included), median of 200
  * align uses vLLM's measured shapes (E128/E256, K=8, B=64); route_align is timed beside route
- * followed by align; mx_scales reports GB/s (bytes read + written) to compare with the copy floor
- * the benchmark harness measures in the same run; dispatch_layout (DeepEP's shapes, int64 ids,
- * every output) is printed beside an empty kernel timed the same two ways (the launch floor).
- *   bench_ops [align|route_align|mx|dispatch_layout] [--no-pdl | --pdl-both]   (default: all ops, PDL as
- *   MOEJIT_PDL says)
+ * followed by align; mx_scales and the row ops report GB/s (the bytes that must move: read +
+ * written, each input row counted once) to compare with the copy floor the benchmark harness
+ * measures in the same run; dispatch_layout (DeepEP's shapes, int64 ids, every output) is printed
+ * beside an empty kernel timed the same two ways (the launch floor).
+ *   bench_ops [align|route_align|mx|dispatch_layout|rows] [--no-pdl | --pdl-both]   (default: all
+ *   ops, PDL as MOEJIT_PDL says)
  * Prints whether programmatic dependent launch (PDL: moejit_config.pdl, MOEJIT_PDL; on by default)
  * is used. --no-pdl turns it off; --pdl-both times every row with it on and off (two contexts,
- * interleaved forth and back, the lower of two medians kept each), one row each (dispatch_layout:
- * the first context only). */
+ * interleaved forth and back, the lower of two medians kept each), one row each (dispatch_layout
+ * and the row ops: the first context only). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,6 +378,124 @@ static void bench_dispatch_layout(void)
         }
 }
 
+/* ---- permute and combine, forward and backward ---- */
+
+typedef struct rows_case {
+    moejit_permute_spec permute;
+    moejit_permute_args permute_args;
+    moejit_combine_spec combine;
+    moejit_combine_args combine_args;
+    moejit_permute_backward_spec permute_bwd;
+    moejit_permute_backward_args permute_bwd_args;
+    moejit_combine_backward_spec combine_bwd;
+    moejit_combine_backward_args combine_bwd_args;
+} rows_case;
+
+static void call_permute(const void *p)
+{
+    const rows_case *c = p;
+    CHECK(moejit_permute(ctx, &c->permute, &c->permute_args, (moejit_stream)stream));
+}
+
+static void call_combine(const void *p)
+{
+    const rows_case *c = p;
+    CHECK(moejit_combine(ctx, &c->combine, &c->combine_args, (moejit_stream)stream));
+}
+
+static void call_permute_backward(const void *p)
+{
+    const rows_case *c = p;
+    CHECK(moejit_permute_backward(ctx, &c->permute_bwd, &c->permute_bwd_args, (moejit_stream)stream));
+}
+
+static void call_combine_backward(const void *p)
+{
+    const rows_case *c = p;
+    CHECK(moejit_combine_backward(ctx, &c->combine_bwd, &c->combine_bwd_args, (moejit_stream)stream));
+}
+
+static void rows_line(const char *what, int64_t T, int64_t R, call_fn f, const rows_case *c, double bytes)
+{
+    double r[2];
+    time_it(f, c, r);
+    printf("%-40s %6lld %6lld %11.2f %11.2f %9.0f\n", what, (long long)T, (long long)R, r[0], r[1], bytes / (r[0] * 1e3));
+}
+
+/* H = 7168 bf16 (DeepSeek-V3's hidden size), K = 8, maps from align over E = 256 experts, B = 64
+ * (R = total_padded rows, padding included). Bytes that must move, e = 2 bytes, N = kept slots:
+ *   permute            x once (T·H·e) + sorted_ids + ids + scale, out R·H·e
+ *   combine            N rows of y + slot_of + weights, out T·H·e
+ *   permute_backward   N rows of grad_out + slot_of + ids + scale, grad_x T·H·e
+ *   combine_backward   grad_out T·H·e + slot_of (+ N rows of y for grad_weights) (+ weights and
+ *                      sorted_ids, grad_y R·H·e for grad_y) (+ grad_weights T·K·4) */
+static void bench_rows(void)
+{
+    enum { H = 7168, K = 8, E = 256, B = 64 };
+    static const int64_t ts[] = {1, 128, 4096};
+    const double e = 2, row = (double)H * e;
+    printf("\n%-40s %6s %6s %11s %11s %9s\n", "permute/combine H=7168 bf16 K=8 E=256 B=64", "T", "R", "us/launch",
+           "us/call", "GB/s");
+    for (size_t t = 0; t < sizeof ts / sizeof ts[0]; t++) {
+        const int64_t T = ts[t], NK = T * K;
+        moejit_align_spec aspec = {.num_experts = E, .block_size = B};
+        int64_t cap;
+        CHECK(moejit_align_capacity(&aspec, T, K, &cap));
+        int32_t *ids = malloc(4 * (size_t)NK), *sorted = malloc(4 * (size_t)cap), *slot = malloc(4 * (size_t)NK), total;
+        float *w = malloc(4 * (size_t)NK), scale[E];
+        for (int64_t i = 0; i < NK; i++) {
+            ids[i] = (int32_t)((i * 2654435761u) % (uint64_t)E);
+            w[i] = 0.125f;
+        }
+        for (int x = 0; x < E; x++) scale[x] = 1.0f + (float)x / E;
+        moejit_align_args aa = {.ids = ids, .num_tokens = T, .topk = K,
+                                .out = {.sorted_ids = sorted, .total_padded = &total, .slot_of = slot}};
+        CHECK(moejit_align_reference(&aspec, &aa));
+        const int64_t R = total;
+        int64_t kept = 0;
+        for (int64_t i = 0; i < NK; i++) kept += slot[i] >= 0;
+        void *d_ids = dev_alloc(4 * (size_t)NK, 0), *d_sorted = dev_alloc(4 * (size_t)R, 0), *d_slot = dev_alloc(4 * (size_t)NK, 0);
+        void *d_w = dev_alloc(4 * (size_t)NK, 0), *d_scale = dev_alloc(4 * E, 0);
+        CU(d->memcpy_htod((CUdeviceptr)(uintptr_t)d_ids, ids, 4 * (size_t)NK));
+        CU(d->memcpy_htod((CUdeviceptr)(uintptr_t)d_sorted, sorted, 4 * (size_t)R));
+        CU(d->memcpy_htod((CUdeviceptr)(uintptr_t)d_slot, slot, 4 * (size_t)NK));
+        CU(d->memcpy_htod((CUdeviceptr)(uintptr_t)d_w, w, 4 * (size_t)NK));
+        CU(d->memcpy_htod((CUdeviceptr)(uintptr_t)d_scale, scale, 4 * E));
+        /* token rows [T, H] and expert-ordered rows [R, H], two of each (an input and an output) */
+        void *tok_in = dev_alloc((size_t)(T * H) * 2, 0x3c), *tok_out = dev_alloc((size_t)(T * H) * 2, 0);
+        void *rows_in = dev_alloc((size_t)(R * H) * 2, 0x3c), *rows_out = dev_alloc((size_t)(R * H) * 2, 0);
+        void *gw = dev_alloc(4 * (size_t)NK, 0);
+        rows_case c = {
+            .permute = {.hidden = H, .dtype = MOEJIT_DTYPE_BF16, .has_scale = 1},
+            .permute_args = {.x = tok_in, .sorted_ids = d_sorted, .ids = d_ids, .scale = d_scale, .out = rows_out,
+                             .num_tokens = T, .topk = K, .num_experts = E, .num_rows = R},
+            .combine = {.hidden = H, .dtype = MOEJIT_DTYPE_BF16},
+            .combine_args = {.y = rows_in, .slot_of = d_slot, .weights = d_w, .out = tok_out, .num_tokens = T, .topk = K,
+                             .num_rows = R},
+            .permute_bwd = {.hidden = H, .dtype = MOEJIT_DTYPE_BF16, .has_scale = 1},
+            .permute_bwd_args = {.grad_out = rows_in, .slot_of = d_slot, .ids = d_ids, .scale = d_scale,
+                                 .grad_x = tok_out, .num_tokens = T, .topk = K, .num_experts = E, .num_rows = R},
+            .combine_bwd = {.hidden = H, .dtype = MOEJIT_DTYPE_BF16},
+            .combine_bwd_args = {.grad_out = tok_in, .y = rows_in, .slot_of = d_slot, .weights = d_w,
+                                 .sorted_ids = d_sorted, .grad_y = rows_out, .grad_weights = gw, .num_tokens = T,
+                                 .topk = K, .num_rows = R},
+        };
+        const double maps = 4.0 * (double)NK, tok = (double)T * row, rows_all = (double)R * row, rows_kept = (double)kept * row;
+        rows_line("permute (scaled)", T, R, call_permute, &c, tok + 4.0 * (double)R + maps + rows_all);
+        rows_line("permute_backward (scaled)", T, R, call_permute_backward, &c, rows_kept + 2 * maps + tok);
+        rows_line("combine", T, R, call_combine, &c, rows_kept + 2 * maps + tok);
+        rows_line("combine_backward grad_y + grad_weights", T, R, call_combine_backward, &c,
+                  tok + rows_kept + 3 * maps + 4.0 * (double)R + rows_all);
+        c.combine_bwd_args.grad_weights = NULL;
+        rows_line("combine_backward grad_y", T, R, call_combine_backward, &c, tok + 2 * maps + 4.0 * (double)R + rows_all);
+        c.combine_bwd_args.grad_weights = gw, c.combine_bwd_args.grad_y = NULL;
+        rows_line("combine_backward grad_weights", T, R, call_combine_backward, &c, tok + rows_kept + 2 * maps);
+        dev_free(d_ids), dev_free(d_sorted), dev_free(d_slot), dev_free(d_w), dev_free(d_scale);
+        dev_free(tok_in), dev_free(tok_out), dev_free(rows_in), dev_free(rows_out), dev_free(gw);
+        free(ids), free(sorted), free(slot), free(w);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *only = NULL;
@@ -384,10 +504,10 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--no-pdl")) pdl_off = 1;
         else if (!strcmp(argv[i], "--pdl-both")) pdl_both = 1;
         else if (!only && (!strcmp(argv[i], "align") || !strcmp(argv[i], "route_align") || !strcmp(argv[i], "mx") ||
-                           !strcmp(argv[i], "dispatch_layout")))
+                           !strcmp(argv[i], "dispatch_layout") || !strcmp(argv[i], "rows")))
             only = argv[i];
         else {
-            fprintf(stderr, "usage: bench_ops [align|route_align|mx|dispatch_layout] [--no-pdl | --pdl-both]\n");
+            fprintf(stderr, "usage: bench_ops [align|route_align|mx|dispatch_layout|rows] [--no-pdl | --pdl-both]\n");
             return 2;
         }
     }
@@ -419,6 +539,7 @@ int main(int argc, char **argv)
     if (!only || !strcmp(only, "route_align")) bench_route_align();
     if (!only || !strcmp(only, "mx")) bench_mx();
     if (!only || !strcmp(only, "dispatch_layout")) bench_dispatch_layout();
+    if (!only || !strcmp(only, "rows")) bench_rows();
     for (int c = 0; c < n_ctx; c++) moejit_close(ctxs[c]);
     d->stream_destroy(stream);
     return 0;

@@ -631,6 +631,89 @@ MOEJIT_API moejit_status moejit_combine(moejit_ctx *ctx, const moejit_combine_sp
                                         const moejit_combine_args *args, moejit_stream stream);
 
 /*-************************************************************************************************
+ *  Operations: permute and combine backward — their gradients, for training
+ *
+ *  The gradients of the two operations above through the same maps (align writes them inverse to
+ *  each other: slot_of[i] = r exactly when sorted_ids[r] = i, for every kept flat index i = t*K+k).
+ *  Like the forward they are deterministic without atomics — every output element has one writer,
+ *  every sum a fixed order — and bit-identical to their C references (NaN payloads aside) and run
+ *  to run. H and the dtype are compile-time constants of the kernel; T, K, R and E are arguments.
+ *  "Gradient" means that of the forward's real-number math: the forward's roundings to the dtype
+ *  count as the identity (what autograd does).
+ *
+ *  permute backward: grad_out [R, H] (the gradient of permute's out) → grad_x [T, H]:
+ *      grad_x[t] = sum over k = 0..K-1, in that order, of grad_out[slot_of[t,k]] · s, accumulated in
+ *      f32 with fused multiply-adds (acc = fma(g, s, acc), from +0) and rounded once to spec.dtype,
+ *      where s = scale[ids[t,k]] with spec.has_scale, else 1. A slot outside [0, R) (dropped) adds
+ *      nothing, and so, with has_scale, does an expert outside [0, E) (a row the forward zeroed).
+ *      This is permute's gradient whenever slot_of is the inverse of sorted_ids.
+ *  combine backward: grad_out [T, H] (the gradient of combine's out) → either or both of
+ *      grad_y [R, H] (spec.dtype), one row r at a time, with i = sorted_ids[r]:
+ *          grad_y[r] = weights[i] · grad_out[i / K] (an f32 product, rounded once to spec.dtype)
+ *          when i is in [0, T*K) and slot_of[i] == r (row r is the row (i/K, i%K) read), else 0
+ *          (padding rows, rows whose slot was dropped). Every row of grad_y is written exactly once.
+ *      grad_weights [T, K] (f32): sum over h = 0..H-1 of grad_out[t,h] · y[slot_of[t,k], h] in f32,
+ *          in a fixed order that depends on H and the dtype only (DESIGN.md §2.4: P threads each
+ *          chain fused multiply-adds over their chunks of N consecutive elements, then butterfly
+ *          sums over each warp's 32 partials and over the warps' sums); 0 when slot_of[t,k] is
+ *          outside [0, R) (a dropped slot).
+ *      These are combine's gradients whenever sorted_ids names (t, k) at every kept slot_of[t,k]:
+ *      align's maps, and still so after slots are dropped by setting slot_of[t,k] = -1.
+ **************************************************************************************************/
+typedef struct moejit_permute_backward_spec {
+    int32_t hidden;       /* H, 1..MOEJIT_MAX_HIDDEN */
+    moejit_dtype dtype;   /* of grad_out and grad_x (the forward's dtype), default f32 */
+    int32_t has_scale;    /* 1: the forward scaled rows per expert (args.scale[ids]); so is the gradient */
+    uint32_t reserved[5]; /* 0 */
+} moejit_permute_backward_spec;
+
+typedef struct moejit_permute_backward_args {
+    const void *grad_out;   /* device [R, H] of spec.dtype, in expert order; may be NULL when R == 0 */
+    const int32_t *slot_of; /* device [T, K]: the row where (t, k) landed (align's inverse map) */
+    const int32_t *ids;     /* device [T, K] routing ids; required when spec.has_scale (and R > 0) */
+    const float *scale;     /* device [E] f32; required when spec.has_scale (and R > 0) */
+    void *grad_x;           /* device [T, H] of spec.dtype */
+    int64_t num_tokens;     /* T >= 0; T == 0 launches nothing */
+    int32_t topk;           /* K >= 1 */
+    int32_t num_experts;    /* E >= 1 when spec.has_scale (bounds ids), else ignored */
+    int64_t num_rows;       /* R >= 0; with R == 0 every slot is dropped and grad_x is zero */
+    uint64_t reserved[8];   /* 0 */
+} moejit_permute_backward_args;
+
+typedef struct moejit_combine_backward_spec {
+    int32_t hidden;       /* H, 1..MOEJIT_MAX_HIDDEN */
+    moejit_dtype dtype;   /* of grad_out, y and grad_y (the forward's dtype), default f32 */
+    uint32_t reserved[6]; /* 0 */
+} moejit_combine_backward_spec;
+
+typedef struct moejit_combine_backward_args {
+    const void *grad_out;      /* device [T, H] of spec.dtype; may be NULL when T == 0 */
+    const void *y;             /* device [R, H] of spec.dtype, combine's rows; read for grad_weights only
+                                  (may be NULL without it, or when R == 0) */
+    const int32_t *slot_of;    /* device [T, K] */
+    const float *weights;      /* device [T, K] f32, combine's weights; read for grad_y only */
+    const int32_t *sorted_ids; /* device [R]: the flat index t*K+k each row carries, or padding (anything
+                                  outside [0, T*K)); align's map; read for grad_y only */
+    void *grad_y;              /* device [R, H] of spec.dtype, or NULL: not wanted */
+    float *grad_weights;       /* device [T, K] f32, or NULL: not wanted */
+    int64_t num_tokens;        /* T >= 0, T * K < 2^31 (sorted_ids are int32) */
+    int32_t topk;              /* K >= 1 */
+    uint32_t reserved0;        /* 0 */
+    int64_t num_rows;          /* R >= 0 */
+    uint64_t reserved[8];      /* 0 */
+} moejit_combine_backward_args;
+
+/* The gradient of permute: grad_x from grad_out, on `stream` (see above). One launch of T blocks. */
+MOEJIT_API moejit_status moejit_permute_backward(moejit_ctx *ctx, const moejit_permute_backward_spec *spec,
+                                                 const moejit_permute_backward_args *args, moejit_stream stream);
+
+/* The gradients of combine: grad_y and/or grad_weights from grad_out, on `stream` (see above). One
+ * launch (a block per token, and with grad_y a block per 32 rows for the rows no token owns);
+ * nothing is launched when neither output is wanted (both NULL) or there is nothing to write. */
+MOEJIT_API moejit_status moejit_combine_backward(moejit_ctx *ctx, const moejit_combine_backward_spec *spec,
+                                                 const moejit_combine_backward_args *args, moejit_stream stream);
+
+/*-************************************************************************************************
  *  Kernel descriptors: one operation and its spec, for prewarm and source generation
  **************************************************************************************************/
 typedef enum moejit_op {
@@ -640,7 +723,9 @@ typedef enum moejit_op {
     MOEJIT_OP_MX_SCALES = 4,   /* one module per C holds every layout, both directions */
     MOEJIT_OP_DISPATCH_LAYOUT = 5,
     MOEJIT_OP_PERMUTE = 10,
-    MOEJIT_OP_COMBINE = 11
+    MOEJIT_OP_COMBINE = 11,
+    MOEJIT_OP_PERMUTE_BACKWARD = 12,
+    MOEJIT_OP_COMBINE_BACKWARD = 13
 } moejit_op;
 
 typedef struct moejit_kernel_desc {
@@ -654,6 +739,8 @@ typedef struct moejit_kernel_desc {
         moejit_dispatch_layout_spec dispatch_layout; /* MOEJIT_OP_DISPATCH_LAYOUT */
         moejit_permute_spec permute;         /* MOEJIT_OP_PERMUTE */
         moejit_combine_spec combine;         /* MOEJIT_OP_COMBINE */
+        moejit_permute_backward_spec permute_backward; /* MOEJIT_OP_PERMUTE_BACKWARD */
+        moejit_combine_backward_spec combine_backward; /* MOEJIT_OP_COMBINE_BACKWARD */
     };
 } moejit_kernel_desc;
 

@@ -51,6 +51,13 @@ MOEJIT_API moejit_status moejit_permute_reference(const moejit_permute_spec *spe
 MOEJIT_API moejit_status moejit_combine_reference(const moejit_combine_spec *spec,
                                                   const moejit_combine_args *host_args);
 
+/* permute and combine backward: their gradients, bit for bit what the kernels write (grad_weights'
+ * sum in the kernels' order, DESIGN.md §2.4). */
+MOEJIT_API moejit_status moejit_permute_backward_reference(const moejit_permute_backward_spec *spec,
+                                                           const moejit_permute_backward_args *host_args);
+MOEJIT_API moejit_status moejit_combine_backward_reference(const moejit_combine_backward_spec *spec,
+                                                           const moejit_combine_backward_args *host_args);
+
 #ifdef __cplusplus
 }
 #endif

@@ -99,7 +99,8 @@ static void test_help(void **state)
     assert_int_equal(CLI("source", "--op", "permute", "--hidden", "64", "--experts", "8"), 2);
     EXPECT_OUTPUT("--experts does not apply to --op permute");
     assert_int_equal(CLI("source", "--op", "gather", "--hidden", "64"), 2);
-    EXPECT_OUTPUT("moejit source: --op: \"gather\" is not one of route, align, route_align, mx_scales, dispatch_layout, permute, combine");
+    EXPECT_OUTPUT("moejit source: --op: \"gather\" is not one of route, align, route_align, mx_scales, dispatch_layout, "
+                  "permute, combine, permute_backward, combine_backward\n");
     assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "32", "--dtype", "bf16"), 2);
     EXPECT_OUTPUT("--dtype does not apply to --op align");
     assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "24"), 2);
@@ -224,6 +225,36 @@ static void test_manifest(void **state)
     EXPECT_OUTPUT("describes 3 kernels; give --out DIR");
     assert_int_equal(CLI("source", "--op", "permute", "--hidden", "4096", "--row-scale", "--dtype", "bf16"), 0);
     EXPECT_OUTPUT("moejit_permute_h4096_bf16_scale(const mj::PermuteParams p)");
+    mjt_rmtree(dir);
+}
+
+/* The backward ops: flags, sources, manifest entries. */
+static void test_backward_ops(void **state)
+{
+    (void)state;
+    assert_int_equal(CLI("source", "--op", "permute_backward", "--hidden", "4096", "--row-scale", "--dtype", "bf16"), 0);
+    EXPECT_OUTPUT("moejit_permute_backward_h4096_bf16_scale(const mj::PermuteBackwardParams p)");
+    assert_int_equal(CLI("source", "--op", "combine_backward", "--hidden", "7168", "--dtype", "f16"), 0);
+    EXPECT_OUTPUT("moejit_combine_backward_h7168_f16(const mj::CombineBackwardParams p)");
+    assert_int_equal(CLI("source", "--op", "combine_backward", "--hidden", "64", "--row-scale"), 2);
+    EXPECT_OUTPUT("moejit source: --row-scale does not apply to --op combine_backward");
+    assert_int_equal(CLI("source", "--op", "permute_backward"), 2);
+    EXPECT_OUTPUT("moejit source: --hidden is required with --op permute_backward");
+
+    char dir[4096], manifest[4200];
+    mjt_tmpdir(dir);
+    snprintf(manifest, sizeof manifest, "%s/train.json", dir);
+    write_text(manifest, "[{\"op\": \"permute_backward\", \"hidden\": 64, \"dtype\": [\"bf16\", \"f32\"], \"has_scale\": true},\n"
+                         " {\"op\": \"combine_backward\", \"hidden\": 64, \"dtype\": \"bf16\"},\n"
+                         " {\"op\": \"combine_backward\", \"hidden\": 64, \"has_scale\": true},\n"
+                         " {\"op\": \"permute_backward\", \"hidden\": 0}]\n");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--manifest", manifest, "--cache-dir", dir), 1);
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_permute_backward_h64_bf16_scale");
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_permute_backward_h64_f32_scale");
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_combine_backward_h64_bf16");
+    EXPECT_OUTPUT("train.json: [2] (combine_backward): unknown field \"has_scale\" (combine_backward fields: hidden, dtype)");
+    EXPECT_OUTPUT("train.json: [3]: MOEJIT_ERR_INVALID_SPEC: permute_backward spec: hidden = 0 must be >= 1");
+    assert_int_equal(list(dir).n, 3);
     mjt_rmtree(dir);
 }
 
@@ -518,7 +549,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_help),        cmocka_unit_test(test_prewarm_models_twice),
-        cmocka_unit_test(test_manifest),    cmocka_unit_test(test_strict_mode),
+        cmocka_unit_test(test_manifest),    cmocka_unit_test(test_backward_ops), cmocka_unit_test(test_strict_mode),
         cmocka_unit_test(test_prewarm_not_stored), cmocka_unit_test(test_prewarm_publish_fault),
         cmocka_unit_test(test_cache_commands), cmocka_unit_test(test_gc),
     };

@@ -87,6 +87,18 @@ static void test_params_emitted_with_checks(void **state)
     EXPECT_SIZE(src, mj_combine_params);
     EXPECT_OFFSET(src, mj_combine_params, topk);
     free(src);
+    /* the backward's modules declare all four row structs (their template follows the forward's) */
+    source_of(&(moejit_kernel_desc){.op = MOEJIT_OP_COMBINE_BACKWARD, .combine_backward = {.hidden = 64}}, &src);
+    EXPECT_SIZE(src, mj_permute_params);
+    EXPECT_SIZE(src, mj_combine_params);
+    EXPECT_SIZE(src, mj_permute_backward_params);
+    EXPECT_OFFSET(src, mj_permute_backward_params, num_experts);
+    EXPECT_SIZE(src, mj_combine_backward_params);
+    EXPECT_OFFSET(src, mj_combine_backward_params, grad_weights);
+    EXPECT_OFFSET(src, mj_combine_backward_params, topk);
+    /* every field of the four structs is checked: 9 + 8 + 9 + 11 offsets, 4 sizes */
+    assert_int_equal(count(src, "host and device layouts differ"), 9 + 8 + 9 + 11 + 4);
+    free(src);
 }
 
 /* Compile `src` for `arch` with the library's NVRTC; returns the status, the log in *log. */
@@ -119,6 +131,8 @@ static const moejit_kernel_desc k_every_op[] = {
     {.op = MOEJIT_OP_PERMUTE, .permute = {.hidden = 64, .has_scale = 1}},
     {.op = MOEJIT_OP_COMBINE, .combine = {.hidden = 512, .dtype = MOEJIT_DTYPE_F16}},
     {.op = MOEJIT_OP_DISPATCH_LAYOUT, .dispatch_layout = {.num_experts = 256, .num_ranks = 8, .topk = 8}},
+    {.op = MOEJIT_OP_PERMUTE_BACKWARD, .permute_backward = {.hidden = 7168, .dtype = MOEJIT_DTYPE_BF16, .has_scale = 1}},
+    {.op = MOEJIT_OP_COMBINE_BACKWARD, .combine_backward = {.hidden = 100, .dtype = MOEJIT_DTYPE_F16}},
     {.op = MOEJIT_OP_ROUTE, .route = {.num_experts = 64, .topk = 4, .padded = 1, .max_replicas = 2,
                                       .num_physical_experts = 72, .replay = MOEJIT_REPLAY_GIVEN}},
 };

@@ -263,9 +263,9 @@ const struct option spec_long_options[SPEC_OPTION_COUNT] = {
 const char spec_options_help[] =
     "kernel spec (lists are comma separated; every combination is taken):\n"
     "  --op OP                     route (default), align, route_align, mx_scales, dispatch_layout,\n"
-    "                              permute, combine\n"
+    "                              permute, combine, permute_backward, combine_backward\n"
     "  --dtype D[,D…]              f32 (default; bf16,f32 with --model), bf16, f16: route's logits,\n"
-    "                              permute's and combine's rows\n"
+    "                              the rows of permute, combine and their backward\n"
     " route (and route_align), by hand or refining the --model presets:\n"
     "  --experts E[,E…]            number of experts, 1.." STR(MOEJIT_MAX_EXPERTS) " (required without --model)\n"
     "  --topk K[,K…]               experts chosen per token, 1..min(E, " STR(MOEJIT_MAX_TOPK) ") (required without --model)\n"
@@ -288,9 +288,9 @@ const char spec_options_help[] =
     "  --load-counter int32|int64  count each physical expert's routed slots\n"
     "  --replay record|given       write the logical ids too, or take them as given\n"
     "  --logical-id-dtype int32|int64|int16  type of the logical ids (default int32)\n"
-    " permute, combine:\n"
+    " permute, combine, permute_backward, combine_backward:\n"
     "  --hidden H[,H…]             elements per row, 1.." STR(MOEJIT_MAX_HIDDEN) " (required)\n"
-    "  --row-scale                 permute: rows are scaled per expert\n"
+    "  --row-scale                 permute, permute_backward: rows are scaled per expert\n"
     " align:\n"
     "  --experts E[,E…]            local experts, 1.." STR(MOEJIT_MAX_ALIGN_EXPERTS) " (required)\n"
     "  --block-size B[,B…]         rows per block, a power of two in " STR(MOEJIT_ALIGN_MIN_BLOCK) ".." STR(
@@ -329,8 +329,11 @@ static const struct {
      FLAG(OPT_EXPERTS) | FLAG(OPT_RANKS) | FLAG(OPT_TOPK) | FLAG(OPT_ID_DTYPE) | FLAG(OPT_RANKS_PER_NODE), 0},
     {"permute", MOEJIT_OP_PERMUTE, FLAG(OPT_HIDDEN) | FLAG(OPT_ROW_SCALE), 1},
     {"combine", MOEJIT_OP_COMBINE, FLAG(OPT_HIDDEN), 1},
+    {"permute_backward", MOEJIT_OP_PERMUTE_BACKWARD, FLAG(OPT_HIDDEN) | FLAG(OPT_ROW_SCALE), 1},
+    {"combine_backward", MOEJIT_OP_COMBINE_BACKWARD, FLAG(OPT_HIDDEN), 1},
 };
-#define SPEC_OP_NAMES "route, align, route_align, mx_scales, dispatch_layout, permute, combine"
+#define SPEC_OP_NAMES                                                                                      \
+    "route, align, route_align, mx_scales, dispatch_layout, permute, combine, permute_backward, combine_backward"
 
 static const char *flag_name(int id)
 {
@@ -507,7 +510,7 @@ static int required_counts(const char *op, const char *flag, const char *text, l
     return parse_counts(flag, text, min, max, 0, out);
 }
 
-/* permute and combine: --hidden × --dtype. */
+/* permute, combine and their backward: --hidden × --dtype. */
 static int build_rows(const spec_options *o, const char *op, moejit_op id, moejit_kernel_desc **out)
 {
     int_list hs = {0}, dtypes = {0};
@@ -518,11 +521,21 @@ static int build_rows(const spec_options *o, const char *op, moejit_op id, moeji
     if (descs)
         for (size_t a = 0, i = 0; a < hs.n; a++)
             for (size_t d = 0; d < dtypes.n; d++, i++) {
+                const moejit_dtype dt = (moejit_dtype)dtypes.v[d];
                 descs[i].op = id;
-                if (id == MOEJIT_OP_PERMUTE)
-                    descs[i].permute = (moejit_permute_spec){.hidden = hs.v[a], .dtype = (moejit_dtype)dtypes.v[d],
-                                                             .has_scale = o->row_scale};
-                else descs[i].combine = (moejit_combine_spec){.hidden = hs.v[a], .dtype = (moejit_dtype)dtypes.v[d]};
+                switch (id) {
+                case MOEJIT_OP_PERMUTE:
+                    descs[i].permute = (moejit_permute_spec){.hidden = hs.v[a], .dtype = dt, .has_scale = o->row_scale};
+                    break;
+                case MOEJIT_OP_PERMUTE_BACKWARD:
+                    descs[i].permute_backward =
+                        (moejit_permute_backward_spec){.hidden = hs.v[a], .dtype = dt, .has_scale = o->row_scale};
+                    break;
+                case MOEJIT_OP_COMBINE_BACKWARD:
+                    descs[i].combine_backward = (moejit_combine_backward_spec){.hidden = hs.v[a], .dtype = dt};
+                    break;
+                default: descs[i].combine = (moejit_combine_spec){.hidden = hs.v[a], .dtype = dt}; break;
+                }
             }
     int_list_free(&hs), int_list_free(&dtypes);
     if (!descs) return -1;

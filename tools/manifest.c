@@ -5,6 +5,7 @@
  *        | {"op": "route_align", <fields of moejit_route_spec>, "block_size": B}
  *        | {"op": "align", …} | {"op": "mx_scales", …} | {"op": "dispatch_layout", …}
  *        | {"op": "permute", …} | {"op": "combine", …}
+ *        | {"op": "permute_backward", …} | {"op": "combine_backward", …}
  *        | {"model": "kimi-k2", ["op": "route" or "route_align"], ["dtype": …],
  *           [route fields overriding the preset]}
  *
@@ -37,9 +38,11 @@ static const struct {
     {"dispatch_layout", manifest_dispatch_layout, NULL},
     {"permute", manifest_permute, NULL},
     {"combine", manifest_combine, NULL},
+    {"permute_backward", manifest_permute_backward, NULL},
+    {"combine_backward", manifest_combine_backward, NULL},
 };
 
-#define OP_NAMES "route, route_align, align, mx_scales, dispatch_layout, permute, combine"
+#define OP_NAMES "route, route_align, align, mx_scales, dispatch_layout, permute, combine, permute_backward, combine_backward"
 
 /* ---- field readers -------------------------------------------------------------------------------- */
 

@@ -46,5 +46,7 @@ int manifest_mx_scales(mf_entry *e, moejit_kernel_desc *d);
 int manifest_dispatch_layout(mf_entry *e, moejit_kernel_desc *d);
 int manifest_permute(mf_entry *e, moejit_kernel_desc *d);
 int manifest_combine(mf_entry *e, moejit_kernel_desc *d);
+int manifest_permute_backward(mf_entry *e, moejit_kernel_desc *d);
+int manifest_combine_backward(mf_entry *e, moejit_kernel_desc *d);
 
 #endif

@@ -10,7 +10,7 @@
 
 static const mj_op *const k_ops[] = {&mj_op_route,     &mj_op_align,           &mj_op_route_align,
                                      &mj_op_mx_scales, &mj_op_dispatch_layout, &mj_op_permute,
-                                     &mj_op_combine};
+                                     &mj_op_combine,   &mj_op_permute_backward, &mj_op_combine_backward};
 
 const mj_op *mj_op_for(int op)
 {

@@ -1,4 +1,5 @@
-/* moejit_permute / moejit_combine: argument checks, then lookup (or first-use build) and one launch. */
+/* moejit_permute / moejit_combine and their backward: argument checks, then lookup (or first-use
+ * build) and one launch. */
 #include <stdint.h>
 #include <string.h>
 
@@ -59,4 +60,66 @@ moejit_status moejit_combine(moejit_ctx *ctx, const moejit_combine_spec *spec, c
         .topk = args->topk,
     };
     return mj_launch(ctx, k, 0, args->num_tokens, &p, stream);
+}
+
+moejit_status moejit_permute_backward(moejit_ctx *ctx, const moejit_permute_backward_spec *spec,
+                                      const moejit_permute_backward_args *args, moejit_stream stream)
+{
+    mj_error_clear();
+    if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_permute_backward: ctx is NULL");
+    mj_permute_backward_shape s;
+    moejit_status st = mj_permute_backward_normalize(spec, &s);
+    int nothing;
+    if (st == MOEJIT_OK) st = mj_permute_backward_check_args(&s, args, &nothing);
+    if (st != MOEJIT_OK || nothing) return st;
+    mj_kernel_id id;
+    mj_kernel_id_set(&id, &mj_op_permute_backward, &s, sizeof s);
+    const mj_kernel *k;
+    if ((st = mj_jit_kernel(ctx, &id, &k)) != MOEJIT_OK) return st;
+    const int scaled = s.has_scale && args->num_rows > 0;
+    mj_permute_backward_params p = {
+        .grad_out = args->num_rows > 0 ? args->grad_out : NULL,
+        .slot_of = args->slot_of,
+        .ids = scaled ? args->ids : NULL,
+        .scale = scaled ? args->scale : NULL,
+        .grad_x = args->grad_x,
+        .num_tokens = args->num_tokens,
+        .num_rows = args->num_rows,
+        .topk = args->topk,
+        .num_experts = s.has_scale ? args->num_experts : 0,
+    };
+    return mj_launch(ctx, k, 0, args->num_tokens, &p, stream);
+}
+
+moejit_status moejit_combine_backward(moejit_ctx *ctx, const moejit_combine_backward_spec *spec,
+                                      const moejit_combine_backward_args *args, moejit_stream stream)
+{
+    mj_error_clear();
+    if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_combine_backward: ctx is NULL");
+    mj_combine_backward_shape s;
+    moejit_status st = mj_combine_backward_normalize(spec, &s);
+    int nothing;
+    if (st == MOEJIT_OK) st = mj_combine_backward_check_args(&s, args, &nothing);
+    if (st != MOEJIT_OK || nothing) return st;
+    mj_kernel_id id;
+    mj_kernel_id_set(&id, &mj_op_combine_backward, &s, sizeof s);
+    const mj_kernel *k;
+    if ((st = mj_jit_kernel(ctx, &id, &k)) != MOEJIT_OK) return st;
+    /* an output with nothing to hold is not passed: the kernel then neither reads for it nor writes it */
+    const int want_y = args->grad_y && args->num_rows > 0, want_w = args->grad_weights && args->num_tokens > 0;
+    const int tokens = args->num_tokens > 0;
+    mj_combine_backward_params p = {
+        .grad_out = tokens ? args->grad_out : NULL,
+        .y = want_w && args->num_rows > 0 ? args->y : NULL,
+        .slot_of = tokens ? args->slot_of : NULL,
+        .weights = want_y && tokens ? args->weights : NULL,
+        .sorted_ids = want_y ? args->sorted_ids : NULL,
+        .grad_y = want_y ? args->grad_y : NULL,
+        .grad_weights = want_w ? args->grad_weights : NULL,
+        .num_tokens = args->num_tokens,
+        .num_rows = args->num_rows,
+        .topk = args->topk,
+    };
+    const int64_t zero_blocks = want_y ? mj_blocks_for(args->num_rows, MJ_COMBINE_BACKWARD_ZERO_ROWS) : 0;
+    return mj_launch(ctx, k, 0, args->num_tokens + zero_blocks, &p, stream);
 }

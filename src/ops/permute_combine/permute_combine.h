@@ -1,13 +1,17 @@
 /* permute and combine — moving token rows [T, H] into expert order and back (moejit.h,
- * docs/DESIGN.md §2.4): the two ends of the expert computation, two ops sharing their validation, vector plan
- * and template (kernel_templates/permute_combine.cuh).
+ * docs/DESIGN.md §2.4) — and their backward: the two ends of the expert computation, four ops
+ * sharing their validation, vector plan and templates (kernel_templates/permute_combine.cuh, and
+ * permute_combine_backward.cuh after it).
  *
  * The ops' one header: normalised shapes, parameters (one table each for C and CUDA) and the
  * argument checks shared by the launches and the references. Plain C.
- *   spec.c       validate and normalise specs, the vector plan, argument checks
- *   codegen.c    the launch plans, Cfgs and entry points: where a shape becomes CUDA source
- *   launch.c     moejit_permute and moejit_combine
- *   reference.c  their C references, bit-identical to the kernels */
+ *   spec.c                validate and normalise specs, the vector plan, argument checks
+ *   codegen.c             the forward's launch plans, Cfgs and entry points: where a shape becomes
+ *                         CUDA source
+ *   codegen_backward.c    the same for the backward
+ *   launch.c              moejit_permute, moejit_combine and their backward
+ *   reference.c           the forward's C references, bit-identical to the kernels
+ *   reference_backward.c  the backward's, bit-identical too (grad_weights' summation order) */
 #ifndef MOEJIT_OPS_PERMUTE_COMBINE_H
 #define MOEJIT_OPS_PERMUTE_COMBINE_H
 
@@ -28,14 +32,31 @@ typedef struct mj_combine_shape {
     int32_t dtype;
 } mj_combine_shape;
 
+/* The backward's shapes are the forward's (the same fields, normalised the same way). */
+typedef mj_permute_shape mj_permute_backward_shape;
+typedef mj_combine_shape mj_combine_backward_shape;
+
 /* Validate a spec and write its normalised shape. Errors name the field and value. */
 moejit_status mj_permute_normalize(const moejit_permute_spec *spec, mj_permute_shape *out);
 moejit_status mj_combine_normalize(const moejit_combine_spec *spec, mj_combine_shape *out);
+moejit_status mj_permute_backward_normalize(const moejit_permute_backward_spec *spec, mj_permute_backward_shape *out);
+moejit_status mj_combine_backward_normalize(const moejit_combine_backward_spec *spec, mj_combine_backward_shape *out);
 
 /* Bytes per vector in a row of H elements of dtype: the widest of 16, 8, 4 dividing the row,
  * else one element. Threads per block for such a row. */
 int mj_rows_vec_bytes(int hidden, int dtype);
 int mj_rows_threads(int hidden, int dtype);
+
+/* combine backward's grad_weights: the dot product of two rows of H elements of dtype, summed in
+ * the kernel's order (DESIGN.md §2.4): thread j of P = mj_rows_threads() chains fused
+ * multiply-adds, from +0, over chunks j, j + P, j + 2P… of N = mj_rows_vec_bytes() / element size
+ * elements (each in element order); then each warp's 32 partials are summed by a butterfly
+ * (offsets 16, 8, 4, 2, 1; lane l adds lane l^o's value), and with more than one warp the warps'
+ * sums, padded with +0 to 32, by a second butterfly. */
+float mj_rows_dot(const void *a, const void *b, int hidden, int dtype);
+
+/* Rows of grad_y one block of combine backward's zeroing part checks (a warp's ballot). */
+#define MJ_COMBINE_BACKWARD_ZERO_ROWS 32
 
 /* The kernels' parameters (mj::PermuteParams / mj::CombineParams are emitted from these tables). */
 #define MJ_PERMUTE_PARAMS(X, S)                                                                            \
@@ -65,13 +86,51 @@ typedef struct mj_combine_params {
     MJ_COMBINE_PARAMS(MJ_PARAM_DECL, _)
 } mj_combine_params;
 
+#define MJ_PERMUTE_BACKWARD_PARAMS(X, S)                                                                   \
+    X(S, const void *, grad_out)                                                                          \
+    X(S, const int32_t *, slot_of)                                                                        \
+    X(S, const int32_t *, ids)                                                                            \
+    X(S, const float *, scale)                                                                            \
+    X(S, void *, grad_x)                                                                                  \
+    X(S, int64_t, num_tokens)                                                                             \
+    X(S, int64_t, num_rows)                                                                               \
+    X(S, int32_t, topk)                                                                                   \
+    X(S, int32_t, num_experts)
+typedef struct mj_permute_backward_params {
+    MJ_PERMUTE_BACKWARD_PARAMS(MJ_PARAM_DECL, _)
+} mj_permute_backward_params;
+
+/* grad_y / grad_weights NULL: not wanted (uniform branches in the kernel). */
+#define MJ_COMBINE_BACKWARD_PARAMS(X, S)                                                                   \
+    X(S, const void *, grad_out)                                                                          \
+    X(S, const void *, y)                                                                                 \
+    X(S, const int32_t *, slot_of)                                                                        \
+    X(S, const float *, weights)                                                                          \
+    X(S, const int32_t *, sorted_ids)                                                                     \
+    X(S, void *, grad_y)                                                                                  \
+    X(S, float *, grad_weights)                                                                           \
+    X(S, int64_t, num_tokens)                                                                             \
+    X(S, int64_t, num_rows)                                                                               \
+    X(S, int32_t, topk)                                                                                   \
+    X(S, int32_t, reserved)
+typedef struct mj_combine_backward_params {
+    MJ_COMBINE_BACKWARD_PARAMS(MJ_PARAM_DECL, _)
+} mj_combine_backward_params;
+
 /* Argument checks shared by the launches and the references (pointers: not NULL where needed,
- * aligned to their element). *nothing = 1 when there is no work (R == 0 / T == 0). */
+ * aligned to their element). *nothing = 1 when there is no work (R == 0 / T == 0; for combine
+ * backward, no output wanted or none with rows to write). */
 moejit_status mj_permute_check_args(const mj_permute_shape *s, const moejit_permute_args *a, int *nothing);
 moejit_status mj_combine_check_args(const mj_combine_shape *s, const moejit_combine_args *a, int *nothing);
+moejit_status mj_permute_backward_check_args(const mj_permute_backward_shape *s, const moejit_permute_backward_args *a,
+                                             int *nothing);
+moejit_status mj_combine_backward_check_args(const mj_combine_backward_shape *s, const moejit_combine_backward_args *a,
+                                             int *nothing);
 
 struct mj_op;
 extern const struct mj_op mj_op_permute;
 extern const struct mj_op mj_op_combine;
+extern const struct mj_op mj_op_permute_backward;
+extern const struct mj_op mj_op_combine_backward;
 
 #endif
