@@ -3,7 +3,12 @@
 #   bench/device_round.sh tests   build, every GPU ctest suite, the Python package's GPU tests,
 #                                 the expert-parallel example (world size = the GPUs present)
 #   bench/device_round.sh bench   route's serving options, PDL on/off, the op benchmarks, the peers
-XX
+# A summary is printed; every log goes into one archive, $OUT/logs-<what>.tgz (the device tool
+# brings back at most 8 files), or ./logs-<what>.tgz without $OUT.
+set -u
+what=${1:-tests}
+B=${B:-build-dev}
+O=/tmp/device-logs-$what; rm -rf "$O"; mkdir -p "$O"
 export MOEJIT_CACHE_DIR=${MOEJIT_CACHE_DIR:-/tmp/moejit-device-cache}
 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release > "$O/cmake.log" 2>&1 || { tail -30 "$O/cmake.log"; exit 1; }
 cmake --build "$B" -j"$(nproc)" 2>&1 | grep -E "warning|error" | head -20
