@@ -40,7 +40,7 @@ else
   done > "$O/pdl.txt" 2>&1
   "$B/bench/bench_ops" --pdl-both > "$O/bench_ops.txt" 2>&1
   tail -3 "$O/serving.txt"; grep -cE "us" "$O/pdl.txt"
-  if [ -d .peers ]; then
+  if [ -d .peers ] && [ "${PEERS:-1}" = 1 ]; then
     mkdir -p "$O/peers"
     OUT="$O/peers" timeout 400 bash .peers/run.sh --tokens 1,16,128,1024,4096,16384 > "$O/peers.txt" 2>&1
   fi

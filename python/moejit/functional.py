@@ -339,8 +339,8 @@ def dispatch_layout(ids, num_experts, num_ranks, ranks_per_node=core.DEFAULT_RAN
         tokens with at least one id on rank r (the all-to-all's send counts), the same per node,
         (t, k) per expert, and whether token t goes to rank r. Deterministic integer counts.
     """
-    if out is not None:
-        out = DispatchLayout(*out)
+    if out is not None and not isinstance(out, DispatchLayout):
+        out = DispatchLayout(*out)  # a plain tuple: named, and returned as such
     if _eager(ids) and (out is None or _eager(*out)):
         res = L.dispatch_layout_run(core.get_context(), ids, num_experts, num_ranks, ranks_per_node, out)
         return DispatchLayout(*res) if out is None else out
