@@ -55,7 +55,7 @@ typedef struct observable {
     char name[32];
 } observable;
 
-enum { MAX_OBS = ROUNDS + 4 + 12 };
+enum { MAX_OBS = ROUNDS + 5 + 12 }; /* the combine outputs, 5 route/permute buffers, 2 x 6 maps */
 
 static int observables(const batch *b, observable *o)
 {
@@ -77,6 +77,7 @@ static int observables(const batch *b, observable *o)
         o[n] = (observable){b->ra_maps.buf[i], 4 * b->ra_maps.len[i], ""};
         snprintf(o[n++].name, sizeof o->name, "route_align %s", names[i]);
     }
+    assert_true(n <= MAX_OBS);
     return n;
 }
 
