@@ -18,12 +18,11 @@
 #include <string.h>
 
 #include "jit/driver.h"
-#include "jit/nvrtc.h"
-#include "jit/nvrtc_locate.h"
 #include "moejit.h"
 #include "moejit_reference.h"
 
 #include "bench_common.h"
+#include "bench_floor.h"
 
 static const mj_driver *d;
 static moejit_ctx *ctx; /* the context the call functions use: ctxs[c] while timing row c */
@@ -301,28 +300,7 @@ static void call_empty(const void *p)
     CU(d->launch_kernel(g_empty, 1, 1, 1, 32, 1, 1, 0, stream, NULL, NULL));
 }
 
-/* An empty kernel, compiled with the library's own NVRTC wrapper for this device. */
-static void load_empty_kernel(void)
-{
-    mj_nvrtc_identity id;
-    mj_nvrtc *nv;
-    mj_compile_options opt;
-    mj_compile_output out;
-    char arch[16];
-    int cc, retained;
-    CUdevice dev;
-    CHECK(mj_driver_current_device(d, 0, &dev, &retained));
-    CHECK(mj_driver_device_cc(d, dev, &cc));
-    mj_arch_for_cc(cc, arch, sizeof arch);
-    CHECK(mj_nvrtc_locate(&id));
-    CHECK(mj_nvrtc_open(&id, &nv));
-    CHECK(mj_compile_options_build(arch, NULL, &opt));
-    CHECK(mj_nvrtc_compile(nv, "extern \"C\" __global__ void empty_kernel() {}\n", "empty.cu", &opt, &out));
-    CUmodule m;
-    CU(d->module_load_data(&m, out.cubin));
-    CU(d->module_get_function(&g_empty, m, "empty_kernel"));
-    mj_compile_output_free(&out);
-}
+static void load_empty_kernel(void) { bench_empty_kernels(d, &g_empty, NULL); }
 
 typedef struct dl_case {
     moejit_dispatch_layout_spec spec;

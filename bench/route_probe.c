@@ -17,18 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jit/nvrtc.h"
 #include "jit/driver.h"
 #include "moejit.h"
-#include "jit/nvrtc_locate.h"
 #include "common/numeric.h"
 #include "api/ops.h"
 #include "common/dtype.h"
 #include "jit/codegen.h"
-#include "jit/templates.h"
 #include "ops/route/route.h"
 
 #include "bench_common.h"
+#include "bench_floor.h"
 
 enum { ROTATE = 8, INNER = 20, REPLAYS = 50 };
 
@@ -91,33 +89,8 @@ static void launch_empty_pdl(int i, void *user)
  * with the generated entry points' prologue (kernel_templates/common.cuh's mj::pdl_begin). */
 static void load_empty_kernel(void)
 {
-    mj_nvrtc_identity id;
-    mj_nvrtc *nv;
-    mj_compile_options opt;
-    mj_compile_output out;
-    char arch[16];
-    int cc;
-    CUdevice dev;
-    int retained;
-    CU(mj_driver_current_device(d, 0, &dev, &retained) == MOEJIT_OK ? CUDA_SUCCESS : CUDA_ERROR_UNKNOWN);
-    mj_driver_device_cc(d, dev, &cc);
-    mj_arch_for_cc(cc, arch, sizeof arch);
+    const int cc = bench_empty_kernels(d, &g_empty, &g_empty_pdl);
     g_pdl_capable = mj_driver_pdl(d, cc);
-    mj_strbuf src;
-    mj_sb_init(&src);
-    mj_sb_puts(&src, mj_template_common_cuh);
-    mj_sb_puts(&src, "extern \"C\" __global__ void empty_kernel() {}\n"
-                     "extern \"C\" __global__ void empty_pdl_kernel() { mj::pdl_begin(); }\n");
-    if (!mj_sb_ok(&src) || mj_nvrtc_locate(&id) || mj_nvrtc_open(&id, &nv) ||
-        mj_compile_options_build(arch, NULL, &opt) || mj_nvrtc_compile(nv, src.data, "empty.cu", &opt, &out)) {
-        fprintf(stderr, "empty kernel: %s\n", moejit_last_error(NULL));
-        exit(1);
-    }
-    mj_sb_free(&src);
-    CUmodule m;
-    CU(d->module_load_data(&m, out.cubin));
-    CU(d->module_get_function(&g_empty, m, "empty_kernel"));
-    CU(d->module_get_function(&g_empty_pdl, m, "empty_pdl_kernel"));
 }
 
 typedef struct route_run {

@@ -29,32 +29,42 @@ static moejit_status combine_normalize_desc(const moejit_kernel_desc *desc, mj_k
     return mj_kernel_id_result(mj_combine_normalize(&desc->combine, &s), id, &mj_op_combine, &s, sizeof s);
 }
 
+int mj_rows_module_name(const char *op, int hidden, int dtype, int has_scale, char *buf, size_t cap)
+{
+    return snprintf(buf, cap, "moejit_%s_h%d_%s%s", op, hidden, mj_dtype_name(dtype), has_scale ? "_scale" : "");
+}
+
+int mj_rows_describe(int hidden, int dtype, int has_scale, char *buf, size_t cap)
+{
+    return snprintf(buf, cap, "H=%d dtype=%s%s", hidden, mj_dtype_name(dtype), has_scale ? " scale" : "");
+}
+
 static int permute_module_name(const mj_kernel_id *id, char *buf, size_t cap)
 {
     const mj_permute_shape s = permute_shape(id);
-    return snprintf(buf, cap, "moejit_permute_h%d_%s%s", s.hidden, mj_dtype_name(s.dtype), s.has_scale ? "_scale" : "");
+    return mj_rows_module_name("permute", s.hidden, s.dtype, s.has_scale, buf, cap);
 }
 
 static int combine_module_name(const mj_kernel_id *id, char *buf, size_t cap)
 {
     const mj_combine_shape s = combine_shape(id);
-    return snprintf(buf, cap, "moejit_combine_h%d_%s", s.hidden, mj_dtype_name(s.dtype));
+    return mj_rows_module_name("combine", s.hidden, s.dtype, 0, buf, cap);
 }
 
 static int permute_describe(const mj_kernel_id *id, char *buf, size_t cap)
 {
     const mj_permute_shape s = permute_shape(id);
-    return snprintf(buf, cap, "H=%d dtype=%s%s", s.hidden, mj_dtype_name(s.dtype), s.has_scale ? " scale" : "");
+    return mj_rows_describe(s.hidden, s.dtype, s.has_scale, buf, cap);
 }
 
 static int combine_describe(const mj_kernel_id *id, char *buf, size_t cap)
 {
     const mj_combine_shape s = combine_shape(id);
-    return snprintf(buf, cap, "H=%d dtype=%s", s.hidden, mj_dtype_name(s.dtype));
+    return mj_rows_describe(s.hidden, s.dtype, 0, buf, cap);
 }
 
-/* One block per row (permute: per output row; combine: per token). */
-static void rows_plan(int hidden, int dtype, mj_kernel_plan *plan)
+/* One block per row (permute: per output row; combine: per token; their backward: per token). */
+void mj_rows_plan(int hidden, int dtype, mj_kernel_plan *plan)
 {
     plan->n_entries = 1;
     mj_entry_plan *e = &plan->entry[0];
@@ -67,13 +77,13 @@ static void rows_plan(int hidden, int dtype, mj_kernel_plan *plan)
 static void permute_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
 {
     const mj_permute_shape s = permute_shape(id);
-    rows_plan(s.hidden, s.dtype, plan);
+    mj_rows_plan(s.hidden, s.dtype, plan);
 }
 
 static void combine_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
 {
     const mj_combine_shape s = combine_shape(id);
-    rows_plan(s.hidden, s.dtype, plan);
+    mj_rows_plan(s.hidden, s.dtype, plan);
 }
 
 /* The template once, then this kernel's Cfg and entry point. */

@@ -40,50 +40,37 @@ static moejit_status combine_backward_normalize_desc(const moejit_kernel_desc *d
 static int permute_backward_module_name(const mj_kernel_id *id, char *buf, size_t cap)
 {
     const mj_permute_backward_shape s = permute_backward_shape(id);
-    return snprintf(buf, cap, "moejit_permute_backward_h%d_%s%s", s.hidden, mj_dtype_name(s.dtype),
-                    s.has_scale ? "_scale" : "");
+    return mj_rows_module_name("permute_backward", s.hidden, s.dtype, s.has_scale, buf, cap);
 }
 
 static int combine_backward_module_name(const mj_kernel_id *id, char *buf, size_t cap)
 {
     const mj_combine_backward_shape s = combine_backward_shape(id);
-    return snprintf(buf, cap, "moejit_combine_backward_h%d_%s", s.hidden, mj_dtype_name(s.dtype));
+    return mj_rows_module_name("combine_backward", s.hidden, s.dtype, 0, buf, cap);
 }
 
 static int permute_backward_describe(const mj_kernel_id *id, char *buf, size_t cap)
 {
     const mj_permute_backward_shape s = permute_backward_shape(id);
-    return snprintf(buf, cap, "H=%d dtype=%s%s", s.hidden, mj_dtype_name(s.dtype), s.has_scale ? " scale" : "");
+    return mj_rows_describe(s.hidden, s.dtype, s.has_scale, buf, cap);
 }
 
 static int combine_backward_describe(const mj_kernel_id *id, char *buf, size_t cap)
 {
     const mj_combine_backward_shape s = combine_backward_shape(id);
-    return snprintf(buf, cap, "H=%d dtype=%s", s.hidden, mj_dtype_name(s.dtype));
-}
-
-/* One block per token (combine backward: and one per 32 rows of grad_y); the row plan of the
- * forward, which fixes grad_weights' summation order (mj_rows_dot). */
-static void backward_plan(int hidden, int dtype, mj_kernel_plan *plan)
-{
-    plan->n_entries = 1;
-    mj_entry_plan *e = &plan->entry[0];
-    snprintf(e->name, sizeof e->name, "%s", plan->module);
-    e->threads = mj_rows_threads(hidden, dtype);
-    e->items_per_block = 1;
-    e->smem_bytes = 0;
+    return mj_rows_describe(s.hidden, s.dtype, 0, buf, cap);
 }
 
 static void permute_backward_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
 {
     const mj_permute_backward_shape s = permute_backward_shape(id);
-    backward_plan(s.hidden, s.dtype, plan);
+    mj_rows_plan(s.hidden, s.dtype, plan); /* the forward's: it fixes grad_weights' summation order */
 }
 
 static void combine_backward_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
 {
     const mj_combine_backward_shape s = combine_backward_shape(id);
-    backward_plan(s.hidden, s.dtype, plan);
+    mj_rows_plan(s.hidden, s.dtype, plan); /* the forward's: it fixes grad_weights' summation order */
 }
 
 /* Both templates once, then this kernel's Cfg and entry point. */

@@ -15,6 +15,7 @@
 #ifndef MOEJIT_OPS_PERMUTE_COMBINE_H
 #define MOEJIT_OPS_PERMUTE_COMBINE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/params.h"
@@ -46,6 +47,13 @@ moejit_status mj_combine_backward_normalize(const moejit_combine_backward_spec *
  * else one element. Threads per block for such a row. */
 int mj_rows_vec_bytes(int hidden, int dtype);
 int mj_rows_threads(int hidden, int dtype);
+
+/* Shared by the four row ops' codegen: "moejit_<op>_h<H>_<dtype>[_scale]", "H=… dtype=…[ scale]"
+ * (both return the length), and the launch plan of one block per row or token. */
+struct mj_kernel_plan;
+int mj_rows_module_name(const char *op, int hidden, int dtype, int has_scale, char *buf, size_t cap);
+int mj_rows_describe(int hidden, int dtype, int has_scale, char *buf, size_t cap);
+void mj_rows_plan(int hidden, int dtype, struct mj_kernel_plan *plan);
 
 /* combine backward's grad_weights: the dot product of two rows of H elements of dtype, summed in
  * the kernel's order (DESIGN.md §2.4): thread j of P = mj_rows_threads() chains fused
