@@ -1,10 +1,13 @@
 #include "support.h"
 
+#include "cache/store.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <elf.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -698,3 +701,25 @@ const moejit_route_align_spec mjt_route_align_shapes[] = {
     {.route = {.num_experts = 1024, .topk = 32, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .shared_slots = 32}, .block_size = 1024},
 };
 const size_t mjt_route_align_shape_count = sizeof mjt_route_align_shapes / sizeof mjt_route_align_shapes[0];
+
+/* ---- cubins ---- */
+
+void mjt_check_cubin(const void *cubin, size_t len, int sm, const char *what)
+{
+    if (len < sizeof(Elf64_Ehdr)) fail_msg("%s: cubin of %zu bytes", what, len);
+    Elf64_Ehdr h;
+    memcpy(&h, cubin, sizeof h);
+    if (memcmp(h.e_ident, ELFMAG, SELFMAG) || h.e_machine != 190 /* EM_CUDA */)
+        fail_msg("%s: not a CUDA ELF (machine %d)", what, h.e_machine);
+    if (((h.e_flags >> 8) & 0xff) != (unsigned)sm) fail_msg("%s: e_flags 0x%x is not sm_%d", what, h.e_flags, sm);
+}
+
+void mjt_check_cached_cubin(const char *dir, const char *key, int sm)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/v1/%.2s/%s.mjc", dir, key, key + 2);
+    mj_cache_blob b;
+    assert_int_equal(mj_cache_read_file(path, &b), MOEJIT_OK);
+    mjt_check_cubin(b.view.cubin, b.view.cubin_len, sm, key);
+    mj_cache_blob_free(&b);
+}

@@ -68,6 +68,12 @@ extern moejit_ctx *mjt_gpu_ctx;
 int mjt_gpu_setup(void **state);
 int mjt_gpu_teardown(void **state);
 
+/* ---- cubins ---- */
+/* cubin is an EM_CUDA ELF for sm (e_flags bits 8..15); fails the test naming `what`. */
+void mjt_check_cubin(const void *cubin, size_t len, int sm, const char *what);
+/* The same for the cache entry `key` published under cache directory dir. */
+void mjt_check_cached_cubin(const char *dir, const char *key, int sm);
+
 /* ---- processes ---- */
 /* Run argv (argv[0] a path) and capture stdout+stderr into out (NUL-terminated, truncated to cap).
  * Returns the exit status, or -1 if it could not run or was killed. */

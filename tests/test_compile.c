@@ -38,17 +38,6 @@ static void test_source_is_specialised(void **state)
     moejit_free(other);
 }
 
-/* EM_CUDA cubin whose e_flags carry the SM number (bits 8..15 with ELF ABI version 8). */
-static void check_cubin(const uint8_t *cubin, size_t len, int sm, const char *what)
-{
-    if (len < sizeof(Elf64_Ehdr)) fail_msg("%s: cubin of %zu bytes", what, len);
-    Elf64_Ehdr h;
-    memcpy(&h, cubin, sizeof h);
-    if (memcmp(h.e_ident, ELFMAG, SELFMAG) || h.e_machine != 190 /* EM_CUDA */)
-        fail_msg("%s: not a CUDA ELF (machine %d)", what, h.e_machine);
-    if (((h.e_flags >> 8) & 0xff) != (unsigned)sm) fail_msg("%s: e_flags 0x%x is not sm_%d", what, h.e_flags, sm);
-}
-
 typedef struct sweep {
     moejit_kernel_desc *descs;
     int n;
@@ -106,7 +95,7 @@ static moejit_prewarm_result *prewarm_and_verify_for(moejit_ctx *ctx, const char
         mj_cache_blob blob;
         if (mj_cache_load(c, res[i].key, NULL, 0, &blob) != MOEJIT_OK)
             fail_msg("%s: entry %s: %s", res[i].name, res[i].key, moejit_last_error(NULL));
-        check_cubin(blob.view.cubin, blob.view.cubin_len, sm, res[i].name);
+        mjt_check_cubin(blob.view.cubin, blob.view.cubin_len, sm, res[i].name);
         mj_kernel_id id;
         mj_kernel_plan plan;
         assert_int_equal(mj_kernel_id_from_desc(&s->descs[i], &id), MOEJIT_OK);

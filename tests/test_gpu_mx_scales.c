@@ -165,40 +165,45 @@ static void test_2d_groups(void **state)
     free(ends);
 }
 
-/* Ends the reference rejects: the kernel reads them as a running maximum clamped to [0, M] and
- * stays inside its tensors, i.e. it equals the reference on the repaired ends. */
-static void test_2d_bad_ends_stay_in_bounds(void **state)
+/* Four group ends the reference rejects (`bad`): the kernel reads them as a running maximum
+ * clamped to [0, M] (row groups) or [0, C] (column groups) and stays inside its tensors, i.e. it
+ * equals the reference on the repaired ends. */
+static void bad_ends_stay_in_bounds(moejit_mx_layout layout, const int32_t bad[4], const int32_t repaired[4],
+                                    const char *what)
 {
-    (void)state;
-    if (!mjt_gpu_ctx) skip();
     const int C = 20;
     const moejit_mx_scales_spec spec = {.cols = C};
-    const int32_t bad[] = {50, 20, 5000000, -3}, repaired[] = {50, 50, 300, 300};
     const int64_t M = 300;
     size_t bytes;
-    assert_int_equal(moejit_mx_scales_blocked_bytes(&spec, MOEJIT_MX_2D_GROUPS, 4, M, &bytes), MOEJIT_OK);
+    assert_int_equal(moejit_mx_scales_blocked_bytes(&spec, layout, 4, M, &bytes), MOEJIT_OK);
     unsigned char *plain = malloc((size_t)M * C), *ref = malloc(bytes + MARGIN), *got = malloc(bytes + MARGIN);
     mjt_rng rng;
     mjt_rng_init(&rng);
     for (int64_t i = 0; i < M * C; i++) plain[i] = (unsigned char)mjt_next(&rng);
     memset(ref, MJT_POISON, bytes + MARGIN);
-    moejit_mx_scales_args h = {.layout = MOEJIT_MX_2D_GROUPS, .in = plain, .out = ref, .groups = 4, .rows = M,
-                               .group_ends = bad};
+    moejit_mx_scales_args h = {.layout = layout, .in = plain, .out = ref, .groups = 4, .rows = M, .group_ends = bad};
     assert_int_equal(moejit_mx_scales_reference(&spec, &h), MOEJIT_ERR_INVALID_ARGUMENT);
     h.group_ends = repaired;
     assert_int_equal(moejit_mx_scales_reference(&spec, &h), MOEJIT_OK);
     unsigned char *d_plain = mjt_dev_alloc((size_t)M * C), *d_out = mjt_dev_alloc(bytes + MARGIN);
-    int32_t *d_ends = mjt_dev_alloc(sizeof bad);
-    mjt_h2d(d_plain, plain, (size_t)M * C), mjt_h2d(d_ends, bad, sizeof bad);
+    int32_t *d_ends = mjt_dev_alloc(4 * sizeof *bad);
+    mjt_h2d(d_plain, plain, (size_t)M * C), mjt_h2d(d_ends, bad, 4 * sizeof *bad);
     mjt_dev_fill(d_out, MJT_POISON, bytes + MARGIN);
-    moejit_mx_scales_args d = {.layout = MOEJIT_MX_2D_GROUPS, .in = d_plain, .out = d_out, .groups = 4, .rows = M,
-                               .group_ends = d_ends};
+    moejit_mx_scales_args d = {.layout = layout, .in = d_plain, .out = d_out, .groups = 4, .rows = M, .group_ends = d_ends};
     assert_int_equal(moejit_mx_scales(mjt_gpu_ctx, &spec, &d, NULL), MOEJIT_OK);
     mjt_sync();
     mjt_d2h(got, d_out, bytes + MARGIN);
-    expect_same(got, ref, bytes + MARGIN, "bad ends", "blocked");
+    expect_same(got, ref, bytes + MARGIN, what, "blocked");
     free(plain), free(ref), free(got);
     mjt_dev_free(d_plain), mjt_dev_free(d_out), mjt_dev_free(d_ends);
+}
+
+static void test_2d_bad_ends_stay_in_bounds(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    const int32_t bad[] = {50, 20, 5000000, -3}, repaired[] = {50, 50, 300, 300};
+    bad_ends_stay_in_bounds(MOEJIT_MX_2D_GROUPS, bad, repaired, "bad ends");
 }
 
 /* 2D K groups (weight gradients): groups of columns, every one with all M rows. */
@@ -259,40 +264,12 @@ static void test_2d_k_groups(void **state)
     check(&rng, 7, a, 0, "2D K C=7 five groups");
 }
 
-/* K groups with ends the reference rejects: the kernel reads them as a running maximum clamped to
- * [0, C], i.e. it equals the reference on the repaired ends, and stays inside its tensors. */
 static void test_2d_k_bad_ends_stay_in_bounds(void **state)
 {
     (void)state;
     if (!mjt_gpu_ctx) skip();
-    const int C = 20;
-    const moejit_mx_scales_spec spec = {.cols = C};
     const int32_t bad[] = {9, 3, 5000000, -3}, repaired[] = {9, 9, 20, 20};
-    const int64_t M = 300;
-    size_t bytes;
-    assert_int_equal(moejit_mx_scales_blocked_bytes(&spec, MOEJIT_MX_2D_K_GROUPS, 4, M, &bytes), MOEJIT_OK);
-    unsigned char *plain = malloc((size_t)M * C), *ref = malloc(bytes + MARGIN), *got = malloc(bytes + MARGIN);
-    mjt_rng rng;
-    mjt_rng_init(&rng);
-    for (int64_t i = 0; i < M * C; i++) plain[i] = (unsigned char)mjt_next(&rng);
-    memset(ref, MJT_POISON, bytes + MARGIN);
-    moejit_mx_scales_args h = {.layout = MOEJIT_MX_2D_K_GROUPS, .in = plain, .out = ref, .groups = 4, .rows = M,
-                               .group_ends = bad};
-    assert_int_equal(moejit_mx_scales_reference(&spec, &h), MOEJIT_ERR_INVALID_ARGUMENT);
-    h.group_ends = repaired;
-    assert_int_equal(moejit_mx_scales_reference(&spec, &h), MOEJIT_OK);
-    unsigned char *d_plain = mjt_dev_alloc((size_t)M * C), *d_out = mjt_dev_alloc(bytes + MARGIN);
-    int32_t *d_ends = mjt_dev_alloc(sizeof bad);
-    mjt_h2d(d_plain, plain, (size_t)M * C), mjt_h2d(d_ends, bad, sizeof bad);
-    mjt_dev_fill(d_out, MJT_POISON, bytes + MARGIN);
-    moejit_mx_scales_args d = {.layout = MOEJIT_MX_2D_K_GROUPS, .in = d_plain, .out = d_out, .groups = 4, .rows = M,
-                               .group_ends = d_ends};
-    assert_int_equal(moejit_mx_scales(mjt_gpu_ctx, &spec, &d, NULL), MOEJIT_OK);
-    mjt_sync();
-    mjt_d2h(got, d_out, bytes + MARGIN);
-    expect_same(got, ref, bytes + MARGIN, "K bad ends", "blocked");
-    free(plain), free(ref), free(got);
-    mjt_dev_free(d_plain), mjt_dev_free(d_out), mjt_dev_free(d_ends);
+    bad_ends_stay_in_bounds(MOEJIT_MX_2D_K_GROUPS, bad, repaired, "K bad ends");
 }
 
 int main(void)

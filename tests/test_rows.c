@@ -151,22 +151,6 @@ static void test_references_by_hand(void **state)
     assert_true(of == fmaf(1.0f, 1e-8f, fmaf(1.0f + 0x1p-23f, 1.0f, 0.0f)));
 }
 
-/* The published entry holds an EM_CUDA ELF for sm_90 (bits 8..15 of e_flags). */
-static void check_cubin(const char *dir, const char *key)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/v1/%.2s/%s.mjc", dir, key, key + 2);
-    mj_cache_blob b;
-    assert_int_equal(mj_cache_read_file(path, &b), MOEJIT_OK);
-    Elf64_Ehdr h;
-    assert_true(b.view.cubin_len >= sizeof h);
-    memcpy(&h, b.view.cubin, sizeof h);
-    assert_memory_equal(h.e_ident, ELFMAG, SELFMAG);
-    assert_int_equal(h.e_machine, 190 /* EM_CUDA */);
-    assert_int_equal((h.e_flags >> 8) & 0xff, 90);
-    mj_cache_blob_free(&b);
-}
-
 static void test_compile(void **state)
 {
     (void)state;
@@ -207,7 +191,7 @@ static void test_compile(void **state)
     for (int i = 0; i < N; i++)
         if (r[i].status != MOEJIT_OK) fail_msg("%s: %s", r[i].name, r[i].error);
     assert_int_equal(st, MOEJIT_OK);
-    for (int i = 0; i < N; i++) check_cubin(dir, r[i].key);
+    for (int i = 0; i < N; i++) mjt_check_cached_cubin(dir, r[i].key, 90);
     moejit_close(ctx);
     mjt_rmtree(dir);
 }

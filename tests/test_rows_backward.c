@@ -502,22 +502,6 @@ static void test_finite_differences(void **state)
 
 /* ---- source and compiles ------------------------------------------------------------------------- */
 
-/* The published entry holds an EM_CUDA ELF for sm_90 (bits 8..15 of e_flags). */
-static void check_cubin(const char *dir, const char *key)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/v1/%.2s/%s.mjc", dir, key, key + 2);
-    mj_cache_blob b;
-    assert_int_equal(mj_cache_read_file(path, &b), MOEJIT_OK);
-    Elf64_Ehdr eh;
-    assert_true(b.view.cubin_len >= sizeof eh);
-    memcpy(&eh, b.view.cubin, sizeof eh);
-    assert_memory_equal(eh.e_ident, ELFMAG, SELFMAG);
-    assert_int_equal(eh.e_machine, 190 /* EM_CUDA */);
-    assert_int_equal((eh.e_flags >> 8) & 0xff, 90);
-    mj_cache_blob_free(&b);
-}
-
 static void test_compile(void **state)
 {
     (void)state;
@@ -568,7 +552,7 @@ static void test_compile(void **state)
     for (int i = 0; i < N; i++)
         if (r[i].status != MOEJIT_OK) fail_msg("%s: %s", r[i].name, r[i].error);
     assert_int_equal(st, MOEJIT_OK);
-    for (int i = 0; i < N; i++) check_cubin(dir, r[i].key);
+    for (int i = 0; i < N; i++) mjt_check_cached_cubin(dir, r[i].key, 90);
     moejit_close(ctx);
     mjt_rmtree(dir);
 }
