@@ -809,11 +809,11 @@ def route_backward_run(ctx, logits, ids, grad_weights, params, out=None, stream=
     forward. Returns grad_logits f32 [T, E] (out when given)."""
     num_experts, topk, shared_slots = params[0], params[1], params[-1]
     T, _ = check_route_backward(logits, ids, grad_weights, num_experts, topk, shared_slots)
+    if out is not None:
+        check_rows_out("grad_logits", out, logits.device, "logits", (T, num_experts), _F32)
     spec_c = route_backward_spec_for(logits, ids, params)
     if out is None:
         out = torch.empty((T, num_experts), dtype=_F32, device=logits.device)
-    else:
-        check_rows_out("grad_logits", out, logits.device, "logits", (T, num_experts), _F32)
     if T == 0:
         return out
     args = C.RouteBackwardArgs(logits.data_ptr(), ids.data_ptr(), grad_weights.data_ptr(), out.data_ptr(), T,
