@@ -800,8 +800,8 @@ def check_route_backward(logits, ids, grad_weights, num_experts, topk, shared_sl
 def route_backward_spec_for(logits, ids, params):
     """The validated C route_backward spec for a call: the forward's spec with dtype from the logits
     and id_dtype from the ids (no bias: it moves only the selection, which the ids hold)."""
-    serving = core.serving_c(id_dtype=index_dtype_of("ids", ids))
-    return core.route_backward_spec_c((dtype_of("logits", logits), 0) + tuple(params) + (serving,))
+    return core.route_backward_spec_c(core.route_backward_key(dtype_of("logits", logits), params,
+                                                              index_dtype_of("ids", ids)))
 
 
 def route_backward_run(ctx, logits, ids, grad_weights, params, out=None, stream=None):

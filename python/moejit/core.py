@@ -276,10 +276,11 @@ class RouteSpec:
                 f"shared_slots={self.shared_slots}{serving})")
 
 
-def _backward_key(key):
-    """A route_spec_c key as route_backward takes it: the bias changes only the selection, which the
-    backward reads from the ids, so the backward spec has none (one kernel serves both)."""
-    return key[:1] + (0,) + key[2:]
+def route_backward_key(dtype, params, ids_dtype="int32"):
+    """route_spec_c's arguments for route_backward's spec: the forward's plain parameters (ROUTE_PARAMS),
+    ids of ids_dtype and no serving option (they change nothing in the backward) nor bias (it moves
+    only the selection, which the backward reads from the ids: one kernel serves both)."""
+    return (dtype_name(dtype), 0) + tuple(params) + (serving_c(id_dtype=index_dtype_name(ids_dtype, "ids_dtype")),)
 
 
 def spec_key(c):
@@ -558,15 +559,14 @@ class Kernel:
 
     @classmethod
     def route_backward(cls, spec, ids_dtype=None):
-        """The gradient of moejit.route's weights w.r.t. the logits, for the forward's `spec` (ids of
-        ids_dtype: the spec's id_dtype unless given). NotImplementedError from a library without
-        moejit_route_backward."""
-        key = spec_key(spec._c)
-        if ids_dtype is not None:
-            serving = list(key[-1])
-            serving[SERVING_PARAMS.index("id_dtype")] = C.INDEX_DTYPES[index_dtype_name(ids_dtype, "ids_dtype")]
-            key = key[:-1] + (tuple(serving),)
-        return cls("route_backward", "route_backward", route_backward_spec_c(_backward_key(key)))
+        """The gradient of moejit.route's weights w.r.t. the logits (what moejit.route_backward and
+        route's autograd launch) for the forward's `spec`, ids of ids_dtype: by default the spec's
+        id_dtype, or its logical_id_dtype with expert placement (the backward reads logical ids).
+        NotImplementedError from a library without moejit_route_backward."""
+        if ids_dtype is None:
+            ids_dtype = spec.logical_id_dtype if spec.max_replicas else spec.id_dtype
+        return cls("route_backward", "route_backward",
+                   route_backward_spec_c(route_backward_key(spec.dtype_name, spec.params, ids_dtype)))
 
     @classmethod
     def moe_layer(cls, spec, block_size, hidden, dtype, permute_scale=False, fused=True, backward=False):

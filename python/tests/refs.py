@@ -140,9 +140,8 @@ def route_backward(logits, ids, grad_weights, spec_c):
     T, E = x.shape
     out = torch.full((T, E), float("nan"), dtype=torch.float32)
     key = core.spec_key(spec_c)
-    serving = list(key[-1])
-    serving[core.SERVING_PARAMS.index("id_dtype")] = C.INDEX_DTYPES[core.index_dtype_name(ids.dtype)]
-    rb = core.route_backward_spec_c(key[:1] + (0,) + key[2:-1] + (tuple(serving),))
+    params = key[2:-1]
+    rb = core.route_backward_spec_c(core.route_backward_key(key[0], params, ids.dtype))
     C.check(C.lib.moejit_route_backward_reference(ctypes.byref(rb), ctypes.byref(C.RouteBackwardArgs(
         _p(x), _p(ih), _p(gh), _p(out), T, E))))
     return out
