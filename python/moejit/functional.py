@@ -3,7 +3,9 @@
 Each takes a RouteSpec (or plain sizes) and tensors, checks the spec against the tensors, and
 calls torch.ops.moejit.<op> (or <op>_out with ``out=``). They trace under
 ``torch.compile(fullgraph=True)`` (the ops are opaque, their fakes give the shapes) and capture in
-CUDA graphs (launches go on the current stream; pass ``out=`` to keep buffers fixed).
+CUDA graphs (launches go on the current stream; pass ``out=`` to keep buffers fixed). permute,
+combine, route (without serving options) and route_align are differentiable (ops.py, "autograd");
+permute_backward, combine_backward and route_backward are the gradients as functions.
 """
 
 from typing import NamedTuple, Optional
