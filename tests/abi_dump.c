@@ -133,13 +133,40 @@ int main(void)
     FIELD(moejit_combine_args, num_rows, 0); FIELD(moejit_combine_args, reserved, 1);
     END();
 
+    BEGIN(moejit_permute_backward_spec);
+    FIELD(moejit_permute_backward_spec, hidden, 0); FIELD(moejit_permute_backward_spec, dtype, 0);
+    FIELD(moejit_permute_backward_spec, has_scale, 0); FIELD(moejit_permute_backward_spec, reserved, 1);
+    END();
+
+    BEGIN(moejit_permute_backward_args);
+    FIELD(moejit_permute_backward_args, grad_out, 0); FIELD(moejit_permute_backward_args, slot_of, 0);
+    FIELD(moejit_permute_backward_args, ids, 0); FIELD(moejit_permute_backward_args, scale, 0);
+    FIELD(moejit_permute_backward_args, grad_x, 0); FIELD(moejit_permute_backward_args, num_tokens, 0);
+    FIELD(moejit_permute_backward_args, topk, 0); FIELD(moejit_permute_backward_args, num_experts, 0);
+    FIELD(moejit_permute_backward_args, num_rows, 0); FIELD(moejit_permute_backward_args, reserved, 1);
+    END();
+
+    BEGIN(moejit_combine_backward_spec);
+    FIELD(moejit_combine_backward_spec, hidden, 0); FIELD(moejit_combine_backward_spec, dtype, 0);
+    FIELD(moejit_combine_backward_spec, reserved, 1);
+    END();
+
+    BEGIN(moejit_combine_backward_args);
+    FIELD(moejit_combine_backward_args, grad_out, 0); FIELD(moejit_combine_backward_args, y, 0);
+    FIELD(moejit_combine_backward_args, slot_of, 0); FIELD(moejit_combine_backward_args, weights, 0);
+    FIELD(moejit_combine_backward_args, sorted_ids, 0); FIELD(moejit_combine_backward_args, grad_y, 0);
+    FIELD(moejit_combine_backward_args, grad_weights, 0); FIELD(moejit_combine_backward_args, num_tokens, 0);
+    FIELD(moejit_combine_backward_args, topk, 0); FIELD(moejit_combine_backward_args, reserved0, 0);
+    FIELD(moejit_combine_backward_args, num_rows, 0); FIELD(moejit_combine_backward_args, reserved, 1);
+    END();
+
     /* the anonymous union's members share one offset */
     BEGIN(moejit_kernel_desc);
     FIELD(moejit_kernel_desc, op, 0); FIELD(moejit_kernel_desc, reserved, 0); FIELD(moejit_kernel_desc, route, 0);
     FIELD(moejit_kernel_desc, align, 0); FIELD(moejit_kernel_desc, route_align, 0);
     FIELD(moejit_kernel_desc, mx_scales, 0); FIELD(moejit_kernel_desc, dispatch_layout, 0);
-    FIELD(moejit_kernel_desc, permute, 0);
-    FIELD(moejit_kernel_desc, combine, 1);
+    FIELD(moejit_kernel_desc, permute, 0); FIELD(moejit_kernel_desc, combine, 0);
+    FIELD(moejit_kernel_desc, permute_backward, 0); FIELD(moejit_kernel_desc, combine_backward, 1);
     END();
 
     BEGIN(moejit_prewarm_result);
@@ -175,7 +202,7 @@ int main(void)
     ENUM(MOEJIT_LOAD_NONE); ENUM(MOEJIT_LOAD_INT32); ENUM(MOEJIT_LOAD_INT64);
     ENUM(MOEJIT_OP_ROUTE); ENUM(MOEJIT_OP_ALIGN); ENUM(MOEJIT_OP_ROUTE_ALIGN); ENUM(MOEJIT_OP_MX_SCALES);
     ENUM(MOEJIT_OP_DISPATCH_LAYOUT);
-    ENUM(MOEJIT_OP_PERMUTE); ENUM(MOEJIT_OP_COMBINE);
+    ENUM(MOEJIT_OP_PERMUTE); ENUM(MOEJIT_OP_COMBINE); ENUM(MOEJIT_OP_PERMUTE_BACKWARD); ENUM(MOEJIT_OP_COMBINE_BACKWARD);
     ENUM(MOEJIT_PREWARM_FAILED); ENUM(MOEJIT_PREWARM_COMPILED); ENUM(MOEJIT_PREWARM_CACHED);
     ENUM(MOEJIT_PREWARM_NOT_STORED);
 

@@ -14,7 +14,9 @@ routing replay, int64/int16 ids); moejit.align(..., expert_map=, first_expert=) 
 parallelism; moejit.dispatch_layout(ids, E, ranks) for the all-to-all (DeepEP's layout).
 
 The operations are PyTorch operators (torch.ops.moejit.*, moejit.ops) with fake implementations:
-they compile with torch.compile(fullgraph=True) and capture in CUDA graphs. Adapters with the
+they compile with torch.compile(fullgraph=True) and capture in CUDA graphs. permute, combine and
+route (where the library has route_backward: moejit.has_route_backward()) are differentiable
+(training), through moejit.permute_backward, combine_backward and route_backward. Adapters with the
 engines' own signatures: moejit.compat.vllm, moejit.compat.sglang.
 
 Without torch (or with a torch older than 2.4) the ctypes layer still works: specs, presets,
@@ -32,8 +34,8 @@ from ._capi import (DTYPES, GROUP_SCORES, INDEX_DTYPES, LOAD_COUNTERS, REPLAYS, 
 from ._header import version_from_header as _version_from_header, version_tuple as _version_tuple
 from ._legacy import _AlignArgs, _AlignOutputs, _check, library
 from .core import (Context, Kernel, PrewarmResult, RouteSpec, align_capacity, align_workspace_bytes, configure,
-                   device_arch, get_context, kernel_name, mx_scales_blocked_bytes, preset_names, prewarm,
-                   route_align_capacity, route_align_fused_tokens, source, stats, strict)
+                   device_arch, get_context, has_route_backward, kernel_name, mx_scales_blocked_bytes, preset_names,
+                   prewarm, route_align_capacity, route_align_fused_tokens, source, stats, strict)
 
 
 def _package_version():
@@ -71,12 +73,14 @@ def _torch_status():
 
 TORCH_OPS, TORCH_UNAVAILABLE = _torch_status()
 _TORCH_NAMES = ("route", "align", "route_align", "dispatch_layout", "permute", "combine", "mx_scales",
-                "mx_scales_inverse", "AlignResult", "RouteAlignResult", "DispatchLayout", "AlignMaps", "ops", "compat")
+                "mx_scales_inverse", "permute_backward", "combine_backward", "route_backward", "AlignResult",
+                "RouteAlignResult", "DispatchLayout", "AlignMaps", "ops", "compat")
 if TORCH_OPS:
     from . import ops  # registers torch.ops.moejit.*
     from ._launch import AlignMaps
-    from .functional import (AlignResult, DispatchLayout, RouteAlignResult, align, combine, dispatch_layout, mx_scales,
-                             mx_scales_inverse, permute, route, route_align)
+    from .functional import (AlignResult, DispatchLayout, RouteAlignResult, align, combine, combine_backward,
+                             dispatch_layout, mx_scales, mx_scales_inverse, permute, permute_backward, route,
+                             route_align, route_backward)
     from . import compat
 
 

@@ -66,7 +66,8 @@ MX_LAYOUTS = {"3d": 0, "2d_groups": 1, "2d_k_groups": 2}
 INDEX_DTYPES = {"int32": 0, "int64": 1, "int16": 2}
 REPLAYS = {"off": 0, "record": 1, "given": 2}
 LOAD_COUNTERS = {"none": 0, "int32": 1, "int64": 2}
-OPS = {"route": 1, "align": 2, "route_align": 3, "mx_scales": 4, "dispatch_layout": 5, "permute": 10, "combine": 11}
+OPS = {"route": 1, "align": 2, "route_align": 3, "mx_scales": 4, "dispatch_layout": 5, "permute": 10, "combine": 11,
+       "permute_backward": 12, "combine_backward": 13, "route_backward": 14}
 PREWARM_OUTCOMES = {"failed": 0, "compiled": 1, "cached": 2, "not_stored": 3}
 
 _ENUM_PREFIXES = ((DTYPES, "MOEJIT_DTYPE_"), (SCORES, "MOEJIT_SCORE_"), (GROUP_SCORES, "MOEJIT_GROUP_SCORE_"),
@@ -180,10 +181,41 @@ class CombineArgs(ctypes.Structure):
                 ("topk", _i32), ("reserved0", _u32), ("num_rows", _i64), ("reserved", _u64 * 9)]
 
 
+class PermuteBackwardSpec(ctypes.Structure):
+    _fields_ = [("hidden", _i32), ("dtype", _enum), ("has_scale", _i32), ("reserved", _u32 * 5)]
+
+
+class PermuteBackwardArgs(ctypes.Structure):
+    _fields_ = [("grad_out", _ptr), ("slot_of", _ptr), ("ids", _ptr), ("scale", _ptr), ("grad_x", _ptr),
+                ("num_tokens", _i64), ("topk", _i32), ("num_experts", _i32), ("num_rows", _i64),
+                ("reserved", _u64 * 8)]
+
+
+class CombineBackwardSpec(ctypes.Structure):
+    _fields_ = [("hidden", _i32), ("dtype", _enum), ("reserved", _u32 * 6)]
+
+
+class CombineBackwardArgs(ctypes.Structure):
+    _fields_ = [("grad_out", _ptr), ("y", _ptr), ("slot_of", _ptr), ("weights", _ptr), ("sorted_ids", _ptr),
+                ("grad_y", _ptr), ("grad_weights", _ptr), ("num_tokens", _i64), ("topk", _i32), ("reserved0", _u32),
+                ("num_rows", _i64), ("reserved", _u64 * 8)]
+
+
+# route_backward (moejit.h Operation 1b): newer than some 0.2 libraries (see _NEWER below).
+class RouteBackwardSpec(ctypes.Structure):
+    _fields_ = [("route", RouteSpec), ("reserved", _u32 * 8)]
+
+
+class RouteBackwardArgs(ctypes.Structure):
+    _fields_ = [("logits", _ptr), ("ids", _ptr), ("grad_weights", _ptr), ("grad_logits", _ptr), ("num_tokens", _i64),
+                ("row_stride", _i64), ("reserved", _u64 * 8)]
+
+
 class _KernelDescBody(ctypes.Union):
     _fields_ = [("route", RouteSpec), ("align", AlignSpec), ("route_align", RouteAlignSpec),
                 ("mx_scales", MxScalesSpec), ("dispatch_layout", DispatchLayoutSpec), ("permute", PermuteSpec),
-                ("combine", CombineSpec)]
+                ("combine", CombineSpec), ("permute_backward", PermuteBackwardSpec),
+                ("combine_backward", CombineBackwardSpec), ("route_backward", RouteBackwardSpec)]
 
 
 class KernelDesc(ctypes.Structure):
@@ -214,6 +246,9 @@ STRUCTS = {"moejit_config": Config, "moejit_route_spec": RouteSpec, "moejit_rout
            "moejit_dispatch_layout_spec": DispatchLayoutSpec, "moejit_dispatch_layout_args": DispatchLayoutArgs,
            "moejit_permute_spec": PermuteSpec, "moejit_permute_args": PermuteArgs,
            "moejit_combine_spec": CombineSpec, "moejit_combine_args": CombineArgs,
+           "moejit_permute_backward_spec": PermuteBackwardSpec, "moejit_permute_backward_args": PermuteBackwardArgs,
+           "moejit_combine_backward_spec": CombineBackwardSpec, "moejit_combine_backward_args": CombineBackwardArgs,
+           "moejit_route_backward_spec": RouteBackwardSpec, "moejit_route_backward_args": RouteBackwardArgs,
            "moejit_kernel_desc": KernelDesc, "moejit_prewarm_result": PrewarmResult, "moejit_stats": Stats}
 
 # -------------------------------------------------------------------------------------------------
@@ -245,6 +280,9 @@ _PROTOTYPES = {
     "moejit_dispatch_layout": (_st, [_ptr, _P(DispatchLayoutSpec), _P(DispatchLayoutArgs), _ptr]),
     "moejit_permute": (_st, [_ptr, _P(PermuteSpec), _P(PermuteArgs), _ptr]),
     "moejit_combine": (_st, [_ptr, _P(CombineSpec), _P(CombineArgs), _ptr]),
+    "moejit_permute_backward": (_st, [_ptr, _P(PermuteBackwardSpec), _P(PermuteBackwardArgs), _ptr]),
+    "moejit_combine_backward": (_st, [_ptr, _P(CombineBackwardSpec), _P(CombineBackwardArgs), _ptr]),
+    "moejit_route_backward": (_st, [_ptr, _P(RouteBackwardSpec), _P(RouteBackwardArgs), _ptr]),
     "moejit_validate": (_st, [_P(KernelDesc)]),
     "moejit_source": (_st, [_ptr, _P(KernelDesc), _P(ctypes.c_void_p), _P(ctypes.c_size_t)]),
     "moejit_kernel_name": (_st, [_P(KernelDesc), ctypes.c_char_p, ctypes.c_size_t]),
@@ -266,11 +304,16 @@ _PROTOTYPES = {
     "moejit_dispatch_layout_reference": (_st, [_P(DispatchLayoutSpec), _P(DispatchLayoutArgs)]),
     "moejit_permute_reference": (_st, [_P(PermuteSpec), _P(PermuteArgs)]),
     "moejit_combine_reference": (_st, [_P(CombineSpec), _P(CombineArgs)]),
+    "moejit_permute_backward_reference": (_st, [_P(PermuteBackwardSpec), _P(PermuteBackwardArgs)]),
+    "moejit_combine_backward_reference": (_st, [_P(CombineBackwardSpec), _P(CombineBackwardArgs)]),
+    "moejit_route_backward_reference": (_st, [_P(RouteBackwardSpec), _P(RouteBackwardArgs)]),
 }
 # Functions a library built from an older 0.2 tree may lack (added with issue 15's dispatch_layout,
-# issue 17's programmatic dependent launch): the binding still loads; calling one raises
-# NotImplementedError naming the library.
-_NEWER = frozenset(("moejit_dispatch_layout", "moejit_dispatch_layout_reference", "moejit_ctx_pdl"))
+# issue 17's programmatic dependent launch, issue 16's backward operations): the binding still
+# loads; calling one raises NotImplementedError naming the library (has() tells beforehand).
+_NEWER = frozenset(("moejit_dispatch_layout", "moejit_dispatch_layout_reference", "moejit_ctx_pdl",
+                    "moejit_permute_backward", "moejit_combine_backward", "moejit_permute_backward_reference",
+                    "moejit_combine_backward_reference", "moejit_route_backward", "moejit_route_backward_reference"))
 missing = []
 
 
@@ -295,6 +338,11 @@ for _name, (_res, _args) in _PROTOTYPES.items():
         setattr(lib, _name, _Missing(_name))
         continue
     _fn.restype, _fn.argtypes = _res, _args
+
+
+def has(name):
+    """True when this library exports the function `name` (one of _NEWER may be missing)."""
+    return name not in missing
 
 # -------------------------------------------------------------------------------------------------
 # Version: the binding mirrors moejit.h 0.2; a library of another minor version has another ABI.

@@ -557,8 +557,9 @@ def launch_dispatch_layout(ctx, spec_c, ids, T, tokens_per_rank, tokens_per_node
 # -------------------------------------------------------------------------------------------------
 # permute and combine
 # -------------------------------------------------------------------------------------------------
-def check_permute(x, sorted_ids, topk, ids, scale):
-    """Checks permute's inputs; returns (T, H, R, has_scale)."""
+def check_permute(x, sorted_ids, topk, ids, scale, slot_of=None):
+    """Checks permute's inputs (slot_of, optional: align's inverse map [T, K], for the backward);
+    returns (T, H, R, has_scale)."""
     chk.tensor("x", x, FLOATS, 2)
     dev = x.device
     chk.contiguous("x", x)
@@ -574,6 +575,8 @@ def check_permute(x, sorted_ids, topk, ids, scale):
         chk.contiguous("scale", chk.tensor("scale", scale, (_F32,), 1, dev, "x"))
         if scale.shape[0] < 1:
             raise ValueError("scale must have one entry per expert, got an empty tensor")
+    if slot_of is not None:
+        chk.contiguous("slot_of", chk.tensor("slot_of", slot_of, (_I32,), 2, dev, "x", (T, K)))
     return T, H, sorted_ids.shape[0], scale is not None
 
 
@@ -581,19 +584,20 @@ def check_rows_out(name, out, dev, anchor, shape, dtype):
     chk.contiguous(name, chk.tensor(name, out, (dtype,), 2, dev, anchor, shape))
 
 
-def permute_run(ctx, x, sorted_ids, topk, ids, scale, out=None, stream=None):
-    """permute on real tensors: checks, then one launch. Returns out [R, H]."""
+def permute_run(ctx, x, sorted_ids, topk, ids, scale, out=None, stream=None, slot_of=None):
+    """permute on real tensors: checks, then one launch. Returns out [R, H]. slot_of is only
+    checked (the backward reads it)."""
     try:
         dev = x.get_device()
         T, H = x.shape
         ok = (type(x) is Tensor and dev >= 0 and _NAME_OF.get(x.dtype) is not None and x.is_contiguous()
               and type(sorted_ids) is Tensor and sorted_ids.dtype is _I32 and sorted_ids.dim() == 1
               and sorted_ids.get_device() == dev and sorted_ids.is_contiguous() and ids is None and scale is None
-              and type(topk) is int and 1 <= topk and T * topk <= chk.INT32_MAX)
+              and slot_of is None and type(topk) is int and 1 <= topk and T * topk <= chk.INT32_MAX)
     except (AttributeError, TypeError, ValueError):
         ok = False
     if not ok:
-        T, H, _, _ = check_permute(x, sorted_ids, topk, ids, scale)
+        T, H, _, _ = check_permute(x, sorted_ids, topk, ids, scale, slot_of)
     R = sorted_ids.shape[0]
     if out is None:
         out = torch.empty((R, H), dtype=x.dtype, device=x.device)
@@ -620,8 +624,17 @@ def launch_permute(ctx, x, sorted_ids, topk, ids, scale, out, stream=None):
     _call(C.lib.moejit_permute, ctx, spec_c, args, x, stream, "permute")
 
 
-def check_combine(y, slot_of, weights):
-    """Checks combine's inputs; returns (T, H, K)."""
+def check_sorted_ids(sorted_ids, R, dev, anchor, why):
+    """align's sorted_ids as a map of R rows: int32, 1-D, contiguous, at least R entries (the first
+    R are read)."""
+    chk.contiguous("sorted_ids", chk.tensor("sorted_ids", sorted_ids, (_I32,), 1, dev, anchor))
+    if sorted_ids.shape[0] < R:
+        raise ValueError(f"sorted_ids has {sorted_ids.shape[0]} entries, needs at least {R} ({why})")
+
+
+def check_combine(y, slot_of, weights, sorted_ids=None):
+    """Checks combine's inputs (sorted_ids, optional: align's map, for the backward); returns
+    (T, H, K)."""
     chk.tensor("y", y, FLOATS, 2)
     dev = y.device
     chk.contiguous("y", y)
@@ -630,21 +643,24 @@ def check_combine(y, slot_of, weights):
     if K < 1:
         raise ValueError(f"slot_of has shape {tuple(slot_of.shape)}: it needs at least one column")
     chk.contiguous("weights", chk.tensor("weights", weights, (_F32,), 2, dev, "y", (T, K)))
+    if sorted_ids is not None:
+        check_sorted_ids(sorted_ids, y.shape[0], dev, "y", "one per row of y")
     return T, y.shape[1], K
 
 
-def combine_run(ctx, y, slot_of, weights, out=None, stream=None):
-    """combine on real tensors: checks, then one launch. Returns out [T, H]."""
+def combine_run(ctx, y, slot_of, weights, out=None, stream=None, sorted_ids=None):
+    """combine on real tensors: checks, then one launch. Returns out [T, H]. sorted_ids is only
+    checked (the backward reads it)."""
     try:
         dev = y.get_device()
         T, K = slot_of.shape
         ok = (type(y) is Tensor and dev >= 0 and _NAME_OF.get(y.dtype) is not None and y.dim() == 2
               and y.is_contiguous() and K >= 1 and _fast_out(slot_of, _I32, dev, (T, K))
-              and _fast_out(weights, _F32, dev, (T, K)))
+              and _fast_out(weights, _F32, dev, (T, K)) and sorted_ids is None)
     except (AttributeError, TypeError, ValueError):
         ok = False
     if not ok:
-        check_combine(y, slot_of, weights)
+        check_combine(y, slot_of, weights, sorted_ids)
     T, H = slot_of.shape[0], y.shape[1]
     if out is None:
         out = torch.empty((T, H), dtype=y.dtype, device=y.device)
@@ -662,6 +678,148 @@ def launch_combine(ctx, y, slot_of, weights, out, stream=None):
     spec_c = core.combine_spec_c(H, dtype_of("y", y))
     args = C.CombineArgs(y.data_ptr() if R else None, slot_of.data_ptr(), weights.data_ptr(), out.data_ptr(), T, K, 0, R)
     _call(C.lib.moejit_combine, ctx, spec_c, args, y, stream, "combine")
+
+
+# -------------------------------------------------------------------------------------------------
+# the backward operations: permute's, combine's and route's gradients (moejit.h, "permute and
+# combine backward" and Operation 1b)
+# -------------------------------------------------------------------------------------------------
+def _nonempty_ptr(t):
+    """data_ptr() of a tensor with elements, None (NULL) for None or an empty one."""
+    return t.data_ptr() if t is not None and t.numel() else None
+
+
+def check_permute_backward(grad_out, slot_of, ids, scale):
+    """Checks permute_backward's inputs; returns (T, K, H, R, has_scale)."""
+    chk.tensor("grad_out", grad_out, FLOATS, 2)
+    dev = grad_out.device
+    chk.contiguous("grad_out", grad_out)
+    chk.contiguous("slot_of", chk.tensor("slot_of", slot_of, (_I32,), 2, dev, "grad_out"))
+    T, K = slot_of.shape
+    if K < 1:
+        raise ValueError(f"slot_of has shape {tuple(slot_of.shape)}: it needs at least one column")
+    if (ids is None) != (scale is None):
+        raise ValueError("ids and scale go together: pass both (the forward's per-expert scale) or neither")
+    if scale is not None:
+        chk.contiguous("ids", chk.tensor("ids", ids, IDS, 2, dev, "grad_out", (T, K)))
+        chk.contiguous("scale", chk.tensor("scale", scale, (_F32,), 1, dev, "grad_out"))
+        if scale.shape[0] < 1:
+            raise ValueError("scale must have one entry per expert, got an empty tensor")
+    R, H = grad_out.shape
+    return T, K, H, R, scale is not None
+
+
+def permute_backward_run(ctx, grad_out, slot_of, ids, scale, out=None, stream=None):
+    """permute's backward on real tensors: checks, then one launch. Returns grad_x [T, H] of
+    grad_out's dtype (out when given)."""
+    T, K, H, R, has_scale = check_permute_backward(grad_out, slot_of, ids, scale)
+    spec_c = core.permute_backward_spec_c(H, dtype_of("grad_out", grad_out), int(has_scale))
+    if out is None:
+        out = torch.empty((T, H), dtype=grad_out.dtype, device=grad_out.device)
+    else:
+        check_rows_out("grad_x", out, grad_out.device, "grad_out", (T, H), grad_out.dtype)
+    if T == 0:
+        return out
+    if has_scale:  # int64 ids: clamped and converted as permute's (an id outside [0, E) adds nothing)
+        ids = ids_int32(ids, scale.shape[0])
+    args = C.PermuteBackwardArgs(_nonempty_ptr(grad_out), slot_of.data_ptr(), _ptr(ids), _ptr(scale), out.data_ptr(),
+                                 T, K, scale.shape[0] if has_scale else 0, R)
+    _call(C.lib.moejit_permute_backward, ctx, spec_c, args, grad_out, stream, "permute_backward")
+    return out
+
+
+def check_combine_backward(grad_out, slot_of, y, weights, sorted_ids, num_rows, want_grad_y, want_grad_weights):
+    """Checks combine_backward's inputs: y is needed for grad_weights, weights and sorted_ids for
+    grad_y (each may be None otherwise). Returns (T, K, H, R)."""
+    chk.tensor("grad_out", grad_out, FLOATS, 2)
+    dev = grad_out.device
+    chk.contiguous("grad_out", grad_out)
+    T, H = grad_out.shape
+    chk.contiguous("slot_of", chk.tensor("slot_of", slot_of, (_I32,), 2, dev, "grad_out", (T, None)))
+    K = slot_of.shape[1]
+    if K < 1:
+        raise ValueError(f"slot_of has shape {tuple(slot_of.shape)}: it needs at least one column")
+    R = num_rows
+    if type(R) is int:
+        R = chk.integer("num_rows", R, 0, 2**62)
+    if y is not None:
+        chk.contiguous("y", chk.tensor("y", y, (grad_out.dtype,), 2, dev, "grad_out", (R, H)))
+    elif want_grad_weights:
+        raise ValueError("y (combine's rows) is required for grad_weights")
+    if weights is not None:
+        chk.contiguous("weights", chk.tensor("weights", weights, (_F32,), 2, dev, "grad_out", (T, K)))
+    elif want_grad_y:
+        raise ValueError("weights (combine's weights) are required for grad_y")
+    if sorted_ids is not None:
+        check_sorted_ids(sorted_ids, R, dev, "grad_out", "one per row of grad_y")
+    elif want_grad_y:
+        raise ValueError("sorted_ids (align's map) is required for grad_y")
+    return T, K, H, R
+
+
+def combine_backward_run(ctx, grad_out, slot_of, y, weights, sorted_ids, num_rows, want_grad_y=True,
+                         want_grad_weights=True, out=None, stream=None):
+    """combine's backward on real tensors: checks, then one launch. Returns (grad_y [R, H] of
+    grad_out's dtype, grad_weights f32 [T, K]); one not wanted is an empty tensor ([0, H], [0, K]).
+    out = (grad_y or None, grad_weights or None) writes those instead (None: not wanted)."""
+    if out is not None:
+        want_grad_y, want_grad_weights = out[0] is not None, out[1] is not None
+    T, K, H, R = check_combine_backward(grad_out, slot_of, y, weights, sorted_ids, num_rows, want_grad_y,
+                                        want_grad_weights)
+    spec_c = core.combine_backward_spec_c(H, dtype_of("grad_out", grad_out))
+    dev = grad_out.device
+    if out is None:
+        grad_y = torch.empty((R if want_grad_y else 0, H), dtype=grad_out.dtype, device=dev)
+        grad_w = torch.empty((T if want_grad_weights else 0, K), dtype=_F32, device=dev)
+    else:
+        grad_y, grad_w = out
+        if grad_y is not None:
+            check_rows_out("grad_y", grad_y, dev, "grad_out", (R, H), grad_out.dtype)
+        if grad_w is not None:
+            check_rows_out("grad_weights", grad_w, dev, "grad_out", (T, K), _F32)
+    want_y, want_w = want_grad_y and R > 0, want_grad_weights and T > 0
+    if want_y or want_w:
+        args = C.CombineBackwardArgs(_nonempty_ptr(grad_out), _nonempty_ptr(y) if want_w else None,
+                                     _nonempty_ptr(slot_of), _nonempty_ptr(weights) if want_y else None,
+                                     _nonempty_ptr(sorted_ids) if want_y else None,
+                                     grad_y.data_ptr() if want_y else None, grad_w.data_ptr() if want_w else None,
+                                     T, K, 0, R)
+        _call(C.lib.moejit_combine_backward, ctx, spec_c, args, grad_out, stream, "combine_backward")
+    return grad_y, grad_w
+
+
+def check_route_backward(logits, ids, grad_weights, num_experts, topk, shared_slots):
+    """Checks route_backward's inputs; returns (T, K+S)."""
+    T, slots = check_route(logits, None, num_experts, topk, shared_slots)
+    dev = logits.device
+    chk.contiguous("ids", chk.tensor("ids", ids, IDS, 2, dev, "logits", (T, slots)))
+    chk.contiguous("grad_weights", chk.tensor("grad_weights", grad_weights, (_F32,), 2, dev, "logits", (T, slots)))
+    return T, slots
+
+
+def route_backward_spec_for(logits, ids, params):
+    """The validated C route_backward spec for a call: the forward's spec with dtype from the logits
+    and id_dtype from the ids (no bias: it moves only the selection, which the ids hold)."""
+    return core.route_backward_spec_c(core.route_backward_key(dtype_of("logits", logits), params,
+                                                              index_dtype_of("ids", ids)))
+
+
+def route_backward_run(ctx, logits, ids, grad_weights, params, out=None, stream=None):
+    """route's backward on real tensors: checks, then one launch. params: ROUTE_PARAMS of the
+    forward. Returns grad_logits f32 [T, E] (out when given)."""
+    num_experts, topk, shared_slots = params[0], params[1], params[-1]
+    T, _ = check_route_backward(logits, ids, grad_weights, num_experts, topk, shared_slots)
+    if out is not None:
+        check_rows_out("grad_logits", out, logits.device, "logits", (T, num_experts), _F32)
+    spec_c = route_backward_spec_for(logits, ids, params)
+    if out is None:
+        out = torch.empty((T, num_experts), dtype=_F32, device=logits.device)
+    if T == 0:
+        return out
+    args = C.RouteBackwardArgs(logits.data_ptr(), ids.data_ptr(), grad_weights.data_ptr(), out.data_ptr(), T,
+                               logits.stride(0) if T > 1 else num_experts)
+    _call(C.lib.moejit_route_backward, ctx, spec_c, args, logits, stream, "route_backward")
+    return out
 
 
 # -------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from . import _checks as chk
 
 __all__ = ["RouteSpec", "Kernel", "Context", "PrewarmResult", "preset_names", "prewarm", "source", "kernel_name",
            "align_capacity", "align_workspace_bytes", "route_align_capacity", "route_align_fused_tokens",
-           "mx_scales_blocked_bytes", "get_context", "configure", "strict", "stats", "device_arch"]
+           "mx_scales_blocked_bytes", "get_context", "configure", "strict", "stats", "device_arch", "has_route_backward"]
 
 _MAX_E = C.LIMITS["MOEJIT_MAX_EXPERTS"]
 _MAX_K = C.LIMITS["MOEJIT_MAX_TOPK"]
@@ -276,6 +276,13 @@ class RouteSpec:
                 f"shared_slots={self.shared_slots}{serving})")
 
 
+def route_backward_key(dtype, params, ids_dtype="int32"):
+    """route_spec_c's arguments for route_backward's spec: the forward's plain parameters (ROUTE_PARAMS),
+    ids of ids_dtype and no serving option (they change nothing in the backward) nor bias (it moves
+    only the selection, which the backward reads from the ids: one kernel serves both)."""
+    return (dtype_name(dtype), 0) + tuple(params) + (serving_c(id_dtype=index_dtype_name(ids_dtype, "ids_dtype")),)
+
+
 def spec_key(c):
     """route_spec_c's arguments for a C route spec."""
     return (dtype_name(c.dtype), c.has_bias, c.num_experts, c.topk, chk.choice("score", c.score, C.SCORES),
@@ -374,6 +381,45 @@ def combine_spec_c(hidden, dtype):
     """A validated moejit_combine_spec."""
     return _validated("combine", "combine", C.CombineSpec(chk.integer("hidden", hidden, 1, chk.INT32_MAX),
                                                           C.DTYPES[dtype_name(dtype)]))
+
+
+@functools.lru_cache(maxsize=1024)
+def permute_backward_spec_c(hidden, dtype, has_scale):
+    """A validated moejit_permute_backward_spec (NotImplementedError from a library without it)."""
+    _require("moejit_permute_backward", "permute's backward")
+    return _validated("permute_backward", "permute_backward",
+                      C.PermuteBackwardSpec(chk.integer("hidden", hidden, 1, chk.INT32_MAX), C.DTYPES[dtype_name(dtype)],
+                                            chk.flag("has_scale", has_scale)))
+
+
+@functools.lru_cache(maxsize=1024)
+def combine_backward_spec_c(hidden, dtype):
+    """A validated moejit_combine_backward_spec (NotImplementedError from a library without it)."""
+    _require("moejit_combine_backward", "combine's backward")
+    return _validated("combine_backward", "combine_backward",
+                      C.CombineBackwardSpec(chk.integer("hidden", hidden, 1, chk.INT32_MAX), C.DTYPES[dtype_name(dtype)]))
+
+
+def has_route_backward():
+    """True when the library has moejit_route_backward (moejit.h Operation 1b): route's weights
+    are then differentiable w.r.t. the logits."""
+    return C.has("moejit_route_backward")
+
+
+def _require(fn, what):
+    if not C.has(fn):
+        raise NotImplementedError(f"moejit: {C.library_path} has no {fn}, so {what} is not available with it (a "
+                                  f"library older than this binding's moejit.h: rebuild it, or set MOEJIT_LIBRARY to "
+                                  f"a current one)")
+
+
+@functools.lru_cache(maxsize=1024)
+def route_backward_spec_c(route_key):
+    """A validated moejit_route_backward_spec for route_spec_c's arguments (the forward's spec).
+    NotImplementedError from a library without route_backward."""
+    _require("moejit_route_backward", "route's backward (the gradient of its weights w.r.t. the logits; detach "
+             "the router logits to train without it)")
+    return _validated("route_backward", "route_backward", C.RouteBackwardSpec(route_spec_c(*route_key)))
 
 
 _I64 = 2**63 - 1
@@ -501,13 +547,40 @@ class Kernel:
         return cls("combine", "combine", combine_spec_c(hidden, dtype_name(dtype)))
 
     @classmethod
-    def moe_layer(cls, spec, block_size, hidden, dtype, permute_scale=False, fused=True):
+    def permute_backward(cls, hidden, dtype, has_scale=False):
+        """The gradient of moejit.permute (rows of H elements of `dtype`, has_scale as the forward's)."""
+        return cls("permute_backward", "permute_backward",
+                   permute_backward_spec_c(hidden, dtype_name(dtype), int(bool(has_scale))))
+
+    @classmethod
+    def combine_backward(cls, hidden, dtype):
+        """The gradients of moejit.combine (rows of H elements of `dtype`)."""
+        return cls("combine_backward", "combine_backward", combine_backward_spec_c(hidden, dtype_name(dtype)))
+
+    @classmethod
+    def route_backward(cls, spec, ids_dtype=None):
+        """The gradient of moejit.route's weights w.r.t. the logits (what moejit.route_backward and
+        route's autograd launch) for the forward's `spec`, ids of ids_dtype: by default the spec's
+        id_dtype, or its logical_id_dtype with expert placement (the backward reads logical ids).
+        NotImplementedError from a library without moejit_route_backward."""
+        if ids_dtype is None:
+            ids_dtype = spec.logical_id_dtype if spec.max_replicas else spec.id_dtype
+        return cls("route_backward", "route_backward",
+                   route_backward_spec_c(route_backward_key(spec.dtype_name, spec.params, ids_dtype)))
+
+    @classmethod
+    def moe_layer(cls, spec, block_size, hidden, dtype, permute_scale=False, fused=True, backward=False):
         """Every kernel a MoE layer of this routing uses: route, align (over E+S experts),
-        route_align when `fused`, permute and combine at hidden size H of `dtype`."""
+        route_align when `fused`, permute and combine at hidden size H of `dtype`; with `backward`
+        (training) also permute's and combine's backward, and route's where the library has it."""
         kernels = [cls.route(spec), cls.align(spec.num_experts + spec.shared_slots, block_size),
                    cls.permute(hidden, dtype, permute_scale), cls.combine(hidden, dtype)]
         if fused:
             kernels.append(cls.route_align(spec, block_size))
+        if backward:
+            kernels += [cls.permute_backward(hidden, dtype, permute_scale), cls.combine_backward(hidden, dtype)]
+            if has_route_backward():
+                kernels.append(cls.route_backward(spec))
         return kernels
 
     @property

@@ -3,7 +3,9 @@
 Each takes a RouteSpec (or plain sizes) and tensors, checks the spec against the tensors, and
 calls torch.ops.moejit.<op> (or <op>_out with ``out=``). They trace under
 ``torch.compile(fullgraph=True)`` (the ops are opaque, their fakes give the shapes) and capture in
-CUDA graphs (launches go on the current stream; pass ``out=`` to keep buffers fixed).
+CUDA graphs (launches go on the current stream; pass ``out=`` to keep buffers fixed). permute,
+combine, route (without serving options) and route_align are differentiable (ops.py, "autograd");
+permute_backward, combine_backward and route_backward are the gradients as functions.
 """
 
 from typing import NamedTuple, Optional
@@ -16,7 +18,8 @@ from . import core
 from .core import RouteSpec
 
 __all__ = ["route", "align", "route_align", "dispatch_layout", "permute", "combine", "mx_scales", "mx_scales_inverse",
-           "AlignResult", "RouteAlignResult", "DispatchLayout"]
+           "permute_backward", "combine_backward", "route_backward", "AlignResult", "RouteAlignResult",
+           "DispatchLayout"]
 
 Tensor = torch.Tensor
 _ops = torch.ops.moejit
@@ -351,9 +354,12 @@ def dispatch_layout(ids, num_experts, num_ranks, ranks_per_node=core.DEFAULT_RAN
     return out
 
 
-def permute(x, sorted_ids, topk, ids=None, scale=None, *, out=None):
+def permute(x, sorted_ids, topk, ids=None, scale=None, *, out=None, slot_of=None):
     """Gather token rows into expert order: out[r] = x[sorted_ids[r] // K] (padding rows zero),
     times scale[ids[...]] when a per-expert scale is given (moejit_permute).
+
+    Differentiable w.r.t. x (the backward is moejit_permute_backward; the scale is a constant and
+    gets no gradient), except with out=.
 
     Args:
         x (Tensor): [T, H] float32/bfloat16/float16, contiguous.
@@ -362,36 +368,137 @@ def permute(x, sorted_ids, topk, ids=None, scale=None, *, out=None):
         ids, scale (Tensor, optional): routing ids [T, K] (int32, or int64 converted after a range
             clamp as in :func:`align`) and a per-expert float32 scale [E].
         out (Tensor, optional): [R, H] of x's dtype.
+        slot_of (Tensor, optional): align's slot_of [T, K] int32 (the inverse of sorted_ids), read
+            only by the backward; without it the backward inverts sorted_ids (exact for align's
+            maps, whose flat indices appear once each).
 
     Returns:
         Tensor [R, H].
     """
-    if _eager(x, sorted_ids, ids, scale, out):
-        return L.permute_run(core.get_context(), x, sorted_ids, topk, ids, scale, out)
+    if _eager(x, sorted_ids, ids, scale, out, slot_of):
+        return L.permute_run(core.get_context(), x, sorted_ids, topk, ids, scale, out, slot_of=slot_of)
     if out is None:
-        return _ops.permute(x, sorted_ids, topk, ids, scale)
+        return _ops.permute(x, sorted_ids, topk, ids, scale, slot_of)
     _ops.permute_out(x, sorted_ids, topk, ids, scale, out)
     return out
 
 
-def combine(y, slot_of, weights, *, out=None):
+def combine(y, slot_of, weights, *, out=None, sorted_ids=None):
     """Weighted sum of each token's expert rows: out[t] = Σ_k weights[t,k]·y[slot_of[t,k]] in
     slot order, f32 accumulation, one rounding (moejit_combine). A slot outside [0, R) adds nothing.
+
+    Differentiable w.r.t. y and weights (the backward is moejit_combine_backward), except with out=.
 
     Args:
         y (Tensor): [R, H] float32/bfloat16/float16, rows in expert order.
         slot_of (Tensor): [T, K] int32 (align's slot_of).
         weights (Tensor): [T, K] float32.
         out (Tensor, optional): [T, H] of y's dtype.
+        sorted_ids (Tensor, optional): align's sorted_ids (int32, at least R entries: the first R
+            are read), read only by the backward; without it the backward inverts slot_of.
 
     Returns:
         Tensor [T, H].
     """
-    if _eager(y, slot_of, weights, out):
-        return L.combine_run(core.get_context(), y, slot_of, weights, out)
+    if _eager(y, slot_of, weights, out, sorted_ids):
+        return L.combine_run(core.get_context(), y, slot_of, weights, out, sorted_ids=sorted_ids)
     if out is None:
-        return _ops.combine(y, slot_of, weights)
+        return _ops.combine(y, slot_of, weights, sorted_ids)
     _ops.combine_out(y, slot_of, weights, out)
+    return out
+
+
+def permute_backward(grad_out, slot_of, ids=None, scale=None, *, out=None):
+    """The gradient of :func:`permute` w.r.t. x (moejit_permute_backward): grad_x[t] = Σ_k
+    grad_out[slot_of[t,k]] (times scale[ids[t,k]] when the forward was scaled), in slot order, f32
+    accumulation, one rounding; a dropped slot adds nothing. Deterministic (no atomics).
+
+    Args:
+        grad_out (Tensor): [R, H] of the forward's dtype, contiguous.
+        slot_of (Tensor): align's slot_of [T, K] int32.
+        ids, scale (Tensor, optional): the forward's routing ids [T, K] and float32 scale [E].
+        out (Tensor, optional): grad_x [T, H] of grad_out's dtype.
+
+    Returns:
+        grad_x [T, H].
+    """
+    if _eager(grad_out, slot_of, ids, scale, out):
+        return L.permute_backward_run(core.get_context(), grad_out, slot_of, ids, scale, out)
+    if out is None:
+        return _ops.permute_backward(grad_out, slot_of, ids, scale)
+    _ops.permute_backward_out(grad_out, slot_of, ids, scale, out)
+    return out
+
+
+def combine_backward(grad_out, slot_of, y=None, weights=None, sorted_ids=None, *, num_rows=None, out=None):
+    """The gradients of :func:`combine` (moejit_combine_backward), deterministic (no atomics):
+    grad_y[r] = weights[i]·grad_out[i // K] for the flat index i = sorted_ids[r] whose slot_of is r
+    (else 0: padding, dropped slots), and grad_weights[t,k] = Σ_h grad_out[t,h]·y[slot_of[t,k],h]
+    in f32 (0 for a dropped slot).
+
+    Args:
+        grad_out (Tensor): [T, H] of the forward's dtype, contiguous.
+        slot_of (Tensor): align's slot_of [T, K] int32.
+        y (Tensor, optional): the forward's rows [R, H]: needed for grad_weights.
+        weights (Tensor, optional): the forward's weights [T, K] float32: needed for grad_y.
+        sorted_ids (Tensor, optional): align's sorted_ids (at least R entries): needed for grad_y.
+        num_rows (int, optional): R (default: y's rows, else sorted_ids' entries).
+        out (tuple, optional): (grad_y [R, H] or None, grad_weights float32 [T, K] or None):
+            writes those, None = not wanted.
+
+    Returns:
+        (grad_y, grad_weights): grad_y when weights (and sorted_ids) are given, grad_weights when y
+        is, else None in its place; out when given.
+    """
+    if out is not None:
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise TypeError("out must be a pair (grad_y or None, grad_weights or None)")
+        if _eager(grad_out, slot_of, y, weights, sorted_ids, *out):
+            R = out[0].shape[0] if out[0] is not None else (y.shape[0] if y is not None else 0)
+            L.combine_backward_run(core.get_context(), grad_out, slot_of, y, weights, sorted_ids, R, out=tuple(out))
+        else:
+            _ops.combine_backward_out(grad_out, slot_of, y, weights, sorted_ids, out[0], out[1])
+        return out
+    want_y, want_w = weights is not None or sorted_ids is not None, y is not None
+    if num_rows is None:
+        if y is not None:
+            num_rows = y.shape[0]
+        elif sorted_ids is not None:
+            num_rows = sorted_ids.shape[0]
+        else:
+            raise ValueError("combine_backward needs y (for grad_weights) or weights and sorted_ids (for grad_y)")
+    if _eager(grad_out, slot_of, y, weights, sorted_ids):
+        gy, gw = L.combine_backward_run(core.get_context(), grad_out, slot_of, y, weights, sorted_ids, num_rows,
+                                        want_y, want_w)
+    else:
+        gy, gw = _ops.combine_backward(grad_out, slot_of, y, weights, sorted_ids, num_rows, want_y, want_w)
+    return gy if want_y else None, gw if want_w else None
+
+
+def route_backward(logits, spec, ids, grad_weights, *, out=None):
+    """The gradient of :func:`route`'s weights w.r.t. the logits (moejit_route_backward, moejit.h
+    Operation 1b), the selection (ids) held constant; deterministic. Needs a library with
+    route_backward (moejit.has_route_backward()); NotImplementedError otherwise.
+
+    Args:
+        logits (Tensor): the forward's logits [T, E] (of the spec's dtype).
+        spec (RouteSpec): the forward's spec (its bias and groups change nothing here; with expert
+            placement pass the logical ids route recorded).
+        ids (Tensor): the forward's ids [T, K+S] (int32, int64 or int16).
+        grad_weights (Tensor): float32 [T, K+S], the loss's gradient w.r.t. the weights.
+        out (Tensor, optional): grad_logits float32 [T, E].
+
+    Returns:
+        grad_logits float32 [T, E].
+    """
+    _spec(spec)
+    if isinstance(logits, Tensor) and logits.dtype != L._TORCH_DTYPE[spec.dtype]:
+        raise TypeError(f"logits has dtype {logits.dtype}, the spec's dtype is {L._TORCH_DTYPE[spec.dtype]}")
+    if _eager(logits, ids, grad_weights, out):
+        return L.route_backward_run(core.get_context(), logits, ids, grad_weights, spec.params, out)
+    if out is None:
+        return _ops.route_backward(logits, ids, grad_weights, *spec.params)
+    _ops.route_backward_out(logits, ids, grad_weights, out, *spec.params)
     return out
 
 

@@ -21,15 +21,30 @@ that torch.compile guards on.
     torch.ops.moejit.dispatch_layout(ids, num_experts, num_ranks, ranks_per_node)
         -> (tokens_per_rank [R], tokens_per_node [R / ranks_per_node] (empty for one node), tokens_per_expert [E],
             is_token_in_rank bool [T, R])
-    torch.ops.moejit.permute(x, sorted_ids, topk, ids, scale) -> out [R, H]
-    torch.ops.moejit.combine(y, slot_of, weights) -> out [T, H]
+    torch.ops.moejit.permute(x, sorted_ids, topk, ids, scale, slot_of=None) -> out [R, H]
+    torch.ops.moejit.combine(y, slot_of, weights, sorted_ids=None) -> out [T, H]
     torch.ops.moejit.mx_scales(scales, group_ends) -> blocked uint8 ([G, Rp·Cp] 3D, [Mp, Cp] 2D)
     torch.ops.moejit.mx_scales_inverse(blocked, groups, rows, cols, group_ends) -> plain uint8
+  backward operations (the gradients; moejit.h "permute and combine backward", Operation 1b):
+    torch.ops.moejit.permute_backward(grad_out [R, H], slot_of, ids, scale) -> grad_x [T, H]
+    torch.ops.moejit.combine_backward(grad_out [T, H], slot_of, y, weights, sorted_ids, num_rows,
+                                      want_grad_y=True, want_grad_weights=True)
+        -> (grad_y [R, H] or empty [0, H], grad_weights f32 [T, K] or empty [0, K])
+    torch.ops.moejit.route_backward(logits, ids, grad_weights, <route spec>) -> grad_logits f32 [T, E]
 
 and route_out, route_serving_out, align_out, route_align_out, dispatch_layout_out, permute_out,
-combine_out, mx_scales_out, mx_scales_inverse_out. The Python functions in moejit
-(moejit.route(logits, spec, …) etc.) call these with a RouteSpec unpacked (route_serving when a
-serving option is given); use them unless you need the raw operators.
+combine_out, mx_scales_out, mx_scales_inverse_out, permute_backward_out, combine_backward_out,
+route_backward_out. The Python functions in moejit (moejit.route(logits, spec, …) etc.) call
+these with a RouteSpec unpacked (route_serving when a serving option is given); use them unless
+you need the raw operators.
+
+Autograd (torch.library.register_autograd, both registrations): permute (w.r.t. x), combine (y and
+weights), route and route_align (the weights w.r.t. the logits, where the library has
+moejit_route_backward; else their backward raises NotImplementedError naming the library). The
+backward calls the backward operations above. permute's optional slot_of and combine's optional
+sorted_ids are align's other map, read only by the backward (without them it inverts the map it
+has: a few small integer kernels). The _out forms and route_serving mutate arguments, so they have
+no autograd formula; neither have the backward operations (no double backward).
 
 The implementations check every tensor (dtype, device, shape, strides, alignment, int ranges)
 before anything is launched, make the tensors' device current and launch on its current stream
@@ -40,11 +55,12 @@ Registration (MOEJIT_TORCH_REGISTRATION, read at import):
                     implementation registered for CUDA (and CPU, to reject CPU tensors by name) and
                     the fake with torch.library.register_fake — vLLM's direct_register_custom_op:
                     the dispatcher calls the implementation with no Python wrapper around it.
-                    These are inference operators with no autograd formula: a backward through
-                    their float outputs gets PyTorch's autograd-fallback warning.
+                    The autograd formulas are registered to the Autograd key; the operators
+                    without one get PyTorch's autograd-fallback warning in a backward.
   custom_op         torch.library.custom_op: the same operators wrapped by custom_op's autograd
-                    and aliasing layers (a backward raises "no autograd formula"); costs about
-                    35 µs more per call through the dispatcher (BENCHMARKS.md).
+                    and aliasing layers (a backward through an operator without a formula
+                    raises "no autograd formula"); costs about 35 µs more per call through the
+                    dispatcher (BENCHMARKS.md).
 moejit's Python functions (moejit.route etc.) skip the dispatcher in eager mode either way.
 """
 
@@ -364,21 +380,24 @@ def _hidden(H):
     return type(H) is int
 
 
-def _permute_check(x, sorted_ids, topk, ids, scale):
-    T, H, R, has_scale = L.check_permute(x, sorted_ids, topk, ids, scale)
+def _permute_check(x, sorted_ids, topk, ids, scale, slot_of=None):
+    T, H, R, has_scale = L.check_permute(x, sorted_ids, topk, ids, scale, slot_of)
     if _hidden(H):
         core.permute_spec_c(H, L.dtype_of("x", x), int(has_scale))
     return R, H
 
 
+# slot_of (align's inverse map [T, K]) comes last with a default: callers of the earlier schema
+# keep working; given, the backward reads it instead of inverting sorted_ids.
 @_op()
-def permute(x: Tensor, sorted_ids: Tensor, topk: int, ids: Optional[Tensor], scale: Optional[Tensor]) -> Tensor:
-    return L.permute_run(_ctx(), x, sorted_ids, topk, ids, scale)
+def permute(x: Tensor, sorted_ids: Tensor, topk: int, ids: Optional[Tensor], scale: Optional[Tensor],
+            slot_of: Optional[Tensor] = None) -> Tensor:
+    return L.permute_run(_ctx(), x, sorted_ids, topk, ids, scale, slot_of=slot_of)
 
 
 @permute.register_fake
-def _(x, sorted_ids, topk, ids, scale):
-    R, H = _permute_check(x, sorted_ids, topk, ids, scale)
+def _(x, sorted_ids, topk, ids, scale, slot_of=None):
+    R, H = _permute_check(x, sorted_ids, topk, ids, scale, slot_of)
     return x.new_empty((R, H))
 
 
@@ -394,21 +413,23 @@ def _(x, sorted_ids, topk, ids, scale, out):
     L.check_rows_out("out", out, x.device, "x", (R, H), x.dtype)
 
 
-def _combine_check(y, slot_of, weights):
-    T, H, K = L.check_combine(y, slot_of, weights)
+def _combine_check(y, slot_of, weights, sorted_ids=None):
+    T, H, K = L.check_combine(y, slot_of, weights, sorted_ids)
     if _hidden(H):
         core.combine_spec_c(H, L.dtype_of("y", y))
     return T, H
 
 
+# sorted_ids (align's map [>= R]) comes last with a default, as permute's slot_of: given, the
+# backward reads it instead of inverting slot_of.
 @_op()
-def combine(y: Tensor, slot_of: Tensor, weights: Tensor) -> Tensor:
-    return L.combine_run(_ctx(), y, slot_of, weights)
+def combine(y: Tensor, slot_of: Tensor, weights: Tensor, sorted_ids: Optional[Tensor] = None) -> Tensor:
+    return L.combine_run(_ctx(), y, slot_of, weights, sorted_ids=sorted_ids)
 
 
 @combine.register_fake
-def _(y, slot_of, weights):
-    T, H = _combine_check(y, slot_of, weights)
+def _(y, slot_of, weights, sorted_ids=None):
+    T, H = _combine_check(y, slot_of, weights, sorted_ids)
     return y.new_empty((T, H))
 
 
@@ -421,6 +442,133 @@ def combine_out(y: Tensor, slot_of: Tensor, weights: Tensor, out: Tensor) -> Non
 def _(y, slot_of, weights, out):
     T, H = _combine_check(y, slot_of, weights)
     L.check_rows_out("out", out, y.device, "y", (T, H), y.dtype)
+
+
+# ---- the backward operations (moejit.h "permute and combine backward", Operation 1b) ------------
+def _permute_backward_check(grad_out, slot_of, ids, scale):
+    T, K, H, R, has_scale = L.check_permute_backward(grad_out, slot_of, ids, scale)
+    if _hidden(H):
+        core.permute_backward_spec_c(H, L.dtype_of("grad_out", grad_out), int(has_scale))
+    return T, H
+
+
+@_op()
+def permute_backward(grad_out: Tensor, slot_of: Tensor, ids: Optional[Tensor], scale: Optional[Tensor]) -> Tensor:
+    return L.permute_backward_run(_ctx(), grad_out, slot_of, ids, scale)
+
+
+@permute_backward.register_fake
+def _(grad_out, slot_of, ids, scale):
+    T, H = _permute_backward_check(grad_out, slot_of, ids, scale)
+    return grad_out.new_empty((T, H))
+
+
+@_op(mutates=("grad_x",))
+def permute_backward_out(grad_out: Tensor, slot_of: Tensor, ids: Optional[Tensor], scale: Optional[Tensor],
+                         grad_x: Tensor) -> None:
+    L.permute_backward_run(_ctx(), grad_out, slot_of, ids, scale, grad_x)
+
+
+@permute_backward_out.register_fake
+def _(grad_out, slot_of, ids, scale, grad_x):
+    T, H = _permute_backward_check(grad_out, slot_of, ids, scale)
+    L.check_rows_out("grad_x", grad_x, grad_out.device, "grad_out", (T, H), grad_out.dtype)
+
+
+def _combine_backward_check(grad_out, slot_of, y, weights, sorted_ids, num_rows, want_grad_y, want_grad_weights):
+    T, K, H, R = L.check_combine_backward(grad_out, slot_of, y, weights, sorted_ids, num_rows, want_grad_y,
+                                          want_grad_weights)
+    if _hidden(H):
+        core.combine_backward_spec_c(H, L.dtype_of("grad_out", grad_out))
+    return T, K, H, R
+
+
+# y is read for grad_weights, weights and sorted_ids for grad_y (each may be None when its output is
+# not wanted); an output not wanted comes back empty ([0, H], [0, K]).
+@_op()
+def combine_backward(grad_out: Tensor, slot_of: Tensor, y: Optional[Tensor], weights: Optional[Tensor],
+                     sorted_ids: Optional[Tensor], num_rows: int, want_grad_y: bool = True,
+                     want_grad_weights: bool = True) -> Tuple[Tensor, Tensor]:
+    return L.combine_backward_run(_ctx(), grad_out, slot_of, y, weights, sorted_ids, num_rows, want_grad_y,
+                                  want_grad_weights)
+
+
+@combine_backward.register_fake
+def _(grad_out, slot_of, y, weights, sorted_ids, num_rows, want_grad_y=True, want_grad_weights=True):
+    T, K, H, R = _combine_backward_check(grad_out, slot_of, y, weights, sorted_ids, num_rows, want_grad_y,
+                                         want_grad_weights)
+    return (grad_out.new_empty((R if want_grad_y else 0, H)),
+            grad_out.new_empty((T if want_grad_weights else 0, K), dtype=_F32))
+
+
+def _combine_backward_out_rows(y, grad_y):
+    return grad_y.shape[0] if grad_y is not None else (y.shape[0] if y is not None else 0)
+
+
+@_op(mutates=("grad_y", "grad_weights"))
+def combine_backward_out(grad_out: Tensor, slot_of: Tensor, y: Optional[Tensor], weights: Optional[Tensor],
+                         sorted_ids: Optional[Tensor], grad_y: Optional[Tensor], grad_weights: Optional[Tensor]) -> None:
+    L.combine_backward_run(_ctx(), grad_out, slot_of, y, weights, sorted_ids, _combine_backward_out_rows(y, grad_y),
+                           out=(grad_y, grad_weights))
+
+
+@combine_backward_out.register_fake
+def _(grad_out, slot_of, y, weights, sorted_ids, grad_y, grad_weights):
+    T, K, H, R = _combine_backward_check(grad_out, slot_of, y, weights, sorted_ids,
+                                         _combine_backward_out_rows(y, grad_y), grad_y is not None,
+                                         grad_weights is not None)
+    if grad_y is not None:
+        L.check_rows_out("grad_y", grad_y, grad_out.device, "grad_out", (R, H), grad_out.dtype)
+    if grad_weights is not None:
+        L.check_rows_out("grad_weights", grad_weights, grad_out.device, "grad_out", (T, K), _F32)
+
+
+def _route_backward_check(logits, ids, grad_weights, params):
+    """The fakes' checks: the backward spec where the library has route_backward, else the forward's
+    (the launch then says the library lacks it: a compiled graph still builds, its backward fails)."""
+    T, slots = L.check_route_backward(logits, ids, grad_weights, params[0], params[1], params[-1])
+    if core.has_route_backward():
+        L.route_backward_spec_for(logits, ids, params)
+    else:
+        L.route_spec_for(logits, None, params)
+    return T
+
+
+@_op()
+def route_backward(logits: Tensor, ids: Tensor, grad_weights: Tensor, num_experts: int, topk: int, score: str,
+                   num_groups: int, topk_groups: int, group_score: str, softcap: float, score_after_topk: bool,
+                   renormalize: bool, scale_output: bool, routed_scaling_factor: float, shared_slots: int) -> Tensor:
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    return L.route_backward_run(_ctx(), logits, ids, grad_weights, params)
+
+
+@route_backward.register_fake
+def _(logits, ids, grad_weights, num_experts, topk, score, num_groups, topk_groups, group_score, softcap,
+      score_after_topk, renormalize, scale_output, routed_scaling_factor, shared_slots):
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    T = _route_backward_check(logits, ids, grad_weights, params)
+    return logits.new_empty((T, num_experts), dtype=_F32)
+
+
+@_op(mutates=("grad_logits",))
+def route_backward_out(logits: Tensor, ids: Tensor, grad_weights: Tensor, grad_logits: Tensor, num_experts: int,
+                       topk: int, score: str, num_groups: int, topk_groups: int, group_score: str, softcap: float,
+                       score_after_topk: bool, renormalize: bool, scale_output: bool, routed_scaling_factor: float,
+                       shared_slots: int) -> None:
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    L.route_backward_run(_ctx(), logits, ids, grad_weights, params, grad_logits)
+
+
+@route_backward_out.register_fake
+def _(logits, ids, grad_weights, grad_logits, num_experts, topk, score, num_groups, topk_groups, group_score, softcap,
+      score_after_topk, renormalize, scale_output, routed_scaling_factor, shared_slots):
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    T = _route_backward_check(logits, ids, grad_weights, params)
+    L.check_rows_out("grad_logits", grad_logits, logits.device, "logits", (T, num_experts), _F32)
 
 
 # ---- mx_scales -----------------------------------------------------------------------------------
@@ -512,3 +660,117 @@ def mx_scales_inverse_out(blocked: Tensor, group_ends: Optional[Tensor], out: Te
 def _(blocked, group_ends, out):
     layout, G, rows, cols = L.check_mx_plain("out", out, group_ends)
     _mx_plain_shape(blocked, G, rows, cols, group_ends)
+
+
+# ---- autograd ------------------------------------------------------------------------------------
+# permute, combine, route and route_align are differentiable (moejit.h's backward operations):
+#   permute: x (ids are integers; the per-expert scale is a constant: it gets no gradient);
+#   combine: y and weights;
+#   route, route_align: the weights w.r.t. the logits (ids and align's maps are integers; the bias
+#     moves only the selection: no gradient), where the library has moejit_route_backward — else
+#     the backward raises NotImplementedError naming the library.
+# The _out forms, route_serving and the backward operations themselves are not differentiable (the
+# first two mutate their arguments, which torch.library's autograd does not take). setup_context
+# and backward run under torch.compile too: they only call torch ops.
+def _slot_of_from_sorted_ids(sorted_ids, T, K):
+    """The inverse of align's sorted_ids: slot_of [T, K] int32, the row holding each flat index
+    t·K+k, -1 where no row does. Exact when every flat index appears at most once (align's maps: its
+    own sorted_ids are filled with the padding value T·K past the padded total). Padding rows are
+    sent to spare entries of their own, so no two writes meet (deterministic)."""
+    N, R = T * K, sorted_ids.shape[0]
+    rows = torch.arange(R, device=sorted_ids.device)
+    flat = sorted_ids.long()
+    idx = torch.where((flat >= 0) & (flat < N), flat, rows + N)
+    inv = torch.full((N + R,), -1, dtype=_I32, device=sorted_ids.device).scatter(0, idx, rows.to(_I32))
+    return inv[:N].view(T, K)
+
+
+def _sorted_ids_from_slot_of(slot_of, R):
+    """The inverse of align's slot_of: sorted_ids [R] int32, the flat index t·K+k each row carries,
+    the padding value T·K for rows no (t, k) lands in. Exact whenever no two kept slots share a row
+    (align's maps), which combine's own gradient assumes: it is defined by slot_of alone."""
+    T, K = slot_of.shape
+    N = T * K
+    flat = torch.arange(N, device=slot_of.device)
+    rows = slot_of.reshape(N).long()
+    idx = torch.where((rows >= 0) & (rows < R), rows, flat + R)
+    inv = torch.full((R + N,), N, dtype=_I32, device=slot_of.device).scatter(0, idx, flat.to(_I32))
+    return inv[:R]
+
+
+def _grads(ctx, given=None):
+    """One gradient per input of the op, as many as ctx.needs_input_grad: given[i] for input i,
+    None for the others."""
+    out = [None] * len(ctx.needs_input_grad)
+    for i, g in (given or {}).items():
+        out[i] = g
+    return tuple(out)
+
+
+def _permute_setup(ctx, inputs, output):
+    x, sorted_ids, topk, ids, scale = inputs[:5]
+    slot_of = inputs[5] if len(inputs) > 5 else None
+    ctx.num_tokens, ctx.topk = x.shape[0], topk
+    ctx.save_for_backward(sorted_ids if slot_of is None else None, ids, scale, slot_of)
+
+
+def _permute_backward(ctx, grad_out):
+    sorted_ids, ids, scale, slot_of = ctx.saved_tensors
+    if grad_out is None or not ctx.needs_input_grad[0]:
+        return _grads(ctx)
+    if slot_of is None:
+        slot_of = _slot_of_from_sorted_ids(sorted_ids, ctx.num_tokens, ctx.topk)
+    return _grads(ctx, {0: torch.ops.moejit.permute_backward(grad_out.contiguous(), slot_of, ids, scale)})
+
+
+def _combine_setup(ctx, inputs, output):
+    y, slot_of, weights = inputs[:3]
+    sorted_ids = inputs[3] if len(inputs) > 3 else None
+    ctx.num_rows = y.shape[0]
+    ctx.save_for_backward(y, slot_of, weights, sorted_ids)
+
+
+def _combine_backward(ctx, grad_out):
+    y, slot_of, weights, sorted_ids = ctx.saved_tensors
+    want_y, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
+    if grad_out is None or not (want_y or want_w):
+        return _grads(ctx)
+    if want_y and sorted_ids is None:
+        sorted_ids = _sorted_ids_from_slot_of(slot_of, ctx.num_rows)
+    grad_y, grad_w = torch.ops.moejit.combine_backward(
+        grad_out.contiguous(), slot_of, y if want_w else None, weights if want_y else None,
+        sorted_ids if want_y else None, ctx.num_rows, want_y, want_w)
+    return _grads(ctx, {0: grad_y if want_y else None, 2: grad_w if want_w else None})
+
+
+def _route_setup(first_param):
+    """setup_context of an op whose inputs are (logits, bias, …, <ROUTE_PARAMS from first_param>)
+    and whose outputs start with (ids, weights)."""
+
+    def setup(ctx, inputs, output):
+        ctx.params = tuple(inputs[first_param:first_param + len(core.ROUTE_PARAMS)])
+        ctx.save_for_backward(inputs[0], output[0])
+
+    return setup
+
+
+def _route_backward(ctx, grad_ids, grad_weights, *grad_maps):
+    if grad_weights is None or not ctx.needs_input_grad[0]:
+        return _grads(ctx)
+    logits, ids = ctx.saved_tensors
+    grad = torch.ops.moejit.route_backward(logits, ids, grad_weights.float().contiguous(), *ctx.params)
+    return _grads(ctx, {0: grad.to(logits.dtype)})
+
+
+def _register_autograd(name, backward, setup_context):
+    qualname = f"moejit::{name}"
+    try:
+        torch.library.register_autograd(qualname, backward, setup_context=setup_context, lib=_lib)
+    except TypeError:  # a torch.library without lib= keeps its own Library alive
+        torch.library.register_autograd(qualname, backward, setup_context=setup_context)
+
+
+_register_autograd("permute", _permute_backward, _permute_setup)
+_register_autograd("combine", _combine_backward, _combine_setup)
+_register_autograd("route", _route_backward, _route_setup(2))
+_register_autograd("route_align", _route_backward, _route_setup(3))

@@ -105,3 +105,43 @@ def mx_scales(scales, group_ends=None):
     args = C.MxScalesArgs(int(gh is not None), _p(sh), _p(out), G, R, _p(gh), 0, 0)
     C.check(C.lib.moejit_mx_scales_reference(ctypes.byref(core.mx_spec_c(cols)), ctypes.byref(args)))
     return out
+
+
+def permute_backward(grad_out, slot_of, ids=None, scale=None):
+    gh, sh, ih, ch = host(grad_out), host(slot_of), host(ids), host(scale)
+    R, H = gh.shape
+    T, K = sh.shape
+    if ih is not None:
+        ih = ih.clamp(-1, ch.shape[0]).to(torch.int32)
+    out = torch.full((T, H), float("nan"), dtype=gh.dtype)
+    spec = core.permute_backward_spec_c(H, core.dtype_name(grad_out.dtype), int(scale is not None))
+    C.check(C.lib.moejit_permute_backward_reference(ctypes.byref(spec), ctypes.byref(C.PermuteBackwardArgs(
+        _p(gh), _p(sh), _p(ih), _p(ch), _p(out), T, K, ch.shape[0] if ch is not None else 0, R))))
+    return out
+
+
+def combine_backward(grad_out, slot_of, y, weights, sorted_ids):
+    """(grad_y [R, H], grad_weights [T, K]) of the C reference; R from y."""
+    gh, sh, yh, wh, oh = host(grad_out), host(slot_of), host(y), host(weights), host(sorted_ids)
+    T, H = gh.shape
+    K = sh.shape[1]
+    R = yh.shape[0]
+    grad_y = torch.full((R, H), float("nan"), dtype=gh.dtype)
+    grad_w = torch.full((T, K), float("nan"), dtype=torch.float32)
+    spec = core.combine_backward_spec_c(H, core.dtype_name(grad_out.dtype))
+    C.check(C.lib.moejit_combine_backward_reference(ctypes.byref(spec), ctypes.byref(C.CombineBackwardArgs(
+        _p(gh), _p(yh), _p(sh), _p(wh), _p(oh), _p(grad_y), _p(grad_w), T, K, 0, R))))
+    return grad_y, grad_w
+
+
+def route_backward(logits, ids, grad_weights, spec_c):
+    """grad_logits [T, E] of the C reference (in double, rounded to f32); spec_c: the forward's."""
+    x, ih, gh = host(logits), host(ids), host(grad_weights)
+    T, E = x.shape
+    out = torch.full((T, E), float("nan"), dtype=torch.float32)
+    key = core.spec_key(spec_c)
+    params = key[2:-1]
+    rb = core.route_backward_spec_c(core.route_backward_key(key[0], params, ids.dtype))
+    C.check(C.lib.moejit_route_backward_reference(ctypes.byref(rb), ctypes.byref(C.RouteBackwardArgs(
+        _p(x), _p(ih), _p(gh), _p(out), T, E))))
+    return out

@@ -376,3 +376,139 @@ def test_missing_functions_raise_clearly():
         pytest.skip("this libmoejit exports every function of the binding")
     with pytest.raises(NotImplementedError, match=C.missing[0]):
         getattr(C.lib, C.missing[0])()
+
+
+# ---- the backward operations (issue 16): kernels, the route_backward guard, the references ---------
+_HAS_ROWS_BACKWARD = C.has("moejit_permute_backward") and C.has("moejit_combine_backward")
+rows_backward = pytest.mark.skipif(not _HAS_ROWS_BACKWARD, reason="this libmoejit predates permute/combine backward")
+
+
+@rows_backward
+def test_backward_kernels():
+    pb = moejit.Kernel.permute_backward(7168, "bf16", has_scale=True)
+    cb = moejit.Kernel.combine_backward(7168, "bf16")
+    names = {pb.name, cb.name, moejit.Kernel.permute(7168, "bf16", True).name, moejit.Kernel.combine(7168, "bf16").name,
+             moejit.Kernel.permute_backward(7168, "bf16").name}
+    assert len(names) == 5 and all(n.startswith("moejit_") for n in names)
+    for k in (pb, cb):
+        assert k.name in k.source() and (k.desc.op, k.op) == (C.OPS[k.op], k.op)
+    assert (pb.desc.permute_backward.hidden, pb.desc.permute_backward.dtype, pb.desc.permute_backward.has_scale) == \
+        (7168, C.DTYPES["bf16"], 1)
+    spec = moejit.RouteSpec.preset("qwen3-moe", dtype="bf16")
+    layer = moejit.Kernel.moe_layer(spec, 64, 2048, "bf16", backward=True)
+    ops = [k.op for k in layer]
+    assert ops[:5] == ["route", "align", "permute", "combine", "route_align"]
+    assert ops[5:] == ["permute_backward", "combine_backward"] + (["route_backward"] if moejit.has_route_backward()
+                                                                   else [])
+    assert [k.op for k in moejit.Kernel.moe_layer(spec, 64, 2048, "bf16")] == ops[:5]   # inference: as before
+
+
+@rows_backward
+@pytest.mark.parametrize("make, words", [
+    (lambda: moejit.Kernel.permute_backward(0, "bf16"), ["hidden", "0"]),
+    (lambda: moejit.Kernel.permute_backward(70000, "f32"), ["hidden", "70000"]),
+    (lambda: moejit.Kernel.combine_backward(128, "f64"), ["dtype", "f64"]),
+    (lambda: moejit.Kernel.combine_backward(2**33, "f16"), ["hidden", str(2**33)]),
+])
+def test_bad_backward_kernels(make, words):
+    with pytest.raises(ValueError) as e:
+        make()
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_route_backward_kernel_or_a_clear_error():
+    spec = moejit.RouteSpec.preset("deepseek-v3", dtype="f32")
+    if not moejit.has_route_backward():
+        assert "moejit_route_backward" in C.missing
+        with pytest.raises(NotImplementedError) as e:
+            moejit.Kernel.route_backward(spec)
+        assert "moejit_route_backward" in str(e.value) and C.library_path in str(e.value)
+        with pytest.raises(NotImplementedError, match="moejit_route_backward"):
+            C.lib.moejit_route_backward(None, None, None, None)
+        return
+    k = moejit.Kernel.route_backward(spec)
+    assert k.name.startswith("moejit_route_backward") and k.name in k.source()
+    assert k.desc.route_backward.route.num_experts == 256 and k.desc.route_backward.route.has_bias == 0
+    # the bias moves only the selection: one backward kernel with or without it; the ids' type matters
+    assert moejit.Kernel.route_backward(spec.replace(has_bias=False)).name == k.name
+    assert moejit.Kernel.route_backward(spec, ids_dtype="int64").name != k.name
+
+
+def _arr(ctype, values):
+    return (ctype * max(len(values), 1))(*values)
+
+
+def _floats(arr, n):
+    return [arr[i] for i in range(n)]
+
+
+@rows_backward
+def test_permute_backward_reference_through_the_binding():
+    """The C reference on host arrays through the ctypes mirrors (no torch): every field lands."""
+    T, K, H, R, E = 3, 2, 4, 8, 3
+    slot_of = [0, 5, 2, -1, 7, 9]              # (1, 1) dropped; (2, 1) names a row past R: adds nothing
+    ids = [0, 2, 1, 1, 2, 0]
+    scale = [0.5, 2.0, 4.0]
+    g = [float(r * 10 + h) for r in range(R) for h in range(H)]
+    out = _arr(ctypes.c_float, [float("nan")] * (T * H))
+    spec = core.permute_backward_spec_c(H, "f32", 1)
+    args = C.PermuteBackwardArgs(ctypes.addressof(_g := _arr(ctypes.c_float, g)),
+                                 ctypes.addressof(_s := _arr(ctypes.c_int32, slot_of)),
+                                 ctypes.addressof(_i := _arr(ctypes.c_int32, ids)),
+                                 ctypes.addressof(_c := _arr(ctypes.c_float, scale)), ctypes.addressof(out), T, K, E, R)
+    C.check(C.lib.moejit_permute_backward_reference(ctypes.byref(spec), ctypes.byref(args)))
+    want = []
+    for t in range(T):
+        for h in range(H):
+            acc = 0.0
+            for k in range(K):
+                r = slot_of[t * K + k]
+                if 0 <= r < R:
+                    acc += g[r * H + h] * scale[ids[t * K + k]]
+            want.append(acc)
+    assert _floats(out, T * H) == want
+    # a wrong argument is a ValueError naming it, with the status
+    args.topk = 0
+    with pytest.raises(moejit.MoejitValueError, match="topk") as e:
+        C.check(C.lib.moejit_permute_backward_reference(ctypes.byref(spec), ctypes.byref(args)))
+    assert e.value.status == "MOEJIT_ERR_INVALID_ARGUMENT"
+    args.topk, args.reserved[3] = K, 1
+    with pytest.raises(moejit.MoejitValueError, match="reserved"):
+        C.check(C.lib.moejit_permute_backward_reference(ctypes.byref(spec), ctypes.byref(args)))
+
+
+@rows_backward
+def test_combine_backward_reference_through_the_binding():
+    T, K, H, R = 2, 2, 3, 6
+    slot_of = [4, 0, -1, 2]                    # (1, 0) dropped
+    sorted_ids = [1, 4, 3, 2, 0, 4]            # 4 = T·K: padding; row 3 names (1, 0), whose slot was dropped
+    weights = [0.5, 2.0, 3.0, 0.25]
+    g = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    y = [float(r + h * 10) for r in range(R) for h in range(H)]
+    grad_y = _arr(ctypes.c_float, [float("nan")] * (R * H))
+    grad_w = _arr(ctypes.c_float, [float("nan")] * (T * K))
+    keep = [_arr(ctypes.c_float, g), _arr(ctypes.c_float, y), _arr(ctypes.c_int32, slot_of),
+            _arr(ctypes.c_float, weights), _arr(ctypes.c_int32, sorted_ids)]
+    spec = core.combine_backward_spec_c(H, "f32")
+    args = C.CombineBackwardArgs(*(ctypes.addressof(a) for a in keep), ctypes.addressof(grad_y), ctypes.addressof(grad_w),
+                                 T, K, 0, R)
+    C.check(C.lib.moejit_combine_backward_reference(ctypes.byref(spec), ctypes.byref(args)))
+    want_y = []
+    for r in range(R):
+        i = sorted_ids[r]
+        own = 0 <= i < T * K and slot_of[i] == r
+        want_y += [weights[i] * g[(i // K) * H + h] if own else 0.0 for h in range(H)]
+    assert _floats(grad_y, R * H) == want_y
+    want_w = []
+    for t in range(T):
+        for k in range(K):
+            r = slot_of[t * K + k]
+            want_w.append(sum(g[t * H + h] * y[r * H + h] for h in range(H)) if 0 <= r < R else 0.0)
+    assert _floats(grad_w, T * K) == want_w
+    args.reserved0 = 1
+    with pytest.raises(moejit.MoejitValueError, match="reserved0"):
+        C.check(C.lib.moejit_combine_backward_reference(ctypes.byref(spec), ctypes.byref(args)))
+    args.reserved0, args.sorted_ids = 0, None
+    with pytest.raises(moejit.MoejitValueError, match="sorted_ids"):
+        C.check(C.lib.moejit_combine_backward_reference(ctypes.byref(spec), ctypes.byref(args)))

@@ -352,6 +352,20 @@ def _opcheck_cases():
         "mx_scales_inverse_3d": (o.mx_scales_inverse.default, (b3, 2, 130, 5, None)),
         "mx_scales_inverse_2d": (o.mx_scales_inverse.default, (b2, 2, 300, 5, ends)),
         "mx_scales_inverse_out": (o.mx_scales_inverse_out.default, (b2, ends, torch.empty_like(s2))),
+        # the backward operations (issue 16)
+        "permute_backward": (o.permute_backward.default, (y, maps.slot_of, ids, scale)),
+        "permute_backward_out": (o.permute_backward_out.default, (y, maps.slot_of, None, None,
+                                                                  torch.empty(9, 64, device=DEV))),
+        "combine_backward": (o.combine_backward.default, (xs, maps.slot_of, y, w, maps.sorted_ids, cap, True, True)),
+        "combine_backward_weights_only": (o.combine_backward.default, (xs, maps.slot_of, y, None, None, cap,
+                                                                             False, True)),
+        "combine_backward_out": (o.combine_backward_out.default, (xs, maps.slot_of, y, w, maps.sorted_ids,
+                                                                  torch.empty(cap, 64, device=DEV),
+                                                                  torch.empty(9, 8, device=DEV))),
+        "route_backward": (o.route_backward.default, (x, ids.clamp(0, 255), w, *p)),
+        "route_backward_int64": (o.route_backward.default, (x, ids.clamp(0, 255).long(), w, *p)),
+        "route_backward_out": (o.route_backward_out.default, (x, ids.clamp(0, 255), w, torch.empty(9, 256, device=DEV),
+                                                              *p)),
     }
 
 
@@ -359,17 +373,21 @@ OPCHECK = ["route", "route_out", "route_serving", "route_serving_int64_given", "
            "align_int64_expert_map", "align_out", "align_out_int64_first_expert", "dispatch_layout",
            "dispatch_layout_int64", "dispatch_layout_out", "route_align", "route_align_out", "permute",
            "permute_out", "combine", "combine_out", "mx_scales_3d", "mx_scales_2d", "mx_scales_out",
-           "mx_scales_inverse_3d", "mx_scales_inverse_2d", "mx_scales_inverse_out"]
+           "mx_scales_inverse_3d", "mx_scales_inverse_2d", "mx_scales_inverse_out", "permute_backward",
+           "permute_backward_out", "combine_backward", "combine_backward_weights_only", "combine_backward_out",
+           "route_backward", "route_backward_int64", "route_backward_out"]
 
 
 @pytest.mark.parametrize("case", OPCHECK)
 def test_opcheck(case):
+    if case.startswith("route_backward") and not moejit.has_route_backward():
+        pytest.skip(f"{moejit.library_path} has no moejit_route_backward")
     op, args = _opcheck_cases()[case]
     torch.library.opcheck(op, args)
 
 
 def test_every_op_is_opchecked():
-    names = {n.split("_int64")[0].split("_3d")[0].split("_2d")[0] for n in OPCHECK}
+    names = {n.split("_int64")[0].split("_3d")[0].split("_2d")[0].split("_weights_only")[0] for n in OPCHECK}
     assert names == set(moejit.ops.OPS)
 
 
