@@ -260,10 +260,11 @@ const struct option spec_long_options[SPEC_OPTION_COUNT] = {
 
 const char spec_options_help[] =
     "kernel spec (lists are comma separated; every combination is taken):\n"
-    "  --op OP                     route (default), align, route_align, mx_scales, permute, combine\n"
+    "  --op OP                     route (default), align, route_align, route_backward, mx_scales, permute,\n"
+    "                              combine\n"
     "  --dtype D[,D…]              f32 (default; bf16,f32 with --model), bf16, f16: route's logits,\n"
     "                              permute's and combine's rows\n"
-    " route (and route_align), by hand or refining the --model presets:\n"
+    " route (and route_align, route_backward: its gradient), by hand or refining the --model presets:\n"
     "  --experts E[,E…]            number of experts, 1.." STR(MOEJIT_MAX_EXPERTS) " (required without --model)\n"
     "  --topk K[,K…]               experts chosen per token, 1..min(E, " STR(MOEJIT_MAX_TOPK) ") (required without --model)\n"
     "  --score S[,S…]              softmax (default), sigmoid, sqrt_softplus\n"
@@ -314,11 +315,12 @@ static const struct {
     {"route", MOEJIT_OP_ROUTE, ROUTE_FLAGS, 1},
     {"align", MOEJIT_OP_ALIGN, ALIGN_FLAGS, 0},
     {"route_align", MOEJIT_OP_ROUTE_ALIGN, ROUTE_FLAGS | FLAG(OPT_BLOCK_SIZE), 1},
+    {"route_backward", MOEJIT_OP_ROUTE_BACKWARD, ROUTE_FLAGS, 1},
     {"mx_scales", MOEJIT_OP_MX_SCALES, FLAG(OPT_COLS), 0},
     {"permute", MOEJIT_OP_PERMUTE, FLAG(OPT_HIDDEN) | FLAG(OPT_ROW_SCALE), 1},
     {"combine", MOEJIT_OP_COMBINE, FLAG(OPT_HIDDEN), 1},
 };
-#define SPEC_OP_NAMES "route, align, route_align, mx_scales, permute, combine"
+#define SPEC_OP_NAMES "route, align, route_align, route_backward, mx_scales, permute, combine"
 
 static const char *flag_name(int id)
 {
@@ -568,6 +570,19 @@ static int build_route_align(const spec_options *o, const moejit_route_spec *pre
     return (int)n;
 }
 
+/* route_backward: the route kernels of the route flags (or of the preset), differentiated. */
+static int build_route_backward(const spec_options *o, const moejit_route_spec *preset, moejit_kernel_desc **out)
+{
+    const int n = build_route(o, "route_backward", preset, out);
+    for (int i = 0; i < n; i++) {
+        const moejit_route_spec r = (*out)[i].route;
+        memset(&(*out)[i], 0, sizeof **out);
+        (*out)[i].op = MOEJIT_OP_ROUTE_BACKWARD;
+        (*out)[i].route_backward.route = r;
+    }
+    return n;
+}
+
 /* mx_scales: --cols. */
 static int build_mx_scales(const spec_options *o, moejit_kernel_desc **out)
 {
@@ -598,9 +613,9 @@ int spec_options_build(const spec_options *o, const moejit_route_spec *preset, m
         return -1;
     }
     const moejit_op id = k_spec_ops[which].id;
-    if (preset && id != MOEJIT_OP_ROUTE && id != MOEJIT_OP_ROUTE_ALIGN) {
-        cli_error("--model gives route or route_align kernels (presets are routings); --op %s kernels need a run "
-                  "of their own or a manifest",
+    if (preset && id != MOEJIT_OP_ROUTE && id != MOEJIT_OP_ROUTE_ALIGN && id != MOEJIT_OP_ROUTE_BACKWARD) {
+        cli_error("--model gives route, route_align or route_backward kernels (presets are routings); --op %s "
+                  "kernels need a run of their own or a manifest",
                   op);
         return -1;
     }
@@ -614,6 +629,7 @@ int spec_options_build(const spec_options *o, const moejit_route_spec *preset, m
     case MOEJIT_OP_ROUTE: return build_route(o, op, preset, out);
     case MOEJIT_OP_ALIGN: return build_align(o, out);
     case MOEJIT_OP_ROUTE_ALIGN: return build_route_align(o, preset, out);
+    case MOEJIT_OP_ROUTE_BACKWARD: return build_route_backward(o, preset, out);
     case MOEJIT_OP_MX_SCALES: return build_mx_scales(o, out);
     default: return build_rows(o, op, id, out);
     }
