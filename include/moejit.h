@@ -329,7 +329,8 @@ MOEJIT_API const char *moejit_route_preset_name(size_t i);
  *    - bias and groups only move the selection: they change nothing here (no bias is read);
  *    - softmax over the row: every expert of the row gets s_e·(D_e − Σ_k D_k·s_k), D the weight
  *      gradient reaching the score of each chosen expert (0 for the others, which therefore get
- *      −s_e·Σ_k D_k·s_k: nonzero); sigmoid and sqrt(softplus): D_e·score'(x_e) for the chosen,
+ *      −s_e·Σ_k D_k·s_k: nonzero, except that renormalisation makes that sum 0); sigmoid and
+ *      sqrt(softplus): D_e·score'(x_e) for the chosen,
  *      0 for the others; score_after_topk with softmax: the softmax Jacobian over the K chosen
  *      logits; soft cap: times 1 − tanh²(x/cap);
  *    - renormalisation w/Σw (when the sum is > 0, as the forward), scale_output (× factor), and the
@@ -347,7 +348,8 @@ MOEJIT_API const char *moejit_route_preset_name(size_t i);
  *  finite when grad_weights are (and their products with the scaling factor stay below FLT_MAX).
  *  Kernels: a segment of a warp per token up to 1024 experts (several tokens a warp below 32), a
  *  block per token above; reductions in a fixed order, no atomics: bit-identical run to run. The
- *  reference computes in double; kernels agree with it to about 1e-5 relative (f32 math).
+ *  reference computes in double; kernels agree with it to about 1e-5 relative (f32 math), or to
+ *  about 1e-6 of Σ|grad_weights|·factor where terms of that size cancel.
  **************************************************************************************************/
 typedef struct moejit_route_backward_spec {
     moejit_route_spec route; /* the forward's spec, as given to moejit_route */
