@@ -358,6 +358,29 @@ static void test_non_finite_logits(void **state)
     assert_float_equal(grad[1], 0.0, 0);
 }
 
+/* Renormalising scores too small for their sum's reciprocal (sigmoid of −720, softmax 720 below
+ * the row's best) still gives the derivative, finite: w·(a − Σ a·w) for the chosen, 0 for the
+ * others. */
+static void test_tiny_renormalised_scores(void **state)
+{
+    (void)state;
+    float grad[3];
+    const int32_t ids[2] = {1, 2};
+    const float gw[2] = {1.0f, 0.0f};
+    const double w1 = 1.0 / (1.0 + exp(-5.0)), w2 = 1.0 - w1; /* e^-720 : e^-725, renormalised */
+    const float sig[3] = {0.0f, -720.0f, -725.0f}, soft[3] = {0.0f, -720.0f, -725.0f};
+    moejit_route_spec s = {.num_experts = 3, .topk = 2, .score = MOEJIT_SCORE_SIGMOID, .renormalize = 1};
+    backward_rows(&s, sig, ids, gw, 1, grad);
+    assert_float_equal(grad[1], (1 - w1) * w1, 1e-7);
+    assert_float_equal(grad[2], -w1 * w2, 1e-7);
+    assert_float_equal(grad[0], 0.0, 0);
+    s.score = MOEJIT_SCORE_SOFTMAX;
+    backward_rows(&s, soft, ids, gw, 1, grad);
+    assert_float_equal(grad[1], (1 - w1) * w1, 1e-7);
+    assert_float_equal(grad[2], -w1 * w2, 1e-7);
+    assert_float_equal(grad[0], 0.0, 1e-12);
+}
+
 /* Ids outside [0, E) get nothing and add nothing; a padded row is all zeros; a repeated id sums
  * its slots; the elementwise scores give 0 to the experts not chosen. */
 static void test_ids(void **state)
@@ -552,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_finite_differences),
         cmocka_unit_test(test_finite_differences_catch_mistakes),
         cmocka_unit_test(test_non_finite_logits),
+        cmocka_unit_test(test_tiny_renormalised_scores),
         cmocka_unit_test(test_ids),
         cmocka_unit_test(test_id_types),
         cmocka_unit_test(test_errors),

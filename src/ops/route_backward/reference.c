@@ -30,17 +30,15 @@ static double score_of(int score, double x)
     return score == MOEJIT_SCORE_SIGMOID ? sigmoid(x) : sqrt(softplus(x));
 }
 
-/* d score / dx. sqrt(softplus(x)) → σ(x) / (2·sqrt(softplus(x))) below 20, 1/(2·sqrt(x)) above
- * (the forward's function there is sqrt(x)); 0 where softplus underflows (the limit). */
-static double score_derivative(int score, double x)
+/* d log(score) / dx = score'(x) / score(x): sigmoid 1 − σ(x) = σ(−x); sqrt(softplus(x))
+ * σ(x) / (2·softplus(x)) below 20 and 1/(2x) above (the forward's function there is sqrt(x)), ½
+ * where softplus underflows (the limit; the score is 0 there, so nothing is multiplied by it). */
+static double score_log_derivative(int score, double x)
 {
-    if (score == MOEJIT_SCORE_SIGMOID) {
-        const double t = exp(-fabs(x));
-        return t / ((1.0 + t) * (1.0 + t));
-    }
-    if (x > 20.0) return 0.5 / sqrt(x);
+    if (score == MOEJIT_SCORE_SIGMOID) return sigmoid(-x);
+    if (x > 20.0) return 0.5 / x;
     const double sp = log1p(exp(x));
-    return sp > 0.0 ? sigmoid(x) / (2.0 * sqrt(sp)) : 0.0;
+    return sp > 0.0 ? sigmoid(x) / (2.0 * sp) : 0.5;
 }
 
 /* softmax of n values (finite or -inf) in double, as route's reference: all -inf gives zeros. */
@@ -110,40 +108,41 @@ static void row_gradient(const mj_route_backward_shape *r, const float *x, const
     for (int j = 0; j < S; j++) wt[K + j] = routed_after / F;
     /* Backwards. Step 7: scaling, and the clamp to FLT_MAX (no gradient where it clamped). */
     const double scale = r->scale_output ? F : 1.0;
-    double a[2 * MOEJIT_MAX_TOPK];
+    double a[2 * MOEJIT_MAX_TOPK]; /* dL/dw_j */
     for (int j = 0; j < K + S; j++) a[j] = wt[j] * scale > (double)FLT_MAX ? 0.0 : (double)gw[j] * scale;
     /* Step 6: the shared weights read the routed sum after step 5 */
     double g_routed = 0.0;
     for (int j = 0; j < S; j++) g_routed += a[K + j] / F;
-    /* Step 5: dL/dp */
-    double dp[MOEJIT_MAX_TOPK];
-    if (renormed) { /* w = p / Σp; the routed sum after it is the constant 1 */
+    /* Step 5: every later step multiplies dL/dp_k by a term proportional to p_k (the scores'
+     * Jacobians), so carry g_k = dL/dp_k · p_k: with renormalisation (w = p/R) that is
+     * (a_k − Σ_i a_i·w_i)·w_k, which no small R can overflow, and the routed sum after it is the
+     * constant 1 (the shared slots reach nothing); otherwise (a_k + g_routed)·p_k. */
+    double g[MOEJIT_MAX_TOPK], g_sum = 0.0;
+    if (renormed) {
         double aw = 0.0;
         for (int k = 0; k < K; k++) aw += valid[k] ? a[k] * wt[k] : 0.0;
-        for (int k = 0; k < K; k++) dp[k] = valid[k] ? (a[k] - aw) / routed : 0.0;
+        for (int k = 0; k < K; k++) g[k] = valid[k] ? (a[k] - aw) * wt[k] : 0.0;
     } else {
-        for (int k = 0; k < K; k++) dp[k] = valid[k] ? a[k] + g_routed : 0.0;
+        for (int k = 0; k < K; k++) g[k] = valid[k] ? (a[k] + g_routed) * p[k] : 0.0;
     }
-    /* Steps 4 and 1: dL/df */
-    if (row_softmax) { /* s_e·(D_e − Σ_i D_i·s_i) for every e of the row */
-        double gs = 0.0;
-        for (int k = 0; k < K; k++) gs += dp[k] * p[k];
+    for (int k = 0; k < K; k++) g_sum += g[k];
+    /* Steps 4 and 1: dL/df, from ds_e/df_j = s_e·(δ_ej − s_j) for a softmax and score'(x) =
+     * score(x)·d log(score)/dx for the elementwise scores */
+    if (row_softmax) { /* s_e·(D_e − Σ_k D_k·p_k), D_e = Σ_{k: id_k = e} dL/dp_k, for every e of the row */
         for (int k = 0; k < K; k++)
-            if (valid[k]) w->df[ids[k]] += dp[k];
-        for (int e = 0; e < E; e++) w->df[e] = w->s[e] * (w->df[e] - gs);
-    } else if (after_softmax) { /* the Jacobian of the softmax over the K chosen */
-        double gq = 0.0;
-        for (int k = 0; k < K; k++) gq += dp[k] * p[k];
+            if (valid[k]) w->df[ids[k]] += g[k]; /* s_e·dL/dp_k: p_k is s_e */
+        for (int e = 0; e < E; e++) w->df[e] -= w->s[e] * g_sum;
+    } else if (after_softmax) { /* the same Jacobian over the K chosen */
         for (int k = 0; k < K; k++)
-            if (valid[k]) w->df[ids[k]] += p[k] * (dp[k] - gq);
+            if (valid[k]) w->df[ids[k]] += g[k] - p[k] * g_sum;
     } else {
         for (int k = 0; k < K; k++)
-            if (valid[k]) w->df[ids[k]] += dp[k] * score_derivative(r->score, w->f[ids[k]]);
+            if (valid[k]) w->df[ids[k]] += g[k] * score_log_derivative(r->score, w->f[ids[k]]);
     }
-    /* Step 0: the soft cap; NaN logits get nothing; f32, finite */
+    /* Step 0: the soft cap; NaN logits get nothing; f32, finite (NaN stays NaN: a NaN gradient in) */
     for (int e = 0; e < E; e++) {
-        const double g = w->is_nan[e] ? 0.0 : w->df[e] * w->dcap[e];
-        grad[e] = (float)fmin(fmax(g, -(double)FLT_MAX), (double)FLT_MAX);
+        const double d = w->is_nan[e] ? 0.0 : w->df[e] * w->dcap[e];
+        grad[e] = isnan(d) ? (float)d : (float)fmin(fmax(d, -(double)FLT_MAX), (double)FLT_MAX);
     }
 }
 
