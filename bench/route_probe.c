@@ -5,6 +5,9 @@
  *   route_probe --experts 512 --topk 8 --score sigmoid [--bias] [--renormalize] …
  *   route_probe --serving --model kimi-k2 …   the serving options' cost (moejit.h route steps 8-12)
  *   route_probe … --no-pdl | --pdl-both       programmatic dependent launch off, or both ways
+ *   route_probe --backward [--model qwen3-moe] [--dtype f32|bf16] [--tokens 1,1024,16384]
+ *                                             route_backward (without a model: deepseek-v3, kimi-k2
+ *                                             and qwen3-moe), the forward beside it
  *
  * Prints whether programmatic dependent launch (PDL: moejit_config.pdl, MOEJIT_PDL) is on, then one
  * line per T: kernel, T, µs per launch, multiple of the empty-kernel floor, GB/s moved; with
@@ -12,7 +15,10 @@
  * timed twice, interleaved, the lower kept). --pdl-both times every line with PDL on and off
  * (two contexts, interleaved forth and back, the lower of two kept each). Two floors: the empty
  * kernel launched plainly, and launched with the PDL attribute running the generated kernels'
- * prologue (mj::pdl_begin) — the floor a PDL launch of route is compared with. */
+ * prologue (mj::pdl_begin) — the floor a PDL launch of route is compared with. --backward: per T
+ * the forward's line, then route_backward's, whose GB/s counts the bytes it must move: the logits
+ * once (whole rows for a softmax over the row; the K chosen of each row for the other scores,
+ * which need no more), the ids and grad_weights once, grad_logits [T, E] f32 written once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +120,7 @@ static void launch_route(int i, void *user)
 }
 
 static int parse_args(int argc, char **argv, moejit_route_spec *s, char *tokens, size_t cap, int *serving,
-                      int *pdl_mode)
+                      int *pdl_mode, int *backward, const char **model_out)
 {
     const char *model = NULL;
     for (int i = 1; i < argc; i++) {
@@ -133,6 +139,7 @@ static int parse_args(int argc, char **argv, moejit_route_spec *s, char *tokens,
         else if (!strcmp(a, "--serving")) *serving = 1;
         else if (!strcmp(a, "--no-pdl")) *pdl_mode = PDL_OFF;
         else if (!strcmp(a, "--pdl-both")) *pdl_mode = PDL_BOTH;
+        else if (!strcmp(a, "--backward")) *backward = 1;
         else {
             fprintf(stderr, "route_probe: unknown argument %s\n", a);
             return -1;
@@ -146,6 +153,7 @@ static int parse_args(int argc, char **argv, moejit_route_spec *s, char *tokens,
         }
         s->dtype = dt;
     }
+    *model_out = model;
     return 0;
 }
 
@@ -228,12 +236,98 @@ static void serving_table(route_run *run, const char *name, long T, float floor,
     for (int i = 0; i < n_extra; i++) d->mem_free(extra[i]);
 }
 
+/* ---- --backward: route_backward on the ids of route, beside route ---- */
+
+typedef struct backward_run {
+    moejit_ctx *ctx;
+    moejit_route_backward_spec spec;
+    moejit_route_backward_args args[ROTATE];
+} backward_run;
+
+static void launch_backward(int i, void *user)
+{
+    backward_run *b = user;
+    moejit_status st = moejit_route_backward(b->ctx, &b->spec, &b->args[i], (moejit_stream)stream);
+    if (st != MOEJIT_OK) {
+        fprintf(stderr, "moejit_route_backward: %s: %s\n", moejit_status_str(st), moejit_last_error(b->ctx));
+        exit(1);
+    }
+}
+
+/* One model (or spec) at each T: route's time, then route_backward's on route's ids. */
+static void backward_table(moejit_ctx *ctx, const moejit_route_spec *spec, const char *tokens_list, float floor)
+{
+    route_run run = {.ctx = ctx, .spec = *spec};
+    backward_run bw = {.ctx = ctx, .spec = {.route = *spec}};
+    moejit_kernel_desc fd = {.op = MOEJIT_OP_ROUTE, .route = *spec}, bd = {.op = MOEJIT_OP_ROUTE_BACKWARD};
+    bd.route_backward = bw.spec;
+    char fname[96], bname[96], tokens[256];
+    CHECK(moejit_kernel_name(&fd, fname, sizeof fname));
+    CHECK(moejit_kernel_name(&bd, bname, sizeof bname));
+    snprintf(tokens, sizeof tokens, "%s", tokens_list);
+    const int E = spec->num_experts, K = spec->topk, W = K + spec->shared_slots;
+    const size_t elem = spec->dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
+    const int row_softmax = spec->score == MOEJIT_SCORE_SOFTMAX && !spec->score_after_topk;
+    CUdeviceptr bias = 0;
+    if (spec->has_bias) {
+        float *hb = malloc(sizeof(float) * (size_t)E);
+        for (int e = 0; e < E; e++) hb[e] = 0.2f * ((float)rand() / (float)RAND_MAX - 0.5f);
+        CU(d->mem_alloc(&bias, sizeof(float) * (size_t)E));
+        CU(d->memcpy_htod(bias, hb, sizeof(float) * (size_t)E));
+        free(hb);
+    }
+    for (char *save = NULL, *tok = strtok_r(tokens, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        const long T = atol(tok);
+        const size_t in_bytes = (size_t)T * (size_t)E * elem, slots = (size_t)T * (size_t)W;
+        unsigned char *host = malloc(in_bytes);
+        float *hg = malloc(slots * 4);
+        CUdeviceptr in[ROTATE], ids[ROTATE], w[ROTATE], gw[ROTATE], grad[ROTATE];
+        for (int r = 0; r < ROTATE; r++) {
+            for (size_t i = 0; i < (size_t)T * (size_t)E; i++) {
+                const float v = 4.0f * ((float)rand() / (float)RAND_MAX) - 2.0f;
+                if (elem == 4) ((float *)host)[i] = v;
+                else ((uint16_t *)host)[i] = spec->dtype == MOEJIT_DTYPE_BF16 ? mj_f32_to_bf16(v) : mj_f32_to_f16(v);
+            }
+            for (size_t i = 0; i < slots; i++) hg[i] = 2.0f * ((float)rand() / (float)RAND_MAX) - 1.0f;
+            CU(d->mem_alloc(&in[r], in_bytes));
+            CU(d->mem_alloc(&ids[r], slots * 8));
+            CU(d->mem_alloc(&w[r], slots * 4));
+            CU(d->mem_alloc(&gw[r], slots * 4));
+            CU(d->mem_alloc(&grad[r], (size_t)T * (size_t)E * 4));
+            CU(d->memcpy_htod(in[r], host, in_bytes));
+            CU(d->memcpy_htod(gw[r], hg, slots * 4));
+            run.args[r] = (moejit_route_args){.logits = (void *)in[r], .bias = (float *)bias, .ids = (void *)ids[r],
+                                                .weights = (float *)w[r], .num_tokens = T};
+            bw.args[r] = (moejit_route_backward_args){.logits = (void *)in[r], .ids = (void *)ids[r],
+                                                      .grad_weights = (float *)gw[r], .grad_logits = (float *)grad[r],
+                                                      .num_tokens = T};
+            launch_route(r, &run); /* the ids the backward reads */
+        }
+        const float fwd = graph_us(launch_route, &run), bwd = graph_us(launch_backward, &bw);
+        const size_t id_bytes = spec->id_dtype == MOEJIT_INDEX_INT64 ? 8 : spec->id_dtype == MOEJIT_INDEX_INT16 ? 2 : 4;
+        const double fwd_moved = (double)in_bytes + (double)slots * (4 + (double)id_bytes);
+        const double bwd_moved = (row_softmax ? (double)in_bytes : (double)T * K * elem) +
+                                 (double)slots * (4 + (double)id_bytes) + (double)T * E * 4;
+        printf("%-58s %-5s T=%-6ld %8.2f us  %5.2fx floor  %7.0f GB/s\n", fname, mj_dtype_name(spec->dtype), T, fwd,
+               fwd / floor, fwd_moved / (fwd * 1e-6) / 1e9);
+        printf("%-58s %-5s T=%-6ld %8.2f us  %5.2fx floor  %7.0f GB/s  (%.1fx the forward)\n", bname,
+               mj_dtype_name(spec->dtype), T, bwd, bwd / floor, bwd_moved / (bwd * 1e-6) / 1e9, bwd / fwd);
+        fflush(stdout);
+        for (int r = 0; r < ROTATE; r++)
+            d->mem_free(in[r]), d->mem_free(ids[r]), d->mem_free(w[r]), d->mem_free(gw[r]), d->mem_free(grad[r]);
+        free(host), free(hg);
+    }
+    if (bias) d->mem_free(bias);
+}
+
 int main(int argc, char **argv)
 {
     route_run run = {0};
-    char tokens[256] = "1,16,128,1024,4096,16384";
-    int pdl_mode = PDL_ENV;
-    if (parse_args(argc, argv, &run.spec, tokens, sizeof tokens, &run.serving, &pdl_mode)) return 2;
+    char tokens[256] = "";
+    int pdl_mode = PDL_ENV, backward = 0;
+    const char *model = NULL;
+    if (parse_args(argc, argv, &run.spec, tokens, sizeof tokens, &run.serving, &pdl_mode, &backward, &model)) return 2;
+    if (!tokens[0]) snprintf(tokens, sizeof tokens, "%s", backward ? "1,1024,16384" : "1,16,128,1024,4096,16384");
     if (mj_driver_get(&d) != MOEJIT_OK) {
         fprintf(stderr, "route_probe: %s\n", moejit_last_error(NULL));
         return 1;
@@ -263,6 +357,23 @@ int main(int argc, char **argv)
     }
     const float floor = graph_us(launch_empty, NULL);
     const float floor_pdl = g_pdl_capable ? graph_us(launch_empty_pdl, NULL) : 0.0f;
+    srand(1);
+    if (backward) {
+        static const char *const models[] = {"deepseek-v3", "kimi-k2", "qwen3-moe"};
+        if (model || run.spec.num_experts) {
+            backward_table(run.ctx, &run.spec, tokens, floor);
+        } else {
+            for (int m = 0; m < 3; m++) {
+                moejit_route_spec s;
+                CHECK(moejit_route_preset(models[m], &s));
+                s.dtype = run.spec.dtype;
+                backward_table(run.ctx, &s, tokens, floor);
+            }
+        }
+        printf("%-58s floor (empty kernel, same graph method): %.2f us\n", "", floor);
+        moejit_close(run.ctx);
+        return 0;
+    }
     moejit_kernel_desc desc = {.op = MOEJIT_OP_ROUTE, .route = run.spec};
     char name[96];
     if (moejit_kernel_name(&desc, name, sizeof name) != MOEJIT_OK) {
@@ -271,7 +382,6 @@ int main(int argc, char **argv)
     }
     const int E = run.spec.num_experts, W = run.spec.topk + run.spec.shared_slots;
     const size_t elem = run.spec.dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
-    srand(1);
     CUdeviceptr bias = 0;
     if (run.spec.has_bias) {
         float *hb = malloc(sizeof(float) * (size_t)E);

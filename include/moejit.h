@@ -326,6 +326,60 @@ MOEJIT_API moejit_status moejit_route_preset(const char *model, moejit_route_spe
 MOEJIT_API const char *moejit_route_preset_name(size_t i);
 
 /*-************************************************************************************************
+ *  Operation 1b: route_backward — the gradient of route's weights w.r.t. the logits (docs/DESIGN.md §2.1b)
+ *
+ *  In:  the forward's logits [T, row_stride] (spec.route.dtype; re-read, not saved), its ids
+ *       [T, K+S] as route wrote them (only the first K columns are read), grad_weights [T, K+S]
+ *       f32 (dL/dweights). Out: grad_logits [T, E] f32, row stride E, every element written.
+ *  grad_logits is exactly the derivative of route's weights (steps 0-7) w.r.t. the logits with
+ *  the selection (the ids) held constant, i.e. dL/dx = Σ_j grad_weights[j]·dweights[j]/dx:
+ *    - bias and groups only move the selection: they change nothing here (no bias is read);
+ *    - softmax over the row: every expert of the row gets s_e·(D_e − Σ_k D_k·s_k), D the weight
+ *      gradient reaching the score of each chosen expert (0 for the others, which therefore get
+ *      −s_e·Σ_k D_k·s_k: nonzero, except that renormalisation makes that sum 0); sigmoid and
+ *      sqrt(softplus): D_e·score'(x_e) for the chosen,
+ *      0 for the others; score_after_topk with softmax: the softmax Jacobian over the K chosen
+ *      logits; soft cap: times 1 − tanh²(x/cap);
+ *    - renormalisation w/Σw (when the sum is > 0, as the forward), scale_output (× factor), and the
+ *      shared slots, whose weight is the routed sum / factor (× factor with scale_output): their
+ *      gradient flows to every routed weight (with renormalisation the routed sum is the constant 1
+ *      and they get none). A weight the forward clamped to FLT_MAX gets no gradient.
+ *  Ids: an id outside [0, E) (-1: a padded row, a dropped slot, a given id route rejected) gets no
+ *  gradient and adds nothing to the sums; a row without a valid id gets zeros. A repeated id (given
+ *  ids may repeat) gets the sum of its slots' gradients, in slot order. ids are read in
+ *  spec.route.id_dtype; with placement (spec.route.max_replicas > 0) route's ids are physical, so
+ *  pass the logical ids it recorded (spec.route.replay = record, args.logical_ids), read in
+ *  spec.route.logical_id_dtype. The other serving options (padded, load counters) change nothing.
+ *  Non-finite logits, as the forward reads them: NaN is -inf, so it gets a gradient of exactly 0;
+ *  ±inf is ±FLT_MAX and gets the derivative there (finite; 0 under a soft cap). Every output is
+ *  finite when grad_weights are (and their products with the scaling factor stay below FLT_MAX).
+ *  Kernels: a segment of a warp per token up to 1024 experts (several tokens a warp below 32), a
+ *  block per token above; reductions in a fixed order, no atomics: bit-identical run to run. The
+ *  reference computes in double; kernels agree with it to about 1e-5 relative (f32 math), or to
+ *  about 1e-6 of Σ|grad_weights|·factor where terms of that size cancel.
+ **************************************************************************************************/
+typedef struct moejit_route_backward_spec {
+    moejit_route_spec route; /* the forward's spec, as given to moejit_route */
+    uint32_t reserved[8];    /* 0 */
+} moejit_route_backward_spec;
+
+typedef struct moejit_route_backward_args {
+    const void *logits;        /* device [T, row_stride] of spec.route.dtype: the forward's input */
+    const void *ids;           /* device [T, K+S]: the forward's ids (logical ones with placement, see
+                                  above); the first K columns are read */
+    const float *grad_weights; /* device [T, K+S] f32: the loss's gradient w.r.t. the forward's weights */
+    float *grad_logits;        /* device [T, E] f32, written whole */
+    int64_t num_tokens;        /* T >= 0; T == 0 launches nothing */
+    int64_t row_stride;        /* elements between rows of logits; 0 means E; must be >= E */
+    uint64_t reserved[8];      /* 0 */
+} moejit_route_backward_args;
+
+/* grad_logits of a batch on `stream`. Bad specs or arguments return an error before anything is
+ * compiled, written or launched. */
+MOEJIT_API moejit_status moejit_route_backward(moejit_ctx *ctx, const moejit_route_backward_spec *spec,
+                                               const moejit_route_backward_args *args, moejit_stream stream);
+
+/*-************************************************************************************************
  *  Operation 2: align — token→expert dispatch maps (docs/DESIGN.md §2.2)
  *
  *  In:  ids [T, K] of spec.id_dtype (int32, int64 or int16), row-major (the ids of route, or any
@@ -725,7 +779,8 @@ typedef enum moejit_op {
     MOEJIT_OP_PERMUTE = 10,
     MOEJIT_OP_COMBINE = 11,
     MOEJIT_OP_PERMUTE_BACKWARD = 12,
-    MOEJIT_OP_COMBINE_BACKWARD = 13
+    MOEJIT_OP_COMBINE_BACKWARD = 13,
+    MOEJIT_OP_ROUTE_BACKWARD = 14
 } moejit_op;
 
 typedef struct moejit_kernel_desc {
@@ -741,6 +796,7 @@ typedef struct moejit_kernel_desc {
         moejit_combine_spec combine;         /* MOEJIT_OP_COMBINE */
         moejit_permute_backward_spec permute_backward; /* MOEJIT_OP_PERMUTE_BACKWARD */
         moejit_combine_backward_spec combine_backward; /* MOEJIT_OP_COMBINE_BACKWARD */
+        moejit_route_backward_spec route_backward; /* MOEJIT_OP_ROUTE_BACKWARD */
     };
 } moejit_kernel_desc;
 

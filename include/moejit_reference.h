@@ -25,6 +25,10 @@ extern "C" {
  * memory too. */
 MOEJIT_API moejit_status moejit_route_reference(const moejit_route_spec *spec, const moejit_route_args *host_args);
 
+/* route_backward (Operation 1b), in double: grad_logits of host logits, ids and grad_weights. */
+MOEJIT_API moejit_status moejit_route_backward_reference(const moejit_route_backward_spec *spec,
+                                                         const moejit_route_backward_args *host_args);
+
 /* align (Operation 2). */
 MOEJIT_API moejit_status moejit_align_reference(const moejit_align_spec *spec, const moejit_align_args *host_args);
 

@@ -54,6 +54,17 @@ int main(void)
     FIELD(moejit_route_args, reserved, 1);
     END();
 
+    BEGIN(moejit_route_backward_spec);
+    FIELD(moejit_route_backward_spec, route, 0); FIELD(moejit_route_backward_spec, reserved, 1);
+    END();
+
+    BEGIN(moejit_route_backward_args);
+    FIELD(moejit_route_backward_args, logits, 0); FIELD(moejit_route_backward_args, ids, 0);
+    FIELD(moejit_route_backward_args, grad_weights, 0); FIELD(moejit_route_backward_args, grad_logits, 0);
+    FIELD(moejit_route_backward_args, num_tokens, 0); FIELD(moejit_route_backward_args, row_stride, 0);
+    FIELD(moejit_route_backward_args, reserved, 1);
+    END();
+
     BEGIN(moejit_align_spec);
     FIELD(moejit_align_spec, num_experts, 0); FIELD(moejit_align_spec, block_size, 0);
     FIELD(moejit_align_spec, id_dtype, 0); FIELD(moejit_align_spec, global_experts, 0);
@@ -166,7 +177,8 @@ int main(void)
     FIELD(moejit_kernel_desc, align, 0); FIELD(moejit_kernel_desc, route_align, 0);
     FIELD(moejit_kernel_desc, mx_scales, 0); FIELD(moejit_kernel_desc, dispatch_layout, 0);
     FIELD(moejit_kernel_desc, permute, 0); FIELD(moejit_kernel_desc, combine, 0);
-    FIELD(moejit_kernel_desc, permute_backward, 0); FIELD(moejit_kernel_desc, combine_backward, 1);
+    FIELD(moejit_kernel_desc, permute_backward, 0); FIELD(moejit_kernel_desc, combine_backward, 0);
+    FIELD(moejit_kernel_desc, route_backward, 1);
     END();
 
     BEGIN(moejit_prewarm_result);
@@ -203,6 +215,7 @@ int main(void)
     ENUM(MOEJIT_OP_ROUTE); ENUM(MOEJIT_OP_ALIGN); ENUM(MOEJIT_OP_ROUTE_ALIGN); ENUM(MOEJIT_OP_MX_SCALES);
     ENUM(MOEJIT_OP_DISPATCH_LAYOUT);
     ENUM(MOEJIT_OP_PERMUTE); ENUM(MOEJIT_OP_COMBINE); ENUM(MOEJIT_OP_PERMUTE_BACKWARD); ENUM(MOEJIT_OP_COMBINE_BACKWARD);
+    ENUM(MOEJIT_OP_ROUTE_BACKWARD);
     ENUM(MOEJIT_PREWARM_FAILED); ENUM(MOEJIT_PREWARM_COMPILED); ENUM(MOEJIT_PREWARM_CACHED);
     ENUM(MOEJIT_PREWARM_NOT_STORED);
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The layer rule of docs/DESIGN.md §3, checked on every #include under src/:
 #   common → cache → jit → ops/<op> → api     (a file includes only its own layer or lower ones)
-#   ops/<a> includes no ops/<b>, except route_align, which is built from route and align;
+#   ops/<a> includes no ops/<b>, except route_align, which is built from route and align, and
+#   route_backward, which is built on route;
 #   the references (ops/*/reference.c) and op headers (ops/<op>/<op>.h) reach no CUDA header and no
 #   jit/ header, even through other headers (they are plain C).
 # Usage: tests/check_layers.sh SRC_DIR      (exit 1 listing every violation)
@@ -41,7 +42,8 @@ check() {
       case $file/$inc in
         ops/*/ops/*)
           a=${file#ops/}; a=${a%%/*}; b=${inc#ops/}; b=${b%%/*}
-          if [ "$a" != "$b" ] && ! { [ "$a" = route_align ] && { [ "$b" = route ] || [ "$b" = align ]; }; }; then
+          if [ "$a" != "$b" ] && ! { [ "$a" = route_align ] && { [ "$b" = route ] || [ "$b" = align ]; }; } &&
+             ! { [ "$a" = route_backward ] && [ "$b" = route ]; }; then
             echo "$file includes $inc: ops/$a may not use ops/$b"; bad=1
           fi ;;
       esac
@@ -62,8 +64,10 @@ check() {
 if [ "${1:-}" = --self-test ]; then
   t=$(mktemp -d)
   trap 'rm -rf "$t"' EXIT
-  mkdir -p "$t/common" "$t/jit" "$t/ops/route" "$t/ops/align" "$t/api"
+  mkdir -p "$t/common" "$t/jit" "$t/ops/route" "$t/ops/align" "$t/ops/route_backward" "$t/api"
   printf '#include "common/a.h"\n' > "$t/jit/ok.c"
+  printf '#include "ops/route/route.h"\n' > "$t/ops/route_backward/spec.c"      # allowed: built on route
+  printf '/* empty */\n' > "$t/ops/route/route.h"
   printf '#include <cuda.h>\n' > "$t/jit/driver.h"
   printf '/* empty */\n' > "$t/common/a.h"
   check "$t" > /dev/null || { echo "self-test: a clean tree was reported"; exit 1; }
@@ -72,8 +76,10 @@ if [ "${1:-}" = --self-test ]; then
   printf '#include "common/b.h"\n' > "$t/ops/route/reference.c"                 # …reaches CUDA through b.h
   printf '#include "jit/driver.h"\n' > "$t/common/b.h"
   printf '/* empty */\n' > "$t/ops/align/align.h"
+  printf '#include "ops/align/align.h"\n' > "$t/ops/route_backward/launch.c"   # …but not on align
   out=$(check "$t")
-  for want in "common/up.c includes jit/ok.h" "ops/route may not use ops/align" \
+  case $out in *"ops/route_backward/spec.c"*) echo "self-test: route_backward's use of route was reported"; echo "$out"; exit 1 ;; esac
+  for want in "common/up.c includes jit/ok.h" "ops/route may not use ops/align" "ops/route_backward may not use ops/align" \
               "ops/route/reference.c reaches a CUDA header" "ops/route/reference.c reaches jit/driver.h"; do
     case $out in *"$want"*) ;; *) echo "self-test: not found: $want"; echo "$out"; exit 1 ;; esac
   done

@@ -254,6 +254,44 @@ static void test_list_values(void **state)
     EXPECT_OUTPUT("moejit_route_sigmoid_e16_k1_after_bf16(const mj::RouteParams p)");
 }
 
+/* --op route_backward takes route's flags (or a preset refined by them), and its manifest entries
+ * route's fields; what does not change the gradient (groups, bias, serving options) makes no other
+ * kernel. */
+static void test_route_backward(void **state)
+{
+    (void)state;
+    char dir[4096], manifest[4200];
+    mjt_tmpdir(dir);
+    snprintf(manifest, sizeof manifest, "%s/m.json", dir);
+    assert_int_equal(CLI("source", "--op", "route_backward", "--model", "deepseek-v3", "--dtype", "bf16"), 0);
+    EXPECT_OUTPUT("struct MoejitRouteBackwardCfg {");
+    EXPECT_OUTPUT("moejit_route_backward_sigmoid_e256_k8_renorm_x2p5_bf16(const mj::RouteBackwardParams p)");
+    assert_int_equal(CLI("source", "--op", "route_backward", "--experts", "128", "--topk", "8", "--renormalize",
+                         "--score", "sigmoid", "--groups", "8", "--topk-groups", "4", "--bias"),
+                     0);
+    EXPECT_OUTPUT("moejit_route_backward_sigmoid_e128_k8_renorm_f32(const mj::RouteBackwardParams p)");
+    assert_int_equal(CLI("source", "--op", "route_backward", "--experts", "64", "--topk", "4", "--block-size", "16"), 2);
+    EXPECT_OUTPUT("moejit source: --block-size does not apply to --op route_backward");
+    assert_int_equal(CLI("source", "--op", "route_backward", "--experts", "64", "--topk", "4", "--replicas", "2",
+                         "--physical-experts", "80"),
+                     2);
+    EXPECT_OUTPUT("route.max_replicas = 2 (placement)");
+
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--op", "route_backward", "--model", "mixtral", "--dtype",
+                         "bf16", "--cache-dir", dir),
+                     0);
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_route_backward_softmax_e8_k2_renorm_bf16");
+    write_text(manifest, "[{\"model\": \"mixtral\", \"op\": \"route_backward\", \"dtype\": \"bf16\"},\n"
+                         " {\"op\": \"route_backward\", \"num_experts\": 8, \"topk\": 2, \"renormalize\": true,\n"
+                         "  \"has_bias\": true, \"padded\": true, \"dtype\": \"bf16\"}]");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--manifest", manifest, "--cache-dir", dir), 0);
+    EXPECT_OUTPUT("0 compiled, 1 already cached, 0 failed"); /* both entries are the same kernel */
+    write_text(manifest, "[{\"op\": \"route_backward\", \"num_experts\": 8, \"topk\": 2, \"block_size\": 4}]");
+    assert_int_equal(CLI("source", "--manifest", manifest), 1);
+    EXPECT_OUTPUT("block_size");
+    mjt_rmtree(dir);
+}
+
 /* --model names the route kernels of presets; with --op route_align (and --block-size) their
  * route_align kernels; route flags refine the preset — the same kernels as manifest "model"
  * entries. Ops without presets take no --model. */
@@ -290,7 +328,8 @@ static void test_model_ops(void **state)
     assert_int_equal(CLI("source", "--model", "mixtral", "--op", "route_align"), 2);
     EXPECT_OUTPUT("moejit source: --block-size is required with --op route_align");
     assert_int_equal(CLI("source", "--model", "mixtral", "--op", "combine", "--hidden", "64"), 2);
-    EXPECT_OUTPUT("moejit source: --model gives route or route_align kernels (presets are routings); --op combine");
+    EXPECT_OUTPUT("moejit source: --model gives route, route_align or route_backward kernels (presets are routings); "
+                  "--op combine");
     write_text(manifest, "[{\"model\": \"mixtral\", \"op\": \"combine\", \"hidden\": 64}]");
     assert_int_equal(CLI("source", "--manifest", manifest), 1);
     EXPECT_OUTPUT("field \"model\": presets are routings");
@@ -590,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_error_prefix),
         cmocka_unit_test(test_list_values),
         cmocka_unit_test(test_model_ops),
+        cmocka_unit_test(test_route_backward),
         cmocka_unit_test(test_float_values),
         cmocka_unit_test(test_compile_failure_report),
         cmocka_unit_test(test_source),

@@ -224,8 +224,32 @@ static void test_edge_sweep_and_presets_compile(void **state)
     mjt_rmtree(dir);
 }
 
+/* route_backward on every path (several tokens a warp, a warp, a block a token) and score, with
+ * the options that change its code. */
+static const moejit_route_spec k_backward_shapes[] = {
+    {.num_experts = 1, .topk = 1, .shared_slots = 64, .routed_scaling_factor = 2.0f},
+    {.num_experts = 3, .topk = 2, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16},
+    {.num_experts = 16, .topk = 4, .score = MOEJIT_SCORE_SIGMOID, .softcap = 5.0f, .renormalize = 1, .scale_output = 1,
+     .routed_scaling_factor = 2.5f, .shared_slots = 2, .dtype = MOEJIT_DTYPE_F16},
+    {.num_experts = 60, .topk = 60, .score_after_topk = 1, .renormalize = 1},
+    {.num_experts = 128, .topk = 8, .renormalize = 1, .dtype = MOEJIT_DTYPE_BF16},
+    {.num_experts = 128, .topk = 4, .score_after_topk = 1},
+    {.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .renormalize = 1, .scale_output = 1,
+     .routed_scaling_factor = 2.5f, .dtype = MOEJIT_DTYPE_BF16},
+    {.num_experts = 384, .topk = 8, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .softcap = 30.0f, .id_dtype = MOEJIT_INDEX_INT64},
+    {.num_experts = 1000, .topk = 40, .score = MOEJIT_SCORE_SQRT_SOFTPLUS, .shared_slots = 3, .routed_scaling_factor = 2.0f},
+    {.num_experts = 1024, .topk = 64, .softcap = 2.0f, .shared_slots = 64, .scale_output = 1,
+     .routed_scaling_factor = 2.5f, .dtype = MOEJIT_DTYPE_F16},
+    {.num_experts = 1025, .topk = 33, .score = MOEJIT_SCORE_SIGMOID, .renormalize = 1, .shared_slots = 2,
+     .routed_scaling_factor = 2.5f, .id_dtype = MOEJIT_INDEX_INT16},
+    {.num_experts = 2048, .topk = 8, .score_after_topk = 1, .dtype = MOEJIT_DTYPE_BF16},
+    {.num_experts = 4096, .topk = 64, .softcap = 50.0f, .renormalize = 1, .scale_output = 1,
+     .routed_scaling_factor = 2.5f, .shared_slots = 64, .dtype = MOEJIT_DTYPE_F16},
+};
+#define BACKWARD_SHAPES (sizeof k_backward_shapes / sizeof k_backward_shapes[0])
+
 /* align (with every id dtype and a map on a few shapes, the small path's E and beyond it),
- * route_align (the GPU suite's shapes) and mx_scales. */
+ * route_align (the GPU suite's shapes), mx_scales and route_backward. */
 static sweep ops_sweep(void)
 {
     static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
@@ -239,7 +263,9 @@ static sweep ops_sweep(void)
         {.num_experts = 1000, .block_size = 1, .id_dtype = MOEJIT_INDEX_INT16, .global_experts = 5},
     };
     const int n_ids = (int)(sizeof ids / sizeof ids[0]);
-    sweep s = {calloc(8 * 7 + (size_t)n_ids + 8 + mjt_route_align_shape_count, sizeof(moejit_kernel_desc)), 0};
+    sweep s = {calloc(8 * 7 + (size_t)n_ids + 8 + mjt_route_align_shape_count + BACKWARD_SHAPES,
+                      sizeof(moejit_kernel_desc)),
+               0};
     assert_non_null(s.descs);
     for (int e = 0; e < 8; e++)
         for (int b = 0; b < 7; b++) {
@@ -261,6 +287,11 @@ static sweep ops_sweep(void)
         moejit_kernel_desc *x = &s.descs[s.n++];
         x->op = MOEJIT_OP_ROUTE_ALIGN;
         x->route_align = mjt_route_align_shapes[i];
+    }
+    for (size_t i = 0; i < BACKWARD_SHAPES; i++) {
+        moejit_kernel_desc *x = &s.descs[s.n++];
+        x->op = MOEJIT_OP_ROUTE_BACKWARD;
+        x->route_backward.route = k_backward_shapes[i];
     }
     return s;
 }

@@ -133,6 +133,9 @@ static const moejit_kernel_desc k_every_op[] = {
     {.op = MOEJIT_OP_DISPATCH_LAYOUT, .dispatch_layout = {.num_experts = 256, .num_ranks = 8, .topk = 8}},
     {.op = MOEJIT_OP_PERMUTE_BACKWARD, .permute_backward = {.hidden = 7168, .dtype = MOEJIT_DTYPE_BF16, .has_scale = 1}},
     {.op = MOEJIT_OP_COMBINE_BACKWARD, .combine_backward = {.hidden = 100, .dtype = MOEJIT_DTYPE_F16}},
+    {.op = MOEJIT_OP_ROUTE_BACKWARD, .route_backward = {.route = {.num_experts = 256, .topk = 8,
+                                                                  .score = MOEJIT_SCORE_SIGMOID}}},
+    {.op = MOEJIT_OP_ROUTE_BACKWARD, .route_backward = {.route = {.num_experts = 2048, .topk = 4}}},
     {.op = MOEJIT_OP_ROUTE, .route = {.num_experts = 64, .topk = 4, .padded = 1, .max_replicas = 2,
                                       .num_physical_experts = 72, .replay = MOEJIT_REPLAY_GIVEN}},
 };

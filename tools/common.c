@@ -262,11 +262,11 @@ const struct option spec_long_options[SPEC_OPTION_COUNT] = {
 
 const char spec_options_help[] =
     "kernel spec (lists are comma separated; every combination is taken):\n"
-    "  --op OP                     route (default), align, route_align, mx_scales, dispatch_layout,\n"
-    "                              permute, combine, permute_backward, combine_backward\n"
+    "  --op OP                     route (default), align, route_align, route_backward, mx_scales,\n"
+    "                              dispatch_layout, permute, combine, permute_backward, combine_backward\n"
     "  --dtype D[,D…]              f32 (default; bf16,f32 with --model), bf16, f16: route's logits,\n"
     "                              the rows of permute, combine and their backward\n"
-    " route (and route_align), by hand or refining the --model presets:\n"
+    " route (and route_align, route_backward: its gradient), by hand or refining the --model presets:\n"
     "  --experts E[,E…]            number of experts, 1.." STR(MOEJIT_MAX_EXPERTS) " (required without --model)\n"
     "  --topk K[,K…]               experts chosen per token, 1..min(E, " STR(MOEJIT_MAX_TOPK) ") (required without --model)\n"
     "  --score S[,S…]              softmax (default), sigmoid, sqrt_softplus\n"
@@ -324,6 +324,7 @@ static const struct {
     {"route", MOEJIT_OP_ROUTE, ROUTE_FLAGS, 1},
     {"align", MOEJIT_OP_ALIGN, ALIGN_FLAGS, 0},
     {"route_align", MOEJIT_OP_ROUTE_ALIGN, ROUTE_FLAGS | FLAG(OPT_BLOCK_SIZE), 1},
+    {"route_backward", MOEJIT_OP_ROUTE_BACKWARD, ROUTE_FLAGS, 1},
     {"mx_scales", MOEJIT_OP_MX_SCALES, FLAG(OPT_COLS), 0},
     {"dispatch_layout", MOEJIT_OP_DISPATCH_LAYOUT,
      FLAG(OPT_EXPERTS) | FLAG(OPT_RANKS) | FLAG(OPT_TOPK) | FLAG(OPT_ID_DTYPE) | FLAG(OPT_RANKS_PER_NODE), 0},
@@ -333,7 +334,8 @@ static const struct {
     {"combine_backward", MOEJIT_OP_COMBINE_BACKWARD, FLAG(OPT_HIDDEN), 1},
 };
 #define SPEC_OP_NAMES                                                                                      \
-    "route, align, route_align, mx_scales, dispatch_layout, permute, combine, permute_backward, combine_backward"
+    "route, align, route_align, route_backward, mx_scales, dispatch_layout, permute, combine, permute_backward, "    \
+    "combine_backward"
 
 static const char *flag_name(int id)
 {
@@ -595,6 +597,19 @@ static int build_route_align(const spec_options *o, const moejit_route_spec *pre
     return (int)n;
 }
 
+/* route_backward: the route kernels of the route flags (or of the preset), differentiated. */
+static int build_route_backward(const spec_options *o, const moejit_route_spec *preset, moejit_kernel_desc **out)
+{
+    const int n = build_route(o, "route_backward", preset, out);
+    for (int i = 0; i < n; i++) {
+        const moejit_route_spec r = (*out)[i].route;
+        memset(&(*out)[i], 0, sizeof **out);
+        (*out)[i].op = MOEJIT_OP_ROUTE_BACKWARD;
+        (*out)[i].route_backward.route = r;
+    }
+    return n;
+}
+
 /* mx_scales: --cols. */
 static int build_mx_scales(const spec_options *o, moejit_kernel_desc **out)
 {
@@ -658,9 +673,9 @@ int spec_options_build(const spec_options *o, const moejit_route_spec *preset, m
         return -1;
     }
     const moejit_op id = k_spec_ops[which].id;
-    if (preset && id != MOEJIT_OP_ROUTE && id != MOEJIT_OP_ROUTE_ALIGN) {
-        cli_error("--model gives route or route_align kernels (presets are routings); --op %s kernels need a run "
-                  "of their own or a manifest",
+    if (preset && id != MOEJIT_OP_ROUTE && id != MOEJIT_OP_ROUTE_ALIGN && id != MOEJIT_OP_ROUTE_BACKWARD) {
+        cli_error("--model gives route, route_align or route_backward kernels (presets are routings); --op %s "
+                  "kernels need a run of their own or a manifest",
                   op);
         return -1;
     }
@@ -674,6 +689,7 @@ int spec_options_build(const spec_options *o, const moejit_route_spec *preset, m
     case MOEJIT_OP_ROUTE: return build_route(o, op, preset, out);
     case MOEJIT_OP_ALIGN: return build_align(o, out);
     case MOEJIT_OP_ROUTE_ALIGN: return build_route_align(o, preset, out);
+    case MOEJIT_OP_ROUTE_BACKWARD: return build_route_backward(o, preset, out);
     case MOEJIT_OP_MX_SCALES: return build_mx_scales(o, out);
     case MOEJIT_OP_DISPATCH_LAYOUT: return build_dispatch_layout(o, out);
     default: return build_rows(o, op, id, out);

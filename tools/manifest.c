@@ -3,10 +3,11 @@
  *   {"kernels": [ENTRY, …]}     or just     [ENTRY, …]
  *   ENTRY: {"op": "route", <fields of moejit_route_spec>}
  *        | {"op": "route_align", <fields of moejit_route_spec>, "block_size": B}
+ *        | {"op": "route_backward", <fields of moejit_route_spec>}
  *        | {"op": "align", …} | {"op": "mx_scales", …} | {"op": "dispatch_layout", …}
  *        | {"op": "permute", …} | {"op": "combine", …}
  *        | {"op": "permute_backward", …} | {"op": "combine_backward", …}
- *        | {"model": "kimi-k2", ["op": "route" or "route_align"], ["dtype": …],
+ *        | {"model": "kimi-k2", ["op": "route", "route_align" or "route_backward"], ["dtype": …],
  *           [route fields overriding the preset]}
  *
  * "dtype" may be a list (["bf16", "f32"]): one kernel per element. A "model" entry without one
@@ -25,6 +26,7 @@
 /* Where a "model" entry's preset goes (NULL: the op takes no model). */
 static moejit_route_spec *route_of(moejit_kernel_desc *d) { return &d->route; }
 static moejit_route_spec *route_align_route_of(moejit_kernel_desc *d) { return &d->route_align.route; }
+static moejit_route_spec *route_backward_route_of(moejit_kernel_desc *d) { return &d->route_backward.route; }
 
 static const struct {
     const char *op;
@@ -33,6 +35,7 @@ static const struct {
 } k_ops[] = {
     {"route", manifest_route, route_of},
     {"route_align", manifest_route_align, route_align_route_of},
+    {"route_backward", manifest_route_backward, route_backward_route_of},
     {"align", manifest_align, NULL},
     {"mx_scales", manifest_mx_scales, NULL},
     {"dispatch_layout", manifest_dispatch_layout, NULL},
@@ -42,7 +45,9 @@ static const struct {
     {"combine_backward", manifest_combine_backward, NULL},
 };
 
-#define OP_NAMES "route, route_align, align, mx_scales, dispatch_layout, permute, combine, permute_backward, combine_backward"
+#define OP_NAMES                                                                                           \
+    "route, route_align, route_backward, align, mx_scales, dispatch_layout, permute, combine, permute_backward, "    \
+    "combine_backward"
 
 /* ---- field readers -------------------------------------------------------------------------------- */
 
@@ -275,7 +280,8 @@ static int load_entry(json_t *obj, const char *where, kernel_list *l)
     }
     if (model && !k_ops[which].preset_into)
         return add_error(l, where, e.op,
-                         "field \"model\": presets are routings; use \"op\": \"route\" (the default) or \"route_align\"");
+                         "field \"model\": presets are routings; use \"op\": \"route\" (the default), \"route_align\" or "
+                         "\"route_backward\"");
 
     int dtypes[8];
     char err[256];

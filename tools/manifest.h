@@ -41,6 +41,7 @@ int mf_replay(mf_entry *e, const char *field, moejit_replay *out);           /* 
 
 int manifest_route(mf_entry *e, moejit_kernel_desc *d);
 int manifest_route_align(mf_entry *e, moejit_kernel_desc *d);
+int manifest_route_backward(mf_entry *e, moejit_kernel_desc *d);
 int manifest_align(mf_entry *e, moejit_kernel_desc *d);
 int manifest_mx_scales(mf_entry *e, moejit_kernel_desc *d);
 int manifest_dispatch_layout(mf_entry *e, moejit_kernel_desc *d);

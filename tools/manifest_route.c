@@ -1,6 +1,6 @@
-/* Manifest entries of ops "route" and "route_align": the fields of moejit_route_spec, and for
- * route_align those of moejit_route_align_spec around it (the route fields flat, beside
- * block_size). */
+/* Manifest entries of ops "route", "route_align" and "route_backward": the fields of
+ * moejit_route_spec, and for route_align those of moejit_route_align_spec around it (the route
+ * fields flat, beside block_size); route_backward's spec is the forward's route spec. */
 #include "manifest.h"
 
 static int route_fields(mf_entry *e, moejit_route_spec *s)
@@ -31,4 +31,10 @@ int manifest_route_align(mf_entry *e, moejit_kernel_desc *d)
 {
     d->op = MOEJIT_OP_ROUTE_ALIGN;
     return route_fields(e, &d->route_align.route) || mf_int(e, "block_size", &d->route_align.block_size) ? -1 : 0;
+}
+
+int manifest_route_backward(mf_entry *e, moejit_kernel_desc *d)
+{
+    d->op = MOEJIT_OP_ROUTE_BACKWARD;
+    return route_fields(e, &d->route_backward.route);
 }

@@ -24,7 +24,8 @@ const char select_options_help[] =
     "kernel selection (manifests mix with presets or a family by hand; duplicates are built once):\n"
     "  --model NAME[,NAME…]   the route kernels of model presets (repeatable; see --list-models), for each\n"
     "                         --dtype (default " SELECT_MODEL_DTYPES "); with --op route_align and --block-size\n"
-    "                         their route_align kernels. Route flags given refine every preset, as the\n"
+    "                         their route_align kernels, with --op route_backward their gradients' kernels.\n"
+    "                         Route flags given refine every preset, as the\n"
     "                         fields of a manifest \"model\" entry do (--model qwen3-moe --shared-slots 1)\n"
     "  --manifest FILE.json   kernels listed in a JSON manifest (repeatable; - reads stdin; format in README)\n"
     "  --list-models          print the presets and exit\n"
@@ -168,7 +169,9 @@ static int add_spec_kernels(const select_options *o, const char *model, kernel_l
     int rc = CLI_OK;
     for (int i = 0; i < n && rc == CLI_OK; i++) {
         char *origin = NULL;
-        const moejit_route_spec *r = descs[i].op == MOEJIT_OP_ROUTE_ALIGN ? &descs[i].route_align.route : &descs[i].route;
+        const moejit_route_spec *r = descs[i].op == MOEJIT_OP_ROUTE_ALIGN      ? &descs[i].route_align.route
+                                     : descs[i].op == MOEJIT_OP_ROUTE_BACKWARD ? &descs[i].route_backward.route
+                                                                               : &descs[i].route;
         const int len = model ? asprintf(&origin, "--model %s (%s)", model, mj_dtype_name((int)r->dtype))
                               : asprintf(&origin, "kernel spec flags");
         if (len < 0) {

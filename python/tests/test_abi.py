@@ -31,20 +31,6 @@ def dump(tmp_path_factory):
     return json.loads(subprocess.run([exe], check=True, capture_output=True, text=True).stdout)
 
 
-# What the binding mirrors ahead of the moejit.h tests/abi_dump.c is built with: route_backward
-# (moejit.h Operation 1b) comes from another branch, and its abi_dump lines come with the merge.
-# Each is compared as soon as the dump has it; until then it is left out of the comparisons.
-PENDING_STRUCTS = {"moejit_route_backward_spec", "moejit_route_backward_args"}
-PENDING_ENUMS = {"MOEJIT_OP_ROUTE_BACKWARD"}
-PENDING_UNION_MEMBERS = {"route_backward"}
-
-
-def _pending(dump):
-    """The pending names the dump does not have (yet)."""
-    return ({n for n in PENDING_STRUCTS if n not in dump["structs"]}, {n for n in PENDING_ENUMS if n not in dump["enums"]},
-            set() if "moejit_route_backward_spec" in dump["structs"] else PENDING_UNION_MEMBERS)
-
-
 def flat_fields(struct):
     """(name, offset, size) of each field; the members of an anonymous union at its offset."""
     out = []
@@ -59,21 +45,16 @@ def flat_fields(struct):
 
 
 def test_every_struct_is_mirrored(dump):
-    structs, _, _ = _pending(dump)
-    assert sorted(dump["structs"]) == sorted(set(C.STRUCTS) - structs)
+    assert sorted(dump["structs"]) == sorted(C.STRUCTS)
 
 
 @pytest.mark.parametrize("name", sorted(C.STRUCTS))
 def test_struct_layout(dump, name):
-    structs, _, members = _pending(dump)
-    if name in structs:
-        pytest.skip(f"{name}: not in this abi_dump yet (PENDING_STRUCTS)")
     c = dump["structs"][name]
     mirror = C.STRUCTS[name]
     assert ctypes.sizeof(mirror) == c["size"], f"{name}: ctypes {ctypes.sizeof(mirror)} bytes, C {c['size']}"
     assert ctypes.alignment(mirror) == c["align"], f"{name}: alignment"
-    fields = [f for f in flat_fields(mirror) if f[0] not in members] if name == "moejit_kernel_desc" else \
-        flat_fields(mirror)
+    fields = flat_fields(mirror)
     assert fields == [tuple(f) for f in c["fields"]], f"{name}: fields (name, offset, size) differ"
 
 
@@ -81,8 +62,6 @@ def test_struct_layout(dump, name):
 def test_dump_lists_every_c_field(dump, name):
     """abi_dump.c is written by hand: its fields must tile the struct (a field left out of it would
     leave a gap larger than alignment padding), so a field added to moejit.h is noticed here."""
-    if name in _pending(dump)[0]:
-        pytest.skip(f"{name}: not in this abi_dump yet (PENDING_STRUCTS)")
     c = dump["structs"][name]
     fields = sorted((f for f in c["fields"]), key=lambda f: f[1])
     end = 0
@@ -93,8 +72,7 @@ def test_dump_lists_every_c_field(dump, name):
 
 
 def test_enums_and_limits(dump):
-    enums = _pending(dump)[1]
-    assert {k: v for k, v in C.c_enums().items() if k not in enums} == dump["enums"]
+    assert C.c_enums() == dump["enums"]
     assert C.LIMITS == dump["limits"]
 
 

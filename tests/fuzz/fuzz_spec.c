@@ -1,11 +1,12 @@
 /* Fuzz the spec validator and what a valid spec reaches without a GPU: kernel names, the packed
  * id, the shape description, code generation, the route C reference on a row or two of the input's
- * bytes as logits (NaN, infinities and subnormals included), and align's and dispatch_layout's
- * references on hostile ids.
+ * bytes as logits (NaN, infinities and subnormals included), route_backward's on such rows with
+ * hostile ids, and align's and dispatch_layout's references on hostile ids.
  *
  * Input: byte 0 picks the op (any op, or an invalid value), then the raw bytes of the spec struct;
- * what follows is logits and bias (route, route_align) or ids (align, with its first_expert and
- * map; dispatch_layout: their references). */
+ * what follows is logits and bias (route, route_align, route_backward) or ids (align, with its
+ * first_expert and map; dispatch_layout: their references). */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,37 @@ static void route_reference(const moejit_route_spec *spec, const uint8_t *rest, 
     check(moejit_route_reference(spec, &a) == MOEJIT_OK);
     for (int64_t i = 0; i < T * W; i++) check(ids[i] >= 0 && ids[i] < E + spec->shared_slots);
     free(logits), free(bias), free(ids), free(w);
+}
+
+/* route_backward's reference on rows of the input's bytes as logits (any value), ids of any value
+ * (-1, out of range, repeated) and finite grad_weights: every gradient is finite. */
+static void route_backward_reference(const moejit_route_backward_spec *spec, const uint8_t *rest, size_t rest_len)
+{
+    const moejit_route_spec *r = &spec->route;
+    const int E = r->num_experts, W = r->topk + r->shared_slots, elem = r->dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
+    const int id_dtype = r->max_replicas ? r->logical_id_dtype : r->id_dtype, id_bytes = mj_index_dtype_bytes(id_dtype);
+    const int64_t T = rest_len > 0 ? 1 + rest[0] % 2 : 1;
+    const size_t bytes = (size_t)(T * E) * (size_t)elem;
+#define BYTE(j) (rest_len ? rest[(size_t)(j) % rest_len] : (uint8_t)(j))
+    uint8_t *logits = malloc(bytes), *ids = malloc((size_t)(T * W) * (size_t)id_bytes);
+    float *gw = malloc(sizeof(float) * (size_t)(T * W)), *grad = malloc(sizeof(float) * (size_t)(T * E));
+    if (!logits || !ids || !gw || !grad) abort();
+    for (size_t i = 0; i < bytes; i++) logits[i] = BYTE(i + 1);
+    for (int64_t i = 0; i < T * W; i++) {
+        const int64_t v = (int64_t)(BYTE(3 * i + 2) % (uint32_t)(E + 3)) - 1; /* -1 .. E+1 */
+        const int16_t v16 = (int16_t)v;
+        const int32_t v32 = (int32_t)v;
+        memcpy(ids + (size_t)i * (size_t)id_bytes,
+               id_bytes == 8 ? (const void *)&v : id_bytes == 2 ? (const void *)&v16 : (const void *)&v32,
+               (size_t)id_bytes);
+        gw[i] = (float)(int8_t)BYTE(5 * i + 3) / 16.0f;
+    }
+#undef BYTE
+    const moejit_route_backward_args a = {.logits = logits, .ids = ids, .grad_weights = gw, .grad_logits = grad,
+                                          .num_tokens = T};
+    check(moejit_route_backward_reference(spec, &a) == MOEJIT_OK);
+    for (int64_t i = 0; i < T * E; i++) check(isfinite(grad[i]));
+    free(logits), free(ids), free(gw), free(grad);
 }
 
 /* align's reference on hostile ids (negative, out of range, repeated, past int32, of the spec's
@@ -147,7 +179,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const int ops[16] = {MOEJIT_OP_ROUTE,       MOEJIT_OP_ROUTE,       MOEJIT_OP_ROUTE,     MOEJIT_OP_PERMUTE,
                                 MOEJIT_OP_COMBINE,     0,                     12,                  -7,
                                 MOEJIT_OP_ALIGN,       MOEJIT_OP_ALIGN,       MOEJIT_OP_ROUTE_ALIGN, MOEJIT_OP_ROUTE_ALIGN,
-                                MOEJIT_OP_MX_SCALES,   MOEJIT_OP_MX_SCALES,   MOEJIT_OP_ROUTE,     5};
+                                MOEJIT_OP_MX_SCALES,   MOEJIT_OP_MX_SCALES,   MOEJIT_OP_ROUTE_BACKWARD, 5};
     moejit_kernel_desc d;
     memset(&d, 0, sizeof d);
     d.op = (moejit_op)ops[data[0] & 15];
@@ -181,6 +213,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (d.op == MOEJIT_OP_ROUTE && d.route.num_experts <= 1024) route_reference(&d.route, rest, rest_len);
     if (d.op == MOEJIT_OP_ROUTE_ALIGN && d.route_align.route.num_experts <= 1024)
         route_reference(&d.route_align.route, rest, rest_len);
+    if (d.op == MOEJIT_OP_ROUTE_BACKWARD && d.route_backward.route.num_experts <= 1024)
+        route_backward_reference(&d.route_backward, rest, rest_len);
     if (d.op == MOEJIT_OP_ALIGN) align_reference(&d.align, rest, rest_len);
     if (d.op == MOEJIT_OP_DISPATCH_LAYOUT) dispatch_layout_reference(&d.dispatch_layout, rest, rest_len);
     return 0;
