@@ -750,6 +750,8 @@ def _route_setup(first_param):
     def setup(ctx, inputs, output):
         ctx.params = tuple(inputs[first_param:first_param + len(core.ROUTE_PARAMS)])
         ctx.save_for_backward(inputs[0], output[0])
+        # ids and align's maps are integers: no gradient flows into them (nor is one asked for)
+        ctx.mark_non_differentiable(*[o for o in output if o is not None and not o.is_floating_point()])
 
     return setup
 
