@@ -460,7 +460,14 @@ def test_opcheck_with_grad(case):
     if case.startswith("route") and not ROUTE_BWD:
         pytest.skip(f"{C.library_path} has no moejit_route_backward")
     op, args = _grad_cases()[case]
-    torch.library.opcheck(op, args)
+    utils = ("test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_dynamic")
+    if case.startswith("route"):
+        # opcheck's AOT test (torch 2.11) hands every output a float cotangent, the int ids too, and
+        # fails casting it ("result type Float can't be cast to ... Long") although the outputs are
+        # marked non-differentiable; route's gradient is checked against plain PyTorch autograd
+        # and finite differences above, eagerly and compiled.
+        utils = utils[:-1]
+    torch.library.opcheck(op, args, test_utils=utils)
 
 
 def test_route_has_an_autograd_formula_even_without_route_backward():
