@@ -32,28 +32,58 @@ static moejit_ctx *g_ctx;
         }                                                                                                  \
     } while (0)
 
+/* An id array element of any moejit_index_dtype, widened. */
+static int64_t index_at(const void *base, int dtype, int64_t i)
+{
+    if (dtype == MOEJIT_INDEX_INT64) return ((const int64_t *)base)[i];
+    if (dtype == MOEJIT_INDEX_INT16) return ((const int16_t *)base)[i];
+    return ((const int32_t *)base)[i];
+}
+
+/* route's reference on rows of the input's bytes, with every serving option's buffer filled from
+ * them too (counts past T or negative, map entries and replica counts of any value, given ids of
+ * any value): every id written is -1 or in [0, P + S), every weight finite. */
 static void route_reference(const moejit_route_spec *spec, const uint8_t *rest, size_t rest_len)
 {
     const int E = spec->num_experts, W = spec->topk + spec->shared_slots;
+    const int R = spec->max_replicas > 0 ? spec->max_replicas : 0, P = R ? spec->num_physical_experts : E;
     const int elem = spec->dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
     const int64_t T = rest_len > 0 ? 1 + rest[0] % 2 : 1, stride = E + (rest_len > 1 ? rest[1] % 3 : 0);
     const size_t bytes = (size_t)(T * stride) * (size_t)elem;
+#define RBYTE(j) (rest_len ? rest[(size_t)(j) % rest_len] : (uint8_t)(j))
     uint8_t *logits = malloc(bytes);
     float *bias = spec->has_bias ? malloc(sizeof(float) * (size_t)E) : NULL;
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(T * W));
+    int64_t *ids = malloc(sizeof(int64_t) * (size_t)(T * W)), *logical = malloc(sizeof(int64_t) * (size_t)(T * W));
     float *w = malloc(sizeof(float) * (size_t)(T * W));
-    if (!logits || (spec->has_bias && !bias) || !ids || !w) abort();
-    for (size_t i = 0; i < bytes; i++) logits[i] = rest_len ? rest[i % rest_len] : (uint8_t)i;
+    int32_t *map = malloc(sizeof(int32_t) * (size_t)(R ? E * R : 1)), *replicas = malloc(sizeof(int32_t) * (size_t)E);
+    int64_t *load = calloc((size_t)P + 1, sizeof(int64_t));
+    if (!logits || (spec->has_bias && !bias) || !ids || !logical || !w || !map || !replicas || !load) abort();
+    for (size_t i = 0; i < bytes; i++) logits[i] = RBYTE(i);
     for (int e = 0; bias && e < E; e++) {
         uint8_t b[4];
-        for (int k = 0; k < 4; k++) b[k] = rest_len ? rest[(size_t)(4 * e + k + 7) % rest_len] : 0;
+        for (int k = 0; k < 4; k++) b[k] = RBYTE(4 * e + k + 7);
         memcpy(&bias[e], b, 4);
     }
+    for (int i = 0; i < E * R; i++) map[i] = (int32_t)(RBYTE(3 * i + 1) % (uint32_t)(P + 3)) - 1; /* -1 .. P+1 */
+    for (int e = 0; e < E; e++) replicas[e] = (int32_t)(RBYTE(5 * e + 2) % (uint32_t)(R + 3)) - 1; /* clamped */
+    for (int64_t i = 0; i < T * W; i++) { /* given ids: -1 .. E+1, in the spec's logical id type */
+        const int64_t v = (int64_t)(RBYTE(7 * i + 3) % (uint32_t)(E + 3)) - 1;
+        if (spec->logical_id_dtype == MOEJIT_INDEX_INT64) ((int64_t *)logical)[i] = v;
+        else if (spec->logical_id_dtype == MOEJIT_INDEX_INT16) ((int16_t *)logical)[i] = (int16_t)v;
+        else ((int32_t *)logical)[i] = (int32_t)v;
+    }
+    const int32_t count = (int32_t)(RBYTE(11) % 5) - 1; /* -1 .. 3: negative, short, past T */
+#undef RBYTE
     const moejit_route_args a = {.logits = logits, .bias = bias, .ids = ids, .weights = w, .num_tokens = T,
-                                 .row_stride = stride};
+                                 .row_stride = stride, .num_valid = &count, .logical_to_physical = map,
+                                 .replica_count = replicas, .expert_load = load, .logical_ids = logical};
     check(moejit_route_reference(spec, &a) == MOEJIT_OK);
-    for (int64_t i = 0; i < T * W; i++) check(ids[i] >= 0 && ids[i] < E + spec->shared_slots);
-    free(logits), free(bias), free(ids), free(w);
+    for (int64_t i = 0; i < T * W; i++) {
+        const int64_t id = index_at(ids, spec->id_dtype, i);
+        check(id >= -1 && id < P + spec->shared_slots);
+        check(isfinite(w[i]));
+    }
+    free(logits), free(bias), free(ids), free(logical), free(w), free(map), free(replicas), free(load);
 }
 
 /* route_backward's reference on rows of the input's bytes as logits (any value), ids of any value
