@@ -12,13 +12,17 @@ extern const char mj_template_route_cuh[];
 
 enum { ROUTE_WARP_MAX_EXPERTS = 1024 };
 
-/* Lanes routing one token: a whole warp from 32 experts up, else the next power of two, so that a
- * warp takes several small tokens at once (route.cuh reads it as Cfg::kLanesPerToken). */
-static int lanes_per_token(int experts)
+int mj_route_lanes_per_token(int experts)
 {
     int lanes = 1;
     while (lanes < experts && lanes < 32) lanes *= 2;
     return lanes;
+}
+
+int mj_route_tokens_per_block(int experts)
+{
+    /* segments of a warp each, or one token per block above 1024 experts */
+    return experts <= ROUTE_WARP_MAX_EXPERTS ? MJ_ROUTE_WARPS_PER_BLOCK * (32 / mj_route_lanes_per_token(experts)) : 1;
 }
 
 MJ_DEFINE_SHAPE_OF(shape_of, mj_route_shape)
@@ -48,9 +52,7 @@ static void route_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
     mj_entry_plan *e = &plan->entry[0];
     snprintf(e->name, sizeof e->name, "%s", plan->module);
     e->threads = 32 * MJ_ROUTE_WARPS_PER_BLOCK;
-    /* tokens per block: segments of a warp each, or one token per block above 1024 experts */
-    e->items_per_block =
-        experts <= ROUTE_WARP_MAX_EXPERTS ? MJ_ROUTE_WARPS_PER_BLOCK * (32 / lanes_per_token(experts)) : 1;
+    e->items_per_block = mj_route_tokens_per_block(experts);
     e->smem_bytes = 0; /* the kernels' shared memory is static */
 }
 
@@ -102,7 +104,7 @@ static void emit_cfg(mj_strbuf *sb, const mj_route_shape *r)
                  mj_dtype_struct(r->dtype), r->experts, r->topk, r->score, mj_score_name(r->score), r->groups,
                  r->topk_groups, r->group_score, r->has_bias ? "true" : "false", cap,
                  r->score_after_topk ? "true" : "false", r->renormalize ? "true" : "false",
-                 r->scale_output ? "true" : "false", factor, r->shared_slots, lanes_per_token(r->experts),
+                 r->scale_output ? "true" : "false", factor, r->shared_slots, mj_route_lanes_per_token(r->experts),
                  MJ_ROUTE_WARPS_PER_BLOCK, r->padded ? "true" : "false", mj_index_dtype_ctype(r->id_dtype),
                  r->max_replicas, r->physical_experts, r->load_counter, r->replay,
                  mj_index_dtype_ctype(r->logical_id_dtype));

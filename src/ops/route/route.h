@@ -94,6 +94,13 @@ static inline int mj_route_id_space(const mj_route_shape *r) { return r->physica
 /* Route kernels run one warp per token (or a segment of one), this many warps a block. */
 enum { MJ_ROUTE_WARPS_PER_BLOCK = 4 };
 
+/* Lanes routing one token: a whole warp from 32 experts up, else the next power of two, so that a
+ * warp takes several small tokens at once (the kernels read it as Cfg::kLanesPerToken); and the
+ * tokens a block of MJ_ROUTE_WARPS_PER_BLOCK warps takes (one above 1024 experts). Shared by every
+ * kernel laid out like route's (route, route_align's fallback, route_backward). */
+int mj_route_lanes_per_token(int experts);
+int mj_route_tokens_per_block(int experts);
+
 struct mj_strbuf;
 /* What route_align emits of route: the parameter struct, the template, the Cfg, an entry. */
 void mj_route_emit_module(struct mj_strbuf *sb, const mj_route_shape *r);

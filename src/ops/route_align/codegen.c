@@ -39,7 +39,8 @@ static void route_align_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
     mj_route_align_fused f;
     mj_route_align_fused_for(&s, &f);
     mj_plan_entry(plan, MJ_RA_FUSED, "_fused", f.align.threads, f.max_tokens, f.smem_bytes);
-    mj_plan_entry(plan, MJ_RA_ROUTE, "_route", 32 * MJ_ROUTE_WARPS_PER_BLOCK, MJ_ROUTE_WARPS_PER_BLOCK, 0);
+    mj_plan_entry(plan, MJ_RA_ROUTE, "_route", 32 * MJ_ROUTE_WARPS_PER_BLOCK, mj_route_tokens_per_block(s.route.experts),
+                  0);
     const mj_align_shape fallback = mj_route_align_fallback_shape(&s);
     mj_align_geom g;
     mj_align_geom_for(&fallback, &g);

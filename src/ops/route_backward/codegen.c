@@ -11,15 +11,6 @@
 
 extern const char mj_template_route_backward_cuh[];
 
-/* Lanes differentiating one token: as route's forward, a whole warp from 32 experts up, else the
- * next power of two (route_backward.cuh reads it as Cfg::kLanesPerToken). */
-static int lanes_per_token(int experts)
-{
-    int lanes = 1;
-    while (lanes < experts && lanes < 32) lanes *= 2;
-    return lanes;
-}
-
 MJ_DEFINE_SHAPE_OF(shape_of, mj_route_backward_shape)
 
 static moejit_status route_backward_normalize_desc(const moejit_kernel_desc *desc, mj_kernel_id *id)
@@ -48,10 +39,7 @@ static void route_backward_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
     mj_entry_plan *e = &plan->entry[0];
     snprintf(e->name, sizeof e->name, "%s", plan->module);
     e->threads = 32 * MJ_ROUTE_WARPS_PER_BLOCK;
-    /* tokens per block: segments of a warp each, or one token per block above 1024 experts */
-    e->items_per_block = experts <= MJ_ROUTE_BACKWARD_WARP_MAX_EXPERTS
-                             ? MJ_ROUTE_WARPS_PER_BLOCK * (32 / lanes_per_token(experts))
-                             : 1;
+    e->items_per_block = mj_route_tokens_per_block(experts); /* route's layout */
     e->smem_bytes = 0; /* the kernel's shared memory is static */
 }
 
@@ -82,7 +70,7 @@ static void emit_cfg(mj_strbuf *sb, const mj_route_backward_shape *s)
                  mj_dtype_struct(s->dtype), s->experts, s->topk, s->score, mj_score_name(s->score), cap,
                  s->score_after_topk ? "true" : "false", s->renormalize ? "true" : "false",
                  s->scale_output ? "true" : "false", factor, s->shared_slots, mj_index_dtype_ctype(s->id_dtype),
-                 lanes_per_token(s->experts), MJ_ROUTE_WARPS_PER_BLOCK);
+                 mj_route_lanes_per_token(s->experts), MJ_ROUTE_WARPS_PER_BLOCK);
 }
 
 static void route_backward_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan *plan)

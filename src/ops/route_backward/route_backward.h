@@ -62,9 +62,6 @@ typedef struct mj_route_backward_params {
 moejit_status mj_route_backward_check_args(const mj_route_backward_shape *s, const moejit_route_backward_args *a,
                                            mj_route_backward_params *p);
 
-/* A token per segment of a warp up to this many experts, a block per token above (as route). */
-enum { MJ_ROUTE_BACKWARD_WARP_MAX_EXPERTS = 1024 };
-
 struct mj_op;
 extern const struct mj_op mj_op_route_backward;
 
