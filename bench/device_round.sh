@@ -3,6 +3,8 @@
 #   bench/device_round.sh tests   build, every GPU ctest suite, the Python package's GPU tests,
 #                                 the expert-parallel example (world size = the GPUs present)
 #   bench/device_round.sh bench   route's serving options, PDL on/off, the op benchmarks, the peers
+#   bench/device_round.sh train   the training ops beside PyTorch eager and torch.compile
+#                                 (bench_backward.py, f32 and bf16), route_probe --backward
 # A summary is printed; every log goes into one archive, $OUT/logs-<what>.tgz (the device tool
 # brings back at most 8 files), or ./logs-<what>.tgz without $OUT.
 set -u
@@ -31,6 +33,12 @@ if [ "$what" = tests ]; then
         > "$O/ep_moe_redundant.log" 2>&1
     echo "ep_moe --redundant 2 --dtype bf16 with $n GPUs: exit $?"; tail -2 "$O/ep_moe_redundant.log"
   fi
+elif [ "$what" = train ]; then
+  "$B/bench/route_probe" --backward --dtype f32 > "$O/route_probe_backward.txt" 2>&1
+  "$B/bench/route_probe" --backward --dtype bf16 >> "$O/route_probe_backward.txt" 2>&1
+  python3 bench/bench_backward.py --dtype f32 > "$O/backward_f32.txt" 2>&1
+  python3 bench/bench_backward.py --dtype bf16 --rows-tokens "" > "$O/backward_bf16.txt" 2>&1
+  cat "$O/route_probe_backward.txt" "$O/backward_f32.txt" "$O/backward_bf16.txt"
 else
   for m in deepseek-v3 kimi-k2; do for dt in f32 bf16; do
     "$B/bench/route_probe" --serving --model $m --dtype $dt --tokens 1,128,16384
