@@ -223,6 +223,19 @@ MOEJIT_API const char *moejit_ctx_cache_dir(const moejit_ctx *ctx);
  *     so exact and order-free) for every routed slot of a valid row whose final id is in [0, P)
  *     (P = E without placement) — the statistic EPLB rebalances from. The caller zeroes it.
  * 12. ids are written in spec.id_dtype: int32, int64 (torch.topk's and DeepEP's) or int16.
+ * 13. Auxiliary-loss statistics (spec.aux_stats, Megatron-Core's load-balancing and z losses; the
+ *     losses themselves: route_losses, their gradient: route_backward). Each row's aux scores
+ *     p[t,e] come from the logits as route reads them (soft cap, NaN as -inf, ±inf as ±FLT_MAX; no
+ *     bias, no groups): softmax routing (with or without score_after_topk) → softmax over the
+ *     row; sigmoid → σ(x)/(Σ_row σ + 1e-20) (Megatron); sqrt_softplus → the same normalisation of
+ *     its score (our extension). LOAD_BALANCE and SEQ_LOAD_BALANCE add Σ_t p[t,e] (fixed point,
+ *     2^-32 units) to aux->prob_sums and the count of route's own K picks (logical ids, shared
+ *     slots excluded) to aux->counts, per sequence with SEQ_LOAD_BALANCE ([S, E]; a token outside
+ *     [off[0], off[S]) counts nowhere), else [1, E]. Z_LOSS writes lse_t = logsumexp of the row
+ *     (0 for a row of NaN) to aux->lse. Integer adds only: bit-identical run to run. Not with
+ *     padded, replay = given or route_align (MOEJIT_ERR_UNSUPPORTED). Each row's p is computed
+ *     from the row route already holds (the logits are read once); a segment accumulates a
+ *     contiguous run of tokens in registers and adds it once per sequence it met (grid capped).
  *  Non-finite logits, in short: a NaN expert weighs 0 and is chosen only when fewer than K
  *  experts have a number; a row of nothing but NaN gets ids 0..K-1 (by index) and zero weights;
  *  +inf experts share a softmax row's weight evenly (each reads as FLT_MAX).
@@ -261,6 +274,11 @@ typedef enum moejit_replay {
     MOEJIT_REPLAY_GIVEN = 2   /* take the routed ids from args.logical_ids, compute their weights */
 } moejit_replay;
 
+/* Auxiliary-loss statistics (route step 13), flags of moejit_route_spec.aux_stats. */
+#define MOEJIT_AUX_LOAD_BALANCE 1u     /* switch load balancing: prob_sums and counts [1, E] */
+#define MOEJIT_AUX_SEQ_LOAD_BALANCE 2u /* per sequence (DeepSeek-V3): prob_sums and counts [S, E] */
+#define MOEJIT_AUX_Z_LOSS 4u           /* router z-loss: lse [T] */
+
 /* Per-expert load counters (route step 11). */
 typedef enum moejit_load_counter {
     MOEJIT_LOAD_NONE = 0,
@@ -290,8 +308,23 @@ typedef struct moejit_route_spec {
     moejit_load_counter load_counter; /* count each expert's routed slots in args.expert_load (step 11) */
     moejit_replay replay;          /* record or replay the logical ids (step 9) */
     moejit_index_dtype logical_id_dtype; /* of args.logical_ids with replay; default int32 */
-    uint32_t reserved[11];         /* 0 */
+    uint32_t aux_stats;            /* MOEJIT_AUX_* flags: statistics for the auxiliary losses (step 13) */
+    moejit_index_dtype seq_offset_dtype; /* of aux->seq_offsets (MOEJIT_AUX_SEQ_LOAD_BALANCE): int32 or int64 */
+    uint32_t reserved[9];          /* 0 */
 } moejit_route_spec;
+
+/* Auxiliary-loss statistics (route step 13; route_losses; route_backward). Device pointers. */
+typedef struct moejit_aux_stats {
+    uint64_t *prob_sums;     /* [N, E]: Σ_t p[t,e] over the tokens of each sequence (N = S with
+                                MOEJIT_AUX_SEQ_LOAD_BALANCE, else 1), in units of 2^-32 (unsigned fixed
+                                point: integer adds, hence exact and order-free); added to (zero it) */
+    int32_t *counts;         /* [N, E]: routed slots (t, k) of each sequence with logical id e; added to */
+    float *lse;              /* [T]: logsumexp of each row (MOEJIT_AUX_Z_LOSS), written */
+    const void *seq_offsets; /* [S+1] of spec.seq_offset_dtype: sequence s holds the tokens
+                                [off[s], off[s+1]); off[0] = 0, non-decreasing, off[S] = T (cu_seqlens) */
+    int64_t num_seqs;        /* S >= 1 with MOEJIT_AUX_SEQ_LOAD_BALANCE, else ignored */
+    uint64_t reserved[3];    /* 0 */
+} moejit_aux_stats;
 
 typedef struct moejit_route_args {
     const void *logits;   /* device [T, row_stride] of spec.dtype, aligned to the element size */
@@ -306,7 +339,8 @@ typedef struct moejit_route_args {
     void *expert_load;    /* spec.load_counter: device [P] (P = E without placement), added to */
     void *logical_ids;    /* spec.replay: device [T, K+S] of spec.logical_id_dtype, written (RECORD)
                              or read (GIVEN: the first K columns) */
-    uint64_t reserved[5]; /* 0 */
+    const moejit_aux_stats *aux; /* spec.aux_stats: host struct of device buffers (step 13) */
+    uint64_t reserved[4]; /* 0 */
 } moejit_route_args;
 
 /* Route a batch on `stream`. The first call for a shape generates, compiles (or loads from the
@@ -353,6 +387,13 @@ MOEJIT_API const char *moejit_route_preset_name(size_t i);
  *  Non-finite logits, as the forward reads them: NaN is -inf, so it gets a gradient of exactly 0;
  *  ±inf is ±FLT_MAX and gets the derivative there (finite; 0 under a soft cap). Every output is
  *  finite when grad_weights are (and their products with the scaling factor stay below FLT_MAX).
+ *  Auxiliary losses (spec.route.aux_stats, args.grad_losses not NULL): the gradient of
+ *  gl[0]·L_aux + gl[1]·L_seq + gl[2]·L_z (route_losses) is added in the same pass, the counts held
+ *  constant: with g_e = gl[0]·E·c_e/(K·T²) + gl[1]·E·c_{s,e}/(S·K·L_s²) (c_e = Σ_s counts[s,e];
+ *  s the token's sequence, L_s its length), softmax aux scores give p_e·(g_e − Σ_j g_j·p_j),
+ *  normalised scores (σ or sqrt_softplus, n = Σ score + 1e-20) score'(x_e)/n·(g_e − Σ_j g_j·p_j),
+ *  and the z loss gl[2]·2·lse_t/T·softmax_e; times the soft cap's derivative, 0 for NaN logits.
+ *  The whole row is read then (once). grad_weights stays required (zeros for losses alone).
  *  Kernels: a segment of a warp per token up to 1024 experts (several tokens a warp below 32), a
  *  block per token above; reductions in a fixed order, no atomics: bit-identical run to run. The
  *  reference computes in double; kernels agree with it to about 1e-5 relative (f32 math), or to
@@ -371,13 +412,48 @@ typedef struct moejit_route_backward_args {
     float *grad_logits;        /* device [T, E] f32, written whole */
     int64_t num_tokens;        /* T >= 0; T == 0 launches nothing */
     int64_t row_stride;        /* elements between rows of logits; 0 means E; must be >= E */
-    uint64_t reserved[8];      /* 0 */
+    const float *grad_losses;  /* spec.route.aux_stats: device [3] f32, dL/d(aux, seq_aux, z) as
+                                  route_losses writes them; NULL: the losses get no gradient */
+    const moejit_aux_stats *aux; /* with grad_losses: the forward's counts and seq_offsets (prob_sums
+                                  and lse are not read) */
+    uint64_t reserved[6];      /* 0 */
 } moejit_route_backward_args;
 
 /* grad_logits of a batch on `stream`. Bad specs or arguments return an error before anything is
  * compiled, written or launched. */
 MOEJIT_API moejit_status moejit_route_backward(moejit_ctx *ctx, const moejit_route_backward_spec *spec,
                                                const moejit_route_backward_args *args, moejit_stream stream);
+
+/*-************************************************************************************************
+ *  Operation 1c: route_losses — the auxiliary losses from route's statistics (docs/DESIGN.md §2.1c)
+ *
+ *  In: route's aux statistics (moejit_aux_stats: prob_sums, counts, lse, seq_offsets), T, S.
+ *  Out: losses [3] f32 = (L_aux, L_seq, L_z), an unrequested one 0, without coefficients (the
+ *  caller multiplies, Megatron's aux_loss_coeff / z_loss_coeff):
+ *    L_aux = E/(K·T²) · Σ_e P_e·c_e                 P_e = Σ_s prob_sums[s,e]·2^-32, c_e = Σ_s counts[s,e]
+ *    L_seq = 1/S · Σ_s Σ_e c_{s,e}·E/(K·L_s) · P_{s,e}/L_s   (a sequence with L_s = 0 adds 0)
+ *    L_z   = 1/T · Σ_t lse_t²
+ *  One block, in double, every sum in a fixed order (strided per thread, then a fixed tree):
+ *  bit-identical run to run. T == 0 writes zeros. spec.aux_stats must be the forward's.
+ **************************************************************************************************/
+typedef struct moejit_route_losses_spec {
+    int32_t num_experts;                 /* E, 1..MOEJIT_MAX_EXPERTS */
+    int32_t topk;                        /* K, 1..min(E, MOEJIT_MAX_TOPK) */
+    uint32_t aux_stats;                  /* MOEJIT_AUX_* flags (the forward's), at least one */
+    moejit_index_dtype seq_offset_dtype; /* of seq_offsets: int32 or int64 */
+    uint32_t reserved[4];                /* 0 */
+} moejit_route_losses_spec;
+
+typedef struct moejit_route_losses_args {
+    const moejit_aux_stats *aux; /* host struct of route's device statistics */
+    float *losses;               /* device [3] f32, written */
+    int64_t num_tokens;          /* T >= 0 */
+    uint64_t reserved[5];        /* 0 */
+} moejit_route_losses_args;
+
+/* The losses on `stream`: one launch of one block. */
+MOEJIT_API moejit_status moejit_route_losses(moejit_ctx *ctx, const moejit_route_losses_spec *spec,
+                                             const moejit_route_losses_args *args, moejit_stream stream);
 
 /*-************************************************************************************************
  *  Operation 2: align — token→expert dispatch maps (docs/DESIGN.md §2.2)
@@ -780,7 +856,8 @@ typedef enum moejit_op {
     MOEJIT_OP_COMBINE = 11,
     MOEJIT_OP_PERMUTE_BACKWARD = 12,
     MOEJIT_OP_COMBINE_BACKWARD = 13,
-    MOEJIT_OP_ROUTE_BACKWARD = 14
+    MOEJIT_OP_ROUTE_BACKWARD = 14,
+    MOEJIT_OP_ROUTE_LOSSES = 16
 } moejit_op;
 
 typedef struct moejit_kernel_desc {
@@ -797,6 +874,7 @@ typedef struct moejit_kernel_desc {
         moejit_permute_backward_spec permute_backward; /* MOEJIT_OP_PERMUTE_BACKWARD */
         moejit_combine_backward_spec combine_backward; /* MOEJIT_OP_COMBINE_BACKWARD */
         moejit_route_backward_spec route_backward; /* MOEJIT_OP_ROUTE_BACKWARD */
+        moejit_route_losses_spec route_losses; /* MOEJIT_OP_ROUTE_LOSSES */
     };
 } moejit_kernel_desc;
 

@@ -29,6 +29,12 @@ MOEJIT_API moejit_status moejit_route_reference(const moejit_route_spec *spec, c
 MOEJIT_API moejit_status moejit_route_backward_reference(const moejit_route_backward_spec *spec,
                                                          const moejit_route_backward_args *host_args);
 
+/* route_losses (Operation 1c), in double: losses [3] from host statistics. route's reference also
+ * fills the statistics (spec.aux_stats, args.aux of host buffers; prob_sums gets the exact double
+ * sums, rounded once to 2^-32 units), and route_backward's adds the losses' gradient. */
+MOEJIT_API moejit_status moejit_route_losses_reference(const moejit_route_losses_spec *spec,
+                                                       const moejit_route_losses_args *host_args);
+
 /* align (Operation 2). */
 MOEJIT_API moejit_status moejit_align_reference(const moejit_align_spec *spec, const moejit_align_args *host_args);
 

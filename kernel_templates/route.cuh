@@ -517,6 +517,144 @@ __device__ __forceinline__ void load_lane(const typename D::Storage *row, int fi
     }
 }
 
+// ---- step 13: auxiliary-loss statistics -------------------------------------------------------------
+
+// The aux scores of one thread's N experts from their finite logits f (-inf: NaN or absent), and
+// the row's logsumexp (0 when no expert has a number), reducing over the token's threads with R:
+// softmax routing → softmax of the row; elementwise scores → score / (Σ score + 1e-20). Not
+// used by softmax routing without score_after_topk, whose row pass already is that softmax.
+template <class Cfg, int N, class R>
+__device__ __forceinline__ void aux_row(const float (&f)[N], const R &reduce, float (&aux)[N], float &lse)
+{
+    constexpr bool kSoftmaxAux = Cfg::kScore == kScoreSoftmax;
+    constexpr bool kBalance = (Cfg::kAuxStats & 3) != 0, kZ = (Cfg::kAuxStats & 4) != 0;
+    lse = 0.0f;
+    if constexpr (kZ || (kBalance && kSoftmaxAux)) {
+        float m = f[0];
+#pragma unroll
+        for (int i = 1; i < N; i++) m = fmaxf(m, f[i]);
+        m = reduce.max(m);
+        if (m == -__int_as_float(kInfBits)) m = 0.0f;
+        float e[N];
+#pragma unroll
+        for (int i = 0; i < N; i++) e[i] = expf(f[i] - m);
+        const float sum = reduce.sum(sum_pairwise<N>(e));
+        lse = sum > 0.0f ? m + logf(sum) : 0.0f;
+        if constexpr (kSoftmaxAux) {
+            const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+#pragma unroll
+            for (int i = 0; i < N; i++) aux[i] = e[i] * inv;
+        }
+    }
+    if constexpr (kBalance && !kSoftmaxAux) {
+        float sc[N];
+#pragma unroll
+        for (int i = 0; i < N; i++) sc[i] = score_elementwise<Cfg::kScore>(f[i]); /* 0 at -inf */
+        const float n = reduce.sum(sum_pairwise<N>(sc)) + 1e-20f;
+#pragma unroll
+        for (int i = 0; i < N; i++) aux[i] = sc[i] / n;
+    }
+}
+
+// Per-thread accumulators of the load-balancing statistics (MOEJIT_AUX_LOAD_BALANCE / _SEQ_):
+// Σp and the pick count of this thread's VPT experts over the tokens its segment routes, added to
+// the device sums once per sequence met. Cost, why: a per-token atomic per expert would be T·E
+// same-address atomics (4M at T=16384, E=256: far above route's 18 µs). Instead the grid is
+// capped (MJ_ROUTE_AUX_MAX_BLOCKS = 1024) and each segment routes a contiguous run of ~T/4096
+// tokens, summing p in f32 registers (VPT adds a token, in a fixed order); a flush converts to
+// 2^-32 fixed point (integer atomics: exact, so the totals do not depend on the order). The
+// last flush of a block's segments goes through shared memory, so the global traffic is about
+// one 64-bit and one 32-bit atomic per block and expert (1024·E), plus one flush per segment that
+// crosses a sequence boundary (at most S). Per token the extra work is VPT adds, the aux scores
+// (free for softmax routing; VPT exps and a sum for sigmoid) and, for Z, one max and sum more.
+template <class Cfg, int VPT>
+struct AuxState {
+    static constexpr bool kSeq = (Cfg::kAuxStats & 2) != 0;
+    static constexpr int E = Cfg::kExperts;
+    float acc[VPT];
+    int cnt[VPT];
+    int first; // this thread's first expert
+    i64 seq;   // the current sequence, -1: none (the token counts nowhere)
+    i64 end;   // the first token past it
+
+    __device__ explicit AuxState(int first_expert) : first(first_expert), seq(-1), end(-1) { reset(); }
+
+    __device__ __forceinline__ void reset()
+    {
+#pragma unroll
+        for (int i = 0; i < VPT; i++) acc[i] = 0.0f, cnt[i] = 0;
+    }
+
+    // The sequence s of token t (off[s] <= t < off[s+1], the last such s when some are empty), -1
+    // when none; *end: the next token where the answer may change.
+    static __device__ i64 locate(const RouteParams &p, i64 t, i64 &end_out)
+    {
+        if constexpr (!kSeq) {
+            end_out = 0x7fffffffffffffffll;
+            return 0;
+        } else {
+            const typename Cfg::SeqOffT *off = static_cast<const typename Cfg::SeqOffT *>(p.seq_offsets);
+            const i64 S = p.num_seqs;
+            i64 lo = 0, hi = S + 1; /* the first i with off[i] > t */
+            while (lo < hi) {
+                const i64 mid = (lo + hi) >> 1;
+                if ((i64)off[mid] <= t) lo = mid + 1;
+                else hi = mid;
+            }
+            end_out = lo <= S ? (i64)off[lo] : 0x7fffffffffffffffll;
+            return lo >= 1 && lo <= S ? lo - 1 : -1;
+        }
+    }
+
+    static __device__ __forceinline__ u64 fixed(float v) { return __float2ull_rn(v * 4294967296.0f); }
+
+    // Before routing `token`: a new sequence flushes the old one's sums.
+    __device__ __forceinline__ void enter(const RouteParams &p, i64 token)
+    {
+        if (token >= end) {
+            flush(p);
+            seq = locate(p, token, end);
+        }
+    }
+
+    // One routed token: its aux scores and the bit mask of this thread's picked experts.
+    __device__ __forceinline__ void add(const float (&aux)[VPT], u32 picked)
+    {
+        if (seq < 0) return;
+#pragma unroll
+        for (int i = 0; i < VPT; i++) {
+            acc[i] += aux[i];
+            cnt[i] += (picked >> i) & 1u;
+        }
+    }
+
+    __device__ void flush(const RouteParams &p)
+    {
+        if (seq >= 0) {
+            u64 *sums = static_cast<u64 *>(p.aux_prob_sums) + seq * E;
+            int *counts = p.aux_counts + seq * E;
+#pragma unroll
+            for (int i = 0; i < VPT; i++) {
+                if (first + i >= E) continue;
+                if (acc[i] != 0.0f) atomicAdd(sums + first + i, fixed(acc[i]));
+                if (cnt[i] != 0) atomicAdd(counts + first + i, cnt[i]);
+            }
+        }
+        reset();
+    }
+
+    __device__ void flush_shared(u64 *sums, int *counts)
+    {
+#pragma unroll
+        for (int i = 0; i < VPT; i++) {
+            if (first + i >= E) continue;
+            if (acc[i] != 0.0f) atomicAdd(sums + first + i, fixed(acc[i]));
+            if (cnt[i] != 0) atomicAdd(counts + first + i, cnt[i]);
+        }
+        reset();
+    }
+};
+
 // ---- steps 1-3, shared by both layouts: logits → ranking scores (+ bias) → selection keys ------
 
 // One thread's `mine` (<= N) experts starting at `first`: logits (none past the row's end), soft
@@ -526,7 +664,7 @@ __device__ __forceinline__ void load_lane(const typename D::Storage *row, int fi
 template <class Cfg, int N, class R>
 __device__ __forceinline__ void row_keys(const typename Cfg::Dtype::Storage *row, const float *bias, int first,
                                          int mine, const R &reduce, u32 (&key)[N], float &softmax_max,
-                                         float &softmax_inv)
+                                         float &softmax_inv, float (&aux)[N], float &lse)
 {
     float x[N];
     load_lane<typename Cfg::Dtype, N>(row, first, mine, x);
@@ -563,9 +701,20 @@ __device__ __forceinline__ void row_keys(const typename Cfg::Dtype::Storage *row
         softmax_inv = sum > 0.0f ? 1.0f / sum : 0.0f;
 #pragma unroll
         for (int i = 0; i < N; i++) val[i] *= softmax_inv;
+        if constexpr (Cfg::kAuxStats != 0) { /* step 13: route's own softmax is the aux score */
+#pragma unroll
+            for (int i = 0; i < N; i++) aux[i] = val[i];
+            lse = sum > 0.0f ? softmax_max + logf(sum) : 0.0f;
+        }
     } else {
 #pragma unroll
         for (int i = 0; i < N; i++) val[i] = rank_score<Cfg::kScore>(x[i]);
+    }
+    if constexpr (Cfg::kAuxStats != 0 && !kSoftmax) {
+        float f[N];
+#pragma unroll
+        for (int i = 0; i < N; i++) f[i] = finite_logit(x[i]);
+        aux_row<Cfg, N>(f, reduce, aux, lse);
     }
     if constexpr (Cfg::kHasBias) {
         float b[N];
@@ -676,7 +825,7 @@ struct RouteSegment {
     // Route row `token` of p (the segment's lanes together); its ids go to ids_smem when not NULL
     // (see RouteFinish::run). active = false: participate, write nothing.
     static __device__ void route(const Segment<LANES> &seg, bool active, const RouteParams &p, i64 token,
-                                 int *ids_smem)
+                                 int *ids_smem, AuxState<Cfg, VPT> *aux = nullptr)
     {
         __shared__ int s_pick_id[kSegmentsPerBlock][K];
         __shared__ u32 s_pick_key[kSegmentsPerBlock][K];
@@ -688,9 +837,10 @@ struct RouteSegment {
         // 1-3. Logits (absent experts and inactive tokens read as -inf), scores, keys. Given ids
         // need the row only for softmax's maximum and sum.
         u32 key[VPT];
-        float softmax_max = 0.0f, softmax_inv = 0.0f;
+        float softmax_max = 0.0f, softmax_inv = 0.0f, aux_p[VPT], lse = 0.0f;
+        u32 picked = 0u; /* step 13: this lane's experts among the picks */
         if constexpr (!Finish::kGiven || (!Cfg::kScoreAfterTopk && Cfg::kScore == kScoreSoftmax))
-            row_keys<Cfg, VPT>(row, p.bias, first, active ? mine : 0, seg, key, softmax_max, softmax_inv);
+            row_keys<Cfg, VPT>(row, p.bias, first, active ? mine : 0, seg, key, softmax_max, softmax_inv, aux_p, lse);
         if constexpr (Finish::kGiven) {
             load_given<Cfg>(p, token, active, seg.lane, LANES, s_pick_id[slot]);
         } else {
@@ -701,12 +851,17 @@ struct RouteSegment {
             select_top_k<K>(key, seg, [&](int k, int e, u32 top) {
                 s_pick_id[slot][k] = e;
                 if constexpr (Finish::kKeyIsWeight) s_pick_key[slot][k] = top;
+                if constexpr (Cfg::kAuxStats & 3) picked |= 1u << (e - first); /* the winner holds e */
             });
         }
         __syncwarp();
         // 6. Weights, shared slots, write.
         Finish::run(seg, active, row, softmax_max, softmax_inv, s_pick_id[slot], s_pick_key[slot], s_scratch[slot], p,
                     token, ids_smem);
+        if constexpr ((Cfg::kAuxStats & 3) != 0)
+            if (active && aux) aux->add(aux_p, picked);
+        if constexpr ((Cfg::kAuxStats & 4) != 0)
+            if (active && seg.lane == 0) p.aux_lse[token] = lse;
         __syncwarp(); /* the picks are reused by the next token */
     }
 };
@@ -806,15 +961,16 @@ struct RouteBlock {
             if (present(t, i) && s.groups[(first + i) / GS] != 0u) key[i] = 0u;
     }
 
-    static __device__ void route(Shared &s, const RouteParams &p, i64 token)
+    static __device__ void route(Shared &s, const RouteParams &p, i64 token, AuxState<Cfg, VPT> *aux = nullptr)
     {
         const Storage *row = static_cast<const Storage *>(p.logits) + token * p.row_stride;
         const int t = threadIdx.x, warp = t >> 5, lane = t & 31, first = t * VPT;
         const int mine = first >= E ? 0 : (E - first < VPT ? E - first : VPT);
         u32 key[VPT];
-        float softmax_max = 0.0f, softmax_inv = 0.0f;
+        float softmax_max = 0.0f, softmax_inv = 0.0f, aux_p[VPT], lse = 0.0f;
         if constexpr (!Finish::kGiven || (!Cfg::kScoreAfterTopk && Cfg::kScore == kScoreSoftmax))
-            row_keys<Cfg, VPT>(row, p.bias, first, mine, BlockReduce{s, warp, lane}, key, softmax_max, softmax_inv);
+            row_keys<Cfg, VPT>(row, p.bias, first, mine, BlockReduce{s, warp, lane}, key, softmax_max, softmax_inv,
+                               aux_p, lse);
         if constexpr (Finish::kGiven) { /* step 9: the given ids replace the selection */
             if (warp == 0) {
                 load_given<Cfg>(p, token, true, lane, 32, s.pick_id);
@@ -852,15 +1008,84 @@ struct RouteBlock {
             Finish::run(seg, true, row, softmax_max, softmax_inv, s.pick_id, s.pick_key, s.scratch, p, token, nullptr);
         }
         __syncthreads(); /* shared memory is reused by the next token */
+        if constexpr ((Cfg::kAuxStats & 3) != 0) { /* step 13; the next token writes pick_id only past barriers */
+            u32 picked = 0u;
+#pragma unroll 4
+            for (int k = 0; k < K; k++) {
+                const int d = s.pick_id[k] - first;
+                if ((unsigned)d < (unsigned)VPT) picked |= 1u << d;
+            }
+            if (aux) aux->add(aux_p, picked);
+        }
+        if constexpr ((Cfg::kAuxStats & 4) != 0)
+            if (t == 0) p.aux_lse[token] = lse;
     }
 };
 
 // ---- the kernel body --------------------------------------------------------------------------------
 
+// Step 13 with load-balancing statistics (never padded): each segment (or block, above 1024
+// experts) routes a contiguous run of tokens, accumulating in an AuxState (see its cost note).
+template <class Cfg>
+__device__ __forceinline__ void route_kernel_aux(const RouteParams &p, i64 valid)
+{
+    constexpr int E = Cfg::kExperts;
+    if constexpr (E <= 1024) {
+        constexpr int LANES = Cfg::kLanesPerToken, kPerWarp = 32 / LANES, NSEG = Cfg::kWarpsPerBlock * kPerWarp;
+        typedef RouteSegment<Cfg, LANES, NSEG> Seg;
+        typedef AuxState<Cfg, Seg::VPT> Aux;
+        __shared__ u64 s_sums[E];
+        __shared__ int s_counts[E];
+        for (int i = threadIdx.x; i < E; i += blockDim.x) s_sums[i] = 0ull, s_counts[i] = 0;
+        __syncthreads();
+        const Segment<LANES> seg(threadIdx.x & 31);
+        const i64 nseg = (i64)gridDim.x * NSEG, chunk = (valid + nseg - 1) / nseg;
+        const i64 block_first = (i64)blockIdx.x * NSEG * chunk;
+        const i64 begin = block_first + ((threadIdx.x >> 5) * kPerWarp + seg.base / LANES) * chunk;
+        // The sequence of the block's last token: the segments that end in it add through shared memory.
+        const i64 block_last = (block_first + NSEG * chunk < valid ? block_first + NSEG * chunk : valid) - 1;
+        i64 home_end;
+        const i64 home = block_last >= block_first ? Aux::locate(p, block_last, home_end) : -1;
+        Aux aux(seg.lane * Seg::VPT);
+        // chunk is the same for every segment: the loop stays uniform for the shuffles.
+        for (i64 i = 0; i < chunk; i++) {
+            const i64 token = begin + i;
+            const bool active = token < valid;
+            if (active) aux.enter(p, token);
+            Seg::route(seg, active, p, active ? token : 0, nullptr, &aux);
+        }
+        if (aux.seq == home) aux.flush_shared(s_sums, s_counts);
+        else aux.flush(p);
+        __syncthreads();
+        if (home >= 0) {
+            u64 *sums = static_cast<u64 *>(p.aux_prob_sums) + home * E;
+            int *counts = p.aux_counts + home * E;
+            for (int i = threadIdx.x; i < E; i += blockDim.x) {
+                if (s_sums[i]) atomicAdd(sums + i, s_sums[i]);
+                if (s_counts[i]) atomicAdd(counts + i, s_counts[i]);
+            }
+        }
+    } else {
+        typedef RouteBlock<Cfg> Block;
+        __shared__ typename Block::Shared s;
+        const i64 chunk = (valid + gridDim.x - 1) / gridDim.x, begin = (i64)blockIdx.x * chunk;
+        AuxState<Cfg, Block::VPT> aux((int)threadIdx.x * Block::VPT);
+        for (i64 token = begin; token < begin + chunk && token < valid; token++) {
+            aux.enter(p, token);
+            Block::route(s, p, token, &aux);
+        }
+        aux.flush(p);
+    }
+}
+
 template <class Cfg>
 __device__ __forceinline__ void route_kernel(const RouteParams &p)
 {
     const i64 valid = valid_rows<Cfg>(p);
+    if constexpr ((Cfg::kAuxStats & 3) != 0) {
+        route_kernel_aux<Cfg>(p, valid);
+        return;
+    }
     if constexpr (Cfg::kExperts <= 1024) {
         constexpr int LANES = Cfg::kLanesPerToken, kPerWarp = 32 / LANES;
         const Segment<LANES> seg(threadIdx.x & 31);

@@ -304,6 +304,104 @@ struct BackwardSlots {
     }
 };
 
+// ---- the auxiliary losses' gradient (spec.route.aux_stats, args.grad_losses) --------------------------
+
+// Adds to g the gradient of gl[0]·L_aux + gl[1]·L_seq + gl[2]·L_z w.r.t. this thread's N experts of
+// the row (from `first`, `mine` real ones), the counts held constant; R reduces over the token's
+// threads (every one calls this). dL/dp_e = g_e (per expert, from the counts), through the aux
+// scores: softmax p_e·(g_e − Σ g·p); normalised scores score'(x_e)/n·(g_e − Σ g·p), n = Σ score +
+// 1e-20 (the constant adds nothing to the derivative); z: gl[2]·2·lse/T·softmax_e.
+template <class Cfg, int N, class R>
+__device__ void add_aux_gradient(const RouteBackwardParams &p, i64 token, const typename Cfg::Dtype::Storage *row,
+                                 int first, int mine, const R &reduce, float (&g)[N])
+{
+    constexpr int E = Cfg::kExperts;
+    constexpr bool kLB = (Cfg::kAuxStats & 1) != 0, kSeq = (Cfg::kAuxStats & 2) != 0, kZ = (Cfg::kAuxStats & 4) != 0;
+    constexpr bool kSoftmaxAux = Cfg::kScore == kScoreSoftmax;
+    const double T = (double)p.num_tokens;
+    float x[N], f[N], dcap[N], ge[N], dx[N];
+    bool nan[N];
+    load_lane<typename Cfg::Dtype, N>(row, first, mine, x);
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        const BackwardLogit<Cfg> l(x[i]);
+        f[i] = l.f, dcap[i] = l.dcap, nan[i] = l.nan;
+        ge[i] = 0.0f, dx[i] = 0.0f;
+    }
+    if constexpr (kLB) {
+        const float coef = (float)((double)p.grad_losses[0] * E / ((double)Cfg::kTopK * T * T));
+        const i64 n = kSeq ? p.num_seqs : 1;
+#pragma unroll
+        for (int i = 0; i < N; i++) {
+            if (i >= mine) continue;
+            int c = 0;
+            for (i64 q = 0; q < n; q++) c += p.aux_counts[q * E + first + i];
+            ge[i] += coef * (float)c;
+        }
+    }
+    if constexpr (kSeq) {
+        const typename Cfg::SeqOffT *off = static_cast<const typename Cfg::SeqOffT *>(p.seq_offsets);
+        i64 lo = 0, hi = p.num_seqs + 1; /* the token's sequence, as route's AuxState::locate */
+        while (lo < hi) {
+            const i64 mid = (lo + hi) >> 1;
+            if ((i64)off[mid] <= token) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo >= 1 && lo <= p.num_seqs) {
+            const i64 s = lo - 1;
+            const double L = (double)((i64)off[s + 1] - (i64)off[s]);
+            const float coef =
+                (float)((double)p.grad_losses[1] * E / ((double)p.num_seqs * Cfg::kTopK * L * L));
+#pragma unroll
+            for (int i = 0; i < N; i++)
+                if (i < mine) ge[i] += coef * (float)p.aux_counts[s * E + first + i];
+        }
+    }
+    float m = 0.0f, sum = 0.0f, e[N];
+    if constexpr (kZ || ((kLB || kSeq) && kSoftmaxAux)) {
+        m = f[0];
+#pragma unroll
+        for (int i = 1; i < N; i++) m = fmaxf(m, f[i]);
+        m = reduce.max(m);
+        if (m == -__int_as_float(0x7f800000)) m = 0.0f;
+#pragma unroll
+        for (int i = 0; i < N; i++) e[i] = expf(f[i] - m);
+        sum = reduce.sum(sum_pairwise<N>(e));
+    }
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    if constexpr (kLB || kSeq) {
+        float q[N], gp[N], n = 1.0f;
+        if constexpr (kSoftmaxAux) {
+#pragma unroll
+            for (int i = 0; i < N; i++) q[i] = e[i] * inv;
+        } else {
+            float sc[N];
+#pragma unroll
+            for (int i = 0; i < N; i++) sc[i] = score_elementwise<Cfg::kScore>(f[i]);
+            n = reduce.sum(sum_pairwise<N>(sc)) + 1e-20f;
+#pragma unroll
+            for (int i = 0; i < N; i++) q[i] = sc[i] / n;
+        }
+#pragma unroll
+        for (int i = 0; i < N; i++) gp[i] = ge[i] * q[i];
+        const float G = reduce.sum(sum_pairwise<N>(gp));
+#pragma unroll
+        for (int i = 0; i < N; i++) {
+            if constexpr (kSoftmaxAux) dx[i] = q[i] * (ge[i] - G);
+            else dx[i] = score_grad<Cfg::kScore>(f[i]) / n * (ge[i] - G);
+        }
+    }
+    if constexpr (kZ) {
+        const float lse = sum > 0.0f ? m + logf(sum) : 0.0f;
+        const float coef = (float)((double)p.grad_losses[2] * 2.0 * (double)lse / T);
+#pragma unroll
+        for (int i = 0; i < N; i++) dx[i] += coef * (e[i] * inv);
+    }
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        if (!nan[i]) g[i] = finite_grad(g[i] + dx[i] * dcap[i]);
+}
+
 // ---- up to 1024 experts: a segment of a warp per token ----------------------------------------------
 
 template <class Cfg, int LANES, int kSegmentsPerBlock>
@@ -371,6 +469,8 @@ struct BackwardSegment {
                 g[i] = finite_grad(c);
             }
         }
+        if constexpr (Cfg::kAuxStats != 0)
+            if (p.grad_losses) add_aux_gradient<Cfg, VPT>(p, token, row, first, active ? mine : 0, seg, g);
         if (active) {
             float *out = p.grad_logits + token * E + first;
             if (mine == VPT) {
@@ -421,6 +521,13 @@ struct BackwardBlock {
         __syncthreads(); /* s.reduce is reused */
         return r;
     }
+
+    struct Reducer { /* max and sum over the block, for add_aux_gradient */
+        Shared &s;
+        int warp, lane;
+        __device__ float max(float v) const { return reduce<true>(s, v, warp, lane); }
+        __device__ float sum(float v) const { return reduce<false>(s, v, warp, lane); }
+    };
 
     static __device__ void run(Shared &s, const RouteBackwardParams &p, i64 token)
     {
@@ -491,6 +598,10 @@ struct BackwardBlock {
                 }
             }
         }
+        if constexpr (Cfg::kAuxStats != 0)
+            if (p.grad_losses)
+                add_aux_gradient<Cfg, VPT>(p, token, static_cast<const Storage *>(p.logits) + token * p.row_stride,
+                                           first, mine, Reducer{s, warp, lane}, g);
         if (mine == VPT) {
             store_span<VPT>(out, g);
         } else {

@@ -8,11 +8,12 @@
 #include "ops/route/route.h"
 #include "ops/route_align/route_align.h"
 #include "ops/route_backward/route_backward.h"
+#include "ops/route_losses/route_losses.h"
 
 static const mj_op *const k_ops[] = {&mj_op_route,     &mj_op_align,           &mj_op_route_align,
                                      &mj_op_mx_scales, &mj_op_dispatch_layout, &mj_op_permute,
                                      &mj_op_combine,   &mj_op_permute_backward, &mj_op_combine_backward,
-                                     &mj_op_route_backward};
+                                     &mj_op_route_backward, &mj_op_route_losses};
 
 const mj_op *mj_op_for(int op)
 {

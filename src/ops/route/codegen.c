@@ -7,6 +7,7 @@
 
 #include "common/dtype.h"
 #include "jit/codegen.h"
+#include "jit/launch.h"
 
 extern const char mj_template_route_cuh[];
 
@@ -23,6 +24,15 @@ int mj_route_tokens_per_block(int experts)
 {
     /* segments of a warp each, or one token per block above 1024 experts */
     return experts <= ROUTE_WARP_MAX_EXPERTS ? MJ_ROUTE_WARPS_PER_BLOCK * (32 / mj_route_lanes_per_token(experts)) : 1;
+}
+
+int64_t mj_route_blocks(const mj_route_shape *r, int64_t tokens)
+{
+    const int64_t blocks = mj_blocks_for(tokens, mj_route_tokens_per_block(r->experts));
+    /* Accumulating statistics: few enough blocks that each segment adds its sums once (route.cuh) */
+    if (r->aux_stats & (MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE))
+        return blocks < MJ_ROUTE_AUX_MAX_BLOCKS ? blocks : MJ_ROUTE_AUX_MAX_BLOCKS;
+    return blocks;
 }
 
 MJ_DEFINE_SHAPE_OF(shape_of, mj_route_shape)
@@ -100,6 +110,8 @@ static void emit_cfg(mj_strbuf *sb, const mj_route_shape *r)
                  "    static constexpr int kLoadCounter = %d; // 0 none, 1 int32, 2 int64\n"
                  "    static constexpr int kReplay = %d; // 0 off, 1 record, 2 given\n"
                  "    typedef %s LogicalIdT;\n"
+                 "    static constexpr int kAuxStats = %d; // 1 load balance, 2 per sequence, 4 z-loss\n"
+                 "    typedef %s SeqOffT;\n"
                  "};\n\n",
                  mj_dtype_struct(r->dtype), r->experts, r->topk, r->score, mj_score_name(r->score), r->groups,
                  r->topk_groups, r->group_score, r->has_bias ? "true" : "false", cap,
@@ -107,7 +119,8 @@ static void emit_cfg(mj_strbuf *sb, const mj_route_shape *r)
                  r->scale_output ? "true" : "false", factor, r->shared_slots, mj_route_lanes_per_token(r->experts),
                  MJ_ROUTE_WARPS_PER_BLOCK, r->padded ? "true" : "false", mj_index_dtype_ctype(r->id_dtype),
                  r->max_replicas, r->physical_experts, r->load_counter, r->replay,
-                 mj_index_dtype_ctype(r->logical_id_dtype));
+                 mj_index_dtype_ctype(r->logical_id_dtype), r->aux_stats,
+                 mj_index_dtype_ctype(r->seq_offset_dtype));
 }
 
 void mj_route_emit_entry(mj_strbuf *sb, const char *name)

@@ -206,6 +206,32 @@ static void write_row(const mj_route_shape *r, const mj_route_params *p, int64_t
     }
 }
 
+/* Step 13: the aux scores of a row from its finite logits x (double), into q; returns lse. */
+static double aux_scores(const mj_route_shape *r, const double *x, double *q)
+{
+    const int E = r->experts;
+    double m = -INFINITY, sum = 0.0;
+    for (int e = 0; e < E; e++) m = fmax(m, x[e]);
+    if (m == -INFINITY) m = 0.0;
+    for (int e = 0; e < E; e++) sum += exp(x[e] - m);
+    if (r->score == MOEJIT_SCORE_SOFTMAX) {
+        for (int e = 0; e < E; e++) q[e] = sum > 0.0 ? exp(x[e] - m) / sum : 0.0;
+    } else {
+        double n = 0.0;
+        for (int e = 0; e < E; e++) n += (q[e] = x[e] == -INFINITY ? 0.0 : score_elementwise(r->score, x[e]));
+        for (int e = 0; e < E; e++) q[e] /= n + 1e-20;
+    }
+    return sum > 0.0 ? m + log(sum) : 0.0;
+}
+
+/* The sequence of token t (off[s] <= t < off[s+1], the last such s), -1 when none. */
+int64_t mj_aux_sequence_of(const void *offsets, int dtype, int64_t num_seqs, int64_t t)
+{
+    int64_t s = -1;
+    for (int64_t i = 0; i <= num_seqs && load_index(offsets, dtype, i) <= t; i++) s = i;
+    return s < num_seqs ? s : -1;
+}
+
 static int work_alloc(row_work *w, int E)
 {
     const size_t n = (size_t)E;
@@ -242,6 +268,15 @@ moejit_status moejit_route_reference(const moejit_route_spec *spec, const moejit
         return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "route reference: out of memory");
     }
     const int elem = mj_dtype_bytes(r.dtype), K = r.topk, out = K + r.shared_slots;
+    /* Step 13: Σp per (sequence, expert) in double, added to prob_sums once at the end */
+    const int balance = (r.aux_stats & (MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE)) != 0;
+    const int64_t nseq = (r.aux_stats & MOEJIT_AUX_SEQ_LOAD_BALANCE) ? p.num_seqs : 1;
+    double *psum = balance ? calloc((size_t)(nseq * r.experts), sizeof(double)) : NULL;
+    double *q = r.aux_stats ? malloc(sizeof(double) * (size_t)r.experts) : NULL;
+    if ((balance && !psum) || (r.aux_stats && !q)) {
+        free(psum), free(q), work_free(&w), free(row);
+        return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "route reference: out of memory");
+    }
     /* Step 8: rows at or past the count read nothing */
     int64_t valid = p.num_tokens;
     if (r.padded) valid = *p.num_valid < 0 ? 0 : *p.num_valid < valid ? *p.num_valid : valid;
@@ -262,7 +297,21 @@ moejit_status moejit_route_reference(const moejit_route_spec *spec, const moejit
         int32_t logical[2 * MOEJIT_MAX_TOPK];
         weigh(&r, &w, picks, logical, p.weights + t * out);
         write_row(&r, &p, t, logical);
+        if (r.aux_stats) {
+            const double lse = aux_scores(&r, w.x, q);
+            if (r.aux_stats & MOEJIT_AUX_Z_LOSS) p.aux_lse[t] = (float)lse;
+            const int64_t seq = (r.aux_stats & MOEJIT_AUX_SEQ_LOAD_BALANCE)
+                                    ? mj_aux_sequence_of(p.seq_offsets, r.seq_offset_dtype, p.num_seqs, t)
+                                    : 0;
+            if (balance && seq >= 0) {
+                for (int e = 0; e < r.experts; e++) psum[seq * r.experts + e] += q[e];
+                for (int k = 0; k < K; k++) p.aux_counts[seq * r.experts + picks[k]] += 1;
+            }
+        }
     }
+    for (int64_t i = 0; balance && i < nseq * r.experts; i++)
+        ((uint64_t *)p.aux_prob_sums)[i] += (uint64_t)llround(ldexp(psum[i], 32));
+    free(psum), free(q);
     for (int64_t i = valid * out; i < p.num_tokens * out; i++) {
         store_index(p.ids, r.id_dtype, i, -1);
         p.weights[i] = 0.0f;

@@ -41,6 +41,8 @@ typedef struct mj_route_shape {
     int32_t load_counter;     /* moejit_load_counter */
     int32_t replay;           /* moejit_replay */
     int32_t logical_id_dtype; /* moejit_index_dtype of logical_ids; 0 without replay */
+    int32_t aux_stats;        /* MOEJIT_AUX_* flags (step 13) */
+    int32_t seq_offset_dtype; /* moejit_index_dtype of seq_offsets; 0 without MOEJIT_AUX_SEQ_LOAD_BALANCE */
 } mj_route_shape;
 
 /* Validate a route spec and write its normalised shape. Errors name the field and value. */
@@ -75,7 +77,12 @@ int mj_load_counter_parse(const char *s);
     X(S, const int32_t *, logical_to_physical)                                                            \
     X(S, const int32_t *, replica_count)                                                                  \
     X(S, void *, expert_load)                                                                             \
-    X(S, void *, logical_ids)
+    X(S, void *, logical_ids)                                                                             \
+    X(S, void *, aux_prob_sums)                                                                           \
+    X(S, int32_t *, aux_counts)                                                                           \
+    X(S, float *, aux_lse)                                                                                \
+    X(S, const void *, seq_offsets)                                                                       \
+    X(S, int64_t, num_seqs)
 typedef struct mj_route_params {
     MJ_ROUTE_PARAMS(MJ_PARAM_DECL, _)
 } mj_route_params;
@@ -90,6 +97,25 @@ enum { MJ_ROUTE_MAX_REPLICAS = 1024, MJ_ROUTE_MAX_PHYSICAL_EXPERTS = 1 << 20 };
 
 /* Experts the ids of a shape address: P + S (P = E without placement). */
 static inline int mj_route_id_space(const mj_route_shape *r) { return r->physical_experts + r->shared_slots; }
+
+/* With MOEJIT_AUX_LOAD_BALANCE or _SEQ_LOAD_BALANCE, route's grid is capped at this many blocks,
+ * each segment routing a contiguous run of tokens and adding its statistics once per sequence it
+ * met (route.cuh, AuxState). A constant, not the device's SM count: the partition, hence the f32
+ * partial sums, depend on T alone. */
+enum { MJ_ROUTE_AUX_MAX_BLOCKS = 1024 };
+/* Blocks of a route launch of T tokens. */
+int64_t mj_route_blocks(const mj_route_shape *r, int64_t tokens);
+/* "lb", "seq", "z" joined by ','; parse returns the flags or -1. */
+int mj_aux_stats_format(uint32_t flags, char *buf, size_t cap);
+int mj_aux_stats_parse(const char *s);
+/* Check an aux statistics struct (route's and route_backward's, `what` names the op's args): for
+ * the given flags and needs (bit 0 prob_sums, 1 counts, 2 lse, 3 seq_offsets). */
+moejit_status mj_aux_check(const char *op, const moejit_aux_stats *aux, uint32_t flags, int needs, int offset_dtype,
+                           int experts);
+
+/* The sequence of token t under offsets [S+1] of an index dtype (off[s] <= t < off[s+1], the
+ * last such s), -1 when none (the reference's rule, the kernels' too). */
+int64_t mj_aux_sequence_of(const void *offsets, int dtype, int64_t num_seqs, int64_t t);
 
 /* Route kernels run one warp per token (or a segment of one), this many warps a block. */
 enum { MJ_ROUTE_WARPS_PER_BLOCK = 4 };

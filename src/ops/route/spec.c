@@ -32,6 +32,85 @@ const char *mj_load_counter_name(int m) { return m >= 0 && m < COUNT_OF(k_load_n
 int mj_replay_parse(const char *s) { return mj_name_index(s, k_replay_names, COUNT_OF(k_replay_names)); }
 int mj_load_counter_parse(const char *s) { return mj_name_index(s, k_load_names, COUNT_OF(k_load_names)); }
 
+/* Step 13: the auxiliary-loss statistics. */
+static moejit_status normalize_aux(const moejit_route_spec *spec, mj_route_shape *out)
+{
+    const uint32_t all = MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE | MOEJIT_AUX_Z_LOSS;
+    const uint32_t f = spec->aux_stats;
+    if (f & ~all)
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "aux_stats = 0x%x has bits other than MOEJIT_AUX_* (0x%x)", f, all);
+    if (!mj_index_dtype_name((int)spec->seq_offset_dtype) || spec->seq_offset_dtype == MOEJIT_INDEX_INT16)
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "seq_offset_dtype = %d must be 0 (int32) or 1 (int64)",
+                        (int)spec->seq_offset_dtype);
+    if (f && spec->padded)
+        return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED,
+                        "aux_stats = 0x%x with padded = 1: statistics of padded batches are not supported (T would "
+                        "be a device count)", f);
+    if (f && spec->replay == MOEJIT_REPLAY_GIVEN)
+        return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "aux_stats = 0x%x with replay = given is not supported", f);
+    out->aux_stats = (int32_t)f;
+    out->seq_offset_dtype = (f & MOEJIT_AUX_SEQ_LOAD_BALANCE) ? (int32_t)spec->seq_offset_dtype : 0;
+    return MOEJIT_OK;
+}
+
+static const char *const k_aux_names[] = {"lb", "seq", "z"};
+
+int mj_aux_stats_format(uint32_t flags, char *buf, size_t cap)
+{
+    int n = 0;
+    if (cap) buf[0] = '\0';
+    for (int i = 0; i < COUNT_OF(k_aux_names); i++)
+        if (flags & (1u << i)) mj_appendf(buf, cap, &n, "%s%s", n ? "," : "", k_aux_names[i]);
+    return n;
+}
+
+int mj_aux_stats_parse(const char *s)
+{
+    if (!s) return -1;
+    int flags = 0;
+    char tok[16];
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        if (n == 0 || n >= sizeof tok) return -1;
+        memcpy(tok, s, n);
+        tok[n] = '\0';
+        const int i = mj_name_index(tok, k_aux_names, COUNT_OF(k_aux_names));
+        if (i < 0) return -1;
+        flags |= 1 << i;
+        s += n;
+        if (*s == ',') s++;
+    }
+    return flags;
+}
+
+moejit_status mj_aux_check(const char *op, const moejit_aux_stats *aux, uint32_t flags, int needs, int offset_dtype,
+                           int experts)
+{
+    char names[32];
+    mj_aux_stats_format(flags, names, sizeof names);
+    if (!aux) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: aux is NULL (spec aux_stats = %s)", op, names);
+    moejit_status st;
+    if ((st = MJ_CHECK_RESERVED("aux stats", aux)) != MOEJIT_OK) return st;
+    const int seq = (flags & MOEJIT_AUX_SEQ_LOAD_BALANCE) != 0;
+    if (seq && (aux->num_seqs < 1 || aux->num_seqs > INT32_MAX / (experts > 0 ? experts : 1)))
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s args: aux->num_seqs = %lld must be 1..%d (aux_stats = %s)", op,
+                       (long long)aux->num_seqs, INT32_MAX / (experts > 0 ? experts : 1), names);
+    if ((needs & 1) && (flags & (MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE)) &&
+        (st = mj_check_pointer(op, "aux->prob_sums (aux_stats lb/seq)", aux->prob_sums, 8)) != MOEJIT_OK)
+        return st;
+    if ((needs & 2) && (flags & (MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE)) &&
+        (st = mj_check_pointer(op, "aux->counts (aux_stats lb/seq)", aux->counts, 4)) != MOEJIT_OK)
+        return st;
+    if ((needs & 4) && (flags & MOEJIT_AUX_Z_LOSS) &&
+        (st = mj_check_pointer(op, "aux->lse (aux_stats z)", aux->lse, 4)) != MOEJIT_OK)
+        return st;
+    if ((needs & 8) && seq &&
+        (st = mj_check_pointer(op, "aux->seq_offsets (aux_stats seq)", aux->seq_offsets,
+                               (size_t)mj_index_dtype_bytes(offset_dtype))) != MOEJIT_OK)
+        return st;
+    return MOEJIT_OK;
+}
+
 /* The serving options (steps 8-12) of a spec whose E and S are valid. */
 static moejit_status normalize_serving(const moejit_route_spec *spec, int shared_slots, mj_route_shape *out)
 {
@@ -77,7 +156,7 @@ static moejit_status normalize_serving(const moejit_route_spec *spec, int shared
                         mj_index_dtype_name((int)spec->logical_id_dtype), e + shared_slots - 1, e, shared_slots);
     out->logical_id_dtype = spec->replay != MOEJIT_REPLAY_OFF ? (int32_t)spec->logical_id_dtype : 0;
     out->padded = spec->padded != 0;
-    return MOEJIT_OK;
+    return normalize_aux(spec, out);
 }
 
 moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *out)
@@ -200,6 +279,10 @@ int mj_route_module_name(const mj_route_shape *r, char *buf, size_t cap)
         mj_appendf(buf, cap, &n, "_%s%s", r->replay == MOEJIT_REPLAY_GIVEN ? "given" : "rec",
                    r->logical_id_dtype ? mj_index_dtype_name(r->logical_id_dtype) + 3 : "");
     if (r->id_dtype) mj_appendf(buf, cap, &n, "_ids%s", mj_index_dtype_name(r->id_dtype) + 3);
+    if (r->aux_stats)
+        mj_appendf(buf, cap, &n, "_aux%s%s%s%s", (r->aux_stats & MOEJIT_AUX_LOAD_BALANCE) ? "lb" : "",
+                   (r->aux_stats & MOEJIT_AUX_SEQ_LOAD_BALANCE) ? "seq" : "", (r->aux_stats & MOEJIT_AUX_Z_LOSS) ? "z" : "",
+                   r->seq_offset_dtype == MOEJIT_INDEX_INT64 ? "64" : "");
     mj_appendf(buf, cap, &n, "_%s", mj_dtype_name(r->dtype));
     return n;
 }
@@ -225,6 +308,13 @@ int mj_route_describe(const mj_route_shape *r, char *buf, size_t cap)
         mj_appendf(buf, cap, &n, " replay=%s logical_ids=%s", mj_replay_name(r->replay),
                    mj_index_dtype_name(r->logical_id_dtype));
     if (r->id_dtype) mj_appendf(buf, cap, &n, " ids=%s", mj_index_dtype_name(r->id_dtype));
+    if (r->aux_stats) {
+        char names[32];
+        mj_aux_stats_format((uint32_t)r->aux_stats, names, sizeof names);
+        mj_appendf(buf, cap, &n, " aux=%s", names);
+        if (r->aux_stats & MOEJIT_AUX_SEQ_LOAD_BALANCE)
+            mj_appendf(buf, cap, &n, " seq_offsets=%s", mj_index_dtype_name(r->seq_offset_dtype));
+    }
     return n;
 }
 
@@ -284,5 +374,14 @@ moejit_status mj_route_check_args(const char *op, const mj_route_shape *r, const
     if (r->replay && (st = mj_check_pointer(op, "logical_ids (spec.replay)", a->logical_ids,
                                             (size_t)mj_index_dtype_bytes(r->logical_id_dtype))) != MOEJIT_OK)
         return st;
+    if (r->aux_stats) {
+        if ((st = mj_aux_check(op, a->aux, (uint32_t)r->aux_stats, 15, r->seq_offset_dtype, r->experts)) != MOEJIT_OK)
+            return st;
+        p->aux_prob_sums = a->aux->prob_sums;
+        p->aux_counts = a->aux->counts;
+        p->aux_lse = a->aux->lse;
+        p->seq_offsets = (r->aux_stats & MOEJIT_AUX_SEQ_LOAD_BALANCE) ? a->aux->seq_offsets : NULL;
+        p->num_seqs = (r->aux_stats & MOEJIT_AUX_SEQ_LOAD_BALANCE) ? a->aux->num_seqs : 1;
+    }
     return MOEJIT_OK;
 }

@@ -28,6 +28,10 @@ moejit_status mj_route_align_normalize(const moejit_route_align_spec *spec, mj_r
     if (st_r != MOEJIT_OK) return st_r;
     /* route's own checks, including what its kernel does not implement yet */
     moejit_status st = mj_route_normalize(&spec->route, &out->route);
+    if (st == MOEJIT_OK && out->route.aux_stats)
+        return mj_fail(MOEJIT_ERR_UNSUPPORTED,
+                       "route_align spec: route.aux_stats = 0x%x: the auxiliary-loss statistics need moejit_route "
+                       "then moejit_align", (unsigned)out->route.aux_stats);
     if (st == MOEJIT_OK) st = mj_align_check_block("route_align spec", spec->block_size);
     if (st != MOEJIT_OK) return st;
     out->block_size = spec->block_size;

@@ -66,11 +66,14 @@ static void emit_cfg(mj_strbuf *sb, const mj_route_backward_shape *s)
                  "    typedef %s IdT;\n"
                  "    static constexpr int kLanesPerToken = %d;\n"
                  "    static constexpr int kWarpsPerBlock = %d;\n"
+                 "    static constexpr int kAuxStats = %d; // 1 load balance, 2 per sequence, 4 z-loss\n"
+                 "    typedef %s SeqOffT;\n"
                  "};\n\n",
                  mj_dtype_struct(s->dtype), s->experts, s->topk, s->score, mj_score_name(s->score), cap,
                  s->score_after_topk ? "true" : "false", s->renormalize ? "true" : "false",
                  s->scale_output ? "true" : "false", factor, s->shared_slots, mj_index_dtype_ctype(s->id_dtype),
-                 mj_route_lanes_per_token(s->experts), MJ_ROUTE_WARPS_PER_BLOCK);
+                 mj_route_lanes_per_token(s->experts), MJ_ROUTE_WARPS_PER_BLOCK, s->aux_stats,
+                 mj_index_dtype_ctype(s->seq_offset_dtype));
 }
 
 static void route_backward_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan *plan)

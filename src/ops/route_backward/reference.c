@@ -64,11 +64,14 @@ typedef struct row_work {
     double *s;      /* softmax over the row */
     double *df;     /* dL/df */
     unsigned char *is_nan;
+    double *aux;    /* dL/df of the auxiliary losses (0 without them) */
 } row_work;
 
 /* One row: grad[E] from the logits x[E], the K routed ids and the K+S weight gradients. */
-static void row_gradient(const mj_route_backward_shape *r, const float *x, const int64_t *ids, const float *gw,
-                         row_work *w, float *grad)
+static void aux_gradient(const mj_route_backward_shape *r, const mj_route_backward_params *p, int64_t t, row_work *w);
+
+static void row_gradient(const mj_route_backward_shape *r, const mj_route_backward_params *pr, int64_t t,
+                         const float *x, const int64_t *ids, const float *gw, row_work *w, float *grad)
 {
     const int E = r->experts, K = r->topk, S = r->shared_slots;
     const double cap = r->softcap, F = r->scaling_factor;
@@ -139,10 +142,75 @@ static void row_gradient(const mj_route_backward_shape *r, const float *x, const
         for (int k = 0; k < K; k++)
             if (valid[k]) w->df[ids[k]] += g[k] * score_log_derivative(r->score, w->f[ids[k]]);
     }
+    if (r->aux_stats) aux_gradient(r, pr, t, w); /* before the soft cap, like the weights' */
     /* Step 0: the soft cap; NaN logits get nothing; f32, finite (NaN stays NaN: a NaN gradient in) */
     for (int e = 0; e < E; e++) {
-        const double d = w->is_nan[e] ? 0.0 : w->df[e] * w->dcap[e];
+        const double d = w->is_nan[e] ? 0.0 : (w->df[e] + w->aux[e]) * w->dcap[e];
         grad[e] = isnan(d) ? (float)d : (float)fmin(fmax(d, -(double)FLT_MAX), (double)FLT_MAX);
+    }
+}
+
+/* The sequence of token t, as route's reference finds it. */
+static int64_t sequence_of(const mj_route_backward_shape *r, const mj_route_backward_params *p, int64_t t)
+{
+    return mj_aux_sequence_of(p->seq_offsets, r->seq_offset_dtype, p->num_seqs, t);
+}
+
+/* dL/df of gl[0]·L_aux + gl[1]·L_seq + gl[2]·L_z for row t into w->aux (w->f holds the row), the
+ * counts constant: g_e = dL/dp_e through the aux scores (moejit.h Operation 1b), in double. */
+static void aux_gradient(const mj_route_backward_shape *r, const mj_route_backward_params *p, int64_t t, row_work *w)
+{
+    const int E = r->experts;
+    const double K = r->topk, T = (double)p->num_tokens;
+    const float *gl = p->grad_losses;
+    double *g = w->s; /* scratch: the row softmax is recomputed below when needed */
+    double ge[MOEJIT_MAX_EXPERTS];
+    for (int e = 0; e < E; e++) ge[e] = 0.0, w->aux[e] = 0.0;
+    if (!gl) return;
+    const int64_t n = (r->aux_stats & MOEJIT_AUX_SEQ_LOAD_BALANCE) ? p->num_seqs : 1;
+    if (r->aux_stats & MOEJIT_AUX_LOAD_BALANCE)
+        for (int e = 0; e < E; e++) {
+            double c = 0.0;
+            for (int64_t q = 0; q < n; q++) c += p->aux_counts[q * E + e];
+            ge[e] += (double)gl[0] * E * c / (K * T * T);
+        }
+    if (r->aux_stats & MOEJIT_AUX_SEQ_LOAD_BALANCE) {
+        const int64_t s = sequence_of(r, p, t);
+        if (s >= 0) {
+            const int dt = r->seq_offset_dtype;
+            const double L = (double)(load_index(p->seq_offsets, dt, s + 1) - load_index(p->seq_offsets, dt, s));
+            for (int e = 0; e < E; e++) ge[e] += (double)gl[1] * E * p->aux_counts[s * E + e] / ((double)n * K * L * L);
+        }
+    }
+    double m = -INFINITY, sum = 0.0;
+    for (int e = 0; e < E; e++) m = fmax(m, w->f[e]);
+    if (m == -INFINITY) m = 0.0;
+    for (int e = 0; e < E; e++) sum += exp(w->f[e] - m);
+    for (int e = 0; e < E; e++) g[e] = sum > 0.0 ? exp(w->f[e] - m) / sum : 0.0; /* softmax of the row */
+    if (r->aux_stats & (MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE)) {
+        double nrm = 1e-20, G = 0.0;
+        if (r->score != MOEJIT_SCORE_SOFTMAX)
+            for (int e = 0; e < E; e++) nrm += w->f[e] == -INFINITY ? 0.0 : score_of(r->score, w->f[e]);
+        for (int e = 0; e < E; e++) {
+            const double q = r->score == MOEJIT_SCORE_SOFTMAX ? g[e]
+                             : w->f[e] == -INFINITY           ? 0.0
+                                                               : score_of(r->score, w->f[e]) / nrm;
+            G += ge[e] * q;
+        }
+        for (int e = 0; e < E; e++) {
+            if (w->f[e] == -INFINITY) continue;
+            if (r->score == MOEJIT_SCORE_SOFTMAX) {
+                w->aux[e] += g[e] * (ge[e] - G);
+            } else {
+                /* score'(x) = score(x) · d log(score)/dx */
+                const double d = score_of(r->score, w->f[e]) * score_log_derivative(r->score, w->f[e]);
+                w->aux[e] += d / nrm * (ge[e] - G);
+            }
+        }
+    }
+    if (r->aux_stats & MOEJIT_AUX_Z_LOSS) {
+        const double lse = sum > 0.0 ? m + log(sum) : 0.0;
+        for (int e = 0; e < E; e++) w->aux[e] += (double)gl[2] * 2.0 * lse / T * g[e];
     }
 }
 
@@ -157,10 +225,10 @@ moejit_status moejit_route_backward_reference(const moejit_route_backward_spec *
     if (st != MOEJIT_OK || p.num_tokens == 0) return st;
     const size_t E = (size_t)r.experts;
     row_work w = {malloc(E * sizeof(double)), malloc(E * sizeof(double)), malloc(E * sizeof(double)),
-                  malloc(E * sizeof(double)), malloc(E)};
+                  malloc(E * sizeof(double)), malloc(E), calloc(E, sizeof(double))};
     float *x = malloc(E * sizeof(float));
-    if (!w.f || !w.dcap || !w.s || !w.df || !w.is_nan || !x) {
-        free(w.f), free(w.dcap), free(w.s), free(w.df), free(w.is_nan), free(x);
+    if (!w.f || !w.dcap || !w.s || !w.df || !w.is_nan || !w.aux || !x) {
+        free(w.f), free(w.dcap), free(w.s), free(w.df), free(w.is_nan), free(w.aux), free(x);
         return mj_fail(MOEJIT_ERR_OUT_OF_MEMORY, "route_backward reference: out of memory");
     }
     const int elem = mj_dtype_bytes(r.dtype), slots = r.topk + r.shared_slots;
@@ -169,8 +237,8 @@ moejit_status moejit_route_backward_reference(const moejit_route_backward_spec *
         for (size_t e = 0; e < E; e++) x[e] = mj_load_as_f32(src, r.dtype, (int64_t)e);
         int64_t ids[MOEJIT_MAX_TOPK];
         for (int k = 0; k < r.topk; k++) ids[k] = load_index(p.ids, r.id_dtype, t * slots + k);
-        row_gradient(&r, x, ids, p.grad_weights + t * slots, &w, p.grad_logits + t * (int64_t)E);
+        row_gradient(&r, &p, t, x, ids, p.grad_weights + t * slots, &w, p.grad_logits + t * (int64_t)E);
     }
-    free(w.f), free(w.dcap), free(w.s), free(w.df), free(w.is_nan), free(x);
+    free(w.f), free(w.dcap), free(w.s), free(w.df), free(w.is_nan), free(w.aux), free(x);
     return MOEJIT_OK;
 }

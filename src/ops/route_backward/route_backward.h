@@ -32,6 +32,8 @@ typedef struct mj_route_backward_shape {
     float scaling_factor;     /* 1.0 unless it matters (scale_output or shared slots) */
     int32_t shared_slots;     /* S */
     int32_t id_dtype;         /* moejit_index_dtype of the ids read (route's, or its logical ids') */
+    int32_t aux_stats;        /* MOEJIT_AUX_* flags: the losses whose gradient may be added */
+    int32_t seq_offset_dtype; /* moejit_index_dtype of seq_offsets, 0 without the per-sequence loss */
 } mj_route_backward_shape;
 
 /* Validate a spec (route's checks, then the backward's) and write its normalised shape. */
@@ -52,7 +54,11 @@ int mj_route_backward_describe(const mj_route_backward_shape *s, char *buf, size
     X(S, const float *, grad_weights)                                                                     \
     X(S, float *, grad_logits)                                                                            \
     X(S, int64_t, num_tokens)                                                                             \
-    X(S, int64_t, row_stride)
+    X(S, int64_t, row_stride)                                                                             \
+    X(S, const float *, grad_losses)                                                                      \
+    X(S, const int32_t *, aux_counts)                                                                     \
+    X(S, const void *, seq_offsets)                                                                       \
+    X(S, int64_t, num_seqs)
 typedef struct mj_route_backward_params {
     MJ_ROUTE_BACKWARD_PARAMS(MJ_PARAM_DECL, _)
 } mj_route_backward_params;

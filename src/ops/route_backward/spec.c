@@ -36,6 +36,8 @@ moejit_status mj_route_backward_normalize(const moejit_route_backward_spec *spec
     out->scaling_factor = r.scaling_factor;
     out->shared_slots = r.shared_slots;
     out->id_dtype = r.max_replicas > 0 ? r.logical_id_dtype : r.id_dtype;
+    out->aux_stats = r.aux_stats;
+    out->seq_offset_dtype = r.seq_offset_dtype;
     return MOEJIT_OK;
 }
 
@@ -51,7 +53,9 @@ mj_route_shape mj_route_backward_forward_shape(const mj_route_backward_shape *s)
 int mj_route_backward_module_name(const mj_route_backward_shape *s, char *buf, size_t cap)
 {
     char route[MJ_ROUTE_NAME_CAP];
-    const mj_route_shape r = mj_route_backward_forward_shape(s);
+    mj_route_shape r = mj_route_backward_forward_shape(s);
+    r.aux_stats = s->aux_stats; /* named as route names them */
+    r.seq_offset_dtype = s->seq_offset_dtype;
     mj_route_module_name(&r, route, sizeof route);
     static const char prefix[] = "moejit_route_";
     return snprintf(buf, cap, "moejit_route_backward_%s", route + strlen(prefix));
@@ -59,7 +63,9 @@ int mj_route_backward_module_name(const mj_route_backward_shape *s, char *buf, s
 
 int mj_route_backward_describe(const mj_route_backward_shape *s, char *buf, size_t cap)
 {
-    const mj_route_shape r = mj_route_backward_forward_shape(s);
+    mj_route_shape r = mj_route_backward_forward_shape(s);
+    r.aux_stats = s->aux_stats;
+    r.seq_offset_dtype = s->seq_offset_dtype;
     int n = 0;
     mj_appendf(buf, cap, &n, "backward of ");
     char route[512];
@@ -99,6 +105,7 @@ moejit_status mj_route_backward_check_args(const mj_route_backward_shape *s, con
         .grad_logits = a->grad_logits,
         .num_tokens = a->num_tokens,
         .row_stride = stride,
+        .num_seqs = 1,
     };
     if (a->num_tokens == 0) return MOEJIT_OK; /* empty batch: pointers may be NULL, nothing runs */
     if ((st = mj_check_pointer(op, "logits", a->logits, (size_t)elem)) != MOEJIT_OK ||
@@ -106,5 +113,22 @@ moejit_status mj_route_backward_check_args(const mj_route_backward_shape *s, con
         (st = mj_check_pointer(op, "grad_weights", a->grad_weights, 4)) != MOEJIT_OK ||
         (st = mj_check_pointer(op, "grad_logits", a->grad_logits, 4)) != MOEJIT_OK)
         return st;
+    if (a->grad_losses && !s->aux_stats)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT,
+                       "%s args: grad_losses is set but spec.route.aux_stats = 0 (no loss to differentiate)", op);
+    if (s->aux_stats && a->grad_losses) {
+        if ((st = mj_check_pointer(op, "grad_losses", a->grad_losses, 4)) != MOEJIT_OK) return st;
+        if (s->aux_stats & (MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE)) {
+            if ((st = mj_aux_check(op, a->aux, (uint32_t)s->aux_stats, 2 | 8, s->seq_offset_dtype, s->experts)) !=
+                MOEJIT_OK)
+                return st;
+            p->aux_counts = a->aux->counts;
+            if (s->aux_stats & MOEJIT_AUX_SEQ_LOAD_BALANCE) {
+                p->seq_offsets = a->aux->seq_offsets;
+                p->num_seqs = a->aux->num_seqs;
+            }
+        }
+        p->grad_losses = a->grad_losses;
+    }
     return MOEJIT_OK;
 }
