@@ -16,7 +16,9 @@ parallelism; moejit.dispatch_layout(ids, E, ranks) for the all-to-all (DeepEP's 
 The operations are PyTorch operators (torch.ops.moejit.*, moejit.ops) with fake implementations:
 they compile with torch.compile(fullgraph=True) and capture in CUDA graphs. permute, combine and
 route (where the library has route_backward: moejit.has_route_backward()) are differentiable
-(training), through moejit.permute_backward, combine_backward and route_backward. Adapters with the
+(training), through moejit.permute_backward, combine_backward and route_backward;
+moejit.route_with_losses adds Megatron-Core's load-balancing, per-sequence and z losses, computed in
+route's own pass and differentiable. Adapters with the
 engines' own signatures: moejit.compat.vllm, moejit.compat.sglang.
 
 Without torch (or with a torch older than 2.4) the ctypes layer still works: specs, presets,
@@ -73,14 +75,15 @@ def _torch_status():
 
 TORCH_OPS, TORCH_UNAVAILABLE = _torch_status()
 _TORCH_NAMES = ("route", "align", "route_align", "dispatch_layout", "permute", "combine", "mx_scales",
-                "mx_scales_inverse", "permute_backward", "combine_backward", "route_backward", "AlignResult",
+                "mx_scales_inverse", "permute_backward", "combine_backward", "route_backward", "route_with_losses",
+                "RouteWithLosses", "AlignResult",
                 "RouteAlignResult", "DispatchLayout", "AlignMaps", "ops", "compat")
 if TORCH_OPS:
     from . import ops  # registers torch.ops.moejit.*
     from ._launch import AlignMaps
     from .functional import (AlignResult, DispatchLayout, RouteAlignResult, align, combine, combine_backward,
                              dispatch_layout, mx_scales, mx_scales_inverse, permute, permute_backward, route,
-                             route_align, route_backward)
+                             route_align, route_backward, route_with_losses, RouteWithLosses)
     from . import compat
 
 

@@ -823,6 +823,93 @@ def route_backward_run(ctx, logits, ids, grad_weights, params, out=None, stream=
 
 
 # -------------------------------------------------------------------------------------------------
+# route with the auxiliary losses (moejit.h route step 13, route_losses, route_backward's losses)
+# -------------------------------------------------------------------------------------------------
+AUX_FLAGS = {"load_balance": 1, "seq_load_balance": 2, "z": 4}  # MOEJIT_AUX_*
+_OFFSETS = {_I32: "int32", _I64: "int64"}
+
+
+def check_aux(logits, aux_stats, seq_offsets, T):
+    """Checks the losses' plain arguments and seq_offsets; returns N, the rows of the statistics
+    (the sequences with the per-sequence loss, else 1)."""
+    flags = chk.integer("aux_stats", aux_stats, 1, 7)
+    seq = bool(flags & AUX_FLAGS["seq_load_balance"])
+    if seq:
+        if seq_offsets is None:
+            raise ValueError("seq_offsets is required with the per-sequence load-balancing loss "
+                             "(int32 or int64 [S+1] on the device: cu_seqlens)")
+        chk.contiguous("seq_offsets", chk.tensor("seq_offsets", seq_offsets, (_I32, _I64), 1, logits.device, "logits"))
+        if seq_offsets.shape[0] < 2:
+            raise ValueError(f"seq_offsets has {seq_offsets.shape[0]} entries: S+1 >= 2 are needed (cu_seqlens)")
+        return seq_offsets.shape[0] - 1
+    if seq_offsets is not None:
+        raise ValueError("seq_offsets was given without the per-sequence load-balancing loss: it would be ignored")
+    return 1
+
+
+def _aux_spec(spec_c, aux_stats, seq_offsets):
+    """A copy of a validated (cached) C route spec with the losses' fields, validated."""
+    c = type(spec_c).from_buffer_copy(spec_c)
+    c.aux_stats = aux_stats
+    c.seq_offset_dtype = C.INDEX_DTYPES[_OFFSETS[seq_offsets.dtype]] if seq_offsets is not None else 0
+    return c
+
+
+def _aux_struct(prob_sums, counts, lse, seq_offsets, num_seqs):
+    return C.AuxStats(_ptr(prob_sums), _ptr(counts), _ptr(lse), _ptr(seq_offsets),
+                      num_seqs if seq_offsets is not None else 0)
+
+
+def route_with_losses_run(ctx, logits, bias, seq_offsets, aux_stats, params, stream=None):
+    """route with the losses' statistics, then route_losses: two launches. Returns (ids, weights,
+    losses f32 [3], counts int32 [N, E], lse f32 [T] (or [0] without the z-loss))."""
+    num_experts, topk, shared_slots = params[0], params[1], params[-1]
+    T, slots = check_route(logits, bias, num_experts, topk, shared_slots)
+    N = check_aux(logits, aux_stats, seq_offsets, T)
+    spec_c = _aux_spec(route_spec_for(logits, bias, params), aux_stats, seq_offsets)
+    dev = logits.device
+    ids = torch.empty((T, slots), dtype=_I32, device=dev)
+    weights = torch.empty((T, slots), dtype=_F32, device=dev)
+    prob_sums = torch.zeros((N, num_experts), dtype=_I64, device=dev)  # uint64 fixed point (2^-32)
+    counts = torch.zeros((N, num_experts), dtype=_I32, device=dev)
+    lse = torch.empty((T if aux_stats & AUX_FLAGS["z"] else 0,), dtype=_F32, device=dev)
+    losses = torch.zeros((3,), dtype=_F32, device=dev)
+    aux = _aux_struct(prob_sums, counts, lse if lse.numel() else None, seq_offsets, N)
+    if T > 0:
+        args = C.RouteArgs(logits.data_ptr(), _ptr(bias), ids.data_ptr(), weights.data_ptr(), T,
+                           logits.stride(0) if T > 1 else num_experts)
+        args.aux = ctypes.addressof(aux)
+        _call(C.lib.moejit_route, ctx, spec_c, args, logits, stream, "route")
+    lspec = C.RouteLossesSpec(num_experts, topk, aux_stats, spec_c.seq_offset_dtype)
+    largs = C.RouteLossesArgs(ctypes.addressof(aux), losses.data_ptr(), T)
+    _call(C.lib.moejit_route_losses, ctx, lspec, largs, logits, stream, "route_losses")
+    return ids, weights, losses, counts, lse
+
+
+def route_backward_losses_run(ctx, logits, ids, grad_weights, grad_losses, counts, seq_offsets, aux_stats, params,
+                              stream=None):
+    """route_backward with the losses' gradient added in the same pass. Returns grad_logits f32 [T, E]."""
+    num_experts, topk, shared_slots = params[0], params[1], params[-1]
+    T, _ = check_route_backward(logits, ids, grad_weights, num_experts, topk, shared_slots)
+    N = check_aux(logits, aux_stats, seq_offsets, T)
+    chk.contiguous("grad_losses", chk.tensor("grad_losses", grad_losses, (_F32,), 1, logits.device, "logits", (3,)))
+    chk.contiguous("counts", chk.tensor("counts", counts, (_I32,), 2, logits.device, "logits", (N, num_experts)))
+    spec_c = route_backward_spec_for(logits, ids, params)
+    spec_c = type(spec_c).from_buffer_copy(spec_c)
+    spec_c.route = _aux_spec(spec_c.route, aux_stats, seq_offsets)
+    out = torch.empty((T, num_experts), dtype=_F32, device=logits.device)
+    if T == 0:
+        return out
+    aux = _aux_struct(None, counts, None, seq_offsets, N)
+    args = C.RouteBackwardArgs(logits.data_ptr(), ids.data_ptr(), grad_weights.data_ptr(), out.data_ptr(), T,
+                               logits.stride(0) if T > 1 else num_experts)
+    args.grad_losses = grad_losses.data_ptr()
+    args.aux = ctypes.addressof(aux)
+    _call(C.lib.moejit_route_backward, ctx, spec_c, args, logits, stream, "route_backward")
+    return out
+
+
+# -------------------------------------------------------------------------------------------------
 # mx_scales
 # -------------------------------------------------------------------------------------------------
 def _plain_strides(name, t, grouped):

@@ -502,6 +502,58 @@ def route_backward(logits, spec, ids, grad_weights, *, out=None):
     return out
 
 
+class RouteWithLosses(NamedTuple):
+    """route_with_losses' outputs. The losses are Megatron-Core's without their coefficients
+    (multiply by aux_loss_coeff / z_loss_coeff); each is a 0-dim float32 tensor with a gradient
+    w.r.t. the logits, or None when not asked for."""
+    ids: Tensor
+    weights: Tensor
+    load_balance: Optional[Tensor]
+    seq_load_balance: Optional[Tensor]
+    z: Optional[Tensor]
+    tokens_per_expert: Tensor  # int32 [E]: routed (t, k) per expert over the batch (no gradient)
+
+
+def route_with_losses(logits, spec, bias=None, *, load_balance=True, seq_offsets=None, z_loss=False):
+    """route and Megatron-Core's auxiliary losses in one pass over the logits (moejit.h route step
+    13, route_losses), differentiable w.r.t. the logits through the weights and the losses (one
+    backward launch: route_backward with the losses' gradient). Deterministic.
+
+    The aux scores p are softmax over the row (softmax routing) or the score over its row sum
+    (sigmoid, sqrt-softplus), from the logits as route reads them; c_e counts route's own K picks.
+      load_balance      E/(K·T²) · Σ_e (Σ_t p[t,e])·c_e   (switch_load_balancing_loss_func)
+      seq_load_balance  1/S · Σ_s Σ_e c_{s,e}·E/(K·L_s) · Σ_{t∈s} p[t,e]/L_s   (per sequence of a
+                        packed batch: sequence_load_balancing_loss_func; asked for by seq_offsets)
+      z                 1/T · Σ_t logsumexp(x_t)²   (z_loss_func)
+
+    Args:
+        logits (Tensor): [T, E] of the spec's dtype (no serving option in the spec).
+        spec (RouteSpec): the routing; bias as for :func:`route`.
+        load_balance (bool): the batch's switch load-balancing loss.
+        seq_offsets (Tensor, optional): int32/int64 [S+1] on the device (cu_seqlens: sequence s
+            holds tokens seq_offsets[s] .. seq_offsets[s+1]-1): the per-sequence loss.
+        z_loss (bool): the router z-loss.
+
+    Returns:
+        RouteWithLosses(ids, weights, load_balance, seq_load_balance, z, tokens_per_expert).
+    """
+    _spec(spec)
+    if spec.has_serving:
+        raise ValueError("route_with_losses takes a spec without serving options (padded batches, placement, "
+                         "load counters, replay, int64/int16 ids)")
+    _spec_matches(spec, logits, bias)
+    flags = ((L.AUX_FLAGS["load_balance"] if load_balance else 0)
+             | (L.AUX_FLAGS["seq_load_balance"] if seq_offsets is not None else 0)
+             | (L.AUX_FLAGS["z"] if z_loss else 0))
+    if not flags:
+        raise ValueError("route_with_losses: no loss asked for (load_balance=False, no seq_offsets, z_loss=False); "
+                         "use moejit.route")
+    ids, weights, losses, counts, _ = _ops.route_with_losses(logits, bias, seq_offsets, flags, *spec.params)
+    return RouteWithLosses(ids, weights, losses[0] if load_balance else None,
+                           losses[1] if seq_offsets is not None else None, losses[2] if z_loss else None,
+                           counts.sum(0, dtype=torch.int32) if counts.shape[0] > 1 else counts[0])
+
+
 def mx_scales(scales, group_ends=None, *, out=None):
     """mxfp8 e8m0 scales to the blocked 128×4 layout (torchao's to_blocked; moejit_mx_scales).
 

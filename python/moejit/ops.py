@@ -31,6 +31,14 @@ that torch.compile guards on.
                                       want_grad_y=True, want_grad_weights=True)
         -> (grad_y [R, H] or empty [0, H], grad_weights f32 [T, K] or empty [0, K])
     torch.ops.moejit.route_backward(logits, ids, grad_weights, <route spec>) -> grad_logits f32 [T, E]
+  training: route with Megatron-Core's auxiliary losses (moejit.h route step 13, route_losses):
+    torch.ops.moejit.route_with_losses(logits, bias, seq_offsets, aux_stats, <route spec>)
+        -> (ids int32 [T, K+S], weights f32 [T, K+S], losses f32 [3] = (load balance, per-sequence
+            load balance, z; 0 where not asked), counts int32 [N, E] (tokens per expert, per
+            sequence with the per-sequence loss), lse f32 [T] ([0] without the z-loss))
+        aux_stats: MOEJIT_AUX_* flags (1 load balance, 2 per sequence: seq_offsets [S+1], 4 z-loss)
+    torch.ops.moejit.route_backward_losses(logits, ids, grad_weights, grad_losses [3], counts, seq_offsets,
+                                           aux_stats, <route spec>) -> grad_logits f32 [T, E]
 
 and route_out, route_serving_out, align_out, route_align_out, dispatch_layout_out, permute_out,
 combine_out, mx_scales_out, mx_scales_inverse_out, permute_backward_out, combine_backward_out,
@@ -39,7 +47,8 @@ these with a RouteSpec unpacked (route_serving when a serving option is given); 
 you need the raw operators.
 
 Autograd (torch.library.register_autograd, both registrations): permute (w.r.t. x), combine (y and
-weights), route and route_align (the weights w.r.t. the logits, where the library has
+weights), route_with_losses (the weights and the losses w.r.t. the logits, one backward launch),
+route and route_align (the weights w.r.t. the logits, where the library has
 moejit_route_backward; else their backward raises NotImplementedError naming the library). The
 backward calls the backward operations above. permute's optional slot_of and combine's optional
 sorted_ids are align's other map, read only by the backward (without them it inverts the map it
@@ -698,6 +707,57 @@ def _sorted_ids_from_slot_of(slot_of, R):
     return inv[:R]
 
 
+# ---- route with the auxiliary losses -------------------------------------------------------------
+def _losses_fake_shapes(logits, bias, seq_offsets, aux_stats, params):
+    T, slots = _route_common(logits, bias, params[0], params[1], params[-1])
+    N = L.check_aux(logits, aux_stats, seq_offsets, T)
+    L.route_spec_for(logits, bias, params)
+    return T, slots, N
+
+
+@_op()
+def route_with_losses(logits: Tensor, bias: Optional[Tensor], seq_offsets: Optional[Tensor], aux_stats: int,
+                      num_experts: int, topk: int, score: str, num_groups: int, topk_groups: int, group_score: str,
+                      softcap: float, score_after_topk: bool, renormalize: bool, scale_output: bool,
+                      routed_scaling_factor: float, shared_slots: int
+                      ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    return L.route_with_losses_run(_ctx(), logits, bias, seq_offsets, aux_stats, params)
+
+
+@route_with_losses.register_fake
+def _(logits, bias, seq_offsets, aux_stats, num_experts, topk, score, num_groups, topk_groups, group_score, softcap,
+      score_after_topk, renormalize, scale_output, routed_scaling_factor, shared_slots):
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    T, slots, N = _losses_fake_shapes(logits, bias, seq_offsets, aux_stats, params)
+    return (logits.new_empty((T, slots), dtype=_I32), logits.new_empty((T, slots), dtype=_F32),
+            logits.new_empty((3,), dtype=_F32), logits.new_empty((N, num_experts), dtype=_I32),
+            logits.new_empty((T if aux_stats & L.AUX_FLAGS["z"] else 0,), dtype=_F32))
+
+
+@_op()
+def route_backward_losses(logits: Tensor, ids: Tensor, grad_weights: Tensor, grad_losses: Tensor, counts: Tensor,
+                          seq_offsets: Optional[Tensor], aux_stats: int, num_experts: int, topk: int, score: str,
+                          num_groups: int, topk_groups: int, group_score: str, softcap: float, score_after_topk: bool,
+                          renormalize: bool, scale_output: bool, routed_scaling_factor: float,
+                          shared_slots: int) -> Tensor:
+    params = (num_experts, topk, score, num_groups, topk_groups, group_score, softcap, score_after_topk, renormalize,
+              scale_output, routed_scaling_factor, shared_slots)
+    return L.route_backward_losses_run(_ctx(), logits, ids, grad_weights, grad_losses, counts, seq_offsets, aux_stats,
+                                       params)
+
+
+@route_backward_losses.register_fake
+def _(logits, ids, grad_weights, grad_losses, counts, seq_offsets, aux_stats, num_experts, topk, score, num_groups,
+      topk_groups, group_score, softcap, score_after_topk, renormalize, scale_output, routed_scaling_factor,
+      shared_slots):
+    T, _ = L.check_route_backward(logits, ids, grad_weights, num_experts, topk, shared_slots)
+    L.check_aux(logits, aux_stats, seq_offsets, T)
+    return logits.new_empty((T, num_experts), dtype=_F32)
+
+
 def _grads(ctx, given=None):
     """One gradient per input of the op, as many as ctx.needs_input_grad: given[i] for input i,
     None for the others."""
@@ -764,6 +824,26 @@ def _route_backward(ctx, grad_ids, grad_weights, *grad_maps):
     return _grads(ctx, {0: grad.to(logits.dtype)})
 
 
+def _route_losses_setup(ctx, inputs, output):
+    logits, _, seq_offsets, aux_stats = inputs[:4]
+    ctx.params, ctx.aux_stats = tuple(inputs[4:4 + len(core.ROUTE_PARAMS)]), aux_stats
+    ids, _, _, counts, lse = output
+    ctx.save_for_backward(logits, ids, counts, seq_offsets)
+    # ids and counts are integers; lse is the z-loss's statistic (its gradient flows through the losses)
+    ctx.mark_non_differentiable(ids, counts, lse)
+
+
+def _route_losses_backward(ctx, grad_ids, grad_weights, grad_losses, grad_counts, grad_lse):
+    if not ctx.needs_input_grad[0] or (grad_weights is None and grad_losses is None):
+        return _grads(ctx)
+    logits, ids, counts, seq_offsets = ctx.saved_tensors
+    gw = torch.zeros(ids.shape, dtype=_F32, device=ids.device) if grad_weights is None else \
+        grad_weights.float().contiguous()
+    gl = torch.zeros(3, dtype=_F32, device=ids.device) if grad_losses is None else grad_losses.float().contiguous()
+    grad = torch.ops.moejit.route_backward_losses(logits, ids, gw, gl, counts, seq_offsets, ctx.aux_stats, *ctx.params)
+    return _grads(ctx, {0: grad.to(logits.dtype)})
+
+
 def _register_autograd(name, backward, setup_context):
     qualname = f"moejit::{name}"
     try:
@@ -776,3 +856,4 @@ _register_autograd("permute", _permute_backward, _permute_setup)
 _register_autograd("combine", _combine_backward, _combine_setup)
 _register_autograd("route", _route_backward, _route_setup(2))
 _register_autograd("route_align", _route_backward, _route_setup(3))
+_register_autograd("route_with_losses", _route_losses_backward, _route_losses_setup)
