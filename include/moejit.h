@@ -405,6 +405,14 @@ MOEJIT_API moejit_status moejit_route_backward(moejit_ctx *ctx, const moejit_rou
  *    total_padded [1]    offsets[E].
  *    slot_of [T, K]      position of (t, k) in sorted_ids, -1 when its id was dropped (the inverse
  *                        map that un-permutes the experts' outputs).
+ *  Pad to capacity (spec.expert_capacity = C > 0; Megatron's pad_to_capacity, after moejit_capacity
+ *  or on its own as the position policy): every expert's range is exactly R = round_up(C, B) rows,
+ *  offsets[e] = e·R and total_padded = E·R whatever the ids (static shapes for graphs and
+ *  grouped GEMMs); the (t, k) of an expert beyond its first C by flat index are dropped (slot_of
+ *  -1, nothing overflows); counts[e] = min(count, C), and the range's rows after them hold the
+ *  padding value N. sorted_ids then needs E·R entries (moejit_align_capacity() says so). Batches
+ *  up to 4096 ids run in one launch when E·R <= 131072, else in three (the decode path is not used).
+ *  route_align has no such option: run route, capacity and align.
  *  Deterministic: the order inside an expert is the flat index order, whatever the batch size
  *  (atomics-based peers order by arrival). Large batches run in three launches over tiles of the
  *  batch and need a caller-provided workspace (no hidden allocation: launches stay capturable in
@@ -426,7 +434,11 @@ typedef struct moejit_align_spec {
     moejit_index_dtype id_dtype; /* of args.ids; default int32 */
     int32_t global_experts; /* Eg in 1..MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS: ids are global, mapped by
                                args.expert_map [Eg]; 0: no map */
-    uint32_t reserved[4]; /* 0 */
+    int32_t expert_capacity; /* C > 0: pad to capacity (Megatron's pad_to_capacity, static shapes): every
+                                expert's range is round_up(C, B) rows, (t, k) past the first C of an
+                                expert (by flat index) dropped; see above. 0: off. A run-time value:
+                                every C shares one kernel */
+    uint32_t reserved[3]; /* 0 */
 } moejit_align_spec;
 
 /* The outputs of align (device memory, int32, 4-byte aligned). Shared by align and route_align. */
@@ -462,7 +474,7 @@ MOEJIT_API moejit_status moejit_align(moejit_ctx *ctx, const moejit_align_spec *
                                       moejit_stream stream);
 
 /* Entries sorted_ids needs for T tokens of K ids: N + min(E, N)·(B-1), the largest possible
- * padded total (vLLM's max_num_tokens_padded). block_expert then needs capacity / B entries. */
+ * padded total (vLLM's max_num_tokens_padded); with spec.expert_capacity = C, E·round_up(C, B). block_expert then needs capacity / B entries. */
 MOEJIT_API moejit_status moejit_align_capacity(const moejit_align_spec *spec, int64_t num_tokens, int32_t topk,
                                                int64_t *capacity);
 

@@ -169,4 +169,40 @@ static inline void capt_compare_counts(int E, const int32_t *got, const int32_t 
         if (got[e] != want[e]) fail_msg("%s: %s[%d] = %d, wanted %d", what, name, e, got[e], want[e]);
 }
 
+/* ---- pad to capacity: align's spec.expert_capacity ------------------------------------------- */
+
+/* align's maps with expert_capacity = C by brute force, for ids [N] of spec->id_dtype read as
+ * local experts (no map, first_expert 0): R = round_up(C, B) rows an expert, the first C flat
+ * indices of each expert in order, padding N, the rest dropped. Writes b (mjt_align_bufs order:
+ * counts, offsets, sorted_ids, block_expert, total_padded, slot_of; sorted_ids of E·R entries). */
+static inline void capt_align_brute(const moejit_align_spec *spec, const void *ids, int64_t N, mjt_align_bufs *b)
+{
+    const int E = spec->num_experts, B = spec->block_size, C = spec->expert_capacity;
+    const int R = (C + B - 1) / B * B;
+    int32_t *counts = b->buf[0], *offsets = b->buf[1], *sorted = b->buf[2], *blocks = b->buf[3], *total = b->buf[4],
+            *slot_of = b->buf[5];
+    for (int e = 0; e < E; e++) counts[e] = 0, offsets[e] = e * R;
+    offsets[E] = E * R;
+    *total = E * R;
+    for (int64_t r = 0; r < (int64_t)E * R; r++) sorted[r] = (int32_t)N;
+    for (int64_t q = 0; q < (int64_t)E * R / B; q++) blocks[q] = (int32_t)(q * B / R);
+    for (int64_t i = 0; i < N; i++) {
+        const int64_t e = mjt_index_get(ids, spec->id_dtype, i);
+        slot_of[i] = -1;
+        if (e < 0 || e >= E || counts[e] >= C) continue;
+        slot_of[i] = (int32_t)(e * R + counts[e]);
+        sorted[e * R + counts[e]++] = (int32_t)i;
+    }
+}
+
+/* Two host sets of align outputs equal, int for int. */
+static inline void capt_align_compare_host(const mjt_align_bufs *got, const mjt_align_bufs *want, const char *what)
+{
+    static const char *const names[6] = {"counts", "offsets", "sorted_ids", "block_expert", "total_padded", "slot_of"};
+    for (int b = 0; b < 6; b++)
+        for (size_t i = 0; i < want->len[b]; i++)
+            if (got->buf[b][i] != want->buf[b][i])
+                fail_msg("%s: %s[%zu] = %d, wanted %d", what, names[b], i, got->buf[b][i], want->buf[b][i]);
+}
+
 #endif

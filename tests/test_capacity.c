@@ -3,6 +3,7 @@
  * rounding included), names and generated source, the reference against a brute force written
  * here (every id dtype, both policies, ties, hot experts, -1 and ids that are no expert, NaN and
  * signed zeros, shared slots left alone, T = 0), the CLI and manifests, and NVRTC compiles. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +269,139 @@ static void test_empty_and_counts(void **state)
     assert_memory_equal(ids2, want_pos, sizeof ids2);
 }
 
+
+/* ---- pad to capacity (align's expert_capacity) and what permute and combine make of it ------------ */
+
+static void align_capped_one(mjt_rng *rng, int E, int B, int C, moejit_index_dtype d, int64_t T, int K)
+{
+    const moejit_align_spec spec = {.num_experts = E, .block_size = B, .id_dtype = d, .expert_capacity = C};
+    const int64_t N = T * K;
+    void *ids = mjt_align_draw_ids(rng, &spec, 0, N);
+    int64_t cap;
+    assert_int_equal(moejit_align_capacity(&spec, T, K, &cap), MOEJIT_OK);
+    assert_int_equal(cap, (int64_t)E * ((C + B - 1) / B * B));
+    mjt_align_bufs got = mjt_align_bufs_new(E, B, cap, N, 0), want = mjt_align_bufs_new(E, B, cap, N, 0);
+    mjt_align_bufs_poison(&got), mjt_align_bufs_poison(&want);
+    capt_align_brute(&spec, ids, N, &want);
+    const moejit_align_args a = {.ids = ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&got, MJT_ALIGN_ALL, cap)};
+    if (moejit_align_reference(&spec, &a) != MOEJIT_OK) fail_msg("align reference: %s", moejit_last_error(NULL));
+    char what[128];
+    snprintf(what, sizeof what, "align E=%d B=%d C=%d ids=%d T=%lld K=%d", E, B, C, (int)d, (long long)T, K);
+    capt_align_compare_host(&got, &want, what);
+    mjt_align_bufs_free(&got), mjt_align_bufs_free(&want), free(ids);
+}
+
+static void test_align_pad_to_capacity(void **state)
+{
+    (void)state;
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    static const int shapes[][3] = {{8, 1, 3}, {8, 4, 3}, {16, 16, 40}, {64, 8, 1}, {5, 2, 7}, {256, 64, 130}};
+    static const int64_t ts[] = {0, 1, 9, 100, 700};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int d = 0; d < 3; d++)
+            for (size_t t = 0; t < sizeof ts / sizeof ts[0]; t++)
+                align_capped_one(&rng, shapes[i][0], shapes[i][1], shapes[i][2], (moejit_index_dtype)d, ts[t], 4);
+    /* errors: a negative capacity, and one that pads past int32 */
+    moejit_align_spec spec = {.num_experts = 8, .block_size = 4, .expert_capacity = -1};
+    moejit_kernel_desc desc = {.op = MOEJIT_OP_ALIGN, .align = spec};
+    mjt_expect_error(moejit_validate(&desc), MOEJIT_ERR_INVALID_SPEC,
+                     "align spec: expert_capacity = -1 must be >= 0 (0: no padding to capacity)");
+    int64_t cap;
+    spec.expert_capacity = 1 << 30;
+    mjt_expect_error(moejit_align_capacity(&spec, 4, 2, &cap), MOEJIT_ERR_UNSUPPORTED,
+                     "align spec: expert_capacity = 1073741824 pads 8 experts to 8589934592 rows, more than 2147483647");
+    /* one kernel for every capacity: the capacity is no part of the shape */
+    char a[96], b[96];
+    desc.align.expert_capacity = 0;
+    assert_int_equal(moejit_kernel_name(&desc, a, sizeof a), MOEJIT_OK);
+    desc.align.expert_capacity = 77;
+    assert_int_equal(moejit_kernel_name(&desc, b, sizeof b), MOEJIT_OK);
+    assert_string_equal(a, b);
+}
+
+/* route → capacity → align (pad to capacity) → permute → combine, and their backward, on the
+ * references: padding rows of permute are zero, a dropped (t, k) (id -1, slot -1) adds nothing to
+ * combine, combine_backward's grad_y is zero on padding rows, permute_backward takes nothing from
+ * them. The sums are formed here in combine's order (f32 fused multiply-adds). */
+static void test_chain_honours_drops(void **state)
+{
+    (void)state;
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    enum { E = 8, K = 2, T = 40, H = 3, B = 4 };
+    for (int pol = 0; pol < 2; pol++) {
+        const moejit_capacity_spec cs = {.num_experts = E, .topk = K, .policy = (moejit_drop_policy)pol};
+        void *idsv;
+        float *w;
+        capt_make(&rng, CAPT_ROUTE, &cs, T, &idsv, &w);
+        int32_t *ids = idsv;
+        int32_t C;
+        assert_int_equal(moejit_capacity_of(T, K, E, 0.5, 0, &C), MOEJIT_OK);
+        const moejit_capacity_args ca = {.ids = ids, .weights = w, .num_tokens = T, .capacity_factor = 0.5};
+        assert_int_equal(moejit_capacity_reference(&cs, &ca), MOEJIT_OK);
+        int dropped = 0;
+        for (int i = 0; i < T * K; i++) dropped += ids[i] < 0;
+        assert_true(dropped > 0); /* skewed ids overflow half the mean load */
+        const moejit_align_spec as = {.num_experts = E, .block_size = B, .expert_capacity = C};
+        int64_t R;
+        assert_int_equal(moejit_align_capacity(&as, T, K, &R), MOEJIT_OK);
+        mjt_align_bufs m = mjt_align_bufs_new(E, B, R, T * K, 0);
+        mjt_align_bufs_poison(&m);
+        const moejit_align_args aa = {.ids = ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&m, MJT_ALIGN_ALL, R)};
+        assert_int_equal(moejit_align_reference(&as, &aa), MOEJIT_OK);
+        const int32_t *sorted = m.buf[2], *slot_of = m.buf[5];
+        for (int i = 0; i < T * K; i++) assert_true((ids[i] < 0) == (slot_of[i] < 0)); /* capacity already held */
+        float x[T * H], *y = malloc(sizeof *y * (size_t)R * H), out[T * H];
+        for (int i = 0; i < T * H; i++) x[i] = (float)mjt_normal(&rng);
+        const moejit_permute_spec ps = {.hidden = H};
+        const moejit_permute_args pa = {.x = x, .sorted_ids = sorted, .out = y, .num_tokens = T, .topk = K, .num_rows = R};
+        assert_int_equal(moejit_permute_reference(&ps, &pa), MOEJIT_OK);
+        for (int64_t r = 0; r < R; r++)
+            for (int h = 0; h < H; h++) {
+                const float want = sorted[r] < T * K ? x[sorted[r] / K * H + h] : 0.0f;
+                if (y[r * H + h] != want) fail_msg("permute row %lld: %g, wanted %g", (long long)r, y[r * H + h], want);
+            }
+        const moejit_combine_spec cb = {.hidden = H};
+        const moejit_combine_args cma = {.y = y, .slot_of = slot_of, .weights = w, .out = out, .num_tokens = T,
+                                         .topk = K, .num_rows = R};
+        assert_int_equal(moejit_combine_reference(&cb, &cma), MOEJIT_OK);
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++) {
+                float acc = 0.0f;
+                for (int k = 0; k < K; k++)
+                    if (slot_of[t * K + k] >= 0) acc = fmaf(w[t * K + k], y[(int64_t)slot_of[t * K + k] * H + h], acc);
+                if (out[t * H + h] != acc) fail_msg("combine token %d: %g, wanted %g", t, out[t * H + h], acc);
+            }
+        /* backward: grad_y zero on padding rows, grad_x from the kept slots only */
+        float *gy = malloc(sizeof *gy * (size_t)R * H), gw[T * K], gx[T * H], go[T * H];
+        for (int i = 0; i < T * H; i++) go[i] = (float)mjt_normal(&rng);
+        const moejit_combine_backward_spec cbs = {.hidden = H};
+        const moejit_combine_backward_args cba = {.grad_out = go, .y = y, .slot_of = slot_of, .weights = w,
+                                                  .sorted_ids = sorted, .grad_y = gy, .grad_weights = gw,
+                                                  .num_tokens = T, .topk = K, .num_rows = R};
+        assert_int_equal(moejit_combine_backward_reference(&cbs, &cba), MOEJIT_OK);
+        for (int64_t r = 0; r < R; r++)
+            if (sorted[r] >= T * K)
+                for (int h = 0; h < H; h++) assert_true(gy[r * H + h] == 0.0f);
+        for (int i = 0; i < T * K; i++)
+            if (slot_of[i] < 0) assert_true(gw[i] == 0.0f);
+        const moejit_permute_backward_spec pbs = {.hidden = H};
+        const moejit_permute_backward_args pba = {.grad_out = gy, .slot_of = slot_of, .grad_x = gx, .num_tokens = T,
+                                                  .topk = K, .num_rows = R};
+        assert_int_equal(moejit_permute_backward_reference(&pbs, &pba), MOEJIT_OK);
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++) {
+                float acc = 0.0f;
+                for (int k = 0; k < K; k++)
+                    if (slot_of[t * K + k] >= 0) acc = fmaf(gy[(int64_t)slot_of[t * K + k] * H + h], 1.0f, acc);
+                if (gx[t * H + h] != acc) fail_msg("permute_backward token %d: %g, wanted %g", t, gx[t * H + h], acc);
+            }
+        free(y), free(gy), free(idsv), free(w);
+        mjt_align_bufs_free(&m);
+    }
+}
+
 /* ---- the kernel compiles ------------------------------------------------------------------------ */
 
 static void test_kernels_compile(void **state)
@@ -302,6 +436,8 @@ int main(void)
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_reference_vs_brute),
         cmocka_unit_test(test_empty_and_counts),
+        cmocka_unit_test(test_align_pad_to_capacity),
+        cmocka_unit_test(test_chain_honours_drops),
         cmocka_unit_test(test_kernels_compile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -145,11 +145,164 @@ static void test_wide(void **state)
     }
 }
 
+
+/* align with expert_capacity (pad to capacity) against its reference, on every path the host picks
+ * for it: one launch (a decode batch too: the small entry is never used with a capacity) and three
+ * launches over tiles (many ids, or E·round_up(C, B) past the one-launch limit). */
+static void align_capped_gpu(mjt_rng *rng, int E, int B, int C, moejit_index_dtype d, int64_t T, int K)
+{
+    const moejit_align_spec spec = {.num_experts = E, .block_size = B, .id_dtype = d, .expert_capacity = C};
+    const int64_t N = T * K;
+    void *ids = mjt_align_draw_ids(rng, &spec, 0, N);
+    int64_t cap;
+    size_t ws_bytes;
+    assert_int_equal(moejit_align_capacity(&spec, T, K, &cap), MOEJIT_OK);
+    assert_int_equal(moejit_align_workspace_bytes(&spec, T, K, &ws_bytes), MOEJIT_OK);
+    const size_t id_bytes = (size_t)N * (size_t)mjt_index_bytes(d);
+    void *d_ids = mjt_dev_alloc(id_bytes + 16), *ws = ws_bytes ? mjt_dev_alloc(ws_bytes) : NULL;
+    if (id_bytes) mjt_h2d(d_ids, ids, id_bytes);
+    mjt_align_bufs dev = mjt_align_bufs_new(E, B, cap, N, 1), ref = mjt_align_bufs_new(E, B, cap, N, 0);
+    mjt_align_bufs_poison(&dev), mjt_align_bufs_poison(&ref);
+    mjt_sync();
+    moejit_align_args a = {.ids = N ? d_ids : NULL, .num_tokens = T, .topk = K,
+                           .out = mjt_align_select(&dev, MJT_ALIGN_ALL, cap)};
+    a.out.workspace = ws, a.out.workspace_bytes = ws_bytes;
+    const moejit_status st = moejit_align(mjt_gpu_ctx, &spec, &a, NULL);
+    if (st != MOEJIT_OK) fail_msg("moejit_align: %s: %s", moejit_status_str(st), moejit_last_error(mjt_gpu_ctx));
+    mjt_sync();
+    const moejit_align_args h = {.ids = ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&ref, MJT_ALIGN_ALL, cap)};
+    assert_int_equal(moejit_align_reference(&spec, &h), MOEJIT_OK);
+    char what[128];
+    snprintf(what, sizeof what, "align E=%d B=%d C=%d ids=%d T=%lld K=%d ws=%zu", E, B, C, (int)d, (long long)T, K,
+             ws_bytes);
+    mjt_align_compare(&dev, &ref, what);
+    mjt_align_bufs_free(&dev), mjt_align_bufs_free(&ref), mjt_dev_free(d_ids), free(ids);
+    if (ws) mjt_dev_free(ws);
+}
+
+static void test_align_pad_to_capacity(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    /* E, B, C: small ranges; B = 1; C not a multiple of B; E·round_up(C, B) past 131072 (three
+     * launches however few the ids); the widest E */
+    static const int shapes[][3] = {{8, 16, 5},    {64, 1, 3},     {256, 64, 130}, {60, 4, 37},
+                                    {4096, 16, 40}, {128, 128, 1}, {16, 8, 20000}};
+    const int64_t ts[] = {1, 7, 100, 1000, mjt_quick_cap(5000, 1200), mjt_quick_cap(40000, 2000)};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int d = 0; d < 3; d++)
+            for (size_t t = 0; t < sizeof ts / sizeof ts[0]; t++)
+                if (mjt_keep((int)(i + t + (size_t)d), 2))
+                    align_capped_gpu(&rng, shapes[i][0], shapes[i][1], shapes[i][2], (moejit_index_dtype)d, ts[t], 4);
+}
+
+/* capacity → align (pad to capacity) → permute → combine and both backward ops, all on the GPU,
+ * each against its reference on the host copy of its inputs: the kernels honour id -1, slot -1
+ * and padding rows bit for bit. */
+static void test_chain(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    enum { E = 64, K = 8, H = 96, B = 16 };
+    const int64_t T = mjt_quick_cap(3000, 500);
+    for (int pol = 0; pol < 2; pol++) {
+        const moejit_capacity_spec cs = {.num_experts = E, .topk = K, .policy = (moejit_drop_policy)pol};
+        void *idsv;
+        float *w;
+        capt_make(&rng, CAPT_ROUTE, &cs, T, &idsv, &w);
+        const size_t nk = (size_t)(T * K);
+        int32_t *d_ids = mjt_dev_alloc(4 * nk), C;
+        float *d_w = mjt_dev_alloc(4 * nk);
+        mjt_h2d(d_ids, idsv, 4 * nk), mjt_h2d(d_w, w, 4 * nk);
+        mjt_sync();
+        const moejit_capacity_args ca = {.ids = d_ids, .weights = d_w, .num_tokens = T, .capacity_factor = 0.8};
+        assert_int_equal(moejit_capacity(mjt_gpu_ctx, &cs, &ca, NULL), MOEJIT_OK);
+        const moejit_capacity_args ha = {.ids = idsv, .weights = w, .num_tokens = T, .capacity_factor = 0.8};
+        assert_int_equal(moejit_capacity_reference(&cs, &ha), MOEJIT_OK);
+        assert_int_equal(moejit_capacity_of(T, K, E, 0.8, 0, &C), MOEJIT_OK);
+        const moejit_align_spec as = {.num_experts = E, .block_size = B, .expert_capacity = C};
+        int64_t R;
+        size_t ws_bytes;
+        assert_int_equal(moejit_align_capacity(&as, T, K, &R), MOEJIT_OK);
+        assert_int_equal(moejit_align_workspace_bytes(&as, T, K, &ws_bytes), MOEJIT_OK);
+        void *ws = ws_bytes ? mjt_dev_alloc(ws_bytes) : NULL;
+        mjt_align_bufs dm = mjt_align_bufs_new(E, B, R, (int64_t)nk, 1), hm = mjt_align_bufs_new(E, B, R, (int64_t)nk, 0);
+        mjt_align_bufs_poison(&dm), mjt_align_bufs_poison(&hm);
+        moejit_align_args aa = {.ids = d_ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&dm, MJT_ALIGN_ALL, R)};
+        aa.out.workspace = ws, aa.out.workspace_bytes = ws_bytes;
+        assert_int_equal(moejit_align(mjt_gpu_ctx, &as, &aa, NULL), MOEJIT_OK);
+        const moejit_align_args ah = {.ids = idsv, .num_tokens = T, .topk = K, .out = mjt_align_select(&hm, MJT_ALIGN_ALL, R)};
+        assert_int_equal(moejit_align_reference(&as, &ah), MOEJIT_OK);
+        mjt_sync();
+        mjt_align_compare(&dm, &hm, "chain: align after capacity");
+        /* permute, combine, backward: f32 rows */
+        const size_t xb = (size_t)T * H * 4, yb = (size_t)R * H * 4;
+        float *x = malloc(xb), *go = malloc(xb), *y = malloc(yb), *out = malloc(xb), *gy = malloc(yb), *gx = malloc(xb),
+              *gw = malloc(4 * nk), *got = malloc(yb > xb ? yb : xb);
+        for (int64_t i = 0; i < T * H; i++) x[i] = (float)mjt_normal(&rng), go[i] = (float)mjt_normal(&rng);
+        float *dx = mjt_dev_alloc(xb), *dgo = mjt_dev_alloc(xb), *dy = mjt_dev_alloc(yb), *dout = mjt_dev_alloc(xb),
+              *dgy = mjt_dev_alloc(yb), *dgx = mjt_dev_alloc(xb), *dgw = mjt_dev_alloc(4 * nk);
+        mjt_h2d(dx, x, xb), mjt_h2d(dgo, go, xb);
+        mjt_dev_fill(dy, 0x7f, yb), mjt_dev_fill(dgy, 0x7f, yb), mjt_dev_fill(dout, 0x7f, xb), mjt_dev_fill(dgx, 0x7f, xb);
+        mjt_sync();
+        const moejit_permute_spec ps = {.hidden = H};
+        moejit_permute_args pa = {.x = dx, .sorted_ids = dm.buf[2], .out = dy, .num_tokens = T, .topk = K, .num_rows = R};
+        assert_int_equal(moejit_permute(mjt_gpu_ctx, &ps, &pa, NULL), MOEJIT_OK);
+        pa.x = x, pa.sorted_ids = hm.buf[2], pa.out = y;
+        assert_int_equal(moejit_permute_reference(&ps, &pa), MOEJIT_OK);
+        mjt_sync();
+        mjt_d2h(got, dy, yb);
+        if (memcmp(got, y, yb)) fail_msg("chain: permute differs from its reference");
+        const moejit_combine_spec cb = {.hidden = H};
+        moejit_combine_args cma = {.y = dy, .slot_of = dm.buf[5], .weights = d_w, .out = dout, .num_tokens = T,
+                                   .topk = K, .num_rows = R};
+        assert_int_equal(moejit_combine(mjt_gpu_ctx, &cb, &cma, NULL), MOEJIT_OK);
+        cma.y = y, cma.slot_of = hm.buf[5], cma.weights = w, cma.out = out;
+        assert_int_equal(moejit_combine_reference(&cb, &cma), MOEJIT_OK);
+        mjt_sync();
+        mjt_d2h(got, dout, xb);
+        if (memcmp(got, out, xb)) fail_msg("chain: combine differs from its reference");
+        const moejit_combine_backward_spec cbs = {.hidden = H};
+        moejit_combine_backward_args cba = {.grad_out = dgo, .y = dy, .slot_of = dm.buf[5], .weights = d_w,
+                                            .sorted_ids = dm.buf[2], .grad_y = dgy, .grad_weights = dgw,
+                                            .num_tokens = T, .topk = K, .num_rows = R};
+        assert_int_equal(moejit_combine_backward(mjt_gpu_ctx, &cbs, &cba, NULL), MOEJIT_OK);
+        cba.grad_out = go, cba.y = y, cba.slot_of = hm.buf[5], cba.weights = w, cba.sorted_ids = hm.buf[2];
+        cba.grad_y = gy, cba.grad_weights = gw;
+        assert_int_equal(moejit_combine_backward_reference(&cbs, &cba), MOEJIT_OK);
+        mjt_sync();
+        mjt_d2h(got, dgy, yb);
+        if (memcmp(got, gy, yb)) fail_msg("chain: combine_backward's grad_y differs from its reference");
+        mjt_d2h(got, dgw, 4 * nk);
+        if (memcmp(got, gw, 4 * nk)) fail_msg("chain: combine_backward's grad_weights differ from its reference");
+        const moejit_permute_backward_spec pbs = {.hidden = H};
+        moejit_permute_backward_args pba = {.grad_out = dgy, .slot_of = dm.buf[5], .grad_x = dgx, .num_tokens = T,
+                                            .topk = K, .num_rows = R};
+        assert_int_equal(moejit_permute_backward(mjt_gpu_ctx, &pbs, &pba, NULL), MOEJIT_OK);
+        pba.grad_out = gy, pba.slot_of = hm.buf[5], pba.grad_x = gx;
+        assert_int_equal(moejit_permute_backward_reference(&pbs, &pba), MOEJIT_OK);
+        mjt_sync();
+        mjt_d2h(got, dgx, xb);
+        if (memcmp(got, gx, xb)) fail_msg("chain: permute_backward differs from its reference");
+        mjt_dev_free(dx), mjt_dev_free(dgo), mjt_dev_free(dy), mjt_dev_free(dout), mjt_dev_free(dgy), mjt_dev_free(dgx);
+        mjt_dev_free(dgw), mjt_dev_free(d_ids), mjt_dev_free(d_w);
+        if (ws) mjt_dev_free(ws);
+        free(x), free(go), free(y), free(out), free(gy), free(gx), free(gw), free(got), free(idsv), free(w);
+        mjt_align_bufs_free(&dm), mjt_align_bufs_free(&hm);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sweep),
         cmocka_unit_test(test_wide),
+        cmocka_unit_test(test_align_pad_to_capacity),
+        cmocka_unit_test(test_chain),
     };
     return mjt_gpu_suite_status(cmocka_run_group_tests(tests, mjt_gpu_setup, mjt_gpu_teardown));
 }
