@@ -402,6 +402,64 @@ static void test_chain_honours_drops(void **state)
     }
 }
 
+/* ---- CLI and manifests ----------------------------------------------------------------------------- */
+
+static char g_out[1 << 18];
+#define CLI(...) mjt_cli(NULL, g_out, sizeof g_out, __VA_ARGS__, (const char *)NULL)
+#define EXPECT_OUTPUT(needle)                                                                              \
+    do {                                                                                                  \
+        if (!strstr(g_out, needle)) fail_msg("output lacks \"%s\":\n%s", needle, g_out);                   \
+    } while (0)
+
+static void test_cli(void **state)
+{
+    (void)state;
+    assert_int_equal(CLI("source", "--op", "capacity", "--experts", "64", "--topk", "8", "--shared-slots", "1",
+                         "--id-dtype", "int64"), 0);
+    EXPECT_OUTPUT("// Module: moejit_capacity_probs_e64_k8_s1_i64\n");
+    EXPECT_OUTPUT("static constexpr bool kByProbs = true;");
+    assert_int_equal(CLI("source", "--op", "capacity", "--experts", "64", "--topk", "8", "--drop-policy", "position"), 0);
+    EXPECT_OUTPUT("// Module: moejit_capacity_position_e64_k8_s0_i32\n");
+    assert_int_equal(CLI("source", "--op", "capacity", "--experts", "64", "--topk", "8", "--drop-policy", "sorted"), 2);
+    EXPECT_OUTPUT("--drop-policy: \"sorted\" is not one of probs, position");
+    assert_int_equal(CLI("source", "--op", "capacity", "--experts", "64"), 2);
+    EXPECT_OUTPUT("--topk is required with --op capacity");
+    assert_int_equal(CLI("source", "--op", "capacity", "--experts", "64", "--topk", "8", "--block-size", "16"), 2);
+    EXPECT_OUTPUT("--block-size does not apply to --op capacity");
+    assert_int_equal(CLI("source", "--experts", "64", "--topk", "8", "--drop-policy", "probs"), 2);
+    EXPECT_OUTPUT("--drop-policy does not apply to --op route");
+    assert_int_equal(CLI("source", "--help"), 0);
+    EXPECT_OUTPUT("--drop-policy");
+
+    char dir[4096], path[4200], out[4200];
+    mjt_tmpdir(dir);
+    assert_int_equal(CLI("source", "--op", "capacity", "--experts", "64,128", "--topk", "8", "--drop-policy",
+                         "probs,position", "--out", dir), 0);
+    assert_int_equal(mjt_count_files(dir), 4);
+    snprintf(path, sizeof path, "%s/m.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"kernels\": [\n"
+          " {\"op\": \"capacity\", \"num_experts\": 64, \"topk\": 8, \"policy\": \"position\", \"id_dtype\": \"int16\"},\n"
+          " {\"op\": \"capacity\", \"num_experts\": 256, \"topk\": 8, \"shared_slots\": 1},\n"
+          " {\"op\": \"capacity\", \"num_experts\": 256, \"topk\": 8, \"policy\": \"sorted\"}\n"
+          "]}\n", f);
+    fclose(f);
+    snprintf(out, sizeof out, "%s/out", dir);
+    assert_int_equal(CLI("source", "--manifest", path, "--out", out), 1);
+    EXPECT_OUTPUT("kernels[2] (capacity): field \"policy\": expected one of \"probs\", \"position\"");
+    EXPECT_OUTPUT("moejit_capacity_position_e64_k8_s0_i16.cu");
+    EXPECT_OUTPUT("moejit_capacity_probs_e256_k8_s1_i32.cu");
+    assert_int_equal(mjt_count_files(out), 2);
+    /* prewarm into a cache of its own, for sm_90a (no GPU needed) */
+    char cache[4200];
+    snprintf(cache, sizeof cache, "%s/cache", dir);
+    const int rc = CLI("prewarm", "--op", "capacity", "--experts", "64", "--topk", "8", "--arch", "sm_90a",
+                       "--cache-dir", cache);
+    if (rc == 0) EXPECT_OUTPUT("moejit_capacity_probs_e64_k8_s0_i32");
+    mjt_rmtree(dir);
+}
+
 /* ---- the kernel compiles ------------------------------------------------------------------------ */
 
 static void test_kernels_compile(void **state)
@@ -438,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_empty_and_counts),
         cmocka_unit_test(test_align_pad_to_capacity),
         cmocka_unit_test(test_chain_honours_drops),
+        cmocka_unit_test(test_cli),
         cmocka_unit_test(test_kernels_compile),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
