@@ -481,6 +481,14 @@ MOEJIT_API moejit_status moejit_route_losses(moejit_ctx *ctx, const moejit_route
  *    total_padded [1]    offsets[E].
  *    slot_of [T, K]      position of (t, k) in sorted_ids, -1 when its id was dropped (the inverse
  *                        map that un-permutes the experts' outputs).
+ *  Pad to capacity (spec.expert_capacity = C > 0; Megatron's pad_to_capacity, after moejit_capacity
+ *  or on its own as the position policy): every expert's range is exactly R = round_up(C, B) rows,
+ *  offsets[e] = e·R and total_padded = E·R whatever the ids (static shapes for graphs and
+ *  grouped GEMMs); the (t, k) of an expert beyond its first C by flat index are dropped (slot_of
+ *  -1, nothing overflows); counts[e] = min(count, C), and the range's rows after them hold the
+ *  padding value N. sorted_ids then needs E·R entries (moejit_align_capacity() says so). Batches
+ *  up to 4096 ids run in one launch when E·R <= 131072, else in three (the decode path is not used).
+ *  route_align has no such option: run route, capacity and align.
  *  Deterministic: the order inside an expert is the flat index order, whatever the batch size
  *  (atomics-based peers order by arrival). Large batches run in three launches over tiles of the
  *  batch and need a caller-provided workspace (no hidden allocation: launches stay capturable in
@@ -502,7 +510,11 @@ typedef struct moejit_align_spec {
     moejit_index_dtype id_dtype; /* of args.ids; default int32 */
     int32_t global_experts; /* Eg in 1..MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS: ids are global, mapped by
                                args.expert_map [Eg]; 0: no map */
-    uint32_t reserved[4]; /* 0 */
+    int32_t expert_capacity; /* C > 0: pad to capacity (Megatron's pad_to_capacity, static shapes): every
+                                expert's range is round_up(C, B) rows, (t, k) past the first C of an
+                                expert (by flat index) dropped; see above. 0: off. A run-time value:
+                                every C shares one kernel */
+    uint32_t reserved[3]; /* 0 */
 } moejit_align_spec;
 
 /* The outputs of align (device memory, int32, 4-byte aligned). Shared by align and route_align. */
@@ -538,7 +550,7 @@ MOEJIT_API moejit_status moejit_align(moejit_ctx *ctx, const moejit_align_spec *
                                       moejit_stream stream);
 
 /* Entries sorted_ids needs for T tokens of K ids: N + min(E, N)·(B-1), the largest possible
- * padded total (vLLM's max_num_tokens_padded). block_expert then needs capacity / B entries. */
+ * padded total (vLLM's max_num_tokens_padded); with spec.expert_capacity = C, E·round_up(C, B). block_expert then needs capacity / B entries. */
 MOEJIT_API moejit_status moejit_align_capacity(const moejit_align_spec *spec, int64_t num_tokens, int32_t topk,
                                                int64_t *capacity);
 
@@ -694,6 +706,76 @@ typedef struct moejit_dispatch_layout_args {
  * compiled or launched. */
 MOEJIT_API moejit_status moejit_dispatch_layout(moejit_ctx *ctx, const moejit_dispatch_layout_spec *spec,
                                                 const moejit_dispatch_layout_args *args, moejit_stream stream);
+
+/*-************************************************************************************************
+ *  Operation 6: capacity — expert capacity and token dropping (Megatron-Core; docs/DESIGN.md §2.7)
+ *
+ *  Applied to route's outputs, in place, between route and align. In: ids [T, K+S] of
+ *  spec.id_dtype and weights [T, K+S] f32, row-major; only the first K columns are routed slots
+ *  (the S shared slots after them are never dropped nor counted). With the flat index i = t·K + k
+ *  of routed slot (t, k), every expert e keeps at most C of the slots whose id is e:
+ *    MOEJIT_DROP_PROBS     the C with the largest weight; among equal weights the lower flat index
+ *                          (weights compare as numbers: -0 equals +0, NaN is below every number).
+ *    MOEJIT_DROP_POSITION  the first C by flat index ("tokens at the end of the batch are dropped").
+ *  A dropped slot gets id -1 and weight 0, which align, permute, combine and dispatch_layout skip.
+ *  Ids already -1, or outside [0, E) (an int64 id is never truncated), are left alone and count
+ *  for no expert. Optional outputs: tokens_per_expert [E] (slots per expert before dropping:
+ *  Megatron's tokens_per_expert, for the aux loss) and kept [E] (after: min(count, C)).
+ *  The capacity C, per expert:
+ *    args.capacity > 0:           C = args.capacity (capacity_factor must then be 0);
+ *    args.capacity_factor > 0:    C = ceil((T·K / E) · capacity_factor) computed in double, exactly
+ *                                 Megatron's get_capacity(num_tokens = T·K, num_experts = E,
+ *                                 capacity_factor), then raised to args.min_capacity when that is
+ *                                 larger (moejit_capacity_of() returns it: size align's
+ *                                 expert_capacity and buffers with it).
+ *  Megatron's topk_softmax_with_capacity masks [T, E] columns: since route never repeats an expert
+ *  in a row, its tokens per expert are these slots per expert, and its masks match this op's
+ *  (where torch.topk's order among equal weights is unspecified, ties go to the lower index here).
+ *  Deterministic, no float atomics: bit-identical run to run and to moejit_capacity_reference().
+ *  Kernel: one block per expert, each reading the T·K routed ids (O(E·T·K) id reads, from L2 for
+ *  the most part): position in one pass with a block prefix scan; probs in one pass when the
+ *  expert is within capacity, else five (a radix select of the C-th largest weight in 8-bit
+ *  digits, then the drops). Suited to E up to a few hundred at training batch sizes.
+ *  Padding to capacity (Megatron's pad_to_capacity, static shapes): align's spec.expert_capacity.
+ **************************************************************************************************/
+typedef enum moejit_drop_policy {
+    MOEJIT_DROP_PROBS = 0,   /* keep the C largest weights (Megatron's drop_policy="probs", its default) */
+    MOEJIT_DROP_POSITION = 1 /* keep the first C by flat index (drop_policy="position") */
+} moejit_drop_policy;
+
+typedef struct moejit_capacity_spec {
+    int32_t num_experts;         /* E, 1..MOEJIT_MAX_EXPERTS (physical experts with placement) */
+    int32_t topk;                /* K routed columns, 1..MOEJIT_MAX_TOPK */
+    int32_t shared_slots;        /* S shared columns after them (route's), 0..MOEJIT_MAX_TOPK; never dropped */
+    moejit_index_dtype id_dtype; /* of args.ids; default int32 */
+    moejit_drop_policy policy;   /* default MOEJIT_DROP_PROBS */
+    uint32_t reserved[3];        /* 0 */
+} moejit_capacity_spec;
+
+typedef struct moejit_capacity_args {
+    void *ids;                  /* device [T, K+S] of spec.id_dtype, read and written (dropped: -1) */
+    float *weights;             /* device [T, K+S] f32, read (probs) and written (dropped: 0) */
+    int64_t num_tokens;         /* T >= 0, T·K < 2^31 */
+    double capacity_factor;     /* > 0 (finite): C from Megatron's formula; 0 with args.capacity */
+    int32_t capacity;           /* > 0: C itself, and capacity_factor = 0; 0: from capacity_factor */
+    int32_t min_capacity;       /* >= 0: C is at least this (Megatron's min_capacity), with capacity_factor */
+    int32_t *tokens_per_expert; /* device [E] or NULL: slots per expert before dropping */
+    int32_t *kept;              /* device [E] or NULL: slots per expert kept, min(count, C) */
+    uint64_t reserved[6];       /* 0 */
+} moejit_capacity_args;
+
+/* Drop what exceeds each expert's capacity, in place on `stream` (see above). One launch of E
+ * blocks; T == 0 writes the wanted counts (zeros). Bad specs or arguments (capacity and
+ * capacity_factor both or neither set, a factor that is not finite and positive, C beyond int32)
+ * return an error before anything is compiled, written or launched. */
+MOEJIT_API moejit_status moejit_capacity(moejit_ctx *ctx, const moejit_capacity_spec *spec,
+                                         const moejit_capacity_args *args, moejit_stream stream);
+
+/* Megatron's get_capacity(num_tokens·topk, num_experts, capacity_factor, min_capacity):
+ * ceil((T·K / E) · factor) in double, at least min_capacity (0: no minimum), into *capacity.
+ * MOEJIT_ERR_UNSUPPORTED when it passes INT32_MAX. */
+MOEJIT_API moejit_status moejit_capacity_of(int64_t num_tokens, int32_t topk, int32_t num_experts,
+                                            double capacity_factor, int32_t min_capacity, int32_t *capacity);
 
 /*-************************************************************************************************
  *  Operations: permute and combine — moving hidden states to and from expert order
@@ -857,6 +939,7 @@ typedef enum moejit_op {
     MOEJIT_OP_PERMUTE_BACKWARD = 12,
     MOEJIT_OP_COMBINE_BACKWARD = 13,
     MOEJIT_OP_ROUTE_BACKWARD = 14,
+    MOEJIT_OP_CAPACITY = 15,
     MOEJIT_OP_ROUTE_LOSSES = 16
 } moejit_op;
 
@@ -874,6 +957,7 @@ typedef struct moejit_kernel_desc {
         moejit_permute_backward_spec permute_backward; /* MOEJIT_OP_PERMUTE_BACKWARD */
         moejit_combine_backward_spec combine_backward; /* MOEJIT_OP_COMBINE_BACKWARD */
         moejit_route_backward_spec route_backward; /* MOEJIT_OP_ROUTE_BACKWARD */
+        moejit_capacity_spec capacity;       /* MOEJIT_OP_CAPACITY */
         moejit_route_losses_spec route_losses; /* MOEJIT_OP_ROUTE_LOSSES */
     };
 } moejit_kernel_desc;

@@ -55,6 +55,11 @@ MOEJIT_API moejit_status moejit_mx_scales_inverse_reference(const moejit_mx_scal
 MOEJIT_API moejit_status moejit_dispatch_layout_reference(const moejit_dispatch_layout_spec *spec,
                                                           const moejit_dispatch_layout_args *host_args);
 
+/* capacity (Operation 6): ids and weights in host memory, changed in place as the kernel does;
+ * the counts too. Bit-identical to the kernel. */
+MOEJIT_API moejit_status moejit_capacity_reference(const moejit_capacity_spec *spec,
+                                                   const moejit_capacity_args *host_args);
+
 /* permute and combine. */
 MOEJIT_API moejit_status moejit_permute_reference(const moejit_permute_spec *spec,
                                                   const moejit_permute_args *host_args);

@@ -164,16 +164,19 @@ struct Align {
     }
 
     // 2. Offsets from the counts in s.padb: s.off = exclusive scan of the padded counts,
-    //    s.padb = off + counts; counts, offsets and total_padded go out when wanted. Each warp
+    //    s.padb = off + counts; counts, offsets and total_padded go out when wanted. With a
+    //    capacity C (p.expert_capacity > 0) every range is round_up(C, B) rows and counts are
+    //    min(count, C). Each warp
     //    scans a contiguous run of 32-expert windows, then adds the totals of the warps before it.
     static __device__ void expert_offsets(const Smem &s, const AlignParams &p)
     {
         const int warp = warp_id(), lane = lane_id();
         int carry = 0;
+        const int cap = p.expert_capacity; // > 0: every expert's range round_up(C, B) rows
         for (int j = 0; j < kWindowsPerWarp; j++) {
             const int e = (warp * kWindowsPerWarp + j) * 32 + lane;
             const int c = e < E ? s.padb[e] : 0;
-            const int padded = round_to_blocks(c);
+            const int padded = cap > 0 ? (e < E ? round_to_blocks(cap) : 0) : round_to_blocks(c);
             const int incl = warp_inclusive_scan(padded, SumOp());
             if (e < E) s.off[e] = carry + incl - padded;
             carry += __shfl_sync(kFullMask, incl, 31);
@@ -189,7 +192,7 @@ struct Align {
         for (int j = 0; j < kWindowsPerWarp; j++) {
             const int e = (warp * kWindowsPerWarp + j) * 32 + lane;
             if (e < E) {
-                const int o = s.off[e] + before, c = s.padb[e];
+                const int o = s.off[e] + before, c = cap > 0 ? min(s.padb[e], cap) : s.padb[e];
                 s.off[e] = o;
                 s.padb[e] = o + c;
                 if (p.counts) p.counts[e] = c;
@@ -220,7 +223,7 @@ struct Align {
         __syncthreads();
     }
 
-    // 4. Every id of the tile to its place.
+    // 4. Every id of the tile to its place (or dropped beyond the capacity).
     static __device__ void scatter(int begin, int len, const Smem &s, const AlignParams &p)
     {
         const int run = run_length(len);
@@ -230,7 +233,9 @@ struct Align {
             if (c != kDropped) {
                 const int e = (int)(c & kExpertMask);
                 slot = s.hist[(i / run) * E + e] + (int)(c >> Cfg::kExpertBits);
-                if (p.sorted_ids) p.sorted_ids[slot] = begin + i;
+                // past the expert's first C by flat index (its rank in the batch): dropped
+                if (p.expert_capacity > 0 && slot - s.off[e] >= p.expert_capacity) slot = -1;
+                else if (p.sorted_ids) p.sorted_ids[slot] = begin + i;
             }
             if (p.slot_of) p.slot_of[begin + i] = slot;
         }
@@ -283,7 +288,8 @@ struct Align {
 
     // The whole of align for a decode batch, n <= kSmallIds, by the whole block: warp 0 ranks
     // and scans with no block barrier and no per-warp histogram (32 ids a step, as rank_tile
-    // does), then places the ids; the block pads and labels. ids[0, n): global memory, or
+    // does), then places the ids; the block pads and labels. Never with a capacity (the host
+    // takes single or the three launches: the padded rows need not fit its block table). ids[0, n): global memory, or
     // route_align's int ids in shared memory; smem: kSmallSmemInts ints.
     template <class T>
     static __device__ void single_small(const T *ids, int *smem, const AlignParams &p)

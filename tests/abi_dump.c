@@ -68,7 +68,7 @@ int main(void)
     BEGIN(moejit_align_spec);
     FIELD(moejit_align_spec, num_experts, 0); FIELD(moejit_align_spec, block_size, 0);
     FIELD(moejit_align_spec, id_dtype, 0); FIELD(moejit_align_spec, global_experts, 0);
-    FIELD(moejit_align_spec, reserved, 1);
+    FIELD(moejit_align_spec, expert_capacity, 0); FIELD(moejit_align_spec, reserved, 1);
     END();
 
     BEGIN(moejit_align_outputs);
@@ -117,6 +117,20 @@ int main(void)
     FIELD(moejit_dispatch_layout_args, tokens_per_rank, 0); FIELD(moejit_dispatch_layout_args, tokens_per_node, 0);
     FIELD(moejit_dispatch_layout_args, tokens_per_expert, 0);
     FIELD(moejit_dispatch_layout_args, is_token_in_rank, 0); FIELD(moejit_dispatch_layout_args, reserved, 1);
+    END();
+
+    BEGIN(moejit_capacity_spec);
+    FIELD(moejit_capacity_spec, num_experts, 0); FIELD(moejit_capacity_spec, topk, 0);
+    FIELD(moejit_capacity_spec, shared_slots, 0); FIELD(moejit_capacity_spec, id_dtype, 0);
+    FIELD(moejit_capacity_spec, policy, 0); FIELD(moejit_capacity_spec, reserved, 1);
+    END();
+
+    BEGIN(moejit_capacity_args);
+    FIELD(moejit_capacity_args, ids, 0); FIELD(moejit_capacity_args, weights, 0);
+    FIELD(moejit_capacity_args, num_tokens, 0); FIELD(moejit_capacity_args, capacity_factor, 0);
+    FIELD(moejit_capacity_args, capacity, 0); FIELD(moejit_capacity_args, min_capacity, 0);
+    FIELD(moejit_capacity_args, tokens_per_expert, 0); FIELD(moejit_capacity_args, kept, 0);
+    FIELD(moejit_capacity_args, reserved, 1);
     END();
 
     BEGIN(moejit_permute_spec);
@@ -178,7 +192,7 @@ int main(void)
     FIELD(moejit_kernel_desc, mx_scales, 0); FIELD(moejit_kernel_desc, dispatch_layout, 0);
     FIELD(moejit_kernel_desc, permute, 0); FIELD(moejit_kernel_desc, combine, 0);
     FIELD(moejit_kernel_desc, permute_backward, 0); FIELD(moejit_kernel_desc, combine_backward, 0);
-    FIELD(moejit_kernel_desc, route_backward, 1);
+    FIELD(moejit_kernel_desc, route_backward, 0); FIELD(moejit_kernel_desc, capacity, 1);
     END();
 
     BEGIN(moejit_prewarm_result);
@@ -215,7 +229,8 @@ int main(void)
     ENUM(MOEJIT_OP_ROUTE); ENUM(MOEJIT_OP_ALIGN); ENUM(MOEJIT_OP_ROUTE_ALIGN); ENUM(MOEJIT_OP_MX_SCALES);
     ENUM(MOEJIT_OP_DISPATCH_LAYOUT);
     ENUM(MOEJIT_OP_PERMUTE); ENUM(MOEJIT_OP_COMBINE); ENUM(MOEJIT_OP_PERMUTE_BACKWARD); ENUM(MOEJIT_OP_COMBINE_BACKWARD);
-    ENUM(MOEJIT_OP_ROUTE_BACKWARD);
+    ENUM(MOEJIT_OP_ROUTE_BACKWARD); ENUM(MOEJIT_OP_CAPACITY);
+    ENUM(MOEJIT_DROP_PROBS); ENUM(MOEJIT_DROP_POSITION);
     ENUM(MOEJIT_PREWARM_FAILED); ENUM(MOEJIT_PREWARM_COMPILED); ENUM(MOEJIT_PREWARM_CACHED);
     ENUM(MOEJIT_PREWARM_NOT_STORED);
 

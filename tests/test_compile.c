@@ -248,8 +248,19 @@ static const moejit_route_spec k_backward_shapes[] = {
 };
 #define BACKWARD_SHAPES (sizeof k_backward_shapes / sizeof k_backward_shapes[0])
 
+/* capacity: both policies, every id dtype, one expert to 4096, K up to 64 with shared slots. */
+static const moejit_capacity_spec k_capacity_shapes[] = {
+    {.num_experts = 64, .topk = 8},
+    {.num_experts = 64, .topk = 8, .policy = MOEJIT_DROP_POSITION},
+    {.num_experts = 256, .topk = 8, .shared_slots = 1, .id_dtype = MOEJIT_INDEX_INT64},
+    {.num_experts = 128, .topk = 2, .id_dtype = MOEJIT_INDEX_INT16, .policy = MOEJIT_DROP_POSITION},
+    {.num_experts = 4096, .topk = 64, .shared_slots = 64, .id_dtype = MOEJIT_INDEX_INT64},
+    {.num_experts = 1, .topk = 1, .policy = MOEJIT_DROP_POSITION},
+};
+#define CAPACITY_SHAPES (sizeof k_capacity_shapes / sizeof k_capacity_shapes[0])
+
 /* align (with every id dtype and a map on a few shapes, the small path's E and beyond it),
- * route_align (the GPU suite's shapes), mx_scales and route_backward. */
+ * route_align (the GPU suite's shapes), mx_scales, route_backward and capacity. */
 static sweep ops_sweep(void)
 {
     static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
@@ -263,7 +274,7 @@ static sweep ops_sweep(void)
         {.num_experts = 1000, .block_size = 1, .id_dtype = MOEJIT_INDEX_INT16, .global_experts = 5},
     };
     const int n_ids = (int)(sizeof ids / sizeof ids[0]);
-    sweep s = {calloc(8 * 7 + (size_t)n_ids + 8 + mjt_route_align_shape_count + BACKWARD_SHAPES,
+    sweep s = {calloc(8 * 7 + (size_t)n_ids + 8 + mjt_route_align_shape_count + BACKWARD_SHAPES + CAPACITY_SHAPES,
                       sizeof(moejit_kernel_desc)),
                0};
     assert_non_null(s.descs);
@@ -292,6 +303,11 @@ static sweep ops_sweep(void)
         moejit_kernel_desc *x = &s.descs[s.n++];
         x->op = MOEJIT_OP_ROUTE_BACKWARD;
         x->route_backward.route = k_backward_shapes[i];
+    }
+    for (size_t i = 0; i < CAPACITY_SHAPES; i++) {
+        moejit_kernel_desc *x = &s.descs[s.n++];
+        x->op = MOEJIT_OP_CAPACITY;
+        x->capacity = k_capacity_shapes[i];
     }
     return s;
 }
@@ -327,6 +343,7 @@ static void test_every_op_every_arch(void **state)
         {.op = MOEJIT_OP_MX_SCALES, .mx_scales = {.cols = 160}},
         {.op = MOEJIT_OP_PERMUTE, .permute = {.hidden = 2048, .dtype = MOEJIT_DTYPE_BF16, .has_scale = 1}},
         {.op = MOEJIT_OP_COMBINE, .combine = {.hidden = 2048, .dtype = MOEJIT_DTYPE_BF16}},
+        {.op = MOEJIT_OP_CAPACITY, .capacity = {.num_experts = 64, .topk = 8, .shared_slots = 1}},
     };
     const sweep s = {descs, (int)(sizeof descs / sizeof descs[0])};
     for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++) {

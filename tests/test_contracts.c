@@ -63,11 +63,12 @@ static void test_params_emitted_with_checks(void **state)
     EXPECT_OFFSET(src, mj_align_params, num_tiles);
     EXPECT_OFFSET(src, mj_align_params, expert_map);
     EXPECT_OFFSET(src, mj_align_params, first_expert);
+    EXPECT_OFFSET(src, mj_align_params, expert_capacity);
     EXPECT_SIZE(src, mj_route_align_params);
     EXPECT_OFFSET(src, mj_route_align_params, align);
     EXPECT_OFFSET(src, mj_route_params, logical_ids);
-    /* every field of the three structs is checked: 16 + 13 + 2 offsets, 3 sizes */
-    assert_int_equal(count(src, "host and device layouts differ"), 16 + 13 + 2 + 3);
+    /* every field of the three structs is checked: 16 + 14 + 2 offsets, 3 sizes */
+    assert_int_equal(count(src, "host and device layouts differ"), 16 + 14 + 2 + 3);
     /* the templates take the score enums from moejit.h */
     char line[64];
     snprintf(line, sizeof line, "kScoreSigmoid = %d", MOEJIT_SCORE_SIGMOID);
@@ -138,6 +139,8 @@ static const moejit_kernel_desc k_every_op[] = {
     {.op = MOEJIT_OP_ROUTE_BACKWARD, .route_backward = {.route = {.num_experts = 2048, .topk = 4}}},
     {.op = MOEJIT_OP_ROUTE, .route = {.num_experts = 64, .topk = 4, .padded = 1, .max_replicas = 2,
                                       .num_physical_experts = 72, .replay = MOEJIT_REPLAY_GIVEN}},
+    {.op = MOEJIT_OP_CAPACITY, .capacity = {.num_experts = 64, .topk = 8, .shared_slots = 1}},
+    {.op = MOEJIT_OP_CAPACITY, .capacity = {.num_experts = 128, .topk = 2, .policy = MOEJIT_DROP_POSITION}},
 };
 #define N_EVERY_OP (sizeof k_every_op / sizeof k_every_op[0])
 

@@ -223,8 +223,8 @@ enum {
     OPT_OP = 1000, OPT_EXPERTS, OPT_TOPK, OPT_SCORE, OPT_DTYPE, OPT_GROUPS, OPT_TOPK_GROUPS, OPT_GROUP_SCORE,
     OPT_BIAS, OPT_SOFTCAP, OPT_AFTER, OPT_RENORM, OPT_SCALE_OUTPUT, OPT_FACTOR, OPT_SHARED, OPT_HIDDEN, OPT_ROW_SCALE,
     OPT_BLOCK_SIZE, OPT_COLS, OPT_ID_DTYPE, OPT_GLOBAL_EXPERTS, OPT_PADDED, OPT_REPLICAS, OPT_PHYSICAL, OPT_LOAD,
-    OPT_REPLAY, OPT_LOGICAL_ID_DTYPE, OPT_RANKS, OPT_RANKS_PER_NODE,
-    OPT_LAST = OPT_RANKS_PER_NODE
+    OPT_REPLAY, OPT_LOGICAL_ID_DTYPE, OPT_RANKS, OPT_RANKS_PER_NODE, OPT_DROP_POLICY,
+    OPT_LAST = OPT_DROP_POLICY
 };
 #define FLAG(id) (1u << ((id) - OPT_OP))
 
@@ -258,12 +258,14 @@ const struct option spec_long_options[SPEC_OPTION_COUNT] = {
     {"logical-id-dtype", required_argument, NULL, OPT_LOGICAL_ID_DTYPE},
     {"ranks", required_argument, NULL, OPT_RANKS},
     {"ranks-per-node", required_argument, NULL, OPT_RANKS_PER_NODE},
+    {"drop-policy", required_argument, NULL, OPT_DROP_POLICY},
 };
 
 const char spec_options_help[] =
     "kernel spec (lists are comma separated; every combination is taken):\n"
     "  --op OP                     route (default), align, route_align, route_backward, mx_scales,\n"
-    "                              dispatch_layout, permute, combine, permute_backward, combine_backward\n"
+    "                              dispatch_layout, permute, combine, permute_backward, combine_backward,\n"
+    "                              capacity\n"
     "  --dtype D[,D…]              f32 (default; bf16,f32 with --model), bf16, f16: route's logits,\n"
     "                              the rows of permute, combine and their backward\n"
     " route (and route_align, route_backward: its gradient), by hand or refining the --model presets:\n"
@@ -306,7 +308,13 @@ const char spec_options_help[] =
     "  --topk K[,K…]               ids per token, 1..128 (required)\n"
     "  --id-dtype T[,T…]           int32 (default), int64, int16: the ids' type\n"
     "  --ranks-per-node N[,N…]     ranks of a node for tokens_per_node, dividing R (default 8, or R\n"
-    "                              below 8)\n";
+    "                              below 8)\n"
+    " capacity (the capacity itself, or its factor, is a launch argument: one kernel serves them all):\n"
+    "  --experts E[,E…]            experts, 1.." STR(MOEJIT_MAX_EXPERTS) " (required)\n"
+    "  --topk K[,K…]               routed ids per token, 1.." STR(MOEJIT_MAX_TOPK) " (required)\n"
+    "  --shared-slots S            shared slots after them, never dropped, 0.." STR(MOEJIT_MAX_TOPK) "\n"
+    "  --id-dtype T[,T…]           int32 (default), int64, int16: the ids' type\n"
+    "  --drop-policy P[,P…]        probs (default: keep the largest weights), position (keep the first)\n";
 
 /* The flags that describe each op's kernels (beyond --op), and whether --dtype applies. */
 #define ROUTE_FLAGS                                                                                        \
@@ -332,10 +340,12 @@ static const struct {
     {"combine", MOEJIT_OP_COMBINE, FLAG(OPT_HIDDEN), 1},
     {"permute_backward", MOEJIT_OP_PERMUTE_BACKWARD, FLAG(OPT_HIDDEN) | FLAG(OPT_ROW_SCALE), 1},
     {"combine_backward", MOEJIT_OP_COMBINE_BACKWARD, FLAG(OPT_HIDDEN), 1},
+    {"capacity", MOEJIT_OP_CAPACITY,
+     FLAG(OPT_EXPERTS) | FLAG(OPT_TOPK) | FLAG(OPT_SHARED) | FLAG(OPT_ID_DTYPE) | FLAG(OPT_DROP_POLICY), 0},
 };
 #define SPEC_OP_NAMES                                                                                      \
     "route, align, route_align, route_backward, mx_scales, dispatch_layout, permute, combine, permute_backward, "    \
-    "combine_backward"
+    "combine_backward, capacity"
 
 static const char *flag_name(int id)
 {
@@ -359,6 +369,7 @@ static const char **value_slot(spec_options *o, int id)
     case OPT_SOFTCAP: return &o->softcap;
     case OPT_FACTOR: return &o->scaling_factor;
     case OPT_SHARED: return &o->shared_slots;
+    case OPT_DROP_POLICY: return &o->drop_policy;
     case OPT_HIDDEN: return &o->hidden;
     case OPT_BLOCK_SIZE: return &o->block_size;
     case OPT_COLS: return &o->cols;
@@ -661,6 +672,37 @@ static int build_dispatch_layout(const spec_options *o, moejit_kernel_desc **out
     return (int)n;
 }
 
+/* capacity: --experts × --topk × --id-dtype × --drop-policy, with --shared-slots. */
+static int build_capacity(const spec_options *o, moejit_kernel_desc **out)
+{
+    int_list es = {0}, ks = {0}, dts = {0}, pols = {0};
+    int32_t shared = 0;
+    int rc = required_counts("capacity", "--experts", o->experts, 1, MOEJIT_MAX_EXPERTS, &es);
+    if (!rc) rc = required_counts("capacity", "--topk", o->topk, 1, MOEJIT_MAX_TOPK, &ks);
+    if (!rc) rc = scalar_count("--shared-slots", o->shared_slots, 0, MOEJIT_MAX_TOPK, &shared);
+    if (!rc)
+        rc = parse_enums("--id-dtype", o->id_dtype, mj_index_dtype_parse, INDEX_DTYPE_CHOICES, MOEJIT_INDEX_INT32, &dts);
+    if (!rc) rc = parse_enums("--drop-policy", o->drop_policy, mj_drop_policy_parse, "probs, position", 0, &pols);
+    const size_t n = es.n * ks.n * dts.n * pols.n;
+    moejit_kernel_desc *descs = rc ? NULL : alloc_descs(n);
+    if (descs) {
+        size_t i = 0;
+        for (size_t a = 0; a < es.n; a++)
+            for (size_t c = 0; c < ks.n; c++)
+                for (size_t d = 0; d < dts.n; d++)
+                    for (size_t q = 0; q < pols.n; q++, i++) {
+                        descs[i].op = MOEJIT_OP_CAPACITY;
+                        descs[i].capacity = (moejit_capacity_spec){
+                            .num_experts = es.v[a], .topk = ks.v[c], .shared_slots = shared,
+                            .id_dtype = (moejit_index_dtype)dts.v[d], .policy = (moejit_drop_policy)pols.v[q]};
+                    }
+    }
+    int_list_free(&es), int_list_free(&ks), int_list_free(&dts), int_list_free(&pols);
+    if (!descs) return -1;
+    *out = descs;
+    return (int)n;
+}
+
 int spec_options_build(const spec_options *o, const moejit_route_spec *preset, moejit_kernel_desc **out)
 {
     *out = NULL;
@@ -692,6 +734,7 @@ int spec_options_build(const spec_options *o, const moejit_route_spec *preset, m
     case MOEJIT_OP_ROUTE_BACKWARD: return build_route_backward(o, preset, out);
     case MOEJIT_OP_MX_SCALES: return build_mx_scales(o, out);
     case MOEJIT_OP_DISPATCH_LAYOUT: return build_dispatch_layout(o, out);
+    case MOEJIT_OP_CAPACITY: return build_capacity(o, out);
     default: return build_rows(o, op, id, out);
     }
 }

@@ -43,11 +43,12 @@ static const struct {
     {"combine", manifest_combine, NULL},
     {"permute_backward", manifest_permute_backward, NULL},
     {"combine_backward", manifest_combine_backward, NULL},
+    {"capacity", manifest_capacity, NULL},
 };
 
 #define OP_NAMES                                                                                           \
     "route, route_align, route_backward, align, mx_scales, dispatch_layout, permute, combine, permute_backward, "    \
-    "combine_backward"
+    "combine_backward, capacity"
 
 /* ---- field readers -------------------------------------------------------------------------------- */
 
@@ -146,6 +147,14 @@ int mf_group_score(mf_entry *e, const char *name, moejit_group_score *out)
     int x = (int)*out;
     if (mf_enum(e, name, &x, mj_group_score_parse, "one of \"max\", \"top2_sum\"")) return -1;
     *out = (moejit_group_score)x;
+    return 0;
+}
+
+int mf_drop_policy(mf_entry *e, const char *name, moejit_drop_policy *out)
+{
+    int x = (int)*out;
+    if (mf_enum(e, name, &x, mj_drop_policy_parse, "one of \"probs\", \"position\"")) return -1;
+    *out = (moejit_drop_policy)x;
     return 0;
 }
 

@@ -36,6 +36,7 @@ int mf_score(mf_entry *e, const char *field, moejit_score *out);             /* 
 int mf_group_score(mf_entry *e, const char *field, moejit_group_score *out); /* "max", "top2_sum" */
 int mf_dtype(mf_entry *e, const char *field, moejit_dtype *out);             /* "bf16"… (lists: see manifest.c) */
 int mf_index_dtype(mf_entry *e, const char *field, moejit_index_dtype *out);  /* "int32", "int64", "int16" */
+int mf_drop_policy(mf_entry *e, const char *field, moejit_drop_policy *out);    /* "probs", "position" */
 int mf_load_counter(mf_entry *e, const char *field, moejit_load_counter *out); /* "none", "int32", "int64" */
 int mf_replay(mf_entry *e, const char *field, moejit_replay *out);           /* "off", "record", "given" */
 
@@ -45,6 +46,7 @@ int manifest_route_backward(mf_entry *e, moejit_kernel_desc *d);
 int manifest_align(mf_entry *e, moejit_kernel_desc *d);
 int manifest_mx_scales(mf_entry *e, moejit_kernel_desc *d);
 int manifest_dispatch_layout(mf_entry *e, moejit_kernel_desc *d);
+int manifest_capacity(mf_entry *e, moejit_kernel_desc *d);
 int manifest_permute(mf_entry *e, moejit_kernel_desc *d);
 int manifest_combine(mf_entry *e, moejit_kernel_desc *d);
 int manifest_permute_backward(mf_entry *e, moejit_kernel_desc *d);

@@ -67,13 +67,14 @@ INDEX_DTYPES = {"int32": 0, "int64": 1, "int16": 2}
 REPLAYS = {"off": 0, "record": 1, "given": 2}
 LOAD_COUNTERS = {"none": 0, "int32": 1, "int64": 2}
 OPS = {"route": 1, "align": 2, "route_align": 3, "mx_scales": 4, "dispatch_layout": 5, "permute": 10, "combine": 11,
-       "permute_backward": 12, "combine_backward": 13, "route_backward": 14}
+       "permute_backward": 12, "combine_backward": 13, "route_backward": 14, "capacity": 15}
+DROP_POLICIES = {"probs": 0, "position": 1}
 PREWARM_OUTCOMES = {"failed": 0, "compiled": 1, "cached": 2, "not_stored": 3}
 
 _ENUM_PREFIXES = ((DTYPES, "MOEJIT_DTYPE_"), (SCORES, "MOEJIT_SCORE_"), (GROUP_SCORES, "MOEJIT_GROUP_SCORE_"),
                   (CACHE_MODES, "MOEJIT_CACHE_"), (LOG_LEVELS, "MOEJIT_LOG_"), (MX_LAYOUTS, "MOEJIT_MX_"),
                   (INDEX_DTYPES, "MOEJIT_INDEX_"), (REPLAYS, "MOEJIT_REPLAY_"), (LOAD_COUNTERS, "MOEJIT_LOAD_"),
-                  (OPS, "MOEJIT_OP_"), (PREWARM_OUTCOMES, "MOEJIT_PREWARM_"))
+                  (OPS, "MOEJIT_OP_"), (PREWARM_OUTCOMES, "MOEJIT_PREWARM_"), (DROP_POLICIES, "MOEJIT_DROP_"))
 
 # Limits of this build (moejit.h "Limits of this build" and the op sections).
 LIMITS = {"MOEJIT_MAX_EXPERTS": 4096, "MOEJIT_MAX_TOPK": 64, "MOEJIT_MAX_ALIGN_EXPERTS": 4096,
@@ -121,7 +122,7 @@ class RouteArgs(ctypes.Structure):
 
 class AlignSpec(ctypes.Structure):
     _fields_ = [("num_experts", _i32), ("block_size", _i32), ("id_dtype", _enum), ("global_experts", _i32),
-                ("reserved", _u32 * 4)]
+                ("expert_capacity", _i32), ("reserved", _u32 * 3)]
 
 
 class AlignOutputs(ctypes.Structure):
@@ -160,6 +161,17 @@ class DispatchLayoutSpec(ctypes.Structure):
 class DispatchLayoutArgs(ctypes.Structure):
     _fields_ = [("ids", _ptr), ("num_tokens", _i64), ("tokens_per_rank", _ptr), ("tokens_per_node", _ptr),
                 ("tokens_per_expert", _ptr), ("is_token_in_rank", _ptr), ("reserved", _u64 * 8)]
+
+
+class CapacitySpec(ctypes.Structure):
+    _fields_ = [("num_experts", _i32), ("topk", _i32), ("shared_slots", _i32), ("id_dtype", _enum),
+                ("policy", _enum), ("reserved", _u32 * 3)]
+
+
+class CapacityArgs(ctypes.Structure):
+    _fields_ = [("ids", _ptr), ("weights", _ptr), ("num_tokens", _i64), ("capacity_factor", ctypes.c_double),
+                ("capacity", _i32), ("min_capacity", _i32), ("tokens_per_expert", _ptr), ("kept", _ptr),
+                ("reserved", _u64 * 6)]
 
 
 class PermuteSpec(ctypes.Structure):
@@ -215,7 +227,8 @@ class _KernelDescBody(ctypes.Union):
     _fields_ = [("route", RouteSpec), ("align", AlignSpec), ("route_align", RouteAlignSpec),
                 ("mx_scales", MxScalesSpec), ("dispatch_layout", DispatchLayoutSpec), ("permute", PermuteSpec),
                 ("combine", CombineSpec), ("permute_backward", PermuteBackwardSpec),
-                ("combine_backward", CombineBackwardSpec), ("route_backward", RouteBackwardSpec)]
+                ("combine_backward", CombineBackwardSpec), ("route_backward", RouteBackwardSpec),
+                ("capacity", CapacitySpec)]
 
 
 class KernelDesc(ctypes.Structure):
@@ -249,6 +262,7 @@ STRUCTS = {"moejit_config": Config, "moejit_route_spec": RouteSpec, "moejit_rout
            "moejit_permute_backward_spec": PermuteBackwardSpec, "moejit_permute_backward_args": PermuteBackwardArgs,
            "moejit_combine_backward_spec": CombineBackwardSpec, "moejit_combine_backward_args": CombineBackwardArgs,
            "moejit_route_backward_spec": RouteBackwardSpec, "moejit_route_backward_args": RouteBackwardArgs,
+           "moejit_capacity_spec": CapacitySpec, "moejit_capacity_args": CapacityArgs,
            "moejit_kernel_desc": KernelDesc, "moejit_prewarm_result": PrewarmResult, "moejit_stats": Stats}
 
 # -------------------------------------------------------------------------------------------------
@@ -283,6 +297,8 @@ _PROTOTYPES = {
     "moejit_permute_backward": (_st, [_ptr, _P(PermuteBackwardSpec), _P(PermuteBackwardArgs), _ptr]),
     "moejit_combine_backward": (_st, [_ptr, _P(CombineBackwardSpec), _P(CombineBackwardArgs), _ptr]),
     "moejit_route_backward": (_st, [_ptr, _P(RouteBackwardSpec), _P(RouteBackwardArgs), _ptr]),
+    "moejit_capacity": (_st, [_ptr, _P(CapacitySpec), _P(CapacityArgs), _ptr]),
+    "moejit_capacity_of": (_st, [_i64, _i32, _i32, ctypes.c_double, _i32, _P(_i32)]),
     "moejit_validate": (_st, [_P(KernelDesc)]),
     "moejit_source": (_st, [_ptr, _P(KernelDesc), _P(ctypes.c_void_p), _P(ctypes.c_size_t)]),
     "moejit_kernel_name": (_st, [_P(KernelDesc), ctypes.c_char_p, ctypes.c_size_t]),
@@ -307,13 +323,15 @@ _PROTOTYPES = {
     "moejit_permute_backward_reference": (_st, [_P(PermuteBackwardSpec), _P(PermuteBackwardArgs)]),
     "moejit_combine_backward_reference": (_st, [_P(CombineBackwardSpec), _P(CombineBackwardArgs)]),
     "moejit_route_backward_reference": (_st, [_P(RouteBackwardSpec), _P(RouteBackwardArgs)]),
+    "moejit_capacity_reference": (_st, [_P(CapacitySpec), _P(CapacityArgs)]),
 }
 # Functions a library built from an older 0.2 tree may lack (added with issue 15's dispatch_layout,
-# issue 17's programmatic dependent launch, issue 16's backward operations): the binding still
+# issue 17's programmatic dependent launch, issue 16's backward operations and capacity): the binding still
 # loads; calling one raises NotImplementedError naming the library (has() tells beforehand).
 _NEWER = frozenset(("moejit_dispatch_layout", "moejit_dispatch_layout_reference", "moejit_ctx_pdl",
                     "moejit_permute_backward", "moejit_combine_backward", "moejit_permute_backward_reference",
-                    "moejit_combine_backward_reference", "moejit_route_backward", "moejit_route_backward_reference"))
+                    "moejit_combine_backward_reference", "moejit_route_backward", "moejit_route_backward_reference",
+                    "moejit_capacity", "moejit_capacity_of", "moejit_capacity_reference"))
 missing = []
 
 

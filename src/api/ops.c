@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "ops/align/align.h"
+#include "ops/capacity/capacity.h"
 #include "ops/dispatch_layout/dispatch_layout.h"
 #include "ops/mx_scales/mx_scales.h"
 #include "ops/permute_combine/permute_combine.h"
@@ -13,7 +14,7 @@
 static const mj_op *const k_ops[] = {&mj_op_route,     &mj_op_align,           &mj_op_route_align,
                                      &mj_op_mx_scales, &mj_op_dispatch_layout, &mj_op_permute,
                                      &mj_op_combine,   &mj_op_permute_backward, &mj_op_combine_backward,
-                                     &mj_op_route_backward, &mj_op_route_losses};
+                                     &mj_op_route_backward, &mj_op_capacity, &mj_op_route_losses};
 
 const mj_op *mj_op_for(int op)
 {

@@ -50,3 +50,9 @@ int mj_dtype_parse(const char *s)
     return mj_name_index(s, k_dtype_names, COUNT_OF(k_dtype_names));
 }
 
+
+static const char *const k_drop_policies[] = {"probs", "position"};
+
+const char *mj_drop_policy_name(int p) { return p >= 0 && p < COUNT_OF(k_drop_policies) ? k_drop_policies[p] : NULL; }
+
+int mj_drop_policy_parse(const char *s) { return mj_name_index(s, k_drop_policies, COUNT_OF(k_drop_policies)); }

@@ -21,6 +21,10 @@ int mj_index_dtype_parse(const char *s);
 /* Largest id the type holds (for the checks that ids fit). */
 int64_t mj_index_dtype_max(int dtype);
 
+/* Capacity's drop policies (moejit_drop_policy): "probs", "position"; NULL / -1 if unknown. */
+const char *mj_drop_policy_name(int policy);
+int mj_drop_policy_parse(const char *s);
+
 /* The index of s in names[0..n), or -1 (shared by the enum name parsers). */
 int mj_name_index(const char *s, const char *const *names, int n);
 

@@ -97,7 +97,8 @@ void mj_align_emit_entries(struct mj_strbuf *sb, const struct mj_kernel_plan *pl
     X(S, int32_t *, slot_of)                                                                              \
     X(S, int32_t *, ws)                                                                                   \
     X(S, int32_t, num_tiles)                                                                              \
-    X(S, int32_t, first_expert)
+    X(S, int32_t, first_expert)                                                                           \
+    X(S, int32_t, expert_capacity)
 typedef struct mj_align_params {
     MJ_ALIGN_PARAMS(MJ_PARAM_DECL, _)
 } mj_align_params;
@@ -115,9 +116,10 @@ typedef struct mj_align_layout {
 
 /* Layout of T tokens of K ids over E experts with block size B, for align's default geometry;
  * `op` names the caller in messages ("align", "route_align"). Rejects T < 0, K < 1 and batches
- * whose positions pass int32. */
+ * whose positions pass int32. expert_capacity > 0 (pad to capacity): every expert takes
+ * round_up(C, B) rows, E·round_up(C, B) in all, and the decode entry is not used. */
 moejit_status mj_align_layout_for(const char *op, int experts, int block_size, int64_t num_tokens, int64_t topk,
-                                  mj_align_layout *out);
+                                  int32_t expert_capacity, mj_align_layout *out);
 
 /* Check ids of `id_dtype` (when N > 0: not NULL, aligned to their size) and the outputs against
  * a layout, and fill the kernel parameters (no map, first_expert 0). `check_workspace` is 0 for

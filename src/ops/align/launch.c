@@ -28,7 +28,7 @@ static moejit_status sizes(const moejit_align_spec *spec, int64_t num_tokens, in
     moejit_status st = mj_align_normalize(spec, &a);
     if (st != MOEJIT_OK) return st;
     if (!out) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s is NULL", what);
-    return mj_align_layout_for("align", a.experts, a.block_size, num_tokens, topk, l);
+    return mj_align_layout_for("align", a.experts, a.block_size, num_tokens, topk, spec->expert_capacity, l);
 }
 
 moejit_status moejit_align_capacity(const moejit_align_spec *spec, int64_t num_tokens, int32_t topk, int64_t *capacity)

@@ -44,14 +44,19 @@ moejit_status mj_align_reference_run(const mj_align_shape *s, const mj_align_par
         const int e = local_expert(s, p, id_at(p->ids, s->id_dtype, i));
         if (e >= 0) counts[e]++;
     }
+    /* Pad to capacity: C rows at most an expert (the first C by flat index), every range
+     * round_up(C, B) rows whatever the counts. */
+    const int C = p->expert_capacity;
+    if (C > 0)
+        for (int e = 0; e < E; e++) counts[e] = counts[e] < C ? counts[e] : C;
     off[0] = 0;
-    for (int e = 0; e < E; e++) off[e + 1] = off[e] + (counts[e] + B - 1) / B * B;
+    for (int e = 0; e < E; e++) off[e + 1] = off[e] + ((C > 0 ? C : counts[e]) + B - 1) / B * B;
     const int total = off[E];
     /* Flat indices in ascending order: each goes to the next free row of its expert. */
     memcpy(next, off, sizeof *next * (size_t)E);
     for (int i = 0; i < N; i++) {
         const int e = local_expert(s, p, id_at(p->ids, s->id_dtype, i));
-        const int slot = e >= 0 ? next[e]++ : -1;
+        const int slot = e >= 0 && next[e] < off[e] + counts[e] ? next[e]++ : -1;
         if (slot >= 0 && p->sorted_ids) p->sorted_ids[slot] = i;
         if (p->slot_of) p->slot_of[i] = slot;
     }

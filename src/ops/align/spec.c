@@ -51,6 +51,9 @@ moejit_status mj_align_normalize(const moejit_align_spec *spec, mj_align_shape *
     if (eg > MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS)
         return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "global_experts = %d exceeds the maximum %d", eg,
                         MOEJIT_MAX_ALIGN_GLOBAL_EXPERTS);
+    if (spec->expert_capacity < 0)
+        return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "expert_capacity = %d must be >= 0 (0: no padding to capacity)",
+                        spec->expert_capacity);
     out->experts = e;
     out->block_size = b;
     out->id_dtype = (int32_t)spec->id_dtype;
@@ -104,7 +107,7 @@ int mj_align_smem_ints(const mj_align_geom *g)
 #define SINGLE_MAX_CAPACITY 131072
 
 moejit_status mj_align_layout_for(const char *op, int experts, int block_size, int64_t num_tokens, int64_t topk,
-                                  mj_align_layout *out)
+                                  int32_t expert_capacity, mj_align_layout *out)
 {
     memset(out, 0, sizeof *out);
     if (num_tokens < 0)
@@ -118,6 +121,14 @@ moejit_status mj_align_layout_for(const char *op, int experts, int block_size, i
     const int64_t used = n < experts ? n : experts; /* experts that can have rows */
     out->n = n;
     out->capacity = n + used * (block_size - 1);
+    if (expert_capacity > 0) { /* static: every expert's range round_up(C, B) rows */
+        const int64_t rows = ((int64_t)expert_capacity + block_size - 1) / block_size * block_size;
+        out->capacity = rows * experts;
+        if (out->capacity > INT32_MAX)
+            return mj_fail(MOEJIT_ERR_UNSUPPORTED,
+                           "%s spec: expert_capacity = %d pads %d experts to %lld rows, more than %d (positions are int32)",
+                           op, expert_capacity, experts, (long long)out->capacity, INT32_MAX);
+    }
     if (out->capacity > INT32_MAX)
         return mj_fail(MOEJIT_ERR_UNSUPPORTED,
                        "%s args: %lld ids over %d experts can need %lld padded rows, more than %d (positions are "
@@ -125,7 +136,7 @@ moejit_status mj_align_layout_for(const char *op, int experts, int block_size, i
     mj_align_geom g; /* the sizes do not depend on the ids' type or their map */
     mj_align_geom_for(&(mj_align_shape){.experts = experts, .block_size = block_size}, &g);
     out->multi = !(n <= g.tile && out->capacity <= SINGLE_MAX_CAPACITY);
-    out->small = !out->multi && g.small_ids > 0 && n <= g.small_ids;
+    out->small = !out->multi && g.small_ids > 0 && n <= g.small_ids && expert_capacity <= 0;
     if (out->multi) {
         out->tiles = (int)((n + g.tile - 1) / g.tile);
         /* tile prefixes [P][E], counts [E], offsets [E+1], padding starts [E] (align.cuh) */
@@ -225,9 +236,11 @@ moejit_status mj_align_check_call(const moejit_align_spec *spec, const moejit_al
     if (st != MOEJIT_OK) return st;
     if (!args) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "align args: args is NULL");
     if ((st = mj_align_check_args_reserved(args)) != MOEJIT_OK) return st;
-    if ((st = mj_align_layout_for("align", shape->experts, shape->block_size, args->num_tokens, args->topk, l)) != MOEJIT_OK)
+    if ((st = mj_align_layout_for("align", shape->experts, shape->block_size, args->num_tokens, args->topk,
+                                  spec->expert_capacity, l)) != MOEJIT_OK)
         return st;
     st = mj_align_check_outputs("align", l, args->ids, shape->id_dtype, &args->out, check_workspace, p);
+    p->expert_capacity = spec->expert_capacity;
     return st == MOEJIT_OK ? check_mapping(shape, args, l, p) : st;
 }
 
