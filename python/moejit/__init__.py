@@ -35,8 +35,8 @@ from ._capi import (DTYPES, GROUP_SCORES, INDEX_DTYPES, LOAD_COUNTERS, REPLAYS, 
                     library_path)
 from ._header import version_from_header as _version_from_header, version_tuple as _version_tuple
 from ._legacy import _AlignArgs, _AlignOutputs, _check, library
-from .core import (Context, Kernel, PrewarmResult, RouteSpec, align_capacity, align_workspace_bytes, configure,
-                   device_arch, get_context, has_route_backward, kernel_name, mx_scales_blocked_bytes, preset_names,
+from .core import (Context, Kernel, PrewarmResult, RouteSpec, align_capacity, align_workspace_bytes, capacity_of,
+                   configure, device_arch, get_context, has_route_backward, kernel_name, mx_scales_blocked_bytes, preset_names,
                    prewarm, route_align_capacity, route_align_fused_tokens, source, stats, strict)
 
 
@@ -76,14 +76,14 @@ def _torch_status():
 TORCH_OPS, TORCH_UNAVAILABLE = _torch_status()
 _TORCH_NAMES = ("route", "align", "route_align", "dispatch_layout", "permute", "combine", "mx_scales",
                 "mx_scales_inverse", "permute_backward", "combine_backward", "route_backward", "route_with_losses",
-                "RouteWithLosses", "AlignResult",
+                "RouteWithLosses", "capacity", "AlignResult",
                 "RouteAlignResult", "DispatchLayout", "AlignMaps", "ops", "compat")
 if TORCH_OPS:
     from . import ops  # registers torch.ops.moejit.*
     from ._launch import AlignMaps
     from .functional import (AlignResult, DispatchLayout, RouteAlignResult, align, combine, combine_backward,
                              dispatch_layout, mx_scales, mx_scales_inverse, permute, permute_backward, route,
-                             route_align, route_backward, route_with_losses, RouteWithLosses)
+                             route_align, route_backward, route_with_losses, RouteWithLosses, capacity)
     from . import compat
 
 

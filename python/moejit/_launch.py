@@ -823,6 +823,31 @@ def route_backward_run(ctx, logits, ids, grad_weights, params, out=None, stream=
 
 
 # -------------------------------------------------------------------------------------------------
+# capacity
+# -------------------------------------------------------------------------------------------------
+DROP_POLICIES = {"probs": 0, "position": 1}  # moejit_drop_policy
+
+
+def capacity_run(ctx, ids, weights, num_experts, topk, policy, capacity_factor, capacity, min_capacity, stream=None):
+    """moejit_capacity in place on route's ids [T, K+S] and weights f32 [T, K+S]; returns
+    (tokens_per_expert, kept), int32 [E] each."""
+    chk.tensor("ids", ids, IDS, 2)
+    chk.contiguous("ids", ids)
+    T, slots = ids.shape
+    chk.integer("topk", topk, 1, slots)
+    chk.contiguous("weights", chk.tensor("weights", weights, (_F32,), 2, ids.device, "ids", (T, slots)))
+    E = chk.integer("num_experts", num_experts, 1, chk.INT32_MAX)
+    spec = C.CapacitySpec(E, topk, slots - topk, C.INDEX_DTYPES[_INDEX_OF[ids.dtype]],
+                          DROP_POLICIES[chk.choice("policy", policy, DROP_POLICIES)])
+    tokens_per_expert = torch.zeros((E,), dtype=_I32, device=ids.device)
+    kept = torch.zeros((E,), dtype=_I32, device=ids.device)
+    args = C.CapacityArgs(ids.data_ptr(), weights.data_ptr(), T, float(capacity_factor), int(capacity),
+                          int(min_capacity), tokens_per_expert.data_ptr(), kept.data_ptr())
+    _call(C.lib.moejit_capacity, ctx, spec, args, ids, stream, "capacity")
+    return tokens_per_expert, kept
+
+
+# -------------------------------------------------------------------------------------------------
 # route with the auxiliary losses (moejit.h route step 13, route_losses, route_backward's losses)
 # -------------------------------------------------------------------------------------------------
 AUX_FLAGS = {"load_balance": 1, "seq_load_balance": 2, "z": 4}  # MOEJIT_AUX_*

@@ -450,6 +450,19 @@ def align_capacity(num_experts, block_size, num_tokens, topk):
     return cap.value
 
 
+def capacity_of(num_tokens, topk, num_experts, capacity_factor, min_capacity=0):
+    """Megatron-Core's expert capacity: ceil((T·K / E) · capacity_factor) in double, at least
+    min_capacity (moejit_capacity_of)."""
+    c = ctypes.c_int32()
+    C.check(C.lib.moejit_capacity_of(chk.integer("num_tokens", num_tokens, 0, _I64),
+                                     chk.integer("topk", topk, 1, chk.INT32_MAX),
+                                     chk.integer("num_experts", num_experts, 1, chk.INT32_MAX),
+                                     chk.real("capacity_factor", capacity_factor),
+                                     chk.integer("min_capacity", min_capacity, 0, chk.INT32_MAX), ctypes.byref(c)),
+            "capacity_of")
+    return c.value
+
+
 def align_workspace_bytes(num_experts, block_size, num_tokens, topk):
     """Bytes of workspace align needs for T tokens of K ids (0 for one-launch batches)."""
     n = ctypes.c_size_t()

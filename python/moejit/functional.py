@@ -502,6 +502,34 @@ def route_backward(logits, spec, ids, grad_weights, *, out=None):
     return out
 
 
+def capacity(ids, weights, num_experts, topk=None, *, capacity_factor=None, capacity=None, min_capacity=0,
+             policy="probs"):
+    """Megatron-Core's expert capacity and token dropping, in place on route's outputs
+    (moejit_capacity): each expert keeps at most C of its routed (t, k) — the largest weights
+    (policy="probs", ties to the lower flat index) or the first by position ("position") — and a
+    dropped (t, k) gets id -1 and weight 0, which align, permute and combine skip. Shared slots
+    (columns past topk) are never dropped. Deterministic.
+
+    Args:
+        ids (Tensor): route's ids [T, K+S] (int32/int64/int16), changed in place.
+        weights (Tensor): route's weights float32 [T, K+S], changed in place.
+        num_experts (int): E.
+        topk (int, optional): K, the routed columns (default: all columns).
+        capacity_factor (float): C = ceil((T·K / E) · capacity_factor) (Megatron's get_capacity),
+            at least min_capacity; or
+        capacity (int): C itself.
+        policy (str): "probs" (Megatron's default) or "position".
+
+    Returns:
+        (tokens_per_expert, kept): int32 [E], routed slots per expert before and after dropping.
+    """
+    if (capacity_factor is None) == (capacity is None):
+        raise ValueError("capacity: give exactly one of capacity_factor and capacity")
+    topk = ids.shape[1] if topk is None else topk
+    return _ops.capacity(ids, weights, num_experts, topk, policy, float(capacity_factor or 0.0), int(capacity or 0),
+                         int(min_capacity))
+
+
 class RouteWithLosses(NamedTuple):
     """route_with_losses' outputs. The losses are Megatron-Core's without their coefficients
     (multiply by aux_loss_coeff / z_loss_coeff); each is a 0-dim float32 tensor with a gradient

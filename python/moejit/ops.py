@@ -31,6 +31,8 @@ that torch.compile guards on.
                                       want_grad_y=True, want_grad_weights=True)
         -> (grad_y [R, H] or empty [0, H], grad_weights f32 [T, K] or empty [0, K])
     torch.ops.moejit.route_backward(logits, ids, grad_weights, <route spec>) -> grad_logits f32 [T, E]
+    torch.ops.moejit.capacity(ids!, weights!, num_experts, topk, policy, capacity_factor, capacity, min_capacity)
+        -> (tokens_per_expert int32 [E] before dropping, kept int32 [E]); ids/weights changed in place
   training: route with Megatron-Core's auxiliary losses (moejit.h route step 13, route_losses):
     torch.ops.moejit.route_with_losses(logits, bias, seq_offsets, aux_stats, <route spec>)
         -> (ids int32 [T, K+S], weights f32 [T, K+S], losses f32 [3] = (load balance, per-sequence
@@ -705,6 +707,18 @@ def _sorted_ids_from_slot_of(slot_of, R):
     idx = torch.where((rows >= 0) & (rows < R), rows, flat + R)
     inv = torch.full((R + N,), N, dtype=_I32, device=slot_of.device).scatter(0, idx, flat.to(_I32))
     return inv[:R]
+
+
+# ---- capacity --------------------------------------------------------------------------------------
+@_op(mutates=("ids", "weights"))
+def capacity(ids: Tensor, weights: Tensor, num_experts: int, topk: int, policy: str, capacity_factor: float,
+             capacity: int, min_capacity: int) -> Tuple[Tensor, Tensor]:
+    return L.capacity_run(_ctx(), ids, weights, num_experts, topk, policy, capacity_factor, capacity, min_capacity)
+
+
+@capacity.register_fake
+def _(ids, weights, num_experts, topk, policy, capacity_factor, capacity, min_capacity):
+    return ids.new_empty((num_experts,), dtype=_I32), ids.new_empty((num_experts,), dtype=_I32)
 
 
 # ---- route with the auxiliary losses -------------------------------------------------------------
