@@ -32,9 +32,9 @@ from bench_route import ROTATE, finish, floors, graph_us, start  # noqa: E402
 def torch_route_backward(logits, ids, grad_w, K, score, renorm, factor):
     """dL/dlogits of route's weights with the selection held constant (no soft cap, no
     score-after-top-k, no shared slots: the presets measured here)."""
-    x = logits.float()
+    x = logits if logits.dtype == torch.float64 else logits.float()
     sel = ids[:, :K].long()
-    g = grad_w[:, :K] * factor
+    g = grad_w[:, :K].to(x.dtype) * factor
     if score == "softmax":
         s = torch.softmax(x, dim=-1)
     elif score == "sigmoid":

@@ -360,6 +360,7 @@ int main(int argc, char **argv)
     srand(1);
     if (backward) {
         static const char *const models[] = {"deepseek-v3", "kimi-k2", "qwen3-moe"};
+        run.ctx = ctxs[0]; /* the route and backward tables time one context */
         if (model || run.spec.num_experts) {
             backward_table(run.ctx, &run.spec, tokens, floor);
         } else {
