@@ -361,17 +361,17 @@ int main(int argc, char **argv)
     if (backward) {
         static const char *const models[] = {"deepseek-v3", "kimi-k2", "qwen3-moe"};
         if (model || run.spec.num_experts) {
-            backward_table(run.ctx, &run.spec, tokens, floor);
+            backward_table(ctxs[0], &run.spec, tokens, floor);
         } else {
             for (int m = 0; m < 3; m++) {
                 moejit_route_spec s;
                 CHECK(moejit_route_preset(models[m], &s));
                 s.dtype = run.spec.dtype;
-                backward_table(run.ctx, &s, tokens, floor);
+                backward_table(ctxs[0], &s, tokens, floor);
             }
         }
         printf("%-58s floor (empty kernel, same graph method): %.2f us\n", "", floor);
-        moejit_close(run.ctx);
+        moejit_close(ctxs[0]);
         return 0;
     }
     moejit_kernel_desc desc = {.op = MOEJIT_OP_ROUTE, .route = run.spec};
