@@ -87,7 +87,8 @@ static void row_gradient(const mj_route_backward_shape *r, const mj_route_backwa
         w->df[e] = 0.0;
     }
     int valid[MOEJIT_MAX_TOPK];
-    double p[MOEJIT_MAX_TOPK], q_in[MOEJIT_MAX_TOPK];
+    /* q_in: its K entries are set before they are read; zeroed for gcc 12 Release (maybe-uninitialized) */
+    double p[MOEJIT_MAX_TOPK], q_in[MOEJIT_MAX_TOPK] = {0};
     for (int k = 0; k < K; k++) valid[k] = ids[k] >= 0 && ids[k] < E;
     /* Steps 1 and 4: the K routed weights before renormalisation */
     if (row_softmax) softmax_exact(w->f, w->s, E);
