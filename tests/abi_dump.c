@@ -42,6 +42,7 @@ int main(void)
     FIELD(moejit_route_spec, id_dtype, 0); FIELD(moejit_route_spec, max_replicas, 0);
     FIELD(moejit_route_spec, num_physical_experts, 0); FIELD(moejit_route_spec, load_counter, 0);
     FIELD(moejit_route_spec, replay, 0); FIELD(moejit_route_spec, logical_id_dtype, 0);
+    FIELD(moejit_route_spec, aux_stats, 0); FIELD(moejit_route_spec, seq_offset_dtype, 0);
     FIELD(moejit_route_spec, reserved, 1);
     END();
 
@@ -51,7 +52,13 @@ int main(void)
     FIELD(moejit_route_args, row_stride, 0); FIELD(moejit_route_args, num_valid, 0);
     FIELD(moejit_route_args, logical_to_physical, 0); FIELD(moejit_route_args, replica_count, 0);
     FIELD(moejit_route_args, expert_load, 0); FIELD(moejit_route_args, logical_ids, 0);
-    FIELD(moejit_route_args, reserved, 1);
+    FIELD(moejit_route_args, aux, 0); FIELD(moejit_route_args, reserved, 1);
+    END();
+
+    BEGIN(moejit_aux_stats);
+    FIELD(moejit_aux_stats, prob_sums, 0); FIELD(moejit_aux_stats, counts, 0); FIELD(moejit_aux_stats, lse, 0);
+    FIELD(moejit_aux_stats, seq_offsets, 0); FIELD(moejit_aux_stats, num_seqs, 0);
+    FIELD(moejit_aux_stats, reserved, 1);
     END();
 
     BEGIN(moejit_route_backward_spec);
@@ -62,7 +69,19 @@ int main(void)
     FIELD(moejit_route_backward_args, logits, 0); FIELD(moejit_route_backward_args, ids, 0);
     FIELD(moejit_route_backward_args, grad_weights, 0); FIELD(moejit_route_backward_args, grad_logits, 0);
     FIELD(moejit_route_backward_args, num_tokens, 0); FIELD(moejit_route_backward_args, row_stride, 0);
+    FIELD(moejit_route_backward_args, grad_losses, 0); FIELD(moejit_route_backward_args, aux, 0);
     FIELD(moejit_route_backward_args, reserved, 1);
+    END();
+
+    BEGIN(moejit_route_losses_spec);
+    FIELD(moejit_route_losses_spec, num_experts, 0); FIELD(moejit_route_losses_spec, topk, 0);
+    FIELD(moejit_route_losses_spec, aux_stats, 0); FIELD(moejit_route_losses_spec, seq_offset_dtype, 0);
+    FIELD(moejit_route_losses_spec, reserved, 1);
+    END();
+
+    BEGIN(moejit_route_losses_args);
+    FIELD(moejit_route_losses_args, aux, 0); FIELD(moejit_route_losses_args, losses, 0);
+    FIELD(moejit_route_losses_args, num_tokens, 0); FIELD(moejit_route_losses_args, reserved, 1);
     END();
 
     BEGIN(moejit_align_spec);
@@ -193,6 +212,7 @@ int main(void)
     FIELD(moejit_kernel_desc, permute, 0); FIELD(moejit_kernel_desc, combine, 0);
     FIELD(moejit_kernel_desc, permute_backward, 0); FIELD(moejit_kernel_desc, combine_backward, 0);
     FIELD(moejit_kernel_desc, route_backward, 0); FIELD(moejit_kernel_desc, capacity, 1);
+    FIELD(moejit_kernel_desc, route_losses, 1);
     END();
 
     BEGIN(moejit_prewarm_result);
@@ -229,8 +249,9 @@ int main(void)
     ENUM(MOEJIT_OP_ROUTE); ENUM(MOEJIT_OP_ALIGN); ENUM(MOEJIT_OP_ROUTE_ALIGN); ENUM(MOEJIT_OP_MX_SCALES);
     ENUM(MOEJIT_OP_DISPATCH_LAYOUT);
     ENUM(MOEJIT_OP_PERMUTE); ENUM(MOEJIT_OP_COMBINE); ENUM(MOEJIT_OP_PERMUTE_BACKWARD); ENUM(MOEJIT_OP_COMBINE_BACKWARD);
-    ENUM(MOEJIT_OP_ROUTE_BACKWARD); ENUM(MOEJIT_OP_CAPACITY);
+    ENUM(MOEJIT_OP_ROUTE_BACKWARD); ENUM(MOEJIT_OP_CAPACITY); ENUM(MOEJIT_OP_ROUTE_LOSSES);
     ENUM(MOEJIT_DROP_PROBS); ENUM(MOEJIT_DROP_POSITION);
+    ENUM(MOEJIT_AUX_LOAD_BALANCE); ENUM(MOEJIT_AUX_SEQ_LOAD_BALANCE); ENUM(MOEJIT_AUX_Z_LOSS); /* flags (#define) */
     ENUM(MOEJIT_PREWARM_FAILED); ENUM(MOEJIT_PREWARM_COMPILED); ENUM(MOEJIT_PREWARM_CACHED);
     ENUM(MOEJIT_PREWARM_NOT_STORED);
 

@@ -82,7 +82,8 @@ static void test_help(void **state)
                                              "--score-after-topk", "--renormalize", "--scale-output",
                                              "--scaling-factor", "--shared-slots", "--hidden", "--row-scale",
                                              "--block-size", "--id-dtype", "--global-experts", "--cols", "--model",
-                                             "--manifest", "--list-models"};
+                                             "--manifest", "--list-models", "--aux-stats", "--seq-offset-dtype",
+                                             "route_losses"};
     for (int c = 0; c < 2; c++) {
         assert_int_equal(CLI(c ? "prewarm" : "source", "--help"), 0);
         for (size_t i = 0; i < sizeof spec_flags / sizeof spec_flags[0]; i++) EXPECT_OUTPUT(spec_flags[i]);
@@ -292,6 +293,97 @@ static void test_route_backward(void **state)
     mjt_rmtree(dir);
 }
 
+/* The auxiliary losses: route and route_backward take --aux-stats (one set of lb, seq, z) and
+ * --seq-offset-dtype, --op route_losses the forward's E, K (or a preset's) and statistics; manifest
+ * entries give the same kernels; bad values name the flag (or field) and the value. */
+static void test_aux_losses(void **state)
+{
+    (void)state;
+    assert_int_equal(CLI("source", "--experts", "256", "--topk", "8", "--score", "sigmoid", "--aux-stats", "lb,seq,z",
+                         "--seq-offset-dtype", "int64"),
+                     0);
+    EXPECT_OUTPUT("moejit_route_sigmoid_e256_k8_auxlbseqz64_f32(const mj::RouteParams p)");
+    EXPECT_OUTPUT("static constexpr int kAuxStats = 7;");
+    assert_int_equal(CLI("source", "--op", "route_backward", "--model", "kimi-k2", "--dtype", "bf16", "--aux-stats", "z"), 0);
+    EXPECT_OUTPUT("moejit_route_backward_sigmoid_e384_k8_renorm_x2p827_auxz_bf16(const mj::RouteBackwardParams p)");
+    assert_int_equal(CLI("source", "--op", "route_losses", "--experts", "256", "--topk", "8", "--aux-stats", "z,lb"), 0);
+    EXPECT_OUTPUT("moejit_route_losses_e256_k8_lbz(const mj::RouteLossesParams p)");
+    EXPECT_OUTPUT("static constexpr int kAuxStats = 5;");
+    assert_int_equal(CLI("source", "--op", "route_losses", "--model", "deepseek-v3", "--aux-stats", "seq",
+                         "--seq-offset-dtype", "int64"),
+                     0);
+    EXPECT_OUTPUT("moejit_route_losses_e256_k8_seq64(const mj::RouteLossesParams p)");
+    EXPECT_OUTPUT("typedef long long SeqOffT;");
+
+    /* bad values and combinations */
+    assert_int_equal(CLI("source", "--experts", "64", "--topk", "4", "--aux-stats", "lb,balance"), 2);
+    EXPECT_OUTPUT("moejit source: --aux-stats: \"balance\" is not one of lb, seq, z\n");
+    assert_int_equal(CLI("source", "--experts", "64", "--topk", "4", "--aux-stats", "lb,"), 2);
+    EXPECT_OUTPUT("moejit source: --aux-stats: \"lb,\": item 2 is empty\n");
+    assert_int_equal(CLI("source", "--experts", "64", "--topk", "4", "--aux-stats", "seq", "--seq-offset-dtype", "int16"), 2);
+    EXPECT_OUTPUT("moejit source: --seq-offset-dtype: \"int16\" is not one of int32, int64\n");
+    assert_int_equal(CLI("source", "--experts", "64", "--topk", "4", "--aux-stats", "lb", "--padded"), 2);
+    EXPECT_OUTPUT("aux_stats = 0x1 with padded = 1");
+    assert_int_equal(CLI("source", "--op", "route_align", "--model", "mixtral", "--block-size", "16", "--aux-stats", "z"), 2);
+    EXPECT_OUTPUT("moejit source: --aux-stats does not apply to --op route_align\n");
+    assert_int_equal(CLI("source", "--op", "route_losses", "--experts", "64", "--topk", "4"), 2);
+    EXPECT_OUTPUT("moejit source: --aux-stats is required with --op route_losses");
+    assert_int_equal(CLI("source", "--op", "route_losses", "--aux-stats", "lb"), 2);
+    EXPECT_OUTPUT("moejit source: --experts and --topk are required with --op route_losses (or give --model NAME)");
+    assert_int_equal(CLI("source", "--op", "route_losses", "--experts", "64", "--topk", "4", "--aux-stats", "lb",
+                         "--dtype", "bf16"),
+                     2);
+    EXPECT_OUTPUT("moejit source: --dtype does not apply to --op route_losses\n");
+    assert_int_equal(CLI("source", "--op", "route_losses", "--experts", "64", "--topk", "4", "--aux-stats", "lb",
+                         "--score", "sigmoid"),
+                     2);
+    EXPECT_OUTPUT("moejit source: --score does not apply to --op route_losses\n");
+    assert_int_equal(CLI("source", "--op", "route_losses", "--experts", "8", "--topk", "9", "--aux-stats", "lb"), 2);
+    EXPECT_OUTPUT("route_losses spec: topk = 9 exceeds num_experts = 8");
+
+    /* prewarm by flags, then a manifest of the same kernels compiles nothing */
+    char dir[4096], manifest[4200];
+    mjt_tmpdir(dir);
+    snprintf(manifest, sizeof manifest, "%s/m.json", dir);
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--op", "route_losses", "--model", "deepseek-v3,mixtral",
+                         "--aux-stats", "lb,seq,z", "--cache-dir", dir),
+                     0);
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_route_losses_e256_k8_lbseqz");
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_route_losses_e8_k2_lbseqz");
+    EXPECT_OUTPUT("2 compiled, 0 already cached, 0 failed"); /* one kernel a preset, whatever the dtype */
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--op", "route_backward", "--model", "mixtral", "--dtype", "bf16",
+                         "--aux-stats", "lb,z", "--cache-dir", dir),
+                     0);
+    EXPECT_OUTPUT("compiled  sm_90a   moejit_route_backward_softmax_e8_k2_renorm_auxlbz_bf16");
+    write_text(manifest,
+               "[{\"model\": \"deepseek-v3\", \"op\": \"route_losses\", \"aux_stats\": [\"lb\", \"seq\", \"z\"]},\n"
+               " {\"op\": \"route_losses\", \"num_experts\": 8, \"topk\": 2, \"aux_stats\": \"z,seq,lb\",\n"
+               "  \"seq_offset_dtype\": \"int32\"},\n"
+               " {\"model\": \"mixtral\", \"op\": \"route_backward\", \"dtype\": \"bf16\", \"aux_stats\": \"lb,z\"}]");
+    assert_int_equal(CLI("prewarm", "--arch", "sm_90a", "--manifest", manifest, "--cache-dir", dir), 0);
+    EXPECT_OUTPUT("0 compiled, 3 already cached, 0 failed");
+    assert_int_equal(CLI("cache", "--cache-dir", dir, "ls"), 0);
+    EXPECT_OUTPUT("losses E=256 K=8 aux=lb,seq,z seq_offsets=int32");
+    EXPECT_OUTPUT("aux=lb,z");
+    write_text(manifest, "[{\"op\": \"route\", \"num_experts\": 64, \"topk\": 4, \"aux_stats\": \"lb,x\"},\n"
+                         " {\"op\": \"route_losses\", \"num_experts\": 64, \"topk\": 4, \"aux_stats\": 3},\n"
+                         " {\"op\": \"route_losses\", \"num_experts\": 64, \"topk\": 4, \"aux_stats\": \"seq\",\n"
+                         "  \"seq_offset_dtype\": \"int16\"},\n"
+                         " {\"op\": \"route_losses\", \"model\": \"mixtral\", \"aux_stats\": \"z\", \"dtype\": \"bf16\"},\n"
+                         " {\"op\": \"route_losses\", \"num_experts\": 64, \"topk\": 4}]");
+    assert_int_equal(CLI("source", "--manifest", manifest, "--out", dir), 1);
+    EXPECT_OUTPUT("m.json: [0] (route): field \"aux_stats\": expected \"lb\", \"seq\", \"z\" joined by commas");
+    EXPECT_OUTPUT("got a string \"lb,x\"");
+    EXPECT_OUTPUT("m.json: [1] (route_losses): field \"aux_stats\": expected");
+    EXPECT_OUTPUT("got an integer 3");
+    EXPECT_OUTPUT("m.json: [2] (route_losses): field \"seq_offset_dtype\": expected one of \"int32\", \"int64\", got a "
+                  "string \"int16\"");
+    EXPECT_OUTPUT("m.json: [3] (route_losses): unknown field \"dtype\" (route_losses fields: num_experts, topk, "
+                  "aux_stats, seq_offset_dtype)");
+    EXPECT_OUTPUT("m.json: [4]: MOEJIT_ERR_INVALID_SPEC: route_losses spec: aux_stats = 0x0 must be a non-empty set");
+    mjt_rmtree(dir);
+}
+
 /* --model names the route kernels of presets; with --op route_align (and --block-size) their
  * route_align kernels; route flags refine the preset — the same kernels as manifest "model"
  * entries. Ops without presets take no --model. */
@@ -328,8 +420,8 @@ static void test_model_ops(void **state)
     assert_int_equal(CLI("source", "--model", "mixtral", "--op", "route_align"), 2);
     EXPECT_OUTPUT("moejit source: --block-size is required with --op route_align");
     assert_int_equal(CLI("source", "--model", "mixtral", "--op", "combine", "--hidden", "64"), 2);
-    EXPECT_OUTPUT("moejit source: --model gives route, route_align or route_backward kernels (presets are routings); "
-                  "--op combine");
+    EXPECT_OUTPUT("moejit source: --model gives route, route_align, route_backward or route_losses kernels (presets are "
+                  "routings); --op combine");
     write_text(manifest, "[{\"model\": \"mixtral\", \"op\": \"combine\", \"hidden\": 64}]");
     assert_int_equal(CLI("source", "--manifest", manifest), 1);
     EXPECT_OUTPUT("field \"model\": presets are routings");
@@ -630,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_list_values),
         cmocka_unit_test(test_model_ops),
         cmocka_unit_test(test_route_backward),
+        cmocka_unit_test(test_aux_losses),
         cmocka_unit_test(test_float_values),
         cmocka_unit_test(test_compile_failure_report),
         cmocka_unit_test(test_source),

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/ops.h"
 #include "jit/codegen.h"
@@ -324,6 +325,65 @@ static void test_ops_sweep_compiles(void **state)
     mjt_rmtree(dir);
 }
 
+/* The auxiliary losses: route and route_backward with each aux statistic and all three (E from
+ * the several-tokens-a-warp path to a block a token; softmax and sigmoid, f32 and bf16, int32 and
+ * int64 sequence offsets), and route_losses for each set. */
+static sweep aux_sweep(void)
+{
+    static const int es[] = {8, 256, 384, 4096};
+    static const int ks[] = {2, 8, 8, 16};
+    static const uint32_t sets[] = {MOEJIT_AUX_LOAD_BALANCE, MOEJIT_AUX_SEQ_LOAD_BALANCE, MOEJIT_AUX_Z_LOSS,
+                                    MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE | MOEJIT_AUX_Z_LOSS};
+    static const moejit_score scs[] = {MOEJIT_SCORE_SOFTMAX, MOEJIT_SCORE_SIGMOID};
+    sweep s = {calloc(4 * 4 * 2 * 2 + 4 * 5 + 2, sizeof(moejit_kernel_desc)), 0};
+    assert_non_null(s.descs);
+    for (int e = 0; e < 4; e++)
+        for (int f = 0; f < 4; f++)
+            for (int c = 0; c < 2; c++) {
+                const moejit_route_spec r = {
+                    .num_experts = es[e], .topk = ks[e], .score = scs[c], .renormalize = c,
+                    .dtype = (e + f) % 2 ? MOEJIT_DTYPE_BF16 : MOEJIT_DTYPE_F32, .aux_stats = sets[f],
+                    .seq_offset_dtype = (e + c) % 2 ? MOEJIT_INDEX_INT64 : MOEJIT_INDEX_INT32};
+                s.descs[s.n++] = (moejit_kernel_desc){.op = MOEJIT_OP_ROUTE, .route = r};
+                s.descs[s.n].op = MOEJIT_OP_ROUTE_BACKWARD;
+                s.descs[s.n++].route_backward.route = r;
+            }
+    /* the aux score beside route's own: softmax chosen on raw logits, a soft cap, grouped sigmoid
+     * with a bias and shared slots */
+    s.descs[s.n++] = (moejit_kernel_desc){
+        .op = MOEJIT_OP_ROUTE,
+        .route = {.num_experts = 128, .topk = 8, .score_after_topk = 1, .softcap = 30.0f, .aux_stats = 7}};
+    s.descs[s.n++] = (moejit_kernel_desc){
+        .op = MOEJIT_OP_ROUTE,
+        .route = {.num_experts = 256, .topk = 8, .score = MOEJIT_SCORE_SIGMOID, .num_groups = 8, .topk_groups = 4,
+                  .group_score = MOEJIT_GROUP_SCORE_TOP2_SUM, .has_bias = 1, .renormalize = 1, .shared_slots = 1,
+                  .dtype = MOEJIT_DTYPE_BF16, .aux_stats = 7}};
+    for (int e = 0; e < 4; e++)
+        for (int f = 0; f < 5; f++)
+            s.descs[s.n++] = (moejit_kernel_desc){
+                .op = MOEJIT_OP_ROUTE_LOSSES,
+                .route_losses = {.num_experts = es[e], .topk = ks[e], .aux_stats = f < 4 ? sets[f] : sets[1],
+                                 .seq_offset_dtype = f < 4 ? MOEJIT_INDEX_INT32 : MOEJIT_INDEX_INT64}};
+    return s;
+}
+
+static void test_aux_sweep_compiles(void **state)
+{
+    (void)state;
+    char dir[4096];
+    moejit_ctx *ctx = mjt_open_tmp(dir);
+    sweep s = aux_sweep();
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    free(prewarm_and_verify(ctx, dir, &s));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("[ info     ] %d kernels compiled in %.1f s\n", s.n,
+           (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+    free(s.descs);
+    moejit_close(ctx);
+    mjt_rmtree(dir);
+}
+
 /* One shape of every op compiles for every arch family the library targets, each to a cubin of
  * its SM with every entry point: the entries' griddepcontrol prologue (programmatic dependent
  * launch, kernel_templates/common.cuh) is behind its sm_90 guard, so sm_80 compiles too. */
@@ -344,6 +404,9 @@ static void test_every_op_every_arch(void **state)
         {.op = MOEJIT_OP_PERMUTE, .permute = {.hidden = 2048, .dtype = MOEJIT_DTYPE_BF16, .has_scale = 1}},
         {.op = MOEJIT_OP_COMBINE, .combine = {.hidden = 2048, .dtype = MOEJIT_DTYPE_BF16}},
         {.op = MOEJIT_OP_CAPACITY, .capacity = {.num_experts = 64, .topk = 8, .shared_slots = 1}},
+        {.op = MOEJIT_OP_ROUTE, .route = {.num_experts = 384, .topk = 8, .score = MOEJIT_SCORE_SIGMOID,
+                                          .dtype = MOEJIT_DTYPE_BF16, .aux_stats = 7}},
+        {.op = MOEJIT_OP_ROUTE_LOSSES, .route_losses = {.num_experts = 384, .topk = 8, .aux_stats = 7}},
     };
     const sweep s = {descs, (int)(sizeof descs / sizeof descs[0])};
     for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++) {
@@ -365,6 +428,7 @@ int main(void)
         cmocka_unit_test(test_presets_compile_for_blackwell),
         cmocka_unit_test(test_edge_sweep_and_presets_compile),
         cmocka_unit_test(test_ops_sweep_compiles),
+        cmocka_unit_test(test_aux_sweep_compiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

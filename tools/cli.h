@@ -40,11 +40,12 @@ typedef struct spec_options {
     const char *block_size, *cols, *id_dtype, *global_experts;
     const char *replicas, *physical_experts, *load_counter, *replay, *logical_id_dtype;
     const char *ranks, *ranks_per_node, *drop_policy;
+    const char *aux_stats, *seq_offset_dtype;
     int bias, score_after_topk, renormalize, scale_output, row_scale, padded;
 } spec_options;
 
 /* getopt_long option table entries for the spec flags (ids >= 1000), NULL-terminated by caller. */
-#define SPEC_OPTION_COUNT 30
+#define SPEC_OPTION_COUNT 32
 extern const struct option spec_long_options[SPEC_OPTION_COUNT];
 
 /* Handle one getopt result: 1 taken, 0 not a spec flag, -1 bad (a value flag given twice; message

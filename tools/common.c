@@ -224,7 +224,8 @@ enum {
     OPT_BIAS, OPT_SOFTCAP, OPT_AFTER, OPT_RENORM, OPT_SCALE_OUTPUT, OPT_FACTOR, OPT_SHARED, OPT_HIDDEN, OPT_ROW_SCALE,
     OPT_BLOCK_SIZE, OPT_COLS, OPT_ID_DTYPE, OPT_GLOBAL_EXPERTS, OPT_PADDED, OPT_REPLICAS, OPT_PHYSICAL, OPT_LOAD,
     OPT_REPLAY, OPT_LOGICAL_ID_DTYPE, OPT_RANKS, OPT_RANKS_PER_NODE, OPT_DROP_POLICY,
-    OPT_LAST = OPT_DROP_POLICY
+    OPT_AUX_STATS, OPT_SEQ_OFFSET_DTYPE,
+    OPT_LAST = OPT_SEQ_OFFSET_DTYPE
 };
 #define FLAG(id) (1u << ((id) - OPT_OP))
 
@@ -259,13 +260,15 @@ const struct option spec_long_options[SPEC_OPTION_COUNT] = {
     {"ranks", required_argument, NULL, OPT_RANKS},
     {"ranks-per-node", required_argument, NULL, OPT_RANKS_PER_NODE},
     {"drop-policy", required_argument, NULL, OPT_DROP_POLICY},
+    {"aux-stats", required_argument, NULL, OPT_AUX_STATS},
+    {"seq-offset-dtype", required_argument, NULL, OPT_SEQ_OFFSET_DTYPE},
 };
 
 const char spec_options_help[] =
     "kernel spec (lists are comma separated; every combination is taken):\n"
     "  --op OP                     route (default), align, route_align, route_backward, mx_scales,\n"
     "                              dispatch_layout, permute, combine, permute_backward, combine_backward,\n"
-    "                              capacity\n"
+    "                              capacity, route_losses\n"
     "  --dtype D[,D…]              f32 (default; bf16,f32 with --model), bf16, f16: route's logits,\n"
     "                              the rows of permute, combine and their backward\n"
     " route (and route_align, route_backward: its gradient), by hand or refining the --model presets:\n"
@@ -290,6 +293,15 @@ const char spec_options_help[] =
     "  --load-counter int32|int64  count each physical expert's routed slots\n"
     "  --replay record|given       write the logical ids too, or take them as given\n"
     "  --logical-id-dtype int32|int64|int16  type of the logical ids (default int32)\n"
+    "  auxiliary losses (route step 13; route and route_backward, not route_align):\n"
+    "  --aux-stats A[,A…]          statistics route adds up for the losses, one set (the names joined):\n"
+    "                              lb (load balance), seq (per sequence), z (z-loss); route_backward:\n"
+    "                              the losses' gradient too\n"
+    "  --seq-offset-dtype int32|int64  type of the sequence offsets with seq (default int32)\n"
+    " route_losses (the losses from route's statistics; --model gives the presets' E and K):\n"
+    "  --experts E[,E…] --topk K[,K…]  the forward's E and K (required without --model)\n"
+    "  --aux-stats A[,A…]          the forward's set of statistics: lb, seq, z (required)\n"
+    "  --seq-offset-dtype int32|int64  as the forward's\n"
     " permute, combine, permute_backward, combine_backward:\n"
     "  --hidden H[,H…]             elements per row, 1.." STR(MOEJIT_MAX_HIDDEN) " (required)\n"
     "  --row-scale                 permute, permute_backward: rows are scaled per expert\n"
@@ -322,6 +334,7 @@ const char spec_options_help[] =
      FLAG(OPT_GROUP_SCORE) | FLAG(OPT_BIAS) | FLAG(OPT_SOFTCAP) | FLAG(OPT_AFTER) | FLAG(OPT_RENORM) |     \
      FLAG(OPT_SCALE_OUTPUT) | FLAG(OPT_FACTOR) | FLAG(OPT_SHARED) | FLAG(OPT_PADDED) | FLAG(OPT_ID_DTYPE) |     \
      FLAG(OPT_REPLICAS) | FLAG(OPT_PHYSICAL) | FLAG(OPT_LOAD) | FLAG(OPT_REPLAY) | FLAG(OPT_LOGICAL_ID_DTYPE))
+#define ROUTE_AUX_FLAGS (FLAG(OPT_AUX_STATS) | FLAG(OPT_SEQ_OFFSET_DTYPE))
 #define ALIGN_FLAGS (FLAG(OPT_EXPERTS) | FLAG(OPT_BLOCK_SIZE) | FLAG(OPT_ID_DTYPE) | FLAG(OPT_GLOBAL_EXPERTS))
 static const struct {
     const char *op;
@@ -329,10 +342,10 @@ static const struct {
     unsigned flags;
     int takes_dtype;
 } k_spec_ops[] = {
-    {"route", MOEJIT_OP_ROUTE, ROUTE_FLAGS, 1},
+    {"route", MOEJIT_OP_ROUTE, ROUTE_FLAGS | ROUTE_AUX_FLAGS, 1},
     {"align", MOEJIT_OP_ALIGN, ALIGN_FLAGS, 0},
     {"route_align", MOEJIT_OP_ROUTE_ALIGN, ROUTE_FLAGS | FLAG(OPT_BLOCK_SIZE), 1},
-    {"route_backward", MOEJIT_OP_ROUTE_BACKWARD, ROUTE_FLAGS, 1},
+    {"route_backward", MOEJIT_OP_ROUTE_BACKWARD, ROUTE_FLAGS | ROUTE_AUX_FLAGS, 1},
     {"mx_scales", MOEJIT_OP_MX_SCALES, FLAG(OPT_COLS), 0},
     {"dispatch_layout", MOEJIT_OP_DISPATCH_LAYOUT,
      FLAG(OPT_EXPERTS) | FLAG(OPT_RANKS) | FLAG(OPT_TOPK) | FLAG(OPT_ID_DTYPE) | FLAG(OPT_RANKS_PER_NODE), 0},
@@ -342,10 +355,11 @@ static const struct {
     {"combine_backward", MOEJIT_OP_COMBINE_BACKWARD, FLAG(OPT_HIDDEN), 1},
     {"capacity", MOEJIT_OP_CAPACITY,
      FLAG(OPT_EXPERTS) | FLAG(OPT_TOPK) | FLAG(OPT_SHARED) | FLAG(OPT_ID_DTYPE) | FLAG(OPT_DROP_POLICY), 0},
+    {"route_losses", MOEJIT_OP_ROUTE_LOSSES, FLAG(OPT_EXPERTS) | FLAG(OPT_TOPK) | ROUTE_AUX_FLAGS, 0},
 };
 #define SPEC_OP_NAMES                                                                                      \
     "route, align, route_align, route_backward, mx_scales, dispatch_layout, permute, combine, permute_backward, "    \
-    "combine_backward, capacity"
+    "combine_backward, capacity, route_losses"
 
 static const char *flag_name(int id)
 {
@@ -382,6 +396,8 @@ static const char **value_slot(spec_options *o, int id)
     case OPT_LOGICAL_ID_DTYPE: return &o->logical_id_dtype;
     case OPT_RANKS: return &o->ranks;
     case OPT_RANKS_PER_NODE: return &o->ranks_per_node;
+    case OPT_AUX_STATS: return &o->aux_stats;
+    case OPT_SEQ_OFFSET_DTYPE: return &o->seq_offset_dtype;
     default: return NULL;
     }
 }
@@ -447,6 +463,39 @@ static int parse_one_enum(const char *flag, const char *text, int (*parse)(const
     return 0;
 }
 
+#define AUX_STATS_CHOICES "lb, seq, z"
+#define SEQ_OFFSET_DTYPE_CHOICES "int32, int64"
+
+static int parse_seq_offset_dtype(const char *s)
+{
+    const int v = mj_index_dtype_parse(s);
+    return v == MOEJIT_INDEX_INT16 ? -1 : v;
+}
+
+static int take_aux(const char *flag, const char *item, void *user)
+{
+    const int f = mj_aux_stats_parse(item);
+    if (f < 0) {
+        cli_error("%s: \"%s\" is not one of " AUX_STATS_CHOICES, flag, item);
+        return -1;
+    }
+    *(uint32_t *)user |= (uint32_t)f;
+    return 0;
+}
+
+/* --aux-stats (a set: "lb,seq,z" is one value, not a list of kernels) and --seq-offset-dtype into
+ * the spec's fields (left alone without the flags). */
+static int parse_aux(const spec_options *o, uint32_t *aux_stats, moejit_index_dtype *seq_offset_dtype)
+{
+    if (o->aux_stats) {
+        uint32_t f = 0;
+        if (cli_split_list("--aux-stats", o->aux_stats, take_aux, &f)) return -1;
+        *aux_stats = f;
+    }
+    return parse_one_enum("--seq-offset-dtype", o->seq_offset_dtype, parse_seq_offset_dtype, SEQ_OFFSET_DTYPE_CHOICES,
+                          (int *)seq_offset_dtype);
+}
+
 /* route: --experts × --topk × --score × --dtype over the scalar flags, by hand (preset NULL) or
  * refining a preset (a flag not given keeps the preset's value, as a manifest field does). */
 static int build_route(const spec_options *o, const char *op, const moejit_route_spec *preset, moejit_kernel_desc **out)
@@ -485,6 +534,7 @@ static int build_route(const spec_options *o, const char *op, const moejit_route
     if (!rc) rc = parse_one_enum("--load-counter", o->load_counter, mj_load_counter_parse, "none, int32, int64",
                                  (int *)&base.load_counter);
     if (!rc) rc = parse_one_enum("--replay", o->replay, mj_replay_parse, "off, record, given", (int *)&base.replay);
+    if (!rc) rc = parse_aux(o, &base.aux_stats, &base.seq_offset_dtype);
     if (o->padded) base.padded = 1;
     if (o->bias) base.has_bias = 1;
     if (o->score_after_topk) base.score_after_topk = 1;
@@ -703,6 +753,39 @@ static int build_capacity(const spec_options *o, moejit_kernel_desc **out)
     return (int)n;
 }
 
+/* route_losses: --experts × --topk (or the preset's E and K) with the forward's --aux-stats. */
+static int build_route_losses(const spec_options *o, const moejit_route_spec *preset, moejit_kernel_desc **out)
+{
+    if (!preset && (!o->experts || !o->topk)) {
+        cli_error("--experts and --topk are required with --op route_losses (or give --model NAME)");
+        return -1;
+    }
+    if (!o->aux_stats) {
+        cli_error("--aux-stats is required with --op route_losses (lb, seq, z: the forward's statistics)");
+        return -1;
+    }
+    moejit_route_losses_spec base;
+    memset(&base, 0, sizeof base);
+    int_list es = {0}, ks = {0};
+    int rc = parse_counts("--experts", o->experts, 1, MOEJIT_MAX_EXPERTS, preset ? preset->num_experts : 0, &es);
+    if (!rc) rc = parse_counts("--topk", o->topk, 1, MOEJIT_MAX_TOPK, preset ? preset->topk : 0, &ks);
+    if (!rc) rc = parse_aux(o, &base.aux_stats, &base.seq_offset_dtype);
+    const size_t n = es.n * ks.n;
+    moejit_kernel_desc *descs = rc ? NULL : alloc_descs(n);
+    if (descs)
+        for (size_t a = 0, i = 0; a < es.n; a++)
+            for (size_t b = 0; b < ks.n; b++, i++) {
+                descs[i].op = MOEJIT_OP_ROUTE_LOSSES;
+                descs[i].route_losses = base;
+                descs[i].route_losses.num_experts = es.v[a];
+                descs[i].route_losses.topk = ks.v[b];
+            }
+    int_list_free(&es), int_list_free(&ks);
+    if (!descs) return -1;
+    *out = descs;
+    return (int)n;
+}
+
 int spec_options_build(const spec_options *o, const moejit_route_spec *preset, moejit_kernel_desc **out)
 {
     *out = NULL;
@@ -715,9 +798,10 @@ int spec_options_build(const spec_options *o, const moejit_route_spec *preset, m
         return -1;
     }
     const moejit_op id = k_spec_ops[which].id;
-    if (preset && id != MOEJIT_OP_ROUTE && id != MOEJIT_OP_ROUTE_ALIGN && id != MOEJIT_OP_ROUTE_BACKWARD) {
-        cli_error("--model gives route, route_align or route_backward kernels (presets are routings); --op %s "
-                  "kernels need a run of their own or a manifest",
+    if (preset && id != MOEJIT_OP_ROUTE && id != MOEJIT_OP_ROUTE_ALIGN && id != MOEJIT_OP_ROUTE_BACKWARD &&
+        id != MOEJIT_OP_ROUTE_LOSSES) {
+        cli_error("--model gives route, route_align, route_backward or route_losses kernels (presets are routings); "
+                  "--op %s kernels need a run of their own or a manifest",
                   op);
         return -1;
     }
@@ -735,6 +819,7 @@ int spec_options_build(const spec_options *o, const moejit_route_spec *preset, m
     case MOEJIT_OP_MX_SCALES: return build_mx_scales(o, out);
     case MOEJIT_OP_DISPATCH_LAYOUT: return build_dispatch_layout(o, out);
     case MOEJIT_OP_CAPACITY: return build_capacity(o, out);
+    case MOEJIT_OP_ROUTE_LOSSES: return build_route_losses(o, preset, out);
     default: return build_rows(o, op, id, out);
     }
 }

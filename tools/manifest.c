@@ -7,8 +7,10 @@
  *        | {"op": "align", …} | {"op": "mx_scales", …} | {"op": "dispatch_layout", …}
  *        | {"op": "permute", …} | {"op": "combine", …}
  *        | {"op": "permute_backward", …} | {"op": "combine_backward", …}
+ *        | {"op": "route_losses", "num_experts": E, "topk": K, "aux_stats": "lb,seq,z", …}
  *        | {"model": "kimi-k2", ["op": "route", "route_align" or "route_backward"], ["dtype": …],
  *           [route fields overriding the preset]}
+ *        | {"model": "kimi-k2", "op": "route_losses", "aux_stats": …} (the preset's E and K)
  *
  * "dtype" may be a list (["bf16", "f32"]): one kernel per element. A "model" entry without one
  * takes SELECT_MODEL_DTYPES. Each op's fields are read by its own parser (manifest_<op>.c). */
@@ -44,11 +46,16 @@ static const struct {
     {"permute_backward", manifest_permute_backward, NULL},
     {"combine_backward", manifest_combine_backward, NULL},
     {"capacity", manifest_capacity, NULL},
+    {"route_losses", manifest_route_losses, NULL},
 };
+
+/* An op whose spec is no route spec but takes a "model" entry's E and K (NULL: none). */
+typedef void (*preset_fn)(const moejit_route_spec *preset, moejit_kernel_desc *d);
+static preset_fn from_preset(const char *op) { return !strcmp(op, "route_losses") ? manifest_route_losses_preset : NULL; }
 
 #define OP_NAMES                                                                                           \
     "route, route_align, route_backward, align, mx_scales, dispatch_layout, permute, combine, permute_backward, "    \
-    "combine_backward, capacity"
+    "combine_backward, capacity, route_losses"
 
 /* ---- field readers -------------------------------------------------------------------------------- */
 
@@ -182,6 +189,52 @@ int mf_replay(mf_entry *e, const char *name, moejit_replay *out)
     return 0;
 }
 
+static int take_aux_name(const char *name, uint32_t *flags)
+{
+    const int f = mj_aux_stats_parse(name);
+    if (f <= 0 || strchr(name, ',')) return -1; /* one name: a list element */
+    *flags |= (uint32_t)f;
+    return 0;
+}
+
+int mf_aux_stats(mf_entry *e, const char *name, uint32_t *out)
+{
+    static const char expected[] = "\"lb\", \"seq\", \"z\" joined by commas (\"lb,z\") or a list of them";
+    json_t *v = field(e, name);
+    if (!v) return 0;
+    uint32_t flags = 0;
+    if (json_is_string(v)) {
+        const int f = mj_aux_stats_parse(json_string_value(v));
+        const char *t = json_string_value(v);
+        const size_t n = strlen(t);
+        if (f <= 0 || t[n - 1] == ',') return bad(e, name, v, expected);
+        flags = (uint32_t)f;
+    } else if (json_is_array(v) && json_array_size(v) > 0) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            json_t *item = json_array_get(v, i);
+            if (!json_is_string(item) || take_aux_name(json_string_value(item), &flags)) return bad(e, name, v, expected);
+        }
+    } else {
+        return bad(e, name, v, expected);
+    }
+    *out = flags;
+    return 0;
+}
+
+static int parse_seq_offset_dtype(const char *s)
+{
+    const int v = mj_index_dtype_parse(s);
+    return v == MOEJIT_INDEX_INT16 ? -1 : v;
+}
+
+int mf_seq_offset_dtype(mf_entry *e, const char *name, moejit_index_dtype *out)
+{
+    int x = (int)*out;
+    if (mf_enum(e, name, &x, parse_seq_offset_dtype, "one of \"int32\", \"int64\"")) return -1;
+    *out = (moejit_index_dtype)x;
+    return 0;
+}
+
 #define DTYPE_CHOICES "one of \"f32\", \"bf16\", \"f16\" (or a list of them)"
 
 int mf_dtype(mf_entry *e, const char *name, moejit_dtype *out)
@@ -287,14 +340,15 @@ static int load_entry(json_t *obj, const char *where, kernel_list *l)
         bad(&e, "op", op, "one of " OP_NAMES);
         return add_error(l, where, NULL, e.error);
     }
-    if (model && !k_ops[which].preset_into)
+    if (model && !k_ops[which].preset_into && !from_preset(e.op))
         return add_error(l, where, e.op,
-                         "field \"model\": presets are routings; use \"op\": \"route\" (the default), \"route_align\" or "
-                         "\"route_backward\"");
+                         "field \"model\": presets are routings; use \"op\": \"route\" (the default), \"route_align\", "
+                         "\"route_backward\" or \"route_losses\"");
 
     int dtypes[8];
     char err[256];
-    const int nd = entry_dtypes(&e, model != NULL, dtypes, 8, err, sizeof err);
+    /* an op without a dtype (route_losses) takes a model's kernel once */
+    const int nd = entry_dtypes(&e, model != NULL && k_ops[which].preset_into, dtypes, 8, err, sizeof err);
     if (nd < 0) return add_error(l, where, e.op, err);
     for (int j = 0; j < nd; j++) {
         moejit_kernel_desc d;
@@ -303,15 +357,18 @@ static int load_entry(json_t *obj, const char *where, kernel_list *l)
         e.dtype = dtypes[j];
         field(&e, "op");
         field(&e, "model");
-        moejit_route_spec *preset = model ? k_ops[which].preset_into(&d) : NULL;
+        moejit_route_spec scratch;
+        moejit_route_spec *preset = !model ? NULL : k_ops[which].preset_into ? k_ops[which].preset_into(&d) : &scratch;
         if (preset && moejit_route_preset(json_string_value(model), preset) != MOEJIT_OK) {
             snprintf(err, sizeof err, "field \"model\": \"%s\" is not a preset (moejit prewarm --list-models)",
                      json_string_value(model));
             return add_error(l, where, e.op, err);
         }
+        if (preset && from_preset(e.op)) from_preset(e.op)(preset, &d);
         if (k_ops[which].parse(&e, &d) || unknown_fields(&e)) return add_error(l, where, e.op, e.error);
         char *origin;
-        int n = preset ? asprintf(&origin, "%s (model %s, %s)", where, json_string_value(model), mj_dtype_name(preset->dtype))
+        int n = preset && from_preset(e.op) ? asprintf(&origin, "%s (model %s)", where, json_string_value(model))
+                : preset ? asprintf(&origin, "%s (model %s, %s)", where, json_string_value(model), mj_dtype_name(preset->dtype))
                 : dtypes[j] >= 0 ? asprintf(&origin, "%s (%s)", where, mj_dtype_name(dtypes[j]))
                                  : asprintf(&origin, "%s", where);
         if (n < 0) return -1;

@@ -39,6 +39,8 @@ int mf_index_dtype(mf_entry *e, const char *field, moejit_index_dtype *out);  /*
 int mf_drop_policy(mf_entry *e, const char *field, moejit_drop_policy *out);    /* "probs", "position" */
 int mf_load_counter(mf_entry *e, const char *field, moejit_load_counter *out); /* "none", "int32", "int64" */
 int mf_replay(mf_entry *e, const char *field, moejit_replay *out);           /* "off", "record", "given" */
+int mf_aux_stats(mf_entry *e, const char *field, uint32_t *out);  /* "lb,seq,z" or ["lb", "z"]: MOEJIT_AUX_* flags */
+int mf_seq_offset_dtype(mf_entry *e, const char *field, moejit_index_dtype *out); /* "int32", "int64" */
 
 int manifest_route(mf_entry *e, moejit_kernel_desc *d);
 int manifest_route_align(mf_entry *e, moejit_kernel_desc *d);
@@ -51,5 +53,8 @@ int manifest_permute(mf_entry *e, moejit_kernel_desc *d);
 int manifest_combine(mf_entry *e, moejit_kernel_desc *d);
 int manifest_permute_backward(mf_entry *e, moejit_kernel_desc *d);
 int manifest_combine_backward(mf_entry *e, moejit_kernel_desc *d);
+int manifest_route_losses(mf_entry *e, moejit_kernel_desc *d);
+/* A "model" entry of op route_losses: the preset's E and K (before the entry's own fields). */
+void manifest_route_losses_preset(const moejit_route_spec *preset, moejit_kernel_desc *d);
 
 #endif

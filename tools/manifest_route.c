@@ -16,7 +16,8 @@ static int route_fields(mf_entry *e, moejit_route_spec *s)
         mf_index_dtype(e, "id_dtype", &s->id_dtype) || mf_int(e, "max_replicas", &s->max_replicas) ||
         mf_int(e, "num_physical_experts", &s->num_physical_experts) ||
         mf_load_counter(e, "load_counter", &s->load_counter) || mf_replay(e, "replay", &s->replay) ||
-        mf_index_dtype(e, "logical_id_dtype", &s->logical_id_dtype))
+        mf_index_dtype(e, "logical_id_dtype", &s->logical_id_dtype) || mf_aux_stats(e, "aux_stats", &s->aux_stats) ||
+        mf_seq_offset_dtype(e, "seq_offset_dtype", &s->seq_offset_dtype))
         return -1;
     return 0;
 }

@@ -24,7 +24,8 @@ const char select_options_help[] =
     "kernel selection (manifests mix with presets or a family by hand; duplicates are built once):\n"
     "  --model NAME[,NAME…]   the route kernels of model presets (repeatable; see --list-models), for each\n"
     "                         --dtype (default " SELECT_MODEL_DTYPES "); with --op route_align and --block-size\n"
-    "                         their route_align kernels, with --op route_backward their gradients' kernels.\n"
+    "                         their route_align kernels, with --op route_backward their gradients' kernels,\n"
+    "                         with --op route_losses (and --aux-stats) their losses' kernels (E and K).\n"
     "                         Route flags given refine every preset, as the\n"
     "                         fields of a manifest \"model\" entry do (--model qwen3-moe --shared-slots 1)\n"
     "  --manifest FILE.json   kernels listed in a JSON manifest (repeatable; - reads stdin; format in README)\n"
@@ -172,8 +173,9 @@ static int add_spec_kernels(const select_options *o, const char *model, kernel_l
         const moejit_route_spec *r = descs[i].op == MOEJIT_OP_ROUTE_ALIGN      ? &descs[i].route_align.route
                                      : descs[i].op == MOEJIT_OP_ROUTE_BACKWARD ? &descs[i].route_backward.route
                                                                                : &descs[i].route;
-        const int len = model ? asprintf(&origin, "--model %s (%s)", model, mj_dtype_name((int)r->dtype))
-                              : asprintf(&origin, "kernel spec flags");
+        const int len = model && descs[i].op == MOEJIT_OP_ROUTE_LOSSES ? asprintf(&origin, "--model %s", model)
+                        : model ? asprintf(&origin, "--model %s (%s)", model, mj_dtype_name((int)r->dtype))
+                                : asprintf(&origin, "kernel spec flags");
         if (len < 0) {
             rc = oom();
             break;

@@ -67,14 +67,20 @@ INDEX_DTYPES = {"int32": 0, "int64": 1, "int16": 2}
 REPLAYS = {"off": 0, "record": 1, "given": 2}
 LOAD_COUNTERS = {"none": 0, "int32": 1, "int64": 2}
 OPS = {"route": 1, "align": 2, "route_align": 3, "mx_scales": 4, "dispatch_layout": 5, "permute": 10, "combine": 11,
-       "permute_backward": 12, "combine_backward": 13, "route_backward": 14, "capacity": 15}
+       "permute_backward": 12, "combine_backward": 13, "route_backward": 14, "capacity": 15,
+       "route_losses": 16}
 DROP_POLICIES = {"probs": 0, "position": 1}
 PREWARM_OUTCOMES = {"failed": 0, "compiled": 1, "cached": 2, "not_stored": 3}
+# Flags of moejit_route_spec.aux_stats (#defines, MOEJIT_AUX_*); the command line and the manifests
+# spell them lb, seq, z (AUX_STAT_NAMES), joined by commas.
+AUX_STATS = {"load_balance": 1, "seq_load_balance": 2, "z_loss": 4}
+AUX_STAT_NAMES = {"lb": 1, "seq": 2, "z": 4}
 
 _ENUM_PREFIXES = ((DTYPES, "MOEJIT_DTYPE_"), (SCORES, "MOEJIT_SCORE_"), (GROUP_SCORES, "MOEJIT_GROUP_SCORE_"),
                   (CACHE_MODES, "MOEJIT_CACHE_"), (LOG_LEVELS, "MOEJIT_LOG_"), (MX_LAYOUTS, "MOEJIT_MX_"),
                   (INDEX_DTYPES, "MOEJIT_INDEX_"), (REPLAYS, "MOEJIT_REPLAY_"), (LOAD_COUNTERS, "MOEJIT_LOAD_"),
-                  (OPS, "MOEJIT_OP_"), (PREWARM_OUTCOMES, "MOEJIT_PREWARM_"), (DROP_POLICIES, "MOEJIT_DROP_"))
+                  (OPS, "MOEJIT_OP_"), (PREWARM_OUTCOMES, "MOEJIT_PREWARM_"), (DROP_POLICIES, "MOEJIT_DROP_"),
+                  (AUX_STATS, "MOEJIT_AUX_"))
 
 # Limits of this build (moejit.h "Limits of this build" and the op sections).
 LIMITS = {"MOEJIT_MAX_EXPERTS": 4096, "MOEJIT_MAX_TOPK": 64, "MOEJIT_MAX_ALIGN_EXPERTS": 4096,
@@ -111,13 +117,21 @@ class RouteSpec(ctypes.Structure):
                 ("score_after_topk", _i32), ("renormalize", _i32), ("scale_output", _i32),
                 ("routed_scaling_factor", _f32), ("shared_slots", _i32), ("padded", _i32),
                 ("id_dtype", _enum), ("max_replicas", _i32), ("num_physical_experts", _i32),
-                ("load_counter", _enum), ("replay", _enum), ("logical_id_dtype", _enum), ("reserved", _u32 * 11)]
+                ("load_counter", _enum), ("replay", _enum), ("logical_id_dtype", _enum), ("aux_stats", _u32),
+                ("seq_offset_dtype", _enum), ("reserved", _u32 * 9)]
+
+
+# Auxiliary-loss statistics (route step 13, route_losses, route_backward): device pointers.
+class AuxStats(ctypes.Structure):
+    _fields_ = [("prob_sums", _ptr), ("counts", _ptr), ("lse", _ptr), ("seq_offsets", _ptr), ("num_seqs", _i64),
+                ("reserved", _u64 * 3)]
 
 
 class RouteArgs(ctypes.Structure):
     _fields_ = [("logits", _ptr), ("bias", _ptr), ("ids", _ptr), ("weights", _ptr), ("num_tokens", _i64),
                 ("row_stride", _i64), ("num_valid", _ptr), ("logical_to_physical", _ptr),
-                ("replica_count", _ptr), ("expert_load", _ptr), ("logical_ids", _ptr), ("reserved", _u64 * 5)]
+                ("replica_count", _ptr), ("expert_load", _ptr), ("logical_ids", _ptr), ("aux", ctypes.POINTER(AuxStats)),
+                ("reserved", _u64 * 4)]
 
 
 class AlignSpec(ctypes.Structure):
@@ -220,7 +234,17 @@ class RouteBackwardSpec(ctypes.Structure):
 
 class RouteBackwardArgs(ctypes.Structure):
     _fields_ = [("logits", _ptr), ("ids", _ptr), ("grad_weights", _ptr), ("grad_logits", _ptr), ("num_tokens", _i64),
-                ("row_stride", _i64), ("reserved", _u64 * 8)]
+                ("row_stride", _i64), ("grad_losses", _ptr), ("aux", ctypes.POINTER(AuxStats)), ("reserved", _u64 * 6)]
+
+
+# route_losses (moejit.h Operation 1c): newer than some 0.2 libraries (see _NEWER below).
+class RouteLossesSpec(ctypes.Structure):
+    _fields_ = [("num_experts", _i32), ("topk", _i32), ("aux_stats", _u32), ("seq_offset_dtype", _enum),
+                ("reserved", _u32 * 4)]
+
+
+class RouteLossesArgs(ctypes.Structure):
+    _fields_ = [("aux", ctypes.POINTER(AuxStats)), ("losses", _ptr), ("num_tokens", _i64), ("reserved", _u64 * 5)]
 
 
 class _KernelDescBody(ctypes.Union):
@@ -228,7 +252,7 @@ class _KernelDescBody(ctypes.Union):
                 ("mx_scales", MxScalesSpec), ("dispatch_layout", DispatchLayoutSpec), ("permute", PermuteSpec),
                 ("combine", CombineSpec), ("permute_backward", PermuteBackwardSpec),
                 ("combine_backward", CombineBackwardSpec), ("route_backward", RouteBackwardSpec),
-                ("capacity", CapacitySpec)]
+                ("capacity", CapacitySpec), ("route_losses", RouteLossesSpec)]
 
 
 class KernelDesc(ctypes.Structure):
@@ -263,6 +287,8 @@ STRUCTS = {"moejit_config": Config, "moejit_route_spec": RouteSpec, "moejit_rout
            "moejit_combine_backward_spec": CombineBackwardSpec, "moejit_combine_backward_args": CombineBackwardArgs,
            "moejit_route_backward_spec": RouteBackwardSpec, "moejit_route_backward_args": RouteBackwardArgs,
            "moejit_capacity_spec": CapacitySpec, "moejit_capacity_args": CapacityArgs,
+           "moejit_aux_stats": AuxStats, "moejit_route_losses_spec": RouteLossesSpec,
+           "moejit_route_losses_args": RouteLossesArgs,
            "moejit_kernel_desc": KernelDesc, "moejit_prewarm_result": PrewarmResult, "moejit_stats": Stats}
 
 # -------------------------------------------------------------------------------------------------
@@ -299,6 +325,7 @@ _PROTOTYPES = {
     "moejit_route_backward": (_st, [_ptr, _P(RouteBackwardSpec), _P(RouteBackwardArgs), _ptr]),
     "moejit_capacity": (_st, [_ptr, _P(CapacitySpec), _P(CapacityArgs), _ptr]),
     "moejit_capacity_of": (_st, [_i64, _i32, _i32, ctypes.c_double, _i32, _P(_i32)]),
+    "moejit_route_losses": (_st, [_ptr, _P(RouteLossesSpec), _P(RouteLossesArgs), _ptr]),
     "moejit_validate": (_st, [_P(KernelDesc)]),
     "moejit_source": (_st, [_ptr, _P(KernelDesc), _P(ctypes.c_void_p), _P(ctypes.c_size_t)]),
     "moejit_kernel_name": (_st, [_P(KernelDesc), ctypes.c_char_p, ctypes.c_size_t]),
@@ -324,14 +351,17 @@ _PROTOTYPES = {
     "moejit_combine_backward_reference": (_st, [_P(CombineBackwardSpec), _P(CombineBackwardArgs)]),
     "moejit_route_backward_reference": (_st, [_P(RouteBackwardSpec), _P(RouteBackwardArgs)]),
     "moejit_capacity_reference": (_st, [_P(CapacitySpec), _P(CapacityArgs)]),
+    "moejit_route_losses_reference": (_st, [_P(RouteLossesSpec), _P(RouteLossesArgs)]),
 }
 # Functions a library built from an older 0.2 tree may lack (added with issue 15's dispatch_layout,
-# issue 17's programmatic dependent launch, issue 16's backward operations and capacity): the binding still
+# issue 17's programmatic dependent launch, issue 16's backward operations, capacity and auxiliary losses): the binding
+# still
 # loads; calling one raises NotImplementedError naming the library (has() tells beforehand).
 _NEWER = frozenset(("moejit_dispatch_layout", "moejit_dispatch_layout_reference", "moejit_ctx_pdl",
                     "moejit_permute_backward", "moejit_combine_backward", "moejit_permute_backward_reference",
                     "moejit_combine_backward_reference", "moejit_route_backward", "moejit_route_backward_reference",
-                    "moejit_capacity", "moejit_capacity_of", "moejit_capacity_reference"))
+                    "moejit_capacity", "moejit_capacity_of", "moejit_capacity_reference",
+                    "moejit_route_losses", "moejit_route_losses_reference"))
 missing = []
 
 

@@ -168,7 +168,7 @@ class RouteSpec:
 
     __slots__ = ("num_experts", "topk", "score", "dtype", "num_groups", "topk_groups", "group_score", "has_bias",
                  "softcap", "score_after_topk", "renormalize", "scale_output", "routed_scaling_factor",
-                 "shared_slots") + SERVING_PARAMS + ("_c", "_params", "_serving")
+                 "shared_slots") + SERVING_PARAMS + ("aux_stats", "seq_offset_dtype") + ("_c", "_params", "_serving")
 
     def __init__(self, num_experts, topk, score="softmax", dtype="f32", num_groups=0, topk_groups=0,
                  group_score="max", has_bias=False, softcap=0.0, score_after_topk=False, renormalize=False,
