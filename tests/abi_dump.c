@@ -211,7 +211,7 @@ int main(void)
     FIELD(moejit_kernel_desc, mx_scales, 0); FIELD(moejit_kernel_desc, dispatch_layout, 0);
     FIELD(moejit_kernel_desc, permute, 0); FIELD(moejit_kernel_desc, combine, 0);
     FIELD(moejit_kernel_desc, permute_backward, 0); FIELD(moejit_kernel_desc, combine_backward, 0);
-    FIELD(moejit_kernel_desc, route_backward, 0); FIELD(moejit_kernel_desc, capacity, 1);
+    FIELD(moejit_kernel_desc, route_backward, 0); FIELD(moejit_kernel_desc, capacity, 0);
     FIELD(moejit_kernel_desc, route_losses, 1);
     END();
 

@@ -100,7 +100,7 @@ static void test_help(void **state)
     EXPECT_OUTPUT("--experts does not apply to --op permute");
     assert_int_equal(CLI("source", "--op", "gather", "--hidden", "64"), 2);
     EXPECT_OUTPUT("moejit source: --op: \"gather\" is not one of route, align, route_align, route_backward, mx_scales, "
-                  "dispatch_layout, permute, combine, permute_backward, combine_backward, capacity,\n"
+                  "dispatch_layout, permute, combine, permute_backward, combine_backward, capacity, "
                   "route_losses\n");
     assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "32", "--dtype", "bf16"), 2);
     EXPECT_OUTPUT("--dtype does not apply to --op align");
