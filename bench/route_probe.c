@@ -8,6 +8,10 @@
  *   route_probe --backward [--model qwen3-moe] [--dtype f32|bf16] [--tokens 1,1024,16384]
  *                                             route_backward (without a model: deepseek-v3, kimi-k2
  *                                             and qwen3-moe), the forward beside it
+ *   route_probe --losses [--model qwen3-moe] [--dtype f32|bf16] [--tokens 1,1024,16384]
+ *                                             the auxiliary losses (moejit.h route step 13,
+ *                                             route_losses, route_backward's loss gradient); models
+ *                                             as --backward
  *
  * Prints whether programmatic dependent launch (PDL: moejit_config.pdl, MOEJIT_PDL) is on, then one
  * line per T: kernel, T, µs per launch, multiple of the empty-kernel floor, GB/s moved; with
@@ -18,7 +22,13 @@
  * prologue (mj::pdl_begin) — the floor a PDL launch of route is compared with. --backward: per T
  * the forward's line, then route_backward's, whose GB/s counts the bytes it must move: the logits
  * once (whole rows for a softmax over the row; the K chosen of each row for the other scores,
- * which need no more), the ids and grad_weights once, grad_logits [T, E] f32 written once. */
+ * which need no more), the ids and grad_weights once, grad_logits [T, E] f32 written once.
+ * --losses: per T, µs per launch of route plain, with the load-balance statistics, with all three
+ * (lb, seq over sequences of 4096 tokens, z), route_losses (all three), route_backward plain and
+ * with the losses' gradient, and each one's cost over plain route (the gradient's also over plain
+ * route_backward); every line timed twice, interleaved forth and back, the lower kept. The
+ * statistics are zeroed before each line's timing, outside the graph; the graph's replays then add
+ * to them (the values are not read back; the adds cost the same whatever they hold). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,7 +130,7 @@ static void launch_route(int i, void *user)
 }
 
 static int parse_args(int argc, char **argv, moejit_route_spec *s, char *tokens, size_t cap, int *serving,
-                      int *pdl_mode, int *backward, const char **model_out)
+                      int *pdl_mode, int *backward, int *losses, const char **model_out)
 {
     const char *model = NULL;
     for (int i = 1; i < argc; i++) {
@@ -140,6 +150,7 @@ static int parse_args(int argc, char **argv, moejit_route_spec *s, char *tokens,
         else if (!strcmp(a, "--no-pdl")) *pdl_mode = PDL_OFF;
         else if (!strcmp(a, "--pdl-both")) *pdl_mode = PDL_BOTH;
         else if (!strcmp(a, "--backward")) *backward = 1;
+        else if (!strcmp(a, "--losses")) *losses = 1;
         else {
             fprintf(stderr, "route_probe: unknown argument %s\n", a);
             return -1;
@@ -320,14 +331,156 @@ static void backward_table(moejit_ctx *ctx, const moejit_route_spec *spec, const
     if (bias) d->mem_free(bias);
 }
 
+/* ---- --losses: the auxiliary losses' statistics, the losses, their gradient ---- */
+
+enum { N_LOSS_LINES = 6, LOSS_SEQ_LEN = 4096 };
+static const char *const k_loss_lines[N_LOSS_LINES] = {
+    "route",          "route + stats lb",     "route + stats lb,seq,z",
+    "route_losses (lb,seq,z)", "route_backward", "route_backward + losses' gradient",
+};
+#define AUX_ALL (MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE | MOEJIT_AUX_Z_LOSS)
+
+typedef struct losses_run {
+    moejit_ctx *ctx;
+    moejit_route_losses_spec spec;
+    moejit_route_losses_args args[ROTATE];
+} losses_run;
+
+static void launch_losses(int i, void *user)
+{
+    losses_run *l = user;
+    moejit_status st = moejit_route_losses(l->ctx, &l->spec, &l->args[i], (moejit_stream)stream);
+    if (st != MOEJIT_OK) {
+        fprintf(stderr, "moejit_route_losses: %s: %s\n", moejit_status_str(st), moejit_last_error(l->ctx));
+        exit(1);
+    }
+}
+
+/* One model (or spec) at each T: the six lines of --losses. */
+static void losses_table(moejit_ctx *ctx, const moejit_route_spec *spec, const char *tokens_list, float floor)
+{
+    moejit_route_spec all = *spec;
+    all.aux_stats = AUX_ALL;
+    all.seq_offset_dtype = MOEJIT_INDEX_INT32;
+    route_run run = {.ctx = ctx, .spec = *spec};
+    backward_run bw = {.ctx = ctx, .spec = {.route = *spec}}, bwl = {.ctx = ctx, .spec = {.route = all}};
+    losses_run ls = {.ctx = ctx, .spec = {.num_experts = spec->num_experts, .topk = spec->topk, .aux_stats = AUX_ALL}};
+    moejit_kernel_desc fd = {.op = MOEJIT_OP_ROUTE, .route = all};
+    char fname[128], tokens[256];
+    CHECK(moejit_kernel_name(&fd, fname, sizeof fname));
+    snprintf(tokens, sizeof tokens, "%s", tokens_list);
+    const int E = spec->num_experts, W = spec->topk + spec->shared_slots;
+    const size_t elem = spec->dtype == MOEJIT_DTYPE_F32 ? 4 : 2;
+    CUdeviceptr bias = 0, gl;
+    if (spec->has_bias) {
+        float *hb = malloc(sizeof(float) * (size_t)E);
+        for (int e = 0; e < E; e++) hb[e] = 0.2f * ((float)rand() / (float)RAND_MAX - 0.5f);
+        CU(d->mem_alloc(&bias, sizeof(float) * (size_t)E));
+        CU(d->memcpy_htod(bias, hb, sizeof(float) * (size_t)E));
+        free(hb);
+    }
+    const float hgl[3] = {1e-2f, 1e-3f, 1e-3f}; /* dL/d(aux, seq_aux, z): coefficients as Megatron's */
+    CU(d->mem_alloc(&gl, sizeof hgl));
+    CU(d->memcpy_htod(gl, hgl, sizeof hgl));
+    for (char *save = NULL, *tok = strtok_r(tokens, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        const long T = atol(tok);
+        const long S = T > 0 ? (T + LOSS_SEQ_LEN - 1) / LOSS_SEQ_LEN : 1;
+        const size_t in_bytes = (size_t)T * (size_t)E * elem, slots = (size_t)T * (size_t)W;
+        const size_t stat_n = (size_t)S * (size_t)E, lse_bytes = (size_t)(T > 0 ? T : 1) * 4;
+        unsigned char *host = malloc(in_bytes ? in_bytes : 1);
+        float *hg = malloc(slots ? slots * 4 : 4);
+        int32_t *hoff = malloc(sizeof(int32_t) * (size_t)(S + 1));
+        for (long q = 0; q <= S; q++) hoff[q] = (int32_t)(q * LOSS_SEQ_LEN < T ? q * LOSS_SEQ_LEN : T);
+        CUdeviceptr in[ROTATE], ids[ROTATE], w[ROTATE], gw[ROTATE], grad[ROTATE], sums[ROTATE], counts[ROTATE],
+            lse[ROTATE], out[ROTATE], off;
+        moejit_aux_stats aux[ROTATE];
+        CU(d->mem_alloc(&off, sizeof(int32_t) * (size_t)(S + 1)));
+        CU(d->memcpy_htod(off, hoff, sizeof(int32_t) * (size_t)(S + 1)));
+        for (int r = 0; r < ROTATE; r++) {
+            for (size_t i = 0; i < (size_t)T * (size_t)E; i++) {
+                const float v = 4.0f * ((float)rand() / (float)RAND_MAX) - 2.0f;
+                if (elem == 4) ((float *)host)[i] = v;
+                else ((uint16_t *)host)[i] = spec->dtype == MOEJIT_DTYPE_BF16 ? mj_f32_to_bf16(v) : mj_f32_to_f16(v);
+            }
+            for (size_t i = 0; i < slots; i++) hg[i] = 2.0f * ((float)rand() / (float)RAND_MAX) - 1.0f;
+            CU(d->mem_alloc(&in[r], in_bytes ? in_bytes : 1));
+            CU(d->mem_alloc(&ids[r], slots ? slots * 8 : 8));
+            CU(d->mem_alloc(&w[r], slots ? slots * 4 : 4));
+            CU(d->mem_alloc(&gw[r], slots ? slots * 4 : 4));
+            CU(d->mem_alloc(&grad[r], (size_t)(T > 0 ? T : 1) * (size_t)E * 4));
+            CU(d->mem_alloc(&sums[r], stat_n * 8));
+            CU(d->mem_alloc(&counts[r], stat_n * 4));
+            CU(d->mem_alloc(&lse[r], lse_bytes));
+            CU(d->mem_alloc(&out[r], 3 * 4));
+            CU(d->memcpy_htod(in[r], host, in_bytes));
+            CU(d->memcpy_htod(gw[r], hg, slots * 4));
+            aux[r] = (moejit_aux_stats){.prob_sums = (uint64_t *)sums[r], .counts = (int32_t *)counts[r],
+                                        .lse = (float *)lse[r], .seq_offsets = (const void *)off, .num_seqs = S};
+            run.args[r] = (moejit_route_args){.logits = (void *)in[r], .bias = (float *)bias, .ids = (void *)ids[r],
+                                                .weights = (float *)w[r], .num_tokens = T, .aux = &aux[r]};
+            bw.args[r] = (moejit_route_backward_args){.logits = (void *)in[r], .ids = (void *)ids[r],
+                                                      .grad_weights = (float *)gw[r], .grad_logits = (float *)grad[r],
+                                                      .num_tokens = T};
+            bwl.args[r] = bw.args[r];
+            bwl.args[r].grad_losses = (const float *)gl;
+            bwl.args[r].aux = &aux[r];
+            ls.args[r] = (moejit_route_losses_args){.aux = &aux[r], .losses = (float *)out[r], .num_tokens = T};
+        }
+        float us[N_LOSS_LINES];
+        for (int v = 0; v < N_LOSS_LINES; v++) us[v] = 1e30f;
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < N_LOSS_LINES; i++) {
+                const int v = pass ? N_LOSS_LINES - 1 - i : i; /* forth, then back: drift cancels */
+                for (int r = 0; r < ROTATE; r++) { /* untimed: fresh statistics (and route's ids) */
+                    CU(d->memset_d8(sums[r], 0, stat_n * 8));
+                    CU(d->memset_d8(counts[r], 0, stat_n * 4));
+                }
+                run.spec = all;
+                for (int r = 0; r < ROTATE; r++) launch_route(r, &run); /* the ids, counts and lse read below */
+                float t;
+                switch (v) {
+                case 0: run.spec = *spec, t = graph_us(launch_route, &run); break;
+                case 1:
+                    run.spec = all, run.spec.aux_stats = MOEJIT_AUX_LOAD_BALANCE, t = graph_us(launch_route, &run);
+                    break;
+                case 2: run.spec = all, t = graph_us(launch_route, &run); break;
+                case 3: t = graph_us(launch_losses, &ls); break;
+                case 4: t = graph_us(launch_backward, &bw); break;
+                default: t = graph_us(launch_backward, &bwl); break;
+                }
+                if (t < us[v]) us[v] = t;
+            }
+        printf("%s (%s) T=%ld S=%ld\n", fname, mj_dtype_name(spec->dtype), T, S);
+        for (int v = 0; v < N_LOSS_LINES; v++) {
+            printf("  %-34s %8.2f us  %+7.2f us  %+7.1f%% of route  %6.2fx floor", k_loss_lines[v], us[v], us[v] - us[0],
+                   100.0 * (us[v] - us[0]) / us[0], us[v] / floor);
+            if (v == 5) printf("  %+7.1f%% of route_backward", 100.0 * (us[5] - us[4]) / us[4]);
+            printf("\n");
+        }
+        printf("  %-34s %8.2f us  %+7.1f%% of route (lb,seq,z statistics and losses)\n", "route + stats + route_losses",
+               us[2] + us[3], 100.0 * (us[2] + us[3] - us[0]) / us[0]);
+        fflush(stdout);
+        for (int r = 0; r < ROTATE; r++) {
+            d->mem_free(in[r]), d->mem_free(ids[r]), d->mem_free(w[r]), d->mem_free(gw[r]), d->mem_free(grad[r]);
+            d->mem_free(sums[r]), d->mem_free(counts[r]), d->mem_free(lse[r]), d->mem_free(out[r]);
+        }
+        d->mem_free(off);
+        free(host), free(hg), free(hoff);
+    }
+    d->mem_free(gl);
+    if (bias) d->mem_free(bias);
+}
+
 int main(int argc, char **argv)
 {
     route_run run = {0};
     char tokens[256] = "";
-    int pdl_mode = PDL_ENV, backward = 0;
+    int pdl_mode = PDL_ENV, backward = 0, losses = 0;
     const char *model = NULL;
-    if (parse_args(argc, argv, &run.spec, tokens, sizeof tokens, &run.serving, &pdl_mode, &backward, &model)) return 2;
-    if (!tokens[0]) snprintf(tokens, sizeof tokens, "%s", backward ? "1,1024,16384" : "1,16,128,1024,4096,16384");
+    if (parse_args(argc, argv, &run.spec, tokens, sizeof tokens, &run.serving, &pdl_mode, &backward, &losses, &model))
+        return 2;
+    if (!tokens[0])
+        snprintf(tokens, sizeof tokens, "%s", backward || losses ? "1,1024,16384" : "1,16,128,1024,4096,16384");
     if (mj_driver_get(&d) != MOEJIT_OK) {
         fprintf(stderr, "route_probe: %s\n", moejit_last_error(NULL));
         return 1;
@@ -358,21 +511,22 @@ int main(int argc, char **argv)
     const float floor = graph_us(launch_empty, NULL);
     const float floor_pdl = g_pdl_capable ? graph_us(launch_empty_pdl, NULL) : 0.0f;
     srand(1);
-    if (backward) {
+    if (backward || losses) {
         static const char *const models[] = {"deepseek-v3", "kimi-k2", "qwen3-moe"};
-        run.ctx = ctxs[0]; /* the route and backward tables time one context */
+        void (*table)(moejit_ctx *, const moejit_route_spec *, const char *, float) =
+            losses ? losses_table : backward_table;
         if (model || run.spec.num_experts) {
-            backward_table(run.ctx, &run.spec, tokens, floor);
+            table(ctxs[0], &run.spec, tokens, floor);
         } else {
             for (int m = 0; m < 3; m++) {
                 moejit_route_spec s;
                 CHECK(moejit_route_preset(models[m], &s));
                 s.dtype = run.spec.dtype;
-                backward_table(run.ctx, &s, tokens, floor);
+                table(ctxs[0], &s, tokens, floor);
             }
         }
         printf("%-58s floor (empty kernel, same graph method): %.2f us\n", "", floor);
-        moejit_close(run.ctx);
+        moejit_close(ctxs[0]);
         return 0;
     }
     moejit_kernel_desc desc = {.op = MOEJIT_OP_ROUTE, .route = run.spec};

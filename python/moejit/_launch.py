@@ -903,10 +903,10 @@ def route_with_losses_run(ctx, logits, bias, seq_offsets, aux_stats, params, str
     if T > 0:
         args = C.RouteArgs(logits.data_ptr(), _ptr(bias), ids.data_ptr(), weights.data_ptr(), T,
                            logits.stride(0) if T > 1 else num_experts)
-        args.aux = ctypes.addressof(aux)
+        args.aux = ctypes.pointer(aux)
         _call(C.lib.moejit_route, ctx, spec_c, args, logits, stream, "route")
     lspec = C.RouteLossesSpec(num_experts, topk, aux_stats, spec_c.seq_offset_dtype)
-    largs = C.RouteLossesArgs(ctypes.addressof(aux), losses.data_ptr(), T)
+    largs = C.RouteLossesArgs(ctypes.pointer(aux), losses.data_ptr(), T)
     _call(C.lib.moejit_route_losses, ctx, lspec, largs, logits, stream, "route_losses")
     return ids, weights, losses, counts, lse
 
@@ -929,7 +929,7 @@ def route_backward_losses_run(ctx, logits, ids, grad_weights, grad_losses, count
     args = C.RouteBackwardArgs(logits.data_ptr(), ids.data_ptr(), grad_weights.data_ptr(), out.data_ptr(), T,
                                logits.stride(0) if T > 1 else num_experts)
     args.grad_losses = grad_losses.data_ptr()
-    args.aux = ctypes.addressof(aux)
+    args.aux = ctypes.pointer(aux)
     _call(C.lib.moejit_route_backward, ctx, spec_c, args, logits, stream, "route_backward")
     return out
 

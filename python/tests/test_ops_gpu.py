@@ -319,6 +319,7 @@ def _opcheck_cases():
     emap = torch.full((256,), -1, dtype=torch.int32, device=DEV)
     emap[100:100 + EL] = torch.arange(EL, dtype=torch.int32, device=DEV)
     cap_l = moejit.align_capacity(EL, B, 9, 8)
+    offs = torch.tensor([0, 4, 9], dtype=torch.int32, device=DEV)
     o = torch.ops.moejit
     return {
         "route_serving": (o.route_serving.default, (x, b, nv, l2p, rc, load, None, *p, P, "int64", "int32")),
@@ -366,6 +367,13 @@ def _opcheck_cases():
         "route_backward_int64": (o.route_backward.default, (x, ids.clamp(0, 255).long(), w, *p)),
         "route_backward_out": (o.route_backward_out.default, (x, ids.clamp(0, 255), w, torch.empty(9, 256, device=DEV),
                                                               *p)),
+        # training: capacity (in place) and the auxiliary losses (issue 16 items 2 and 4)
+        "capacity": (o.capacity.default, (ids.clone(), w.clone(), 256, 8, "probs", 0.5, 0, 0)),
+        "capacity_int64": (o.capacity.default, (ids.long(), w.clone(), 256, 8, "position", 0.0, 1, 0)),
+        "route_with_losses": (o.route_with_losses.default, (x, b, offs, 7, *p)),
+        "route_backward_losses": (o.route_backward_losses.default, (x, ids.clamp(0, 255), w, torch.rand(3, device=DEV),
+                                                                    torch.randint(0, 9, (2, 256), dtype=torch.int32,
+                                                                                  device=DEV), offs, 7, *p)),
     }
 
 
@@ -375,7 +383,8 @@ OPCHECK = ["route", "route_out", "route_serving", "route_serving_int64_given", "
            "permute_out", "combine", "combine_out", "mx_scales_3d", "mx_scales_2d", "mx_scales_out",
            "mx_scales_inverse_3d", "mx_scales_inverse_2d", "mx_scales_inverse_out", "permute_backward",
            "permute_backward_out", "combine_backward", "combine_backward_weights_only", "combine_backward_out",
-           "route_backward", "route_backward_int64", "route_backward_out"]
+           "route_backward", "route_backward_int64", "route_backward_out", "capacity", "capacity_int64",
+           "route_with_losses", "route_backward_losses"]
 
 
 @pytest.mark.parametrize("case", OPCHECK)
