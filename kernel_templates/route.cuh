@@ -628,22 +628,8 @@ struct AuxState {
         }
     }
 
-    __device__ void flush(const RouteParams &p)
-    {
-        if (seq >= 0) {
-            u64 *sums = static_cast<u64 *>(p.aux_prob_sums) + seq * E;
-            int *counts = p.aux_counts + seq * E;
-#pragma unroll
-            for (int i = 0; i < VPT; i++) {
-                if (first + i >= E) continue;
-                if (acc[i] != 0.0f) atomicAdd(sums + first + i, fixed(acc[i]));
-                if (cnt[i] != 0) atomicAdd(counts + first + i, cnt[i]);
-            }
-        }
-        reset();
-    }
-
-    __device__ void flush_shared(u64 *sums, int *counts)
+    // Add the accumulators to sums/counts [E] (the device's, or a block's in shared memory), reset.
+    __device__ void flush_to(u64 *sums, int *counts)
     {
 #pragma unroll
         for (int i = 0; i < VPT; i++) {
@@ -652,6 +638,13 @@ struct AuxState {
             if (cnt[i] != 0) atomicAdd(counts + first + i, cnt[i]);
         }
         reset();
+    }
+
+    // Into the current sequence's row of the device statistics (nothing outside every sequence).
+    __device__ void flush(const RouteParams &p)
+    {
+        if (seq >= 0) flush_to(static_cast<u64 *>(p.aux_prob_sums) + seq * E, p.aux_counts + seq * E);
+        else reset();
     }
 };
 
@@ -1054,7 +1047,7 @@ __device__ __forceinline__ void route_kernel_aux(const RouteParams &p, i64 valid
             if (active) aux.enter(p, token);
             Seg::route(seg, active, p, active ? token : 0, nullptr, &aux);
         }
-        if (aux.seq == home) aux.flush_shared(s_sums, s_counts);
+        if (aux.seq == home) aux.flush_to(s_sums, s_counts);
         else aux.flush(p);
         __syncthreads();
         if (home >= 0) {

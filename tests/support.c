@@ -49,6 +49,25 @@ moejit_ctx *mjt_open_tmp(char *dir)
 
 void mjt_rmtree(const char *path) { nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
+void mjt_expect_compiles(const moejit_kernel_desc *descs, size_t n, const char *arch)
+{
+    char dir[4096];
+    moejit_ctx *ctx = mjt_open_tmp(dir);
+    moejit_prewarm_result *res = calloc(n, sizeof *res);
+    assert_non_null(res);
+    const moejit_status st = moejit_prewarm(ctx, descs, n, arch, res);
+    if (st == MOEJIT_ERR_NO_NVRTC) {
+        free(res), moejit_close(ctx), mjt_rmtree(dir);
+        skip();
+    }
+    for (size_t i = 0; i < n; i++)
+        if (res[i].status != MOEJIT_OK) fail_msg("%s: %s", res[i].name, res[i].error);
+    free(res);
+    assert_int_equal(st, MOEJIT_OK);
+    moejit_close(ctx);
+    mjt_rmtree(dir);
+}
+
 static int g_file_count;
 static int count_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
 {

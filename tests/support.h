@@ -19,6 +19,8 @@ void mjt_tmpdir(char *path);
 void mjt_rmtree(const char *path);
 /* A fresh temp directory (dir: 4096 bytes) and a context whose disk cache lives in it. */
 moejit_ctx *mjt_open_tmp(char *dir);
+/* Prewarm descs (n) for arch into a fresh cache: every one must compile; skip() without NVRTC. */
+void mjt_expect_compiles(const moejit_kernel_desc *descs, size_t n, const char *arch);
 /* Number of regular files under a directory tree (0 if it does not exist). */
 int mjt_count_files(const char *path);
 

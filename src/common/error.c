@@ -138,3 +138,10 @@ const char *mj_error_text(void)
     error_buf *b = thread_buf();
     return (b && b->text) ? b->text : "";
 }
+
+moejit_status mj_check_spec_count(const char *what, const char *field, int v, int lo, int max)
+{
+    if (v < lo) return mj_fail(MOEJIT_ERR_INVALID_SPEC, "%s: %s = %d must be >= %d", what, field, v, lo);
+    if (v > max) return mj_fail(MOEJIT_ERR_UNSUPPORTED, "%s: %s = %d exceeds the maximum %d", what, field, v, max);
+    return MOEJIT_OK;
+}

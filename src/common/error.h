@@ -14,6 +14,10 @@
  * `return mj_fail(MOEJIT_ERR_INVALID_SPEC, "num_experts = %d …", e);`). */
 moejit_status mj_fail(moejit_status status, const char *fmt, ...) MJ_PRINTF(2, 3);
 
+/* A spec's count field in [lo, max]: "<what>: <field> = v must be >= lo" (MOEJIT_ERR_INVALID_SPEC)
+ * below, "... exceeds the maximum max" (MOEJIT_ERR_UNSUPPORTED: a limit of this build) above. */
+moejit_status mj_check_spec_count(const char *what, const char *field, int v, int lo, int max);
+
 /* Append to the current detail (for multi-part messages such as an NVRTC log). */
 void mj_error_append(const char *fmt, ...) MJ_PRINTF(1, 2);
 

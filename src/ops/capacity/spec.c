@@ -20,15 +20,10 @@ moejit_status mj_capacity_normalize(const moejit_capacity_spec *spec, mj_capacit
     moejit_status st = MJ_CHECK_RESERVED("capacity spec", spec);
     if (st != MOEJIT_OK) return st;
     const int e = spec->num_experts, k = spec->topk, s = spec->shared_slots;
-    if (e < 1) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "num_experts = %d must be >= 1", e);
-    if (e > MOEJIT_MAX_EXPERTS)
-        return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "num_experts = %d exceeds the maximum %d", e, MOEJIT_MAX_EXPERTS);
-    if (k < 1) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "topk = %d must be >= 1", k);
-    if (k > MOEJIT_MAX_TOPK)
-        return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "topk = %d exceeds the maximum %d", k, MOEJIT_MAX_TOPK);
-    if (s < 0) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "shared_slots = %d must be >= 0", s);
-    if (s > MOEJIT_MAX_TOPK)
-        return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "shared_slots = %d exceeds the maximum %d", s, MOEJIT_MAX_TOPK);
+    if ((st = mj_check_spec_count("capacity spec", "num_experts", e, 1, MOEJIT_MAX_EXPERTS)) != MOEJIT_OK ||
+        (st = mj_check_spec_count("capacity spec", "topk", k, 1, MOEJIT_MAX_TOPK)) != MOEJIT_OK ||
+        (st = mj_check_spec_count("capacity spec", "shared_slots", s, 0, MOEJIT_MAX_TOPK)) != MOEJIT_OK)
+        return st;
     if (!mj_index_dtype_name((int)spec->id_dtype))
         return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC,
                         "id_dtype = %d is not a moejit_index_dtype (0 int32, 1 int64, 2 int16)", (int)spec->id_dtype);

@@ -48,6 +48,10 @@ typedef struct mj_route_shape {
 /* Validate a route spec and write its normalised shape. Errors name the field and value. */
 moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *out);
 
+/* E in [1, MOEJIT_MAX_EXPERTS] and K in [1, min(E, MOEJIT_MAX_TOPK)], errors prefixed by `what`
+ * ("route spec", …): the sizes every route-shaped spec shares. */
+moejit_status mj_route_check_sizes(const char *what, int e, int k);
+
 /* Module name ("moejit_route_sigmoid_e384_k8_bf16") and human-readable shape ("E=384 K=8
  * score=sigmoid dtype=bf16") of a shape; both return the length (route_align builds on them). */
 int mj_route_module_name(const mj_route_shape *r, char *buf, size_t cap);

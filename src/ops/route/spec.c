@@ -159,6 +159,15 @@ static moejit_status normalize_serving(const moejit_route_spec *spec, int shared
     return normalize_aux(spec, out);
 }
 
+moejit_status mj_route_check_sizes(const char *what, int e, int k)
+{
+    moejit_status st;
+    if ((st = mj_check_spec_count(what, "num_experts", e, 1, MOEJIT_MAX_EXPERTS)) != MOEJIT_OK) return st;
+    if (k < 1) return mj_check_spec_count(what, "topk", k, 1, MOEJIT_MAX_TOPK);
+    if (k > e) return mj_fail(MOEJIT_ERR_INVALID_SPEC, "%s: topk = %d exceeds num_experts = %d", what, k, e);
+    return mj_check_spec_count(what, "topk", k, 1, MOEJIT_MAX_TOPK);
+}
+
 moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *out)
 {
     if (!spec) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "route spec: spec is NULL");
@@ -168,13 +177,7 @@ moejit_status mj_route_normalize(const moejit_route_spec *spec, mj_route_shape *
     if ((st = MJ_CHECK_RESERVED("route spec", spec)) != MOEJIT_OK) return st;
 
     const int e = spec->num_experts, k = spec->topk;
-    if (e < 1) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "num_experts = %d must be >= 1", e);
-    if (e > MOEJIT_MAX_EXPERTS)
-        return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "num_experts = %d exceeds the maximum %d", e, MOEJIT_MAX_EXPERTS);
-    if (k < 1) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "topk = %d must be >= 1", k);
-    if (k > e) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "topk = %d exceeds num_experts = %d", k, e);
-    if (k > MOEJIT_MAX_TOPK)
-        return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "topk = %d exceeds the maximum %d", k, MOEJIT_MAX_TOPK);
+    if ((st = mj_route_check_sizes("route spec", e, k)) != MOEJIT_OK) return st;
     if (!mj_score_name((int)spec->score))
         return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "score = %d is not a moejit_score (0 softmax, 1 sigmoid, 2 sqrt_softplus)",
                         (int)spec->score);

@@ -18,12 +18,7 @@ moejit_status mj_route_losses_normalize(const moejit_route_losses_spec *spec, mj
     moejit_status st = MJ_CHECK_RESERVED("route_losses spec", spec);
     if (st != MOEJIT_OK) return st;
     const int e = spec->num_experts, k = spec->topk;
-    if (e < 1) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "num_experts = %d must be >= 1", e);
-    if (e > MOEJIT_MAX_EXPERTS)
-        return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "num_experts = %d exceeds the maximum %d", e, MOEJIT_MAX_EXPERTS);
-    if (k < 1) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "topk = %d must be >= 1", k);
-    if (k > e) return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "topk = %d exceeds num_experts = %d", k, e);
-    if (k > MOEJIT_MAX_TOPK) return SPEC_ERR(MOEJIT_ERR_UNSUPPORTED, "topk = %d exceeds the maximum %d", k, MOEJIT_MAX_TOPK);
+    if ((st = mj_route_check_sizes("route_losses spec", e, k)) != MOEJIT_OK) return st;
     const uint32_t all = MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE | MOEJIT_AUX_Z_LOSS;
     if (spec->aux_stats == 0 || (spec->aux_stats & ~all))
         return SPEC_ERR(MOEJIT_ERR_INVALID_SPEC, "aux_stats = 0x%x must be a non-empty set of MOEJIT_AUX_* flags (0x%x)",
