@@ -86,45 +86,29 @@ struct Chunks {
 
 // ---- permute backward -------------------------------------------------------------------------
 
-// A token's slots are taken kSlotBatch at a time: their loads are all issued before the sums that
-// use them (still added in slot order), so a block waits one memory latency per batch rather than
-// one per slot — what a small batch's time is made of.
-constexpr int kSlotBatch = 8;
-
 template <class Cfg, bool Wide>
 __device__ __forceinline__ void permute_backward_token(const PermuteBackwardParams &p, i64 t)
 {
     typedef Chunks<Cfg> C;
-    constexpr int KB = kSlotBatch;
     const int *slots = p.slot_of + t * p.topk;
     char *dst = static_cast<char *>(p.grad_x) + t * C::kRowBytes;
     for (int c = threadIdx.x; c < C::kCount; c += Cfg::kThreads) {
         float acc[C::N];
 #pragma unroll
         for (int j = 0; j < C::N; j++) acc[j] = 0.0f;
-        for (int k0 = 0; k0 < p.topk; k0 += KB) {
-            float g[KB][C::N], s[KB];
-            bool use[KB];
-#pragma unroll
-            for (int i = 0; i < KB; i++) {
-                const int k = k0 + i;
-                const int slot = k < p.topk ? __ldg(slots + k) : -1;
-                use[i] = slot >= 0 && (i64)slot < p.num_rows; // else dropped
-                s[i] = 1.0f;
-                if constexpr (Cfg::kHasScale) {
-                    const int e = use[i] ? __ldg(p.ids + t * p.topk + k) : -1;
-                    use[i] = use[i] && e >= 0 && e < p.num_experts; // the forward wrote a zero row
-                    if (use[i]) s[i] = __ldg(p.scale + e);
-                }
-                if (use[i])
-                    C::template load<Wide>(static_cast<const char *>(p.grad_out) + (i64)slot * C::kRowBytes, c, g[i]);
+        for (int k = 0; k < p.topk; k++) { // in order: the sum is the same on every run
+            const int slot = __ldg(slots + k);
+            if (slot < 0 || (i64)slot >= p.num_rows) continue; // dropped
+            float s = 1.0f;
+            if constexpr (Cfg::kHasScale) {
+                const int e = __ldg(p.ids + t * p.topk + k);
+                if (e < 0 || e >= p.num_experts) continue; // the forward wrote a zero row
+                s = __ldg(p.scale + e);
             }
+            float g[C::N];
+            C::template load<Wide>(static_cast<const char *>(p.grad_out) + (i64)slot * C::kRowBytes, c, g);
 #pragma unroll
-            for (int i = 0; i < KB; i++) // in slot order: the sum is the same on every run
-                if (use[i]) {
-#pragma unroll
-                    for (int j = 0; j < C::N; j++) acc[j] = __fmaf_rn(g[i][j], s[i], acc[j]);
-                }
+            for (int j = 0; j < C::N; j++) acc[j] = __fmaf_rn(g[j], s, acc[j]);
         }
         C::template store<Wide>(dst, c, acc);
     }
@@ -166,60 +150,43 @@ __device__ __forceinline__ float block_sum(float v, float *red)
 }
 
 // Token t: grad_weights[t, k] for every k, and grad_y for the rows token t owns (the row r =
-// slot_of[t,k] whose sorted_ids[r] is t*K+k). kSlotBatch slots share one pass over the row: its
-// grad_out chunk is read once for all of them and their y chunks are loaded together; each
-// slot's dot product still runs over the chunks in the same order, then one block sum per slot
-// (mj_rows_dot's order). Every branch on a slot is uniform over the block.
+// slot_of[t,k] whose sorted_ids[r] is t*K+k). Every branch on k is uniform over the block.
 template <class Cfg, bool Wide>
 __device__ __forceinline__ void combine_backward_token(const CombineBackwardParams &p, i64 t,
                                                        float (&red)[2][Cfg::kThreads / 32], int &n_sums)
 {
     typedef Chunks<Cfg> C;
-    constexpr int KB = kSlotBatch;
     const char *g = static_cast<const char *>(p.grad_out) + t * C::kRowBytes;
-    const bool want_w = p.grad_weights != nullptr;
-    for (int k0 = 0; k0 < p.topk; k0 += KB) {
-        const char *yrow[KB];
-        char *dst[KB];
-        float w[KB], acc[KB];
-        bool kept[KB], own[KB];
+    for (int k = 0; k < p.topk; k++) {
+        const i64 flat = t * p.topk + k;
+        const int slot = __ldg(p.slot_of + flat);
+        const bool kept = slot >= 0 && (i64)slot < p.num_rows;
+        if (p.grad_weights) {
+            float acc = 0.0f;
+            if (kept) {
+                const char *y = static_cast<const char *>(p.y) + (i64)slot * C::kRowBytes;
+#pragma unroll 4
+                for (int c = threadIdx.x; c < C::kCount; c += Cfg::kThreads) {
+                    float gv[C::N], yv[C::N];
+                    C::template load<Wide>(g, c, gv);
+                    C::template load<Wide>(y, c, yv);
 #pragma unroll
-        for (int i = 0; i < KB; i++) {
-            const i64 flat = t * p.topk + k0 + i;
-            const int slot = k0 + i < p.topk ? __ldg(p.slot_of + flat) : -1;
-            kept[i] = slot >= 0 && (i64)slot < p.num_rows;
-            own[i] = p.grad_y && kept[i] && (i64)__ldg(p.sorted_ids + slot) == flat;
-            w[i] = own[i] ? __ldg(p.weights + flat) : 0.0f;
-            yrow[i] = want_w && kept[i] ? static_cast<const char *>(p.y) + (i64)slot * C::kRowBytes : nullptr;
-            dst[i] = own[i] ? static_cast<char *>(p.grad_y) + (i64)slot * C::kRowBytes : nullptr;
-            acc[i] = 0.0f;
-        }
-        for (int c = threadIdx.x; c < C::kCount; c += Cfg::kThreads) {
-            float gv[C::N], yv[KB][C::N];
-            C::template load<Wide>(g, c, gv);
-#pragma unroll
-            for (int i = 0; i < KB; i++)
-                if (yrow[i]) C::template load<Wide>(yrow[i], c, yv[i]);
-#pragma unroll
-            for (int i = 0; i < KB; i++) {
-                if (yrow[i]) {
-#pragma unroll
-                    for (int j = 0; j < C::N; j++) acc[i] = __fmaf_rn(gv[j], yv[i][j], acc[i]);
+                    for (int j = 0; j < C::N; j++) acc = __fmaf_rn(gv[j], yv[j], acc);
                 }
-                if (own[i]) {
-                    float v[C::N];
-#pragma unroll
-                    for (int j = 0; j < C::N; j++) v[j] = __fmul_rn(w[i], gv[j]);
-                    C::template store<Wide>(dst[i], c, v);
-                }
+                acc = block_sum<Cfg::kThreads>(acc, red[n_sums++ & 1]);
             }
+            if (threadIdx.x == 0) p.grad_weights[flat] = acc; // 0 for a dropped slot
         }
-        if (want_w) {
+        if (p.grad_y && kept && (i64)__ldg(p.sorted_ids + slot) == flat) {
+            const float w = __ldg(p.weights + flat);
+            char *dst = static_cast<char *>(p.grad_y) + (i64)slot * C::kRowBytes;
+#pragma unroll 4
+            for (int c = threadIdx.x; c < C::kCount; c += Cfg::kThreads) {
+                float v[C::N];
+                C::template load<Wide>(g, c, v);
 #pragma unroll
-            for (int i = 0; i < KB; i++) {
-                if (k0 + i >= p.topk) break;
-                const float sum = kept[i] ? block_sum<Cfg::kThreads>(acc[i], red[n_sums++ & 1]) : 0.0f;
-                if (threadIdx.x == 0) p.grad_weights[t * p.topk + k0 + i] = sum; // 0 for a dropped slot
+                for (int j = 0; j < C::N; j++) v[j] = __fmul_rn(w, v[j]);
+                C::template store<Wide>(dst, c, v);
             }
         }
     }
