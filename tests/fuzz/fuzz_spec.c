@@ -74,16 +74,31 @@ static void route_reference(const moejit_route_spec *spec, const uint8_t *rest, 
     }
     const int32_t count = (int32_t)(RBYTE(11) % 5) - 1; /* -1 .. 3: negative, short, past T */
 #undef RBYTE
+    /* the auxiliary losses' statistics (step 13): two sequences, the first one token long */
+    uint64_t *sums = calloc(2 * (size_t)E, sizeof(uint64_t));
+    int32_t *counts = calloc(2 * (size_t)E, sizeof(int32_t));
+    float *lse = malloc(sizeof(float) * (size_t)T);
+    if (!sums || !counts || !lse) abort();
+    const int32_t off32[3] = {0, (int32_t)(T > 1), (int32_t)T};
+    const int64_t off64[3] = {0, T > 1, T};
+    const moejit_aux_stats aux = {
+        .prob_sums = sums, .counts = counts, .lse = lse, .num_seqs = 2,
+        .seq_offsets = spec->seq_offset_dtype == MOEJIT_INDEX_INT64 ? (const void *)off64 : (const void *)off32};
     const moejit_route_args a = {.logits = logits, .bias = bias, .ids = ids, .weights = w, .num_tokens = T,
                                  .row_stride = stride, .num_valid = &count, .logical_to_physical = map,
-                                 .replica_count = replicas, .expert_load = load, .logical_ids = logical};
+                                 .replica_count = replicas, .expert_load = load, .logical_ids = logical,
+                                 .aux = spec->aux_stats ? &aux : NULL};
     check(moejit_route_reference(spec, &a) == MOEJIT_OK);
     for (int64_t i = 0; i < T * W; i++) {
         const int64_t id = index_at(ids, spec->id_dtype, i);
         check(id >= -1 && id < P + spec->shared_slots);
         check(isfinite(w[i]));
     }
+    int64_t counted = 0; /* route's own picks, at most K a token */
+    for (int i = 0; i < 2 * E; i++) counted += counts[i];
+    check(counted >= 0 && counted <= T * spec->topk);
     free(logits), free(bias), free(ids), free(logical), free(w), free(map), free(replicas), free(load);
+    free(sums), free(counts), free(lse);
 }
 
 /* route_backward's reference on rows of the input's bytes as logits (any value), ids of any value
@@ -128,7 +143,16 @@ static void align_reference(const moejit_align_spec *spec, const uint8_t *rest, 
     const int elem = mj_index_dtype_bytes(spec->id_dtype);
     const int32_t first = Eg ? 0 : (int8_t)BYTE(2) * 1000; /* ±128000: the int16 range and beyond */
     int64_t cap = 0;
-    check(moejit_align_capacity(spec, T, K, &cap) == MOEJIT_OK && cap >= T * K);
+    const moejit_status cap_st = moejit_align_capacity(spec, T, K, &cap);
+    const int32_t C = spec->expert_capacity, B = spec->block_size;
+    const int64_t rows_per_expert = C > 0 ? ((int64_t)C + B - 1) / B * B : 0;
+    if (C > 0) { /* pad to capacity: E ranges of round_up(C, B) rows, fewer than T·K when ids drop */
+        if (cap_st != MOEJIT_OK) return; /* positions past int32: refused, as test_align checks */
+        check(cap == (int64_t)E * rows_per_expert);
+        if (cap > (1 << 22)) return;     /* a capacity this large costs more time than it finds */
+    } else {
+        check(cap_st == MOEJIT_OK && cap >= T * K);
+    }
     uint8_t *ids = malloc((size_t)elem * (size_t)(T * K) + 8);
     int32_t *map = malloc(sizeof(int32_t) * (size_t)(Eg + 1));
     int32_t *counts = malloc(sizeof(int32_t) * (size_t)E), *offsets = malloc(sizeof(int32_t) * (size_t)(E + 1));
@@ -154,6 +178,7 @@ static void align_reference(const moejit_align_spec *spec, const uint8_t *rest, 
     check(moejit_align_reference(spec, &a) == MOEJIT_OK);
     check(offsets[0] == 0 && offsets[E] == total && total <= cap && total % spec->block_size == 0);
     for (int e = 0; e < E; e++) check(offsets[e + 1] >= offsets[e] + counts[e]);
+    for (int e = 0; C > 0 && e < E; e++) check(counts[e] <= C && offsets[e] == (int64_t)e * rows_per_expert);
     for (int64_t i = 0; i < T * K; i++) check(slot_of[i] == -1 || (slot_of[i] >= 0 && slot_of[i] < total));
     free(ids), free(map), free(counts), free(offsets), free(sorted), free(blocks), free(slot_of);
 }
