@@ -1,7 +1,8 @@
 /* Fuzz the spec validator and what a valid spec reaches without a GPU: kernel names, the packed
  * id, the shape description, code generation, the route C reference on a row or two of the input's
  * bytes as logits (NaN, infinities and subnormals included), route_backward's on such rows with
- * hostile ids, and align's and dispatch_layout's references on hostile ids.
+ * hostile ids, align's, dispatch_layout's and capacity's references on hostile ids, and
+ * route_losses' on statistics of any value.
  *
  * Input: byte 0 picks the op (any op, or an invalid value), then the raw bytes of the spec struct;
  * what follows is logits and bias (route, route_align, route_backward) or ids (align, with its
@@ -183,6 +184,82 @@ static void align_reference(const moejit_align_spec *spec, const uint8_t *rest, 
     free(ids), free(map), free(counts), free(offsets), free(sorted), free(blocks), free(slot_of);
 }
 
+/* capacity's reference on hostile ids (any value of the spec's type) and weights (NaN, infinities,
+ * -0 included), a capacity from the input: dropped slots are -1 with weight 0, kept ones unchanged,
+ * shared columns untouched, at most C kept per expert. */
+static void capacity_reference(const moejit_capacity_spec *spec, const uint8_t *rest, size_t rest_len)
+{
+    const int64_t T = rest_len > 0 ? rest[0] % 40 : 1;
+    const int K = spec->topk, W = spec->topk + spec->shared_slots, E = spec->num_experts;
+    const int elem = mj_index_dtype_bytes(spec->id_dtype);
+#define CBYTE(j) (rest_len ? rest[(size_t)(j) % rest_len] : (uint8_t)(j))
+    const int32_t C = 1 + (int32_t)(CBYTE(1) % (uint32_t)(T * K + 2));
+    uint8_t *ids = malloc((size_t)elem * (size_t)(T * W) + 8), *ids0 = malloc((size_t)elem * (size_t)(T * W) + 8);
+    float *w = malloc(sizeof(float) * (size_t)(T * W) + 4), *w0 = malloc(sizeof(float) * (size_t)(T * W) + 4);
+    int32_t *before = malloc(sizeof(int32_t) * (size_t)E), *kept = malloc(sizeof(int32_t) * (size_t)E);
+    if (!ids || !ids0 || !w || !w0 || !before || !kept) abort();
+    for (int64_t i = 0; i < T * W; i++) {
+        const int64_t v = (i % 4) ? (int64_t)(CBYTE(3 * i + 2) % (uint32_t)(E + 3)) - 1 : (int64_t)(int8_t)CBYTE(i) * ((int64_t)1 << 40);
+        const int16_t v16 = (int16_t)v;
+        const int32_t v32 = (int32_t)v;
+        memcpy(ids + (size_t)elem * (size_t)i, elem == 8 ? (const void *)&v : elem == 2 ? (const void *)&v16 : (const void *)&v32,
+               (size_t)elem);
+        uint8_t b[4];
+        for (int k = 0; k < 4; k++) b[k] = CBYTE(4 * i + k + 5);
+        memcpy(&w[i], b, 4);
+    }
+#undef CBYTE
+    memcpy(ids0, ids, (size_t)elem * (size_t)(T * W));
+    memcpy(w0, w, sizeof(float) * (size_t)(T * W));
+    const moejit_capacity_args a = {.ids = ids, .weights = w, .num_tokens = T, .capacity = C,
+                                    .tokens_per_expert = before, .kept = kept};
+    check(moejit_capacity_reference(spec, &a) == MOEJIT_OK);
+    for (int e = 0; e < E; e++) check(kept[e] >= 0 && kept[e] <= C && kept[e] <= before[e]);
+    for (int64_t i = 0; i < T * W; i++) {
+        const int64_t id = index_at(ids, spec->id_dtype, i), id0 = index_at(ids0, spec->id_dtype, i);
+        const int routed = i % W < K;
+        if (id == id0) check(memcmp(&w[i], &w0[i], 4) == 0);
+        else check(routed && id == -1 && w[i] == 0.0f && id0 >= 0 && id0 < E);
+    }
+    free(ids), free(ids0), free(w), free(w0), free(before), free(kept);
+}
+
+/* route_losses' reference on statistics of any value (sums near 2^64, negative counts, offsets
+ * that decrease or pass T, lse of any float): it returns, and never reads out of bounds. */
+static void route_losses_reference(const moejit_route_losses_spec *spec, const uint8_t *rest, size_t rest_len)
+{
+    const int E = spec->num_experts;
+    const int64_t T = rest_len > 0 ? rest[0] % 50 : 0, S = rest_len > 1 ? 1 + rest[1] % 4 : 1;
+    const int64_t N = (spec->aux_stats & MOEJIT_AUX_SEQ_LOAD_BALANCE) ? S : 1;
+#define LBYTE(j) (rest_len ? rest[(size_t)(j) % rest_len] : (uint8_t)(j))
+    uint64_t *sums = malloc(sizeof(uint64_t) * (size_t)(N * E));
+    int32_t *counts = malloc(sizeof(int32_t) * (size_t)(N * E));
+    float *lse = malloc(sizeof(float) * (size_t)(T + 1)), losses[3];
+    int64_t off64[5];
+    int32_t off32[5];
+    if (!sums || !counts || !lse) abort();
+    for (int64_t i = 0; i < N * E; i++) {
+        uint64_t v = 0;
+        for (int b = 0; b < 8; b++) v = v << 8 | LBYTE(8 * i + b + 2);
+        sums[i] = v;
+        counts[i] = (int32_t)(int8_t)LBYTE(i + 3);
+    }
+    for (int64_t t = 0; t < T; t++) {
+        uint8_t b[4];
+        for (int k = 0; k < 4; k++) b[k] = LBYTE(4 * t + k + 11);
+        memcpy(&lse[t], b, 4);
+    }
+    for (int q = 0; q <= S; q++) off64[q] = off32[q] = (int32_t)(int8_t)LBYTE(q + 7);
+#undef LBYTE
+    const moejit_aux_stats aux = {
+        .prob_sums = sums, .counts = counts, .lse = lse, .num_seqs = S,
+        .seq_offsets = spec->seq_offset_dtype == MOEJIT_INDEX_INT64 ? (const void *)off64 : (const void *)off32};
+    const moejit_route_losses_args a = {.aux = &aux, .losses = losses, .num_tokens = T};
+    const moejit_status st = moejit_route_losses_reference(spec, &a);
+    check(st == MOEJIT_OK || st == MOEJIT_ERR_INVALID_ARGUMENT);
+    free(sums), free(counts), free(lse);
+}
+
 /* dispatch_layout's reference on hostile ids of the spec's dtype: every row byte 0 or 1, every count
  * the sum of what it counts. */
 static void dispatch_layout_reference(const moejit_dispatch_layout_spec *spec, const uint8_t *rest, size_t rest_len)
@@ -231,13 +308,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
     }
-    static const int ops[16] = {MOEJIT_OP_ROUTE,       MOEJIT_OP_ROUTE,       MOEJIT_OP_ROUTE,     MOEJIT_OP_PERMUTE,
+    static const int ops[32] = {MOEJIT_OP_ROUTE,       MOEJIT_OP_ROUTE,       MOEJIT_OP_ROUTE,     MOEJIT_OP_PERMUTE,
                                 MOEJIT_OP_COMBINE,     0,                     12,                  -7,
                                 MOEJIT_OP_ALIGN,       MOEJIT_OP_ALIGN,       MOEJIT_OP_ROUTE_ALIGN, MOEJIT_OP_ROUTE_ALIGN,
-                                MOEJIT_OP_MX_SCALES,   MOEJIT_OP_MX_SCALES,   MOEJIT_OP_ROUTE_BACKWARD, 5};
+                                MOEJIT_OP_MX_SCALES,   MOEJIT_OP_MX_SCALES,   MOEJIT_OP_ROUTE_BACKWARD, 5,
+                                MOEJIT_OP_CAPACITY,    MOEJIT_OP_CAPACITY,    MOEJIT_OP_ROUTE_LOSSES, MOEJIT_OP_ROUTE_LOSSES,
+                                MOEJIT_OP_ROUTE,       MOEJIT_OP_ROUTE,       MOEJIT_OP_ROUTE_BACKWARD, MOEJIT_OP_ALIGN,
+                                MOEJIT_OP_PERMUTE,     MOEJIT_OP_COMBINE,     MOEJIT_OP_DISPATCH_LAYOUT, 13,
+                                MOEJIT_OP_CAPACITY,    MOEJIT_OP_ROUTE_LOSSES, 17,                 -1};
     moejit_kernel_desc d;
     memset(&d, 0, sizeof d);
-    d.op = (moejit_op)ops[data[0] & 15];
+    d.op = (moejit_op)ops[data[0] & 31];
     const size_t room = sizeof d - offsetof(moejit_kernel_desc, route);
     const size_t n = size - 1 < room ? size - 1 : room;
     memcpy(&d.route, data + 1, n);
@@ -272,5 +353,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         route_backward_reference(&d.route_backward, rest, rest_len);
     if (d.op == MOEJIT_OP_ALIGN) align_reference(&d.align, rest, rest_len);
     if (d.op == MOEJIT_OP_DISPATCH_LAYOUT) dispatch_layout_reference(&d.dispatch_layout, rest, rest_len);
+    if (d.op == MOEJIT_OP_CAPACITY) capacity_reference(&d.capacity, rest, rest_len);
+    if (d.op == MOEJIT_OP_ROUTE_LOSSES) route_losses_reference(&d.route_losses, rest, rest_len);
     return 0;
 }
