@@ -9,13 +9,18 @@ same backward formulas, with the floors (empty-kernel launch, copy bandwidth), i
                    ids and grad_weights read once, grad_logits written once.
   permute backward grad_x[t] = sum_k grad_out[slot_of[t,k]]
   combine backward grad_y rows (weights x grad_out) and grad_weights (dot products)
+  losses (--losses) route with Megatron-Core's load-balancing and z losses, forward: moejit's
+                   route_with_losses (statistics in route's pass, then route_losses) beside PyTorch
+                   eager and torch.compile of route plus Megatron's unfused formulas (aux scores over
+                   [T, E], bincount of the picks, the sums, logsumexp)
 
 Every row is the per-launch time in a CUDA graph (bench_route.graph_us), inputs rotating through
 8 buffers so that large batches come from DRAM. "agree" is the largest difference between moejit's
 result and the PyTorch formula's, relative to the largest magnitude.
 
 Usage: bench_backward.py [--models deepseek-v3,kimi-k2,qwen3-moe] [--tokens 1,1024,16384]
-                         [--dtype f32|bf16] [--hidden 7168] [--rows-tokens 1,128,4096] [--out FILE]
+                         [--dtype f32|bf16] [--hidden 7168] [--rows-tokens 1,128,4096] [--losses]
+                         [--out FILE]
 """
 import argparse
 import os
@@ -26,7 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 import moejit  # noqa: E402
-from bench_route import ROTATE, finish, floors, graph_us, start  # noqa: E402
+from bench_route import ROTATE, finish, floors, graph_us, start, torch_route  # noqa: E402
 
 
 def torch_route_backward(logits, ids, grad_w, K, score, renorm, factor):
@@ -55,6 +60,48 @@ def torch_route_backward(logits, ids, grad_w, K, score, renorm, factor):
         return d_s * s * (1 - s)
     sp = torch.nn.functional.softplus(x)
     return d_s * torch.sigmoid(x) / (2 * torch.sqrt(sp).clamp_min(1e-30))
+
+
+def torch_route_with_losses(logits, bias, params, E, K):
+    """route (bench_route's formula) and Megatron's switch load-balancing and z losses, unfused."""
+    ids, w = torch_route(logits, bias, **params)
+    x = logits.float()
+    s = torch.softmax(x, -1) if params["score"] == "softmax" else torch.sigmoid(x)
+    if params["score"] != "softmax":
+        s = s / (s.sum(-1, keepdim=True) + 1e-20)
+    c = torch.bincount(ids.reshape(-1).long(), minlength=E).float()
+    T = x.shape[0]
+    lb = (s.sum(0) * c).sum() * (E / (K * T * T))
+    z = torch.logsumexp(x, -1).square().mean()
+    return ids, w, lb, z
+
+
+def losses_rows(out, a, dtype, bandwidth):
+    """route_with_losses forward (load balance and z) beside PyTorch's unfused formulas."""
+    for model in a.models.split(","):
+        spec = moejit.RouteSpec.preset(model, dtype=dtype)
+        E, K = spec.num_experts, spec.topk
+        score = {v: k for k, v in moejit.SCORES.items()}[spec.score]
+        params = dict(E=E, K=K, score=score, G=spec.num_groups, TG=spec.topk_groups or spec.num_groups,
+                      top2=spec.group_score == 1, after=bool(spec.score_after_topk), renorm=bool(spec.renormalize),
+                      scale=bool(spec.scale_output), factor=spec.routed_scaling_factor, softcap=spec.softcap)
+        compiled = torch.compile(torch_route_with_losses, dynamic=False)
+        for T in [int(t) for t in a.tokens.split(",") if t]:
+            logits = [torch.randn(T, E, device="cuda").mul_(2).to(dtype) for _ in range(ROTATE)]
+            bias = (torch.rand(E, device="cuda") - 0.5) * 0.2 if spec.has_bias else None
+            mj = [lambda i=i: moejit.route_with_losses(logits[i], spec, bias, z_loss=True) for i in range(ROTATE)]
+            plain = [lambda i=i: moejit.route(logits[i], spec, bias) for i in range(ROTATE)]
+            ev = [lambda i=i: torch_route_with_losses(logits[i], bias, params, E, K) for i in range(ROTATE)]
+            cv = [lambda i=i: compiled(logits[i], bias, params, E, K) for i in range(ROTATE)]
+            r = moejit.route_with_losses(logits[0], spec, bias, z_loss=True)
+            ref = torch_route_with_losses(logits[0], bias, params, E, K)
+            diff = max(agree(r.z, ref[3]), agree(r.load_balance, ref[2]) if torch.equal(
+                r.tokens_per_expert.cpu(), torch.bincount(ref[0].reshape(-1).long(), minlength=E).int().cpu()) else 0.0)
+            t_mj, t_plain = graph_us(mj), graph_us(plain)
+            moved = T * E * logits[0].element_size() + T * K * 8
+            row(out, f"route+losses {model} (route {t_plain:.2f})", T, t_mj, graph_us(ev), graph_us(cv), moved,
+                bandwidth, diff)
+            del logits
 
 
 def torch_permute_backward(grad_out, slot_of):
@@ -89,6 +136,7 @@ def main():
     p.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     p.add_argument("--hidden", type=int, default=7168)
     p.add_argument("--rows-tokens", default="1,128,4096", help="T of permute/combine backward (K = 8)")
+    p.add_argument("--losses", action="store_true", help="also route with the load-balancing and z losses")
     p.add_argument("--out", default=None, help="also append the table to this file")
     a = p.parse_args()
     out, lines = start(a)
@@ -125,6 +173,9 @@ def main():
             moved = T * E * logits[0].element_size() + T * K * 8 + T * E * 4
             row(out, f"route_backward {model}", T, t_mj, t_ev, t_cv, moved, bandwidth, diff)
             del logits, ids, grads, outs
+
+    if a.losses:
+        losses_rows(out, a, dtype, bandwidth)
 
     H, K, E = a.hidden, 8, 256
     rdt = torch.bfloat16
