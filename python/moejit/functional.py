@@ -508,7 +508,9 @@ def capacity(ids, weights, num_experts, topk=None, *, capacity_factor=None, capa
     (moejit_capacity): each expert keeps at most C of its routed (t, k) — the largest weights
     (policy="probs", ties to the lower flat index) or the first by position ("position") — and a
     dropped (t, k) gets id -1 and weight 0, which align, permute and combine skip. Shared slots
-    (columns past topk) are never dropped. Deterministic.
+    (columns past topk) are never dropped. Deterministic. Not differentiable (it mutates its
+    inputs): in training, run it on copies (``ids.clone()``, ``weights.detach().clone()``) and
+    mask the differentiable weights with ``ids >= 0``.
 
     Args:
         ids (Tensor): route's ids [T, K+S] (int32/int64/int16), changed in place.
