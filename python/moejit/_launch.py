@@ -825,9 +825,6 @@ def route_backward_run(ctx, logits, ids, grad_weights, params, out=None, stream=
 # -------------------------------------------------------------------------------------------------
 # capacity
 # -------------------------------------------------------------------------------------------------
-DROP_POLICIES = {"probs": 0, "position": 1}  # moejit_drop_policy
-
-
 def capacity_run(ctx, ids, weights, num_experts, topk, policy, capacity_factor, capacity, min_capacity, stream=None):
     """moejit_capacity in place on route's ids [T, K+S] and weights f32 [T, K+S]; returns
     (tokens_per_expert, kept), int32 [E] each."""
@@ -838,7 +835,7 @@ def capacity_run(ctx, ids, weights, num_experts, topk, policy, capacity_factor, 
     chk.contiguous("weights", chk.tensor("weights", weights, (_F32,), 2, ids.device, "ids", (T, slots)))
     E = chk.integer("num_experts", num_experts, 1, chk.INT32_MAX)
     spec = C.CapacitySpec(E, topk, slots - topk, C.INDEX_DTYPES[_INDEX_OF[ids.dtype]],
-                          DROP_POLICIES[chk.choice("policy", policy, DROP_POLICIES)])
+                          C.DROP_POLICIES[chk.choice("policy", policy, C.DROP_POLICIES)])
     tokens_per_expert = torch.zeros((E,), dtype=_I32, device=ids.device)
     kept = torch.zeros((E,), dtype=_I32, device=ids.device)
     args = C.CapacityArgs(ids.data_ptr(), weights.data_ptr(), T, float(capacity_factor), int(capacity),
@@ -850,15 +847,11 @@ def capacity_run(ctx, ids, weights, num_experts, topk, policy, capacity_factor, 
 # -------------------------------------------------------------------------------------------------
 # route with the auxiliary losses (moejit.h route step 13, route_losses, route_backward's losses)
 # -------------------------------------------------------------------------------------------------
-AUX_FLAGS = {"load_balance": 1, "seq_load_balance": 2, "z": 4}  # MOEJIT_AUX_*
-_OFFSETS = {_I32: "int32", _I64: "int64"}
-
-
 def check_aux(logits, aux_stats, seq_offsets, T):
     """Checks the losses' plain arguments and seq_offsets; returns N, the rows of the statistics
     (the sequences with the per-sequence loss, else 1)."""
     flags = chk.integer("aux_stats", aux_stats, 1, 7)
-    seq = bool(flags & AUX_FLAGS["seq_load_balance"])
+    seq = bool(flags & C.AUX_STATS["seq_load_balance"])
     if seq:
         if seq_offsets is None:
             raise ValueError("seq_offsets is required with the per-sequence load-balancing loss "
@@ -873,10 +866,11 @@ def check_aux(logits, aux_stats, seq_offsets, T):
 
 
 def _aux_spec(spec_c, aux_stats, seq_offsets):
-    """A copy of a validated (cached) C route spec with the losses' fields, validated."""
+    """A copy of a (cached, validated) C route spec with the losses' fields set; the library checks
+    the combination at launch (check_aux has checked the flags and the offsets' dtype)."""
     c = type(spec_c).from_buffer_copy(spec_c)
     c.aux_stats = aux_stats
-    c.seq_offset_dtype = C.INDEX_DTYPES[_OFFSETS[seq_offsets.dtype]] if seq_offsets is not None else 0
+    c.seq_offset_dtype = C.INDEX_DTYPES[_INDEX_OF[seq_offsets.dtype]] if seq_offsets is not None else 0
     return c
 
 
@@ -897,7 +891,7 @@ def route_with_losses_run(ctx, logits, bias, seq_offsets, aux_stats, params, str
     weights = torch.empty((T, slots), dtype=_F32, device=dev)
     prob_sums = torch.zeros((N, num_experts), dtype=_I64, device=dev)  # uint64 fixed point (2^-32)
     counts = torch.zeros((N, num_experts), dtype=_I32, device=dev)
-    lse = torch.empty((T if aux_stats & AUX_FLAGS["z"] else 0,), dtype=_F32, device=dev)
+    lse = torch.empty((T if aux_stats & C.AUX_STATS["z_loss"] else 0,), dtype=_F32, device=dev)
     losses = torch.zeros((3,), dtype=_F32, device=dev)
     aux = _aux_struct(prob_sums, counts, lse if lse.numel() else None, seq_offsets, N)
     if T > 0:

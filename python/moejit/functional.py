@@ -572,9 +572,9 @@ def route_with_losses(logits, spec, bias=None, *, load_balance=True, seq_offsets
         raise ValueError("route_with_losses takes a spec without serving options (padded batches, placement, "
                          "load counters, replay, int64/int16 ids)")
     _spec_matches(spec, logits, bias)
-    flags = ((L.AUX_FLAGS["load_balance"] if load_balance else 0)
-             | (L.AUX_FLAGS["seq_load_balance"] if seq_offsets is not None else 0)
-             | (L.AUX_FLAGS["z"] if z_loss else 0))
+    flags = ((C.AUX_STATS["load_balance"] if load_balance else 0)
+             | (C.AUX_STATS["seq_load_balance"] if seq_offsets is not None else 0)
+             | (C.AUX_STATS["z_loss"] if z_loss else 0))
     if not flags:
         raise ValueError("route_with_losses: no loss asked for (load_balance=False, no seq_offsets, z_loss=False); "
                          "use moejit.route")

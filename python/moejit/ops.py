@@ -748,7 +748,7 @@ def _(logits, bias, seq_offsets, aux_stats, num_experts, topk, score, num_groups
     T, slots, N = _losses_fake_shapes(logits, bias, seq_offsets, aux_stats, params)
     return (logits.new_empty((T, slots), dtype=_I32), logits.new_empty((T, slots), dtype=_F32),
             logits.new_empty((3,), dtype=_F32), logits.new_empty((N, num_experts), dtype=_I32),
-            logits.new_empty((T if aux_stats & L.AUX_FLAGS["z"] else 0,), dtype=_F32))
+            logits.new_empty((T if aux_stats & core.C.AUX_STATS["z_loss"] else 0,), dtype=_F32))
 
 
 @_op()
