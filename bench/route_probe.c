@@ -119,14 +119,19 @@ typedef struct route_run {
 /* PDL modes: the environment (MOEJIT_PDL, default on), --no-pdl, --pdl-both. */
 enum { PDL_ENV, PDL_OFF, PDL_BOTH };
 
+/* A launch inside a timed graph cannot fail quietly: print the library's message and stop. */
+static void launched(moejit_status st, const char *what, const moejit_ctx *ctx)
+{
+    if (st == MOEJIT_OK) return;
+    fprintf(stderr, "%s: %s: %s\n", what, moejit_status_str(st), moejit_last_error(ctx));
+    exit(1);
+}
+
 static void launch_route(int i, void *user)
 {
     route_run *r = user;
-    moejit_status st = moejit_route(r->ctx, &r->spec, &r->args[i], (moejit_stream)stream);
-    if (st != MOEJIT_OK) {
-        fprintf(stderr, "moejit_route: %s: %s\n", moejit_status_str(st), moejit_last_error(r->ctx));
-        exit(1);
-    }
+    launched(moejit_route(r->ctx, &r->spec, &r->args[i], (moejit_stream)stream), "moejit_route",
+             r->ctx);
 }
 
 static int parse_args(int argc, char **argv, moejit_route_spec *s, char *tokens, size_t cap, int *serving,
@@ -258,11 +263,8 @@ typedef struct backward_run {
 static void launch_backward(int i, void *user)
 {
     backward_run *b = user;
-    moejit_status st = moejit_route_backward(b->ctx, &b->spec, &b->args[i], (moejit_stream)stream);
-    if (st != MOEJIT_OK) {
-        fprintf(stderr, "moejit_route_backward: %s: %s\n", moejit_status_str(st), moejit_last_error(b->ctx));
-        exit(1);
-    }
+    launched(moejit_route_backward(b->ctx, &b->spec, &b->args[i], (moejit_stream)stream), "moejit_route_backward",
+             b->ctx);
 }
 
 /* One model (or spec) at each T: route's time, then route_backward's on route's ids. */
@@ -349,11 +351,8 @@ typedef struct losses_run {
 static void launch_losses(int i, void *user)
 {
     losses_run *l = user;
-    moejit_status st = moejit_route_losses(l->ctx, &l->spec, &l->args[i], (moejit_stream)stream);
-    if (st != MOEJIT_OK) {
-        fprintf(stderr, "moejit_route_losses: %s: %s\n", moejit_status_str(st), moejit_last_error(l->ctx));
-        exit(1);
-    }
+    launched(moejit_route_losses(l->ctx, &l->spec, &l->args[i], (moejit_stream)stream), "moejit_route_losses",
+             l->ctx);
 }
 
 /* One model (or spec) at each T: the six lines of --losses. */
