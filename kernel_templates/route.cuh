@@ -522,11 +522,16 @@ __device__ __forceinline__ void load_lane(const typename D::Storage *row, int fi
 // The aux scores of one thread's N experts from their finite logits f (-inf: NaN or absent), and
 // the row's logsumexp (0 when no expert has a number), reducing over the token's threads with R:
 // softmax routing → softmax of the row; elementwise scores → score / (Σ score + 1e-20). Not
-// used by softmax routing without score_after_topk, whose row pass already is that softmax.
+// used by softmax routing without score_after_topk, whose row pass already is that softmax. rank:
+// the row pass's ranking scores when they are the elementwise scores (kRankIsScore), reused
+// (the fast sigmoid: about 1e-6 relative, far inside what a loss needs; recomputing the exact
+// one cost more than the rest of the statistics together).
 template <class Cfg, int N, class R>
-__device__ __forceinline__ void aux_row(const float (&f)[N], const R &reduce, float (&aux)[N], float &lse)
+__device__ __forceinline__ void aux_row(const float (&f)[N], const float (&rank)[N], const R &reduce, float (&aux)[N],
+                                        float &lse)
 {
     constexpr bool kSoftmaxAux = Cfg::kScore == kScoreSoftmax;
+    constexpr bool kRankIsScore = !kSoftmaxAux && !Cfg::kScoreAfterTopk;
     constexpr bool kBalance = (Cfg::kAuxStats & 3) != 0, kZ = (Cfg::kAuxStats & 4) != 0;
     lse = 0.0f;
     if constexpr (kZ || (kBalance && kSoftmaxAux)) {
@@ -537,9 +542,9 @@ __device__ __forceinline__ void aux_row(const float (&f)[N], const R &reduce, fl
         if (m == -__int_as_float(kInfBits)) m = 0.0f;
         float e[N];
 #pragma unroll
-        for (int i = 0; i < N; i++) e[i] = expf(f[i] - m);
+        for (int i = 0; i < N; i++) e[i] = __expf(f[i] - m); /* <= 0: the fast exp is exact enough */
         const float sum = reduce.sum(sum_pairwise<N>(e));
-        lse = sum > 0.0f ? m + logf(sum) : 0.0f;
+        lse = sum > 0.0f ? m + __logf(sum) : 0.0f;
         if constexpr (kSoftmaxAux) {
             const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
 #pragma unroll
@@ -549,40 +554,88 @@ __device__ __forceinline__ void aux_row(const float (&f)[N], const R &reduce, fl
     if constexpr (kBalance && !kSoftmaxAux) {
         float sc[N];
 #pragma unroll
-        for (int i = 0; i < N; i++) sc[i] = score_elementwise<Cfg::kScore>(f[i]); /* 0 at -inf */
-        const float n = reduce.sum(sum_pairwise<N>(sc)) + 1e-20f;
+        for (int i = 0; i < N; i++) {
+            if constexpr (kRankIsScore) sc[i] = f[i] == -__int_as_float(kInfBits) ? 0.0f : rank[i]; /* NaN: 0 */
+            else sc[i] = score_elementwise<Cfg::kScore>(f[i]); /* 0 at -inf */
+        }
+        const float inv = 1.0f / (reduce.sum(sum_pairwise<N>(sc)) + 1e-20f);
 #pragma unroll
-        for (int i = 0; i < N; i++) aux[i] = sc[i] / n;
+        for (int i = 0; i < N; i++) aux[i] = sc[i] * inv;
     }
 }
 
-// Per-thread accumulators of the load-balancing statistics (MOEJIT_AUX_LOAD_BALANCE / _SEQ_):
-// Σp and the pick count of this thread's VPT experts over the tokens its segment routes, added to
-// the device sums once per sequence met. Cost, why: a per-token atomic per expert would be T·E
-// same-address atomics (4M at T=16384, E=256: far above route's 18 µs). Instead the grid is
-// capped (MJ_ROUTE_AUX_MAX_BLOCKS = 1024) and each segment routes a contiguous run of ~T/4096
-// tokens, summing p in f32 registers (VPT adds a token, in a fixed order); a flush converts to
-// 2^-32 fixed point (integer atomics: exact, so the totals do not depend on the order). The
-// last flush of a block's segments goes through shared memory, so the global traffic is about
-// one 64-bit and one 32-bit atomic per block and expert (1024·E), plus one flush per segment that
-// crosses a sequence boundary (at most S). Per token the extra work is VPT adds, the aux scores
-// (free for softmax routing; VPT exps and a sum for sigmoid) and, for Z, one max and sum more.
-template <class Cfg, int VPT>
+// No statistics: what route() gets when the kernel does not accumulate them.
+struct AuxNone {
+    template <int N>
+    __device__ void add(const float (&)[N]) const {}
+    __device__ void count(const RouteParams &, int) const {}
+};
+
+// Where a thread keeps the running Σp of its VPT experts between flushes: a segment's row of shared
+// memory (AuxSharedRow: the thread's VPT entries together, in 16-byte vectors when VPT allows;
+// a warp's vector accesses then meet no bank conflict), so that the sums cost route no registers
+// (kept in registers they took deepseek-v3's route from 32 to 66 and halved the warps in flight);
+// registers for a block per token (above 1024 experts, VPT <= 16).
+template <int VPT>
+struct AuxSharedRow {
+    float *v; // this thread's entry 0 (16-byte aligned when VPT % 4 == 0)
+    __device__ float &operator[](int i) const { return v[i]; }
+    __device__ __forceinline__ void add(const float (&x)[VPT]) const
+    {
+        if constexpr (VPT % 4 == 0) {
+#pragma unroll
+            for (int i = 0; i < VPT; i += 4) {
+                float4 a = *reinterpret_cast<const float4 *>(v + i);
+                a.x += x[i], a.y += x[i + 1], a.z += x[i + 2], a.w += x[i + 3];
+                *reinterpret_cast<float4 *>(v + i) = a;
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < VPT; i++) v[i] += x[i];
+        }
+    }
+};
+template <int VPT>
+struct AuxRegisterRow {
+    float v[VPT];
+    __device__ float &operator[](int i) { return v[i]; }
+    __device__ __forceinline__ void add(const float (&x)[VPT])
+    {
+#pragma unroll
+        for (int i = 0; i < VPT; i++) v[i] += x[i];
+    }
+};
+
+// The load-balancing statistics (MOEJIT_AUX_LOAD_BALANCE / _SEQ_) of one segment (or block):
+// Σp of this thread's VPT experts over the tokens it routes, in f32 in a fixed order, converted
+// to 2^-32 fixed point when added to the device sums (integer atomics: exact, so the totals do not
+// depend on the order of the adds); the pick counts go to the block's shared counts (its "home"
+// sequence: that of the block's last token) or, for a token of another sequence, straight to the
+// device counts. Each segment routes a contiguous run of tokens, so a row is flushed to the device
+// only when its sequence changes (at most once a sequence) and at the block's end, where the home
+// rows are summed across segments first (route_kernel_aux). Per token the extra work is VPT
+// adds, a shared add per pick and the aux scores (free for softmax routing).
+template <class Cfg, int VPT, class Row>
 struct AuxState {
     static constexpr bool kSeq = (Cfg::kAuxStats & 2) != 0;
     static constexpr int E = Cfg::kExperts;
-    float acc[VPT];
-    int cnt[VPT];
-    int first; // this thread's first expert
-    i64 seq;   // the current sequence, -1: none (the token counts nowhere)
-    i64 end;   // the first token past it
+    Row acc;
+    int first;        // this thread's first expert
+    i64 seq;          // the current sequence, -1: none (the token counts nowhere)
+    i64 end;          // the first token past it
+    i64 home;         // the block's home sequence
+    int *home_counts; // its counts [E] in shared memory
 
-    __device__ explicit AuxState(int first_expert) : first(first_expert), seq(-1), end(-1) { reset(); }
+    __device__ AuxState(Row row, int first_expert, i64 home_seq, int *counts)
+        : acc(row), first(first_expert), seq(-1), end(-1), home(home_seq), home_counts(counts)
+    {
+        reset();
+    }
 
     __device__ __forceinline__ void reset()
     {
 #pragma unroll
-        for (int i = 0; i < VPT; i++) acc[i] = 0.0f, cnt[i] = 0;
+        for (int i = 0; i < VPT; i++) acc[i] = 0.0f;
     }
 
     // The sequence s of token t (off[s] <= t < off[s+1], the last such s when some are empty), -1
@@ -617,34 +670,29 @@ struct AuxState {
         }
     }
 
-    // One routed token: its aux scores and the bit mask of this thread's picked experts.
-    __device__ __forceinline__ void add(const float (&aux)[VPT], u32 picked)
+    // One routed token's aux scores (this thread's VPT experts).
+    __device__ __forceinline__ void add(const float (&aux)[VPT])
     {
-        if (seq < 0) return;
-#pragma unroll
-        for (int i = 0; i < VPT; i++) {
-            acc[i] += aux[i];
-            cnt[i] += (picked >> i) & 1u;
-        }
+        if (seq >= 0) acc.add(aux);
     }
 
-    // Add the accumulators to sums/counts [E] (the device's, or a block's in shared memory), reset.
-    __device__ void flush_to(u64 *sums, int *counts)
+    // One pick of expert e (by the thread that holds it).
+    __device__ __forceinline__ void count(const RouteParams &p, int e) const
     {
-#pragma unroll
-        for (int i = 0; i < VPT; i++) {
-            if (first + i >= E) continue;
-            if (acc[i] != 0.0f) atomicAdd(sums + first + i, fixed(acc[i]));
-            if (cnt[i] != 0) atomicAdd(counts + first + i, cnt[i]);
-        }
-        reset();
+        if (seq == home) atomicAdd(home_counts + e, 1);
+        else if (seq >= 0) atomicAdd(p.aux_counts + seq * E + e, 1);
     }
 
-    // Into the current sequence's row of the device statistics (nothing outside every sequence).
+    // The row into the current sequence's device sums (nothing outside every sequence), reset.
     __device__ void flush(const RouteParams &p)
     {
-        if (seq >= 0) flush_to(static_cast<u64 *>(p.aux_prob_sums) + seq * E, p.aux_counts + seq * E);
-        else reset();
+        if (seq >= 0) {
+            u64 *sums = static_cast<u64 *>(p.aux_prob_sums) + seq * E + first;
+#pragma unroll
+            for (int i = 0; i < VPT; i++)
+                if (first + i < E && acc[i] != 0.0f) atomicAdd(sums + i, fixed(acc[i]));
+        }
+        reset();
     }
 };
 
@@ -707,7 +755,7 @@ __device__ __forceinline__ void row_keys(const typename Cfg::Dtype::Storage *row
         float f[N];
 #pragma unroll
         for (int i = 0; i < N; i++) f[i] = finite_logit(x[i]);
-        aux_row<Cfg, N>(f, reduce, aux, lse);
+        aux_row<Cfg, N>(f, val, reduce, aux, lse);
     }
     if constexpr (Cfg::kHasBias) {
         float b[N];
@@ -817,8 +865,9 @@ struct RouteSegment {
 
     // Route row `token` of p (the segment's lanes together); its ids go to ids_smem when not NULL
     // (see RouteFinish::run). active = false: participate, write nothing.
+    template <class Aux = AuxNone>
     static __device__ void route(const Segment<LANES> &seg, bool active, const RouteParams &p, i64 token,
-                                 int *ids_smem, AuxState<Cfg, VPT> *aux = nullptr)
+                                 int *ids_smem, Aux *aux = nullptr)
     {
         __shared__ int s_pick_id[kSegmentsPerBlock][K];
         __shared__ u32 s_pick_key[kSegmentsPerBlock][K];
@@ -831,9 +880,13 @@ struct RouteSegment {
         // need the row only for softmax's maximum and sum.
         u32 key[VPT];
         float softmax_max = 0.0f, softmax_inv = 0.0f, aux_p[VPT], lse = 0.0f;
-        u32 picked = 0u; /* step 13: this lane's experts among the picks */
         if constexpr (!Finish::kGiven || (!Cfg::kScoreAfterTopk && Cfg::kScore == kScoreSoftmax))
             row_keys<Cfg, VPT>(row, p.bias, first, active ? mine : 0, seg, key, softmax_max, softmax_inv, aux_p, lse);
+        // 13. The statistics, as soon as the row gives them (their registers die here).
+        if constexpr ((Cfg::kAuxStats & 3) != 0)
+            if (active && aux) aux->add(aux_p);
+        if constexpr ((Cfg::kAuxStats & 4) != 0)
+            if (active && seg.lane == 0) p.aux_lse[token] = lse;
         if constexpr (Finish::kGiven) {
             load_given<Cfg>(p, token, active, seg.lane, LANES, s_pick_id[slot]);
         } else {
@@ -844,17 +897,14 @@ struct RouteSegment {
             select_top_k<K>(key, seg, [&](int k, int e, u32 top) {
                 s_pick_id[slot][k] = e;
                 if constexpr (Finish::kKeyIsWeight) s_pick_key[slot][k] = top;
-                if constexpr (Cfg::kAuxStats & 3) picked |= 1u << (e - first); /* the winner holds e */
+                if constexpr ((Cfg::kAuxStats & 3) != 0)
+                    if (active && aux) aux->count(p, e); /* the winner holds e */
             });
         }
         __syncwarp();
         // 6. Weights, shared slots, write.
         Finish::run(seg, active, row, softmax_max, softmax_inv, s_pick_id[slot], s_pick_key[slot], s_scratch[slot], p,
                     token, ids_smem);
-        if constexpr ((Cfg::kAuxStats & 3) != 0)
-            if (active && aux) aux->add(aux_p, picked);
-        if constexpr ((Cfg::kAuxStats & 4) != 0)
-            if (active && seg.lane == 0) p.aux_lse[token] = lse;
         __syncwarp(); /* the picks are reused by the next token */
     }
 };
@@ -954,7 +1004,8 @@ struct RouteBlock {
             if (present(t, i) && s.groups[(first + i) / GS] != 0u) key[i] = 0u;
     }
 
-    static __device__ void route(Shared &s, const RouteParams &p, i64 token, AuxState<Cfg, VPT> *aux = nullptr)
+    template <class Aux = AuxNone>
+    static __device__ void route(Shared &s, const RouteParams &p, i64 token, Aux *aux = nullptr)
     {
         const Storage *row = static_cast<const Storage *>(p.logits) + token * p.row_stride;
         const int t = threadIdx.x, warp = t >> 5, lane = t & 31, first = t * VPT;
@@ -964,6 +1015,10 @@ struct RouteBlock {
         if constexpr (!Finish::kGiven || (!Cfg::kScoreAfterTopk && Cfg::kScore == kScoreSoftmax))
             row_keys<Cfg, VPT>(row, p.bias, first, mine, BlockReduce{s, warp, lane}, key, softmax_max, softmax_inv,
                                aux_p, lse);
+        if constexpr ((Cfg::kAuxStats & 3) != 0) /* step 13 */
+            if (aux) aux->add(aux_p);
+        if constexpr ((Cfg::kAuxStats & 4) != 0)
+            if (t == 0) p.aux_lse[token] = lse;
         if constexpr (Finish::kGiven) { /* step 9: the given ids replace the selection */
             if (warp == 0) {
                 load_given<Cfg>(p, token, true, lane, 32, s.pick_id);
@@ -1001,45 +1056,42 @@ struct RouteBlock {
             Finish::run(seg, true, row, softmax_max, softmax_inv, s.pick_id, s.pick_key, s.scratch, p, token, nullptr);
         }
         __syncthreads(); /* shared memory is reused by the next token */
-        if constexpr ((Cfg::kAuxStats & 3) != 0) { /* step 13; the next token writes pick_id only past barriers */
-            u32 picked = 0u;
-#pragma unroll 4
-            for (int k = 0; k < K; k++) {
-                const int d = s.pick_id[k] - first;
-                if ((unsigned)d < (unsigned)VPT) picked |= 1u << d;
-            }
-            if (aux) aux->add(aux_p, picked);
-        }
-        if constexpr ((Cfg::kAuxStats & 4) != 0)
-            if (t == 0) p.aux_lse[token] = lse;
+        if constexpr ((Cfg::kAuxStats & 3) != 0) /* step 13; the next token writes pick_id only past barriers */
+            if (aux && t < K) aux->count(p, s.pick_id[t]);
     }
 };
 
 // ---- the kernel body --------------------------------------------------------------------------------
 
-// Step 13 with load-balancing statistics (never padded): each segment (or block, above 1024
-// experts) routes a contiguous run of tokens, accumulating in an AuxState (see its cost note).
+// Step 13 with load-balancing statistics (never padded). The grid is capped (MJ_ROUTE_AUX_MAX_BLOCKS,
+// a function of T only, so the f32 partial sums do not depend on the device) and each segment (or
+// block, above 1024 experts) routes a contiguous run of tokens, accumulating in an AuxState. At the
+// block's end the rows of its home sequence are summed across segments in a fixed order and added
+// to the device once per expert: about one 64-bit and one 32-bit atomic per block and expert.
 template <class Cfg>
 __device__ __forceinline__ void route_kernel_aux(const RouteParams &p, i64 valid)
 {
     constexpr int E = Cfg::kExperts;
+    __shared__ int s_counts[E]; /* the home sequence's pick counts */
+    for (int i = threadIdx.x; i < E; i += blockDim.x) s_counts[i] = 0;
     if constexpr (E <= 1024) {
         constexpr int LANES = Cfg::kLanesPerToken, kPerWarp = 32 / LANES, NSEG = Cfg::kWarpsPerBlock * kPerWarp;
         typedef RouteSegment<Cfg, LANES, NSEG> Seg;
-        typedef AuxState<Cfg, Seg::VPT> Aux;
-        __shared__ u64 s_sums[E];
-        __shared__ int s_counts[E];
-        for (int i = threadIdx.x; i < E; i += blockDim.x) s_sums[i] = 0ull, s_counts[i] = 0;
-        __syncthreads();
+        constexpr int VPT = Seg::VPT, ROW = VPT * LANES;
+        static_assert(NSEG * ROW * 4 <= 16384, "a block's rows of sums fit 16 KiB of shared memory");
+        typedef AuxSharedRow<VPT> Row;
+        __shared__ __align__(16) float s_rows[NSEG][ROW];
         const Segment<LANES> seg(threadIdx.x & 31);
+        const int slot = (threadIdx.x >> 5) * kPerWarp + seg.base / LANES;
         const i64 nseg = (i64)gridDim.x * NSEG, chunk = (valid + nseg - 1) / nseg;
-        const i64 block_first = (i64)blockIdx.x * NSEG * chunk;
-        const i64 begin = block_first + ((threadIdx.x >> 5) * kPerWarp + seg.base / LANES) * chunk;
-        // The sequence of the block's last token: the segments that end in it add through shared memory.
+        const i64 block_first = (i64)blockIdx.x * NSEG * chunk, begin = block_first + slot * chunk;
+        // The sequence of the block's last token: its pick counts and final sums meet in shared memory.
         const i64 block_last = (block_first + NSEG * chunk < valid ? block_first + NSEG * chunk : valid) - 1;
         i64 home_end;
-        const i64 home = block_last >= block_first ? Aux::locate(p, block_last, home_end) : -1;
-        Aux aux(seg.lane * Seg::VPT);
+        typedef AuxState<Cfg, VPT, Row> Aux;
+        const i64 home = block_last >= block_first ? Aux::locate(p, block_last, home_end) : -2;
+        Aux aux(Row{&s_rows[slot][seg.lane * VPT]}, seg.lane * VPT, home, s_counts);
+        __syncthreads(); /* the counts are zero */
         // chunk is the same for every segment: the loop stays uniform for the shuffles.
         for (i64 i = 0; i < chunk; i++) {
             const i64 token = begin + i;
@@ -1047,27 +1099,38 @@ __device__ __forceinline__ void route_kernel_aux(const RouteParams &p, i64 valid
             if (active) aux.enter(p, token);
             Seg::route(seg, active, p, active ? token : 0, nullptr, &aux);
         }
-        if (aux.seq == home) aux.flush_to(s_sums, s_counts);
-        else aux.flush(p);
+        if (aux.seq != home) aux.flush(p); /* a row of an earlier sequence goes now; home rows stay */
         __syncthreads();
         if (home >= 0) {
             u64 *sums = static_cast<u64 *>(p.aux_prob_sums) + home * E;
             int *counts = p.aux_counts + home * E;
-            for (int i = threadIdx.x; i < E; i += blockDim.x) {
-                if (s_sums[i]) atomicAdd(sums + i, s_sums[i]);
-                if (s_counts[i]) atomicAdd(counts + i, s_counts[i]);
+            for (int e = threadIdx.x; e < E; e += blockDim.x) {
+                float f = 0.0f; /* the segments in order: the same bits every run */
+#pragma unroll
+                for (int q = 0; q < NSEG; q++) f += s_rows[q][e];
+                if (f != 0.0f) atomicAdd(sums + e, Aux::fixed(f));
+                if (s_counts[e]) atomicAdd(counts + e, s_counts[e]);
             }
         }
     } else {
         typedef RouteBlock<Cfg> Block;
+        typedef AuxState<Cfg, Block::VPT, AuxRegisterRow<Block::VPT>> Aux;
         __shared__ typename Block::Shared s;
         const i64 chunk = (valid + gridDim.x - 1) / gridDim.x, begin = (i64)blockIdx.x * chunk;
-        AuxState<Cfg, Block::VPT> aux((int)threadIdx.x * Block::VPT);
+        const i64 last = (begin + chunk < valid ? begin + chunk : valid) - 1;
+        i64 home_end;
+        const i64 home = last >= begin ? Aux::locate(p, last, home_end) : -2;
+        Aux aux(AuxRegisterRow<Block::VPT>(), (int)threadIdx.x * Block::VPT, home, s_counts);
+        __syncthreads(); /* the counts are zero */
         for (i64 token = begin; token < begin + chunk && token < valid; token++) {
             aux.enter(p, token);
             Block::route(s, p, token, &aux);
         }
-        aux.flush(p);
+        aux.flush(p); /* each thread holds its own experts: no need to meet first */
+        __syncthreads();
+        if (home >= 0)
+            for (int e = threadIdx.x; e < E; e += blockDim.x)
+                if (s_counts[e]) atomicAdd(p.aux_counts + home * E + e, s_counts[e]);
     }
 }
 

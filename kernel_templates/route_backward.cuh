@@ -130,15 +130,19 @@ struct BackwardSlots {
     static __device__ __forceinline__ float neg_inf() { return -__int_as_float(0x7f800000); }
 
     // The expert of each routed slot of this lane, -1 for none (an id outside [0, E), a slot past
-    // K, an inactive token).
+    // K, an inactive token), and the slot's grad_weight (loaded now, with the id: one memory
+    // latency for both).
     static __device__ __forceinline__ void load_ids(const Segment<L> &seg, bool active, const RouteBackwardParams &p,
-                                                    i64 token, int (&id)[kSlots])
+                                                    i64 token, int (&id)[kSlots], float (&gw)[kSlots])
     {
         const IdT *row = static_cast<const IdT *>(p.ids) + token * kOut;
+        const float *grad = p.grad_weights + token * kOut;
 #pragma unroll
         for (int j = 0; j < kSlots; j++) {
             const int slot = seg.lane + L * j;
-            const i64 v = active && slot < K ? (i64)row[slot] : -1;
+            const bool real = active && slot < K;
+            const i64 v = real ? (i64)row[slot] : -1;
+            gw[j] = real ? grad[slot] : 0.0f;
             id[j] = v >= 0 && v < E ? (int)v : -1;
         }
     }
@@ -159,7 +163,7 @@ struct BackwardSlots {
     // (the sums are shuffles), whatever its token.
     static __device__ void compute(const Segment<L> &seg, bool live, const RouteBackwardParams &p, i64 token,
                                    const Storage *row, float softmax_max, float softmax_inv, const int (&id)[kSlots],
-                                   float (&X)[kSlots], float &gs, bool &direct)
+                                   const float (&gw_slot)[kSlots], float (&X)[kSlots], float &gs, bool &direct)
     {
         const float *gw = p.grad_weights + token * kOut;
         constexpr float F = Cfg::kScalingFactor;
@@ -212,7 +216,7 @@ struct BackwardSlots {
         // Step 7 backwards: a = dL/dw of each routed weight (none where the forward clamped it)
 #pragma unroll
         for (int j = 0; j < kSlots; j++) {
-            const float g = ok[j] ? gw[seg.lane + L * j] : 0.0f;
+            const float g = ok[j] ? gw_slot[j] : 0.0f;
             a[j] = Cfg::kScaleOutput ? g * F : g;
             if constexpr (Cfg::kScaleOutput && !Cfg::kRenormalize)
                 if (!(pw[j] * F <= kFloatMax)) a[j] = 0.0f;
@@ -306,100 +310,126 @@ struct BackwardSlots {
 
 // ---- the auxiliary losses' gradient (spec.route.aux_stats, args.grad_losses) --------------------------
 
+// The batch-wide part of the losses' gradient, once per block: lb[e] = dL/dp_e of gl[0]·L_aux
+// (the counts summed over the sequences), and the factor of the per-sequence part (scaled by
+// 1/L² per token). Per token this leaves VPT shared loads, not S·VPT global ones.
+template <class Cfg>
+struct AuxGradient {
+    static constexpr int E = Cfg::kExperts;
+    static constexpr bool kLB = (Cfg::kAuxStats & 1) != 0, kSeq = (Cfg::kAuxStats & 2) != 0;
+    float *lb = nullptr;   // [E] in shared memory (kLB)
+    float seq_coef = 0.0f; // gl[1]·E / (S·K) (kSeq)
+    float z_coef = 0.0f;   // gl[2]·2 / T (times the row's logsumexp)
+
+    __device__ void init(const RouteBackwardParams &p, float *lb_smem)
+    {
+        lb = lb_smem;
+        seq_coef = 0.0f, z_coef = 0.0f;
+        if (!p.grad_losses) return;
+        const double T = (double)p.num_tokens;
+        if constexpr ((Cfg::kAuxStats & 4) != 0) z_coef = (float)((double)p.grad_losses[2] * 2.0 / T);
+        if constexpr (kLB) {
+            const float coef = (float)((double)p.grad_losses[0] * E / ((double)Cfg::kTopK * T * T));
+            const i64 n = kSeq ? p.num_seqs : 1;
+            for (int e = threadIdx.x; e < E; e += blockDim.x) {
+                int c = 0;
+                for (i64 q = 0; q < n; q++) c += p.aux_counts[q * E + e];
+                lb[e] = coef * (float)c;
+            }
+        }
+        if constexpr (kSeq) seq_coef = (float)((double)p.grad_losses[1] * E / ((double)p.num_seqs * Cfg::kTopK));
+        __syncthreads();
+    }
+};
+
 // Adds to g the gradient of gl[0]·L_aux + gl[1]·L_seq + gl[2]·L_z w.r.t. this thread's N experts of
 // the row (from `first`, `mine` real ones), the counts held constant; R reduces over the token's
 // threads (every one calls this). dL/dp_e = g_e (per expert, from the counts), through the aux
 // scores: softmax p_e·(g_e − Σ g·p); normalised scores score'(x_e)/n·(g_e − Σ g·p), n = Σ score +
 // 1e-20 (the constant adds nothing to the derivative); z: gl[2]·2·lse/T·softmax_e.
 template <class Cfg, int N, class R>
-__device__ void add_aux_gradient(const RouteBackwardParams &p, i64 token, const typename Cfg::Dtype::Storage *row,
-                                 int first, int mine, const R &reduce, float (&g)[N])
+__device__ void add_aux_gradient(const RouteBackwardParams &p, const AuxGradient<Cfg> &ag, i64 token,
+                                 const typename Cfg::Dtype::Storage *row, int first, int mine, const R &reduce,
+                                 float (&g)[N])
 {
     constexpr int E = Cfg::kExperts;
     constexpr bool kLB = (Cfg::kAuxStats & 1) != 0, kSeq = (Cfg::kAuxStats & 2) != 0, kZ = (Cfg::kAuxStats & 4) != 0;
     constexpr bool kSoftmaxAux = Cfg::kScore == kScoreSoftmax;
-    const double T = (double)p.num_tokens;
-    float x[N], f[N], dcap[N], ge[N], dx[N];
-    bool nan[N];
-    load_lane<typename Cfg::Dtype, N>(row, first, mine, x);
-#pragma unroll
-    for (int i = 0; i < N; i++) {
-        const BackwardLogit<Cfg> l(x[i]);
-        f[i] = l.f, dcap[i] = l.dcap, nan[i] = l.nan;
-        ge[i] = 0.0f, dx[i] = 0.0f;
-    }
-    if constexpr (kLB) {
-        const float coef = (float)((double)p.grad_losses[0] * E / ((double)Cfg::kTopK * T * T));
-        const i64 n = kSeq ? p.num_seqs : 1;
+    // The order below keeps few rows of N live at once (registers are this path's cost): the
+    // softmax terms first, then the per-expert factors, the scores in place of the exponentials.
+    float f[N], dcap[N], q[N], dx[N];
+    u32 nan = 0u;
+    {
+        float x[N];
+        load_lane<typename Cfg::Dtype, N>(row, first, mine, x);
 #pragma unroll
         for (int i = 0; i < N; i++) {
-            if (i >= mine) continue;
-            int c = 0;
-            for (i64 q = 0; q < n; q++) c += p.aux_counts[q * E + first + i];
-            ge[i] += coef * (float)c;
+            const BackwardLogit<Cfg> l(x[i]);
+            f[i] = l.f, dcap[i] = l.dcap, dx[i] = 0.0f;
+            nan |= (u32)l.nan << i;
         }
     }
-    if constexpr (kSeq) {
-        const typename Cfg::SeqOffT *off = static_cast<const typename Cfg::SeqOffT *>(p.seq_offsets);
-        i64 lo = 0, hi = p.num_seqs + 1; /* the token's sequence, as route's AuxState::locate */
-        while (lo < hi) {
-            const i64 mid = (lo + hi) >> 1;
-            if ((i64)off[mid] <= token) lo = mid + 1;
-            else hi = mid;
-        }
-        if (lo >= 1 && lo <= p.num_seqs) {
-            const i64 s = lo - 1;
-            const double L = (double)((i64)off[s + 1] - (i64)off[s]);
-            const float coef =
-                (float)((double)p.grad_losses[1] * E / ((double)p.num_seqs * Cfg::kTopK * L * L));
-#pragma unroll
-            for (int i = 0; i < N; i++)
-                if (i < mine) ge[i] += coef * (float)p.aux_counts[s * E + first + i];
-        }
-    }
-    float m = 0.0f, sum = 0.0f, e[N];
+    float sum = 0.0f;
     if constexpr (kZ || ((kLB || kSeq) && kSoftmaxAux)) {
-        m = f[0];
+        float m = f[0];
 #pragma unroll
         for (int i = 1; i < N; i++) m = fmaxf(m, f[i]);
         m = reduce.max(m);
         if (m == -__int_as_float(0x7f800000)) m = 0.0f;
 #pragma unroll
-        for (int i = 0; i < N; i++) e[i] = expf(f[i] - m);
-        sum = reduce.sum(sum_pairwise<N>(e));
-    }
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    if constexpr (kLB || kSeq) {
-        float q[N], gp[N], n = 1.0f;
-        if constexpr (kSoftmaxAux) {
+        for (int i = 0; i < N; i++) q[i] = expf(f[i] - m);
+        sum = reduce.sum(sum_pairwise<N>(q));
+        const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
 #pragma unroll
-            for (int i = 0; i < N; i++) q[i] = e[i] * inv;
-        } else {
-            float sc[N];
+        for (int i = 0; i < N; i++) q[i] *= inv; /* the row's softmax */
+        if constexpr (kZ) {
+            const float coef = ag.z_coef * (sum > 0.0f ? m + logf(sum) : 0.0f);
 #pragma unroll
-            for (int i = 0; i < N; i++) sc[i] = score_elementwise<Cfg::kScore>(f[i]);
-            n = reduce.sum(sum_pairwise<N>(sc)) + 1e-20f;
-#pragma unroll
-            for (int i = 0; i < N; i++) q[i] = sc[i] / n;
+            for (int i = 0; i < N; i++) dx[i] = coef * q[i];
         }
+    }
+    if constexpr (kLB || kSeq) {
+        float ge[N];
+#pragma unroll
+        for (int i = 0; i < N; i++) ge[i] = kLB && i < mine ? ag.lb[first + i] : 0.0f;
+        if constexpr (kSeq) {
+            const typename Cfg::SeqOffT *off = static_cast<const typename Cfg::SeqOffT *>(p.seq_offsets);
+            i64 lo = 0, hi = p.num_seqs + 1; /* the token's sequence, as route's AuxState::locate */
+            while (lo < hi) {
+                const i64 mid = (lo + hi) >> 1;
+                if ((i64)off[mid] <= token) lo = mid + 1;
+                else hi = mid;
+            }
+            if (lo >= 1 && lo <= p.num_seqs) {
+                const i64 s = lo - 1;
+                const float L = (float)((i64)off[s + 1] - (i64)off[s]);
+                const float coef = ag.seq_coef / (L * L);
+#pragma unroll
+                for (int i = 0; i < N; i++)
+                    if (i < mine) ge[i] += coef * (float)p.aux_counts[s * E + first + i];
+            }
+        }
+        float n = 1.0f;
+        if constexpr (!kSoftmaxAux) {
+#pragma unroll
+            for (int i = 0; i < N; i++) q[i] = score_elementwise<Cfg::kScore>(f[i]);
+            n = reduce.sum(sum_pairwise<N>(q)) + 1e-20f;
+#pragma unroll
+            for (int i = 0; i < N; i++) q[i] /= n;
+        }
+        float gp[N];
 #pragma unroll
         for (int i = 0; i < N; i++) gp[i] = ge[i] * q[i];
         const float G = reduce.sum(sum_pairwise<N>(gp));
 #pragma unroll
         for (int i = 0; i < N; i++) {
-            if constexpr (kSoftmaxAux) dx[i] = q[i] * (ge[i] - G);
-            else dx[i] = score_grad<Cfg::kScore>(f[i]) / n * (ge[i] - G);
+            if constexpr (kSoftmaxAux) dx[i] += q[i] * (ge[i] - G);
+            else dx[i] += score_grad<Cfg::kScore>(f[i]) / n * (ge[i] - G);
         }
-    }
-    if constexpr (kZ) {
-        const float lse = sum > 0.0f ? m + logf(sum) : 0.0f;
-        const float coef = (float)((double)p.grad_losses[2] * 2.0 * (double)lse / T);
-#pragma unroll
-        for (int i = 0; i < N; i++) dx[i] += coef * (e[i] * inv);
     }
 #pragma unroll
     for (int i = 0; i < N; i++)
-        if (!nan[i]) g[i] = finite_grad(g[i] + dx[i] * dcap[i]);
+        if (!((nan >> i) & 1u)) g[i] = finite_grad(g[i] + dx[i] * dcap[i]);
 }
 
 // ---- up to 1024 experts: a segment of a warp per token ----------------------------------------------
@@ -413,7 +443,8 @@ struct BackwardSegment {
     static constexpr int K = Cfg::kTopK;
     static constexpr int VPT = (E + LANES - 1) / LANES; // experts per lane
 
-    static __device__ void run(const Segment<LANES> &seg, bool active, const RouteBackwardParams &p, i64 token)
+    static __device__ void run(const Segment<LANES> &seg, bool active, const RouteBackwardParams &p,
+                               const AuxGradient<Cfg> &ag, i64 token)
     {
         __shared__ float s_contrib[kSegmentsPerBlock][VPT * LANES];
         __shared__ int s_id[kSegmentsPerBlock][K];
@@ -422,19 +453,26 @@ struct BackwardSegment {
         float *contrib = s_contrib[slot];
         const int first = seg.lane * VPT;
         const int mine = first >= E ? 0 : (E - first < VPT ? E - first : VPT); /* real experts of this lane */
+        const Storage *row = static_cast<const Storage *>(p.logits) + token * p.row_stride;
+        // Row softmax reads the whole row: its load goes out with the ids' (one memory latency a
+        // token, not two; this path is latency-bound), and a row without a valid id is then read
+        // as absent (NaN: no gradient), as if never loaded.
+        float x[Slots::kRowSoftmax ? VPT : 1];
+        if constexpr (Slots::kRowSoftmax) load_lane<D, VPT>(row, first, active ? mine : 0, x);
         int id[Slots::kSlots];
-        Slots::load_ids(seg, active, p, token, id);
-        const bool live = Slots::any_valid(seg, id); /* else the row's gradient is 0: nothing to read */
+        float gw[Slots::kSlots];
+        Slots::load_ids(seg, active, p, token, id, gw);
+        const bool live = Slots::any_valid(seg, id); /* else the row's gradient is 0 */
 #pragma unroll
         for (int i = 0; i < VPT; i++) contrib[i * LANES + seg.lane] = 0.0f;
-        const Storage *row = static_cast<const Storage *>(p.logits) + token * p.row_stride;
         // Row softmax: the row's maximum and sum, as route's row pass computes them
         float v[VPT], dcap[VPT];
         bool nan[VPT];
         float softmax_max = 0.0f, softmax_inv = 0.0f;
         if constexpr (Slots::kRowSoftmax) {
-            float x[VPT];
-            load_lane<D, VPT>(row, first, live ? mine : 0, x);
+            if (!live)
+#pragma unroll
+                for (int i = 0; i < VPT; i++) x[i] = __int_as_float(0x7fffffff);
 #pragma unroll
             for (int i = 0; i < VPT; i++) {
                 const BackwardLogit<Cfg> l(x[i]);
@@ -454,7 +492,7 @@ struct BackwardSegment {
         }
         float X[Slots::kSlots], gs;
         bool direct;
-        Slots::compute(seg, live, p, token, row, softmax_max, softmax_inv, id, X, gs, direct);
+        Slots::compute(seg, live, p, token, row, softmax_max, softmax_inv, id, gw, X, gs, direct);
         Slots::template scatter<LANES, VPT>(seg, id, X, s_id[slot], s_x[slot], contrib);
         __syncwarp();
         float g[VPT];
@@ -470,7 +508,7 @@ struct BackwardSegment {
             }
         }
         if constexpr (Cfg::kAuxStats != 0)
-            if (p.grad_losses) add_aux_gradient<Cfg, VPT>(p, token, row, first, active ? mine : 0, seg, g);
+            if (p.grad_losses) add_aux_gradient<Cfg, VPT>(p, ag, token, row, first, active ? mine : 0, seg, g);
         if (active) {
             float *out = p.grad_logits + token * E + first;
             if (mine == VPT) {
@@ -529,15 +567,16 @@ struct BackwardBlock {
         __device__ float sum(float v) const { return reduce<false>(s, v, warp, lane); }
     };
 
-    static __device__ void run(Shared &s, const RouteBackwardParams &p, i64 token)
+    static __device__ void run(Shared &s, const RouteBackwardParams &p, const AuxGradient<Cfg> &ag, i64 token)
     {
         const int t = threadIdx.x, warp = t >> 5, lane = t & 31, first = t * VPT;
         const int mine = first >= E ? 0 : (E - first < VPT ? E - first : VPT);
         const Segment<32> seg(lane);
         float *out = p.grad_logits + token * E + first;
         int id[Slots::kSlots];
+        float gw[Slots::kSlots];
         if (warp == 0) {
-            Slots::load_ids(seg, true, p, token, id);
+            Slots::load_ids(seg, true, p, token, id, gw);
             const bool live = Slots::any_valid(seg, id);
             if (lane == 0) s.live = live;
         }
@@ -576,7 +615,7 @@ struct BackwardBlock {
             if (warp == 0) {
                 float X[Slots::kSlots], gs;
                 bool direct;
-                Slots::compute(seg, true, p, token, row, softmax_max, softmax_inv, id, X, gs, direct);
+                Slots::compute(seg, true, p, token, row, softmax_max, softmax_inv, id, gw, X, gs, direct);
                 Slots::template scatter<THREADS, VPT>(seg, id, X, s.id, s.x, s.contrib);
                 if (lane == 0) {
                     s.gs = gs;
@@ -600,7 +639,7 @@ struct BackwardBlock {
         }
         if constexpr (Cfg::kAuxStats != 0)
             if (p.grad_losses)
-                add_aux_gradient<Cfg, VPT>(p, token, static_cast<const Storage *>(p.logits) + token * p.row_stride,
+                add_aux_gradient<Cfg, VPT>(p, ag, token, static_cast<const Storage *>(p.logits) + token * p.row_stride,
                                            first, mine, Reducer{s, warp, lane}, g);
         if (mine == VPT) {
             store_span<VPT>(out, g);
@@ -618,6 +657,11 @@ struct BackwardBlock {
 template <class Cfg>
 __device__ __forceinline__ void route_backward_kernel(const RouteBackwardParams &p)
 {
+    AuxGradient<Cfg> ag;
+    if constexpr (Cfg::kAuxStats != 0) {
+        __shared__ float s_lb[(Cfg::kAuxStats & 1) ? Cfg::kExperts : 1];
+        ag.init(p, s_lb);
+    }
     if constexpr (Cfg::kExperts <= 1024) {
         constexpr int LANES = Cfg::kLanesPerToken, kPerWarp = 32 / LANES;
         const Segment<LANES> seg(threadIdx.x & 31);
@@ -627,11 +671,11 @@ __device__ __forceinline__ void route_backward_kernel(const RouteBackwardParams 
         for (i64 base = mine - seg.base / LANES; base < p.num_tokens; base += per_step) {
             const i64 token = base + seg.base / LANES;
             const bool active = token < p.num_tokens;
-            BackwardSegment<Cfg, LANES, Cfg::kWarpsPerBlock * kPerWarp>::run(seg, active, p, active ? token : 0);
+            BackwardSegment<Cfg, LANES, Cfg::kWarpsPerBlock * kPerWarp>::run(seg, active, p, ag, active ? token : 0);
         }
     } else {
         __shared__ typename BackwardBlock<Cfg>::Shared s;
-        for (i64 token = blockIdx.x; token < p.num_tokens; token += gridDim.x) BackwardBlock<Cfg>::run(s, p, token);
+        for (i64 token = blockIdx.x; token < p.num_tokens; token += gridDim.x) BackwardBlock<Cfg>::run(s, p, ag, token);
     }
 }
 
