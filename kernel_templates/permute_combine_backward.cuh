@@ -5,7 +5,12 @@
 // include/moejit.h for the exact meaning. Pasted after permute_combine.cuh (Store, Vec, VecElems,
 // Rows).
 //
-// One block per token, grid-stride. A row is kChunks chunks of N = kVecBytes / element size
+// Two entry points each. The throughput one: a block per token, grid-stride. The latency one, for
+// small batches (chosen at launch from T·K, MJ_ROWS_BACKWARD_LATENCY_SLOTS): at small T a block per
+// token leaves most SMs idle and each thread waits one memory latency per slot in turn, so it
+// spreads a token over blocks (permute: column slices of a block's width; combine: a block per
+// (token, slot)) and a thread issues the loads of up to kBatch slots before it sums them. Every
+// sum keeps the throughput entry's order: the two give the same bits. A row is kChunks chunks of N = kVecBytes / element size
 // elements; thread j takes chunks j, j + kThreads, … A chunk is one vector when the base pointers
 // are aligned to kVecBytes (a uniform branch), else N single elements: the same elements either
 // way, so the order of grad_weights' sums depends on H and the dtype only, as the C reference
@@ -49,6 +54,41 @@ struct Chunks {
         }
     }
 
+    // A chunk as loaded, converted later: half the registers of floats for 16-bit rows, so that a
+    // thread can hold several slots' chunks in flight.
+    template <bool Wide>
+    struct Raw {
+        static constexpr int kWords = Wide ? Vec<Cfg::kVecBytes>::kWords : N;
+        u32 w[kWords];
+        __device__ __forceinline__ void load(const void *row, int c)
+        {
+            if constexpr (Wide) {
+                load_vec<Cfg::kVecBytes>(row, c, w);
+            } else {
+#pragma unroll
+                for (int j = 0; j < N; j++) {
+                    u32 one[1];
+                    load_vec<kElemBytes>(row, c * N + j, one);
+                    w[j] = one[0];
+                }
+            }
+        }
+        __device__ __forceinline__ void to_float(float (&v)[N]) const
+        {
+            if constexpr (Wide) {
+                VecElems<D, Cfg::kVecBytes>::to_float(w, v);
+            } else {
+#pragma unroll
+                for (int j = 0; j < N; j++) {
+                    const u32 one[1] = {w[j]};
+                    float f[1];
+                    VecElems<D, kElemBytes>::to_float(one, f);
+                    v[j] = f[0];
+                }
+            }
+        }
+    };
+
     template <bool Wide>
     static __device__ __forceinline__ void store(void *row, int c, const float (&v)[N])
     {
@@ -86,41 +126,69 @@ struct Chunks {
 
 // ---- permute backward -------------------------------------------------------------------------
 
-template <class Cfg, bool Wide>
-__device__ __forceinline__ void permute_backward_token(const PermuteBackwardParams &p, i64 t)
+// Chunk c of grad_x[t] = Σ_k scale · grad_out[slot_of[t, k]], k in order (the same sum on every
+// run and for every kBatch). kBatch slots' loads are issued before their adds.
+template <class Cfg, bool Wide, int kBatch>
+__device__ __forceinline__ void permute_backward_chunk(const PermuteBackwardParams &p, i64 t, int c)
 {
     typedef Chunks<Cfg> C;
     const int *slots = p.slot_of + t * p.topk;
-    char *dst = static_cast<char *>(p.grad_x) + t * C::kRowBytes;
-    for (int c = threadIdx.x; c < C::kCount; c += Cfg::kThreads) {
-        float acc[C::N];
+    float acc[C::N];
 #pragma unroll
-        for (int j = 0; j < C::N; j++) acc[j] = 0.0f;
-        for (int k = 0; k < p.topk; k++) { // in order: the sum is the same on every run
-            const int slot = __ldg(slots + k);
-            if (slot < 0 || (i64)slot >= p.num_rows) continue; // dropped
-            float s = 1.0f;
+    for (int j = 0; j < C::N; j++) acc[j] = 0.0f;
+    for (int k0 = 0; k0 < p.topk; k0 += kBatch) {
+        typename C::template Raw<Wide> g[kBatch];
+        float s[kBatch];
+        bool use[kBatch];
+#pragma unroll
+        for (int b = 0; b < kBatch; b++) {
+            const int k = k0 + b;
+            const int slot = k < p.topk ? __ldg(slots + k) : -1;
+            use[b] = slot >= 0 && (i64)slot < p.num_rows; // else dropped
+            s[b] = 1.0f;
             if constexpr (Cfg::kHasScale) {
-                const int e = __ldg(p.ids + t * p.topk + k);
-                if (e < 0 || e >= p.num_experts) continue; // the forward wrote a zero row
-                s = __ldg(p.scale + e);
+                const int e = use[b] ? __ldg(p.ids + t * p.topk + k) : -1;
+                use[b] = use[b] && e >= 0 && e < p.num_experts; // else the forward wrote a zero row
+                if (use[b]) s[b] = __ldg(p.scale + e);
             }
-            float g[C::N];
-            C::template load<Wide>(static_cast<const char *>(p.grad_out) + (i64)slot * C::kRowBytes, c, g);
-#pragma unroll
-            for (int j = 0; j < C::N; j++) acc[j] = __fmaf_rn(g[j], s, acc[j]);
+            if (use[b]) g[b].load(static_cast<const char *>(p.grad_out) + (i64)slot * C::kRowBytes, c);
         }
-        C::template store<Wide>(dst, c, acc);
+#pragma unroll
+        for (int b = 0; b < kBatch; b++) {
+            if (!use[b]) continue;
+            float v[C::N];
+            g[b].to_float(v);
+#pragma unroll
+            for (int j = 0; j < C::N; j++) acc[j] = __fmaf_rn(v[j], s[b], acc[j]);
+        }
     }
+    C::template store<Wide>(static_cast<char *>(p.grad_x) + t * C::kRowBytes, c, acc);
 }
 
 template <class Cfg>
 __device__ __forceinline__ void permute_backward_rows(const PermuteBackwardParams &p)
 {
-    const bool wide = Chunks<Cfg>::wide_ok(p.grad_out, p.grad_x, nullptr);
-    for (i64 t = blockIdx.x; t < p.num_tokens; t += gridDim.x) {
-        if (wide) permute_backward_token<Cfg, true>(p, t);
-        else permute_backward_token<Cfg, false>(p, t);
+    typedef Chunks<Cfg> C;
+    const bool wide = C::wide_ok(p.grad_out, p.grad_x, nullptr);
+    for (i64 t = blockIdx.x; t < p.num_tokens; t += gridDim.x)
+        for (int c = threadIdx.x; c < C::kCount; c += Cfg::kThreads) {
+            if (wide) permute_backward_chunk<Cfg, true, 1>(p, t, c);
+            else permute_backward_chunk<Cfg, false, 1>(p, t, c);
+        }
+}
+
+// The latency entry: block u takes token u / S, chunks [(u % S)·kThreads, +kThreads) (S slices a row).
+template <class Cfg>
+__device__ __forceinline__ void permute_backward_slices(const PermuteBackwardParams &p)
+{
+    typedef Chunks<Cfg> C;
+    constexpr int S = (C::kCount + Cfg::kThreads - 1) / Cfg::kThreads;
+    const bool wide = C::wide_ok(p.grad_out, p.grad_x, nullptr);
+    for (i64 u = blockIdx.x; u < p.num_tokens * S; u += gridDim.x) {
+        const int c = (int)(u % S) * Cfg::kThreads + threadIdx.x;
+        if (c >= C::kCount) continue;
+        if (wide) permute_backward_chunk<Cfg, true, 8>(p, u / S, c);
+        else permute_backward_chunk<Cfg, false, 8>(p, u / S, c);
     }
 }
 
@@ -149,45 +217,45 @@ __device__ __forceinline__ float block_sum(float v, float *red)
     return v;
 }
 
-// Token t: grad_weights[t, k] for every k, and grad_y for the rows token t owns (the row r =
-// slot_of[t,k] whose sorted_ids[r] is t*K+k). Every branch on k is uniform over the block.
+// Slot k of token t: grad_weights[t, k], and grad_y for the row r = slot_of[t,k] when the token
+// owns it (sorted_ids[r] is t*K+k). Every branch is uniform over the block.
 template <class Cfg, bool Wide>
-__device__ __forceinline__ void combine_backward_token(const CombineBackwardParams &p, i64 t,
-                                                       float (&red)[2][Cfg::kThreads / 32], int &n_sums)
+__device__ __forceinline__ void combine_backward_slot(const CombineBackwardParams &p, i64 t, int k,
+                                                      float (&red)[2][Cfg::kThreads / 32], int &n_sums)
 {
     typedef Chunks<Cfg> C;
     const char *g = static_cast<const char *>(p.grad_out) + t * C::kRowBytes;
-    for (int k = 0; k < p.topk; k++) {
-        const i64 flat = t * p.topk + k;
-        const int slot = __ldg(p.slot_of + flat);
-        const bool kept = slot >= 0 && (i64)slot < p.num_rows;
-        if (p.grad_weights) {
-            float acc = 0.0f;
-            if (kept) {
-                const char *y = static_cast<const char *>(p.y) + (i64)slot * C::kRowBytes;
-#pragma unroll 4
-                for (int c = threadIdx.x; c < C::kCount; c += Cfg::kThreads) {
-                    float gv[C::N], yv[C::N];
-                    C::template load<Wide>(g, c, gv);
-                    C::template load<Wide>(y, c, yv);
-#pragma unroll
-                    for (int j = 0; j < C::N; j++) acc = __fmaf_rn(gv[j], yv[j], acc);
-                }
-                acc = block_sum<Cfg::kThreads>(acc, red[n_sums++ & 1]);
-            }
-            if (threadIdx.x == 0) p.grad_weights[flat] = acc; // 0 for a dropped slot
-        }
-        if (p.grad_y && kept && (i64)__ldg(p.sorted_ids + slot) == flat) {
-            const float w = __ldg(p.weights + flat);
-            char *dst = static_cast<char *>(p.grad_y) + (i64)slot * C::kRowBytes;
+    const i64 flat = t * p.topk + k;
+    const int slot = __ldg(p.slot_of + flat);
+    const bool kept = slot >= 0 && (i64)slot < p.num_rows;
+    // grad_y's owner test and weight before the dot product: their loads overlap its loads
+    const bool owner = p.grad_y && kept && (i64)__ldg(p.sorted_ids + slot) == flat;
+    const float w = owner ? __ldg(p.weights + flat) : 0.0f;
+    if (p.grad_weights) {
+        float acc = 0.0f;
+        if (kept) {
+            const char *y = static_cast<const char *>(p.y) + (i64)slot * C::kRowBytes;
 #pragma unroll 4
             for (int c = threadIdx.x; c < C::kCount; c += Cfg::kThreads) {
-                float v[C::N];
-                C::template load<Wide>(g, c, v);
+                float gv[C::N], yv[C::N];
+                C::template load<Wide>(g, c, gv);
+                C::template load<Wide>(y, c, yv);
 #pragma unroll
-                for (int j = 0; j < C::N; j++) v[j] = __fmul_rn(w, v[j]);
-                C::template store<Wide>(dst, c, v);
+                for (int j = 0; j < C::N; j++) acc = __fmaf_rn(gv[j], yv[j], acc);
             }
+            acc = block_sum<Cfg::kThreads>(acc, red[n_sums++ & 1]);
+        }
+        if (threadIdx.x == 0) p.grad_weights[flat] = acc; // 0 for a dropped slot
+    }
+    if (owner) {
+        char *dst = static_cast<char *>(p.grad_y) + (i64)slot * C::kRowBytes;
+#pragma unroll 4
+        for (int c = threadIdx.x; c < C::kCount; c += Cfg::kThreads) {
+            float v[C::N];
+            C::template load<Wide>(g, c, v);
+#pragma unroll
+            for (int j = 0; j < C::N; j++) v[j] = __fmul_rn(w, v[j]);
+            C::template store<Wide>(dst, c, v);
         }
     }
 }
@@ -215,9 +283,10 @@ __device__ __forceinline__ void combine_backward_zero(const CombineBackwardParam
     __syncthreads(); // the next ballot rewrites mask
 }
 
-// Blocks [0, T) take tokens; with grad_y, blocks [T, T + ceil(R / 32)) take 32 rows each (the
-// launch covers both, grid-stride beyond).
-template <class Cfg>
+// Blocks [0, U) take the work units (kPerSlot: U = T·K (token, slot) pairs, the latency entry; else
+// U = T tokens); with grad_y, blocks [U, U + ceil(R / 32)) take 32 rows each (the launch covers
+// both, grid-stride beyond).
+template <class Cfg, bool kPerSlot>
 __device__ __forceinline__ void combine_backward_rows(const CombineBackwardParams &p)
 {
     static_assert(Cfg::kThreads % 32 == 0, "whole warps");
@@ -226,14 +295,19 @@ __device__ __forceinline__ void combine_backward_rows(const CombineBackwardParam
     __shared__ unsigned mask;
     const bool wide = Chunks<Cfg>::wide_ok(p.grad_out, p.y, p.grad_y);
     const i64 zero_blocks = p.grad_y ? (p.num_rows + Cfg::kZeroRows - 1) / Cfg::kZeroRows : 0;
+    // Work units: tokens (throughput: a block takes a token's K slots in turn) or, latency, (t, k) pairs.
+    const i64 units = kPerSlot ? p.num_tokens * p.topk : p.num_tokens;
     int n_sums = 0;
-    for (i64 u = blockIdx.x; u < p.num_tokens + zero_blocks; u += gridDim.x) {
-        if (u < p.num_tokens) {
-            if (wide) combine_backward_token<Cfg, true>(p, u, red, n_sums);
-            else combine_backward_token<Cfg, false>(p, u, red, n_sums);
+    for (i64 u = blockIdx.x; u < units + zero_blocks; u += gridDim.x) {
+        if (u < units) {
+            const i64 t = kPerSlot ? u / p.topk : u;
+            for (int k = kPerSlot ? (int)(u % p.topk) : 0, k_end = kPerSlot ? k + 1 : p.topk; k < k_end; k++) {
+                if (wide) combine_backward_slot<Cfg, true>(p, t, k, red, n_sums);
+                else combine_backward_slot<Cfg, false>(p, t, k, red, n_sums);
+            }
         } else {
-            if (wide) combine_backward_zero<Cfg, true>(p, (u - p.num_tokens) * Cfg::kZeroRows, mask);
-            else combine_backward_zero<Cfg, false>(p, (u - p.num_tokens) * Cfg::kZeroRows, mask);
+            if (wide) combine_backward_zero<Cfg, true>(p, (u - units) * Cfg::kZeroRows, mask);
+            else combine_backward_zero<Cfg, false>(p, (u - units) * Cfg::kZeroRows, mask);
         }
     }
 }

@@ -10,6 +10,7 @@
 
 #include "common/numeric.h"
 #include "cache/store.h"
+#include "ops/permute_combine/permute_combine.h"
 #include "support.h"
 
 static void expect_error(moejit_status got, moejit_status want, const char *needle)
@@ -703,6 +704,12 @@ static void test_gpu_against_reference(void **state)
             combine_backward_case(ctx, &rng, hs[h], dts[d], 5, 10, misalign, 3);
             combine_backward_case(ctx, &rng, hs[h], dts[d], 1, 8, 0, 3); /* decode: mostly padding rows */
         }
+    /* Both entry points (T·K up to MJ_ROWS_BACKWARD_LATENCY_SLOTS: the latency one, which batches
+     * 8 slots' loads: K = 19 is two full batches and a partial one; above it the throughput one). */
+    permute_backward_case(ctx, &rng, 128, MOEJIT_DTYPE_BF16, 1, 3, 19, 0);
+    combine_backward_case(ctx, &rng, 128, MOEJIT_DTYPE_BF16, 3, 19, 0, 3);
+    permute_backward_case(ctx, &rng, 7, MOEJIT_DTYPE_F32, 1, MJ_ROWS_BACKWARD_LATENCY_SLOTS / 8 + 1, 8, 0);
+    combine_backward_case(ctx, &rng, 7, MOEJIT_DTYPE_F32, MJ_ROWS_BACKWARD_LATENCY_SLOTS / 8 + 1, 8, 0, 3);
     const int64_t T = mjt_quick_cap(2048, 128); /* a real batch (smaller under compute-sanitizer) */
     permute_backward_case(ctx, &rng, 7168, MOEJIT_DTYPE_BF16, 1, T, 8, 0);
     combine_backward_case(ctx, &rng, 7168, MOEJIT_DTYPE_BF16, T, 8, 0, 3);

@@ -61,21 +61,31 @@ static int combine_backward_describe(const mj_kernel_id *id, char *buf, size_t c
     return mj_rows_describe(s.hidden, s.dtype, 0, buf, cap);
 }
 
+/* The forward's block (it fixes grad_weights' summation order) for both entries: the throughput
+ * one (a token a block) and the latency one (permute: a slice of a row a block; combine: a
+ * (token, slot) pair a block), chosen at launch (mj_rows_backward_latency). */
+static void backward_plan(int hidden, int dtype, mj_kernel_plan *plan)
+{
+    const int threads = mj_rows_threads(hidden, dtype);
+    mj_plan_entry(plan, MJ_ROWS_BACKWARD_THROUGHPUT, "", threads, 1, 0);
+    mj_plan_entry(plan, MJ_ROWS_BACKWARD_LATENCY, "_small", threads, 1, 0);
+}
+
 static void permute_backward_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
 {
     const mj_permute_backward_shape s = permute_backward_shape(id);
-    mj_rows_plan(s.hidden, s.dtype, plan); /* the forward's: it fixes grad_weights' summation order */
+    backward_plan(s.hidden, s.dtype, plan);
 }
 
 static void combine_backward_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
 {
     const mj_combine_backward_shape s = combine_backward_shape(id);
-    mj_rows_plan(s.hidden, s.dtype, plan); /* the forward's: it fixes grad_weights' summation order */
+    backward_plan(s.hidden, s.dtype, plan);
 }
 
-/* Both templates once, then this kernel's Cfg and entry point. */
+/* Both templates once, then this kernel's Cfg and its two entry points (bodies[entry]). */
 static void backward_emit(mj_strbuf *sb, const char *cfg, int hidden, int dtype, int has_scale,
-                          const mj_kernel_plan *plan, const char *params, const char *body)
+                          const mj_kernel_plan *plan, const char *params, const char *const bodies[2])
 {
     const mj_entry_plan *e = &plan->entry[0];
     mj_emit_params(sb, &k_permute_params); /* the forward template declares its kernels too */
@@ -93,27 +103,32 @@ static void backward_emit(mj_strbuf *sb, const char *cfg, int hidden, int dtype,
                  "    static constexpr int kThreads = %d;\n"
                  "    static constexpr bool kHasScale = %s;\n"
                  "    static constexpr int kZeroRows = %d;\n"
-                 "};\n\n"
-                 "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::%s p)\n"
-                 "{\n" MJ_ENTRY_PROLOGUE
-                 "    mj::%s<%s>(p);\n"
-                 "}\n",
+                 "};\n",
                  cfg, mj_dtype_struct(dtype), hidden, mj_rows_vec_bytes(hidden, dtype), e->threads,
-                 has_scale ? "true" : "false", MJ_COMBINE_BACKWARD_ZERO_ROWS, e->threads, e->name, params, body, cfg);
+                 has_scale ? "true" : "false", MJ_COMBINE_BACKWARD_ZERO_ROWS);
+    for (int i = 0; i < MJ_ROWS_BACKWARD_ENTRIES; i++)
+        mj_sb_printf(sb,
+                     "\nextern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::%s p)\n"
+                     "{\n" MJ_ENTRY_PROLOGUE
+                     "    mj::%s>(p);\n"
+                     "}\n",
+                     plan->entry[i].threads, plan->entry[i].name, params, bodies[i]);
 }
 
 static void permute_backward_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan *plan)
 {
     const mj_permute_backward_shape s = permute_backward_shape(id);
-    backward_emit(sb, "MoejitPermuteBackwardCfg", s.hidden, s.dtype, s.has_scale, plan, "PermuteBackwardParams",
-                  "permute_backward_rows");
+    static const char *const bodies[MJ_ROWS_BACKWARD_ENTRIES] = {"permute_backward_rows<MoejitPermuteBackwardCfg",
+                                                                 "permute_backward_slices<MoejitPermuteBackwardCfg"};
+    backward_emit(sb, "MoejitPermuteBackwardCfg", s.hidden, s.dtype, s.has_scale, plan, "PermuteBackwardParams", bodies);
 }
 
 static void combine_backward_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_plan *plan)
 {
     const mj_combine_backward_shape s = combine_backward_shape(id);
-    backward_emit(sb, "MoejitCombineBackwardCfg", s.hidden, s.dtype, 0, plan, "CombineBackwardParams",
-                  "combine_backward_rows");
+    static const char *const bodies[MJ_ROWS_BACKWARD_ENTRIES] = {"combine_backward_rows<MoejitCombineBackwardCfg, false",
+                                                                 "combine_backward_rows<MoejitCombineBackwardCfg, true"};
+    backward_emit(sb, "MoejitCombineBackwardCfg", s.hidden, s.dtype, 0, plan, "CombineBackwardParams", bodies);
 }
 
 const mj_op mj_op_permute_backward = {

@@ -63,6 +63,14 @@ void mj_rows_plan(int hidden, int dtype, struct mj_kernel_plan *plan);
  * sums, padded with +0 to 32, by a second butterfly. */
 float mj_rows_dot(const void *a, const void *b, int hidden, int dtype);
 
+/* The backward ops' entry points: a token a block (throughput), or for small batches a slice of a
+ * row (permute) or a (token, slot) pair (combine) a block, with a thread's loads in flight together
+ * (latency). Both sum in the same order. */
+enum { MJ_ROWS_BACKWARD_THROUGHPUT = 0, MJ_ROWS_BACKWARD_LATENCY = 1, MJ_ROWS_BACKWARD_ENTRIES = 2 };
+
+/* Up to this many (token, slot) pairs, T·K, the backward ops launch their latency entry. */
+#define MJ_ROWS_BACKWARD_LATENCY_SLOTS 4096
+
 /* Rows of grad_y one block of combine backward's zeroing part checks (a warp's ballot). */
 #define MJ_COMBINE_BACKWARD_ZERO_ROWS 32
 
