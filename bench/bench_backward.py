@@ -69,7 +69,8 @@ def torch_route_with_losses(logits, bias, params, E, K):
     s = torch.softmax(x, -1) if params["score"] == "softmax" else torch.sigmoid(x)
     if params["score"] != "softmax":
         s = s / (s.sum(-1, keepdim=True) + 1e-20)
-    c = torch.bincount(ids.reshape(-1).long(), minlength=E).float()
+    flat = ids.reshape(-1).long()  # bincount syncs with the host: not capturable in a graph
+    c = torch.zeros(E, device=x.device).scatter_add_(0, flat, torch.ones_like(flat, dtype=torch.float32))
     T = x.shape[0]
     lb = (s.sum(0) * c).sum() * (E / (K * T * T))
     z = torch.logsumexp(x, -1).square().mean()
