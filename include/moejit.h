@@ -235,7 +235,8 @@ MOEJIT_API const char *moejit_ctx_cache_dir(const moejit_ctx *ctx);
  *     (0 for a row of NaN) to aux->lse. Integer adds only: bit-identical run to run. Not with
  *     padded, replay = given or route_align (MOEJIT_ERR_UNSUPPORTED). Each row's p is computed
  *     from the row route already holds (the logits are read once); a segment accumulates a
- *     contiguous run of tokens in registers and adds it once per sequence it met (grid capped).
+ *     contiguous run of tokens in shared memory and adds it once per sequence it met (grid
+ *     capped). The aux scores of sigmoid routing are the ranking's fast sigmoid (~1e-6 relative).
  *  Non-finite logits, in short: a NaN expert weighs 0 and is chosen only when fewer than K
  *  experts have a number; a row of nothing but NaN gets ids 0..K-1 (by index) and zero weights;
  *  +inf experts share a softmax row's weight evenly (each reads as FLT_MAX).
@@ -915,12 +916,14 @@ typedef struct moejit_combine_backward_args {
     uint64_t reserved[8];      /* 0 */
 } moejit_combine_backward_args;
 
-/* The gradient of permute: grad_x from grad_out, on `stream` (see above). One launch of T blocks. */
+/* The gradient of permute: grad_x from grad_out, on `stream` (see above). One launch: T blocks, or
+ * for small batches (T·K <= 4096) T times a row's slices, with the same sums. */
 MOEJIT_API moejit_status moejit_permute_backward(moejit_ctx *ctx, const moejit_permute_backward_spec *spec,
                                                  const moejit_permute_backward_args *args, moejit_stream stream);
 
 /* The gradients of combine: grad_y and/or grad_weights from grad_out, on `stream` (see above). One
- * launch (a block per token, and with grad_y a block per 32 rows for the rows no token owns);
+ * launch (a block per token — for small batches, T·K <= 4096, a block per (token, slot), with the
+ * same sums — and with grad_y a block per 32 rows for the rows no token owns);
  * nothing is launched when neither output is wanted (both NULL) or there is nothing to write. */
 MOEJIT_API moejit_status moejit_combine_backward(moejit_ctx *ctx, const moejit_combine_backward_spec *spec,
                                                  const moejit_combine_backward_args *args, moejit_stream stream);
