@@ -4,7 +4,8 @@
 #                                 the expert-parallel example (world size = the GPUs present)
 #   bench/device_round.sh bench   route's serving options, PDL on/off, the op benchmarks, the peers
 #   bench/device_round.sh train   the training ops beside PyTorch eager and torch.compile
-#                                 (bench_backward.py, f32 and bf16), route_probe --backward
+#                                 (bench_backward.py, f32 with the losses, and bf16), route_probe
+#                                 --backward and --losses, bench_ops rows (permute/combine backward)
 # A summary is printed; every log goes into one archive, $OUT/logs-<what>.tgz (the device tool
 # brings back at most 8 files), or ./logs-<what>.tgz without $OUT.
 set -u
@@ -36,9 +37,14 @@ if [ "$what" = tests ]; then
 elif [ "$what" = train ]; then
   "$B/bench/route_probe" --backward --dtype f32 > "$O/route_probe_backward.txt" 2>&1
   "$B/bench/route_probe" --backward --dtype bf16 >> "$O/route_probe_backward.txt" 2>&1
-  python3 bench/bench_backward.py --dtype f32 > "$O/backward_f32.txt" 2>&1
+  for m in deepseek-v3 kimi-k2 qwen3-moe; do
+    "$B/bench/route_probe" --losses --model $m --dtype f32 --tokens 1,1024,16384
+  done > "$O/route_probe_losses.txt" 2>&1
+  "$B/bench/bench_ops" rows > "$O/bench_ops_rows.txt" 2>&1
+  python3 bench/bench_backward.py --dtype f32 --losses > "$O/backward_f32.txt" 2>&1
   python3 bench/bench_backward.py --dtype bf16 --rows-tokens "" > "$O/backward_bf16.txt" 2>&1
-  cat "$O/route_probe_backward.txt" "$O/backward_f32.txt" "$O/backward_bf16.txt"
+  cat "$O/route_probe_backward.txt" "$O/route_probe_losses.txt" "$O/bench_ops_rows.txt" "$O/backward_f32.txt" \
+      "$O/backward_bf16.txt"
 else
   for m in deepseek-v3 kimi-k2; do for dt in f32 bf16; do
     "$B/bench/route_probe" --serving --model $m --dtype $dt --tokens 1,128,16384
