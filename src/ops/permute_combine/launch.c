@@ -3,7 +3,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "common/dtype.h"
 #include "common/error.h"
 #include "jit/launch.h"
 #include "jit/loader.h"
@@ -63,15 +62,6 @@ moejit_status moejit_combine(moejit_ctx *ctx, const moejit_combine_spec *spec, c
     return mj_launch(ctx, k, 0, args->num_tokens, &p, stream);
 }
 
-/* The slices of a row the latency entry spreads over blocks: as many as a block's threads need to
- * cover the row's chunks (permute_combine_backward.cuh). */
-static int64_t row_slices(int hidden, int dtype)
-{
-    const int chunks = hidden * mj_dtype_bytes(dtype) / mj_rows_vec_bytes(hidden, dtype);
-    const int threads = mj_rows_threads(hidden, dtype);
-    return (chunks + threads - 1) / threads;
-}
-
 /* Small batches take the backward ops' latency entry (permute_combine.h). */
 static int backward_latency(int64_t tokens, int topk)
 {
@@ -106,7 +96,7 @@ moejit_status moejit_permute_backward(moejit_ctx *ctx, const moejit_permute_back
     };
     if (!backward_latency(args->num_tokens, args->topk))
         return mj_launch(ctx, k, MJ_ROWS_BACKWARD_THROUGHPUT, args->num_tokens, &p, stream);
-    return mj_launch(ctx, k, MJ_ROWS_BACKWARD_LATENCY, args->num_tokens * row_slices(s.hidden, s.dtype), &p, stream);
+    return mj_launch(ctx, k, MJ_ROWS_BACKWARD_LATENCY, args->num_tokens * mj_rows_slices(s.hidden, s.dtype), &p, stream);
 }
 
 moejit_status moejit_combine_backward(moejit_ctx *ctx, const moejit_combine_backward_spec *spec,

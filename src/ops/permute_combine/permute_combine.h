@@ -44,9 +44,12 @@ moejit_status mj_permute_backward_normalize(const moejit_permute_backward_spec *
 moejit_status mj_combine_backward_normalize(const moejit_combine_backward_spec *spec, mj_combine_backward_shape *out);
 
 /* Bytes per vector in a row of H elements of dtype: the widest of 16, 8, 4 dividing the row,
- * else one element. Threads per block for such a row. */
+ * else one element; the row's chunks (vectors of that width); threads per block for such a row;
+ * and the slices of a block's width that cover the row (the backward ops' latency entry). */
 int mj_rows_vec_bytes(int hidden, int dtype);
+int mj_rows_chunks(int hidden, int dtype);
 int mj_rows_threads(int hidden, int dtype);
+int mj_rows_slices(int hidden, int dtype);
 
 /* Shared by the four row ops' codegen: "moejit_<op>_h<H>_<dtype>[_scale]", "H=… dtype=…[ scale]"
  * (both return the length), and the launch plan of one block per row or token. */

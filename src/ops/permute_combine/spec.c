@@ -79,11 +79,21 @@ int mj_rows_vec_bytes(int hidden, int dtype)
     return row % 16 == 0 ? 16 : row % 8 == 0 ? 8 : row % 4 == 0 ? 4 : elem;
 }
 
+int mj_rows_chunks(int hidden, int dtype)
+{
+    return hidden * mj_dtype_bytes(dtype) / mj_rows_vec_bytes(hidden, dtype);
+}
+
 int mj_rows_threads(int hidden, int dtype)
 {
-    const int vecs = hidden * mj_dtype_bytes(dtype) / mj_rows_vec_bytes(hidden, dtype);
-    const int warps = (vecs + 31) / 32;
+    const int warps = (mj_rows_chunks(hidden, dtype) + 31) / 32;
     return warps * 32 < ROWS_MAX_THREADS ? warps * 32 : ROWS_MAX_THREADS;
+}
+
+int mj_rows_slices(int hidden, int dtype)
+{
+    const int threads = mj_rows_threads(hidden, dtype);
+    return (mj_rows_chunks(hidden, dtype) + threads - 1) / threads;
 }
 
 /* rows × H elements must be addressable in bytes. */
