@@ -35,7 +35,7 @@ static float butterfly32(float v[32])
 float mj_rows_dot(const void *a, const void *b, int hidden, int dtype)
 {
     const int threads = mj_rows_threads(hidden, dtype), warps = threads / 32;
-    const int n = mj_rows_vec_bytes(hidden, dtype) / mj_dtype_bytes(dtype), chunks = hidden / n;
+    const int n = mj_rows_vec_bytes(hidden, dtype) / mj_dtype_bytes(dtype), chunks = mj_rows_chunks(hidden, dtype);
     float warp_sum[32];
     for (int w = 0; w < warps; w++) {
         float lane[32];
