@@ -107,14 +107,15 @@ struct Chunks {
         }
     }
 
+    // Chunks [c0, c1) of a row to zero.
     template <bool Wide>
-    static __device__ __forceinline__ void zero(void *row)
+    static __device__ __forceinline__ void zero(void *row, int c0, int c1)
     {
         float z[N];
 #pragma unroll
         for (int j = 0; j < N; j++) z[j] = 0.0f;
 #pragma unroll 4
-        for (int c = threadIdx.x; c < kCount; c += Cfg::kThreads) store<Wide>(row, c, z);
+        for (int c = c0 + threadIdx.x; c < c1; c += Cfg::kThreads) store<Wide>(row, c, z);
     }
 
     // Are these base pointers (NULL counts as aligned) all aligned to the wide vectors?
@@ -261,9 +262,11 @@ __device__ __forceinline__ void combine_backward_slot(const CombineBackwardParam
 }
 
 // Rows r0 .. r0 + 31 of grad_y: zero those no token owns (sorted_ids[r] outside [0, T*K), or
-// naming a slot that reads another row). Together with the tokens' rows: every row once.
+// naming a slot that reads another row), chunks [c0, c1) of each. Together with the tokens' rows:
+// every row once.
 template <class Cfg, bool Wide>
-__device__ __forceinline__ void combine_backward_zero(const CombineBackwardParams &p, i64 r0, unsigned &mask)
+__device__ __forceinline__ void combine_backward_zero(const CombineBackwardParams &p, i64 r0, int c0, int c1,
+                                                      unsigned &mask)
 {
     typedef Chunks<Cfg> C;
     const i64 flat_end = p.num_tokens * p.topk;
@@ -279,13 +282,15 @@ __device__ __forceinline__ void combine_backward_zero(const CombineBackwardParam
     }
     __syncthreads();
     for (unsigned m = mask; m; m &= m - 1)
-        C::template zero<Wide>(static_cast<char *>(p.grad_y) + (r0 + __ffs(m) - 1) * C::kRowBytes);
+        C::template zero<Wide>(static_cast<char *>(p.grad_y) + (r0 + __ffs(m) - 1) * C::kRowBytes, c0, c1);
     __syncthreads(); // the next ballot rewrites mask
 }
 
 // Blocks [0, U) take the work units (kPerSlot: U = T·K (token, slot) pairs, the latency entry; else
-// U = T tokens); with grad_y, blocks [U, U + ceil(R / 32)) take 32 rows each (the launch covers
-// both, grid-stride beyond).
+// U = T tokens); with grad_y, blocks [U, U + ceil(R / 32)·Z) zero 32 rows each, whole (Z = 1) or,
+// in the latency entry, a slice of a block's width each (Z = the slices of a row: at T = 1 most
+// of grad_y is padding to zero, and 32 rows a block left the stores on a few SMs). The launch
+// covers both, grid-stride beyond.
 template <class Cfg, bool kPerSlot>
 __device__ __forceinline__ void combine_backward_rows(const CombineBackwardParams &p)
 {
@@ -294,7 +299,8 @@ __device__ __forceinline__ void combine_backward_rows(const CombineBackwardParam
     __shared__ float red[2][Cfg::kThreads / 32];
     __shared__ unsigned mask;
     const bool wide = Chunks<Cfg>::wide_ok(p.grad_out, p.y, p.grad_y);
-    const i64 zero_blocks = p.grad_y ? (p.num_rows + Cfg::kZeroRows - 1) / Cfg::kZeroRows : 0;
+    constexpr int Z = kPerSlot ? (Chunks<Cfg>::kCount + Cfg::kThreads - 1) / Cfg::kThreads : 1;
+    const i64 zero_blocks = p.grad_y ? (p.num_rows + Cfg::kZeroRows - 1) / Cfg::kZeroRows * Z : 0;
     // Work units: tokens (throughput: a block takes a token's K slots in turn) or, latency, (t, k) pairs.
     const i64 units = kPerSlot ? p.num_tokens * p.topk : p.num_tokens;
     int n_sums = 0;
@@ -306,8 +312,11 @@ __device__ __forceinline__ void combine_backward_rows(const CombineBackwardParam
                 else combine_backward_slot<Cfg, false>(p, t, k, red, n_sums);
             }
         } else {
-            if (wide) combine_backward_zero<Cfg, true>(p, (u - units) * Cfg::kZeroRows, mask);
-            else combine_backward_zero<Cfg, false>(p, (u - units) * Cfg::kZeroRows, mask);
+            const i64 z = u - units, r0 = z / Z * Cfg::kZeroRows;
+            const int c0 = Z == 1 ? 0 : (int)(z % Z) * Cfg::kThreads;
+            const int c1 = Z == 1 || c0 + Cfg::kThreads > Chunks<Cfg>::kCount ? Chunks<Cfg>::kCount : c0 + Cfg::kThreads;
+            if (wide) combine_backward_zero<Cfg, true>(p, r0, c0, c1, mask);
+            else combine_backward_zero<Cfg, false>(p, r0, c0, c1, mask);
         }
     }
 }

@@ -1078,7 +1078,7 @@ __device__ __forceinline__ void route_kernel_aux(const RouteParams &p, i64 valid
         constexpr int LANES = Cfg::kLanesPerToken, kPerWarp = 32 / LANES, NSEG = Cfg::kWarpsPerBlock * kPerWarp;
         typedef RouteSegment<Cfg, LANES, NSEG> Seg;
         constexpr int VPT = Seg::VPT, ROW = VPT * LANES;
-        static_assert(NSEG * ROW * 4 <= 16384, "a block's rows of sums fit 16 KiB of shared memory");
+        static_assert(NSEG * ROW * 4 <= 32768, "a block's rows of sums fit 32 KiB (mj_route_warps_per_block)");
         typedef AuxSharedRow<VPT> Row;
         __shared__ __align__(16) float s_rows[NSEG][ROW];
         const Segment<LANES> seg(threadIdx.x & 31);

@@ -377,13 +377,13 @@ __device__ void add_aux_gradient(const RouteBackwardParams &p, const AuxGradient
         m = reduce.max(m);
         if (m == -__int_as_float(0x7f800000)) m = 0.0f;
 #pragma unroll
-        for (int i = 0; i < N; i++) q[i] = expf(f[i] - m);
+        for (int i = 0; i < N; i++) q[i] = __expf(f[i] - m); /* <= 0: the fast exp is exact enough */
         sum = reduce.sum(sum_pairwise<N>(q));
         const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
 #pragma unroll
         for (int i = 0; i < N; i++) q[i] *= inv; /* the row's softmax */
         if constexpr (kZ) {
-            const float coef = ag.z_coef * (sum > 0.0f ? m + logf(sum) : 0.0f);
+            const float coef = ag.z_coef * (sum > 0.0f ? m + __logf(sum) : 0.0f);
 #pragma unroll
             for (int i = 0; i < N; i++) dx[i] = coef * q[i];
         }
@@ -409,13 +409,19 @@ __device__ void add_aux_gradient(const RouteBackwardParams &p, const AuxGradient
                     if (i < mine) ge[i] += coef * (float)p.aux_counts[s * E + first + i];
             }
         }
+        // Normalised scores q = score / n. For sigmoid, score'/n = score·(1 − score)/n = q·(1 − q·n):
+        // no second exp (and the fast sigmoid of route's ranking, ~1e-6 relative).
         float n = 1.0f;
         if constexpr (!kSoftmaxAux) {
 #pragma unroll
-            for (int i = 0; i < N; i++) q[i] = score_elementwise<Cfg::kScore>(f[i]);
+            for (int i = 0; i < N; i++) {
+                if constexpr (Cfg::kScore == kScoreSigmoid) q[i] = rank_score<kScoreSigmoid>(f[i]); /* 0 at -inf */
+                else q[i] = score_elementwise<Cfg::kScore>(f[i]);
+            }
             n = reduce.sum(sum_pairwise<N>(q)) + 1e-20f;
+            const float inv = 1.0f / n;
 #pragma unroll
-            for (int i = 0; i < N; i++) q[i] /= n;
+            for (int i = 0; i < N; i++) q[i] *= inv;
         }
         float gp[N];
 #pragma unroll
@@ -424,6 +430,7 @@ __device__ void add_aux_gradient(const RouteBackwardParams &p, const AuxGradient
 #pragma unroll
         for (int i = 0; i < N; i++) {
             if constexpr (kSoftmaxAux) dx[i] += q[i] * (ge[i] - G);
+            else if constexpr (Cfg::kScore == kScoreSigmoid) dx[i] += q[i] * (1.0f - q[i] * n) * (ge[i] - G);
             else dx[i] += score_grad<Cfg::kScore>(f[i]) / n * (ge[i] - G);
         }
     }

@@ -131,5 +131,7 @@ moejit_status moejit_combine_backward(moejit_ctx *ctx, const moejit_combine_back
     const int64_t zero_blocks = want_y ? mj_blocks_for(args->num_rows, MJ_COMBINE_BACKWARD_ZERO_ROWS) : 0;
     if (!backward_latency(args->num_tokens, args->topk))
         return mj_launch(ctx, k, MJ_ROWS_BACKWARD_THROUGHPUT, args->num_tokens + zero_blocks, &p, stream);
-    return mj_launch(ctx, k, MJ_ROWS_BACKWARD_LATENCY, args->num_tokens * args->topk + zero_blocks, &p, stream);
+    /* the latency entry zeroes a slice of a row a block */
+    return mj_launch(ctx, k, MJ_ROWS_BACKWARD_LATENCY,
+                     args->num_tokens * args->topk + zero_blocks * mj_rows_slices(s.hidden, s.dtype), &p, stream);
 }

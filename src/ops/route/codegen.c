@@ -20,15 +20,28 @@ int mj_route_lanes_per_token(int experts)
     return lanes;
 }
 
-int mj_route_tokens_per_block(int experts)
+int mj_route_tokens_per_block(int experts, int warps)
 {
     /* segments of a warp each, or one token per block above 1024 experts */
-    return experts <= ROUTE_WARP_MAX_EXPERTS ? MJ_ROUTE_WARPS_PER_BLOCK * (32 / mj_route_lanes_per_token(experts)) : 1;
+    return experts <= ROUTE_WARP_MAX_EXPERTS ? warps * (32 / mj_route_lanes_per_token(experts)) : 1;
+}
+
+int mj_route_warps_per_block(const mj_route_shape *r)
+{
+    enum { AUX_WARPS = 16, SMEM_BUDGET = 40 << 10 };
+    if (!(r->aux_stats & (MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE)) || r->experts > ROUTE_WARP_MAX_EXPERTS)
+        return MJ_ROUTE_WARPS_PER_BLOCK;
+    /* route.cuh's static shared memory: a row of E sums per segment, and E keys per segment when
+     * groups are picked through shared memory (counted whenever groups are dropped) */
+    const int grouped = r->groups > 1 && r->topk_groups < r->groups;
+    const int64_t segments = (int64_t)AUX_WARPS * (32 / mj_route_lanes_per_token(r->experts));
+    const int64_t smem = segments * r->experts * 4 * (1 + grouped) + (int64_t)r->experts * 4;
+    return smem <= SMEM_BUDGET ? AUX_WARPS : MJ_ROUTE_WARPS_PER_BLOCK;
 }
 
 int64_t mj_route_blocks(const mj_route_shape *r, int64_t tokens)
 {
-    const int64_t blocks = mj_blocks_for(tokens, mj_route_tokens_per_block(r->experts));
+    const int64_t blocks = mj_blocks_for(tokens, mj_route_tokens_per_block(r->experts, mj_route_warps_per_block(r)));
     /* Accumulating statistics: few enough blocks that each segment adds its sums once (route.cuh) */
     if (r->aux_stats & (MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE))
         return blocks < MJ_ROUTE_AUX_MAX_BLOCKS ? blocks : MJ_ROUTE_AUX_MAX_BLOCKS;
@@ -57,12 +70,13 @@ static int route_describe(const mj_kernel_id *id, char *buf, size_t cap)
 
 static void route_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
 {
-    const int experts = shape_of(id).experts;
+    const mj_route_shape r = shape_of(id);
+    const int warps = mj_route_warps_per_block(&r);
     plan->n_entries = 1;
     mj_entry_plan *e = &plan->entry[0];
     snprintf(e->name, sizeof e->name, "%s", plan->module);
-    e->threads = 32 * MJ_ROUTE_WARPS_PER_BLOCK;
-    e->items_per_block = mj_route_tokens_per_block(experts);
+    e->threads = 32 * warps;
+    e->items_per_block = mj_route_tokens_per_block(r.experts, warps);
     e->smem_bytes = 0; /* the kernels' shared memory is static */
 }
 
@@ -117,20 +131,29 @@ static void emit_cfg(mj_strbuf *sb, const mj_route_shape *r)
                  r->topk_groups, r->group_score, r->has_bias ? "true" : "false", cap,
                  r->score_after_topk ? "true" : "false", r->renormalize ? "true" : "false",
                  r->scale_output ? "true" : "false", factor, r->shared_slots, mj_route_lanes_per_token(r->experts),
-                 MJ_ROUTE_WARPS_PER_BLOCK, r->padded ? "true" : "false", mj_index_dtype_ctype(r->id_dtype),
+                 mj_route_warps_per_block(r), r->padded ? "true" : "false", mj_index_dtype_ctype(r->id_dtype),
                  r->max_replicas, r->physical_experts, r->load_counter, r->replay,
                  mj_index_dtype_ctype(r->logical_id_dtype), r->aux_stats,
                  mj_index_dtype_ctype(r->seq_offset_dtype));
 }
 
-void mj_route_emit_entry(mj_strbuf *sb, const char *name)
+/* The launch bounds' second figure: with 16 warps a block (statistics) and up to 8 experts a lane,
+ * three blocks an SM, which holds the registers at 40 without spills (about 52 unbounded: two
+ * blocks, 32 warps an SM); more experts a lane (kimi-k2's 12) would spill at 40. */
+static const char *min_blocks(const mj_route_shape *r)
+{
+    const int per_lane = (r->experts + mj_route_lanes_per_token(r->experts) - 1) / mj_route_lanes_per_token(r->experts);
+    return mj_route_warps_per_block(r) > MJ_ROUTE_WARPS_PER_BLOCK && per_lane <= 8 ? ", 3" : "";
+}
+
+void mj_route_emit_entry(mj_strbuf *sb, const mj_route_shape *r, const char *name)
 {
     mj_sb_printf(sb,
-                 "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::RouteParams p)\n"
+                 "extern \"C\" __global__ void __launch_bounds__(%d%s) %s(const mj::RouteParams p)\n"
                  "{\n" MJ_ENTRY_PROLOGUE
                  "    mj::route_kernel<MoejitRouteCfg>(p);\n"
                  "}\n",
-                 32 * MJ_ROUTE_WARPS_PER_BLOCK, name);
+                 32 * mj_route_warps_per_block(r), min_blocks(r), name);
 }
 
 void mj_route_emit_module(mj_strbuf *sb, const mj_route_shape *r)
@@ -146,7 +169,7 @@ static void route_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_pl
 {
     const mj_route_shape r = shape_of(id);
     mj_route_emit_module(sb, &r);
-    mj_route_emit_entry(sb, plan->entry[0].name);
+    mj_route_emit_entry(sb, &r, plan->entry[0].name);
 }
 
 const mj_op mj_op_route = {

@@ -124,17 +124,23 @@ int64_t mj_aux_sequence_of(const void *offsets, int dtype, int64_t num_seqs, int
 /* Route kernels run one warp per token (or a segment of one), this many warps a block. */
 enum { MJ_ROUTE_WARPS_PER_BLOCK = 4 };
 
+/* The warps of a route block for shape r: MJ_ROUTE_WARPS_PER_BLOCK, or 16 with load-balancing
+ * statistics where their shared memory allows. Why: the statistics' grid is capped
+ * (MJ_ROUTE_AUX_MAX_BLOCKS: each block adds E sums to the device) and with blocks of 4 warps the
+ * cap left half the warps a plain route keeps in flight at T = 16384 (ncu: 37% occupancy). */
+int mj_route_warps_per_block(const mj_route_shape *r);
+
 /* Lanes routing one token: a whole warp from 32 experts up, else the next power of two, so that a
  * warp takes several small tokens at once (the kernels read it as Cfg::kLanesPerToken); and the
- * tokens a block of MJ_ROUTE_WARPS_PER_BLOCK warps takes (one above 1024 experts). Shared by every
- * kernel laid out like route's (route, route_align's fallback, route_backward). */
+ * tokens a block of `warps` warps takes (one above 1024 experts). Shared by every kernel laid out
+ * like route's (route, route_align's fallback, route_backward). */
 int mj_route_lanes_per_token(int experts);
-int mj_route_tokens_per_block(int experts);
+int mj_route_tokens_per_block(int experts, int warps);
 
 struct mj_strbuf;
 /* What route_align emits of route: the parameter struct, the template, the Cfg, an entry. */
 void mj_route_emit_module(struct mj_strbuf *sb, const mj_route_shape *r);
-void mj_route_emit_entry(struct mj_strbuf *sb, const char *name);
+void mj_route_emit_entry(struct mj_strbuf *sb, const mj_route_shape *r, const char *name);
 
 /* The smallest relative gap, in one row of E logits (already f32), between a choice the routing
  * makes and the best choice it does not make — at the group boundary (TG-th vs next group score)

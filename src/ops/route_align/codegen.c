@@ -39,8 +39,8 @@ static void route_align_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
     mj_route_align_fused f;
     mj_route_align_fused_for(&s, &f);
     mj_plan_entry(plan, MJ_RA_FUSED, "_fused", f.align.threads, f.max_tokens, f.smem_bytes);
-    mj_plan_entry(plan, MJ_RA_ROUTE, "_route", 32 * MJ_ROUTE_WARPS_PER_BLOCK, mj_route_tokens_per_block(s.route.experts),
-                  0);
+    const int warps = mj_route_warps_per_block(&s.route);
+    mj_plan_entry(plan, MJ_RA_ROUTE, "_route", 32 * warps, mj_route_tokens_per_block(s.route.experts, warps), 0);
     const mj_align_shape fallback = mj_route_align_fallback_shape(&s);
     mj_align_geom g;
     mj_align_geom_for(&fallback, &g);
@@ -70,7 +70,7 @@ static void route_align_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_ker
                  "    mj::route_align_fused<MoejitRouteCfg, MoejitFusedAlignCfg>(p);\n"
                  "}\n\n",
                  e->threads, e->name);
-    mj_route_emit_entry(sb, plan->entry[MJ_RA_ROUTE].name);
+    mj_route_emit_entry(sb, &s.route, plan->entry[MJ_RA_ROUTE].name);
     mj_sb_puts(sb, "\n");
     mj_align_emit_entries(sb, plan, MJ_RA_ALIGN, "MoejitAlignCfg");
 }

@@ -39,7 +39,7 @@ static void route_backward_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
     mj_entry_plan *e = &plan->entry[0];
     snprintf(e->name, sizeof e->name, "%s", plan->module);
     e->threads = 32 * MJ_ROUTE_WARPS_PER_BLOCK;
-    e->items_per_block = mj_route_tokens_per_block(experts); /* route's layout */
+    e->items_per_block = mj_route_tokens_per_block(experts, MJ_ROUTE_WARPS_PER_BLOCK); /* route's layout */
     e->smem_bytes = 0; /* the kernel's shared memory is static */
 }
 
