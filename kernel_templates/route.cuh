@@ -564,6 +564,22 @@ __device__ __forceinline__ void aux_row(const float (&f)[N], const float (&rank)
     }
 }
 
+// The sequence s of token t under offsets off[S+1] (off[s] <= t < off[s+1], the last such s when
+// some are empty), -1 when none (mj_aux_sequence_of's rule); end_out: the next token where the
+// answer may change. route's statistics and route_backward's loss gradient both ask it.
+template <class OffT>
+__device__ i64 sequence_of(const OffT *off, i64 S, i64 t, i64 &end_out)
+{
+    i64 lo = 0, hi = S + 1; /* the first i with off[i] > t */
+    while (lo < hi) {
+        const i64 mid = (lo + hi) >> 1;
+        if ((i64)off[mid] <= t) lo = mid + 1;
+        else hi = mid;
+    }
+    end_out = lo <= S ? (i64)off[lo] : 0x7fffffffffffffffll;
+    return lo >= 1 && lo <= S ? lo - 1 : -1;
+}
+
 // No statistics: what route() gets when the kernel does not accumulate them.
 struct AuxNone {
     template <int N>
@@ -646,16 +662,7 @@ struct AuxState {
             end_out = 0x7fffffffffffffffll;
             return 0;
         } else {
-            const typename Cfg::SeqOffT *off = static_cast<const typename Cfg::SeqOffT *>(p.seq_offsets);
-            const i64 S = p.num_seqs;
-            i64 lo = 0, hi = S + 1; /* the first i with off[i] > t */
-            while (lo < hi) {
-                const i64 mid = (lo + hi) >> 1;
-                if ((i64)off[mid] <= t) lo = mid + 1;
-                else hi = mid;
-            }
-            end_out = lo <= S ? (i64)off[lo] : 0x7fffffffffffffffll;
-            return lo >= 1 && lo <= S ? lo - 1 : -1;
+            return sequence_of(static_cast<const typename Cfg::SeqOffT *>(p.seq_offsets), p.num_seqs, t, end_out);
         }
     }
 

@@ -324,7 +324,6 @@ struct AuxGradient {
     __device__ void init(const RouteBackwardParams &p, float *lb_smem)
     {
         lb = lb_smem;
-        seq_coef = 0.0f, z_coef = 0.0f;
         if (!p.grad_losses) return;
         const double T = (double)p.num_tokens;
         if constexpr ((Cfg::kAuxStats & 4) != 0) z_coef = (float)((double)p.grad_losses[2] * 2.0 / T);
@@ -394,14 +393,9 @@ __device__ void add_aux_gradient(const RouteBackwardParams &p, const AuxGradient
         for (int i = 0; i < N; i++) ge[i] = kLB && i < mine ? ag.lb[first + i] : 0.0f;
         if constexpr (kSeq) {
             const typename Cfg::SeqOffT *off = static_cast<const typename Cfg::SeqOffT *>(p.seq_offsets);
-            i64 lo = 0, hi = p.num_seqs + 1; /* the token's sequence, as route's AuxState::locate */
-            while (lo < hi) {
-                const i64 mid = (lo + hi) >> 1;
-                if ((i64)off[mid] <= token) lo = mid + 1;
-                else hi = mid;
-            }
-            if (lo >= 1 && lo <= p.num_seqs) {
-                const i64 s = lo - 1;
+            i64 end;
+            const i64 s = sequence_of(off, p.num_seqs, token, end);
+            if (s >= 0) {
                 const float L = (float)((i64)off[s + 1] - (i64)off[s]);
                 const float coef = ag.seq_coef / (L * L);
 #pragma unroll
