@@ -39,9 +39,18 @@ int mj_route_warps_per_block(const mj_route_shape *r)
     return smem <= SMEM_BUDGET ? AUX_WARPS : MJ_ROUTE_WARPS_PER_BLOCK;
 }
 
+int mj_route_entry_for(const mj_route_shape *r, int64_t tokens)
+{
+    return mj_route_warps_per_block(r) > MJ_ROUTE_WARPS_PER_BLOCK && tokens <= MJ_ROUTE_AUX_SMALL_TOKENS
+               ? MJ_ROUTE_ENTRY_SMALL
+               : MJ_ROUTE_ENTRY_MAIN;
+}
+
 int64_t mj_route_blocks(const mj_route_shape *r, int64_t tokens)
 {
-    const int64_t blocks = mj_blocks_for(tokens, mj_route_tokens_per_block(r->experts, mj_route_warps_per_block(r)));
+    const int warps =
+        mj_route_entry_for(r, tokens) == MJ_ROUTE_ENTRY_SMALL ? MJ_ROUTE_WARPS_PER_BLOCK : mj_route_warps_per_block(r);
+    const int64_t blocks = mj_blocks_for(tokens, mj_route_tokens_per_block(r->experts, warps));
     /* Accumulating statistics: few enough blocks that each segment adds its sums once (route.cuh) */
     if (r->aux_stats & (MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE))
         return blocks < MJ_ROUTE_AUX_MAX_BLOCKS ? blocks : MJ_ROUTE_AUX_MAX_BLOCKS;
@@ -72,12 +81,11 @@ static void route_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
 {
     const mj_route_shape r = shape_of(id);
     const int warps = mj_route_warps_per_block(&r);
-    plan->n_entries = 1;
-    mj_entry_plan *e = &plan->entry[0];
-    snprintf(e->name, sizeof e->name, "%s", plan->module);
-    e->threads = 32 * warps;
-    e->items_per_block = mj_route_tokens_per_block(r.experts, warps);
-    e->smem_bytes = 0; /* the kernels' shared memory is static */
+    /* the kernels' shared memory is static */
+    mj_plan_entry(plan, MJ_ROUTE_ENTRY_MAIN, "", 32 * warps, mj_route_tokens_per_block(r.experts, warps), 0);
+    if (warps > MJ_ROUTE_WARPS_PER_BLOCK)
+        mj_plan_entry(plan, MJ_ROUTE_ENTRY_SMALL, "_small", 32 * MJ_ROUTE_WARPS_PER_BLOCK,
+                      mj_route_tokens_per_block(r.experts, MJ_ROUTE_WARPS_PER_BLOCK), 0);
 }
 
 static const mj_param_layout k_params = MJ_PARAM_LAYOUT(mj_route_params, "RouteParams", MJ_ROUTE_PARAMS);
@@ -169,7 +177,19 @@ static void route_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_pl
 {
     const mj_route_shape r = shape_of(id);
     mj_route_emit_module(sb, &r);
-    mj_route_emit_entry(sb, &r, plan->entry[0].name);
+    mj_route_emit_entry(sb, &r, plan->entry[MJ_ROUTE_ENTRY_MAIN].name);
+    if (plan->n_entries > MJ_ROUTE_ENTRY_SMALL)
+        mj_sb_printf(sb,
+                     "\n// Small batches: the same kernel in blocks of %d warps (route.h, MJ_ROUTE_ENTRY_SMALL).\n"
+                     "struct MoejitRouteCfgSmall : MoejitRouteCfg {\n"
+                     "    static constexpr int kWarpsPerBlock = %d;\n"
+                     "};\n\n"
+                     "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::RouteParams p)\n"
+                     "{\n" MJ_ENTRY_PROLOGUE
+                     "    mj::route_kernel<MoejitRouteCfgSmall>(p);\n"
+                     "}\n",
+                     MJ_ROUTE_WARPS_PER_BLOCK, MJ_ROUTE_WARPS_PER_BLOCK, 32 * MJ_ROUTE_WARPS_PER_BLOCK,
+                     plan->entry[MJ_ROUTE_ENTRY_SMALL].name);
 }
 
 const mj_op mj_op_route = {

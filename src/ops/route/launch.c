@@ -33,7 +33,8 @@ moejit_status moejit_route(moejit_ctx *ctx, const moejit_route_spec *spec, const
         if ((st = mj_route_check_args("route", &m->shape, args, &p)) != MOEJIT_OK) return st;
         if (args->num_tokens == 0) return MOEJIT_OK;
         const mj_kernel *k = m->kernel;
-        return mj_launch(ctx, k, 0, mj_route_blocks(&m->shape, args->num_tokens), &p, stream);
+        return mj_launch(ctx, k, mj_route_entry_for(&m->shape, args->num_tokens),
+                         mj_route_blocks(&m->shape, args->num_tokens), &p, stream);
     }
     mj_route_shape shape;
     if ((st = mj_route_normalize(spec, &shape)) != MOEJIT_OK) return st;
@@ -45,5 +46,6 @@ moejit_status moejit_route(moejit_ctx *ctx, const moejit_route_spec *spec, const
     const mj_kernel *k;
     if ((st = mj_jit_kernel(ctx, &id, &k)) != MOEJIT_OK) return st;
     *m = (route_memo){ctx->serial, mj_launch_context(), *spec, shape, k};
-    return mj_launch(ctx, k, 0, mj_route_blocks(&shape, args->num_tokens), &p, stream);
+    return mj_launch(ctx, k, mj_route_entry_for(&shape, args->num_tokens), mj_route_blocks(&shape, args->num_tokens),
+                     &p, stream);
 }
