@@ -128,8 +128,8 @@ static void test_presets(void **state)
     mjt_rng rng;
     mjt_rng_init(&rng);
     static const char *models[] = {"deepseek-v3", "kimi-k2", "qwen3-moe"};
-    /* 128 | 129: the last batch of route's small-batch entry and the first of its main one (route.h) */
-    static const int64_t tokens[] = {1, 37, 128, 129, 4096, 16384};
+    /* 512 | 513: the last batch of route's small-batch entry and the first of its main one (route.h) */
+    static const int64_t tokens[] = {1, 37, 512, 513, 4096, 16384};
     for (size_t m = 0; m < 3; m++)
         for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++)
             for (int S = 1; S <= 5; S += 4) {

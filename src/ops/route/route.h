@@ -110,10 +110,10 @@ enum { MJ_ROUTE_AUX_MAX_BLOCKS = 1024 };
 /* route's entry points. Every shape has MJ_ROUTE_ENTRY_MAIN, in blocks of mj_route_warps_per_block
  * warps. Where that is more than MJ_ROUTE_WARPS_PER_BLOCK (statistics), a second one,
  * MJ_ROUTE_ENTRY_SMALL, runs blocks of MJ_ROUTE_WARPS_PER_BLOCK warps for batches of at most
- * MJ_ROUTE_AUX_SMALL_TOKENS: a block of 16 warps costs a decode batch 2–5 µs more than one of 4
- * (H100, route_probe --losses at T = 1), and wins from a few hundred tokens. The entry depends on
- * T alone, so the statistics' bits do too. */
-enum { MJ_ROUTE_ENTRY_MAIN = 0, MJ_ROUTE_ENTRY_SMALL = 1, MJ_ROUTE_AUX_SMALL_TOKENS = 128 };
+ * MJ_ROUTE_AUX_SMALL_TOKENS: blocks of 16 warps cost the statistics +1.1 to +3.3 µs over blocks of
+ * 4 at T = 1 and 129, and save 0.6 to 1.0 µs at T = 1024 (H100, route_probe --losses, BENCHMARKS.md).
+ * The entry depends on T alone, so the statistics' bits do too. */
+enum { MJ_ROUTE_ENTRY_MAIN = 0, MJ_ROUTE_ENTRY_SMALL = 1, MJ_ROUTE_AUX_SMALL_TOKENS = 512 };
 int mj_route_entry_for(const mj_route_shape *r, int64_t tokens);
 /* Blocks of a route launch of T tokens, for the entry mj_route_entry_for(r, T). */
 int64_t mj_route_blocks(const mj_route_shape *r, int64_t tokens);
