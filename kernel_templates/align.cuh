@@ -389,8 +389,9 @@ struct Align {
     static __device__ void small_launch(const AlignParams &p) { single_small(ids_of(p), mj_align_smem, p); }
 
     // Ids each thread of onepass has in flight while it counts the batch (coalesced over the
-    // warp, kOnepassLoads·kThreads ids a round, one map lookup each after them).
-    static constexpr int kOnepassLoads = 16;
+    // warp, kOnepassLoads·kThreads ids a round, one map lookup each after them): 64 bytes of
+    // int32 or int64 ids, which keeps L2 busy without spilling registers.
+    static constexpr int kOnepassLoads = sizeof(Id) > 4 ? 8 : 16;
 
     // The whole of align in one launch of G blocks, no workspace (kOnepassSmemInts ints each).
     // Block g owns tile g, ids [g·t, min(n, (g+1)·t)) with t = ceil(n / G) <= kTile (the host
