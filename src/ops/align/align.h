@@ -105,11 +105,13 @@ typedef struct mj_align_params {
     MJ_ALIGN_PARAMS(MJ_PARAM_DECL, _)
 } mj_align_params;
 
-/* The largest batch (N ids) of onepass. Each of its blocks reads all N ids (4N bytes of int32
- * from L2, about 2 µs at 65536 ids on one H100 SM) and counts them with shared atomics, where the
- * three launches read each id twice in all but pay two more launches (≈ 2 µs each) and a serial
- * scan of P·E cells (15–17 µs measured from T = 1024 to 16384, K = 8). So the crossover is
- * estimated between 2^16 and 2^17 ids; bench_ops align times both paths at every T to place it. */
+/* The largest batch (N ids) of onepass. Each of its blocks reads all N ids (256 KB of int32 ids
+ * at 65536: about 2 µs from L2 at 64 bytes a clock for one SM, an estimate) and counts them with
+ * shared atomics, so its time grows with N; the three launches read each id twice in all but pay
+ * two more launches and a one-block scan of P·E cells, 15–17 µs nearly flat from 8192 to 131072
+ * ids (H100, E = 128/256, K = 8, measured). The crossover is estimated between 2^16 and 2^17 ids,
+ * the lower kept for safety (int64 ids read twice the bytes); bench_ops align times both paths at
+ * every T to place it. */
 #define MJ_ALIGN_ONEPASS_MAX_IDS 65536
 
 /* How a batch runs (mj_align_layout.path): the small entry (one warp ranks, n <= small_ids, no
