@@ -2,7 +2,10 @@
  * backward (needs a GPU). Per shape and batch:
  *   us/launch  GPU time per call: a CUDA graph of 20 calls replayed 50 times, median replay / 20
  *   us/call    one call between two events on the stream (host launch overhead included), median of 200
- * align uses vLLM's measured shapes (E128/E256, K=8, B=64); route_align is timed beside route
+ * align uses vLLM's measured shapes (E128/E256, K=8, B=64), each T on the path the library picks
+ * and, marked *, on every other path that applies (onepass and the three launches at every T, the
+ * small entry up to its 128 ids), so that each threshold is timed from both sides; route_align is
+ * timed beside route
  * followed by align; mx_scales and the row ops report GB/s (the bytes that must move: read +
  * written, each input row counted once) to compare with the copy floor the benchmark harness
  * measures in the same run; dispatch_layout (DeepEP's shapes, int64 ids, every output) is printed
@@ -19,6 +22,7 @@
 
 #include "jit/driver.h"
 #include "moejit.h"
+#include "ops/align/align.h"
 #include "moejit_reference.h"
 
 #include "bench_common.h"
@@ -112,28 +116,32 @@ static void time_each(call_fn f, const void *arg, double out[2][2])
 typedef struct align_case {
     moejit_align_spec spec;
     moejit_align_args args;
+    int path; /* MJ_ALIGN_PATH_*: the library's choice, or one forced (mj_align_launch) */
 } align_case;
 
 static void call_align(const void *p)
 {
     const align_case *c = p;
-    CHECK(moejit_align(ctx, &c->spec, &c->args, (moejit_stream)stream));
+    CHECK(mj_align_launch(ctx, &c->spec, &c->args, c->path, (moejit_stream)stream));
 }
 
 static void bench_align(void)
 {
     static const int es[] = {128, 256};
-    static const int64_t ts[] = {1, 16, 32, 128, 256, 1024, 4096, 16384};
+    static const int64_t ts[] = {1, 16, 32, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
+    static const char *const names[] = {"small", "onepass", "tiled"};
     const int nt = (int)(sizeof ts / sizeof ts[0]);
-    printf("\n%-28s %7s %11s %11s\n", "align (K=8, B=64, all outputs)", "T", "us/launch", "us/call");
+    printf("\n%-28s %7s %-9s %11s %11s   (* forced: not the library's choice)\n", "align (K=8, B=64, all outputs)",
+           "T", "path", "us/launch", "us/call");
     for (int e = 0; e < 2; e++)
         for (int t = 0; t < nt; t++) {
             align_case c = {.spec = {.num_experts = es[e], .block_size = 64}};
             const int64_t T = ts[t], N = T * 8;
             int64_t cap;
-            size_t ws;
+            mj_align_layout chosen, tiled; /* the tiled path's workspace serves every path */
             CHECK(moejit_align_capacity(&c.spec, T, 8, &cap));
-            CHECK(moejit_align_workspace_bytes(&c.spec, T, 8, &ws));
+            CHECK(mj_align_layout_for("align", es[e], 64, T, 8, 0, MJ_ALIGN_PATH_AUTO, &chosen));
+            CHECK(mj_align_layout_for("align", es[e], 64, T, 8, 0, MJ_ALIGN_PATH_TILED, &tiled));
             int32_t *ids = malloc(4 * (size_t)N);
             for (int64_t i = 0; i < N; i++) ids[i] = (int32_t)((i * 2654435761u) % (uint64_t)es[e]);
             void *d_ids = dev_alloc(4 * (size_t)N, 0);
@@ -143,11 +151,22 @@ static void bench_align(void)
                 .out = {.counts = dev_alloc(4 * (size_t)es[e], 0), .offsets = dev_alloc(4 * (size_t)es[e] + 4, 0),
                         .sorted_ids = dev_alloc(4 * (size_t)cap, 0), .block_expert = dev_alloc(4 * (size_t)(cap / 64), 0),
                         .total_padded = dev_alloc(4, 0), .slot_of = dev_alloc(4 * (size_t)N, 0),
-                        .workspace = ws ? dev_alloc(ws, 0) : NULL, .workspace_bytes = ws}};
-            double r[2][2];
-            time_each(call_align, &c, r);
-            for (int k = 0; k < n_ctx; k++)
-                printf("E=%-26d %7lld %11.2f %11.2f%s\n", es[e], (long long)T, r[k][0], r[k][1], labels[k]);
+                        .workspace = dev_alloc(tiled.ws_bytes, 0), .workspace_bytes = tiled.ws_bytes}};
+            for (int k = 0; k < 3; k++) { /* the library's path first, then the others */
+                const int path = k == 0 ? chosen.path : k - (k <= chosen.path);
+                mj_align_layout l;
+                if (path == MJ_ALIGN_PATH_SMALL &&
+                    mj_align_layout_for("align", es[e], 64, T, 8, 0, MJ_ALIGN_PATH_SMALL, &l) != MOEJIT_OK)
+                    continue; /* past the small entry's ids */
+                c.path = path;
+                double r[2][2];
+                time_each(call_align, &c, r);
+                char label[16];
+                snprintf(label, sizeof label, "%s%s", names[path], k ? "*" : "");
+                for (int j = 0; j < n_ctx; j++)
+                    printf("E=%-26d %7lld %-9s %11.2f %11.2f%s\n", es[e], (long long)T, label, r[j][0], r[j][1],
+                           labels[j]);
+            }
             const moejit_align_outputs *o = &c.args.out;
             dev_free(d_ids), dev_free(o->counts), dev_free(o->offsets), dev_free(o->sorted_ids);
             dev_free(o->block_expert), dev_free(o->total_padded), dev_free(o->slot_of), dev_free(o->workspace);

@@ -12,14 +12,20 @@
 // read (local_expert: through the expert map, or id - first_expert); everything after speaks of
 // local experts, -1 (kDropped in rank codes) for an id of another rank.
 //
-//   one launch  (N <= kSmallIds, E <= 1024): single_small — decode batches: one warp ranks with
-//                         no per-warp histogram, then the block places, pads and labels.
-//   one launch  (N <= kTile, small capacity): single — rank, expert offsets, scatter, fill.
+//   one launch  (N <= kSmallIds, E <= 1024, no capacity): single_small — decode batches: one warp
+//                         ranks with no per-warp histogram, then the block places, pads and labels.
+//   one launch  (N up to the host's onepass limit): onepass — G blocks, no workspace, no
+//                         communication between blocks: each counts all N ids (they sit in L2
+//                         after the first reads), so each knows every offset and the prefix of its
+//                         own tile of ceil(N / G) ids; it ranks and places that tile and fills a
+//                         share of the experts.
 //   three launches otherwise, over P = ceil(N / kTile) tiles and a caller workspace:
 //     count   (P blocks)  the histogram of each tile          → ws.tile[p][e]
 //     scan    (1 block)   tiles' exclusive prefix per expert  → ws.tile[p][e]; counts, offsets
 //     scatter (>= P blocks) rank each tile, place it at offsets[e] + ws.tile[p][e]; every block
 //                           also fills padding and block_expert for a share of the experts.
+//   single (rank, offsets, scatter, fill in one block) is no entry of its own: route_align's fused
+//   kernel runs it where E+S is too wide for single_small.
 //
 // Expects a Cfg struct (emitted by codegen) with:
 //   kExperts (E), kBlockSize (B, a power of two), kThreads (block size), kCountWarps (warps that
@@ -63,8 +69,10 @@ struct Align {
     static_assert(kSmallIds % 32 == 0 && (kSmallIds == 0 || E <= 1024), "single_small: up to 1024 experts");
     static __device__ __forceinline__ int skewed(int e) { return e + (e >> 5); }
 
-    // Shared memory, in ints: what the host sizes the launch with (src/ops/align/spec.c).
+    // Shared memory, in ints: what the host sizes the launch with (src/ops/align/spec.c). onepass
+    // keeps the counts of the ids before its tile after the Smem views.
     static constexpr int kBlockSmemInts = kCountWarps * E + (E + 1) + E + kTile + kWarps;
+    static constexpr int kOnepassSmemInts = kBlockSmemInts + E;
     // Blocks holding rows (owner[]): n ids over k experts that have some fill at most
     // k + (n - k) / B, the most when k = min(n, E); at most n (B = 1: a block a row).
     static constexpr int kSmallUsedE = kSmallIds < E ? kSmallIds : E;
@@ -144,8 +152,15 @@ struct Align {
     template <class T>
     static __device__ void rank_tile(const T *ids, int begin, int len, const Smem &s, const AlignParams &p)
     {
-        for (int i = threadIdx.x; i < kCountWarps * E; i += kThreads) s.hist[i] = 0;
         for (int i = threadIdx.x; i < len; i += kThreads) s.code[i] = (u32)local_expert(ids[begin + i], p);
+        rank_codes(len, s);
+    }
+
+    // 1b. rank_tile once the caller has written the tile's local experts (-1: dropped) to
+    //     s.code[0, len) (onepass reads them while it counts the batch).
+    static __device__ void rank_codes(int len, const Smem &s)
+    {
+        for (int i = threadIdx.x; i < kCountWarps * E; i += kThreads) s.hist[i] = 0;
         __syncthreads();
         const int warp = warp_id(), lane = lane_id();
         if (warp < kCountWarps) {
@@ -164,11 +179,11 @@ struct Align {
     }
 
     // 2. Offsets from the counts in s.padb: s.off = exclusive scan of the padded counts,
-    //    s.padb = off + counts; counts, offsets and total_padded go out when wanted. With a
-    //    capacity C (p.expert_capacity > 0) every range is round_up(C, B) rows and counts are
-    //    min(count, C). Each warp
-    //    scans a contiguous run of 32-expert windows, then adds the totals of the warps before it.
-    static __device__ void expert_offsets(const Smem &s, const AlignParams &p)
+    //    s.padb = off + counts; counts, offsets and total_padded go out when wanted and `publish`
+    //    (one block of onepass's grid writes them). With a capacity C (p.expert_capacity > 0)
+    //    every range is round_up(C, B) rows and counts are min(count, C). Each warp scans a
+    //    contiguous run of 32-expert windows, then adds the totals of the warps before it.
+    static __device__ void expert_offsets(const Smem &s, const AlignParams &p, bool publish)
     {
         const int warp = warp_id(), lane = lane_id();
         int carry = 0;
@@ -195,14 +210,14 @@ struct Align {
                 const int o = s.off[e] + before, c = cap > 0 ? min(s.padb[e], cap) : s.padb[e];
                 s.off[e] = o;
                 s.padb[e] = o + c;
-                if (p.counts) p.counts[e] = c;
-                if (p.offsets) p.offsets[e] = o;
+                if (publish && p.counts) p.counts[e] = c;
+                if (publish && p.offsets) p.offsets[e] = o;
             }
         }
         if (threadIdx.x == 0) {
             s.off[E] = total;
-            if (p.offsets) p.offsets[E] = total;
-            if (p.total_padded) *p.total_padded = total;
+            if (publish && p.offsets) p.offsets[E] = total;
+            if (publish && p.total_padded) *p.total_padded = total;
         }
         __syncthreads();
     }
@@ -265,8 +280,7 @@ struct Align {
         }
     }
 
-    // The whole of align in one block: ids[0, n) (global memory, or route_align's int ids in
-    // shared memory).
+    // The whole of align in one block: route_align's int ids in shared memory, ids[0, n).
     template <class T>
     static __device__ void single(const T *ids, const Smem &s, const AlignParams &p)
     {
@@ -278,18 +292,16 @@ struct Align {
             s.padb[e] = c;
         }
         __syncthreads();
-        expert_offsets(s, p);
+        expert_offsets(s, p, true);
         run_bases(s, nullptr);
         scatter(0, p.n, s, p);
         fill(s, p, 0, 1);
     }
 
-    static __device__ void single_launch(const AlignParams &p) { single(ids_of(p), carve(mj_align_smem), p); }
-
     // The whole of align for a decode batch, n <= kSmallIds, by the whole block: warp 0 ranks
     // and scans with no block barrier and no per-warp histogram (32 ids a step, as rank_tile
     // does), then places the ids; the block pads and labels. Never with a capacity (the host
-    // takes single or the three launches: the padded rows need not fit its block table). ids[0, n): global memory, or
+    // takes onepass: the padded rows need not fit its block table). ids[0, n): global memory, or
     // route_align's int ids in shared memory; smem: kSmallSmemInts ints.
     template <class T>
     static __device__ void single_small(const T *ids, int *smem, const AlignParams &p)
@@ -376,6 +388,62 @@ struct Align {
 
     static __device__ void small_launch(const AlignParams &p) { single_small(ids_of(p), mj_align_smem, p); }
 
+    // Ids each thread of onepass has in flight while it counts the batch (coalesced over the
+    // warp, kOnepassLoads·kThreads ids a round, one map lookup each after them): 64 bytes of
+    // int32 or int64 ids, which keeps L2 busy without spilling registers.
+    static constexpr int kOnepassLoads = sizeof(Id) > 4 ? 8 : 16;
+
+    // The whole of align in one launch of G blocks, no workspace (kOnepassSmemInts ints each).
+    // Block g owns tile g, ids [g·t, min(n, (g+1)·t)) with t = ceil(n / G) <= kTile (the host
+    // sizes G so), and every block:
+    //   1. counts all n ids with shared atomics (exact: a count does not depend on the order):
+    //      `before` those ahead of its tile, s.padb the others, its tile's local experts to s.code;
+    //   2. ranks its tile (rank_codes) and adds `before` to s.padb: every expert's count;
+    //   3. computes every offset (block 0 alone writes counts, offsets and total_padded);
+    //   4. places its tile after the `before` ids of each expert (run_bases, scatter);
+    //   5. fills padding and block_expert for its share of the experts.
+    // Every block reads the n ids, so the host keeps n small enough for that to stay cheaper than
+    // the three launches; the i are u32 so that nothing wraps whatever n the host sends.
+    static __device__ void onepass(const AlignParams &p)
+    {
+        const Smem s = carve(mj_align_smem);
+        int *before = mj_align_smem + kBlockSmemInts; // [E]
+        const u32 n = (u32)p.n, tile = (n + gridDim.x - 1) / gridDim.x;
+        const u32 begin = min(n, blockIdx.x * tile);
+        const int len = (int)min(n - begin, tile);
+        for (int e = threadIdx.x; e < E; e += kThreads) before[e] = 0, s.padb[e] = 0;
+        __syncthreads();
+        const Id *ids = ids_of(p);
+        for (u32 at = 0; at < n; at += kOnepassLoads * kThreads) {
+            Id raw[kOnepassLoads];
+            int expert[kOnepassLoads];
+#pragma unroll
+            for (int j = 0; j < kOnepassLoads; j++) { // every load in flight before the first is used
+                const u32 i = at + j * kThreads + threadIdx.x;
+                raw[j] = i < n ? __ldg(ids + i) : Id(0);
+            }
+#pragma unroll
+            for (int j = 0; j < kOnepassLoads; j++) // …and every map entry
+                expert[j] = at + j * kThreads + threadIdx.x < n ? local_expert(raw[j], p) : -1;
+#pragma unroll
+            for (int j = 0; j < kOnepassLoads; j++) {
+                const u32 i = at + j * kThreads + threadIdx.x;
+                if (i - begin < (u32)len) s.code[i - begin] = (u32)expert[j]; // i < begin wraps past len
+                if (expert[j] >= 0) atomicAdd((i < begin ? before : s.padb) + expert[j], 1);
+            }
+        }
+        if (len > 0) rank_codes(len, s); // its first barrier completes the counts
+        else __syncthreads();
+        for (int e = threadIdx.x; e < E; e += kThreads) s.padb[e] += before[e];
+        __syncthreads();
+        expert_offsets(s, p, blockIdx.x == 0);
+        if (len > 0) {
+            run_bases(s, before);
+            scatter((int)begin, len, s, p);
+        }
+        fill(s, p, blockIdx.x, gridDim.x);
+    }
+
     // Workspace views (int offsets, 64-bit: P·E may pass 2^31 for huge batches).
     static __device__ __forceinline__ int *ws_tile(const AlignParams &p, int tile) { return p.ws + (i64)tile * E; }
     static __device__ __forceinline__ int *ws_counts(const AlignParams &p) { return p.ws + (i64)p.num_tiles * E; }
@@ -416,7 +484,7 @@ struct Align {
             s.padb[e] = run;
         }
         __syncthreads();
-        expert_offsets(s, p);
+        expert_offsets(s, p, true);
         int *off = ws_off(p), *padb = ws_padb(p), *counts = ws_counts(p);
         for (int e = threadIdx.x; e <= E; e += kThreads) {
             off[e] = s.off[e];

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/align/align.h"
 #include "support.h"
 
 static void test_bad_specs(void **state)
@@ -46,9 +47,11 @@ static void test_names_and_sizes(void **state)
     assert_int_equal(moejit_source(NULL, &d, &src, NULL), MOEJIT_OK);
     assert_non_null(strstr(src, "static constexpr int kExperts = 384;"));
     assert_non_null(strstr(src, "static constexpr int kBlockSize = 64;"));
-    static const char *const entries[] = {"moejit_align_e384_b64_single(", "moejit_align_e384_b64_count(",
-                                          "moejit_align_e384_b64_scan(", "moejit_align_e384_b64_scatter("};
-    for (int i = 0; i < 4; i++) assert_non_null(strstr(src, entries[i]));
+    static const char *const entries[] = {"moejit_align_e384_b64_onepass(", "moejit_align_e384_b64_count(",
+                                          "moejit_align_e384_b64_scan(", "moejit_align_e384_b64_scatter(",
+                                          "moejit_align_e384_b64_small("};
+    for (int i = 0; i < 5; i++) assert_non_null(strstr(src, entries[i]));
+    assert_null(strstr(src, "_single("));
     assert_null(strstr(src, "\n#include"));
     moejit_free(src);
     d.align.block_size = 1;
@@ -70,37 +73,43 @@ static void test_names_and_sizes(void **state)
     assert_int_equal(cap, 8 * 64);
     assert_int_equal(moejit_align_capacity(&s, 0, 8, &cap), MOEJIT_OK);
     assert_int_equal(cap, 0);
-    /* One launch, no workspace, up to a tile of 4096 ids; then tiles. */
+    /* One launch, no workspace, up to MJ_ALIGN_ONEPASS_MAX_IDS ids (T = 8192 at K = 8); then
+     * tiles of 4096 ids. */
     size_t ws;
-    assert_int_equal(moejit_align_workspace_bytes(&s, 512, 8, &ws), MOEJIT_OK);
+    const int64_t max_t = MJ_ALIGN_ONEPASS_MAX_IDS / 8;
+    assert_int_equal(moejit_align_workspace_bytes(&s, max_t, 8, &ws), MOEJIT_OK);
     assert_int_equal(ws, 0);
-    assert_int_equal(moejit_align_workspace_bytes(&s, 513, 8, &ws), MOEJIT_OK);
-    assert_int_equal(ws, 4 * (2 * 256 + 3 * 256 + 1));
-    /* A small batch whose padding could pass 131072 rows also takes the tiled path. */
+    assert_int_equal(moejit_align_workspace_bytes(&s, max_t + 1, 8, &ws), MOEJIT_OK);
+    assert_int_equal(ws, 4 * (17 * 256 + 3 * 256 + 1));
+    assert_int_equal(moejit_align_workspace_bytes(&s, MJ_ALIGN_ONEPASS_MAX_IDS + 1, 1, &ws), MOEJIT_OK);
+    assert_int_equal(ws, 4 * (17 * 256 + 3 * 256 + 1));
+    /* Wide padding (up to 4096·255 rows) no longer sends a small batch to the tiles: onepass
+     * spreads the fill over its grid. */
     const moejit_align_spec wide = {.num_experts = 4096, .block_size = 256};
     assert_int_equal(moejit_align_workspace_bytes(&wide, 64, 8, &ws), MOEJIT_OK);
     assert_int_equal(ws, 0);
-    assert_int_equal(moejit_align_workspace_bytes(&wide, 512, 8, &ws), MOEJIT_OK);
-    assert_true(ws > 0);
-    /* B = 1: no padding, the capacity is N; one launch up to a tile of 4096 ids. */
+    assert_int_equal(moejit_align_workspace_bytes(&wide, max_t, 8, &ws), MOEJIT_OK);
+    assert_int_equal(ws, 0);
+    assert_int_equal(moejit_align_workspace_bytes(&wide, max_t + 1, 8, &ws), MOEJIT_OK);
+    assert_int_equal(ws, 4 * (17 * 4096 + 3 * 4096 + 1));
+    /* B = 1: no padding, the capacity is N. */
     const moejit_align_spec one = {.num_experts = 256, .block_size = 1};
     assert_int_equal(moejit_align_capacity(&one, 16384, 8, &cap), MOEJIT_OK);
     assert_int_equal(cap, 16384 * 8);
-    assert_int_equal(moejit_align_workspace_bytes(&one, 512, 8, &ws), MOEJIT_OK);
+    assert_int_equal(moejit_align_workspace_bytes(&one, max_t, 8, &ws), MOEJIT_OK);
     assert_int_equal(ws, 0);
-    assert_int_equal(moejit_align_workspace_bytes(&one, 513, 8, &ws), MOEJIT_OK);
-    assert_int_equal(ws, 4 * (2 * 256 + 3 * 256 + 1));
-    /* B = 1024: up to 1023 padding rows an expert; 128 ids still fit one launch (131072 rows),
-     * 136 ids can need 139264 rows and take the tiled path. */
+    assert_int_equal(moejit_align_workspace_bytes(&one, max_t + 1, 8, &ws), MOEJIT_OK);
+    assert_int_equal(ws, 4 * (17 * 256 + 3 * 256 + 1));
+    /* B = 1024: up to 1023 padding rows an expert, one launch all the same. */
     const moejit_align_spec big = {.num_experts = 256, .block_size = 1024};
     assert_int_equal(moejit_align_capacity(&big, 1, 8, &cap), MOEJIT_OK);
     assert_int_equal(cap, 8 * 1024);
     assert_int_equal(moejit_align_capacity(&big, 16384, 8, &cap), MOEJIT_OK);
     assert_int_equal(cap, 16384 * 8 + 256 * 1023);
-    assert_int_equal(moejit_align_workspace_bytes(&big, 16, 8, &ws), MOEJIT_OK);
-    assert_int_equal(ws, 0);
     assert_int_equal(moejit_align_workspace_bytes(&big, 17, 8, &ws), MOEJIT_OK);
-    assert_int_equal(ws, 4 * (256 + 3 * 256 + 1));
+    assert_int_equal(ws, 0);
+    assert_int_equal(moejit_align_workspace_bytes(&big, max_t + 1, 8, &ws), MOEJIT_OK);
+    assert_int_equal(ws, 4 * (17 * 256 + 3 * 256 + 1));
     /* …and positions stay int32 up to the last id that fits. */
     assert_int_equal(moejit_align_capacity(&big, INT32_MAX - 256 * 1023, 1, &cap), MOEJIT_OK);
     assert_int_equal(cap, INT32_MAX);
@@ -113,6 +122,91 @@ static void test_names_and_sizes(void **state)
     mjt_expect_error(moejit_align_capacity(&s, -1, 8, &cap), MOEJIT_ERR_INVALID_ARGUMENT, "num_tokens = -1 must be >= 0");
     mjt_expect_error(moejit_align_capacity(&s, 4, 0, &cap), MOEJIT_ERR_INVALID_ARGUMENT, "topk = 0 must be >= 1");
     mjt_expect_error(moejit_align_capacity(&s, 4, 8, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "capacity is NULL");
+}
+
+/* The path of a batch (from sizes alone): the small entry up to 128 ids (E <= 1024, no
+ * capacity), onepass up to MJ_ALIGN_ONEPASS_MAX_IDS, three launches beyond; onepass's grid gives
+ * every block at most onepass_tile ids of its own and a warp about one expert to fill; forced
+ * paths (measurements) where they apply. */
+static mj_align_layout layout_of(int E, int B, int64_t T, int64_t K, int32_t C, int path)
+{
+    mj_align_layout l;
+    const moejit_status st = mj_align_layout_for("align", E, B, T, K, C, path, &l);
+    if (st != MOEJIT_OK) fail_msg("E=%d B=%d T=%lld K=%lld C=%d: %s", E, B, (long long)T, (long long)K, C,
+                                  moejit_last_error(NULL));
+    return l;
+}
+
+static void test_layout_paths(void **state)
+{
+    (void)state;
+    enum { SMALL = MJ_ALIGN_PATH_SMALL, ONEPASS = MJ_ALIGN_PATH_ONEPASS, TILED = MJ_ALIGN_PATH_TILED };
+    const int AUTO = MJ_ALIGN_PATH_AUTO, MAX = MJ_ALIGN_ONEPASS_MAX_IDS;
+    static const struct {
+        int E, B;
+        int64_t T, K;
+        int32_t C;
+        int path, blocks, tiles;
+    } cases[] = {
+        {256, 64, 0, 8, 0, SMALL, 1, 0},        {256, 64, 16, 8, 0, SMALL, 1, 0},  /* 128 ids */
+        {256, 64, 129, 1, 0, ONEPASS, 16, 0},   /* 16 blocks of 16 warps fill 256 experts */
+        {128, 64, 128, 8, 0, ONEPASS, 8, 0},    /* T = 128: 8 tiles of 128 ids */
+        {128, 64, 1024, 8, 0, ONEPASS, 8, 0},   /* T = 1024: 8 tiles of 1024 */
+        {256, 64, 1024, 8, 0, ONEPASS, 16, 0},  /* 16 tiles of 512 */
+        {256, 64, 4096, 8, 0, ONEPASS, 16, 0},  /* 16 tiles of 2048 */
+        {128, 64, 4097, 8, 0, ONEPASS, 17, 0},  /* one more id a tile than 2048: one more block */
+        {256, 64, MAX / 8, 8, 0, ONEPASS, 32, 0}, {256, 64, MAX, 1, 0, ONEPASS, 32, 0},
+        {256, 64, MAX + 1, 1, 0, TILED, 17, 17}, {256, 64, 16384, 8, 0, TILED, 32, 32},
+        {1024, 16, 16, 8, 0, SMALL, 1, 0},      /* the small path's widest E */
+        {1025, 16, 1, 1, 0, ONEPASS, 32, 0},    /* …past it: onepass, the fill on 32 blocks */
+        {4096, 64, 0, 8, 0, ONEPASS, 32, 0},    {4096, 64, MAX, 1, 0, ONEPASS, 32, 0},
+        {4096, 64, MAX + 1, 1, 0, TILED, 17, 17}, /* the scatter grid: max(P, 8 windows a block) */
+        {256, 64, 1, 8, 5, ONEPASS, 16, 0},     /* a capacity: never the small path */
+        {256, 1024, 100, 1, 1000, ONEPASS, 16, 0}, {8, 4, 16, 8, 3, ONEPASS, 1, 0},
+        {1, 16, MAX + 1, 1, 7, TILED, 17, 17},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const mj_align_layout l = layout_of(cases[i].E, cases[i].B, cases[i].T, cases[i].K, cases[i].C, AUTO);
+        if (l.path != cases[i].path || l.blocks != cases[i].blocks || l.tiles != cases[i].tiles ||
+            (l.ws_bytes > 0) != (l.path == TILED))
+            fail_msg("case %zu (E=%d T=%lld K=%lld C=%d): path %d, %d blocks, %d tiles, %zu bytes of workspace", i,
+                     cases[i].E, (long long)cases[i].T, (long long)cases[i].K, cases[i].C, l.path, l.blocks, l.tiles,
+                     l.ws_bytes);
+        size_t ws;
+        const moejit_align_spec spec = {.num_experts = cases[i].E, .block_size = cases[i].B,
+                                        .expert_capacity = cases[i].C};
+        assert_int_equal(moejit_align_workspace_bytes(&spec, cases[i].T, (int32_t)cases[i].K, &ws), MOEJIT_OK);
+        assert_int_equal(ws, l.ws_bytes);
+    }
+    /* onepass: every block's tile, ceil(n / blocks), fits a block's rank codes */
+    for (int e = 1; e <= 4096; e = e * 3 + 1)
+        for (int64_t n = 0; n <= MAX; n = n * 2 + 129) {
+            const mj_align_layout l = layout_of(e, 16, n, 1, 0, ONEPASS);
+            mj_align_geom g;
+            mj_align_geom_for(&(mj_align_shape){.experts = e, .block_size = 16}, &g);
+            assert_true(g.onepass_tile <= g.tile);
+            assert_true((n + l.blocks - 1) / l.blocks <= g.onepass_tile);
+            assert_true(l.blocks >= 1 && l.blocks <= 32);
+        }
+    /* forced paths: onepass and the tiles anywhere (beyond onepass's limit too), the small
+     * entry only where it applies */
+    mj_align_layout l = layout_of(128, 64, 16384, 8, 0, ONEPASS);
+    assert_int_equal(l.path, ONEPASS);
+    assert_int_equal(l.blocks, 64);
+    assert_int_equal(l.ws_bytes, 0);
+    l = layout_of(128, 64, 1, 8, 0, TILED);
+    assert_int_equal(l.path, TILED);
+    assert_int_equal(l.tiles, 1);
+    assert_int_equal(l.ws_bytes, 4 * (128 + 3 * 128 + 1));
+    l = layout_of(128, 64, 16, 8, 0, SMALL);
+    assert_int_equal(l.path, SMALL);
+    mj_align_layout bad;
+    mjt_expect_error(mj_align_layout_for("align", 128, 64, 17, 8, 0, SMALL, &bad), MOEJIT_ERR_INVALID_ARGUMENT,
+                     "the small path takes up to 128 ids");
+    mjt_expect_error(mj_align_layout_for("align", 128, 64, 1, 8, 4, SMALL, &bad), MOEJIT_ERR_INVALID_ARGUMENT,
+                     "expert_capacity = 4");
+    mjt_expect_error(mj_align_layout_for("align", 1025, 64, 1, 8, 0, SMALL, &bad), MOEJIT_ERR_INVALID_ARGUMENT,
+                     "E = 1025");
 }
 
 /* Bad arguments: the right status, the field in the message, and no compile, no cache write, no launch. */
@@ -145,10 +239,11 @@ static void test_bad_args(void **state)
     CASE(a_.out.counts = (int32_t *)0x20001, MOEJIT_ERR_INVALID_ARGUMENT, "counts = 0x20001 is not aligned");
     CASE(a_.out.slot_of = (int32_t *)0x20003, MOEJIT_ERR_INVALID_ARGUMENT, "slot_of = 0x20003 is not aligned");
     CASE(a_.out.sorted_capacity = cap - 1, MOEJIT_ERR_INVALID_ARGUMENT, "is smaller than the");
-    CASE(a_.num_tokens = 2000, MOEJIT_ERR_INVALID_ARGUMENT, "workspace_bytes = 0 is smaller than");
-    CASE((a_.num_tokens = 2000, a_.out.workspace_bytes = 1 << 20), MOEJIT_ERR_INVALID_ARGUMENT,
+    /* past onepass (MJ_ALIGN_ONEPASS_MAX_IDS), the three launches need a workspace */
+    CASE(a_.num_tokens = 20000, MOEJIT_ERR_INVALID_ARGUMENT, "workspace_bytes = 0 is smaller than");
+    CASE((a_.num_tokens = 20000, a_.out.workspace_bytes = 1 << 20), MOEJIT_ERR_INVALID_ARGUMENT,
          "align args: workspace is NULL");
-    CASE((a_.num_tokens = 2000, a_.out.workspace_bytes = 1 << 20, a_.out.workspace = (void *)0x30002),
+    CASE((a_.num_tokens = 20000, a_.out.workspace_bytes = 1 << 20, a_.out.workspace = (void *)0x30002),
          MOEJIT_ERR_INVALID_ARGUMENT, "workspace = 0x30002 is not aligned");
     CASE(a_.num_tokens = (int64_t)1 << 30, MOEJIT_ERR_UNSUPPORTED, "(positions are int32)");
 #undef CASE
@@ -509,6 +604,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_specs),
         cmocka_unit_test(test_names_and_sizes),
+        cmocka_unit_test(test_layout_paths),
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_reference_by_hand),
         cmocka_unit_test(test_reference_invariants),

@@ -605,7 +605,7 @@ static void test_align_ids_and_maps(void **state)
     assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "16", "--id-dtype", "int64",
                          "--global-experts", "300"),
                      0);
-    EXPECT_OUTPUT("moejit_align_e64_b16_i64_g300_single(const mj::AlignParams p)");
+    EXPECT_OUTPUT("moejit_align_e64_b16_i64_g300_onepass(const mj::AlignParams p)");
     EXPECT_OUTPUT("typedef long long Id;");
     EXPECT_OUTPUT("static constexpr int kGlobalExperts = 300;");
     assert_int_equal(CLI("source", "--op", "align", "--experts", "64", "--block-size", "16", "--id-dtype", "int8"), 2);
@@ -631,7 +631,7 @@ static void test_align_ids_and_maps(void **state)
     write_text(manifest, "[{\"op\": \"align\", \"num_experts\": 64, \"block_size\": 16, \"id_dtype\": \"int16\", "
                          "\"global_experts\": 8}]");
     assert_int_equal(CLI("source", "--manifest", manifest), 0);
-    EXPECT_OUTPUT("moejit_align_e64_b16_i16_g8_single(const mj::AlignParams p)");
+    EXPECT_OUTPUT("moejit_align_e64_b16_i16_g8_onepass(const mj::AlignParams p)");
     write_text(manifest, "[{\"op\": \"align\", \"num_experts\": 64, \"block_size\": 16, \"id_dtype\": \"int8\"},"
                          " {\"op\": \"align\", \"num_experts\": 64, \"block_size\": 16, \"global_experts\": -1}]");
     assert_int_equal(CLI("source", "--manifest", manifest, "--out", dir), 1);

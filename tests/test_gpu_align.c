@@ -1,14 +1,29 @@
 /* GPU: align against its C reference on fresh random ids, with every output poisoned first and
  * compared in full (so a write past the padded total, or a missing one, is caught): decode and
- * prefill batches, the one-launch and the three-launch paths, block sizes from 1 to 1024, dropped
- * ids, skewed batches, partial output sets, int64 and int16 ids, first_expert and expert maps,
- * and a CUDA-graph replay. Every test skips without a device. */
+ * prefill batches, the three paths (small, onepass, three launches) on both sides of each
+ * threshold, block sizes from 1 to 1024, dropped ids, skewed batches, partial output sets, int64
+ * and int16 ids, first_expert and expert maps, capacities, and CUDA-graph replays. Every test
+ * skips without a device. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jit/driver.h"
+#include "ops/align/align.h"
 #include "support.h"
+
+enum { SMALL = MJ_ALIGN_PATH_SMALL, ONEPASS = MJ_ALIGN_PATH_ONEPASS, TILED = MJ_ALIGN_PATH_TILED };
+static const char *const path_names[] = {"small", "onepass", "tiled"};
+
+/* The path align takes for T tokens of K ids (sizes alone); fails the test unless it is `want`. */
+static void expect_path(const moejit_align_spec *spec, int64_t T, int K, int want, const char *what)
+{
+    mj_align_layout l;
+    assert_int_equal(mj_align_layout_for("align", spec->num_experts, spec->block_size, T, K, spec->expert_capacity,
+                                         MJ_ALIGN_PATH_AUTO, &l),
+                     MOEJIT_OK);
+    if (l.path != want) fail_msg("%s: the %s path, wanted %s", what, path_names[l.path], path_names[want]);
+}
 
 /* How the ids of a batch are drawn. */
 typedef enum { IDS_UNIFORM, IDS_ONE_EXPERT, IDS_ALL_DROPPED, IDS_TOPK } ids_kind;
@@ -45,15 +60,17 @@ static int32_t *make_ids(mjt_rng *rng, ids_kind kind, int E, int64_t T, int K)
     return ids;
 }
 
-/* Align one batch on the GPU (the outputs in `want`) and compare with the reference. */
-static void align_and_check(mjt_rng *rng, ids_kind kind, int E, int B, int64_t T, int K, unsigned want)
+/* Align one batch on the GPU (the outputs in `want`) on `path` (MJ_ALIGN_PATH_AUTO: the library's
+ * choice; else forced, as bench_ops does) and compare with the reference. */
+static void align_on_path(mjt_rng *rng, ids_kind kind, int E, int B, int64_t T, int K, unsigned want, int path)
 {
     const moejit_align_spec spec = {.num_experts = E, .block_size = B};
     const int64_t N = T * K;
     int64_t cap;
-    size_t ws_bytes;
+    mj_align_layout l;
     assert_int_equal(moejit_align_capacity(&spec, T, K, &cap), MOEJIT_OK);
-    assert_int_equal(moejit_align_workspace_bytes(&spec, T, K, &ws_bytes), MOEJIT_OK);
+    assert_int_equal(mj_align_layout_for("align", E, B, T, K, 0, path, &l), MOEJIT_OK);
+    const size_t ws_bytes = l.ws_bytes;
     int32_t *ids = make_ids(rng, kind, E, T, K);
     int32_t *d_ids = mjt_dev_alloc(4 * (size_t)N);
     mjt_h2d(d_ids, ids, 4 * (size_t)N);
@@ -62,18 +79,23 @@ static void align_and_check(mjt_rng *rng, ids_kind kind, int E, int B, int64_t T
     if (ws) mjt_dev_fill(ws, MJT_POISON, ws_bytes); /* the kernels must not rely on a zeroed workspace */
     moejit_align_args args = {.ids = d_ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&dev, want, cap)};
     args.out.workspace = ws, args.out.workspace_bytes = ws_bytes;
-    moejit_status st = moejit_align(mjt_gpu_ctx, &spec, &args, NULL);
+    moejit_status st = mj_align_launch(mjt_gpu_ctx, &spec, &args, path, NULL);
     if (st != MOEJIT_OK) fail_msg("moejit_align: %s: %s", moejit_status_str(st), moejit_last_error(mjt_gpu_ctx));
     mjt_sync();
 
     moejit_align_args host = {.ids = ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&ref, want, cap)};
     assert_int_equal(moejit_align_reference(&spec, &host), MOEJIT_OK);
     char what[128];
-    snprintf(what, sizeof what, "align E=%d B=%d T=%lld K=%d ids=%d outputs=0x%x", E, B, (long long)T, K, (int)kind,
-             want);
+    snprintf(what, sizeof what, "align E=%d B=%d T=%lld K=%d ids=%d outputs=0x%x path=%s", E, B, (long long)T, K,
+             (int)kind, want, path_names[l.path]);
     mjt_align_compare(&dev, &ref, what);
     mjt_align_bufs_free(&dev), mjt_align_bufs_free(&ref);
     mjt_dev_free(d_ids), mjt_dev_free(ws), free(ids);
+}
+
+static void align_and_check(mjt_rng *rng, ids_kind kind, int E, int B, int64_t T, int K, unsigned want)
+{
+    align_on_path(rng, kind, E, B, T, K, want, MJ_ALIGN_PATH_AUTO);
 }
 
 static void test_align_sweep(void **state)
@@ -82,25 +104,24 @@ static void test_align_sweep(void **state)
     if (!mjt_gpu_ctx) skip();
     static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
     static const int bs[] = {1, 4, 8, 16, 64, 256, 1024};
-    /* one warp (decode; 128 ids is its limit), one block near its limit (512·8 = 4096 ids), three
-     * launches (also below a tile where the padding of large blocks passes 131072 rows) */
-    static const int64_t ts[] = {1, 16, 33, 512, 5000};
+    /* one warp (decode; 128 ids is its limit, E <= 1024), onepass (264 to 40000 ids: grids of 1 to
+     * 32 blocks), three launches (72000 ids) */
+    static const int64_t ts[] = {1, 16, 33, 512, 5000, 9000};
     mjt_rng rng;
     mjt_rng_init(&rng);
     for (int e = 0; e < 8; e++)
         for (int b = 0; b < 7; b++)
-            for (int t = 0; t < 5 && mjt_keep(e * 7 + b, 5); t++)
+            for (int t = 0; t < 6 && mjt_keep(e * 7 + b, 5); t++)
                 align_and_check(&rng, IDS_UNIFORM, es[e], bs[b], ts[t], 8, MJT_ALIGN_ALL);
 }
 
-/* align_and_check on the path `tiled` says (0: one launch, 1: three), which the workspace shows. */
-static void check_on_path(mjt_rng *rng, ids_kind kind, int E, int B, int64_t T, int K, int tiled)
+/* align_and_check where the library takes `path` (MJ_ALIGN_PATH_*). */
+static void check_on_path(mjt_rng *rng, ids_kind kind, int E, int B, int64_t T, int K, int path)
 {
     const moejit_align_spec spec = {.num_experts = E, .block_size = B};
-    size_t ws;
-    assert_int_equal(moejit_align_workspace_bytes(&spec, T, K, &ws), MOEJIT_OK);
-    if ((ws > 0) != tiled) fail_msg("align E=%d B=%d T=%lld K=%d: workspace %zu bytes, wanted the %s path", E, B,
-                                    (long long)T, K, ws, tiled ? "tiled" : "one-launch");
+    char what[96];
+    snprintf(what, sizeof what, "align E=%d B=%d T=%lld K=%d", E, B, (long long)T, K);
+    expect_path(&spec, T, K, path, what);
     align_and_check(rng, kind, E, B, T, K, MJT_ALIGN_ALL);
 }
 
@@ -119,23 +140,26 @@ static void test_align_block_extremes(void **state)
         const int B = bs[b];
         /* the small path (one warp ranks, up to 128 ids, E <= 1024): its block labels in shared
          * memory at their most (128 blocks of one row, or 128 experts of one block each) */
-        check_on_path(&rng, IDS_TOPK, 256, B, 16, 8, 0);
-        check_on_path(&rng, IDS_UNIFORM, 1024, B, 16, 8, 0);
-        check_on_path(&rng, IDS_ONE_EXPERT, 1024, B, 16, 8, 0);
-        check_on_path(&rng, IDS_TOPK, 1, B, 100, 1, 0);
-        check_on_path(&rng, IDS_TOPK, 8, B, 3, 2, 0);
-        check_on_path(&rng, IDS_TOPK, 1024, B, 1, 128, 0); /* 128 experts of a row each: 128 blocks at any B */
-        /* one block (up to 4096 ids, up to 131072 rows) */
-        check_on_path(&rng, IDS_TOPK, 64, B, 512, 8, 0);
-        check_on_path(&rng, IDS_ONE_EXPERT, 64, B, 500, 8, 0);
-        check_on_path(&rng, IDS_UNIFORM, 4096, B, 512, 8, B == 1024); /* 4096·1023 rows of padding: tiles */
-        check_on_path(&rng, IDS_TOPK, 1000, B, 20, 8, B == 1024);     /* 160 ids, over 131072 rows */
+        check_on_path(&rng, IDS_TOPK, 256, B, 16, 8, SMALL);
+        check_on_path(&rng, IDS_UNIFORM, 1024, B, 16, 8, SMALL);
+        check_on_path(&rng, IDS_ONE_EXPERT, 1024, B, 16, 8, SMALL);
+        check_on_path(&rng, IDS_TOPK, 1, B, 100, 1, SMALL);
+        check_on_path(&rng, IDS_TOPK, 8, B, 3, 2, SMALL);
+        check_on_path(&rng, IDS_TOPK, 1024, B, 1, 128, SMALL); /* 128 experts of a row each: 128 blocks at any B */
+        /* onepass, whatever the padding (4096·1023 rows at B = 1024 are spread over its grid) */
+        check_on_path(&rng, IDS_TOPK, 64, B, 512, 8, ONEPASS);
+        check_on_path(&rng, IDS_ONE_EXPERT, 64, B, 500, 8, ONEPASS);
+        check_on_path(&rng, IDS_UNIFORM, 4096, B, 512, 8, ONEPASS);
+        check_on_path(&rng, IDS_TOPK, 1000, B, 20, 8, ONEPASS);
+        check_on_path(&rng, IDS_TOPK, 384, B, 5000, 8, ONEPASS);     /* 24 tiles of 1667 */
+        check_on_path(&rng, IDS_ONE_EXPERT, 256, B, 3000, 8, ONEPASS); /* one warp labels all 24000 rows at B = 1 */
+        check_on_path(&rng, IDS_UNIFORM, 1, B, 9000, 2, ONEPASS);
         /* three launches */
-        check_on_path(&rng, IDS_TOPK, 384, B, 5000, 8, 1);
-        check_on_path(&rng, IDS_ONE_EXPERT, 256, B, 3000, 8, 1); /* one warp labels all 24000 rows at B = 1 */
-        check_on_path(&rng, IDS_ALL_DROPPED, 256, B, 9000, 8, 1);
-        check_on_path(&rng, IDS_TOPK, 4096, B, 16384, 8, 1);
-        check_on_path(&rng, IDS_UNIFORM, 1, B, 9000, 2, 1);
+        check_on_path(&rng, IDS_TOPK, 384, B, 9000, 8, TILED);
+        check_on_path(&rng, IDS_ONE_EXPERT, 256, B, 9000, 8, TILED);
+        check_on_path(&rng, IDS_ALL_DROPPED, 256, B, 9000, 8, TILED);
+        check_on_path(&rng, IDS_TOPK, 4096, B, 16384, 8, TILED);
+        check_on_path(&rng, IDS_UNIFORM, 1, B, 40000, 2, TILED);
     }
 }
 
@@ -147,17 +171,19 @@ static void test_align_edges(void **state)
     mjt_rng_init(&rng);
     align_and_check(&rng, IDS_TOPK, 256, 64, 0, 8, MJT_ALIGN_ALL);           /* T = 0: zero counts, nothing else */
     align_and_check(&rng, IDS_TOPK, 256, 64, 1, 8, MJT_ALIGN_ALL);           /* one token */
-    align_and_check(&rng, IDS_ONE_EXPERT, 256, 16, 3000, 8, MJT_ALIGN_ALL);  /* every id to one expert, three launches */
-    align_and_check(&rng, IDS_ONE_EXPERT, 128, 64, 100, 4, MJT_ALIGN_ALL);   /* …and in one launch */
+    align_and_check(&rng, IDS_ONE_EXPERT, 256, 16, 9000, 8, MJT_ALIGN_ALL);  /* every id to one expert, three launches */
+    align_and_check(&rng, IDS_ONE_EXPERT, 256, 16, 3000, 8, MJT_ALIGN_ALL);  /* …onepass */
+    align_and_check(&rng, IDS_ONE_EXPERT, 128, 64, 100, 4, MJT_ALIGN_ALL);   /* …onepass, one block ranks all */
     align_and_check(&rng, IDS_ALL_DROPPED, 256, 64, 64, 8, MJT_ALIGN_ALL);   /* every id on another rank */
     align_and_check(&rng, IDS_ALL_DROPPED, 256, 64, 9000, 8, MJT_ALIGN_ALL); /* …in a large batch */
     align_and_check(&rng, IDS_UNIFORM, 1, 16, 777, 1, MJT_ALIGN_ALL);        /* E = 1 */
-    align_and_check(&rng, IDS_UNIFORM, 1, 256, 9000, 2, MJT_ALIGN_ALL);      /* E = 1, three launches */
+    align_and_check(&rng, IDS_UNIFORM, 1, 256, 9000, 2, MJT_ALIGN_ALL);      /* E = 1, onepass */
+    align_and_check(&rng, IDS_UNIFORM, 1, 256, 40000, 2, MJT_ALIGN_ALL);     /* E = 1, three launches */
     align_and_check(&rng, IDS_TOPK, 256, 256, 16, 8, MJT_ALIGN_ALL);         /* B larger than every count */
     align_and_check(&rng, IDS_UNIFORM, 1024, 16, 128, 8, MJT_ALIGN_ALL);     /* one warp at its limit, 1024 ids */
-    align_and_check(&rng, IDS_UNIFORM, 1024, 16, 205, 5, MJT_ALIGN_ALL);     /* one id more: one block */
+    align_and_check(&rng, IDS_UNIFORM, 1024, 16, 205, 5, MJT_ALIGN_ALL);     /* one id more: onepass */
     align_and_check(&rng, IDS_TOPK, 4096, 16, 16384, 8, MJT_ALIGN_ALL);      /* E = 4096, T = 16384, K = 8 */
-    align_and_check(&rng, IDS_TOPK, 4096, 256, 512, 8, MJT_ALIGN_ALL);       /* one tile, but a capacity worth a grid */
+    align_and_check(&rng, IDS_TOPK, 4096, 256, 512, 8, MJT_ALIGN_ALL);       /* 4096·255 rows of padding, onepass */
     align_and_check(&rng, IDS_TOPK, 384, 64, 70000, 8, MJT_ALIGN_ALL);       /* 137 tiles */
 }
 
@@ -244,7 +270,7 @@ static void test_align_int32_limit(void **state)
     const int64_t n8 = INT32_MAX - 11;
     check_int32_limit(8, n8, 0x00, 2, 0, (n8 + 7) / 8 * 8, d_ids, d_out);
     /* a caller's capacity of 2^32 rows at B = 1: -1 up to INT32_MAX - 1 from the small path and
-     * from the one-block path */
+     * from onepass */
     check_int32_limit(1, 100, 0x00, 3, (int64_t)1 << 32, n, d_ids, d_out);
     check_int32_limit(1, 1000, 0x00, 3, (int64_t)1 << 32, n, d_ids, d_out);
     d->mem_free(ids), d->mem_free(out);
@@ -262,8 +288,9 @@ static void test_align_partial_outputs(void **state)
     for (int b = 0; b < 3; b++)
         for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
             align_and_check(&rng, IDS_UNIFORM, 160, bs[b], 20, 6, sets[i]); /* the small path */
-            align_and_check(&rng, IDS_UNIFORM, 160, bs[b], 100, 6, sets[i]);
+            align_and_check(&rng, IDS_UNIFORM, 160, bs[b], 100, 6, sets[i]); /* onepass: block 0 publishes */
             align_and_check(&rng, IDS_UNIFORM, 160, bs[b], 2000, 6, sets[i]);
+            align_and_check(&rng, IDS_UNIFORM, 160, bs[b], 12000, 6, sets[i]); /* three launches */
         }
 }
 
@@ -277,7 +304,7 @@ static void test_align_repeat_and_capacity(void **state)
     mjt_rng_init(&rng);
     const int K = 8;
     static const int bs[] = {64, 1, 1024};
-    /* the small path, one block (three launches at B = 1024: its padding), three launches */
+    /* the small path, onepass, three launches */
     static const int64_t ts[] = {10, 100, 10000};
     for (int run = 0; run < 9; run++) {
         const int B = bs[run / 3];
@@ -315,26 +342,23 @@ static void test_align_repeat_and_capacity(void **state)
     }
 }
 
-/* The three-launch path captured in a CUDA graph and replayed on new ids: no hidden allocation,
- * no host synchronisation, the workspace reused. */
-static void test_align_graph_capture(void **state)
+/* onepass (a grid of 24 blocks) and the three-launch path captured in a CUDA graph and replayed
+ * on new ids: no hidden allocation, no host synchronisation, the workspace reused. */
+static void graph_capture(int64_t T, int path)
 {
-    (void)state;
-    if (!mjt_gpu_ctx) skip();
     const mj_driver *d;
     assert_int_equal(mj_driver_get(&d), MOEJIT_OK);
     mjt_rng rng;
     mjt_rng_init(&rng);
     const moejit_align_spec spec = {.num_experts = 384, .block_size = 64};
-    const int64_t T = 3000;
     const int K = 8;
     int64_t cap;
     size_t ws_bytes;
     assert_int_equal(moejit_align_capacity(&spec, T, K, &cap), MOEJIT_OK);
     assert_int_equal(moejit_align_workspace_bytes(&spec, T, K, &ws_bytes), MOEJIT_OK);
-    assert_true(ws_bytes > 0);
+    expect_path(&spec, T, K, path, "graph capture");
     int32_t *d_ids = mjt_dev_alloc(4 * (size_t)(T * K));
-    void *ws = mjt_dev_alloc(ws_bytes);
+    void *ws = ws_bytes ? mjt_dev_alloc(ws_bytes) : NULL;
     mjt_align_bufs dev = mjt_align_bufs_new(384, 64, cap, T * K, 1);
     moejit_align_args a = {.ids = d_ids, .num_tokens = T, .topk = K, .out = mjt_align_select(&dev, MJT_ALIGN_ALL, cap)};
     a.out.workspace = ws, a.out.workspace_bytes = ws_bytes;
@@ -369,10 +393,18 @@ static void test_align_graph_capture(void **state)
     mjt_align_bufs_free(&dev), mjt_dev_free(d_ids), mjt_dev_free(ws);
 }
 
+static void test_align_graph_capture(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    graph_capture(3000, ONEPASS);
+    graph_capture(9000, TILED);
+}
+
 /* One batch of ids of spec->id_dtype, through first_expert or (spec->global_experts) a fresh
- * expert map, on the path `tiled` says (checked through the workspace), against the reference. */
+ * expert map, with spec->expert_capacity, where the library takes `path`, against the reference. */
 static void map_and_check(mjt_rng *rng, const moejit_align_spec *spec, int32_t first_expert, int64_t T, int K,
-                          int tiled)
+                          int path)
 {
     const int E = spec->num_experts, B = spec->block_size, Eg = spec->global_experts;
     const int64_t N = T * K;
@@ -381,11 +413,10 @@ static void map_and_check(mjt_rng *rng, const moejit_align_spec *spec, int32_t f
     assert_int_equal(moejit_align_capacity(spec, T, K, &cap), MOEJIT_OK);
     assert_int_equal(moejit_align_workspace_bytes(spec, T, K, &ws_bytes), MOEJIT_OK);
     char what[160];
-    snprintf(what, sizeof what, "align E=%d B=%d T=%lld K=%d ids=%s Eg=%d first_expert=%d", E, B, (long long)T, K,
+    snprintf(what, sizeof what, "align E=%d B=%d T=%lld K=%d ids=%s Eg=%d first_expert=%d C=%d", E, B, (long long)T, K,
              spec->id_dtype == MOEJIT_INDEX_INT64 ? "int64" : spec->id_dtype == MOEJIT_INDEX_INT16 ? "int16" : "int32",
-             Eg, first_expert);
-    if ((ws_bytes > 0) != tiled) fail_msg("%s: workspace %zu bytes, wanted the %s path", what, ws_bytes,
-                                          tiled ? "tiled" : "one-launch");
+             Eg, first_expert, spec->expert_capacity);
+    expect_path(spec, T, K, path, what);
     int32_t *map = Eg ? mjt_align_draw_map(rng, E, Eg) : NULL;
     void *ids = mjt_align_draw_ids(rng, spec, first_expert, N);
     const size_t id_bytes = (size_t)mjt_index_bytes(spec->id_dtype) * (size_t)N;
@@ -413,7 +444,7 @@ static void map_and_check(mjt_rng *rng, const moejit_align_spec *spec, int32_t f
     mjt_dev_free(d_ids), mjt_dev_free(d_map), mjt_dev_free(ws), free(ids), free(map);
 }
 
-/* Every path (one warp, one block, three launches over tiles) × every id type × {no map,
+/* Every path (one warp, onepass, three launches over tiles) × every id type × {no map,
  * first_expert != 0, an expert map}: dropped ids of every kind (-1, just outside the range, the
  * type's extremes, int64 ids that truncation would bring into range, map entries -1 or out of
  * range). One shape per type and map serves the three paths, so few kernels are compiled. */
@@ -427,13 +458,14 @@ static void test_align_id_dtypes_and_maps(void **state)
     static const struct {
         int E, B;
         int64_t T;
-        int K, tiled;
+        int K, path;
     } paths[] = {
-        {384, 64, 16, 8, 0},   /* 128 ids: the small path (one warp ranks) */
-        {384, 64, 400, 8, 0},  /* 3200 ids: one block */
-        {384, 64, 5000, 8, 1}, /* 40000 ids: three launches over 10 tiles */
-        {4096, 16, 40, 8, 0},  /* E past the small path's 1024: one block */
-        {4096, 16, 700, 8, 1}, /* …and three launches */
+        {384, 64, 16, 8, SMALL},    /* 128 ids: the small path (one warp ranks) */
+        {384, 64, 400, 8, ONEPASS}, /* 3200 ids: onepass, 24 blocks of 134 */
+        {384, 64, 5000, 8, ONEPASS}, /* 40000 ids: 24 blocks of 1667 */
+        {384, 64, 9000, 8, TILED},  /* 72000 ids: three launches over 18 tiles */
+        {4096, 16, 40, 8, ONEPASS}, /* E past the small path's 1024: onepass */
+        {4096, 16, 9000, 8, TILED}, /* …and three launches */
     };
     int i = 0;
     for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++)
@@ -441,8 +473,10 @@ static void test_align_id_dtypes_and_maps(void **state)
             for (int mode = 0; mode < 3; mode++, i++) {
                 if (!mjt_keep(i, 4)) continue;
                 const int E = paths[p].E;
-                /* in quick mode fewer ids, still past a tile of 4096 on the tiled path */
-                const int64_t T = paths[p].tiled ? mjt_quick_cap(paths[p].T, 520) : paths[p].T;
+                /* in quick mode fewer ids, still past onepass on the tiled path */
+                const int64_t T = paths[p].path == TILED
+                                      ? mjt_quick_cap(paths[p].T, MJ_ALIGN_ONEPASS_MAX_IDS / paths[p].K + 1)
+                                      : paths[p].T;
                 moejit_align_spec spec = {.num_experts = E, .block_size = paths[p].B, .id_dtype = types[t]};
                 int32_t first = 0;
                 if (mode == 1) /* the top of int32, negative ids (int64), inside int16's range */
@@ -450,7 +484,7 @@ static void test_align_id_dtypes_and_maps(void **state)
                             : types[t] == MOEJIT_INDEX_INT64 ? INT32_MIN + 7
                                                              : -1000;
                 if (mode == 2) spec.global_experts = types[t] == MOEJIT_INDEX_INT16 ? 3 * E : 2 * E + 1000;
-                map_and_check(&rng, &spec, first, T, paths[p].K, paths[p].tiled);
+                map_and_check(&rng, &spec, first, T, paths[p].K, paths[p].path);
             }
 }
 
@@ -463,8 +497,9 @@ static void test_align_map_edges(void **state)
     mjt_rng rng;
     mjt_rng_init(&rng);
     moejit_align_spec one = {.num_experts = 64, .block_size = 16, .global_experts = 1};
-    map_and_check(&rng, &one, 0, 100, 4, 0);
-    map_and_check(&rng, &one, 0, mjt_quick_cap(3000, 1100), 4, 1);
+    map_and_check(&rng, &one, 0, 100, 4, ONEPASS);
+    map_and_check(&rng, &one, 0, 3000, 4, ONEPASS);
+    map_and_check(&rng, &one, 0, MJ_ALIGN_ONEPASS_MAX_IDS / 4 + 1, 4, TILED);
 
     const int E = 64, Eg = 4096, T = 600, K = 8; /* every global expert onto local expert 5 */
     const moejit_align_spec spec = {.num_experts = E, .block_size = 32, .id_dtype = MOEJIT_INDEX_INT64,
@@ -499,6 +534,72 @@ static void test_align_map_edges(void **state)
     mjt_dev_free(d_ids), mjt_dev_free(d_map), mjt_dev_free(ws), free(ids), free(map);
 }
 
+/* onepass at its edges: both sides of the small path's 128 ids and of MJ_ALIGN_ONEPASS_MAX_IDS,
+ * grids that grow by one block (n = 2048·G and 2048·G + 1), blocks left without a tile (n
+ * below the grid's warps), every id on one expert (each block's shared atomics all on one
+ * counter), every id dropped; with capacities, expert maps, first_expert and the three id types;
+ * and onepass forced where the library takes another path (as bench_ops does). */
+static void test_align_onepass_edges(void **state)
+{
+    (void)state;
+    if (!mjt_gpu_ctx) skip();
+    mjt_rng rng;
+    mjt_rng_init(&rng);
+    const int64_t MAX = MJ_ALIGN_ONEPASS_MAX_IDS;
+    check_on_path(&rng, IDS_UNIFORM, 256, 64, 128, 1, SMALL);
+    check_on_path(&rng, IDS_UNIFORM, 256, 64, 129, 1, ONEPASS);  /* 16 blocks: tiles of 9 ids, 3, and none */
+    check_on_path(&rng, IDS_TOPK, 128, 64, 128, 8, ONEPASS);     /* T = 128: 8 tiles of 128 */
+    check_on_path(&rng, IDS_TOPK, 256, 64, 1024, 8, ONEPASS);    /* T = 1024: 16 tiles of 512 */
+    check_on_path(&rng, IDS_UNIFORM, 128, 64, 16384, 1, ONEPASS); /* 8 tiles of exactly 2048 */
+    check_on_path(&rng, IDS_UNIFORM, 128, 64, 16385, 1, ONEPASS); /* 9 of 1821, the last one short */
+    check_on_path(&rng, IDS_UNIFORM, 128, 16, 32769, 1, ONEPASS);
+    check_on_path(&rng, IDS_TOPK, 256, 64, MAX / 8, 8, ONEPASS);  /* T = 8192: 32 tiles of 2048 */
+    check_on_path(&rng, IDS_UNIFORM, 256, 64, MAX, 1, ONEPASS);
+    check_on_path(&rng, IDS_UNIFORM, 256, 64, MAX + 1, 1, TILED);
+    check_on_path(&rng, IDS_ONE_EXPERT, 128, 64, MAX, 1, ONEPASS);
+    check_on_path(&rng, IDS_ALL_DROPPED, 128, 64, 20000, 1, ONEPASS);
+    check_on_path(&rng, IDS_UNIFORM, 1, 4, 20000, 3, ONEPASS);
+    check_on_path(&rng, IDS_UNIFORM, 4096, 1024, 2000, 1, ONEPASS); /* 4096 experts on 32 blocks' warps */
+    check_on_path(&rng, IDS_TOPK, 1024, 1, 4000, 8, ONEPASS);
+    /* onepass forced: decode batches, and past its limit (64 blocks of 2048) */
+    align_on_path(&rng, IDS_TOPK, 256, 64, 1, 8, MJT_ALIGN_ALL, ONEPASS);
+    align_on_path(&rng, IDS_UNIFORM, 128, 64, 16, 8, MJT_ALIGN_ALL, ONEPASS);
+    align_on_path(&rng, IDS_TOPK, 128, 64, 16384, 8, MJT_ALIGN_ALL, ONEPASS);
+    align_on_path(&rng, IDS_TOPK, 128, 64, 0, 8, MJT_ALIGN_ALL, ONEPASS);
+    /* …and the tiles forced on a batch onepass would take */
+    align_on_path(&rng, IDS_TOPK, 256, 64, 128, 8, MJT_ALIGN_ALL, TILED);
+
+    /* capacities: every range round_up(C, B) rows, ids past an expert's first C dropped; never
+     * the small path, whatever the batch */
+    static const moejit_index_dtype types[] = {MOEJIT_INDEX_INT32, MOEJIT_INDEX_INT64, MOEJIT_INDEX_INT16};
+    for (int t = 0; t < 3 && mjt_keep(t, 3); t++) { /* int32 alone in quick mode */
+        moejit_align_spec cap = {.num_experts = 256, .block_size = 64, .id_dtype = types[t], .expert_capacity = 100};
+        map_and_check(&rng, &cap, 0, 1, 8, ONEPASS);
+        map_and_check(&rng, &cap, 0, 16, 8, ONEPASS);
+        map_and_check(&rng, &cap, 0, 1024, 8, ONEPASS);
+        map_and_check(&rng, &cap, 0, MAX / 8, 8, ONEPASS);
+        map_and_check(&rng, &cap, 0, MAX / 8 + 1, 8, TILED);
+        cap = (moejit_align_spec){.num_experts = 60, .block_size = 16, .id_dtype = types[t], .expert_capacity = 37};
+        map_and_check(&rng, &cap, 0, 3000, 4, ONEPASS);
+        cap.expert_capacity = 1; /* nearly every id dropped */
+        map_and_check(&rng, &cap, 0, 5000, 4, ONEPASS);
+        /* an expert map onto 256 of 600 global experts (ids of other ranks dropped), with and
+         * without a capacity */
+        moejit_align_spec map = {.num_experts = 256, .block_size = 64, .id_dtype = types[t], .global_experts = 600};
+        map_and_check(&rng, &map, 0, 17, 8, ONEPASS);
+        map_and_check(&rng, &map, 0, 4096, 8, ONEPASS);
+        map_and_check(&rng, &map, 0, MAX / 8, 8, ONEPASS);
+        map_and_check(&rng, &map, 0, MAX / 8 + 1, 8, TILED);
+        map.expert_capacity = 20;
+        map_and_check(&rng, &map, 0, 2000, 8, ONEPASS);
+        /* first_expert: a contiguous slice of the global experts, the others dropped */
+        const moejit_align_spec slice = {.num_experts = 128, .block_size = 32, .id_dtype = types[t]};
+        map_and_check(&rng, &slice, 384, 1000, 8, ONEPASS);
+        map_and_check(&rng, &slice, 384, MAX / 8, 8, ONEPASS);
+        map_and_check(&rng, &slice, -1000, MAX / 8 + 1, 8, TILED);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_align_partial_outputs),
         cmocka_unit_test(test_align_repeat_and_capacity),
         cmocka_unit_test(test_align_graph_capture),
+        cmocka_unit_test(test_align_onepass_edges),
         cmocka_unit_test(test_align_id_dtypes_and_maps),
         cmocka_unit_test(test_align_map_edges),
         cmocka_unit_test(test_align_int32_limit),

@@ -147,8 +147,8 @@ static void test_wide(void **state)
 
 
 /* align with expert_capacity (pad to capacity) against its reference, on every path the host picks
- * for it: one launch (a decode batch too: the small entry is never used with a capacity) and three
- * launches over tiles (many ids, or E·round_up(C, B) past the one-launch limit). */
+ * for it: onepass (a decode batch too: the small entry is never used with a capacity) and three
+ * launches over tiles (more than MJ_ALIGN_ONEPASS_MAX_IDS ids). */
 static void align_capped_gpu(mjt_rng *rng, int E, int B, int C, moejit_index_dtype d, int64_t T, int K)
 {
     const moejit_align_spec spec = {.num_experts = E, .block_size = B, .id_dtype = d, .expert_capacity = C};
@@ -186,8 +186,9 @@ static void test_align_pad_to_capacity(void **state)
     if (!mjt_gpu_ctx) skip();
     mjt_rng rng;
     mjt_rng_init(&rng);
-    /* E, B, C: small ranges; B = 1; C not a multiple of B; E·round_up(C, B) past 131072 (three
-     * launches however few the ids); the widest E */
+    /* E, B, C: small ranges; B = 1; C not a multiple of B; E·round_up(C, B) past 131072 rows
+     * (onepass spreads their padding over its grid); the widest E. T·K = 160000 takes the tiles
+     * (2000·4 in quick mode: onepass only). */
     static const int shapes[][3] = {{8, 16, 5},    {64, 1, 3},     {256, 64, 130}, {60, 4, 37},
                                     {4096, 16, 40}, {128, 128, 1}, {16, 8, 20000}};
     const int64_t ts[] = {1, 7, 100, 1000, mjt_quick_cap(5000, 1200), mjt_quick_cap(40000, 2000)};

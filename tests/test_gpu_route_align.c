@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/align/align.h"
 #include "support.h"
 
 /* Device route outputs, poisoned like test_gpu_route's (id -1, weight NaN). */
@@ -115,8 +116,10 @@ static void test_route_align_matches_route_then_align(void **state)
         const moejit_route_align_spec *spec = &mjt_route_align_shapes[i];
         int64_t fused;
         assert_int_equal(moejit_route_align_fused_tokens(spec, &fused), MOEJIT_OK);
-        /* T = 1000 and fused + 1 take the fallback; the others the fused kernel (when it reaches them). */
-        const int64_t ts[] = {0, 1, 16, 64, 128, 1000, fused, fused + 1};
+        /* T = 1000 and fused + 1 take the fallback (align's small path or onepass), the last one
+         * align's three launches; the others the fused kernel (when it reaches them). */
+        const int64_t W = spec->route.topk + spec->route.shared_slots;
+        const int64_t ts[] = {0, 1, 16, 64, 128, 1000, fused, fused + 1, MJ_ALIGN_ONEPASS_MAX_IDS / W + 1};
         for (size_t t = 0; t < sizeof ts / sizeof ts[0]; t++) check_batch(&rng, spec, mjt_quick_cap(ts[t], 128));
     }
 }

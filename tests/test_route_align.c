@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/align/align.h"
 #include "support.h"
 
 /* DeepSeek-V3's scoring without groups, one shared slot. */
@@ -27,7 +28,7 @@ static void test_specs_and_names(void **state)
     char *src;
     assert_int_equal(moejit_source(NULL, &d, &src, NULL), MOEJIT_OK);
     /* one module: the fused kernel, and route's and align's (over E+S = 257 experts) for the fallback */
-    static const char *const suffixes[] = {"_fused(", "_route(", "_single(", "_count(", "_scan(", "_scatter("};
+    static const char *const suffixes[] = {"_fused(", "_route(", "_onepass(", "_count(", "_scan(", "_scatter("};
     for (int i = 0; i < 6; i++) {
         char entry[160];
         snprintf(entry, sizeof entry, "%s%s", name, suffixes[i]);
@@ -89,7 +90,10 @@ static void test_limits_and_sizes(void **state)
     for (int b = 1; b <= 1024; b *= 2) {
         s = dsv3_like(), s.block_size = b;
         const moejit_align_spec a = {.num_experts = 257, .block_size = b};
-        for (int64_t T = 0; T <= 2000; T += 125) {
+        /* every 125 tokens to 2000, then both sides of align's onepass limit (9 ids a token) */
+        static const int64_t past[] = {MJ_ALIGN_ONEPASS_MAX_IDS / 9, MJ_ALIGN_ONEPASS_MAX_IDS / 9 + 1, 20000};
+        for (int i = 0; i < 17 + 3; i++) {
+            const int64_t T = i < 17 ? 125 * i : past[i - 17];
             int64_t want;
             assert_int_equal(moejit_route_align_capacity(&s, T, &cap), MOEJIT_OK);
             assert_int_equal(moejit_align_capacity(&a, T, 9, &want), MOEJIT_OK);
@@ -98,6 +102,8 @@ static void test_limits_and_sizes(void **state)
             size_t align_ws;
             assert_int_equal(moejit_align_workspace_bytes(&a, T, 9, &align_ws), MOEJIT_OK);
             assert_int_equal(ws, T <= 4 ? 0 : align_ws); /* the fused kernel needs none */
+            if ((align_ws > 0) != (T * 9 > MJ_ALIGN_ONEPASS_MAX_IDS))
+                fail_msg("B=%d T=%lld: workspace %zu", b, (long long)T, align_ws);
         }
     }
     s = dsv3_like();
@@ -127,7 +133,7 @@ static void test_bad_args(void **state)
     mjt_expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "block_expert = 0x50002");
     a = good, a.align.sorted_capacity = 100;
     mjt_expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "sorted_capacity = 100");
-    a = good, a.route.num_tokens = 1000; /* the fallback: align's tiles need a workspace */
+    a = good, a.route.num_tokens = 8000; /* the fallback past onepass: align's tiles need a workspace */
     mjt_expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "workspace_bytes = 0");
     a = good, a.route.num_tokens = -1;
     mjt_expect_error(moejit_route_align(ctx, &s, &a, NULL), MOEJIT_ERR_INVALID_ARGUMENT, "num_tokens = -1");

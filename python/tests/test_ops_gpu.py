@@ -152,7 +152,7 @@ def test_align_int64_ids_are_never_truncated():
 
 
 def test_align_out_partial_and_poisoned():
-    E, B, T, K = 256, 64, 5000, 8          # 40000 ids: three launches through the workspace
+    E, B, T, K = 256, 64, 9000, 8          # 72000 ids: three launches through the workspace
     ids = random_ids(T, K, E)
     cap = moejit.align_capacity(E, B, T, K)
     full = lambda *s: torch.full(s, POISON, dtype=torch.int32, device=DEV)  # noqa: E731

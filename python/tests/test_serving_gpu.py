@@ -353,7 +353,7 @@ def random_expert_map():
 
 @pytest.mark.parametrize("ids_dtype", [I32, I64, I16])
 @pytest.mark.parametrize("mode", ["first_expert", "expert_map", "expert_map_int64"])
-@pytest.mark.parametrize("T, K", [(0, 4), (5, 4), (300, 8), (3000, 8)])
+@pytest.mark.parametrize("T, K", [(0, 4), (5, 4), (300, 8), (3000, 8), (9000, 8)])
 @pytest.mark.parametrize("B", [1, 16])
 def test_align_expert_parallel(ids_dtype, mode, T, K, B):
     ids = global_ids(T, K, ids_dtype)
@@ -369,7 +369,7 @@ def test_align_expert_parallel(ids_dtype, mode, T, K, B):
         maps = moejit.align(ids, EL, B, expert_map=emap.long() if mode == "expert_map_int64" else emap)
     assert maps.counts.shape == (EL,) and maps.slot_of.shape == (T, K)
     assert_align(maps, ref_align(local, EL, B), B)
-    # out= form (large batches take the workspace path)
+    # out= form (72000 ids take the workspace path)
     cap = moejit.align_capacity(EL, B, T, K)
     out = moejit.AlignResult(*(torch.full(s, -9, dtype=I32, device=DEV) for s in
                                ((EL,), (EL + 1,), (cap,), (cap // B,), (1,), (T, K))))

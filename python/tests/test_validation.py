@@ -112,7 +112,7 @@ CASES = {
     "align total on cpu": (lambda: moejit.align(ids32(), E, B, out=(None, None, None, None,
                                                                     torch.zeros(1, dtype=torch.int32), None)),
                            ValueError, ["total_padded", "cpu"]),
-    "align workspace short": (lambda: moejit.align(torch.zeros(5000, 8, dtype=torch.int32, device=DEV), E, B,
+    "align workspace short": (lambda: moejit.align(torch.zeros(9000, 8, dtype=torch.int32, device=DEV), E, B,
                                                    out=(i32(E), None, None, None, None, None),
                                                    workspace=torch.empty(16, dtype=torch.uint8, device=DEV)),
                               ValueError, ["workspace", "16"]),

@@ -5,7 +5,7 @@
  * reference, and what route_align reuses for its own copy of align. Plain C (no CUDA header).
  *   spec.c       validate and normalise a spec, the geometry, the batch layout, argument checks
  *   codegen.c    the launch plan, the Cfg and entry points: where a shape becomes CUDA source
- *   launch.c     moejit_align and its size helpers: one launch, or three over tiles
+ *   launch.c     moejit_align and its size helpers: one launch (small or onepass), or three over tiles
  *   reference.c  moejit_align_reference: the plain counting sort that defines the maps */
 #ifndef MOEJIT_OPS_ALIGN_H
 #define MOEJIT_OPS_ALIGN_H
@@ -47,6 +47,7 @@ typedef struct mj_align_geom {
     int tile;           /* ids per tile */
     int expert_bits;    /* bits of an expert id in a rank code */
     int small_ids;      /* the largest batch of the small entry (0: E too large for it) */
+    int onepass_tile;   /* the most ids a block of onepass ranks (<= tile) */
 } mj_align_geom;
 
 /* The geometry of align's kernels for a shape (route_align's fallback too). */
@@ -56,15 +57,16 @@ void mj_align_geom_for(const mj_align_shape *s, mj_align_geom *g);
  * map (set id_dtype and global_experts after). */
 void mj_align_geom_make(int experts, int block_size, int threads, int hist_budget, int tile, int small_ids,
                         mj_align_geom *g);
-/* Shared memory in ints of the single and scatter kernels, enough for the small path too
- * (align.cuh's Align<Cfg>::kSmemInts). */
+/* Shared memory in ints of the scan and scatter kernels (and of single in route_align's fused
+ * kernel), enough for the small path too (align.cuh's Align<Cfg>::kSmemInts). */
 int mj_align_smem_ints(const mj_align_geom *g);
-/* … and of the small path alone (align.cuh's kSmallSmemInts). */
+/* … of the small path alone (align.cuh's kSmallSmemInts), and of onepass (kOnepassSmemInts). */
 int mj_align_small_smem_ints(const mj_align_geom *g);
+int mj_align_onepass_smem_ints(const mj_align_geom *g);
 
 /* Entries of align inside a module, counted from its first align entry. */
 enum {
-    MJ_ALIGN_SINGLE = 0,
+    MJ_ALIGN_ONEPASS = 0, /* one launch of a grid, up to MJ_ALIGN_ONEPASS_MAX_IDS */
     MJ_ALIGN_COUNT = 1,
     MJ_ALIGN_SCAN = 2,
     MJ_ALIGN_SCATTER = 3,
@@ -103,23 +105,39 @@ typedef struct mj_align_params {
     MJ_ALIGN_PARAMS(MJ_PARAM_DECL, _)
 } mj_align_params;
 
+/* The largest batch (N ids) of onepass. Each of its blocks reads all N ids (256 KB of int32 ids
+ * at 65536: about 2 µs from L2 at 64 bytes a clock for one SM, an estimate) and counts them with
+ * shared atomics, so its time grows with N; the three launches read each id twice in all but pay
+ * two more launches and a one-block scan of P·E cells, 15–17 µs nearly flat from 8192 to 131072
+ * ids (H100, E = 128/256, K = 8, measured). The crossover is estimated between 2^16 and 2^17 ids,
+ * the lower kept for safety (int64 ids read twice the bytes); bench_ops align times both paths at
+ * every T to place it. */
+#define MJ_ALIGN_ONEPASS_MAX_IDS 65536
+
+/* How a batch runs (mj_align_layout.path): the small entry (one warp ranks, n <= small_ids, no
+ * capacity), onepass, or count, scan and scatter over tiles with a workspace. AUTO: the default
+ * choice; a forced path serves measurements (bench_ops times each threshold from both sides). */
+enum { MJ_ALIGN_PATH_AUTO = -1, MJ_ALIGN_PATH_SMALL = 0, MJ_ALIGN_PATH_ONEPASS = 1, MJ_ALIGN_PATH_TILED = 2 };
+
 /* How a batch runs, decided from sizes alone (so launches are capturable in CUDA graphs). */
 typedef struct mj_align_layout {
-    int64_t n;          /* N = T·K */
-    int64_t capacity;   /* entries sorted_ids needs: N + min(E, N)·(B-1) */
-    int small;          /* 1: one launch of the small entry (n <= small_ids) */
-    int multi;          /* 0: one launch; 1: count, scan and scatter over tiles */
-    int tiles;          /* P (multi) */
-    size_t ws_bytes;    /* workspace (multi) */
-    int scatter_blocks; /* grid of the scatter kernel (multi) */
+    int64_t n;        /* N = T·K */
+    int64_t capacity; /* entries sorted_ids needs: N + min(E, N)·(B-1) */
+    int path;         /* MJ_ALIGN_PATH_SMALL, _ONEPASS or _TILED */
+    int tiles;        /* P (tiled) */
+    size_t ws_bytes;  /* workspace (tiled; 0 on the one-launch paths) */
+    int blocks;       /* grid of onepass, or of the tiled path's scatter kernel */
 } mj_align_layout;
 
 /* Layout of T tokens of K ids over E experts with block size B, for align's default geometry;
  * `op` names the caller in messages ("align", "route_align"). Rejects T < 0, K < 1 and batches
  * whose positions pass int32. expert_capacity > 0 (pad to capacity): every expert takes
- * round_up(C, B) rows, E·round_up(C, B) in all, and the decode entry is not used. */
+ * round_up(C, B) rows, E·round_up(C, B) in all, and the decode entry is not used. `path`:
+ * MJ_ALIGN_PATH_AUTO, or a path to force (the small one only where it applies). */
 moejit_status mj_align_layout_for(const char *op, int experts, int block_size, int64_t num_tokens, int64_t topk,
-                                  int32_t expert_capacity, mj_align_layout *out);
+                                  int32_t expert_capacity, int path, mj_align_layout *out);
+/* Set l->path to `path` and what follows from it (tiles, workspace, grid) for l->n ids. */
+void mj_align_layout_path(mj_align_layout *l, const mj_align_geom *g, int path);
 
 /* Check ids of `id_dtype` (when N > 0: not NULL, aligned to their size) and the outputs against
  * a layout, and fill the kernel parameters (no map, first_expert 0). `check_workspace` is 0 for
@@ -128,10 +146,10 @@ moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, c
                                      const moejit_align_outputs *o, int check_workspace, mj_align_params *p);
 
 /* Every check of a moejit_align call (the launch's and the reference's): the spec normalised into
- * *shape, the batch's layout, the outputs and the kernel parameters. `check_workspace` is 0 for
- * the reference, which needs none. */
+ * *shape, the batch's layout on `path` (MJ_ALIGN_PATH_AUTO but in measurements), the outputs and
+ * the kernel parameters. `check_workspace` is 0 for the reference, which needs none. */
 moejit_status mj_align_check_call(const moejit_align_spec *spec, const moejit_align_args *args, int check_workspace,
-                                  mj_align_shape *shape, mj_align_layout *l, mj_align_params *p);
+                                  int path, mj_align_shape *shape, mj_align_layout *l, mj_align_params *p);
 
 /* align args' own reserved words (the outputs' are checked with them). */
 moejit_status mj_align_check_args_reserved(const moejit_align_args *a);
@@ -139,10 +157,16 @@ moejit_status mj_align_check_args_reserved(const moejit_align_args *a);
 /* 1 if any output is wanted. */
 int mj_align_wants_output(const mj_align_params *p);
 
-/* Launch align's entries (from `first`) of k for p: the layout picks the small entry, the
- * single one or three launches. */
+/* Launch align's entries (from `first`) of k for p: the layout picks the small entry, onepass
+ * or three launches. */
 moejit_status mj_align_run(moejit_ctx *ctx, const struct mj_kernel *k, int first, const mj_align_layout *l,
                            const mj_align_params *p, moejit_stream stream);
+
+/* moejit_align on a given path (MJ_ALIGN_PATH_AUTO: moejit_align itself); a forced path lets
+ * bench_ops time both sides of each threshold without a switch in the library. A forced tiled
+ * path needs the workspace its layout says (mj_align_layout_for with that path). */
+moejit_status mj_align_launch(moejit_ctx *ctx, const moejit_align_spec *spec, const moejit_align_args *args, int path,
+                              moejit_stream stream);
 
 /* align's counting sort for a shape, on host memory described by checked kernel parameters
  * (ids of s->id_dtype, expert_map a host pointer; route_align's reference runs it over E+S

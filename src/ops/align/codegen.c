@@ -17,7 +17,8 @@ MJ_DEFINE_SHAPE_OF(shape_of, mj_align_shape)
 void mj_align_plan_entries(mj_kernel_plan *plan, int first, const mj_align_geom *g)
 {
     const int smem = 4 * mj_align_smem_ints(g);
-    mj_plan_entry(plan, first + MJ_ALIGN_SINGLE, "_single", g->threads, g->tile, smem);
+    mj_plan_entry(plan, first + MJ_ALIGN_ONEPASS, "_onepass", g->threads, g->onepass_tile,
+                  4 * mj_align_onepass_smem_ints(g));
     mj_plan_entry(plan, first + MJ_ALIGN_COUNT, "_count", g->threads, g->tile, 4 * g->experts);
     mj_plan_entry(plan, first + MJ_ALIGN_SCAN, "_scan", g->threads, 0, smem);
     mj_plan_entry(plan, first + MJ_ALIGN_SCATTER, "_scatter", g->threads, g->tile, smem);
@@ -44,8 +45,7 @@ void mj_align_emit_cfg(mj_strbuf *sb, const char *cfg, const mj_align_geom *g)
 
 void mj_align_emit_entries(mj_strbuf *sb, const mj_kernel_plan *plan, int first, const char *cfg)
 {
-    static const char *const calls[MJ_ALIGN_ENTRIES] = {"single_launch", "count", "scan", "scatter_tiles",
-                                                             "small_launch"};
+    static const char *const calls[MJ_ALIGN_ENTRIES] = {"onepass", "count", "scan", "scatter_tiles", "small_launch"};
     for (int i = 0; i < MJ_ALIGN_ENTRIES; i++) {
         const mj_entry_plan *e = &plan->entry[first + i];
         mj_sb_printf(sb,

@@ -1,5 +1,5 @@
 /* moejit_align and its size helpers: argument checks, then lookup (or first-use build) and one
- * launch (a decode batch ranked by one warp, or a tile by the block), or three beyond a tile. */
+ * launch (a decode batch ranked by one warp, or onepass's grid), or three beyond onepass. */
 #include <stdint.h>
 #include <string.h>
 
@@ -12,11 +12,12 @@ moejit_status mj_align_run(moejit_ctx *ctx, const mj_kernel *k, int first, const
                            const mj_align_params *p, moejit_stream stream)
 {
     mj_align_params params = *p; /* the launch takes a non-const pointer */
-    if (l->small) return mj_launch(ctx, k, first + MJ_ALIGN_SMALL, 1, &params, stream);
-    if (!l->multi) return mj_launch(ctx, k, first + MJ_ALIGN_SINGLE, 1, &params, stream);
+    if (l->path == MJ_ALIGN_PATH_SMALL) return mj_launch(ctx, k, first + MJ_ALIGN_SMALL, 1, &params, stream);
+    if (l->path == MJ_ALIGN_PATH_ONEPASS)
+        return mj_launch(ctx, k, first + MJ_ALIGN_ONEPASS, l->blocks, &params, stream);
     moejit_status st = mj_launch(ctx, k, first + MJ_ALIGN_COUNT, l->tiles, &params, stream);
     if (st == MOEJIT_OK) st = mj_launch(ctx, k, first + MJ_ALIGN_SCAN, 1, &params, stream);
-    if (st == MOEJIT_OK) st = mj_launch(ctx, k, first + MJ_ALIGN_SCATTER, l->scatter_blocks, &params, stream);
+    if (st == MOEJIT_OK) st = mj_launch(ctx, k, first + MJ_ALIGN_SCATTER, l->blocks, &params, stream);
     return st;
 }
 
@@ -28,7 +29,8 @@ static moejit_status sizes(const moejit_align_spec *spec, int64_t num_tokens, in
     moejit_status st = mj_align_normalize(spec, &a);
     if (st != MOEJIT_OK) return st;
     if (!out) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "%s is NULL", what);
-    return mj_align_layout_for("align", a.experts, a.block_size, num_tokens, topk, spec->expert_capacity, l);
+    return mj_align_layout_for("align", a.experts, a.block_size, num_tokens, topk, spec->expert_capacity,
+                               MJ_ALIGN_PATH_AUTO, l);
 }
 
 moejit_status moejit_align_capacity(const moejit_align_spec *spec, int64_t num_tokens, int32_t topk, int64_t *capacity)
@@ -53,12 +55,18 @@ moejit_status moejit_align_workspace_bytes(const moejit_align_spec *spec, int64_
 moejit_status moejit_align(moejit_ctx *ctx, const moejit_align_spec *spec, const moejit_align_args *args,
                            moejit_stream stream)
 {
+    return mj_align_launch(ctx, spec, args, MJ_ALIGN_PATH_AUTO, stream);
+}
+
+moejit_status mj_align_launch(moejit_ctx *ctx, const moejit_align_spec *spec, const moejit_align_args *args, int path,
+                              moejit_stream stream)
+{
     mj_error_clear();
     if (!ctx) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "moejit_align: ctx is NULL");
     mj_align_shape a;
     mj_align_layout l;
     mj_align_params p;
-    moejit_status st = mj_align_check_call(spec, args, 1, &a, &l, &p);
+    moejit_status st = mj_align_check_call(spec, args, 1, path, &a, &l, &p);
     if (st != MOEJIT_OK || !mj_align_wants_output(&p)) return st;
     mj_kernel_id id;
     mj_kernel_id_set(&id, &mj_op_align, &a, sizeof a);

@@ -82,6 +82,6 @@ moejit_status moejit_align_reference(const moejit_align_spec *spec, const moejit
     mj_align_shape a;
     mj_align_layout l;
     mj_align_params p;
-    moejit_status st = mj_align_check_call(spec, args, 0, &a, &l, &p); /* the launch's own checks */
+    moejit_status st = mj_align_check_call(spec, args, 0, MJ_ALIGN_PATH_AUTO, &a, &l, &p); /* the launch's own checks */
     return st == MOEJIT_OK ? mj_align_reference_run(&a, &p) : st;
 }

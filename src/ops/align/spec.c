@@ -1,6 +1,6 @@
 /* align's spec and arguments: validation and normalisation, the geometry of its kernels, the
- * layout of a batch (one launch or three, decided from sizes alone so launches are capturable),
- * and the argument checks the launch and the reference share. */
+ * layout of a batch (its path, decided from sizes alone so launches are capturable), and the
+ * argument checks the launch and the reference share. */
 #include "ops/align/align.h"
 
 #include <stdio.h>
@@ -11,7 +11,14 @@
 
 enum {
     ALIGN_THREADS = 512,
-    ALIGN_TILE = 4096, /* ids a block ranks at once; also the largest one-launch batch */
+    ALIGN_TILE = 4096, /* ids a block ranks at once (shared memory holds a tile's rank codes) */
+    /* onepass ranks at most this many ids a block: past it the grid grows instead, which costs
+     * little below MJ_ALIGN_ONEPASS_MAX_IDS (at most 32 blocks, each reading the batch anyway)
+     * and keeps each block's ranking (run / 32 match_any steps a warp) short. */
+    ALIGN_ONEPASS_TILE = 2048,
+    /* onepass fills padding and block_expert with a warp an expert (fill()), on up to this many
+     * blocks: every block reads all the ids, so wider expert sets (E > 512) give a warp more. */
+    ALIGN_ONEPASS_FILL_BLOCKS = 32,
     /* Each counting warp keeps a histogram row of E ints: 16 warps up to E = 1024, 4 at 4096. */
     ALIGN_HIST_BUDGET = 64 * 1024,
     /* The small path ranks on one warp, 32 ids a step, one step after another: up to this many
@@ -75,6 +82,7 @@ void mj_align_geom_make(int experts, int block_size, int threads, int hist_budge
     g->expert_bits = 1;
     while ((1 << g->expert_bits) < experts) g->expert_bits++;
     g->small_ids = experts <= ALIGN_SMALL_MAX_EXPERTS ? (small_ids + 31) / 32 * 32 : 0;
+    g->onepass_tile = tile < ALIGN_ONEPASS_TILE ? tile : ALIGN_ONEPASS_TILE;
 }
 
 void mj_align_geom_for(const mj_align_shape *s, mj_align_geom *g)
@@ -95,19 +103,50 @@ int mj_align_small_smem_ints(const mj_align_geom *g)
     return g->small_ids ? 2 * (32 * run + run + 1) + blocks : 0;
 }
 
+/* align.cuh's kBlockSmemInts: the Smem views. */
+static int block_smem_ints(const mj_align_geom *g)
+{
+    return g->count_warps * g->experts + (g->experts + 1) + g->experts + g->tile + g->threads / 32;
+}
+
 int mj_align_smem_ints(const mj_align_geom *g)
 {
-    const int block = g->count_warps * g->experts + (g->experts + 1) + g->experts + g->tile + g->threads / 32;
-    const int small = mj_align_small_smem_ints(g);
+    const int block = block_smem_ints(g), small = mj_align_small_smem_ints(g);
     return block > small ? block : small;
 }
 
-/* One launch takes a batch of up to a tile of ids whose capacity is at most this: beyond it, the
- * padding alone is worth spreading over a grid. */
-#define SINGLE_MAX_CAPACITY 131072
+int mj_align_onepass_smem_ints(const mj_align_geom *g)
+{
+    return block_smem_ints(g) + g->experts;
+}
+
+void mj_align_layout_path(mj_align_layout *l, const mj_align_geom *g, int path)
+{
+    const int warps = g->threads / 32;
+    l->path = path;
+    l->tiles = 0;
+    l->ws_bytes = 0;
+    l->blocks = 1;
+    if (path == MJ_ALIGN_PATH_ONEPASS) {
+        /* A tile of at most onepass_tile ids a block, and a warp an expert for the fill (up to
+         * ALIGN_ONEPASS_FILL_BLOCKS blocks): ceil(n / blocks) <= onepass_tile <= the Smem tile. */
+        const int64_t tiles = (l->n + g->onepass_tile - 1) / g->onepass_tile;
+        int fill = (g->experts + warps - 1) / warps;
+        if (fill > ALIGN_ONEPASS_FILL_BLOCKS) fill = ALIGN_ONEPASS_FILL_BLOCKS;
+        l->blocks = tiles > fill ? (int)tiles : fill;
+    } else if (path == MJ_ALIGN_PATH_TILED) {
+        l->tiles = (int)((l->n + g->tile - 1) / g->tile);
+        /* tile prefixes [P][E], counts [E], offsets [E+1], padding starts [E] (align.cuh) */
+        l->ws_bytes = 4 * ((size_t)l->tiles * (size_t)g->experts + 3 * (size_t)g->experts + 1);
+        /* Every warp of the scatter grid fills (padding, block_expert) at most one window of 32
+         * experts, so the grid has at least that many warps, whatever the number of tiles. */
+        const int fill = ((g->experts + 31) / 32 + warps - 1) / warps;
+        l->blocks = l->tiles > fill ? l->tiles : fill;
+    }
+}
 
 moejit_status mj_align_layout_for(const char *op, int experts, int block_size, int64_t num_tokens, int64_t topk,
-                                  int32_t expert_capacity, mj_align_layout *out)
+                                  int32_t expert_capacity, int path, mj_align_layout *out)
 {
     memset(out, 0, sizeof *out);
     if (num_tokens < 0)
@@ -135,17 +174,18 @@ moejit_status mj_align_layout_for(const char *op, int experts, int block_size, i
                        "int32)", op, (long long)n, experts, (long long)out->capacity, INT32_MAX);
     mj_align_geom g; /* the sizes do not depend on the ids' type or their map */
     mj_align_geom_for(&(mj_align_shape){.experts = experts, .block_size = block_size}, &g);
-    out->multi = !(n <= g.tile && out->capacity <= SINGLE_MAX_CAPACITY);
-    out->small = !out->multi && g.small_ids > 0 && n <= g.small_ids && expert_capacity <= 0;
-    if (out->multi) {
-        out->tiles = (int)((n + g.tile - 1) / g.tile);
-        /* tile prefixes [P][E], counts [E], offsets [E+1], padding starts [E] (align.cuh) */
-        out->ws_bytes = 4 * ((size_t)out->tiles * (size_t)experts + 3 * (size_t)experts + 1);
-        /* Every warp of the scatter grid fills (padding, block_expert) at most one window of 32
-         * experts, so the grid has at least that many warps, whatever the number of tiles. */
-        const int fill_blocks = ((experts + 31) / 32 + g.threads / 32 - 1) / (g.threads / 32);
-        out->scatter_blocks = out->tiles > fill_blocks ? out->tiles : fill_blocks;
-    }
+    /* The small entry's block table holds the blocks of n ids, not of a capacity's padded ranges. */
+    const int small_fits = g.small_ids > 0 && n <= g.small_ids && expert_capacity <= 0;
+    if (path == MJ_ALIGN_PATH_AUTO)
+        path = small_fits ? MJ_ALIGN_PATH_SMALL
+               : n <= MJ_ALIGN_ONEPASS_MAX_IDS ? MJ_ALIGN_PATH_ONEPASS
+                                               : MJ_ALIGN_PATH_TILED;
+    else if (path == MJ_ALIGN_PATH_SMALL && !small_fits)
+        return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT,
+                       "%s: the small path takes up to %d ids over up to %d experts, without a capacity (%lld ids, "
+                       "E = %d, expert_capacity = %d)",
+                       op, ALIGN_SMALL_IDS, ALIGN_SMALL_MAX_EXPERTS, (long long)n, experts, expert_capacity);
+    mj_align_layout_path(out, &g, path);
     return MOEJIT_OK;
 }
 
@@ -178,7 +218,7 @@ moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, c
                        (long long)l->n);
     if (cap > INT32_MAX) cap = INT32_MAX; /* positions are int32: nothing is ever placed beyond */
     const int wanted = o->counts || o->offsets || o->sorted_ids || o->block_expert || o->total_padded || o->slot_of;
-    if (check_workspace && l->multi && wanted) {
+    if (check_workspace && l->ws_bytes && wanted) {
         if (o->workspace_bytes < l->ws_bytes)
             return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT,
                            "%s args: workspace_bytes = %zu is smaller than the %zu bytes a batch of %lld ids needs "
@@ -194,7 +234,7 @@ moejit_status mj_align_check_outputs(const char *op, const mj_align_layout *l, c
     p->block_expert = o->block_expert;
     p->total_padded = o->total_padded;
     p->slot_of = o->slot_of;
-    p->ws = l->multi ? o->workspace : NULL;
+    p->ws = l->ws_bytes ? o->workspace : NULL;
     p->num_tiles = l->tiles;
     return MOEJIT_OK;
 }
@@ -230,14 +270,14 @@ static moejit_status check_mapping(const mj_align_shape *s, const moejit_align_a
 }
 
 moejit_status mj_align_check_call(const moejit_align_spec *spec, const moejit_align_args *args, int check_workspace,
-                                  mj_align_shape *shape, mj_align_layout *l, mj_align_params *p)
+                                  int path, mj_align_shape *shape, mj_align_layout *l, mj_align_params *p)
 {
     moejit_status st = mj_align_normalize(spec, shape);
     if (st != MOEJIT_OK) return st;
     if (!args) return mj_fail(MOEJIT_ERR_INVALID_ARGUMENT, "align args: args is NULL");
     if ((st = mj_align_check_args_reserved(args)) != MOEJIT_OK) return st;
     if ((st = mj_align_layout_for("align", shape->experts, shape->block_size, args->num_tokens, args->topk,
-                                  spec->expert_capacity, l)) != MOEJIT_OK)
+                                  spec->expert_capacity, path, l)) != MOEJIT_OK)
         return st;
     st = mj_align_check_outputs("align", l, args->ids, shape->id_dtype, &args->out, check_workspace, p);
     p->expert_capacity = spec->expert_capacity;

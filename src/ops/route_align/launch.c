@@ -14,13 +14,12 @@ static moejit_status batch_layout(const mj_route_align_shape *s, int64_t num_tok
 {
     const mj_route_shape *r = &s->route;
     moejit_status st = mj_align_layout_for("route_align", mj_route_id_space(r), s->block_size, num_tokens,
-                                           r->topk + r->shared_slots, 0, l);
+                                           r->topk + r->shared_slots, 0, MJ_ALIGN_PATH_AUTO, l);
     if (st != MOEJIT_OK) return st;
     mj_route_align_fused f;
     mj_route_align_fused_for(s, &f);
     *fused = num_tokens <= f.max_tokens;
     if (*fused) { /* the fused kernel's one block holds the whole batch: no workspace */
-        l->multi = 0;
         l->tiles = 0;
         l->ws_bytes = 0;
     }

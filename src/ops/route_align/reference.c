@@ -18,7 +18,7 @@ moejit_status moejit_route_align_reference(const moejit_route_align_spec *spec, 
     mj_align_layout l;
     mj_align_params p;
     if ((st = mj_align_layout_for("route_align", a.experts, a.block_size, ra->num_tokens, r->topk + r->shared_slots, 0,
-                                  &l)) != MOEJIT_OK ||
+                                  MJ_ALIGN_PATH_AUTO, &l)) != MOEJIT_OK ||
         (st = mj_align_check_outputs("route_align", &l, ra->ids, a.id_dtype, &args->align, 0, &p)) != MOEJIT_OK)
         return st;
     st = moejit_route_reference(&spec->route, ra);
