@@ -488,11 +488,11 @@ MOEJIT_API moejit_status moejit_route_losses(moejit_ctx *ctx, const moejit_route
  *  grouped GEMMs); the (t, k) of an expert beyond its first C by flat index are dropped (slot_of
  *  -1, nothing overflows); counts[e] = min(count, C), and the range's rows after them hold the
  *  padding value N. sorted_ids then needs E·R entries (moejit_align_capacity() says so). Batches
- *  up to 65536 ids run in one launch whatever E·R, larger ones in three (the decode path is not
+ *  up to 32768 ids run in one launch whatever E·R, larger ones in three (the decode path is not
  *  used).
  *  route_align has no such option: run route, capacity and align.
  *  Deterministic: the order inside an expert is the flat index order, whatever the batch size
- *  (atomics-based peers order by arrival). Batches of more than 65536 ids run in three launches
+ *  (atomics-based peers order by arrival). Batches of more than 32768 ids run in three launches
  *  over tiles of the batch and need a caller-provided workspace (no hidden allocation: launches
  *  stay capturable in CUDA graphs); moejit_align_workspace_bytes() says how much, 0 for one-launch
  *  batches.
@@ -558,7 +558,7 @@ MOEJIT_API moejit_status moejit_align_capacity(const moejit_align_spec *spec, in
                                                int64_t *capacity);
 
 /* Bytes of workspace moejit_align() needs for T tokens of K ids: 0 for batches done in one launch
- * (N = T·K up to 65536 ids, whatever the capacity), else 4·(E·(ceil(N/4096) + 3) + 1). Its content
+ * (N = T·K up to 32768 ids, whatever the capacity), else 4·(E·(ceil(N/4096) + 3) + 1). Its content
  * before a launch does not matter, so one buffer serves every launch on a stream. */
 MOEJIT_API moejit_status moejit_align_workspace_bytes(const moejit_align_spec *spec, int64_t num_tokens,
                                                       int32_t topk, size_t *bytes);

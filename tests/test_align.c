@@ -73,16 +73,16 @@ static void test_names_and_sizes(void **state)
     assert_int_equal(cap, 8 * 64);
     assert_int_equal(moejit_align_capacity(&s, 0, 8, &cap), MOEJIT_OK);
     assert_int_equal(cap, 0);
-    /* One launch, no workspace, up to MJ_ALIGN_ONEPASS_MAX_IDS ids (T = 8192 at K = 8); then
+    /* One launch, no workspace, up to MJ_ALIGN_ONEPASS_MAX_IDS ids (T = 4096 at K = 8); then
      * tiles of 4096 ids. */
     size_t ws;
     const int64_t max_t = MJ_ALIGN_ONEPASS_MAX_IDS / 8;
     assert_int_equal(moejit_align_workspace_bytes(&s, max_t, 8, &ws), MOEJIT_OK);
     assert_int_equal(ws, 0);
     assert_int_equal(moejit_align_workspace_bytes(&s, max_t + 1, 8, &ws), MOEJIT_OK);
-    assert_int_equal(ws, 4 * (17 * 256 + 3 * 256 + 1));
+    assert_int_equal(ws, 4 * (9 * 256 + 3 * 256 + 1));
     assert_int_equal(moejit_align_workspace_bytes(&s, MJ_ALIGN_ONEPASS_MAX_IDS + 1, 1, &ws), MOEJIT_OK);
-    assert_int_equal(ws, 4 * (17 * 256 + 3 * 256 + 1));
+    assert_int_equal(ws, 4 * (9 * 256 + 3 * 256 + 1));
     /* Wide padding (up to 4096·255 rows) no longer sends a small batch to the tiles: onepass
      * spreads the fill over its grid. */
     const moejit_align_spec wide = {.num_experts = 4096, .block_size = 256};
@@ -91,7 +91,7 @@ static void test_names_and_sizes(void **state)
     assert_int_equal(moejit_align_workspace_bytes(&wide, max_t, 8, &ws), MOEJIT_OK);
     assert_int_equal(ws, 0);
     assert_int_equal(moejit_align_workspace_bytes(&wide, max_t + 1, 8, &ws), MOEJIT_OK);
-    assert_int_equal(ws, 4 * (17 * 4096 + 3 * 4096 + 1));
+    assert_int_equal(ws, 4 * (9 * 4096 + 3 * 4096 + 1));
     /* B = 1: no padding, the capacity is N. */
     const moejit_align_spec one = {.num_experts = 256, .block_size = 1};
     assert_int_equal(moejit_align_capacity(&one, 16384, 8, &cap), MOEJIT_OK);
@@ -99,7 +99,7 @@ static void test_names_and_sizes(void **state)
     assert_int_equal(moejit_align_workspace_bytes(&one, max_t, 8, &ws), MOEJIT_OK);
     assert_int_equal(ws, 0);
     assert_int_equal(moejit_align_workspace_bytes(&one, max_t + 1, 8, &ws), MOEJIT_OK);
-    assert_int_equal(ws, 4 * (17 * 256 + 3 * 256 + 1));
+    assert_int_equal(ws, 4 * (9 * 256 + 3 * 256 + 1));
     /* B = 1024: up to 1023 padding rows an expert, one launch all the same. */
     const moejit_align_spec big = {.num_experts = 256, .block_size = 1024};
     assert_int_equal(moejit_align_capacity(&big, 1, 8, &cap), MOEJIT_OK);
@@ -109,7 +109,7 @@ static void test_names_and_sizes(void **state)
     assert_int_equal(moejit_align_workspace_bytes(&big, 17, 8, &ws), MOEJIT_OK);
     assert_int_equal(ws, 0);
     assert_int_equal(moejit_align_workspace_bytes(&big, max_t + 1, 8, &ws), MOEJIT_OK);
-    assert_int_equal(ws, 4 * (17 * 256 + 3 * 256 + 1));
+    assert_int_equal(ws, 4 * (9 * 256 + 3 * 256 + 1));
     /* …and positions stay int32 up to the last id that fits. */
     assert_int_equal(moejit_align_capacity(&big, INT32_MAX - 256 * 1023, 1, &cap), MOEJIT_OK);
     assert_int_equal(cap, INT32_MAX);
@@ -154,16 +154,16 @@ static void test_layout_paths(void **state)
         {128, 64, 1024, 8, 0, ONEPASS, 8, 0},   /* T = 1024: 8 tiles of 1024 */
         {256, 64, 1024, 8, 0, ONEPASS, 16, 0},  /* 16 tiles of 512 */
         {256, 64, 4096, 8, 0, ONEPASS, 16, 0},  /* 16 tiles of 2048 */
-        {128, 64, 4097, 8, 0, ONEPASS, 17, 0},  /* one more id a tile than 2048: one more block */
-        {256, 64, MAX / 8, 8, 0, ONEPASS, 32, 0}, {256, 64, MAX, 1, 0, ONEPASS, 32, 0},
-        {256, 64, MAX + 1, 1, 0, TILED, 17, 17}, {256, 64, 16384, 8, 0, TILED, 32, 32},
+        {128, 64, 2049, 8, 0, ONEPASS, 9, 0},   /* 8 tiles would hold 2049 ids: a ninth block */
+        {256, 64, MAX / 8, 8, 0, ONEPASS, 16, 0}, {256, 64, MAX, 1, 0, ONEPASS, 16, 0},
+        {256, 64, MAX + 1, 1, 0, TILED, 9, 9}, {256, 64, 16384, 8, 0, TILED, 32, 32},
         {1024, 16, 16, 8, 0, SMALL, 1, 0},      /* the small path's widest E */
         {1025, 16, 1, 1, 0, ONEPASS, 32, 0},    /* …past it: onepass, the fill on 32 blocks */
         {4096, 64, 0, 8, 0, ONEPASS, 32, 0},    {4096, 64, MAX, 1, 0, ONEPASS, 32, 0},
-        {4096, 64, MAX + 1, 1, 0, TILED, 17, 17}, /* the scatter grid: max(P, 8 windows a block) */
+        {4096, 64, MAX + 1, 1, 0, TILED, 9, 9}, /* the scatter grid: max(P, 8 windows a block) */
         {256, 64, 1, 8, 5, ONEPASS, 16, 0},     /* a capacity: never the small path */
         {256, 1024, 100, 1, 1000, ONEPASS, 16, 0}, {8, 4, 16, 8, 3, ONEPASS, 1, 0},
-        {1, 16, MAX + 1, 1, 7, TILED, 17, 17},
+        {1, 16, MAX + 1, 1, 7, TILED, 9, 9},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const mj_align_layout l = layout_of(cases[i].E, cases[i].B, cases[i].T, cases[i].K, cases[i].C, AUTO);

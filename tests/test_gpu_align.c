@@ -552,8 +552,8 @@ static void test_align_onepass_edges(void **state)
     check_on_path(&rng, IDS_TOPK, 256, 64, 1024, 8, ONEPASS);    /* T = 1024: 16 tiles of 512 */
     check_on_path(&rng, IDS_UNIFORM, 128, 64, 16384, 1, ONEPASS); /* 8 tiles of exactly 2048 */
     check_on_path(&rng, IDS_UNIFORM, 128, 64, 16385, 1, ONEPASS); /* 9 of 1821, the last one short */
-    check_on_path(&rng, IDS_UNIFORM, 128, 16, 32769, 1, ONEPASS);
-    check_on_path(&rng, IDS_TOPK, 256, 64, MAX / 8, 8, ONEPASS);  /* T = 8192: 32 tiles of 2048 */
+    check_on_path(&rng, IDS_UNIFORM, 128, 16, MAX - 1, 1, ONEPASS); /* 16 tiles, the last one short */
+    check_on_path(&rng, IDS_TOPK, 256, 64, MAX / 8, 8, ONEPASS);  /* T = 4096: 16 tiles of 2048 */
     check_on_path(&rng, IDS_UNIFORM, 256, 64, MAX, 1, ONEPASS);
     check_on_path(&rng, IDS_UNIFORM, 256, 64, MAX + 1, 1, TILED);
     check_on_path(&rng, IDS_ONE_EXPERT, 128, 64, MAX, 1, ONEPASS);

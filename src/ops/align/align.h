@@ -105,14 +105,12 @@ typedef struct mj_align_params {
     MJ_ALIGN_PARAMS(MJ_PARAM_DECL, _)
 } mj_align_params;
 
-/* The largest batch (N ids) of onepass. Each of its blocks reads all N ids (256 KB of int32 ids
- * at 65536: about 2 µs from L2 at 64 bytes a clock for one SM, an estimate) and counts them with
+/* The largest batch (N ids) of onepass. Each of its blocks reads all N ids and counts them with
  * shared atomics, so its time grows with N; the three launches read each id twice in all but pay
- * two more launches and a one-block scan of P·E cells, 15–17 µs nearly flat from 8192 to 131072
- * ids (H100, E = 128/256, K = 8, measured). The crossover is estimated between 2^16 and 2^17 ids,
- * the lower kept for safety (int64 ids read twice the bytes); bench_ops align times both paths at
- * every T to place it. */
-#define MJ_ALIGN_ONEPASS_MAX_IDS 65536
+ * two more launches and a one-block scan of P·E cells, 15–17 µs nearly flat from 8192 ids up.
+ * Measured (H100, E = 128/256, K = 8, int32 ids, bench_ops align, both paths at every T): onepass
+ * 14.0 µs against 15.7–16.1 at 32768 ids, 20.8 against 16.5–16.8 at 65536. */
+#define MJ_ALIGN_ONEPASS_MAX_IDS 32768
 
 /* How a batch runs (mj_align_layout.path): the small entry (one warp ranks, n <= small_ids, no
  * capacity), onepass, or count, scan and scatter over tiles with a workspace. AUTO: the default
