@@ -104,8 +104,8 @@ static void test_align_sweep(void **state)
     if (!mjt_gpu_ctx) skip();
     static const int es[] = {1, 3, 64, 128, 256, 384, 1000, 4096};
     static const int bs[] = {1, 4, 8, 16, 64, 256, 1024};
-    /* one warp (decode; 128 ids is its limit, E <= 1024), onepass (264 to 40000 ids: grids of 1 to
-     * 32 blocks), three launches (72000 ids) */
+    /* one warp (decode; 128 ids is its limit, E <= 1024), onepass (264 to 4096 ids: grids of 1 to
+     * 32 blocks), three launches (40000 and 72000 ids) */
     static const int64_t ts[] = {1, 16, 33, 512, 5000, 9000};
     mjt_rng rng;
     mjt_rng_init(&rng);
@@ -151,7 +151,7 @@ static void test_align_block_extremes(void **state)
         check_on_path(&rng, IDS_ONE_EXPERT, 64, B, 500, 8, ONEPASS);
         check_on_path(&rng, IDS_UNIFORM, 4096, B, 512, 8, ONEPASS);
         check_on_path(&rng, IDS_TOPK, 1000, B, 20, 8, ONEPASS);
-        check_on_path(&rng, IDS_TOPK, 384, B, 5000, 8, ONEPASS);     /* 24 tiles of 1667 */
+        check_on_path(&rng, IDS_TOPK, 384, B, 4000, 8, ONEPASS);     /* 24 tiles of 1334 */
         check_on_path(&rng, IDS_ONE_EXPERT, 256, B, 3000, 8, ONEPASS); /* one warp labels all 24000 rows at B = 1 */
         check_on_path(&rng, IDS_UNIFORM, 1, B, 9000, 2, ONEPASS);
         /* three launches */
@@ -462,7 +462,7 @@ static void test_align_id_dtypes_and_maps(void **state)
     } paths[] = {
         {384, 64, 16, 8, SMALL},    /* 128 ids: the small path (one warp ranks) */
         {384, 64, 400, 8, ONEPASS}, /* 3200 ids: onepass, 24 blocks of 134 */
-        {384, 64, 5000, 8, ONEPASS}, /* 40000 ids: 24 blocks of 1667 */
+        {384, 64, 4000, 8, ONEPASS}, /* 32000 ids: 24 blocks of 1334 */
         {384, 64, 9000, 8, TILED},  /* 72000 ids: three launches over 18 tiles */
         {4096, 16, 40, 8, ONEPASS}, /* E past the small path's 1024: onepass */
         {4096, 16, 9000, 8, TILED}, /* …and three launches */
@@ -558,7 +558,7 @@ static void test_align_onepass_edges(void **state)
     check_on_path(&rng, IDS_UNIFORM, 256, 64, MAX + 1, 1, TILED);
     check_on_path(&rng, IDS_ONE_EXPERT, 128, 64, MAX, 1, ONEPASS);
     check_on_path(&rng, IDS_ALL_DROPPED, 128, 64, 20000, 1, ONEPASS);
-    check_on_path(&rng, IDS_UNIFORM, 1, 4, 20000, 3, ONEPASS);
+    check_on_path(&rng, IDS_UNIFORM, 1, 4, 10000, 3, ONEPASS);
     check_on_path(&rng, IDS_UNIFORM, 4096, 1024, 2000, 1, ONEPASS); /* 4096 experts on 32 blocks' warps */
     check_on_path(&rng, IDS_TOPK, 1024, 1, 4000, 8, ONEPASS);
     /* onepass forced: decode batches, and past its limit (64 blocks of 2048) */
