@@ -110,8 +110,8 @@ enum { MJ_ROUTE_AUX_MAX_BLOCKS = 1024 };
 /* route's entry points. Every shape has MJ_ROUTE_ENTRY_MAIN, in blocks of mj_route_warps_per_block
  * warps. Where that is more than MJ_ROUTE_WARPS_PER_BLOCK (statistics), a second one,
  * MJ_ROUTE_ENTRY_SMALL, runs blocks of MJ_ROUTE_WARPS_PER_BLOCK warps for batches of at most
- * MJ_ROUTE_AUX_SMALL_TOKENS: blocks of 16 warps cost the statistics +1.1 to +3.3 µs over blocks of
- * 4 at T = 1 and 129, and save 0.6 to 1.0 µs at T = 1024 (H100, route_probe --losses, BENCHMARKS.md).
+ * MJ_ROUTE_AUX_SMALL_TOKENS: blocks of 16 warps cost the statistics +0.9 to +3.6 µs over blocks of
+ * 4 at T = 1 and 129, and save 0.7 to 1.2 µs at T = 1024 (H100, route_probe --losses, BENCHMARKS.md).
  * The entry depends on T alone, so the statistics' bits do too. */
 enum { MJ_ROUTE_ENTRY_MAIN = 0, MJ_ROUTE_ENTRY_SMALL = 1, MJ_ROUTE_AUX_SMALL_TOKENS = 512 };
 int mj_route_entry_for(const mj_route_shape *r, int64_t tokens);
