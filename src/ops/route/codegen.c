@@ -39,22 +39,16 @@ int mj_route_warps_per_block(const mj_route_shape *r)
     return smem <= SMEM_BUDGET ? AUX_WARPS : MJ_ROUTE_WARPS_PER_BLOCK;
 }
 
-int mj_route_entry_for(const mj_route_shape *r, int64_t tokens)
+int mj_route_launch_for(const mj_route_shape *r, int64_t tokens, int64_t *blocks)
 {
-    return mj_route_warps_per_block(r) > MJ_ROUTE_WARPS_PER_BLOCK && tokens <= MJ_ROUTE_AUX_SMALL_TOKENS
-               ? MJ_ROUTE_ENTRY_SMALL
-               : MJ_ROUTE_ENTRY_MAIN;
-}
-
-int64_t mj_route_blocks(const mj_route_shape *r, int64_t tokens)
-{
-    const int warps =
-        mj_route_entry_for(r, tokens) == MJ_ROUTE_ENTRY_SMALL ? MJ_ROUTE_WARPS_PER_BLOCK : mj_route_warps_per_block(r);
-    const int64_t blocks = mj_blocks_for(tokens, mj_route_tokens_per_block(r->experts, warps));
+    const int main_warps = mj_route_warps_per_block(r);
+    const int small = main_warps > MJ_ROUTE_WARPS_PER_BLOCK && tokens <= MJ_ROUTE_AUX_SMALL_TOKENS;
+    const int warps = small ? MJ_ROUTE_WARPS_PER_BLOCK : main_warps;
+    *blocks = mj_blocks_for(tokens, mj_route_tokens_per_block(r->experts, warps));
     /* Accumulating statistics: few enough blocks that each segment adds its sums once (route.cuh) */
-    if (r->aux_stats & (MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE))
-        return blocks < MJ_ROUTE_AUX_MAX_BLOCKS ? blocks : MJ_ROUTE_AUX_MAX_BLOCKS;
-    return blocks;
+    if ((r->aux_stats & (MOEJIT_AUX_LOAD_BALANCE | MOEJIT_AUX_SEQ_LOAD_BALANCE)) && *blocks > MJ_ROUTE_AUX_MAX_BLOCKS)
+        *blocks = MJ_ROUTE_AUX_MAX_BLOCKS;
+    return small ? MJ_ROUTE_ENTRY_SMALL : MJ_ROUTE_ENTRY_MAIN;
 }
 
 MJ_DEFINE_SHAPE_OF(shape_of, mj_route_shape)
@@ -154,14 +148,21 @@ static const char *min_blocks(const mj_route_shape *r)
     return mj_route_warps_per_block(r) > MJ_ROUTE_WARPS_PER_BLOCK && per_lane <= 8 ? ", 3" : "";
 }
 
-void mj_route_emit_entry(mj_strbuf *sb, const mj_route_shape *r, const char *name)
+/* An entry point running route_kernel<cfg> in blocks of `threads` (`bounds`: the launch bounds'
+ * second figure, with its comma, or ""). */
+static void emit_kernel(mj_strbuf *sb, const char *cfg, int threads, const char *bounds, const char *name)
 {
     mj_sb_printf(sb,
                  "extern \"C\" __global__ void __launch_bounds__(%d%s) %s(const mj::RouteParams p)\n"
                  "{\n" MJ_ENTRY_PROLOGUE
-                 "    mj::route_kernel<MoejitRouteCfg>(p);\n"
+                 "    mj::route_kernel<%s>(p);\n"
                  "}\n",
-                 32 * mj_route_warps_per_block(r), min_blocks(r), name);
+                 threads, bounds, name, cfg);
+}
+
+void mj_route_emit_entry(mj_strbuf *sb, const mj_route_shape *r, const char *name)
+{
+    emit_kernel(sb, "MoejitRouteCfg", 32 * mj_route_warps_per_block(r), min_blocks(r), name);
 }
 
 void mj_route_emit_module(mj_strbuf *sb, const mj_route_shape *r)
@@ -178,18 +179,15 @@ static void route_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_kernel_pl
     const mj_route_shape r = shape_of(id);
     mj_route_emit_module(sb, &r);
     mj_route_emit_entry(sb, &r, plan->entry[MJ_ROUTE_ENTRY_MAIN].name);
-    if (plan->n_entries > MJ_ROUTE_ENTRY_SMALL)
+    if (plan->n_entries > MJ_ROUTE_ENTRY_SMALL) {
         mj_sb_printf(sb,
                      "\n// Small batches: the same kernel in blocks of %d warps (route.h, MJ_ROUTE_ENTRY_SMALL).\n"
                      "struct MoejitRouteCfgSmall : MoejitRouteCfg {\n"
                      "    static constexpr int kWarpsPerBlock = %d;\n"
-                     "};\n\n"
-                     "extern \"C\" __global__ void __launch_bounds__(%d) %s(const mj::RouteParams p)\n"
-                     "{\n" MJ_ENTRY_PROLOGUE
-                     "    mj::route_kernel<MoejitRouteCfgSmall>(p);\n"
-                     "}\n",
-                     MJ_ROUTE_WARPS_PER_BLOCK, MJ_ROUTE_WARPS_PER_BLOCK, 32 * MJ_ROUTE_WARPS_PER_BLOCK,
-                     plan->entry[MJ_ROUTE_ENTRY_SMALL].name);
+                     "};\n\n",
+                     MJ_ROUTE_WARPS_PER_BLOCK, MJ_ROUTE_WARPS_PER_BLOCK);
+        emit_kernel(sb, "MoejitRouteCfgSmall", 32 * MJ_ROUTE_WARPS_PER_BLOCK, "", plan->entry[MJ_ROUTE_ENTRY_SMALL].name);
+    }
 }
 
 const mj_op mj_op_route = {

@@ -20,6 +20,14 @@ typedef struct route_memo {
 
 static _Thread_local route_memo t_memo;
 
+static moejit_status launch(moejit_ctx *ctx, const mj_kernel *k, const mj_route_shape *shape, int64_t tokens,
+                            mj_route_params *p, moejit_stream stream)
+{
+    int64_t blocks;
+    const int entry = mj_route_launch_for(shape, tokens, &blocks);
+    return mj_launch(ctx, k, entry, blocks, p, stream);
+}
+
 moejit_status moejit_route(moejit_ctx *ctx, const moejit_route_spec *spec, const moejit_route_args *args,
                            moejit_stream stream)
 {
@@ -32,9 +40,7 @@ moejit_status moejit_route(moejit_ctx *ctx, const moejit_route_spec *spec, const
     if (m->ctx_serial == ctx->serial && !memcmp(spec, &m->spec, sizeof *spec) && mj_launch_context() == m->cu) {
         if ((st = mj_route_check_args("route", &m->shape, args, &p)) != MOEJIT_OK) return st;
         if (args->num_tokens == 0) return MOEJIT_OK;
-        const mj_kernel *k = m->kernel;
-        return mj_launch(ctx, k, mj_route_entry_for(&m->shape, args->num_tokens),
-                         mj_route_blocks(&m->shape, args->num_tokens), &p, stream);
+        return launch(ctx, m->kernel, &m->shape, args->num_tokens, &p, stream);
     }
     mj_route_shape shape;
     if ((st = mj_route_normalize(spec, &shape)) != MOEJIT_OK) return st;
@@ -46,6 +52,5 @@ moejit_status moejit_route(moejit_ctx *ctx, const moejit_route_spec *spec, const
     const mj_kernel *k;
     if ((st = mj_jit_kernel(ctx, &id, &k)) != MOEJIT_OK) return st;
     *m = (route_memo){ctx->serial, mj_launch_context(), *spec, shape, k};
-    return mj_launch(ctx, k, mj_route_entry_for(&shape, args->num_tokens), mj_route_blocks(&shape, args->num_tokens),
-                     &p, stream);
+    return launch(ctx, k, &shape, args->num_tokens, &p, stream);
 }

@@ -114,9 +114,8 @@ enum { MJ_ROUTE_AUX_MAX_BLOCKS = 1024 };
  * 4 at T = 1 and 129, and save 0.7 to 1.2 µs at T = 1024 (H100, route_probe --losses, BENCHMARKS.md).
  * The entry depends on T alone, so the statistics' bits do too. */
 enum { MJ_ROUTE_ENTRY_MAIN = 0, MJ_ROUTE_ENTRY_SMALL = 1, MJ_ROUTE_AUX_SMALL_TOKENS = 512 };
-int mj_route_entry_for(const mj_route_shape *r, int64_t tokens);
-/* Blocks of a route launch of T tokens, for the entry mj_route_entry_for(r, T). */
-int64_t mj_route_blocks(const mj_route_shape *r, int64_t tokens);
+/* The entry of a route launch of T tokens (returned) and its grid (*blocks). */
+int mj_route_launch_for(const mj_route_shape *r, int64_t tokens, int64_t *blocks);
 /* "lb", "seq", "z" joined by ','; parse returns the flags or -1. */
 int mj_aux_stats_format(uint32_t flags, char *buf, size_t cap);
 int mj_aux_stats_parse(const char *s);
