@@ -134,8 +134,6 @@ typedef struct mj_align_layout {
  * MJ_ALIGN_PATH_AUTO, or a path to force (the small one only where it applies). */
 moejit_status mj_align_layout_for(const char *op, int experts, int block_size, int64_t num_tokens, int64_t topk,
                                   int32_t expert_capacity, int path, mj_align_layout *out);
-/* Set l->path to `path` and what follows from it (tiles, workspace, grid) for l->n ids. */
-void mj_align_layout_path(mj_align_layout *l, const mj_align_geom *g, int path);
 
 /* Check ids of `id_dtype` (when N > 0: not NULL, aligned to their size) and the outputs against
  * a layout, and fill the kernel parameters (no map, first_expert 0). `check_workspace` is 0 for

@@ -120,7 +120,8 @@ int mj_align_onepass_smem_ints(const mj_align_geom *g)
     return block_smem_ints(g) + g->experts;
 }
 
-void mj_align_layout_path(mj_align_layout *l, const mj_align_geom *g, int path)
+/* Set l->path to `path` and what follows from it (tiles, workspace, grid) for l->n ids. */
+static void layout_path(mj_align_layout *l, const mj_align_geom *g, int path)
 {
     const int warps = g->threads / 32;
     l->path = path;
@@ -185,7 +186,7 @@ moejit_status mj_align_layout_for(const char *op, int experts, int block_size, i
                        "%s: the small path takes up to %d ids over up to %d experts, without a capacity (%lld ids, "
                        "E = %d, expert_capacity = %d)",
                        op, ALIGN_SMALL_IDS, ALIGN_SMALL_MAX_EXPERTS, (long long)n, experts, expert_capacity);
-    mj_align_layout_path(out, &g, path);
+    layout_path(out, &g, path);
     return MOEJIT_OK;
 }
 
