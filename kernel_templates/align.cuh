@@ -24,8 +24,9 @@
 //     scan    (1 block)   tiles' exclusive prefix per expert  → ws.tile[p][e]; counts, offsets
 //     scatter (>= P blocks) rank each tile, place it at offsets[e] + ws.tile[p][e]; every block
 //                           also fills padding and block_expert for a share of the experts.
-//   single (rank, offsets, scatter, fill in one block) is no entry of its own: route_align's fused
-//   kernel runs it where E+S is too wide for single_small.
+//   shared_batch (rank, offsets, scatter, fill) is no entry of its own: route_align's fused kernel
+//                         runs it on ids already in shared memory, as one of the G blocks of a
+//                         cluster that all hold the whole batch (each writes a share of the maps).
 //
 // Expects a Cfg struct (emitted by codegen) with:
 //   kExperts (E), kBlockSize (B, a power of two), kThreads (block size), kCountWarps (warps that
@@ -160,8 +161,20 @@ struct Align {
     //     s.code[0, len) (onepass reads them while it counts the batch).
     static __device__ void rank_codes(int len, const Smem &s)
     {
-        for (int i = threadIdx.x; i < kCountWarps * E; i += kThreads) s.hist[i] = 0;
+        zero_hist(s);
         __syncthreads();
+        rank_runs(len, s);
+        __syncthreads();
+    }
+
+    static __device__ __forceinline__ void zero_hist(const Smem &s)
+    {
+        for (int i = threadIdx.x; i < kCountWarps * E; i += kThreads) s.hist[i] = 0;
+    }
+
+    // 1c. The counting warps' part of rank_codes, on zeroed histogram rows, between barriers.
+    static __device__ void rank_runs(int len, const Smem &s)
+    {
         const int warp = warp_id(), lane = lane_id();
         if (warp < kCountWarps) {
             int *hist = s.hist + warp * E;
@@ -175,7 +188,6 @@ struct Align {
                 if (i < hi) s.code[i] = valid ? ((u32)rank << Cfg::kExpertBits) | (u32)e : kDropped;
             }
         }
-        __syncthreads();
     }
 
     // 2. Offsets from the counts in s.padb: s.off = exclusive scan of the padded counts,
@@ -238,11 +250,13 @@ struct Align {
         __syncthreads();
     }
 
-    // 4. Every id of the tile to its place (or dropped beyond the capacity).
-    static __device__ void scatter(int begin, int len, const Smem &s, const AlignParams &p)
+    // 4. Every id of the tile to its place (or dropped beyond the capacity); with `parts` blocks
+    //    holding the same tile, block `part` takes every parts-th run of kThreads ids.
+    static __device__ void scatter(int begin, int len, const Smem &s, const AlignParams &p, int part = 0,
+                                   int parts = 1)
     {
         const int run = run_length(len);
-        for (int i = threadIdx.x; i < len; i += kThreads) {
+        for (int i = part * kThreads + threadIdx.x; i < len; i += parts * kThreads) {
             const u32 c = s.code[i];
             int slot = -1;
             if (c != kDropped) {
@@ -280,11 +294,35 @@ struct Align {
         }
     }
 
-    // The whole of align in one block: route_align's int ids in shared memory, ids[0, n).
-    template <class T>
-    static __device__ void single(const T *ids, const Smem &s, const AlignParams &p)
+    // 5b. Padding and block_expert in index order, through owner[] (the expert of each block of
+    //     rows, below total / B), block `part` of `parts` taking a contiguous share of each: every
+    //     store coalesced, a thread's loads independent of its previous ones (no per-expert chain
+    //     as in fill()). u32 indices: as in fill().
+    static __device__ void fill_rows(const Smem &s, const int *owner, const AlignParams &p, int part, int parts)
     {
-        rank_tile(ids, 0, p.n, s, p);
+        const u32 total = (u32)s.off[E];
+        if (p.sorted_ids) {
+            const u32 share = (total + parts - 1) / parts, hi = min(total, (part + 1) * share);
+            for (u32 q = part * share + threadIdx.x; q < hi; q += kThreads)
+                if ((int)q >= s.padb[owner[q / B]]) p.sorted_ids[q] = p.n;
+        }
+        if (p.block_expert) {
+            const u32 blocks = (u32)(p.capacity / B), used = total / B, share = (blocks + parts - 1) / parts;
+            const u32 hi = min(blocks, (part + 1) * share);
+            for (u32 b = part * share + threadIdx.x; b < hi; b += kThreads) p.block_expert[b] = b < used ? owner[b] : -1;
+        }
+    }
+
+    // The whole of align for n <= kTile ids whose local experts (-1: dropped) are in s.code, with
+    // zeroed histogram rows (zero_hist) and a barrier since: route_align's fused kernel, as block
+    // `part` of `parts` that all hold the same ids. Each block ranks all n and computes every
+    // count and offset (the same in each: no communication), block 0 publishes them, and each
+    // places its share of the ids (scatter) and writes its share of padding and block_expert
+    // (fill_rows). owner: kTile ints. Never with a capacity (route_align has none).
+    static __device__ void shared_batch(int n, const Smem &s, int *owner, const AlignParams &p, int part, int parts)
+    {
+        rank_runs(n, s);
+        __syncthreads();
         for (int e = threadIdx.x; e < E; e += kThreads) {
             int c = 0;
 #pragma unroll
@@ -292,10 +330,12 @@ struct Align {
             s.padb[e] = c;
         }
         __syncthreads();
-        expert_offsets(s, p, true);
-        run_bases(s, nullptr);
-        scatter(0, p.n, s, p);
-        fill(s, p, 0, 1);
+        expert_offsets(s, p, part == 0);
+        for (int e = threadIdx.x; e < E; e += kThreads) // n ids fill at most n blocks: owner fits
+            for (int b = s.off[e] / B; b < s.off[e + 1] / B; b++) owner[b] = e;
+        run_bases(s, nullptr); // its barrier also completes owner[]
+        scatter(0, n, s, p, part, parts);
+        fill_rows(s, owner, p, part, parts);
     }
 
     // The whole of align for a decode batch, n <= kSmallIds, by the whole block: warp 0 ranks

@@ -116,15 +116,19 @@ static void test_route_align_matches_route_then_align(void **state)
         const moejit_route_align_spec *spec = &mjt_route_align_shapes[i];
         int64_t fused;
         assert_int_equal(moejit_route_align_fused_tokens(spec, &fused), MOEJIT_OK);
-        /* T = 1000 and fused + 1 take the fallback (align's small path or onepass), the last one
-         * align's three launches; the others the fused kernel (when it reaches them). */
+        /* The fused kernel's edges on sm_90+ (one block up to 4 tokens, a cluster growing by a
+         * block every 4 up to 8 blocks, ragged last blocks, 8 tokens a block at 64; one block's 8
+         * below sm_90), then the fallback: fused + 1, 128 and 1000 (align's small path or
+         * onepass), the last one align's three launches. */
         const int64_t W = spec->route.topk + spec->route.shared_slots;
-        const int64_t ts[] = {0, 1, 16, 64, 128, 1000, fused, fused + 1, MJ_ALIGN_ONEPASS_MAX_IDS / W + 1};
+        const int64_t ts[] = {0,  1,  4,  5,     8,         9,   31,   32, 33,
+                              63, 64, 65, fused, fused + 1, 128, 1000, MJ_ALIGN_ONEPASS_MAX_IDS / W + 1};
         for (size_t t = 0; t < sizeof ts / sizeof ts[0]; t++) check_batch(&rng, spec, mjt_quick_cap(ts[t], 128));
     }
 }
 
-/* A decode step that compiles nothing more: the fused path is one launch. */
+/* A decode step that compiles nothing more: the fused path is one launch, at T = 4 (one block)
+ * and, on sm_90+, at T = 64 (a cluster of 8 blocks; below sm_90 one block takes 8 tokens). */
 static void test_fused_is_one_launch(void **state)
 {
     (void)state;
@@ -132,25 +136,31 @@ static void test_fused_is_one_launch(void **state)
     mjt_rng rng;
     mjt_rng_init(&rng);
     const moejit_route_align_spec *spec = &mjt_route_align_shapes[0];
+    char arch[16];
+    assert_int_equal(moejit_ctx_device_arch(mjt_gpu_ctx, arch, sizeof arch), MOEJIT_OK);
+    const int T = atoi(arch + 3) >= 90 ? 64 : 8;
     check_batch(&rng, spec, 4); /* loads the module */
-    moejit_stats before, after;
-    assert_int_equal(moejit_ctx_stats(mjt_gpu_ctx, &before), MOEJIT_OK);
     const int E = spec->route.num_experts, W = spec->route.topk + spec->route.shared_slots;
     int64_t cap;
-    assert_int_equal(moejit_route_align_capacity(spec, 4, &cap), MOEJIT_OK);
-    void *logits = mjt_dev_alloc(4 * 4 * (size_t)E);
+    assert_int_equal(moejit_route_align_capacity(spec, T, &cap), MOEJIT_OK);
+    void *logits = mjt_dev_alloc(4 * (size_t)T * (size_t)E);
     float *bias = mjt_dev_alloc(4 * (size_t)E);
-    mjt_dev_fill(logits, 0x3c, 4 * 4 * (size_t)E);
+    mjt_dev_fill(logits, 0x3c, 4 * (size_t)T * (size_t)E);
     mjt_dev_fill(bias, 0, 4 * (size_t)E);
-    route_out o = route_out_new(4 * (size_t)W);
-    mjt_align_bufs maps = mjt_align_bufs_new(E + spec->route.shared_slots, spec->block_size, cap, 4 * W, 1);
-    moejit_route_align_args a = {.route = {.logits = logits, .bias = bias, .ids = o.ids, .weights = o.w, .num_tokens = 4},
-                                 .align = mjt_align_select(&maps, MJT_ALIGN_ALL, cap)};
-    assert_int_equal(moejit_route_align(mjt_gpu_ctx, spec, &a, NULL), MOEJIT_OK);
-    mjt_sync();
-    assert_int_equal(moejit_ctx_stats(mjt_gpu_ctx, &after), MOEJIT_OK);
-    assert_int_equal(after.launches - before.launches, 1);
-    assert_int_equal(after.compiles, before.compiles);
+    route_out o = route_out_new((size_t)T * (size_t)W);
+    mjt_align_bufs maps = mjt_align_bufs_new(E + spec->route.shared_slots, spec->block_size, cap, T * W, 1);
+    for (int tokens = 4; tokens <= T; tokens += T - 4) {
+        moejit_stats before, after;
+        assert_int_equal(moejit_ctx_stats(mjt_gpu_ctx, &before), MOEJIT_OK);
+        moejit_route_align_args a = {
+            .route = {.logits = logits, .bias = bias, .ids = o.ids, .weights = o.w, .num_tokens = tokens},
+            .align = mjt_align_select(&maps, MJT_ALIGN_ALL, cap)};
+        assert_int_equal(moejit_route_align(mjt_gpu_ctx, spec, &a, NULL), MOEJIT_OK);
+        mjt_sync();
+        assert_int_equal(moejit_ctx_stats(mjt_gpu_ctx, &after), MOEJIT_OK);
+        assert_int_equal(after.launches - before.launches, 1);
+        assert_int_equal(after.compiles, before.compiles);
+    }
     mjt_align_bufs_free(&maps);
     mjt_dev_free(o.ids), mjt_dev_free(o.w), mjt_dev_free(logits), mjt_dev_free(bias);
 }

@@ -65,26 +65,36 @@ static void test_limits_and_sizes(void **state)
     moejit_route_align_spec s = dsv3_like();
     int64_t fused, cap;
     size_t ws;
-    /* a block of 4 warps, a token each, whatever E */
+    /* a cluster of up to 8 blocks of 8 warps, a token a warp, whatever E up to 1024 */
     assert_int_equal(moejit_route_align_fused_tokens(&s, &fused), MOEJIT_OK);
-    assert_int_equal(fused, 4);
+    assert_int_equal(fused, 64);
     s.route.num_experts = 512, s.route.topk = 10;
     assert_int_equal(moejit_route_align_fused_tokens(&s, &fused), MOEJIT_OK);
-    assert_int_equal(fused, 4);
-    /* a wide row of slots: shared memory decides */
-    s = dsv3_like(), s.route.num_experts = 1024, s.route.topk = 32, s.route.shared_slots = 32;
+    assert_int_equal(fused, 64);
+    s = dsv3_like(), s.route.num_experts = 1024, s.route.topk = 64, s.route.shared_slots = 64;
     assert_int_equal(moejit_route_align_fused_tokens(&s, &fused), MOEJIT_OK);
-    assert_true(fused >= 1 && fused <= 4);
-    /* B sizes only the small path's block labels (at most one an id): as many tokens at any B */
+    assert_int_equal(fused, 64); /* the widest rows: 8192 ids, 90 KB of shared memory */
+    /* B sizes only the block labels (at most one an id): as many tokens at any B */
     for (int b = 1; b <= 1024; b *= 4) {
         int64_t at_b;
         s.block_size = b;
         assert_int_equal(moejit_route_align_fused_tokens(&s, &at_b), MOEJIT_OK);
         assert_int_equal(at_b, fused);
     }
-    s = dsv3_like(), s.block_size = 1;
+    /* the fallback's boundaries: above 1024 experts a block routes a token; placement over so
+     * many physical experts that align's histograms outgrow a block's shared memory */
+    s = dsv3_like(), s.route.num_experts = 1025;
     assert_int_equal(moejit_route_align_fused_tokens(&s, &fused), MOEJIT_OK);
-    assert_int_equal(fused, 4);
+    assert_int_equal(fused, 0);
+    s = dsv3_like(), s.route.max_replicas = 2, s.route.num_physical_experts = 7000;
+    assert_int_equal(moejit_route_align_fused_tokens(&s, &fused), MOEJIT_OK);
+    assert_int_equal(fused, 64);
+    s.route.num_physical_experts = 8000; /* fewer tokens fit */
+    assert_int_equal(moejit_route_align_fused_tokens(&s, &fused), MOEJIT_OK);
+    assert_true(fused > 1 && fused < 64);
+    s.route.num_physical_experts = 9000; /* not one */
+    assert_int_equal(moejit_route_align_fused_tokens(&s, &fused), MOEJIT_OK);
+    assert_int_equal(fused, 0);
 
     /* align's sizes over E+S experts and K+S ids a token, at every block size */
     for (int b = 1; b <= 1024; b *= 2) {
@@ -101,7 +111,8 @@ static void test_limits_and_sizes(void **state)
             assert_int_equal(moejit_route_align_workspace_bytes(&s, T, &ws), MOEJIT_OK);
             size_t align_ws;
             assert_int_equal(moejit_align_workspace_bytes(&a, T, 9, &align_ws), MOEJIT_OK);
-            assert_int_equal(ws, T <= 4 ? 0 : align_ws); /* the fused kernel needs none */
+            assert_int_equal(ws, align_ws); /* the fused kernel needs none, nor align up to its limit */
+            if (T <= 64) assert_int_equal(ws, 0);
             if ((align_ws > 0) != (T * 9 > MJ_ALIGN_ONEPASS_MAX_IDS))
                 fail_msg("B=%d T=%lld: workspace %zu", b, (long long)T, align_ws);
         }

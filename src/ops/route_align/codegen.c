@@ -38,7 +38,7 @@ static void route_align_plan(const mj_kernel_id *id, mj_kernel_plan *plan)
     const mj_route_align_shape s = shape_of(id);
     mj_route_align_fused f;
     mj_route_align_fused_for(&s, &f);
-    mj_plan_entry(plan, MJ_RA_FUSED, "_fused", f.align.threads, f.max_tokens, f.smem_bytes);
+    mj_plan_entry(plan, MJ_RA_FUSED, "_fused", f.align.threads, f.block_tokens, f.smem_bytes);
     const int warps = mj_route_warps_per_block(&s.route);
     mj_plan_entry(plan, MJ_RA_ROUTE, "_route", 32 * warps, mj_route_tokens_per_block(s.route.experts, warps), 0);
     const mj_align_shape fallback = mj_route_align_fallback_shape(&s);
@@ -59,8 +59,8 @@ static void route_align_emit(mj_strbuf *sb, const mj_kernel_id *id, const mj_ker
     mj_align_emit_template(sb);
     mj_emit_params(sb, &k_params);
     mj_sb_puts(sb, mj_template_route_align_cuh);
-    mj_sb_printf(sb, "\n// ---- align in this module: fused up to %d tokens --------------------------------\n",
-                 f.max_tokens);
+    mj_sb_printf(sb, "\n// ---- align in this module: fused up to %d tokens (%d a block) ----------------------\n",
+                 f.max_tokens, f.block_tokens);
     mj_align_emit_cfg(sb, "MoejitAlignCfg", &g);
     mj_align_emit_cfg(sb, "MoejitFusedAlignCfg", &f.align);
     const mj_entry_plan *e = &plan->entry[MJ_RA_FUSED];

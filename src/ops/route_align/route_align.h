@@ -26,13 +26,18 @@ moejit_status mj_route_align_normalize(const moejit_route_align_spec *spec, mj_r
 mj_align_shape mj_route_align_fallback_shape(const mj_route_align_shape *s);
 
 /* The fused kernel: align's geometry inside it (threads = the block, tile = max_tokens·(K+S)),
- * the token limit and its shared memory. */
+ * the token limit on a cluster of blocks (sm_90+), what one block takes alone (the limit without
+ * clusters), and its shared memory. Limits are 0 where it cannot take the shape (E > 1024, or
+ * more shared memory than a block gets: the two launches then). */
 typedef struct mj_route_align_fused {
     mj_align_geom align;
     int max_tokens;
+    int block_tokens;
     int smem_bytes;
 } mj_route_align_fused;
 void mj_route_align_fused_for(const mj_route_align_shape *s, mj_route_align_fused *f);
+/* The blocks (one cluster) of a fused launch of `tokens` <= its limit; 1 without clusters. */
+int mj_route_align_fused_blocks(int64_t tokens, int clusters);
 
 /* The fused kernel's parameters (mj::RouteAlignParams in route_align.cuh is emitted from this). */
 #define MJ_ROUTE_ALIGN_PARAMS(X, S)                                                                        \

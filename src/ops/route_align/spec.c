@@ -2,6 +2,7 @@
  * kernel's geometry, and the names of shapes. */
 #include "ops/route_align/route_align.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,10 +15,16 @@ enum {
     FUSED_SMEM_BUDGET = 96 * 1024,
     /* Its counting warps' histograms get at most this; the rest goes to the tokens. */
     FUSED_HIST_BUDGET = 32 * 1024,
-    /* One block, on one SM, routes every token (a warp each): routing is bound by instruction
-     * issue, so past a few tokens the route kernel's full grid and a second launch are faster
-     * (bench_ops on the H100: 4% ahead at T = 4, 5% behind at T = 8). */
-    FUSED_MAX_TOKENS = 4,
+    /* A block of 8 warps: a token a warp, and 256 threads for align's passes over E+S experts
+     * (one expert a thread at E+S = 257). */
+    FUSED_WARPS = 8,
+    /* The most blocks of a cluster that every sm_90 GPU schedules (the portable size). */
+    FUSED_CLUSTER = 8,
+    /* Tokens of one block while the cluster can grow: few, so that a block's routing stays one
+     * round of warps that barely compete for issue slots, and G blocks share the stores. */
+    FUSED_BLOCK_TOKENS = 4,
+    /* Issue 17's decode range; a cluster of 8 blocks routes it at 8 tokens a block, one round. */
+    FUSED_MAX_TOKENS = FUSED_CLUSTER * FUSED_WARPS,
 };
 
 moejit_status mj_route_align_normalize(const moejit_route_align_spec *spec, mj_route_align_shape *out)
@@ -45,13 +52,13 @@ mj_align_shape mj_route_align_fallback_shape(const mj_route_align_shape *s)
     return (mj_align_shape){.experts = mj_route_id_space(r), .block_size = s->block_size, .id_dtype = r->id_dtype};
 }
 
-/* Fit align's geometry inside the fused kernel to a batch of `tokens` (its tile and, where E+S
- * allows the small path, the small batch) and return the kernel's shared memory: align's, then
- * an id per slot. */
+/* Fit align's geometry inside the fused kernel to a batch of `tokens` (its tile) and return the
+ * kernel's shared memory: align's block views, then a block → expert label per id; INT_MAX where
+ * the rank codes (rank << expert bits) would not fit 32 bits. */
 static int fit_fused_batch(mj_align_geom *g, int tokens, int slots)
 {
     g->tile = tokens * slots;
-    if (g->small_ids) g->small_ids = (g->tile + 31) / 32 * 32; /* align's small path takes the whole batch */
+    if (((int64_t)g->tile << g->expert_bits) >= 0xffffffffLL) return INT_MAX;
     return 4 * (mj_align_smem_ints(g) + g->tile);
 }
 
@@ -59,15 +66,19 @@ void mj_route_align_fused_for(const mj_route_align_shape *s, mj_route_align_fuse
 {
     const mj_route_shape *r = &s->route;
     const int slots = r->topk + r->shared_slots;
-    /* a warp a token; the block's other threads join in align's small path */
-    const int threads = 32 * FUSED_MAX_TOKENS;
-    mj_align_geom_make(mj_route_id_space(r), s->block_size, threads, FUSED_HIST_BUDGET, 0,
-                       FUSED_MAX_TOKENS * slots, &f->align);
-    int tokens = FUSED_MAX_TOKENS;
-    while (tokens > 1 && fit_fused_batch(&f->align, tokens, slots) > FUSED_SMEM_BUDGET) tokens--;
-    if (r->experts > 1024) tokens = 0; /* a warp routes up to 1024 experts: beyond, always two launches */
+    mj_align_geom_make(mj_route_id_space(r), s->block_size, 32 * FUSED_WARPS, FUSED_HIST_BUDGET, 0, 0, &f->align);
+    int tokens = r->experts > 1024 ? 0 : FUSED_MAX_TOKENS; /* a warp routes up to 1024 experts */
+    while (tokens > 0 && fit_fused_batch(&f->align, tokens, slots) > FUSED_SMEM_BUDGET) tokens--;
     f->max_tokens = tokens;
-    f->smem_bytes = fit_fused_batch(&f->align, tokens, slots);
+    f->block_tokens = tokens < FUSED_WARPS ? tokens : FUSED_WARPS;
+    f->smem_bytes = tokens ? fit_fused_batch(&f->align, tokens, slots) : 0; /* 0: never launched */
+}
+
+int mj_route_align_fused_blocks(int64_t tokens, int clusters)
+{
+    if (!clusters || tokens <= FUSED_BLOCK_TOKENS) return 1;
+    const int64_t blocks = (tokens + FUSED_BLOCK_TOKENS - 1) / FUSED_BLOCK_TOKENS;
+    return blocks < FUSED_CLUSTER ? (int)blocks : FUSED_CLUSTER;
 }
 
 int mj_route_align_module_name(const mj_route_align_shape *s, char *buf, size_t cap)
