@@ -568,11 +568,13 @@ MOEJIT_API moejit_status moejit_align_workspace_bytes(const moejit_align_spec *s
  *
  *  Exactly moejit_route() followed by moejit_align() over the route output: ids [T, K+S] with
  *  E+S experts (the shared slots' ids E..E+S-1 are aligned like any expert, so their rows get
- *  blocks too), flat index t·(K+S)+k. Up to a token limit (moejit_route_align_fused_tokens(): 4,
- *  fewer for very wide rows; one block routes them, a warp a token, and aligns them in shared
- *  memory) it is one launch; beyond it, transparently, the route kernel then align's launches,
- *  with identical results: one block on one SM routes slower than route's grid as soon as the
- *  batch grows. Every scoring mode and serving option of route is supported; with placement the
+ *  blocks too), flat index t·(K+S)+k. Up to a token limit (moejit_route_align_fused_tokens(): 64
+ *  up to E = 1024, fewer or none where the ids outgrow a block's shared memory, 0 above 1024
+ *  experts) it is one launch: on sm_90 and newer a cluster of up to 8 blocks, each routing its
+ *  share of the tokens (a warp a token), exchanging the ids through distributed shared memory and
+ *  writing a share of align's maps; below sm_90 (no clusters) one block, up to 8 tokens. Beyond,
+ *  transparently, the route kernel then align's launches, with identical results (no workspace
+ *  either way up to the limit). Every scoring mode and serving option of route is supported; with placement the
  *  ids are physical and align covers P+S experts (P = spec.route.num_physical_experts). Padded
  *  rows (-1) are dropped by align.
  **************************************************************************************************/
@@ -1073,7 +1075,8 @@ MOEJIT_API moejit_status moejit_prewarm_archs(moejit_ctx *ctx, const moejit_kern
                                               moejit_prewarm_result *results, moejit_prewarm_fn on_done, void *user);
 
 /* ---- route_align ---- */
-/* The most tokens the one-launch path takes for this shape (larger batches use the fallback). */
+/* The most tokens the one-launch path takes for this shape on sm_90+ (larger batches use the
+ * fallback; below sm_90 it takes at most 8). */
 MOEJIT_API moejit_status moejit_route_align_fused_tokens(const moejit_route_align_spec *spec, int64_t *tokens);
 
 #endif /* MOEJIT_H_EXPERIMENTAL */
