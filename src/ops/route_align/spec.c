@@ -25,6 +25,9 @@ enum {
     FUSED_BLOCK_TOKENS = 4,
     /* Issue 17's decode range; a cluster of 8 blocks routes it at 8 tokens a block, one round. */
     FUSED_MAX_TOKENS = FUSED_CLUSTER * FUSED_WARPS,
+    /* One block aligns up to this many ids with align's small path (a warp ranks 32 ids a step,
+     * in series: cheap for a decode batch, not for many steps). */
+    FUSED_SMALL_MAX_IDS = 128,
 };
 
 moejit_status mj_route_align_normalize(const moejit_route_align_spec *spec, mj_route_align_shape *out)
@@ -53,20 +56,25 @@ mj_align_shape mj_route_align_fallback_shape(const mj_route_align_shape *s)
 }
 
 /* Fit align's geometry inside the fused kernel to a batch of `tokens` (its tile) and return the
- * kernel's shared memory: align's block views, then a block → expert label per id; INT_MAX where
- * the rank codes (rank << expert bits) would not fit 32 bits. */
+ * kernel's shared memory: align's block views, then a block → expert label per id (or the small
+ * path's scratch, one block's decode batch); INT_MAX where the rank codes (rank << expert bits)
+ * would not fit 32 bits. */
 static int fit_fused_batch(mj_align_geom *g, int tokens, int slots)
 {
     g->tile = tokens * slots;
     if (((int64_t)g->tile << g->expert_bits) >= 0xffffffffLL) return INT_MAX;
-    return 4 * (mj_align_smem_ints(g) + g->tile);
+    const int small = mj_align_small_smem_ints(g);
+    return 4 * (mj_align_smem_ints(g) + (g->tile > small ? g->tile : small));
 }
 
 void mj_route_align_fused_for(const mj_route_align_shape *s, mj_route_align_fused *f)
 {
     const mj_route_shape *r = &s->route;
     const int slots = r->topk + r->shared_slots;
-    mj_align_geom_make(mj_route_id_space(r), s->block_size, 32 * FUSED_WARPS, FUSED_HIST_BUDGET, 0, 0, &f->align);
+    /* the ids one block routes (its whole batch below sm_90), for align's small path */
+    const int small_ids = FUSED_WARPS * slots < FUSED_SMALL_MAX_IDS ? FUSED_WARPS * slots : FUSED_SMALL_MAX_IDS;
+    mj_align_geom_make(mj_route_id_space(r), s->block_size, 32 * FUSED_WARPS, FUSED_HIST_BUDGET, 0, small_ids,
+                       &f->align);
     int tokens = r->experts > 1024 ? 0 : FUSED_MAX_TOKENS; /* a warp routes up to 1024 experts */
     while (tokens > 0 && fit_fused_batch(&f->align, tokens, slots) > FUSED_SMEM_BUDGET) tokens--;
     f->max_tokens = tokens;
