@@ -224,7 +224,16 @@ static void bench_route_align(void)
         CHECK(moejit_route_align_workspace_bytes(&c.spec, T, &ws));
         CHECK(moejit_align_workspace_bytes(&c.align_spec, T, (int32_t)W, &ws_align));
         if (ws_align > ws) ws = ws_align;
-        c.args.route = (moejit_route_args){.logits = dev_alloc(2 * 256 * (size_t)T, 0x3c),
+        /* spread logits (bf16, a hash of the index), so that tokens pick different experts and
+         * align writes the padding of many of them, as in serving (equal logits would send every
+         * token to experts 0..7) */
+        uint16_t *logits = malloc(2 * 256 * (size_t)T);
+        for (int64_t i = 0; i < 256 * T; i++)
+            logits[i] = (uint16_t)(0x3c00u + (uint16_t)((uint64_t)(i * 2654435761u) >> 7 & 0x3ffu));
+        void *d_logits = dev_alloc(2 * 256 * (size_t)T, 0);
+        CU(d->memcpy_htod((CUdeviceptr)(uintptr_t)d_logits, logits, 2 * 256 * (size_t)T));
+        free(logits);
+        c.args.route = (moejit_route_args){.logits = d_logits,
                                            .bias = dev_alloc(4 * 256, 0), .ids = dev_alloc(4 * (size_t)(T * W), 0),
                                            .weights = dev_alloc(4 * (size_t)(T * W), 0), .num_tokens = T};
         c.args.align = (moejit_align_outputs){
