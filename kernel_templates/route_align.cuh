@@ -10,19 +10,18 @@
 // the placed ids, of the padding and of block_expert (the bulk of the bytes at T = 64: with
 // E + S = 257 and B = 64, about 57 KB of sorted_ids that one SM would write alone). No workspace,
 // no global atomics, the same positions as align's kernels (ascending flat index in each expert).
+// A single block whose batch fits AlignCfg::kSmallIds (T <= 4 on a cluster) runs align's small
+// path instead: one warp ranks and scans, with fewer barriers than the block-wide passes.
 //
-// Predicted per launch (H100, CUDA graph with PDL; bench_ops route_align, E+S = 257, B = 64),
-// from the measured parts: launch floor 0.63 µs + one token's route chain (route's own kernel,
-// a warp a token: 3.0 µs in all) + align's chain on the ids in shared memory (rank: 1 step of 32 a
-// counting warp at T = 1, 3 at T = 64; sums and scans over 257 experts; ~0.8–1.2 µs) + the
-// cluster's launch and two barrier phases where G > 1 (~0.2–0.4 µs) + 1/G of the fill. About
-// 4.0–4.4 µs at T = 1 and 4 (G = 1), 4.3–4.8 at T = 16 (G = 4), 4.4–5.0 at T = 32 and 64 (G = 8),
-// against 5.75–7.7 µs for the two launches. Not yet measured.
+// Measured per launch (H100, CUDA graph with PDL; bench_ops route_align, E+S = 257, B = 64,
+// BENCHMARKS.md session 7): 4.28 µs at T = 1, 4.78 at 4, 5.76 at 8, 5.78 at 16, 6.51 at 64, against
+// 4.31, 4.76, 5.20, 6.59 and 6.79 for route then align and 2.34–2.41 for route alone. What costs
+// is align's chain after route's (ranking, the scans over E+S, the stores), not the launch.
 //
 // Expects route.cuh's Cfg (RouteCfg) and align.cuh's Cfg (AlignCfg) with AlignCfg::kThreads the
 // block size, AlignCfg::kExperts = E + S and AlignCfg::kTile >= the token limit × (K + S); the
 // dynamic shared memory is Align's block views (the ids land in Smem::code), then kTile ints of
-// block → expert labels.
+// block → expert labels, or the small path's scratch where that is larger.
 
 namespace mj {
 
