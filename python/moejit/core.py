@@ -486,7 +486,8 @@ def route_align_capacity(spec, block_size, num_tokens):
 
 
 def route_align_fused_tokens(spec, block_size):
-    """The most tokens route_align does in one launch for this shape (larger batches: two)."""
+    """The most tokens route_align does in one launch for this shape on sm_90+ (larger batches:
+    route then align); below sm_90 one launch takes at most 8 tokens."""
     n = ctypes.c_int64()
     C.check(C.lib.moejit_route_align_fused_tokens(ctypes.byref(_route_align_c(spec, block_size)), ctypes.byref(n)),
             "route_align")
